@@ -1,0 +1,130 @@
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+
+int cl_id_valid(const char *s) {
+  size_t n = 0;
+  if (s == NULL)
+    return 0;
+  for (; s[n] != '\0'; n++) {
+    char c = s[n];
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+             (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok || n >= CL_ID_MAX)
+      return 0;
+  }
+  return n > 0;
+}
+
+int cl_id_copy(char dst[CL_ID_SIZE], const char *src) {
+  if (!cl_id_valid(src))
+    return CL_EINVAL;
+  memcpy(dst, src, strlen(src) + 1);
+  return 0;
+}
+
+int cl_id_cmp(const char *a, const char *b) { return strcmp(a, b); }
+
+int cl_id_qsort_cmp(const void *a, const void *b) {
+  return strcmp((const char *)a, (const char *)b);
+}
+
+int cl_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
+  char *end;
+  long long v;
+  if (s == NULL || *s == '\0' || *s == ' ' || *s == '+')
+    return CL_EINVAL;
+  errno = 0;
+  v = strtoll(s, &end, 10);
+  if (*end != '\0')
+    return CL_EINVAL;
+  if (errno == ERANGE || v < min || v > max)
+    return CL_ERANGE;
+  *out = (int64_t)v;
+  return 0;
+}
+
+int cl_parse_u64(const char *s, uint64_t max, uint64_t *out) {
+  char *end;
+  unsigned long long v;
+  if (s == NULL || *s < '0' || *s > '9')
+    return CL_EINVAL;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (*end != '\0')
+    return CL_EINVAL;
+  if (errno == ERANGE || v > max)
+    return CL_ERANGE;
+  *out = (uint64_t)v;
+  return 0;
+}
+
+int cl_addr_split(const char *addr, char host[CL_ADDR_SIZE], int *port) {
+  const char *colon, *hs = addr, *he;
+  int64_t p;
+  if (addr == NULL)
+    return CL_EINVAL;
+  colon = strrchr(addr, ':');
+  if (colon == NULL)
+    return CL_EINVAL;
+  he = colon;
+  if (addr[0] == '[') {
+    if (colon == addr || colon[-1] != ']')
+      return CL_EINVAL;
+    hs = addr + 1;
+    he = colon - 1;
+  }
+  if (he <= hs || (size_t)(he - hs) >= CL_ADDR_SIZE)
+    return CL_EINVAL;
+  if (cl_parse_i64(colon + 1, 0, 65535, &p) != 0)
+    return CL_EINVAL;
+  memcpy(host, hs, (size_t)(he - hs));
+  host[he - hs] = '\0';
+  *port = (int)p;
+  return 0;
+}
+
+static void oom(size_t n) {
+  fprintf(stderr, "clsnap: out of memory allocating %zu bytes\n", n);
+  abort();
+}
+
+void *cl_xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (p == NULL)
+    oom(n);
+  return p;
+}
+
+void *cl_xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (p == NULL)
+    oom(n * size);
+  return p;
+}
+
+void *cl_xrealloc(void *p, size_t n) {
+  void *q = realloc(p, n ? n : 1);
+  if (q == NULL)
+    oom(n);
+  return q;
+}
+
+char *cl_xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = cl_xmalloc(n);
+  memcpy(p, s, n);
+  return p;
+}
+
+uint64_t cl_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

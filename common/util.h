@@ -1,0 +1,46 @@
+/* Small helpers shared by the daemon, the coordinator and the tests:
+ * server-id validation, number parsing, address parsing, checked allocation.
+ * Pure functions: no I/O, no global state.
+ */
+#ifndef CL_UTIL_H
+#define CL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A server id is 1..CL_ID_MAX bytes of [A-Za-z0-9._-]. Fixed-size buffers of
+ * CL_ID_SIZE hold any valid id with its NUL, so ids never need allocation. */
+#define CL_ID_MAX 63
+#define CL_ID_SIZE (CL_ID_MAX + 1)
+/* "host:port", IPv4 or bracketed IPv6. */
+#define CL_ADDR_SIZE 64
+
+/* 1 if s is a valid server id, else 0. */
+int cl_id_valid(const char *s);
+/* Copy a valid id into dst (CL_ID_SIZE bytes). Returns 0 or CL_EINVAL. */
+int cl_id_copy(char dst[CL_ID_SIZE], const char *src);
+/* Byte-wise order of ids (strcmp), the order the reference uses. */
+int cl_id_cmp(const char *a, const char *b);
+/* qsort comparator for arrays of char[CL_ID_SIZE]. */
+int cl_id_qsort_cmp(const void *a, const void *b);
+
+/* Parse a whole decimal string into [min, max]. Returns 0, CL_EINVAL (not a
+ * number, trailing junk, empty) or CL_ERANGE. */
+int cl_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+int cl_parse_u64(const char *s, uint64_t max, uint64_t *out);
+
+/* Split "host:port" ("[v6]:port" too) into host (NUL-terminated, size
+ * CL_ADDR_SIZE) and port. Returns 0 or CL_EINVAL. */
+int cl_addr_split(const char *addr, char host[CL_ADDR_SIZE], int *port);
+
+/* malloc/calloc/realloc that abort with a message on exhaustion. Used only
+ * where running on without memory has no sensible meaning (tools, tests). */
+void *cl_xmalloc(size_t n);
+void *cl_xcalloc(size_t n, size_t size);
+void *cl_xrealloc(void *p, size_t n);
+char *cl_xstrdup(const char *s);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t cl_now_ns(void);
+
+#endif

@@ -1,0 +1,1 @@
+/* placeholder: being written */ typedef int cl_placeholder_t;

@@ -1,0 +1,79 @@
+/* Running an event script against a set of servers, in either mode, then
+ * collecting and checking every snapshot. The servers are behind a backend:
+ * real daemons (client.c) or in-process node cores (sim.c). Lockstep is a
+ * delivery policy on top of the same backend calls, not a second engine.
+ */
+#ifndef CL_REPLAY_H
+#define CL_REPLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "scenario.h"
+#include "schedule.h"
+#include "verify.h"
+#include "wire.h"
+
+/* What replay needs from a set of servers. Server arguments are topology
+ * indexes. Every function returns 0 or a negative CL_E* code with a message
+ * in err naming the server at fault (a lost server is CL_ELOST). */
+typedef struct cl_backend {
+  void *ctx;
+  /* Send n control requests (SEND, SNAPSHOT, DELIVER, COLLECT) to the given
+   * servers, concurrently where the backend can, and wait for every reply.
+   * replies[i] becomes OK, ERROR or STATE (caller frees each with
+   * cl_msg_free). A request the server refuses is an ERROR reply, not a
+   * failure of call. */
+  int (*call)(void *ctx, size_t n, const uint32_t *servers,
+              const cl_msg_t *reqs, cl_msg_t *replies, char *err,
+              size_t errsize);
+  /* Let real time pass (free-running ticks). In-process: nothing. */
+  int (*sleep_ms)(void *ctx, uint64_t ms, char *err, size_t errsize);
+  /* Number of servers that reported snapshot id complete. */
+  size_t (*completed)(void *ctx, uint64_t id);
+  /* Wait until every server reported every listed id complete, or
+   * timeout_ms passes (CL_ETIMEOUT, err lists what is missing). */
+  int (*wait_complete)(void *ctx, const uint64_t *ids, size_t n,
+                       uint64_t timeout_ms, char *err, size_t errsize);
+} cl_backend_t;
+
+typedef struct cl_replay_opts {
+  int lockstep;
+  cl_delays_t *delays;  /* lockstep: borrowed */
+  uint64_t tick_ms;     /* free-running: wall time per tick */
+  uint64_t timeout_ms;  /* waiting for snapshots (and for tokens in flight) */
+  int release;          /* COLLECT with release (free states after) */
+  FILE *progress;       /* NULL, or where to print progress lines */
+} cl_replay_opts_t;
+
+typedef struct cl_replay_result {
+  size_t nsnapshots;
+  uint64_t *ids;          /* [nsnapshots] daemon snapshot id of the k-th */
+  cl_snap_t **snaps;      /* [nsnapshots] reference form, id = k */
+  cl_verdict_t *verdicts; /* [nsnapshots] */
+  uint64_t ticks;         /* lockstep: final time */
+  uint64_t delays_used;   /* lockstep */
+  uint64_t messages;      /* peer messages sent (from reply lists) */
+  double seconds;         /* wall time of the replay */
+} cl_replay_result_t;
+
+/* Frees what r holds and zeroes it; safe on a zeroed or partly filled r. */
+void cl_replay_result_free(cl_replay_result_t *r);
+
+/* Added: after the last event, lockstep keeps ticking at most this many
+ * ticks for snapshots to complete before giving up. */
+#define CL_REPLAY_MAX_TAIL_TICKS ((uint64_t)10000000)
+
+/* Replay script on backend. Snapshot k (event order) gets id k. Returns 0
+ * when everything ran and every snapshot was collected and checked (check
+ * results are in r->verdicts: a failed check is not an error here); CL_E*
+ * with err set when the run could not complete (refused send, lost server,
+ * timeout, delay file exhausted). */
+/* Added: r is zeroed first and may be partly filled on failure: always
+ * release it with cl_replay_result_free. */
+int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
+                  const cl_backend_t *backend, const cl_replay_opts_t *opts,
+                  cl_replay_result_t *r, char *err, size_t errsize);
+
+#endif

@@ -1,0 +1,78 @@
+/* Checking a global snapshot, and turning collected local states into the
+ * reference's global-snapshot form. Pure: no I/O.
+ *
+ * The two checks (docs/DESIGN.md, "Checking a snapshot"):
+ * 1. Conservation: tokens on servers + tokens in recorded messages equal the
+ *    system's total.
+ * 2. Exact channel state: for every channel S->D the messages D recorded from
+ *    S are exactly those with sequence numbers in (received by D before D
+ *    recorded, sent by S before S recorded], in order; and, when a ledger of
+ *    what was sent is given, each carries the amount that was sent.
+ */
+#ifndef CL_VERIFY_H
+#define CL_VERIFY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scenario.h"
+#include "wire.h"
+
+#define CL_VERIFY_MAX_PROBLEMS 16
+
+typedef struct cl_verdict {
+  int ok;             /* conserved && channels_exact && complete */
+  int complete;       /* one state per server, channel sets consistent */
+  int conserved;
+  int channels_exact;
+  int64_t expected_tokens;
+  int64_t server_tokens;  /* sum over servers */
+  int64_t channel_tokens; /* sum over recorded messages */
+  size_t nrecorded;       /* recorded messages */
+  size_t nproblems;       /* total found; the first CL_VERIFY_MAX_PROBLEMS
+                             are described in problems[] */
+  char problems[CL_VERIFY_MAX_PROBLEMS][256]; /* "channel N1->N2: ..." */
+  size_t nchannels;       /* added: channels checked (for cl_verdict_line) */
+} cl_verdict_t;
+
+/* Amounts of the token messages sent on each channel, by sequence number,
+ * as reported by the daemons when they sent them. Optional input to
+ * cl_verify. */
+typedef struct cl_ledger cl_ledger_t;
+cl_ledger_t *cl_ledger_new(const cl_topology_t *topo);
+void cl_ledger_free(cl_ledger_t *l);
+/* Record that src sent token message seq (n tokens) to dst. CL_ENOPEER if
+ * the link does not exist, CL_ESEQ if seq is not the next on that channel. */
+int cl_ledger_add(cl_ledger_t *l, uint32_t src, uint32_t dst, uint64_t seq,
+                  int64_t n);
+/* Added: the ledger borrows topo (it must outlive the ledger) and holds at
+ * most CL_LEDGER_MAX_MSGS messages in all; cl_ledger_add returns CL_EFULL
+ * beyond that and CL_ENOMEM when memory runs out. */
+#define CL_LEDGER_MAX_MSGS ((uint64_t)1 << 26)
+/* Added: amount of token message seq on src->dst: 0 and *n, or CL_ENOENT
+ * (never sent) / CL_ENOPEER (no such link). */
+int cl_ledger_get(const cl_ledger_t *l, uint32_t src, uint32_t dst,
+                  uint64_t seq, int64_t *n);
+
+/* Check one global snapshot made of nstates local states (any order).
+ * topo may be NULL: the channel set is then taken from the states
+ * themselves (each server's sent/received lists) and the expected total is
+ * the sum of their initial_tokens. With a topology, every server must appear
+ * exactly once and every channel must match a link. ledger may be NULL. */
+void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
+               const cl_local_state_t *states, size_t nstates,
+               cl_verdict_t *v);
+
+/* The reference form of a global snapshot: servers sorted by id, recorded
+ * messages grouped by destination (destinations in id order), each group in
+ * arrival order. `id` is the id to print (the event-order number in run
+ * mode). Returns 0 or CL_ENOMEM. */
+int cl_global_snap(uint64_t id, const cl_local_state_t *states,
+                   size_t nstates, cl_snap_t **out);
+
+/* One line: "snapshot 3: ok (tokens 40 = 36 on servers + 4 in 2 messages,
+ * 18 channels exact)" or "snapshot 3: FAILED (...first problem...)". */
+void cl_verdict_line(uint64_t id, const cl_verdict_t *v, char *buf,
+                     size_t size);
+
+#endif

@@ -1,0 +1,616 @@
+/* The node core: one server's tokens and the Chandy-Lamport rules (see
+ * node.h for the contract). Layout choices, all for the token hot path:
+ * - peers are sorted once at creation, so an index is a rank and id lookups
+ *   are binary searches;
+ * - active snapshots sit in a small array of their own, so a token touches
+ *   only those (none active: O(1), no allocation);
+ * - completed snapshots are a list in completion order (O(1) append, evict
+ *   and release) and every known snapshot is also in an id hash table, so
+ *   markers and lookups do not scan the kept states.
+ * Every mutating operation first reserves all memory it may need (actions,
+ * records, table slots), then mutates, so a failure changes nothing.
+ */
+#include "node.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "util.h"
+
+/* One snapshot's recorded state. sent/recv/open live in the same block. */
+typedef struct snap {
+  uint64_t id;
+  int complete;
+  int64_t tokens;
+  uint64_t *sent;  /* [nout] token messages sent when recorded */
+  uint64_t *recv;  /* [nin] token messages received when recorded */
+  uint8_t *open;   /* [nin] 1 while the channel is still being recorded */
+  size_t nopen;
+  /* Recorded messages in arrival order. No separate cap: every entry is a
+   * token message (>= 1 token) received while recording, so a snapshot of
+   * an honest system records at most the system's tokens in flight. */
+  cl_node_record_t *rec;
+  size_t nrec, caprec;
+  struct snap *prev, *next; /* kept list, completion order */
+} snap_t;
+
+struct cl_node {
+  char self[CL_ID_SIZE];
+  int64_t tokens, initial;
+  size_t nout, nin;
+  char (*out)[CL_ID_SIZE]; /* sorted */
+  char (*in)[CL_ID_SIZE];  /* sorted */
+  uint64_t *sent;          /* [nout] */
+  uint64_t *recv;          /* [nin] */
+  size_t max_kept;
+  snap_t **active;         /* oldest first */
+  size_t nactive, capactive;
+  snap_t *kept_head, *kept_tail; /* oldest at head */
+  size_t nkept;
+  snap_t **table;          /* open addressing by id, linear probing */
+  size_t tabcap, tabn;     /* tabcap is a power of two, or 0 */
+};
+
+/* ---- actions ------------------------------------------------------------ */
+
+/* Start an empty action list that owns nothing. */
+void cl_actions_init(cl_actions_t *a) {
+  a->v = NULL;
+  a->n = 0;
+  a->cap = 0;
+}
+
+/* Forget the actions but keep the capacity for reuse. */
+void cl_actions_clear(cl_actions_t *a) { a->n = 0; }
+
+/* Release the list's memory; the list is empty and reusable afterwards. */
+void cl_actions_free(cl_actions_t *a) {
+  free(a->v);
+  cl_actions_init(a);
+}
+
+/* Make room for `more` actions beyond a->n. Returns 0 or CL_ENOMEM; never
+ * changes the actions already there. */
+static int actions_reserve(cl_actions_t *a, size_t more) {
+  size_t need, cap;
+  cl_action_t *v;
+  if (more > SIZE_MAX / sizeof(cl_action_t) - a->n)
+    return CL_ENOMEM;
+  need = a->n + more;
+  if (need <= a->cap)
+    return 0;
+  cap = a->cap ? a->cap : 16;
+  while (cap < need)
+    cap = cap > SIZE_MAX / 2 / sizeof(cl_action_t) ? need : cap * 2;
+  v = realloc(a->v, cap * sizeof(cl_action_t));
+  if (v == NULL)
+    return CL_ENOMEM;
+  a->v = v;
+  a->cap = cap;
+  return 0;
+}
+
+/* Append to a list whose capacity was reserved. */
+static cl_action_t *actions_push(cl_actions_t *a, uint8_t kind) {
+  cl_action_t *x = &a->v[a->n++];
+  memset(x, 0, sizeof(*x));
+  x->kind = kind;
+  return x;
+}
+
+/* ---- id table ----------------------------------------------------------- */
+
+/* splitmix64 finaliser: snapshot ids are often small consecutive numbers. */
+static size_t hash_id(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return (size_t)x;
+}
+
+/* Slot holding id, or the empty slot where it would go. Needs tabcap > 0. */
+static size_t table_slot(const cl_node_t *node, uint64_t id) {
+  size_t mask = node->tabcap - 1, i = hash_id(id) & mask;
+  while (node->table[i] != NULL && node->table[i]->id != id)
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* The snapshot with id, active or kept, or NULL. */
+static snap_t *table_find(const cl_node_t *node, uint64_t id) {
+  if (node->tabcap == 0)
+    return NULL;
+  return node->table[table_slot(node, id)];
+}
+
+/* Ensure one more entry fits with the load at most 1/2. Rehashing does not
+ * change what the node reports, so it is safe before a possible failure. */
+static int table_reserve(cl_node_t *node) {
+  size_t cap, i;
+  snap_t **t, **old = node->table;
+  size_t oldcap = node->tabcap;
+  if ((node->tabn + 1) * 2 <= node->tabcap)
+    return 0;
+  cap = oldcap ? oldcap * 2 : 16;
+  if (cap > SIZE_MAX / sizeof(*t) / 2)
+    return CL_ENOMEM;
+  t = calloc(cap, sizeof(*t));
+  if (t == NULL)
+    return CL_ENOMEM;
+  node->table = t;
+  node->tabcap = cap;
+  for (i = 0; i < oldcap; i++)
+    if (old[i] != NULL)
+      t[table_slot(node, old[i]->id)] = old[i];
+  free(old);
+  return 0;
+}
+
+/* Insert after table_reserve. */
+static void table_insert(cl_node_t *node, snap_t *s) {
+  node->table[table_slot(node, s->id)] = s;
+  node->tabn++;
+}
+
+/* Remove with backward-shift deletion, so no tombstones accumulate. */
+static void table_remove(cl_node_t *node, uint64_t id) {
+  size_t mask = node->tabcap - 1, i = table_slot(node, id), j, home;
+  if (node->table[i] == NULL)
+    return;
+  node->table[i] = NULL;
+  node->tabn--;
+  j = i;
+  for (;;) {
+    j = (j + 1) & mask;
+    if (node->table[j] == NULL)
+      return;
+    home = hash_id(node->table[j]->id) & mask;
+    /* Move j back into the hole unless its home lies cyclically in (i, j]. */
+    if ((j > i && (home <= i || home > j)) ||
+        (j < i && (home <= i && home > j))) {
+      node->table[i] = node->table[j];
+      node->table[j] = NULL;
+      i = j;
+    }
+  }
+}
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+/* A fresh snapshot record recording the node's current state, with every
+ * inbound channel open. NULL on allocation failure; nothing is linked. */
+static snap_t *snap_new(const cl_node_t *node, uint64_t id) {
+  size_t nout = node->nout, nin = node->nin;
+  size_t size = sizeof(snap_t) + (nout + nin) * sizeof(uint64_t) + nin;
+  snap_t *s = malloc(size);
+  if (s == NULL)
+    return NULL;
+  memset(s, 0, sizeof(*s));
+  s->id = id;
+  s->tokens = node->tokens;
+  s->sent = (uint64_t *)(void *)(s + 1);
+  s->recv = s->sent + nout;
+  s->open = (uint8_t *)(s->recv + nin);
+  if (nout)
+    memcpy(s->sent, node->sent, nout * sizeof(uint64_t));
+  if (nin) {
+    memcpy(s->recv, node->recv, nin * sizeof(uint64_t));
+    memset(s->open, 1, nin);
+  }
+  s->nopen = nin;
+  return s;
+}
+
+/* Free a snapshot record that is linked nowhere any more. */
+static void snap_free(snap_t *s) {
+  if (s != NULL)
+    free(s->rec);
+  free(s);
+}
+
+/* Room for one more recorded message. */
+static int snap_reserve_rec(snap_t *s) {
+  size_t cap;
+  cl_node_record_t *r;
+  if (s->nrec < s->caprec)
+    return 0;
+  cap = s->caprec ? s->caprec * 2 : 8;
+  if (cap > SIZE_MAX / sizeof(*r))
+    return CL_ENOMEM;
+  r = realloc(s->rec, cap * sizeof(*r));
+  if (r == NULL)
+    return CL_ENOMEM;
+  s->rec = r;
+  s->caprec = cap;
+  return 0;
+}
+
+/* Room for one more active snapshot. */
+static int active_reserve(cl_node_t *node) {
+  size_t cap;
+  snap_t **a;
+  if (node->nactive < node->capactive)
+    return 0;
+  cap = node->capactive ? node->capactive * 2 : 4;
+  if (cap > SIZE_MAX / sizeof(*a))
+    return CL_ENOMEM;
+  a = realloc(node->active, cap * sizeof(*a));
+  if (a == NULL)
+    return CL_ENOMEM;
+  node->active = a;
+  node->capactive = cap;
+  return 0;
+}
+
+/* Take s out of the kept list (the id table is the caller's business). */
+static void kept_unlink(cl_node_t *node, snap_t *s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    node->kept_head = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  else
+    node->kept_tail = s->prev;
+  s->prev = s->next = NULL;
+  node->nkept--;
+}
+
+/* Move active snapshot at index k to the kept list, emit COMPLETE and, over
+ * max_kept, evict the oldest kept state. Needs 2 reserved actions. */
+static void complete_at(cl_node_t *node, size_t k, cl_actions_t *acts) {
+  snap_t *s = node->active[k];
+  cl_action_t *a;
+  /* Keep the active array in start order: it is reported oldest first. */
+  memmove(&node->active[k], &node->active[k + 1],
+          (node->nactive - k - 1) * sizeof(snap_t *));
+  node->nactive--;
+  s->complete = 1;
+  s->prev = node->kept_tail;
+  s->next = NULL;
+  if (node->kept_tail)
+    node->kept_tail->next = s;
+  else
+    node->kept_head = s;
+  node->kept_tail = s;
+  node->nkept++;
+  a = actions_push(acts, CL_ACT_COMPLETE);
+  a->snapshot_id = s->id;
+  if (node->nkept > node->max_kept) {
+    snap_t *old = node->kept_head;
+    kept_unlink(node, old);
+    table_remove(node, old->id);
+    a = actions_push(acts, CL_ACT_EVICT);
+    a->snapshot_id = old->id;
+    snap_free(old);
+  }
+}
+
+/* Record a new snapshot (reservations done), closing inbound channel
+ * `closed` if it is not SIZE_MAX, send markers, complete if nothing is open. */
+static void record_and_mark(cl_node_t *node, snap_t *s, size_t closed,
+                            cl_actions_t *acts) {
+  size_t i;
+  if (closed != SIZE_MAX) {
+    s->open[closed] = 0;
+    s->nopen--;
+  }
+  table_insert(node, s);
+  node->active[node->nactive++] = s;
+  for (i = 0; i < node->nout; i++) {
+    cl_action_t *a = actions_push(acts, CL_ACT_SEND);
+    a->msg = CL_NODE_MARKER;
+    a->peer = (uint32_t)i;
+    a->snapshot_id = s->id;
+  }
+  if (s->nopen == 0)
+    complete_at(node, node->nactive - 1, acts);
+}
+
+/* Everything a new snapshot needs, reserved up front: the record itself,
+ * table and active slots, and nout markers + COMPLETE + EVICT actions. */
+static int prepare_snapshot(cl_node_t *node, uint64_t id, cl_actions_t *acts,
+                            snap_t **out) {
+  int err;
+  snap_t *s;
+  if ((err = actions_reserve(acts, node->nout + 2)) < 0 ||
+      (err = table_reserve(node)) < 0 || (err = active_reserve(node)) < 0)
+    return err;
+  s = snap_new(node, id);
+  if (s == NULL)
+    return CL_ENOMEM;
+  *out = s;
+  return 0;
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+/* Copy, validate and sort a peer list. Returns 0, CL_EINVAL or CL_ENOMEM. */
+static int copy_peers(const char *self, size_t n, const char *const *ids,
+                      char (**out)[CL_ID_SIZE]) {
+  size_t i;
+  char(*v)[CL_ID_SIZE];
+  *out = NULL;
+  if (n == 0)
+    return 0;
+  if (ids == NULL || n > CL_NODE_PEERS_MAX)
+    return CL_EINVAL;
+  v = malloc(n * sizeof(*v));
+  if (v == NULL)
+    return CL_ENOMEM;
+  for (i = 0; i < n; i++) {
+    if (cl_id_copy(v[i], ids[i]) < 0 || strcmp(v[i], self) == 0) {
+      free(v);
+      return CL_EINVAL;
+    }
+  }
+  qsort(v, n, sizeof(*v), cl_id_qsort_cmp);
+  for (i = 1; i < n; i++) {
+    if (strcmp(v[i - 1], v[i]) == 0) {
+      free(v);
+      return CL_EINVAL;
+    }
+  }
+  *out = v;
+  return 0;
+}
+
+/* Create a node from cfg (copied). Returns 0 and *out, CL_EINVAL or
+ * CL_ENOMEM; the caller owns the node (cl_node_free). */
+int cl_node_new(const cl_node_config_t *cfg, cl_node_t **out) {
+  cl_node_t *node;
+  int err;
+  if (out == NULL)
+    return CL_EINVAL;
+  *out = NULL;
+  if (cfg == NULL || !cl_id_valid(cfg->self) || cfg->tokens < 0 ||
+      cfg->tokens > CL_NODE_TOKENS_MAX)
+    return CL_EINVAL;
+  node = calloc(1, sizeof(*node));
+  if (node == NULL)
+    return CL_ENOMEM;
+  memcpy(node->self, cfg->self, strlen(cfg->self) + 1);
+  node->tokens = node->initial = cfg->tokens;
+  node->max_kept = cfg->max_kept ? cfg->max_kept : CL_NODE_DEFAULT_KEPT;
+  if ((err = copy_peers(cfg->self, cfg->nout, cfg->out, &node->out)) < 0 ||
+      (err = copy_peers(cfg->self, cfg->nin, cfg->in, &node->in)) < 0)
+    goto fail;
+  node->nout = cfg->nout;
+  node->nin = cfg->nin;
+  err = CL_ENOMEM;
+  if ((node->nout &&
+       (node->sent = calloc(node->nout, sizeof(uint64_t))) == NULL) ||
+      (node->nin && (node->recv = calloc(node->nin, sizeof(uint64_t))) == NULL))
+    goto fail;
+  *out = node;
+  return 0;
+fail:
+  cl_node_free(node);
+  return err;
+}
+
+/* Free the node and every state it keeps. NULL is fine. */
+void cl_node_free(cl_node_t *node) {
+  size_t i;
+  snap_t *s, *next;
+  if (node == NULL)
+    return;
+  for (i = 0; i < node->nactive; i++)
+    snap_free(node->active[i]);
+  for (s = node->kept_head; s != NULL; s = next) {
+    next = s->next;
+    snap_free(s);
+  }
+  free(node->active);
+  free(node->table);
+  free(node->out);
+  free(node->in);
+  free(node->sent);
+  free(node->recv);
+  free(node);
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+const char *cl_node_self(const cl_node_t *node) { return node->self; }
+int64_t cl_node_tokens(const cl_node_t *node) { return node->tokens; }
+int64_t cl_node_initial_tokens(const cl_node_t *node) { return node->initial; }
+size_t cl_node_nout(const cl_node_t *node) { return node->nout; }
+size_t cl_node_nin(const cl_node_t *node) { return node->nin; }
+
+/* Id of outbound peer i, or NULL out of range. */
+const char *cl_node_out_id(const cl_node_t *node, size_t i) {
+  return i < node->nout ? node->out[i] : NULL;
+}
+
+/* Id of inbound peer i, or NULL out of range. */
+const char *cl_node_in_id(const cl_node_t *node, size_t i) {
+  return i < node->nin ? node->in[i] : NULL;
+}
+
+/* Binary search of a sorted id array; index or -1. */
+static int find_id(char (*v)[CL_ID_SIZE], size_t n, const char *id) {
+  size_t lo = 0, hi = n;
+  if (id == NULL)
+    return -1;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(v[mid], id);
+    if (c == 0)
+      return (int)mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return -1;
+}
+
+/* Outbound index of id by binary search, or -1. */
+int cl_node_out_index(const cl_node_t *node, const char *id) {
+  return find_id(node->out, node->nout, id);
+}
+
+/* Inbound index of id by binary search, or -1. */
+int cl_node_in_index(const cl_node_t *node, const char *id) {
+  return find_id(node->in, node->nin, id);
+}
+
+/* Token messages sent on outbound i (0 out of range). */
+uint64_t cl_node_sent(const cl_node_t *node, size_t i) {
+  return i < node->nout ? node->sent[i] : 0;
+}
+
+/* Token messages received on inbound i (0 out of range). */
+uint64_t cl_node_received(const cl_node_t *node, size_t i) {
+  return i < node->nin ? node->recv[i] : 0;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+/* Take n tokens off the node and emit one SEND TOKEN with the channel's next
+ * sequence number. */
+int cl_node_send_tokens(cl_node_t *node, uint32_t out, int64_t n,
+                        cl_actions_t *acts) {
+  cl_action_t *a;
+  int err;
+  if (n < 1 || out >= node->nout)
+    return CL_EINVAL;
+  if (n > node->tokens)
+    return CL_ENOTOKENS;
+  if ((err = actions_reserve(acts, 1)) < 0)
+    return err;
+  node->tokens -= n;
+  a = actions_push(acts, CL_ACT_SEND);
+  a->msg = CL_NODE_TOKEN;
+  a->peer = out;
+  a->seq = ++node->sent[out];
+  a->n = n;
+  return 0;
+}
+
+/* Initiate snapshot id here with every inbound channel open. */
+int cl_node_start_snapshot(cl_node_t *node, uint64_t id, cl_actions_t *acts) {
+  snap_t *s;
+  int err;
+  if (table_find(node, id) != NULL)
+    return CL_EEXIST;
+  if ((err = prepare_snapshot(node, id, acts, &s)) < 0)
+    return err;
+  record_and_mark(node, s, SIZE_MAX, acts);
+  return 0;
+}
+
+/* Accept a token message; recorded in every active snapshot still recording
+ * channel `in`. Only the active array is visited. */
+int cl_node_receive_token(cl_node_t *node, uint32_t in, uint64_t seq,
+                          int64_t n, cl_actions_t *acts) {
+  size_t k;
+  int err;
+  (void)acts; /* a token never causes an action */
+  if (in >= node->nin || n < 1)
+    return CL_EINVAL;
+  if (seq != node->recv[in] + 1)
+    return CL_ESEQ;
+  if (n > CL_NODE_TOKENS_MAX - node->tokens)
+    return CL_ERANGE;
+  /* Reserve in every recording snapshot before touching any of them. */
+  for (k = 0; k < node->nactive; k++)
+    if (node->active[k]->open[in] && (err = snap_reserve_rec(node->active[k])) < 0)
+      return err;
+  node->tokens += n;
+  node->recv[in] = seq;
+  for (k = 0; k < node->nactive; k++) {
+    snap_t *s = node->active[k];
+    if (s->open[in]) {
+      cl_node_record_t *r = &s->rec[s->nrec++];
+      r->in = in;
+      r->seq = seq;
+      r->n = n;
+    }
+  }
+  return 0;
+}
+
+/* Accept a marker: the first one of a snapshot records state (channel `in`
+ * empty) and sends markers on; later ones close their channel. */
+int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
+                           cl_actions_t *acts) {
+  snap_t *s;
+  size_t k;
+  int err;
+  if (in >= node->nin)
+    return CL_EINVAL;
+  s = table_find(node, id);
+  if (s == NULL) {
+    if ((err = prepare_snapshot(node, id, acts, &s)) < 0)
+      return err;
+    record_and_mark(node, s, in, acts);
+    return 0;
+  }
+  if (s->complete || !s->open[in])
+    return CL_EDUP;
+  if ((err = actions_reserve(acts, 2)) < 0)
+    return err;
+  s->open[in] = 0;
+  if (--s->nopen == 0) {
+    for (k = 0; node->active[k] != s; k++)
+      ;
+    complete_at(node, k, acts);
+  }
+  return 0;
+}
+
+/* 1 if id is active or kept here. */
+int cl_node_has_snapshot(const cl_node_t *node, uint64_t id) {
+  return table_find(node, id) != NULL;
+}
+
+/* Borrowed view of snapshot id's state (see node.h for its lifetime). */
+int cl_node_state(const cl_node_t *node, uint64_t id, cl_node_state_t *st) {
+  const snap_t *s = table_find(node, id);
+  if (s == NULL)
+    return CL_ENOENT;
+  st->snapshot_id = s->id;
+  st->complete = s->complete;
+  st->tokens = s->tokens;
+  st->sent = s->sent;
+  st->recv = s->recv;
+  st->nrecorded = s->nrec;
+  st->recorded = s->rec;
+  return 0;
+}
+
+/* Drop a completed state (the coordinator has collected it). */
+int cl_node_release(cl_node_t *node, uint64_t id) {
+  snap_t *s = table_find(node, id);
+  if (s == NULL)
+    return CL_ENOENT;
+  if (!s->complete)
+    return CL_EAGAIN;
+  kept_unlink(node, s);
+  table_remove(node, id);
+  snap_free(s);
+  return 0;
+}
+
+/* Ids of active snapshots in start order; returns how many there are. */
+size_t cl_node_active(const cl_node_t *node, uint64_t *ids, size_t max) {
+  size_t i;
+  for (i = 0; i < node->nactive && i < max; i++)
+    ids[i] = node->active[i]->id;
+  return node->nactive;
+}
+
+/* Ids of kept states in completion order; returns how many there are. */
+size_t cl_node_kept(const cl_node_t *node, uint64_t *ids, size_t max) {
+  size_t i = 0;
+  const snap_t *s;
+  for (s = node->kept_head; s != NULL && i < max; s = s->next)
+    ids[i++] = s->id;
+  return node->nkept;
+}

@@ -1,0 +1,158 @@
+/* The node core: one server's token state and the Chandy-Lamport rules, and
+ * nothing else. No sockets, no clock, no logging. Events go in (a send
+ * request, a snapshot start, a received token or marker), actions come out
+ * (messages to send, snapshots completed, kept states evicted).
+ *
+ * Who may call: the daemon's control/peer layers and the coordinator's
+ * in-process replay backend (tests use it directly).
+ *
+ * Channels are referred to by index: outbound index i is the i-th outbound
+ * peer in byte-wise id order (the order markers are sent in); inbound index
+ * likewise over inbound peers. Use cl_node_out_index/cl_node_in_index to map
+ * ids.
+ *
+ * Every operation either succeeds and appends its actions to `acts`, or
+ * fails with a negative CL_E* code, leaving the node and `acts` unchanged.
+ *
+ * Rules kept here:
+ * - any number of snapshots may be active; each has its own recorded token
+ *   count, its own open inbound channels and its own recorded messages in
+ *   arrival order; a token arriving on a channel open in several snapshots
+ *   is recorded in each;
+ * - markers go to outbound peers in id order;
+ * - a server with no inbound channels completes a snapshot at once;
+ * - token messages carry per-channel sequence numbers 1, 2, 3...; a state
+ *   records per-channel sent/received counts at the moment of recording;
+ * - completed states are kept until released, at most max_kept of them; the
+ *   oldest completed one is evicted beyond that (a CL_ACT_EVICT action).
+ */
+#ifndef CL_NODE_H
+#define CL_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Peer message kinds; the values match the wire's CL_PEER_TOKEN/MARKER. */
+enum { CL_NODE_TOKEN = 2, CL_NODE_MARKER = 3 };
+
+typedef enum {
+  CL_ACT_SEND = 1, /* send a peer message on outbound channel `peer` */
+  CL_ACT_COMPLETE, /* snapshot `snapshot_id` completed locally */
+  CL_ACT_EVICT     /* kept state `snapshot_id` dropped (over max_kept) */
+} cl_action_kind_t;
+
+typedef struct cl_action {
+  uint8_t kind;         /* cl_action_kind_t */
+  uint8_t msg;          /* SEND: CL_NODE_TOKEN or CL_NODE_MARKER */
+  uint32_t peer;        /* SEND: outbound index */
+  uint64_t seq;         /* SEND TOKEN: channel sequence number */
+  int64_t n;            /* SEND TOKEN: tokens */
+  uint64_t snapshot_id; /* SEND MARKER, COMPLETE, EVICT */
+} cl_action_t;
+
+/* A growable action list. Reuse one across calls (cl_actions_clear) so the
+ * steady state allocates nothing. */
+typedef struct cl_actions {
+  cl_action_t *v;
+  size_t n, cap;
+} cl_actions_t;
+
+void cl_actions_init(cl_actions_t *a);
+void cl_actions_clear(cl_actions_t *a);
+void cl_actions_free(cl_actions_t *a);
+
+typedef struct cl_node cl_node_t;
+
+typedef struct cl_node_config {
+  const char *self;
+  int64_t tokens;           /* initial tokens, >= 0 */
+  size_t nout;
+  const char *const *out;   /* outbound peer ids, any order, no duplicates */
+  size_t nin;
+  const char *const *in;    /* inbound peer ids, any order, no duplicates */
+  size_t max_kept;          /* completed states kept; 0 means the default */
+} cl_node_config_t;
+
+#define CL_NODE_DEFAULT_KEPT 256
+/* Most outbound (and most inbound) peers a node accepts; more is CL_EINVAL.
+ * Far above CL_SERVERS_MAX, it keeps indexes within int and uint32_t. */
+#define CL_NODE_PEERS_MAX 65536
+
+/* Returns 0 and *out, CL_EINVAL (invalid or duplicate id, self as a peer,
+ * negative tokens) or CL_ENOMEM. The node copies what it needs. */
+int cl_node_new(const cl_node_config_t *cfg, cl_node_t **out);
+void cl_node_free(cl_node_t *node);
+
+const char *cl_node_self(const cl_node_t *node);
+int64_t cl_node_tokens(const cl_node_t *node);
+int64_t cl_node_initial_tokens(const cl_node_t *node);
+size_t cl_node_nout(const cl_node_t *node);
+size_t cl_node_nin(const cl_node_t *node);
+const char *cl_node_out_id(const cl_node_t *node, size_t i);
+const char *cl_node_in_id(const cl_node_t *node, size_t i);
+/* Index of a peer id, or -1. */
+int cl_node_out_index(const cl_node_t *node, const char *id);
+int cl_node_in_index(const cl_node_t *node, const char *id);
+/* Token messages sent on outbound channel i / received on inbound i. */
+uint64_t cl_node_sent(const cl_node_t *node, size_t i);
+uint64_t cl_node_received(const cl_node_t *node, size_t i);
+
+/* Move n >= 1 tokens to outbound peer `out`. CL_EINVAL (n < 1, bad index),
+ * CL_ENOTOKENS (fewer than n held). Action: SEND TOKEN with the next seq. */
+int cl_node_send_tokens(cl_node_t *node, uint32_t out, int64_t n,
+                        cl_actions_t *acts);
+
+/* Start snapshot `id` here: record state, send a MARKER to every outbound
+ * peer in id order; COMPLETE at once if there are no inbound channels.
+ * CL_EEXIST if this node already knows snapshot id (active or kept). */
+int cl_node_start_snapshot(cl_node_t *node, uint64_t id, cl_actions_t *acts);
+
+/* A TOKEN arrived on inbound channel `in`. CL_EINVAL (bad index, n < 1),
+ * CL_ESEQ (seq is not received+1: the channel is not FIFO or a peer lies),
+ * CL_ERANGE (the count would exceed CL_NODE_TOKENS_MAX). Tokens are added and
+ * the message recorded in every active snapshot whose channel `in` is open. */
+#define CL_NODE_TOKENS_MAX ((int64_t)1 << 50)
+int cl_node_receive_token(cl_node_t *node, uint32_t in, uint64_t seq,
+                          int64_t n, cl_actions_t *acts);
+
+/* A MARKER for snapshot id arrived on inbound channel `in`. The first marker
+ * of a snapshot records state and sends markers on; any marker closes its
+ * channel for that snapshot; COMPLETE when all inbound channels are closed.
+ * CL_EINVAL (bad index), CL_EDUP (channel already closed for id). */
+int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
+                           cl_actions_t *acts);
+
+/* 1 if snapshot id is active or kept here. */
+int cl_node_has_snapshot(const cl_node_t *node, uint64_t id);
+
+typedef struct cl_node_record {
+  uint32_t in; /* inbound index */
+  uint64_t seq;
+  int64_t n;
+} cl_node_record_t;
+
+/* A recorded local state, borrowed from the node: valid until the next call
+ * that changes the node. */
+typedef struct cl_node_state {
+  uint64_t snapshot_id;
+  int complete;            /* all inbound channels closed */
+  int64_t tokens;
+  const uint64_t *sent;    /* [nout] */
+  const uint64_t *recv;    /* [nin] */
+  size_t nrecorded;
+  const cl_node_record_t *recorded; /* arrival order */
+} cl_node_state_t;
+
+/* 0 and *st, or CL_ENOENT (unknown id). In-progress states are returned too
+ * (complete == 0): the caller decides whether to wait. */
+int cl_node_state(const cl_node_t *node, uint64_t id, cl_node_state_t *st);
+
+/* Forget a completed state. CL_ENOENT unknown, CL_EAGAIN still active. */
+int cl_node_release(cl_node_t *node, uint64_t id);
+
+/* Ids of active (in progress) and kept (completed) snapshots, oldest first;
+ * writes at most max, returns the total count. */
+size_t cl_node_active(const cl_node_t *node, uint64_t *ids, size_t max);
+size_t cl_node_kept(const cl_node_t *node, uint64_t *ids, size_t max);
+
+#endif

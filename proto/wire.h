@@ -1,0 +1,247 @@
+/* The clsnap wire protocol: every message is one msgpack array
+ * `[type, fields...]`; frames are self-delimiting, so a TCP stream is just
+ * frames back to back. This module turns cl_msg_t structs into bytes and a
+ * byte stream back into structs. Pure: no sockets, no logging.
+ *
+ * Who may call: the daemon's transport and control layers, the coordinator's
+ * client, tests and fuzzers.
+ *
+ * Ownership: a decoded message may own heap arrays (configure peers, reply
+ * lists, local states, status); release them with cl_msg_free(), which is
+ * also safe on messages that own nothing. Encoding never takes ownership.
+ *
+ * Field layouts (all integers msgpack ints, ids and text msgpack str):
+ *   peer channel (opened by the sender; HELLO must be the first frame)
+ *     HELLO      [1, from, to]
+ *     TOKEN      [2, seq, n]                 seq >= 1, n >= 1
+ *     MARKER     [3, snapshot_id]
+ *   control requests (coordinator -> daemon; CLIENT must be the first frame)
+ *     CLIENT     [10, name]
+ *     CONFIGURE  [11, req, self, tokens, rank, nservers, lockstep, jitter_ms,
+ *                 seed, [[peer, addr]...outbound], [peer...inbound]]
+ *     CONNECT    [12, req]                  open outbound channels; the reply
+ *                                           comes when all are connected
+ *     SEND       [13, req, dest, n]
+ *     SNAPSHOT   [14, req, snapshot_id|nil] nil: the daemon picks an id
+ *     COLLECT    [15, req, snapshot_id, release]
+ *     STATUS     [16, req]
+ *     DELIVER    [17, req, src]             lockstep: handle the next message
+ *                                           held from src (waits for it)
+ *     SHUTDOWN   [18, req]
+ *     CIRCULATE  [19, req, on]              load mode: forward held tokens
+ *   replies and notifications (daemon -> coordinator)
+ *     OK         [30, req, snapshot_id, [[dest, kind, value, seq]...sent],
+ *                 delivered_kind, delivered_value]
+ *     ERROR      [31, req, code, text]
+ *     STATE      [32, req, local_state]
+ *     STATUS_R   [33, req, status]
+ *     COMPLETE   [40, snapshot_id, server]  notification: local snapshot done
+ *     NOTICE     [41, peer, text]           notification: e.g. lost channel
+ *   local_state = [snapshot_id, server, tokens, initial_tokens,
+ *                  [[src, seq, n]...recorded, arrival order],
+ *                  [[dest, sent]...], [[src, received]...]]
+ *   status = [self, tokens, initial_tokens, lockstep, configured,
+ *             [[dest, sent, connected, queued_bytes]...],
+ *             [[src, received, connected, held]...],
+ *             [snapshot_id...in progress], [snapshot_id...completed, kept]]
+ */
+#ifndef CL_WIRE_H
+#define CL_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "util.h"
+
+typedef enum {
+  CL_MSG_HELLO = 1,
+  CL_MSG_TOKEN = 2,
+  CL_MSG_MARKER = 3,
+  CL_MSG_CLIENT = 10,
+  CL_MSG_CONFIGURE = 11,
+  CL_MSG_CONNECT = 12,
+  CL_MSG_SEND = 13,
+  CL_MSG_SNAPSHOT = 14,
+  CL_MSG_COLLECT = 15,
+  CL_MSG_STATUS = 16,
+  CL_MSG_DELIVER = 17,
+  CL_MSG_SHUTDOWN = 18,
+  CL_MSG_CIRCULATE = 19,
+  CL_MSG_OK = 30,
+  CL_MSG_ERROR = 31,
+  CL_MSG_STATE = 32,
+  CL_MSG_STATUS_R = 33,
+  CL_MSG_COMPLETE = 40,
+  CL_MSG_NOTICE = 41
+} cl_msg_type_t;
+
+/* Largest frame the decoder accepts by default; a frame whose buffered bytes
+ * exceed the decoder's cap is CL_ETOOBIG. */
+#define CL_WIRE_DEFAULT_CAP (1u << 20)
+#define CL_TEXT_SIZE 256
+/* No sensible message has more array elements than this (a local state
+ * taken under full load can record ~10^5 messages); larger counts are
+ * rejected before anything is allocated. */
+#define CL_WIRE_MAX_ITEMS (1u << 20)
+
+/* Kind of a peer message, as reported in reply lists. */
+typedef enum { CL_PEER_TOKEN = 2, CL_PEER_MARKER = 3 } cl_peer_kind_t;
+
+typedef struct cl_peer_addr {
+  char id[CL_ID_SIZE];
+  char addr[CL_ADDR_SIZE];
+} cl_peer_addr_t;
+
+typedef struct cl_configure {
+  char self[CL_ID_SIZE];
+  int64_t tokens;
+  uint32_t rank, nservers; /* position of self in the sorted server list */
+  uint8_t lockstep;        /* 1: hold received messages until DELIVER */
+  uint32_t jitter_ms;      /* free-running: random per-message send delay */
+  uint64_t seed;           /* for the jitter generator */
+  uint32_t nout;
+  cl_peer_addr_t *out;     /* owned */
+  uint32_t nin;
+  char (*in)[CL_ID_SIZE];  /* owned */
+} cl_configure_t;
+
+/* One message a daemon sent as a result of a command, in sending order. */
+typedef struct cl_sent {
+  char dest[CL_ID_SIZE];
+  uint8_t kind;   /* cl_peer_kind_t */
+  uint64_t value; /* TOKEN: n; MARKER: snapshot id */
+  uint64_t seq;   /* TOKEN: channel sequence number; MARKER: 0 */
+} cl_sent_t;
+
+typedef struct cl_recorded {
+  char src[CL_ID_SIZE];
+  uint64_t seq;
+  int64_t n;
+} cl_recorded_t;
+
+typedef struct cl_chan_count {
+  char peer[CL_ID_SIZE];
+  uint64_t count;
+} cl_chan_count_t;
+
+/* A server's recorded state for one snapshot, as collected. */
+typedef struct cl_local_state {
+  uint64_t snapshot_id;
+  char server[CL_ID_SIZE];
+  int64_t tokens;          /* tokens held when the state was recorded */
+  int64_t initial_tokens;  /* tokens configured at start */
+  uint32_t nrecorded;
+  cl_recorded_t *recorded; /* owned; arrival order */
+  uint32_t nsent;
+  cl_chan_count_t *sent;   /* owned; per outbound channel, token messages
+                              sent before recording */
+  uint32_t nrecv;
+  cl_chan_count_t *recv;   /* owned; per inbound channel, token messages
+                              received before recording */
+} cl_local_state_t;
+
+typedef struct cl_out_status {
+  char peer[CL_ID_SIZE];
+  uint64_t sent;
+  uint8_t connected;
+  uint64_t queued_bytes;
+} cl_out_status_t;
+
+typedef struct cl_in_status {
+  char peer[CL_ID_SIZE];
+  uint64_t received;
+  uint8_t connected;
+  uint64_t held; /* lockstep: messages waiting for DELIVER */
+} cl_in_status_t;
+
+typedef struct cl_status {
+  char self[CL_ID_SIZE];
+  int64_t tokens;
+  int64_t initial_tokens;
+  uint8_t lockstep;
+  uint8_t configured;
+  uint32_t nout;
+  cl_out_status_t *out; /* owned */
+  uint32_t nin;
+  cl_in_status_t *in;   /* owned */
+  uint32_t nactive;
+  uint64_t *active;     /* owned; snapshots in progress */
+  uint32_t ndone;
+  uint64_t *done;       /* owned; completed snapshots still kept */
+} cl_status_t;
+
+typedef struct cl_msg {
+  uint8_t type; /* cl_msg_type_t */
+  uint64_t req; /* control requests and their replies */
+  union {
+    struct { char from[CL_ID_SIZE], to[CL_ID_SIZE]; } hello;
+    struct { uint64_t seq; int64_t n; } token;
+    struct { uint64_t snapshot_id; } marker;
+    struct { char name[CL_ID_SIZE]; } client;
+    cl_configure_t configure;
+    struct { char dest[CL_ID_SIZE]; int64_t n; } send;
+    struct { uint8_t has_id; uint64_t snapshot_id; } snapshot;
+    struct { uint64_t snapshot_id; uint8_t release; } collect;
+    struct { char src[CL_ID_SIZE]; } deliver;
+    struct { uint8_t on; } circulate;
+    struct {
+      uint64_t snapshot_id;   /* SNAPSHOT: the id started; else 0 */
+      uint32_t nsent;
+      cl_sent_t *sent;        /* owned */
+      uint8_t delivered_kind; /* DELIVER: cl_peer_kind_t handled; else 0 */
+      uint64_t delivered_value;
+    } ok;
+    struct { int32_t code; char text[CL_TEXT_SIZE]; } error;
+    cl_local_state_t state;
+    cl_status_t status;
+    struct { uint64_t snapshot_id; char server[CL_ID_SIZE]; } complete;
+    struct { char peer[CL_ID_SIZE]; char text[CL_TEXT_SIZE]; } notice;
+  } u;
+} cl_msg_t;
+
+/* Release what a message owns and zero it. Safe on any message. */
+void cl_msg_free(cl_msg_t *m);
+
+/* Name of a message type ("TOKEN"), or "UNKNOWN". */
+const char *cl_msg_type_name(int type);
+
+/* Append one encoded frame to sb. Returns 0, CL_EINVAL (invalid message:
+ * bad type, invalid id) or CL_ENOMEM. */
+int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb);
+
+/* Fast paths for the hot peer messages: append a TOKEN or MARKER frame. */
+int cl_wire_encode_token(msgpack_sbuffer *sb, uint64_t seq, int64_t n);
+int cl_wire_encode_marker(msgpack_sbuffer *sb, uint64_t snapshot_id);
+
+/* Streaming decoder over msgpack_unpacker with a cap on buffered bytes. */
+typedef struct cl_wire_decoder cl_wire_decoder_t;
+
+/* cap: maximum bytes of one frame plus what is buffered behind it. Returns
+ * NULL on allocation failure. */
+cl_wire_decoder_t *cl_wire_decoder_new(size_t cap);
+void cl_wire_decoder_free(cl_wire_decoder_t *d);
+
+/* Zero-copy input: get a buffer of at least `want` bytes to read into, then
+ * report how many bytes were written. Returns 0, CL_ETOOBIG (buffering more
+ * would exceed the cap) or CL_ENOMEM. */
+int cl_wire_decoder_reserve(cl_wire_decoder_t *d, size_t want, char **buf,
+                            size_t *avail);
+void cl_wire_decoder_consumed(cl_wire_decoder_t *d, size_t n);
+
+/* Copying input: reserve + memcpy + consumed. */
+int cl_wire_decoder_feed(cl_wire_decoder_t *d, const char *data, size_t len);
+
+/* Take the next complete frame. Returns 1 and fills *m (caller frees with
+ * cl_msg_free), 0 when more bytes are needed, or a negative error:
+ * CL_EPROTO (not msgpack, wrong shape, wrong field type, invalid id, value
+ * out of range), CL_ETYPE (well-formed array with an unknown type number),
+ * CL_ETOOBIG (frame larger than the cap), CL_ENOMEM. After an error the
+ * decoder is unusable; close the connection. */
+int cl_wire_next(cl_wire_decoder_t *d, cl_msg_t *m);
+
+/* Bytes buffered and not yet decoded. */
+size_t cl_wire_decoder_buffered(const cl_wire_decoder_t *d);
+
+#endif

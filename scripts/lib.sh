@@ -1,0 +1,62 @@
+# Shared by scripts/demo and scripts/test: find or install what clsnap needs.
+# Sourced, not run.
+
+CLSNAP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Debian packages the build and the tests need.
+CLSNAP_PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmsgpack-dev libjansson-dev python3)
+
+have_pkg() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# ensure_packages PKG...: install the missing ones when root, otherwise say
+# exactly what to run and fail.
+ensure_packages() {
+  local missing=() p
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    # Not Debian: check the tools directly and name what is missing.
+    for p in meson ninja pkg-config cc python3; do
+      command -v "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    for p in libuv jansson; do
+      pkg-config --exists "$p" 2>/dev/null || missing+=("$p (pkg-config)")
+    done
+    pkg-config --exists msgpack 2>/dev/null || pkg-config --exists msgpack-c 2>/dev/null ||
+      missing+=("msgpack-c (pkg-config)")
+    if [ ${#missing[@]} -gt 0 ]; then
+      echo "clsnap: missing: ${missing[*]}; install them with your package manager" >&2
+      exit 2
+    fi
+    return 0
+  fi
+  for p in "$@"; do
+    have_pkg "$p" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "clsnap: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || { echo "clsnap: apt-get update failed" >&2; exit 2; }
+    apt-get install -y -qq "${missing[@]}" >/dev/null ||
+      { echo "clsnap: apt-get install ${missing[*]} failed" >&2; exit 2; }
+  else
+    echo "clsnap: missing Debian packages; run:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    exit 2
+  fi
+}
+
+# build DIR [meson options...]: configure once, then compile.
+build() {
+  local dir=$1
+  shift
+  if [ ! -f "$CLSNAP_ROOT/$dir/build.ninja" ]; then
+    meson setup "$CLSNAP_ROOT/$dir" "$CLSNAP_ROOT" "$@" >/dev/null ||
+      { echo "clsnap: meson setup $dir failed" >&2; exit 1; }
+  elif [ $# -gt 0 ]; then
+    meson configure "$CLSNAP_ROOT/$dir" "$@" >/dev/null
+  fi
+  meson compile -C "$CLSNAP_ROOT/$dir" >/dev/null ||
+    { meson compile -C "$CLSNAP_ROOT/$dir"; echo "clsnap: build failed" >&2; exit 1; }
+}

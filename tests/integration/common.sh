@@ -1,0 +1,46 @@
+# Helpers for the integration tests (sourced). Each test gets a scratch dir
+# that is removed on exit, and `fail` to stop with a message.
+set -euo pipefail
+
+: "${CLSNAP:?CLSNAP must point at the clsnap binary}"
+: "${CONFORMANCE_DIR:?CONFORMANCE_DIR must point at shared/conformance}"
+COS=$CONFORMANCE_DIR/cos418
+SNAPCMP=$(dirname "${BASH_SOURCE[0]}")/snapcmp.py
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/clsnap-test.XXXXXX")
+cleanup_hooks=()
+on_exit() {
+  local h
+  for h in "${cleanup_hooks[@]}"; do eval "$h" || true; done
+  rm -rf "$WORK"
+}
+trap on_exit EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+# Total tokens of a .top file, computed here rather than trusted from clsnap.
+total_tokens() {
+  awk '/^[ \t]*(#|$)/ { next }
+       n == "" { n = $1; next }
+       seen < n { sum += $2; seen++ }
+       END { print sum }' "$1"
+}
+
+# Tokens in one .snap file: servers plus recorded messages.
+snap_tokens() {
+  awk 'NR == 1 { next }
+       /token\(/ { gsub(/.*token\(|\)/, ""); sum += $0; next }
+       NF == 2 { sum += $2 }
+       END { print sum + 0 }' "$1"
+}
+
+# No clsnapd process may outlive a test. Matches daemons started from this
+# test's binaries only, so parallel tests do not see each other's.
+assert_no_daemons() {
+  local left
+  left=$(pgrep -f -- "--listen 127.0.0.1:0" -a 2>/dev/null | grep -F "$1" || true)
+  [ -z "$left" ] || fail "daemons left behind: $left"
+}
