@@ -1,1 +1,604 @@
-/* placeholder: being written */ typedef int cl_placeholder_t;
+#include "replay.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "util.h"
+
+/* Everything one run needs; request/reply arrays hold one entry per server,
+ * the most one call ever carries (one DELIVER per source, one COLLECT per
+ * server). */
+typedef struct run {
+  const cl_topology_t *topo;
+  const cl_script_t *script;
+  const cl_backend_t *be;
+  const cl_replay_opts_t *o;
+  cl_replay_result_t *r;
+  char *err;
+  size_t errsize;
+  cl_ledger_t *ledger;
+  cl_sched_t *sched;     /* lockstep only */
+  uint64_t req;          /* request ids, for backends that want them */
+  cl_delivery_t *deliv;  /* [nservers] */
+  uint32_t *servers;     /* [nservers] */
+  cl_msg_t *reqs;        /* [nservers] */
+  cl_msg_t *replies;     /* [nservers] */
+  uint64_t *seen;        /* [nservers] stamp: server already in this call */
+  uint64_t stamp;
+  size_t event;          /* events issued so far, for progress lines */
+  uint64_t last_progress_ns;
+} run_t;
+
+static int failf(run_t *x, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Writes the reason into err and returns rc. */
+static int failf(run_t *x, int rc, const char *fmt, ...) {
+  if (x->err != NULL && x->errsize > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->err, x->errsize, fmt, ap);
+    va_end(ap);
+  }
+  return rc;
+}
+
+/* Prefixes the backend's message in err with context. */
+static int fail_prefix(run_t *x, int rc, const char *prefix) {
+  char tmp[512];
+  if (x->err == NULL || x->errsize == 0)
+    return rc;
+  snprintf(tmp, sizeof(tmp), "%s", x->err);
+  return failf(x, rc, "%s: %s", prefix, tmp[0] ? tmp : cl_strerror(rc));
+}
+
+/* An ERROR reply's code as a negative CL_E* value (daemons send the
+ * negative code; accept the positive form too), or CL_EIO when unknown. */
+static int reply_code(const cl_msg_t *m) {
+  int32_t c = m->u.error.code;
+  if (c > 0)
+    c = -c;
+  return c > CL_E_FIRST_ && c <= CL_ELOST ? c : CL_EIO;
+}
+
+static const char *sid(const run_t *x, uint32_t i) {
+  return x->topo->servers[i].id;
+}
+
+/* Index of server id, or -1 (servers are sorted by id). */
+static long find_server(const cl_topology_t *t, const char *id) {
+  size_t lo = 0, hi = t->nservers;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(t->servers[mid].id, id);
+    if (c == 0)
+      return (long)mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return -1;
+}
+
+/* At most one progress line a second, however fast events and ticks go. */
+static void progress(run_t *x) {
+  uint64_t now;
+  if (x->o->progress == NULL)
+    return;
+  now = cl_now_ns();
+  if (now - x->last_progress_ns < 1000000000ull)
+    return;
+  x->last_progress_ns = now;
+  fprintf(x->o->progress,
+          "replay: event %zu/%zu, tick %llu, %llu messages, %zu in flight\n",
+          x->event, x->script->nevents,
+          (unsigned long long)(x->sched ? cl_sched_now(x->sched) : 0),
+          (unsigned long long)x->r->messages,
+          x->sched ? cl_sched_in_flight(x->sched) : (size_t)0);
+  fflush(x->o->progress);
+}
+
+/* Sends x->reqs[0..n) to x->servers[0..n) in one backend call. Replies land
+ * in x->replies (zeroed first); the caller frees them with free_replies. */
+static int call(run_t *x, size_t n) {
+  memset(x->replies, 0, n * sizeof(*x->replies));
+  for (size_t i = 0; i < n; i++)
+    x->reqs[i].req = ++x->req;
+  return x->be->call(x->be->ctx, n, x->servers, x->reqs, x->replies, x->err,
+                     x->errsize);
+}
+
+static void free_replies(run_t *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    cl_msg_free(&x->replies[i]);
+}
+
+/* Takes the messages server src reports having sent (an OK reply), in
+ * order: tokens into the ledger, everything into the scheduler in lockstep
+ * (one delay each, in sending order, as the reference draws them). */
+static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
+  for (uint32_t i = 0; i < ok->u.ok.nsent; i++) {
+    const cl_sent_t *e = &ok->u.ok.sent[i];
+    long dst = find_server(x->topo, e->dest);
+    int rc;
+    if (dst < 0)
+      return failf(x, CL_EPROTO, "%s reported a message to unknown server %s",
+                   sid(x, src), e->dest);
+    if (e->kind == CL_PEER_TOKEN) {
+      if (e->value < 1 || e->value > (uint64_t)INT64_MAX)
+        return failf(x, CL_EPROTO, "channel %s->%s: %s reported a token "
+                     "message of %llu tokens", sid(x, src), e->dest,
+                     sid(x, src), (unsigned long long)e->value);
+      rc = cl_ledger_add(x->ledger, src, (uint32_t)dst, e->seq,
+                         (int64_t)e->value);
+      if (rc == CL_ENOPEER)
+        return failf(x, CL_EPROTO, "channel %s->%s: %s reported sending on "
+                     "a channel the topology does not have", sid(x, src),
+                     e->dest, sid(x, src));
+      if (rc == CL_ESEQ)
+        return failf(x, CL_EPROTO, "channel %s->%s: %s reported token seq "
+                     "%llu out of order", sid(x, src), e->dest, sid(x, src),
+                     (unsigned long long)e->seq);
+      if (rc < 0)
+        return failf(x, rc, "channel %s->%s: cannot record token seq %llu: "
+                     "%s", sid(x, src), e->dest, (unsigned long long)e->seq,
+                     cl_strerror(rc));
+    } else if (e->kind != CL_PEER_MARKER) {
+      return failf(x, CL_EPROTO, "channel %s->%s: %s reported a message of "
+                   "unknown kind %u", sid(x, src), e->dest, sid(x, src),
+                   (unsigned)e->kind);
+    }
+    x->r->messages++;
+    if (x->sched != NULL) {
+      cl_sched_msg_t m = {.kind = e->kind, .value = e->value, .seq = e->seq};
+      rc = cl_sched_sent(x->sched, src, (uint32_t)dst, &m);
+      if (rc == CL_ENOENT)
+        return failf(x, rc, "delay file ran out after %llu delays",
+                     (unsigned long long)cl_delays_used(x->o->delays));
+      if (rc == CL_ENOPEER)
+        return failf(x, CL_EPROTO, "channel %s->%s: %s reported sending on "
+                     "a channel the topology does not have", sid(x, src),
+                     e->dest, sid(x, src));
+      if (rc < 0)
+        return failf(x, rc, "channel %s->%s: cannot schedule: %s",
+                     sid(x, src), e->dest, cl_strerror(rc));
+    }
+  }
+  return 0;
+}
+
+/* One event request to one server; an OK reply's sent list is taken. In
+ * free-running mode a SEND refused for lack of tokens is retried every tick
+ * until timeout_ms, since tokens may still be in flight. */
+static int one_request(run_t *x, const cl_event_t *ev, uint32_t server) {
+  uint64_t waited = 0, step = x->o->tick_ms ? x->o->tick_ms : 1;
+  cl_msg_t req = x->reqs[0];
+  for (;;) {
+    cl_msg_t *rep = &x->replies[0];
+    int rc, code;
+    x->reqs[0] = req;
+    x->servers[0] = server;
+    rc = call(x, 1);
+    if (rc < 0) {
+      free_replies(x, 1);
+      char prefix[64];
+      snprintf(prefix, sizeof(prefix), "events line %d", ev->line);
+      return fail_prefix(x, rc, prefix);
+    }
+    if (rep->type == CL_MSG_OK) {
+      rc = take_sent(x, server, rep);
+      free_replies(x, 1);
+      if (rc < 0) {
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "events line %d", ev->line);
+        return fail_prefix(x, rc, prefix);
+      }
+      return 0;
+    }
+    if (rep->type != CL_MSG_ERROR) {
+      int type = rep->type;
+      free_replies(x, 1);
+      return failf(x, CL_EPROTO, "events line %d: unexpected %s reply from "
+                   "%s", ev->line, cl_msg_type_name(type), sid(x, server));
+    }
+    code = reply_code(rep);
+    if (code == CL_ENOTOKENS && ev->kind == CL_EV_SEND && !x->o->lockstep &&
+        waited < x->o->timeout_ms) {
+      free_replies(x, 1);
+      rc = x->be->sleep_ms(x->be->ctx, step, x->err, x->errsize);
+      if (rc < 0)
+        return rc;
+      waited += step;
+      continue;
+    }
+    if (code == CL_ENOTOKENS && ev->kind == CL_EV_SEND && !x->o->lockstep)
+      rc = failf(x, code, "events line %d: %s (waited %llu ms)", ev->line,
+                 rep->u.error.text, (unsigned long long)waited);
+    else
+      rc = failf(x, code, "events line %d: %s", ev->line, rep->u.error.text);
+    free_replies(x, 1);
+    return rc;
+  }
+}
+
+/* Lockstep: deliveries [from, to) in one backend call, then the replies in
+ * delivery order (which is the reference's handling order). */
+static int deliver_batch(run_t *x, size_t from, size_t to) {
+  size_t n = to - from;
+  int rc;
+  for (size_t i = 0; i < n; i++) {
+    memset(&x->reqs[i], 0, sizeof(x->reqs[i]));
+    x->reqs[i].type = CL_MSG_DELIVER;
+    memcpy(x->reqs[i].u.deliver.src, sid(x, x->deliv[from + i].src),
+           CL_ID_SIZE);
+    x->servers[i] = x->deliv[from + i].dst;
+  }
+  rc = call(x, n);
+  if (rc < 0) {
+    free_replies(x, n);
+    return fail_prefix(x, rc, "delivering");
+  }
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const cl_delivery_t *d = &x->deliv[from + i];
+    const cl_msg_t *rep = &x->replies[i];
+    const char *a = sid(x, d->src), *b = sid(x, d->dst);
+    if (rep->type == CL_MSG_ERROR) {
+      rc = failf(x, reply_code(rep), "channel %s->%s: delivery refused by "
+                 "%s: %s", a, b, b, rep->u.error.text);
+    } else if (rep->type != CL_MSG_OK) {
+      rc = failf(x, CL_EPROTO, "channel %s->%s: unexpected %s reply to "
+                 "DELIVER", a, b, cl_msg_type_name(rep->type));
+    } else if (rep->u.ok.delivered_kind != d->msg.kind ||
+               rep->u.ok.delivered_value != d->msg.value) {
+      rc = failf(x, CL_EPROTO, "channel %s->%s: %s handled %s %llu but the "
+                 "schedule delivers %s %llu", a, b, b,
+                 rep->u.ok.delivered_kind == CL_PEER_TOKEN ? "TOKEN"
+                 : rep->u.ok.delivered_kind == CL_PEER_MARKER ? "MARKER"
+                                                              : "nothing",
+                 (unsigned long long)rep->u.ok.delivered_value,
+                 d->msg.kind == CL_PEER_TOKEN ? "TOKEN" : "MARKER",
+                 (unsigned long long)d->msg.value);
+    } else {
+      rc = take_sent(x, d->dst, rep);
+    }
+  }
+  free_replies(x, n);
+  return rc;
+}
+
+/* Lockstep: one tick's n deliveries, as few calls as order allows. A call
+ * never carries two DELIVERs to the same server: a daemon parks a DELIVER
+ * whose message has not arrived yet per inbound channel, so a later one
+ * from another source could overtake it and change what gets recorded. */
+static int deliver(run_t *x, size_t n) {
+  size_t from = 0;
+  x->stamp++;
+  for (size_t i = 0; i <= n; i++) {
+    if (i < n && x->seen[x->deliv[i].dst] != x->stamp) {
+      x->seen[x->deliv[i].dst] = x->stamp;
+      continue;
+    }
+    if (i > from) {
+      int rc = deliver_batch(x, from, i);
+      if (rc < 0)
+        return rc;
+    }
+    if (i < n) { /* a repeated destination starts the next call */
+      x->stamp++;
+      x->seen[x->deliv[i].dst] = x->stamp;
+    }
+    from = i;
+  }
+  return 0;
+}
+
+/* Lockstep: n ticks, skipping quiet stretches in one step. */
+static int ticks(run_t *x, uint64_t n) {
+  while (n > 0) {
+    size_t k;
+    n -= cl_sched_idle(x->sched, n);
+    if (n == 0)
+      break;
+    k = cl_sched_tick(x->sched, x->deliv);
+    n--;
+    if (k > 0) {
+      int rc = deliver(x, k);
+      if (rc < 0)
+        return rc;
+    }
+    progress(x);
+  }
+  return 0;
+}
+
+/* Names the servers that keep snapshot id from completing (COLLECT without
+ * release: CL_ENOENT never recorded, CL_EAGAIN still waiting). */
+static int explain_stuck(run_t *x, uint64_t id) {
+  size_t n = x->topo->nservers;
+  char never[512] = "", waiting[512] = "";
+  size_t ln = 0, lw = 0;
+  int rc;
+  for (size_t i = 0; i < n; i++) {
+    memset(&x->reqs[i], 0, sizeof(x->reqs[i]));
+    x->reqs[i].type = CL_MSG_COLLECT;
+    x->reqs[i].u.collect.snapshot_id = id;
+    x->servers[i] = (uint32_t)i;
+  }
+  rc = call(x, n);
+  if (rc < 0) {
+    free_replies(x, n);
+    return failf(x, CL_ETIMEOUT, "snapshot %llu cannot complete",
+                 (unsigned long long)id);
+  }
+  for (size_t i = 0; i < n; i++) {
+    const cl_msg_t *rep = &x->replies[i];
+    int code = rep->type == CL_MSG_ERROR ? reply_code(rep) : 0;
+    char *buf = code == CL_ENOENT ? never : waiting;
+    size_t *len = code == CL_ENOENT ? &ln : &lw;
+    int w;
+    if (code == 0 && rep->type == CL_MSG_STATE)
+      continue; /* complete here */
+    if (*len >= sizeof(never) - 1)
+      continue;
+    w = snprintf(buf + *len, sizeof(never) - *len, "%s%s", *len ? ", " : "",
+                 sid(x, (uint32_t)i));
+    if (w > 0)
+      *len += (size_t)w;
+  }
+  free_replies(x, n);
+  if (ln > 0 && lw > 0)
+    return failf(x, CL_ETIMEOUT, "snapshot %llu cannot complete: %s never "
+                 "recorded (unreachable by markers?); %s still waiting for "
+                 "markers", (unsigned long long)id, never, waiting);
+  if (ln > 0)
+    return failf(x, CL_ETIMEOUT, "snapshot %llu cannot complete: %s never "
+                 "recorded (unreachable by markers?)", (unsigned long long)id,
+                 never);
+  return failf(x, CL_ETIMEOUT, "snapshot %llu cannot complete: %s still "
+               "waiting for markers", (unsigned long long)id,
+               lw ? waiting : "no server");
+}
+
+/* Lockstep after the last event: tick until every server completed every
+ * snapshot, failing when nothing is left in flight or the cap is hit. */
+static int finish_lockstep(run_t *x) {
+  size_t k = x->r->nsnapshots, left = k;
+  uint64_t start = cl_sched_now(x->sched);
+  uint8_t *done = calloc(k ? k : 1, 1);
+  int rc = 0;
+  if (done == NULL)
+    return failf(x, CL_ENOMEM, "out of memory");
+  for (;;) {
+    for (size_t i = 0; i < k; i++)
+      if (!done[i] && x->be->completed(x->be->ctx, x->r->ids[i]) ==
+                          x->topo->nservers) {
+        done[i] = 1;
+        left--;
+      }
+    if (left == 0)
+      break;
+    if (cl_sched_in_flight(x->sched) == 0) {
+      for (size_t i = 0; i < k; i++)
+        if (!done[i]) {
+          rc = explain_stuck(x, x->r->ids[i]);
+          break;
+        }
+      break;
+    }
+    if (cl_sched_now(x->sched) - start >= CL_REPLAY_MAX_TAIL_TICKS) {
+      rc = failf(x, CL_ETIMEOUT, "%zu snapshot%s still incomplete after %llu "
+                 "ticks", left, left == 1 ? "" : "s",
+                 (unsigned long long)CL_REPLAY_MAX_TAIL_TICKS);
+      break;
+    }
+    rc = ticks(x, 1);
+    if (rc < 0)
+      break;
+  }
+  free(done);
+  return rc;
+}
+
+/* Collects snapshot k from every server, checks it and builds its
+ * reference form. */
+static int collect(run_t *x, size_t k) {
+  size_t n = x->topo->nservers;
+  uint64_t id = x->r->ids[k];
+  cl_local_state_t *states = calloc(n ? n : 1, sizeof(*states));
+  int rc = 0;
+  if (states == NULL)
+    return failf(x, CL_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    memset(&x->reqs[i], 0, sizeof(x->reqs[i]));
+    x->reqs[i].type = CL_MSG_COLLECT;
+    x->reqs[i].u.collect.snapshot_id = id;
+    x->reqs[i].u.collect.release = x->o->release ? 1 : 0;
+    x->servers[i] = (uint32_t)i;
+  }
+  rc = call(x, n);
+  if (rc < 0) {
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "collecting snapshot %llu",
+             (unsigned long long)id);
+    rc = fail_prefix(x, rc, prefix);
+  }
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const cl_msg_t *rep = &x->replies[i];
+    if (rep->type == CL_MSG_ERROR)
+      rc = failf(x, reply_code(rep), "collecting snapshot %llu from %s: %s",
+                 (unsigned long long)id, sid(x, (uint32_t)i),
+                 rep->u.error.text);
+    else if (rep->type != CL_MSG_STATE)
+      rc = failf(x, CL_EPROTO, "collecting snapshot %llu from %s: "
+                 "unexpected %s reply", (unsigned long long)id,
+                 sid(x, (uint32_t)i), cl_msg_type_name(rep->type));
+    else
+      states[i] = rep->u.state; /* borrowed until free_replies */
+  }
+  if (rc == 0) {
+    cl_verify(x->topo, x->ledger, states, n, &x->r->verdicts[k]);
+    rc = cl_global_snap(k, states, n, &x->r->snaps[k]);
+    if (rc < 0)
+      rc = failf(x, rc, "out of memory");
+  }
+  free_replies(x, n);
+  free(states);
+  return rc;
+}
+
+/* Issues the events in order, then waits for and collects every snapshot. */
+static int run_all(run_t *x) {
+  size_t k = 0;
+  int rc;
+  for (size_t e = 0; e < x->script->nevents; e++) {
+    const cl_event_t *ev = &x->script->events[e];
+    cl_msg_t *req = &x->reqs[0];
+    x->event = e + 1;
+    memset(req, 0, sizeof(*req));
+    if (ev->src >= x->topo->nservers ||
+        (ev->kind == CL_EV_SEND && ev->dst >= x->topo->nservers))
+      return failf(x, CL_EINVAL, "events line %d: server out of range",
+                   ev->line);
+    switch (ev->kind) {
+    case CL_EV_SEND:
+      if (ev->n < 1)
+        return failf(x, CL_EINVAL, "events line %d: bad token count",
+                     ev->line);
+      req->type = CL_MSG_SEND;
+      memcpy(req->u.send.dest, sid(x, ev->dst), CL_ID_SIZE);
+      req->u.send.n = ev->n;
+      rc = one_request(x, ev, ev->src);
+      break;
+    case CL_EV_SNAPSHOT:
+      if (k >= x->r->nsnapshots)
+        return failf(x, CL_EINVAL, "events line %d: more snapshots than the "
+                     "script counted", ev->line);
+      req->type = CL_MSG_SNAPSHOT;
+      req->u.snapshot.has_id = 1;
+      req->u.snapshot.snapshot_id = k;
+      x->r->ids[k] = k;
+      k++;
+      rc = one_request(x, ev, ev->src);
+      break;
+    case CL_EV_TICK:
+      if (ev->n < 1)
+        return failf(x, CL_EINVAL, "events line %d: bad tick count",
+                     ev->line);
+      if (x->o->lockstep) {
+        rc = ticks(x, (uint64_t)ev->n);
+      } else {
+        uint64_t n = (uint64_t)ev->n, ms;
+        if (x->o->tick_ms && n > UINT64_MAX / x->o->tick_ms)
+          return failf(x, CL_ERANGE, "events line %d: tick %llu is too long",
+                       ev->line, (unsigned long long)n);
+        ms = n * x->o->tick_ms;
+        rc = x->be->sleep_ms(x->be->ctx, ms, x->err, x->errsize);
+      }
+      break;
+    default:
+      return failf(x, CL_EINVAL, "events line %d: unknown event", ev->line);
+    }
+    if (rc < 0)
+      return rc;
+    progress(x);
+  }
+  if (k != x->r->nsnapshots)
+    return failf(x, CL_EINVAL, "the script counted %zu snapshots but has %zu",
+                 x->r->nsnapshots, k);
+  if (x->o->lockstep) {
+    rc = finish_lockstep(x);
+  } else if (k > 0) {
+    rc = x->be->wait_complete(x->be->ctx, x->r->ids, k, x->o->timeout_ms,
+                              x->err, x->errsize);
+    if (rc < 0)
+      rc = fail_prefix(x, rc, "waiting for snapshots");
+  } else {
+    rc = 0;
+  }
+  if (rc < 0)
+    return rc;
+  for (size_t i = 0; i < k; i++) {
+    rc = collect(x, i);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+void cl_replay_result_free(cl_replay_result_t *r) {
+  if (r == NULL)
+    return;
+  if (r->snaps != NULL)
+    for (size_t i = 0; i < r->nsnapshots; i++)
+      cl_snap_free(r->snaps[i]);
+  free(r->snaps);
+  free(r->ids);
+  free(r->verdicts);
+  memset(r, 0, sizeof(*r));
+}
+
+/* See replay.h. */
+int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
+                  const cl_backend_t *backend, const cl_replay_opts_t *opts,
+                  cl_replay_result_t *r, char *err, size_t errsize) {
+  run_t x;
+  size_t n, k;
+  uint64_t t0 = cl_now_ns();
+  int rc;
+
+  memset(r, 0, sizeof(*r));
+  memset(&x, 0, sizeof(x));
+  x.topo = topo;
+  x.script = script;
+  x.be = backend;
+  x.o = opts;
+  x.r = r;
+  x.err = err;
+  x.errsize = errsize;
+  x.last_progress_ns = t0;
+  if (err != NULL && errsize > 0)
+    err[0] = '\0';
+  if (topo == NULL || script == NULL || backend == NULL || opts == NULL ||
+      topo->nservers == 0)
+    return failf(&x, CL_EINVAL, "replay needs a topology with servers, a "
+                 "script, a backend and options");
+  if (opts->lockstep && opts->delays == NULL)
+    return failf(&x, CL_EINVAL, "lockstep replay needs a delay source");
+  n = topo->nservers;
+  k = script->nsnapshots;
+  r->nsnapshots = k;
+  r->ids = calloc(k ? k : 1, sizeof(*r->ids));
+  r->snaps = calloc(k ? k : 1, sizeof(*r->snaps));
+  r->verdicts = calloc(k ? k : 1, sizeof(*r->verdicts));
+  x.deliv = calloc(n, sizeof(*x.deliv));
+  x.servers = calloc(n, sizeof(*x.servers));
+  x.reqs = calloc(n, sizeof(*x.reqs));
+  x.replies = calloc(n, sizeof(*x.replies));
+  x.seen = calloc(n, sizeof(*x.seen));
+  x.ledger = cl_ledger_new(topo);
+  if (opts->lockstep)
+    x.sched = cl_sched_new(topo, opts->delays);
+  if (r->ids == NULL || r->snaps == NULL || r->verdicts == NULL ||
+      x.deliv == NULL || x.servers == NULL || x.reqs == NULL ||
+      x.replies == NULL || x.seen == NULL || x.ledger == NULL ||
+      (opts->lockstep && x.sched == NULL)) {
+    rc = failf(&x, CL_ENOMEM, "out of memory");
+  } else {
+    rc = run_all(&x);
+  }
+  if (x.sched != NULL)
+    r->ticks = cl_sched_now(x.sched);
+  if (opts->lockstep && opts->delays != NULL)
+    r->delays_used = cl_delays_used(opts->delays);
+  r->seconds = (double)(cl_now_ns() - t0) / 1e9;
+  cl_sched_free(x.sched);
+  cl_ledger_free(x.ledger);
+  free(x.deliv);
+  free(x.servers);
+  free(x.reqs);
+  free(x.replies);
+  free(x.seen);
+  return rc;
+}

@@ -1,1 +1,633 @@
-/* placeholder: being written */ typedef int cl_placeholder_t;
+#include "verify.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "util.h"
+
+/* ---- lookups over a topology (servers sorted by id, links by (src,dst)) -- */
+
+/* Index of server id in t, or -1. Binary search: servers are sorted. */
+static long find_server(const cl_topology_t *t, const char *id) {
+  size_t lo = 0, hi = t->nservers;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(t->servers[mid].id, id);
+    if (c == 0)
+      return (long)mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return -1;
+}
+
+/* Index of link src->dst in t, or -1. */
+static long find_link(const cl_topology_t *t, uint32_t src, uint32_t dst) {
+  size_t lo = 0, hi = t->nlinks;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const cl_link_t *k = &t->links[mid];
+    if (k->src == src && k->dst == dst)
+      return (long)mid;
+    if (k->src < src || (k->src == src && k->dst < dst))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return -1;
+}
+
+/* ---- ledger ------------------------------------------------------------- */
+
+typedef struct ledger_chan {
+  int64_t *v; /* v[seq - 1] = tokens */
+  uint64_t n, cap;
+} ledger_chan_t;
+
+struct cl_ledger {
+  const cl_topology_t *topo; /* borrowed */
+  ledger_chan_t *ch;         /* [topo->nlinks] */
+  uint64_t total;
+};
+
+/* A ledger with one empty list per link of topo (borrowed). NULL on
+ * allocation failure. Free with cl_ledger_free. */
+cl_ledger_t *cl_ledger_new(const cl_topology_t *topo) {
+  cl_ledger_t *l;
+  if (topo == NULL)
+    return NULL;
+  l = calloc(1, sizeof(*l));
+  if (l == NULL)
+    return NULL;
+  l->topo = topo;
+  l->ch = calloc(topo->nlinks ? topo->nlinks : 1, sizeof(*l->ch));
+  if (l->ch == NULL) {
+    free(l);
+    return NULL;
+  }
+  return l;
+}
+
+/* Frees the ledger and everything it recorded; NULL is fine. */
+void cl_ledger_free(cl_ledger_t *l) {
+  if (l == NULL)
+    return;
+  for (size_t i = 0; i < l->topo->nlinks; i++)
+    free(l->ch[i].v);
+  free(l->ch);
+  free(l);
+}
+
+/* Appends token message seq on src->dst. 0, CL_ENOPEER, CL_ESEQ (not the
+ * next seq), CL_EINVAL (n < 1), CL_EFULL (over CL_LEDGER_MAX_MSGS) or
+ * CL_ENOMEM. */
+int cl_ledger_add(cl_ledger_t *l, uint32_t src, uint32_t dst, uint64_t seq,
+                  int64_t n) {
+  long li;
+  ledger_chan_t *c;
+  if (l == NULL)
+    return CL_EINVAL;
+  li = find_link(l->topo, src, dst);
+  if (li < 0)
+    return CL_ENOPEER;
+  c = &l->ch[li];
+  if (seq != c->n + 1)
+    return CL_ESEQ;
+  if (n < 1)
+    return CL_EINVAL;
+  if (l->total >= CL_LEDGER_MAX_MSGS)
+    return CL_EFULL;
+  if (c->n == c->cap) {
+    uint64_t ncap = c->cap ? c->cap * 2 : 16;
+    int64_t *nv = realloc(c->v, ncap * sizeof(*nv));
+    if (nv == NULL)
+      return CL_ENOMEM;
+    c->v = nv;
+    c->cap = ncap;
+  }
+  c->v[c->n++] = n;
+  l->total++;
+  return 0;
+}
+
+/* Amount of message seq on src->dst: 0, CL_ENOPEER or CL_ENOENT. */
+int cl_ledger_get(const cl_ledger_t *l, uint32_t src, uint32_t dst,
+                  uint64_t seq, int64_t *n) {
+  long li;
+  if (l == NULL)
+    return CL_EINVAL;
+  li = find_link(l->topo, src, dst);
+  if (li < 0)
+    return CL_ENOPEER;
+  if (seq < 1 || seq > l->ch[li].n)
+    return CL_ENOENT;
+  *n = l->ch[li].v[seq - 1];
+  return 0;
+}
+
+/* ---- verification ------------------------------------------------------- */
+
+/* Counts a problem and keeps its text if there is room. */
+static void problem(cl_verdict_t *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void problem(cl_verdict_t *v, const char *fmt, ...) {
+  if (v->nproblems < CL_VERIFY_MAX_PROBLEMS) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->problems[v->nproblems], sizeof(v->problems[0]), fmt, ap);
+    va_end(ap);
+  }
+  v->nproblems++;
+}
+
+/* Saturating-free checked add: returns 1 on overflow. */
+static int add_i64(int64_t *acc, int64_t x) {
+  return __builtin_add_overflow(*acc, x, acc);
+}
+
+static int cmp_state_ptr(const void *a, const void *b) {
+  const cl_local_state_t *x = *(const cl_local_state_t *const *)a;
+  const cl_local_state_t *y = *(const cl_local_state_t *const *)b;
+  return strcmp(x->server, y->server);
+}
+
+static int cmp_link(const void *a, const void *b) {
+  const cl_link_t *x = a, *y = b;
+  if (x->src != y->src)
+    return x->src < y->src ? -1 : 1;
+  if (x->dst != y->dst)
+    return x->dst < y->dst ? -1 : 1;
+  return 0;
+}
+
+/* Builds a topology from the states themselves (topo == NULL mode): one
+ * server per distinct id (initial tokens as its tokens), one link per channel
+ * either end lists. Channels naming a server with no state are reported.
+ * Returns 0 or CL_ENOMEM; *t owns two arrays freed by the caller. */
+static int derive_topology(const cl_local_state_t *states, size_t nstates,
+                           cl_verdict_t *v, cl_topology_t *t) {
+  const cl_local_state_t **ord = NULL;
+  size_t nl = 0, cap = 0;
+  memset(t, 0, sizeof(*t));
+  ord = malloc((nstates ? nstates : 1) * sizeof(*ord));
+  t->servers = malloc((nstates ? nstates : 1) * sizeof(*t->servers));
+  if (ord == NULL || t->servers == NULL)
+    goto fail;
+  for (size_t i = 0; i < nstates; i++)
+    ord[i] = &states[i];
+  qsort(ord, nstates, sizeof(*ord), cmp_state_ptr);
+  for (size_t i = 0; i < nstates; i++) {
+    if (i > 0 && strcmp(ord[i]->server, ord[i - 1]->server) == 0)
+      continue; /* duplicates are reported by the caller */
+    cl_server_t *s = &t->servers[t->nservers++];
+    memcpy(s->id, ord[i]->server, CL_ID_SIZE);
+    s->id[CL_ID_SIZE - 1] = '\0';
+    s->tokens = ord[i]->initial_tokens;
+    if (add_i64(&t->total_tokens, s->tokens)) {
+      problem(v, "initial token counts overflow");
+      v->conserved = 0;
+    }
+  }
+  for (size_t i = 0; i < nstates; i++) {
+    const cl_local_state_t *st = &states[i];
+    long self = find_server(t, st->server);
+    for (uint32_t pass = 0; pass < 2; pass++) {
+      uint32_t n = pass == 0 ? st->nsent : st->nrecv;
+      const cl_chan_count_t *cc = pass == 0 ? st->sent : st->recv;
+      for (uint32_t j = 0; j < n; j++) {
+        long peer = find_server(t, cc[j].peer);
+        const char *a = pass == 0 ? st->server : cc[j].peer;
+        const char *b = pass == 0 ? cc[j].peer : st->server;
+        if (peer < 0 || peer == self) {
+          problem(v, "channel %s->%s: listed by %s but %s", a, b, st->server,
+                  peer < 0 ? "the peer has no state"
+                           : "a server cannot be its own peer");
+          v->complete = 0;
+          continue;
+        }
+        if (nl == cap) {
+          size_t ncap = cap ? cap * 2 : 16;
+          cl_link_t *nv = realloc(t->links, ncap * sizeof(*nv));
+          if (nv == NULL)
+            goto fail;
+          t->links = nv;
+          cap = ncap;
+        }
+        t->links[nl].src = (uint32_t)(pass == 0 ? self : peer);
+        t->links[nl].dst = (uint32_t)(pass == 0 ? peer : self);
+        nl++;
+      }
+    }
+  }
+  if (nl > 0) {
+    size_t w = 1;
+    qsort(t->links, nl, sizeof(*t->links), cmp_link);
+    for (size_t i = 1; i < nl; i++)
+      if (cmp_link(&t->links[i], &t->links[w - 1]) != 0)
+        t->links[w++] = t->links[i];
+    nl = w;
+  }
+  t->nlinks = nl;
+  free(ord);
+  return 0;
+fail:
+  free(ord);
+  free(t->servers);
+  free(t->links);
+  memset(t, 0, sizeof(*t));
+  return CL_ENOMEM;
+}
+
+/* "none", "3" or "3,4,7" (at most 8 shown, then ",...") into buf. */
+static void format_seqs(const uint64_t *seqs, size_t n, char *buf,
+                        size_t size) {
+  size_t used = 0;
+  buf[0] = '\0';
+  if (n == 0) {
+    snprintf(buf, size, "none");
+    return;
+  }
+  for (size_t i = 0; i < n && used < size; i++) {
+    int w;
+    if (i == 8) {
+      snprintf(buf + used, size - used, ",...");
+      return;
+    }
+    w = snprintf(buf + used, size - used, "%s%llu", i ? "," : "",
+                 (unsigned long long)seqs[i]);
+    if (w < 0)
+      return;
+    used += (size_t)w;
+  }
+}
+
+/* Per-link facts gathered from both ends. */
+typedef struct chan_info {
+  uint64_t sent, recv;
+  uint8_t has_sent, has_recv;
+  size_t nrec, off; /* recorded messages on this channel */
+} chan_info_t;
+
+/* The checks proper, against topology t (given or derived). st[i] is the
+ * state used for server i, or NULL. */
+static void check_channels(const cl_topology_t *t, int derived,
+                           const cl_ledger_t *ledger,
+                           const cl_local_state_t **st, cl_verdict_t *v) {
+  chan_info_t *ci = calloc(t->nlinks ? t->nlinks : 1, sizeof(*ci));
+  uint64_t *seqs = NULL;
+  size_t total = 0;
+  if (ci == NULL)
+    goto oom;
+
+  /* Channel lists: each end must list exactly its links. */
+  for (size_t i = 0; i < t->nservers; i++) {
+    if (st[i] == NULL)
+      continue;
+    for (uint32_t pass = 0; pass < 2; pass++) {
+      uint32_t n = pass == 0 ? st[i]->nsent : st[i]->nrecv;
+      const cl_chan_count_t *cc = pass == 0 ? st[i]->sent : st[i]->recv;
+      for (uint32_t j = 0; j < n; j++) {
+        long p = find_server(t, cc[j].peer);
+        long li = -1;
+        const char *a = pass == 0 ? t->servers[i].id : cc[j].peer;
+        const char *b = pass == 0 ? cc[j].peer : t->servers[i].id;
+        if (p >= 0)
+          li = pass == 0 ? find_link(t, (uint32_t)i, (uint32_t)p)
+                         : find_link(t, (uint32_t)p, (uint32_t)i);
+        if (li < 0) {
+          if (!derived) { /* derived mode reported these already */
+            problem(v, "channel %s->%s: in %s's %s counts but not in the "
+                       "topology", a, b, t->servers[i].id,
+                    pass == 0 ? "sent" : "received");
+            v->complete = 0;
+          }
+          continue;
+        }
+        if (pass == 0 ? ci[li].has_sent : ci[li].has_recv) {
+          problem(v, "channel %s->%s: listed twice in %s's %s counts", a, b,
+                  t->servers[i].id, pass == 0 ? "sent" : "received");
+          v->complete = 0;
+          continue;
+        }
+        if (pass == 0) {
+          ci[li].has_sent = 1;
+          ci[li].sent = cc[j].count;
+        } else {
+          ci[li].has_recv = 1;
+          ci[li].recv = cc[j].count;
+        }
+      }
+    }
+  }
+  for (size_t li = 0; li < t->nlinks; li++) {
+    const cl_link_t *k = &t->links[li];
+    const char *a = t->servers[k->src].id, *b = t->servers[k->dst].id;
+    if (st[k->src] == NULL || st[k->dst] == NULL)
+      continue; /* the missing state is reported already */
+    if (!ci[li].has_sent || !ci[li].has_recv) {
+      int miss_sent = !ci[li].has_sent;
+      if (derived)
+        problem(v, "channel %s->%s: listed by %s (%s %llu) but not by %s", a,
+                b, miss_sent ? b : a, miss_sent ? "received" : "sent",
+                (unsigned long long)(miss_sent ? ci[li].recv : ci[li].sent),
+                miss_sent ? a : b);
+      else
+        problem(v, "channel %s->%s: missing from %s's %s counts", a, b,
+                miss_sent ? a : b, miss_sent ? "sent" : "received");
+      v->complete = 0;
+    }
+  }
+
+  /* Recorded messages: sums, peers, ledger amounts; then bucket by link. */
+  for (size_t d = 0; d < t->nservers; d++) {
+    if (st[d] == NULL)
+      continue;
+    for (uint32_t j = 0; j < st[d]->nrecorded; j++) {
+      const cl_recorded_t *rc = &st[d]->recorded[j];
+      long s = find_server(t, rc->src);
+      long li = s >= 0 ? find_link(t, (uint32_t)s, (uint32_t)d) : -1;
+      v->nrecorded++;
+      if (add_i64(&v->channel_tokens, rc->n)) {
+        problem(v, "recorded token counts overflow");
+        v->conserved = 0;
+      }
+      if (li < 0) {
+        problem(v, "channel %s->%s: %s recorded seq %llu but %s is not an "
+                   "inbound peer", rc->src, t->servers[d].id, t->servers[d].id,
+                (unsigned long long)rc->seq, rc->src);
+        v->channels_exact = 0;
+        continue;
+      }
+      ci[li].nrec++;
+      total++;
+      if (ledger != NULL) {
+        long ls = find_server(ledger->topo, rc->src);
+        long ld = find_server(ledger->topo, t->servers[d].id);
+        int64_t amount = 0;
+        int rv = ls < 0 || ld < 0
+                     ? CL_ENOPEER
+                     : cl_ledger_get(ledger, (uint32_t)ls, (uint32_t)ld,
+                                     rc->seq, &amount);
+        if (rv == CL_ENOPEER) {
+          problem(v, "channel %s->%s: recorded seq %llu on a channel the "
+                     "ledger does not know", rc->src, t->servers[d].id,
+                  (unsigned long long)rc->seq);
+          v->channels_exact = 0;
+        } else if (rv < 0) {
+          problem(v, "channel %s->%s: recorded seq %llu (%lld tokens) was "
+                     "never sent", rc->src, t->servers[d].id,
+                  (unsigned long long)rc->seq, (long long)rc->n);
+          v->channels_exact = 0;
+        } else if (amount != rc->n) {
+          problem(v, "channel %s->%s: recorded seq %llu carries %lld tokens "
+                     "but %lld were sent", rc->src, t->servers[d].id,
+                  (unsigned long long)rc->seq, (long long)rc->n,
+                  (long long)amount);
+          v->channels_exact = 0;
+        }
+      }
+    }
+  }
+  seqs = malloc((total ? total : 1) * sizeof(*seqs));
+  if (seqs == NULL)
+    goto oom;
+  {
+    size_t off = 0;
+    for (size_t li = 0; li < t->nlinks; li++) {
+      ci[li].off = off;
+      off += ci[li].nrec;
+      ci[li].nrec = 0;
+    }
+  }
+  for (size_t d = 0; d < t->nservers; d++) {
+    if (st[d] == NULL)
+      continue;
+    for (uint32_t j = 0; j < st[d]->nrecorded; j++) {
+      const cl_recorded_t *rc = &st[d]->recorded[j];
+      long s = find_server(t, rc->src);
+      long li = s >= 0 ? find_link(t, (uint32_t)s, (uint32_t)d) : -1;
+      if (li >= 0)
+        seqs[ci[li].off + ci[li].nrec++] = rc->seq;
+    }
+  }
+
+  /* Exactness: recorded seqs on S->D are exactly r+1..s, in order. */
+  v->nchannels = t->nlinks;
+  for (size_t li = 0; li < t->nlinks; li++) {
+    const cl_link_t *k = &t->links[li];
+    const char *a = t->servers[k->src].id, *b = t->servers[k->dst].id;
+    uint64_t s = ci[li].sent, r = ci[li].recv;
+    const uint64_t *q = seqs + ci[li].off;
+    size_t n = ci[li].nrec;
+    int exact;
+    char got[128], want[64];
+    if (st[k->src] == NULL || st[k->dst] == NULL || !ci[li].has_sent ||
+        !ci[li].has_recv)
+      continue;
+    if (s < r) {
+      problem(v, "channel %s->%s: inconsistent cut: %s received %llu before "
+                 "recording but %s sent only %llu", a, b, b,
+              (unsigned long long)r, a, (unsigned long long)s);
+      v->channels_exact = 0;
+      continue;
+    }
+    exact = (uint64_t)n == s - r;
+    for (size_t i = 0; exact && i < n; i++)
+      exact = q[i] == r + 1 + i;
+    if (exact)
+      continue;
+    format_seqs(q, n, got, sizeof(got));
+    if (s == r)
+      snprintf(want, sizeof(want), "none");
+    else if (s == r + 1)
+      snprintf(want, sizeof(want), "%llu", (unsigned long long)s);
+    else
+      snprintf(want, sizeof(want), "%llu..%llu", (unsigned long long)(r + 1),
+               (unsigned long long)s);
+    problem(v, "channel %s->%s: recorded seq%s %s but expected %s (%s "
+               "received %llu before recording, %s sent %llu)", a, b,
+            n == 1 ? "" : "s", got, want, b, (unsigned long long)r, a,
+            (unsigned long long)s);
+    v->channels_exact = 0;
+  }
+  free(seqs);
+  free(ci);
+  return;
+oom:
+  free(seqs);
+  free(ci);
+  problem(v, "out of memory while checking");
+  v->complete = 0;
+}
+
+/* Checks a global snapshot; see verify.h. Never fails: problems (including
+ * running out of memory) end up in v. */
+void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
+               const cl_local_state_t *states, size_t nstates,
+               cl_verdict_t *v) {
+  cl_topology_t derived;
+  const cl_topology_t *t = topo;
+  const cl_local_state_t **st = NULL;
+  int sum_overflow = 0;
+
+  memset(v, 0, sizeof(*v));
+  v->complete = v->conserved = v->channels_exact = 1;
+  memset(&derived, 0, sizeof(derived));
+  if (states == NULL)
+    nstates = 0;
+  if (nstates == 0) {
+    problem(v, "no local states");
+    v->complete = 0;
+  }
+  for (size_t i = 1; i < nstates; i++) {
+    if (states[i].snapshot_id != states[0].snapshot_id) {
+      problem(v, "server %s: snapshot id %llu, expected %llu (as %s)",
+              states[i].server, (unsigned long long)states[i].snapshot_id,
+              (unsigned long long)states[0].snapshot_id, states[0].server);
+      v->complete = 0;
+    }
+  }
+  if (t == NULL) {
+    if (derive_topology(states, nstates, v, &derived) < 0) {
+      problem(v, "out of memory while checking");
+      v->complete = 0;
+      goto done;
+    }
+    t = &derived;
+  }
+  v->expected_tokens = t->total_tokens;
+
+  st = calloc(t->nservers ? t->nservers : 1, sizeof(*st));
+  if (st == NULL) {
+    problem(v, "out of memory while checking");
+    v->complete = 0;
+    goto done;
+  }
+  for (size_t i = 0; i < nstates; i++) {
+    long idx = find_server(t, states[i].server);
+    if (idx < 0) {
+      problem(v, "server %s: not in the topology", states[i].server);
+      v->complete = 0;
+      continue;
+    }
+    if (st[idx] != NULL) {
+      problem(v, "server %s: duplicate state", states[i].server);
+      v->complete = 0;
+      continue;
+    }
+    st[idx] = &states[i];
+    if (add_i64(&v->server_tokens, states[i].tokens))
+      sum_overflow = 1;
+    if (topo != NULL && states[i].initial_tokens != t->servers[idx].tokens) {
+      problem(v, "server %s: initial tokens %lld, the topology says %lld",
+              states[i].server, (long long)states[i].initial_tokens,
+              (long long)t->servers[idx].tokens);
+      v->complete = 0;
+    }
+  }
+  for (size_t i = 0; i < t->nservers; i++) {
+    if (st[i] == NULL) {
+      problem(v, "server %s: no state", t->servers[i].id);
+      v->complete = 0;
+    }
+  }
+  check_channels(t, topo == NULL, ledger, st, v);
+
+  if (sum_overflow) {
+    problem(v, "server token counts overflow");
+    v->conserved = 0;
+  }
+  if (v->conserved) {
+    int64_t sum = v->server_tokens;
+    if (add_i64(&sum, v->channel_tokens) || sum != v->expected_tokens) {
+      problem(v, "tokens not conserved: %lld on servers + %lld in %zu "
+                 "messages, expected %lld", (long long)v->server_tokens,
+              (long long)v->channel_tokens, v->nrecorded,
+              (long long)v->expected_tokens);
+      v->conserved = 0;
+    }
+  }
+done:
+  free(st);
+  free(derived.servers);
+  free(derived.links);
+  v->ok = v->complete && v->conserved && v->channels_exact;
+}
+
+/* Builds the reference form; the caller owns *out (cl_snap_free). */
+int cl_global_snap(uint64_t id, const cl_local_state_t *states,
+                   size_t nstates, cl_snap_t **out) {
+  const cl_local_state_t **ord;
+  cl_snap_t *s;
+  size_t nmsgs = 0, m = 0;
+  *out = NULL;
+  for (size_t i = 0; i < nstates; i++)
+    nmsgs += states[i].nrecorded;
+  s = calloc(1, sizeof(*s));
+  ord = malloc((nstates ? nstates : 1) * sizeof(*ord));
+  if (s == NULL || ord == NULL)
+    goto fail;
+  s->servers = calloc(nstates ? nstates : 1, sizeof(*s->servers));
+  s->msgs = calloc(nmsgs ? nmsgs : 1, sizeof(*s->msgs));
+  if (s->servers == NULL || s->msgs == NULL)
+    goto fail;
+  for (size_t i = 0; i < nstates; i++)
+    ord[i] = &states[i];
+  qsort(ord, nstates, sizeof(*ord), cmp_state_ptr);
+  s->id = id;
+  s->nservers = nstates;
+  for (size_t i = 0; i < nstates; i++) {
+    memcpy(s->servers[i].id, ord[i]->server, CL_ID_SIZE);
+    s->servers[i].id[CL_ID_SIZE - 1] = '\0';
+    s->servers[i].tokens = ord[i]->tokens;
+    /* Destinations in id order, each in arrival order. */
+    for (uint32_t j = 0; j < ord[i]->nrecorded; j++) {
+      cl_snap_msg_t *g = &s->msgs[m++];
+      memcpy(g->src, ord[i]->recorded[j].src, CL_ID_SIZE);
+      g->src[CL_ID_SIZE - 1] = '\0';
+      memcpy(g->dst, ord[i]->server, CL_ID_SIZE);
+      g->dst[CL_ID_SIZE - 1] = '\0';
+      g->n = ord[i]->recorded[j].n;
+    }
+  }
+  s->nmsgs = m;
+  free(ord);
+  *out = s;
+  return 0;
+fail:
+  free(ord);
+  if (s != NULL) {
+    free(s->servers);
+    free(s->msgs);
+    free(s);
+  }
+  return CL_ENOMEM;
+}
+
+/* One summary line into buf (always NUL-terminated when size > 0). */
+void cl_verdict_line(uint64_t id, const cl_verdict_t *v, char *buf,
+                     size_t size) {
+  if (size == 0)
+    return;
+  if (v->ok) {
+    snprintf(buf, size,
+             "snapshot %llu: ok (tokens %lld = %lld on servers + %lld in %zu "
+             "message%s, %zu channel%s exact)",
+             (unsigned long long)id, (long long)v->expected_tokens,
+             (long long)v->server_tokens, (long long)v->channel_tokens,
+             v->nrecorded, v->nrecorded == 1 ? "" : "s", v->nchannels,
+             v->nchannels == 1 ? "" : "s");
+  } else if (v->nproblems > 1) {
+    snprintf(buf, size, "snapshot %llu: FAILED (%s; %zu more problem%s)",
+             (unsigned long long)id, v->problems[0], v->nproblems - 1,
+             v->nproblems == 2 ? "" : "s");
+  } else {
+    snprintf(buf, size, "snapshot %llu: FAILED (%s)", (unsigned long long)id,
+             v->nproblems ? v->problems[0] : "unknown problem");
+  }
+}
