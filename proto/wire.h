@@ -244,4 +244,8 @@ int cl_wire_next(cl_wire_decoder_t *d, cl_msg_t *m);
 /* Bytes buffered and not yet decoded. */
 size_t cl_wire_decoder_buffered(const cl_wire_decoder_t *d);
 
+/* Bytes of input buffer the decoder has allocated: about cap + 64 at most
+ * (it starts at up to 64 KiB). For tests and diagnostics. */
+size_t cl_wire_decoder_allocated(const cl_wire_decoder_t *d);
+
 #endif
