@@ -1,1 +1,873 @@
-/* placeholder: being written */ typedef int cl_placeholder_t;
+#include "client.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+
+enum { CONN_IDLE = 0, CONN_CONNECTING, CONN_UP, CONN_DOWN };
+
+typedef struct conn {
+  cl_cluster_t *c;
+  uint32_t idx;
+  char id[CL_ID_SIZE];
+  char addr[CL_ADDR_SIZE];
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  int open;  /* tcp initialised and its close callback not yet run */
+  int state; /* CONN_* */
+  cl_wire_decoder_t *dec;
+  char why[256];
+} conn_t;
+
+/* One request of the call in progress. */
+typedef struct slot {
+  uint32_t server;
+  int done; /* 1 reply stored, -1 given up (tolerant calls) */
+} slot_t;
+
+/* A write's bytes live until its callback. */
+typedef struct wreq {
+  uv_write_t w;
+  char *data;
+} wreq_t;
+
+/* COMPLETE notifications of one snapshot id: a bitset over servers. */
+typedef struct track {
+  uint64_t id;
+  int used;
+  size_t count;
+  uint64_t *bits;
+} track_t;
+
+struct cl_cluster {
+  uv_loop_t *loop;
+  size_t n;
+  conn_t *conns;
+  uv_timer_t timer;
+  int timer_open;
+  int timer_fired;
+  char name[CL_ID_SIZE];
+  uint64_t next_req;
+  uint64_t call_timeout_ms;
+  int notices;
+  cl_guard_fn guard;
+  void *guard_ctx;
+  /* the call in progress */
+  uint64_t call_base;
+  size_t call_n, call_left;
+  slot_t *slots;
+  cl_msg_t *replies;
+  /* open-addressing table of tracked snapshot ids */
+  track_t *tracks;
+  size_t ntracks, tracks_cap;
+  size_t tracks_slots; /* live entries plus tombstones */
+  size_t words; /* bitset words per track */
+};
+
+/* Format into err if the caller gave room for a message. */
+static void set_err(char *err, size_t errsize, const char *fmt, ...) {
+  va_list ap;
+  if (err == NULL || errsize == 0)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(err, errsize, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- tracking COMPLETE --------------------------------------------------- */
+
+/* Slot of id in a table of cap (a power of two) slots. */
+static size_t track_hash(uint64_t id, size_t cap) {
+  id ^= id >> 33;
+  id *= 0xff51afd7ed558ccdULL;
+  id ^= id >> 33;
+  return (size_t)id & (cap - 1);
+}
+
+/* The live entry of id, or NULL. */
+static track_t *track_find(const cl_cluster_t *c, uint64_t id) {
+  size_t i;
+  if (c->tracks_cap == 0)
+    return NULL;
+  for (i = track_hash(id, c->tracks_cap);; i = (i + 1) & (c->tracks_cap - 1)) {
+    track_t *t = &c->tracks[i];
+    if (!t->used)
+      return NULL;
+    if (t->id == id && t->bits != NULL)
+      return t;
+  }
+}
+
+/* Insert without growing; the table always has free slots. */
+static track_t *track_insert_raw(track_t *tab, size_t cap, uint64_t id) {
+  size_t i;
+  for (i = track_hash(id, cap);; i = (i + 1) & (cap - 1)) {
+    if (!tab[i].used) {
+      tab[i].used = 1;
+      tab[i].id = id;
+      return &tab[i];
+    }
+  }
+}
+
+/* Rebuild the table without tombstones, doubling it unless it is mostly
+ * tombstones. */
+static int track_grow(cl_cluster_t *c) {
+  size_t cap = c->tracks_cap == 0             ? 64
+               : c->ntracks * 4 < c->tracks_cap ? c->tracks_cap
+                                                : c->tracks_cap * 2,
+         i;
+  track_t *tab = calloc(cap, sizeof *tab);
+  if (tab == NULL)
+    return CL_ENOMEM;
+  for (i = 0; i < c->tracks_cap; i++) {
+    track_t *o = &c->tracks[i];
+    if (o->used && o->bits != NULL) {
+      track_t *t = track_insert_raw(tab, cap, o->id);
+      t->count = o->count;
+      t->bits = o->bits;
+    }
+  }
+  free(c->tracks);
+  c->tracks = tab;
+  c->tracks_cap = cap;
+  c->tracks_slots = c->ntracks;
+  return 0;
+}
+
+/* Record that server reported snapshot id complete (ids past the cap are
+ * dropped). */
+static void track_add(cl_cluster_t *c, uint64_t id, uint32_t server) {
+  track_t *t = track_find(c, id);
+  if (t == NULL) {
+    uint64_t *bits;
+    if (c->ntracks >= CL_CLIENT_MAX_TRACKED)
+      return;
+    if ((c->tracks_slots + 1) * 2 > c->tracks_cap && track_grow(c) != 0)
+      return;
+    bits = calloc(c->words, sizeof *bits);
+    if (bits == NULL)
+      return;
+    t = track_insert_raw(c->tracks, c->tracks_cap, id);
+    t->bits = bits;
+    t->count = 0;
+    c->ntracks++;
+    c->tracks_slots++;
+  }
+  if (!(t->bits[server / 64] & ((uint64_t)1 << (server % 64)))) {
+    t->bits[server / 64] |= (uint64_t)1 << (server % 64);
+    t->count++;
+  }
+}
+
+/* Servers that reported id complete; see client.h. */
+size_t cl_cluster_completed(const cl_cluster_t *c, uint64_t id) {
+  const track_t *t = track_find(c, id);
+  return t ? t->count : 0;
+}
+
+/* Whether server i reported id complete; see client.h. */
+int cl_cluster_has_completed(const cl_cluster_t *c, uint64_t id, size_t i) {
+  const track_t *t = track_find(c, id);
+  if (t == NULL || i >= c->n)
+    return 0;
+  return (t->bits[i / 64] >> (i % 64)) & 1;
+}
+
+/* Free the entry of id, leaving a tombstone so probe chains stay intact. */
+void cl_cluster_forget(cl_cluster_t *c, uint64_t id) {
+  track_t *t = track_find(c, id);
+  if (t == NULL)
+    return;
+  free(t->bits);
+  t->bits = NULL; /* tombstone: keeps probe chains intact */
+  t->count = 0;
+  c->ntracks--;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+/* Close callback of a connection: only now may its decoder go. */
+static void on_close(uv_handle_t *h) {
+  conn_t *k = h->data;
+  k->open = 0;
+  cl_wire_decoder_free(k->dec);
+  k->dec = NULL;
+}
+
+/* Mark connection k down with a reason (kept if one is already there). */
+static void conn_down(conn_t *k, const char *fmt, ...) {
+  if (k->state != CONN_DOWN && k->why[0] == '\0') {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(k->why, sizeof k->why, fmt, ap);
+    va_end(ap);
+  }
+  k->state = CONN_DOWN;
+  if (k->open && !uv_is_closing((uv_handle_t *)&k->tcp))
+    uv_close((uv_handle_t *)&k->tcp, on_close);
+}
+
+/* Write callback: the bytes can go; a failed write loses the server. */
+static void on_write(uv_write_t *w, int status) {
+  wreq_t *r = (wreq_t *)w;
+  conn_t *k = w->handle->data;
+  free(r->data);
+  free(r);
+  if (status < 0 && status != UV_ECANCELED)
+    conn_down(k, "server %s lost (write failed: %s)", k->id,
+              uv_strerror(status));
+}
+
+/* Queue the bytes of sb on k; takes sb's buffer. Returns 0 or CL_E*. */
+static int conn_write(conn_t *k, msgpack_sbuffer *sb) {
+  wreq_t *r;
+  uv_buf_t buf;
+  int rc;
+  if (k->state != CONN_UP)
+    return CL_ELOST;
+  r = malloc(sizeof *r);
+  if (r == NULL)
+    return CL_ENOMEM;
+  buf.len = sb->size;
+  r->data = msgpack_sbuffer_release(sb);
+  buf.base = r->data;
+  rc = uv_write(&r->w, (uv_stream_t *)&k->tcp, &buf, 1, on_write);
+  if (rc < 0) {
+    free(r->data);
+    free(r);
+    conn_down(k, "server %s lost (write failed: %s)", k->id, uv_strerror(rc));
+    return CL_ELOST;
+  }
+  return 0;
+}
+
+/* A reply for the call in progress is moved into its slot; anything else
+ * (a late reply of a call that gave up) is dropped. */
+static void take_reply(conn_t *k, cl_msg_t *m) {
+  cl_cluster_t *c = k->c;
+  if (c->call_n > 0 && m->req >= c->call_base &&
+      m->req - c->call_base < c->call_n) {
+    size_t i = (size_t)(m->req - c->call_base);
+    if (c->slots[i].server == k->idx && c->slots[i].done == 0) {
+      c->replies[i] = *m;
+      c->slots[i].done = 1;
+      c->call_left--;
+      memset(m, 0, sizeof *m);
+      return;
+    }
+  }
+  cl_msg_free(m);
+}
+
+/* Dispatch one decoded frame from server k; takes ownership of m. */
+static void handle_msg(conn_t *k, cl_msg_t *m) {
+  switch (m->type) {
+  case CL_MSG_OK:
+  case CL_MSG_ERROR:
+  case CL_MSG_STATE:
+  case CL_MSG_STATUS_R:
+    take_reply(k, m);
+    break;
+  case CL_MSG_COMPLETE:
+    track_add(k->c, m->u.complete.snapshot_id, k->idx);
+    cl_msg_free(m);
+    break;
+  case CL_MSG_NOTICE:
+    /* The text names the peer already; the field is for programs. */
+    if (k->c->notices)
+      fprintf(stderr, "notice from %s: %s\n", k->id,
+              m->u.notice.text[0] ? m->u.notice.text : m->u.notice.peer);
+    cl_msg_free(m);
+    break;
+  default:
+    conn_down(k, "server %s lost (protocol error: unexpected %s message)",
+              k->id, cl_msg_type_name(m->type));
+    cl_msg_free(m);
+    break;
+  }
+}
+
+/* Read straight into the decoder's buffer (no copy). */
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  conn_t *k = h->data;
+  char *p = NULL;
+  size_t avail = 0;
+  (void)suggested;
+  if (k->dec == NULL ||
+      cl_wire_decoder_reserve(k->dec, 4096, &p, &avail) != 0) {
+    buf->base = NULL;
+    buf->len = 0; /* read_cb gets UV_ENOBUFS */
+    return;
+  }
+  buf->base = p;
+  buf->len = avail;
+}
+
+/* Feed bytes to the decoder and handle every complete frame. */
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *k = s->data;
+  cl_msg_t m;
+  int rc;
+  (void)buf;
+  if (nread == 0)
+    return;
+  if (nread < 0) {
+    if (nread == UV_EOF)
+      conn_down(k, "server %s lost (connection closed)", k->id);
+    else if (nread == UV_ENOBUFS)
+      conn_down(k, "server %s lost (reply larger than %u bytes)", k->id,
+                CL_CLIENT_DECODER_CAP);
+    else
+      conn_down(k, "server %s lost (%s)", k->id, uv_strerror((int)nread));
+    return;
+  }
+  cl_wire_decoder_consumed(k->dec, (size_t)nread);
+  while (k->state == CONN_UP) {
+    memset(&m, 0, sizeof m);
+    rc = cl_wire_next(k->dec, &m);
+    if (rc == 0)
+      break;
+    if (rc < 0) {
+      conn_down(k, "server %s lost (protocol error: %s)", k->id,
+                cl_strerror(rc));
+      break;
+    }
+    handle_msg(k, &m);
+  }
+}
+
+/* Connected (or not): start reading and greet with CLIENT. */
+static void on_connect(uv_connect_t *req, int status) {
+  conn_t *k = req->data;
+  cl_msg_t hello;
+  msgpack_sbuffer sb;
+  if (k->state != CONN_CONNECTING)
+    return; /* gave up already (timeout) */
+  if (status < 0) {
+    conn_down(k, "cannot connect to %s at %s: %s", k->id, k->addr,
+              uv_strerror(status));
+    return;
+  }
+  k->state = CONN_UP;
+  uv_tcp_nodelay(&k->tcp, 1);
+  status = uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read);
+  if (status < 0) {
+    conn_down(k, "cannot read from %s at %s: %s", k->id, k->addr,
+              uv_strerror(status));
+    return;
+  }
+  memset(&hello, 0, sizeof hello);
+  hello.type = CL_MSG_CLIENT;
+  memcpy(hello.u.client.name, k->c->name, sizeof hello.u.client.name);
+  msgpack_sbuffer_init(&sb);
+  if (cl_wire_encode(&hello, &sb) != 0) {
+    msgpack_sbuffer_destroy(&sb);
+    conn_down(k, "cannot greet %s: encoding failed", k->id);
+    return;
+  }
+  if (conn_write(k, &sb) != 0)
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Resolve "host:port" (numeric, else by name) into ss. */
+static int resolve(uv_loop_t *loop, const char *addr,
+                   struct sockaddr_storage *ss, char *why, size_t whysize) {
+  char host[CL_ADDR_SIZE], portstr[16];
+  int port, rc;
+  uv_getaddrinfo_t gai;
+  struct addrinfo hints;
+  if (cl_addr_split(addr, host, &port) != 0) {
+    set_err(why, whysize, "bad address '%s' (want HOST:PORT)", addr);
+    return CL_EINVAL;
+  }
+  memset(ss, 0, sizeof *ss);
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+    return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(portstr, sizeof portstr, "%d", port);
+  /* No callback: resolves synchronously. */
+  rc = uv_getaddrinfo(loop, &gai, NULL, host, portstr, &hints);
+  if (rc < 0 || gai.addrinfo == NULL) {
+    set_err(why, whysize, "cannot resolve '%s': %s", host,
+            rc < 0 ? uv_strerror(rc) : "no address");
+    if (rc == 0)
+      uv_freeaddrinfo(gai.addrinfo);
+    return CL_EIO;
+  }
+  memcpy(ss, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
+  uv_freeaddrinfo(gai.addrinfo);
+  return 0;
+}
+
+/* ---- the cluster -------------------------------------------------------- */
+
+/* Deadline reached: the waiting loop notices the flag. */
+static void on_timer(uv_timer_t *t) {
+  cl_cluster_t *c = t->data;
+  c->timer_fired = 1;
+}
+
+/* Close callback of the deadline timer. */
+static void on_timer_close(uv_handle_t *h) {
+  cl_cluster_t *c = h->data;
+  c->timer_open = 0;
+}
+
+/* Allocate the cluster and its deadline timer; nothing connects yet. */
+cl_cluster_t *cl_cluster_new(uv_loop_t *loop, const cl_endpoint_t *eps,
+                             size_t n) {
+  cl_cluster_t *c;
+  size_t i;
+  if (n == 0 || n > UINT32_MAX)
+    return NULL;
+  c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return NULL;
+  c->conns = calloc(n, sizeof *c->conns);
+  if (c->conns == NULL) {
+    free(c);
+    return NULL;
+  }
+  c->loop = loop;
+  c->n = n;
+  c->words = (n + 63) / 64;
+  c->next_req = 1;
+  c->call_timeout_ms = 30000;
+  c->notices = 1;
+  snprintf(c->name, sizeof c->name, "clsnap-%ld", (long)getpid());
+  for (i = 0; i < n; i++) {
+    conn_t *k = &c->conns[i];
+    k->c = c;
+    k->idx = (uint32_t)i;
+    snprintf(k->id, sizeof k->id, "%s", eps[i].id);
+    snprintf(k->addr, sizeof k->addr, "%s", eps[i].addr);
+    snprintf(k->why, sizeof k->why, "server %s not connected", k->id);
+  }
+  uv_timer_init(loop, &c->timer);
+  c->timer.data = c;
+  c->timer_open = 1;
+  return c;
+}
+
+/* Close every handle and wait for the close callbacks, then free. */
+void cl_cluster_free(cl_cluster_t *c) {
+  size_t i;
+  int pending;
+  if (c == NULL)
+    return;
+  for (i = 0; i < c->n; i++) {
+    conn_t *k = &c->conns[i];
+    if (k->open && !uv_is_closing((uv_handle_t *)&k->tcp))
+      uv_close((uv_handle_t *)&k->tcp, on_close);
+  }
+  if (c->timer_open && !uv_is_closing((uv_handle_t *)&c->timer))
+    uv_close((uv_handle_t *)&c->timer, on_timer_close);
+  /* Close callbacks run in the same loop turn; this does not block. */
+  do {
+    pending = c->timer_open;
+    for (i = 0; i < c->n; i++)
+      pending |= c->conns[i].open;
+    if (pending)
+      uv_run(c->loop, UV_RUN_ONCE);
+  } while (pending);
+  for (i = 0; i < c->n; i++)
+    cl_wire_decoder_free(c->conns[i].dec);
+  for (i = 0; i < c->tracks_cap; i++)
+    free(c->tracks[i].bits);
+  free(c->tracks);
+  free(c->conns);
+  free(c);
+}
+
+/* Accessors; see client.h. */
+size_t cl_cluster_size(const cl_cluster_t *c) { return c->n; }
+const char *cl_cluster_id(const cl_cluster_t *c, size_t i) {
+  return c->conns[i].id;
+}
+const char *cl_cluster_addr(const cl_cluster_t *c, size_t i) {
+  return c->conns[i].addr;
+}
+int cl_cluster_up(const cl_cluster_t *c, size_t i) {
+  return i < c->n && c->conns[i].state == CONN_UP;
+}
+const char *cl_cluster_why(const cl_cluster_t *c, size_t i) {
+  return c->conns[i].state == CONN_UP ? "" : c->conns[i].why;
+}
+
+int cl_cluster_find(const cl_cluster_t *c, const char *id) {
+  size_t i;
+  for (i = 0; i < c->n; i++)
+    if (strcmp(c->conns[i].id, id) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* Install the check run after every loop turn while waiting. */
+void cl_cluster_set_guard(cl_cluster_t *c, cl_guard_fn fn, void *ctx) {
+  c->guard = fn;
+  c->guard_ctx = ctx;
+}
+
+/* Deadline used by the backend's call. */
+void cl_cluster_set_call_timeout(cl_cluster_t *c, uint64_t ms) {
+  c->call_timeout_ms = ms;
+}
+
+/* Turn NOTICE printing on or off. */
+void cl_cluster_set_notices(cl_cluster_t *c, int on) { c->notices = on; }
+
+/* Arm the single deadline timer; waits are never nested. */
+static void deadline_start(cl_cluster_t *c, uint64_t ms) {
+  c->timer_fired = 0;
+  uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* Disarm the deadline timer. */
+static void deadline_stop(cl_cluster_t *c) { uv_timer_stop(&c->timer); }
+
+/* Run the guard: 0, or its negative code with err set. */
+static int check_guard(cl_cluster_t *c, char *err, size_t errsize) {
+  int rc;
+  if (c->guard == NULL)
+    return 0;
+  rc = c->guard(c->guard_ctx, err, errsize);
+  return rc < 0 ? rc : 0;
+}
+
+/* Start every connect, then run the loop until all settle or time runs out. */
+int cl_cluster_connect(cl_cluster_t *c, uint64_t timeout_ms, char *err,
+                       size_t errsize) {
+  size_t i;
+  int rc = 0, busy;
+  for (i = 0; i < c->n; i++) {
+    conn_t *k = &c->conns[i];
+    struct sockaddr_storage ss;
+    char why[160];
+    if (k->state != CONN_IDLE)
+      continue;
+    k->why[0] = '\0';
+    if (resolve(c->loop, k->addr, &ss, why, sizeof why) != 0) {
+      k->state = CONN_DOWN;
+      snprintf(k->why, sizeof k->why, "cannot connect to %s: %s", k->id, why);
+      continue;
+    }
+    k->dec = cl_wire_decoder_new(CL_CLIENT_DECODER_CAP);
+    if (k->dec == NULL) {
+      k->state = CONN_DOWN;
+      snprintf(k->why, sizeof k->why, "cannot connect to %s: out of memory",
+               k->id);
+      continue;
+    }
+    uv_tcp_init(c->loop, &k->tcp);
+    k->tcp.data = k;
+    k->creq.data = k;
+    k->open = 1;
+    k->state = CONN_CONNECTING;
+    rc = uv_tcp_connect(&k->creq, &k->tcp, (const struct sockaddr *)&ss,
+                        on_connect);
+    if (rc < 0)
+      conn_down(k, "cannot connect to %s at %s: %s", k->id, k->addr,
+                uv_strerror(rc));
+  }
+  rc = 0;
+  deadline_start(c, timeout_ms);
+  for (;;) {
+    busy = 0;
+    for (i = 0; i < c->n; i++)
+      busy |= c->conns[i].state == CONN_CONNECTING;
+    if (!busy)
+      break;
+    if ((rc = check_guard(c, err, errsize)) < 0)
+      break;
+    if (c->timer_fired) {
+      for (i = 0; i < c->n; i++)
+        if (c->conns[i].state == CONN_CONNECTING)
+          conn_down(&c->conns[i], "cannot connect to %s at %s: timed out",
+                    c->conns[i].id, c->conns[i].addr);
+      break;
+    }
+    uv_run(c->loop, UV_RUN_ONCE);
+  }
+  deadline_stop(c);
+  if (rc < 0)
+    return rc;
+  for (i = 0; i < c->n; i++) {
+    if (c->conns[i].state != CONN_UP) {
+      set_err(err, errsize, "%s", c->conns[i].why);
+      return CL_EIO;
+    }
+  }
+  return 0;
+}
+
+/* Drop the call in progress; free replies if failed. */
+static void call_end(cl_cluster_t *c, int failed) {
+  size_t i;
+  if (failed)
+    for (i = 0; i < c->call_n; i++)
+      cl_msg_free(&c->replies[i]);
+  free(c->slots);
+  c->slots = NULL;
+  c->replies = NULL;
+  c->call_n = c->call_left = 0;
+}
+
+/* Send n requests (one write per server) and wait for the replies; tolerant
+ * calls give up on lost servers instead of failing. */
+static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
+                   const cl_msg_t *reqs, cl_msg_t *replies,
+                   uint64_t timeout_ms, int tolerant, char *err,
+                   size_t errsize) {
+  msgpack_sbuffer *sbs;
+  size_t i;
+  int rc = 0;
+  if (n == 0)
+    return 0;
+  if (n > CL_CLIENT_MAX_CALL) {
+    set_err(err, errsize, "too many requests in one call (%zu)", n);
+    return CL_EINVAL;
+  }
+  memset(replies, 0, n * sizeof *replies);
+  for (i = 0; i < n; i++) {
+    if (servers[i] >= c->n) {
+      set_err(err, errsize, "no server with index %" PRIu32, servers[i]);
+      return CL_EINVAL;
+    }
+    if (!tolerant && c->conns[servers[i]].state != CONN_UP) {
+      set_err(err, errsize, "%s", c->conns[servers[i]].why);
+      return CL_ELOST;
+    }
+  }
+  if ((rc = check_guard(c, err, errsize)) < 0)
+    return rc;
+  c->slots = calloc(n, sizeof *c->slots);
+  sbs = calloc(c->n, sizeof *sbs); /* zeroed == empty msgpack_sbuffer */
+  if (c->slots == NULL || sbs == NULL) {
+    free(sbs);
+    free(c->slots);
+    c->slots = NULL;
+    set_err(err, errsize, "out of memory");
+    return CL_ENOMEM;
+  }
+  c->replies = replies;
+  c->call_base = c->next_req;
+  c->next_req += n;
+  c->call_n = c->call_left = n;
+  /* Requests to one server go out in one write, in order. */
+  for (i = 0; i < n && rc == 0; i++) {
+    cl_msg_t m = reqs[i];
+    c->slots[i].server = servers[i];
+    m.req = c->call_base + i;
+    if (c->conns[servers[i]].state != CONN_UP) {
+      c->slots[i].done = -1; /* tolerant: no reply will come */
+      c->call_left--;
+      continue;
+    }
+    rc = cl_wire_encode(&m, &sbs[servers[i]]);
+    if (rc < 0)
+      set_err(err, errsize, "cannot encode %s request for %s: %s",
+              cl_msg_type_name(m.type), c->conns[servers[i]].id,
+              cl_strerror(rc));
+  }
+  for (i = 0; i < c->n; i++) {
+    if (rc == 0 && sbs[i].size > 0)
+      (void)conn_write(&c->conns[i], &sbs[i]); /* failure shows as lost */
+    msgpack_sbuffer_destroy(&sbs[i]);
+  }
+  free(sbs);
+  if (rc < 0) {
+    call_end(c, 1);
+    return rc;
+  }
+  deadline_start(c, timeout_ms);
+  while (c->call_left > 0) {
+    /* Fail fast on a lost server; tolerant calls just stop waiting for it. */
+    for (i = 0; i < n && rc == 0; i++) {
+      conn_t *k = &c->conns[c->slots[i].server];
+      if (c->slots[i].done == 0 && k->state != CONN_UP) {
+        if (!tolerant) {
+          set_err(err, errsize, "%s", k->why);
+          rc = CL_ELOST;
+        } else {
+          c->slots[i].done = -1;
+          c->call_left--;
+        }
+      }
+    }
+    if (rc < 0 || c->call_left == 0)
+      break;
+    if ((rc = check_guard(c, err, errsize)) < 0)
+      break;
+    if (c->timer_fired) {
+      for (i = 0; i < n; i++)
+        if (c->slots[i].done == 0)
+          break;
+      if (!tolerant) {
+        set_err(err, errsize, "no reply from %s to %s within %" PRIu64 " ms",
+                c->conns[c->slots[i].server].id,
+                cl_msg_type_name(reqs[i].type), timeout_ms);
+        rc = CL_ETIMEOUT;
+      }
+      break;
+    }
+    uv_run(c->loop, UV_RUN_ONCE);
+  }
+  deadline_stop(c);
+  call_end(c, rc < 0);
+  return rc;
+}
+
+/* Strict call: any lost server fails the whole call at once. */
+int cl_cluster_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
+                    const cl_msg_t *reqs, cl_msg_t *replies,
+                    uint64_t timeout_ms, char *err, size_t errsize) {
+  return do_call(c, n, servers, reqs, replies, timeout_ms, 0, err, errsize);
+}
+
+/* Tolerant call: missing replies stay zeroed. */
+int cl_cluster_call_each(cl_cluster_t *c, size_t n, const uint32_t *servers,
+                         const cl_msg_t *reqs, cl_msg_t *replies,
+                         uint64_t timeout_ms, char *err, size_t errsize) {
+  return do_call(c, n, servers, reqs, replies, timeout_ms, 1, err, errsize);
+}
+
+/* First lost server, or -1. */
+static int first_lost(const cl_cluster_t *c) {
+  size_t i;
+  for (i = 0; i < c->n; i++)
+    if (c->conns[i].state != CONN_UP)
+      return (int)i;
+  return -1;
+}
+
+/* Let ms pass with the loop running, so notifications keep flowing. */
+int cl_cluster_sleep(cl_cluster_t *c, uint64_t ms, char *err,
+                     size_t errsize) {
+  int rc = 0, lost;
+  deadline_start(c, ms);
+  for (;;) {
+    if ((lost = first_lost(c)) >= 0) {
+      set_err(err, errsize, "%s", c->conns[lost].why);
+      rc = CL_ELOST;
+      break;
+    }
+    if ((rc = check_guard(c, err, errsize)) < 0 || c->timer_fired)
+      break;
+    uv_run(c->loop, UV_RUN_ONCE);
+  }
+  deadline_stop(c);
+  return rc;
+}
+
+/* Describe which servers miss which of ids into err; returns how many
+ * (snapshot, server) pairs are missing. If lost is not NULL, set it to the
+ * index of a lost server that misses one, or -1. */
+static size_t describe_missing(const cl_cluster_t *c, const uint64_t *ids,
+                               size_t n, int *lost, char *err,
+                               size_t errsize) {
+  size_t i, s, missing = 0, len = 0;
+  if (lost)
+    *lost = -1;
+  if (err && errsize)
+    err[0] = '\0';
+  for (i = 0; i < n; i++) {
+    int first = 1;
+    if (cl_cluster_completed(c, ids[i]) == c->n)
+      continue;
+    for (s = 0; s < c->n; s++) {
+      if (cl_cluster_has_completed(c, ids[i], s))
+        continue;
+      missing++;
+      if (lost && *lost < 0 && c->conns[s].state != CONN_UP)
+        *lost = (int)s;
+      if (err && len + 1 < errsize) {
+        int w;
+        if (first)
+          w = snprintf(err + len, errsize - len,
+                       "%ssnapshot %" PRIu64 " not complete on %s",
+                       len ? "; " : "", ids[i], c->conns[s].id);
+        else
+          w = snprintf(err + len, errsize - len, ", %s", c->conns[s].id);
+        if (w > 0)
+          len += (size_t)w < errsize - len ? (size_t)w : errsize - len - 1;
+        first = 0;
+      }
+    }
+  }
+  return missing;
+}
+
+/* Run the loop until every server reported every id complete. */
+int cl_cluster_wait_complete(cl_cluster_t *c, const uint64_t *ids, size_t n,
+                             uint64_t timeout_ms, char *err,
+                             size_t errsize) {
+  int rc = 0, lost;
+  deadline_start(c, timeout_ms);
+  for (;;) {
+    if (describe_missing(c, ids, n, &lost, NULL, 0) == 0)
+      break;
+    if (lost >= 0) {
+      set_err(err, errsize, "%s", c->conns[lost].why);
+      rc = CL_ELOST;
+      break;
+    }
+    if ((rc = check_guard(c, err, errsize)) < 0)
+      break;
+    if (c->timer_fired) {
+      char what[512];
+      describe_missing(c, ids, n, NULL, what, sizeof what);
+      set_err(err, errsize, "timed out after %" PRIu64 " ms: %s", timeout_ms,
+              what);
+      rc = CL_ETIMEOUT;
+      break;
+    }
+    uv_run(c->loop, UV_RUN_ONCE);
+  }
+  deadline_stop(c);
+  return rc;
+}
+
+/* ---- backend ------------------------------------------------------------ */
+
+/* Backend adapters over the functions above. */
+static int be_call(void *ctx, size_t n, const uint32_t *servers,
+                   const cl_msg_t *reqs, cl_msg_t *replies, char *err,
+                   size_t errsize) {
+  cl_cluster_t *c = ctx;
+  return cl_cluster_call(c, n, servers, reqs, replies, c->call_timeout_ms,
+                         err, errsize);
+}
+
+static int be_sleep(void *ctx, uint64_t ms, char *err, size_t errsize) {
+  return cl_cluster_sleep(ctx, ms, err, errsize);
+}
+
+static size_t be_completed(void *ctx, uint64_t id) {
+  return cl_cluster_completed(ctx, id);
+}
+
+static int be_wait(void *ctx, const uint64_t *ids, size_t n,
+                   uint64_t timeout_ms, char *err, size_t errsize) {
+  return cl_cluster_wait_complete(ctx, ids, n, timeout_ms, err, errsize);
+}
+
+/* The replay backend of this cluster. */
+cl_backend_t cl_cluster_backend(cl_cluster_t *c) {
+  cl_backend_t b;
+  b.ctx = c;
+  b.call = be_call;
+  b.sleep_ms = be_sleep;
+  b.completed = be_completed;
+  b.wait_complete = be_wait;
+  return b;
+}

@@ -1,1 +1,707 @@
-/* placeholder: being written */ typedef int cl_placeholder_t;
+/* The commands that act on an already running cluster named by a cluster
+ * file: configure, send, snapshot, collect, status, shutdown.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "error.h"
+#include "output.h"
+#include "verify.h"
+
+static const char *const cluster_cmds[] = {"configure", "send",   "snapshot",
+                                           "collect",   "status", "shutdown"};
+
+/* 1 for the commands that need --cluster. */
+int cl_is_cluster_cmd(const char *cmd) {
+  size_t i;
+  for (i = 0; i < sizeof cluster_cmds / sizeof cluster_cmds[0]; i++)
+    if (strcmp(cmd, cluster_cmds[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* ---- cluster files -------------------------------------------------------- */
+
+/* Print a cluster-file problem as FILE:LINE: message. */
+static void file_err(const char *path, int line, const char *fmt,
+                     const char *a) {
+  char msg[300];
+  snprintf(msg, sizeof msg, fmt, a);
+  if (line > 0)
+    cl_errf("%s:%d: %s", path, line, msg);
+  else
+    cl_errf("%s: %s", path, msg);
+}
+
+/* Parse `ID HOST:PORT` lines; see cmds.h. */
+int cl_cluster_file_load(const char *path, cl_endpoint_t **out, size_t *n) {
+  char *text = NULL, *p, *next;
+  size_t len, cnt = 0, cap = 0, i;
+  int line = 0;
+  cl_endpoint_t *eps = NULL;
+  cl_diag_t diag;
+  *out = NULL;
+  *n = 0;
+  if (cl_read_file(path, &text, &len, &diag) < 0) {
+    char buf[600];
+    cl_diag_format(&diag, buf, sizeof buf);
+    cl_errf("%s", buf);
+    return -1;
+  }
+  for (p = text; p != NULL && *p != '\0'; p = next) {
+    char id[CL_ID_SIZE + 2], addr[CL_ADDR_SIZE + 2], junk[2], host[CL_ADDR_SIZE];
+    char fmt[64];
+    int port, got;
+    line++;
+    next = strchr(p, '\n');
+    if (next != NULL)
+      *next++ = '\0';
+    while (*p == ' ' || *p == '\t' || *p == '\r')
+      p++;
+    if (*p == '\0' || *p == '#')
+      continue;
+    snprintf(fmt, sizeof fmt, "%%%ds %%%ds %%1s", CL_ID_SIZE, CL_ADDR_SIZE);
+    got = sscanf(p, fmt, id, addr, junk);
+    if (got != 2) {
+      file_err(path, line, "%s", got < 2 ? "expected `ID HOST:PORT`"
+                                         : "unexpected text after HOST:PORT");
+      goto fail;
+    }
+    if (!cl_id_valid(id)) {
+      file_err(path, line, "invalid server id '%s'", id);
+      goto fail;
+    }
+    if (strlen(addr) >= CL_ADDR_SIZE ||
+        cl_addr_split(addr, host, &port) != 0 || port == 0) {
+      file_err(path, line, "invalid address '%s' (want HOST:PORT)", addr);
+      goto fail;
+    }
+    for (i = 0; i < cnt; i++) {
+      if (strcmp(eps[i].id, id) == 0) {
+        file_err(path, line, "server %s listed twice", id);
+        goto fail;
+      }
+    }
+    if (cnt >= CL_SERVERS_MAX) {
+      file_err(path, line, "more than %s servers", "4096");
+      goto fail;
+    }
+    if (cnt == cap) {
+      cap = cap ? cap * 2 : 16;
+      eps = cl_xrealloc(eps, cap * sizeof *eps);
+    }
+    memcpy(eps[cnt].id, id, strlen(id) + 1);       /* lengths checked above */
+    memcpy(eps[cnt].addr, addr, strlen(addr) + 1);
+    cnt++;
+  }
+  if (cnt == 0) {
+    file_err(path, 0, "%s", "no servers listed");
+    goto fail;
+  }
+  free(text);
+  *out = eps;
+  *n = cnt;
+  return 0;
+fail:
+  free(text);
+  free(eps);
+  return -1;
+}
+
+/* Index of id among eps, or -1. */
+static int find_ep(const cl_endpoint_t *eps, size_t n, const char *id) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (strcmp(eps[i].id, id) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* Endpoints in topology order; see cmds.h. */
+int cl_endpoints_for_topology(const cl_topology_t *topo,
+                              const cl_endpoint_t *file, size_t nfile,
+                              const char *file_name, cl_endpoint_t **out) {
+  size_t i;
+  cl_endpoint_t *eps = cl_xcalloc(topo->nservers, sizeof *eps);
+  for (i = 0; i < topo->nservers; i++) {
+    int k = find_ep(file, nfile, topo->servers[i].id);
+    if (k < 0) {
+      cl_errf("server %s of the topology is not in %s",
+              topo->servers[i].id, file_name);
+      free(eps);
+      return -1;
+    }
+    eps[i] = file[k];
+  }
+  *out = eps;
+  return 0;
+}
+
+/* ---- shared steps --------------------------------------------------------- */
+
+typedef struct session {
+  uv_loop_t loop;
+  int loop_open;
+  cl_cluster_t *c;
+} session_t;
+
+/* Open connections to eps. strict: every server must answer (exit 1
+ * otherwise, printed). Returns 0 or -1. */
+static int session_open(session_t *s, const cl_endpoint_t *eps, size_t n,
+                        uint64_t timeout_ms, int strict) {
+  char err[512];
+  memset(s, 0, sizeof *s);
+  if (uv_loop_init(&s->loop) != 0) {
+    cl_errf("cannot create an event loop");
+    return -1;
+  }
+  s->loop_open = 1;
+  s->c = cl_cluster_new(&s->loop, eps, n);
+  if (s->c == NULL) {
+    cl_errf("out of memory");
+    return -1;
+  }
+  cl_cluster_set_call_timeout(s->c, timeout_ms);
+  if (cl_cluster_connect(s->c, timeout_ms < 10000 ? timeout_ms : 10000, err,
+                         sizeof err) < 0 &&
+      strict) {
+    cl_errf("%s", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Close the connections and the loop of a session. */
+static void session_close(session_t *s) {
+  cl_cluster_free(s->c);
+  s->c = NULL;
+  if (s->loop_open && uv_loop_close(&s->loop) != 0)
+    cl_errf("internal: event loop still busy at exit");
+  s->loop_open = 0;
+}
+
+/* One request of type `type` to every server (each: cl_cluster_call_each);
+ * fills reqs via fill (may be NULL). replies has n slots. */
+static int ask_all(session_t *s, cl_msg_t *reqs, cl_msg_t *replies,
+                   uint64_t timeout_ms, int strict) {
+  size_t n = cl_cluster_size(s->c), i;
+  uint32_t *sv = cl_xcalloc(n, sizeof *sv);
+  char err[512];
+  int rc;
+  for (i = 0; i < n; i++)
+    sv[i] = (uint32_t)i;
+  if (strict)
+    rc = cl_cluster_call(s->c, n, sv, reqs, replies, timeout_ms, err,
+                         sizeof err);
+  else
+    rc = cl_cluster_call_each(s->c, n, sv, reqs, replies, timeout_ms, err,
+                              sizeof err);
+  free(sv);
+  if (rc < 0)
+    cl_errf("%s", err);
+  return rc;
+}
+
+/* COLLECT snapshot sid (kept on the servers) from everyone, check, print.
+ * Returns the exit status. */
+static int collect_and_check(session_t *s, uint64_t sid, int json,
+                             int quiet, const char *snap_dir,
+                             uint64_t timeout_ms) {
+  size_t n = cl_cluster_size(s->c), i, nbad = 0;
+  cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
+  cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
+  cl_local_state_t *states = cl_xcalloc(n, sizeof *states);
+  cl_verdict_t v;
+  cl_snap_t *snap = NULL;
+  int status = CL_EXIT_FAIL;
+  for (i = 0; i < n; i++) {
+    reqs[i].type = CL_MSG_COLLECT;
+    reqs[i].u.collect.snapshot_id = sid;
+    reqs[i].u.collect.release = 0;
+  }
+  if (ask_all(s, reqs, reps, timeout_ms, 1) < 0)
+    goto done;
+  for (i = 0; i < n; i++) {
+    if (reps[i].type == CL_MSG_STATE) {
+      states[i] = reps[i].u.state;
+      continue;
+    }
+    nbad++;
+    if (reps[i].type == CL_MSG_ERROR)
+      cl_errf("%s: %s (%s)", cl_cluster_id(s->c, i), reps[i].u.error.text,
+              cl_err_name(reps[i].u.error.code));
+    else
+      cl_errf("server %s answered COLLECT with %s", cl_cluster_id(s->c, i),
+              cl_msg_type_name(reps[i].type));
+  }
+  if (nbad > 0)
+    goto done;
+  cl_verify(NULL, NULL, states, n, &v);
+  if (cl_global_snap(sid, states, n, &snap) < 0) {
+    cl_errf("out of memory");
+    goto done;
+  }
+  if (json) {
+    cl_json_print(cl_json_checked(sid, snap, &v));
+  } else {
+    cl_print_checked(stdout, sid, snap, &v, quiet);
+  }
+  status = v.ok ? CL_EXIT_OK : CL_EXIT_FAIL;
+  if (snap_dir != NULL && cl_write_snap_file(snap_dir, sid, snap) != 0)
+    status = CL_EXIT_FAIL;
+done:
+  if (snap != NULL)
+    cl_snap_free(snap);
+  for (i = 0; i < n; i++)
+    cl_msg_free(&reps[i]);
+  free(states);
+  free(reqs);
+  free(reps);
+  return status;
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
+typedef struct cargs {
+  const char *timeout, *jitter, *seed, *snap_dir, *cluster;
+  int lockstep, json, quiet, help;
+  uint64_t timeout_ms;
+} cargs_t;
+
+/* `configure TOPOLOGY`: CONFIGURE then CONNECT every server. */
+static int cmd_configure(cargs_t *a, const char *const *pos,
+                         const cl_endpoint_t *file, size_t nfile,
+                         const char *file_name) {
+  cl_topology_t *topo = NULL;
+  cl_endpoint_t *eps = NULL;
+  cl_diag_t diag;
+  char buf[1024];
+  uint64_t jitter = 0, seed;
+  session_t s;
+  int status = CL_EXIT_FAIL;
+  seed = cl_now_ns() ^ ((uint64_t)getpid() << 32);
+  if (cl_cli_u64("--jitter-ms", a->jitter, 0, 60000, &jitter) ||
+      cl_cli_u64("--seed", a->seed, 0, UINT64_MAX, &seed))
+    return CL_EXIT_USAGE;
+  if (cl_topology_load(pos[0], &topo, &diag) < 0) {
+    cl_diag_format(&diag, buf, sizeof buf);
+    cl_errf("%s", buf);
+    return CL_EXIT_USAGE;
+  }
+  if (cl_endpoints_for_topology(topo, file, nfile, file_name, &eps) != 0) {
+    cl_topology_free(topo);
+    return CL_EXIT_USAGE;
+  }
+  if (session_open(&s, eps, topo->nservers, a->timeout_ms, 1) == 0) {
+    if (cl_configure_cluster(s.c, topo, a->lockstep, (uint32_t)jitter, seed,
+                             a->timeout_ms, buf, sizeof buf) < 0) {
+      cl_errf("%s", buf);
+    } else {
+      printf("configured and connected %zu servers (%s, %zu channels, "
+             "%" PRId64 " tokens)\n",
+             topo->nservers,
+             a->lockstep ? "lockstep" : "free-running", topo->nlinks,
+             topo->total_tokens);
+      status = CL_EXIT_OK;
+    }
+  }
+  session_close(&s);
+  free(eps);
+  cl_topology_free(topo);
+  return status;
+}
+
+/* `send SRC DEST N`: one SEND at SRC; prints the token sent or the refusal. */
+static int cmd_send(cargs_t *a, const char *const *pos,
+                    const cl_endpoint_t *file, size_t nfile) {
+  int src = find_ep(file, nfile, pos[0]), dst = find_ep(file, nfile, pos[1]);
+  uint64_t n = 0;
+  session_t s;
+  cl_msg_t req, rep;
+  uint32_t server = 0;
+  char err[512];
+  int status = CL_EXIT_FAIL;
+  if (src < 0 || dst < 0) {
+    cl_errf("send: unknown server '%s' (not in the cluster file)",
+            src < 0 ? pos[0] : pos[1]);
+    return CL_EXIT_USAGE;
+  }
+  if (cl_cli_u64("send: N", pos[2], 1, (uint64_t)CL_TOKENS_MAX, &n))
+    return CL_EXIT_USAGE;
+  memset(&req, 0, sizeof req);
+  memset(&rep, 0, sizeof rep);
+  req.type = CL_MSG_SEND;
+  memcpy(req.u.send.dest, file[dst].id, CL_ID_SIZE);
+  req.u.send.n = (int64_t)n;
+  if (session_open(&s, &file[src], 1, a->timeout_ms, 1) == 0) {
+    if (cl_cluster_call(s.c, 1, &server, &req, &rep, a->timeout_ms, err,
+                        sizeof err) < 0) {
+      cl_errf("%s", err);
+    } else if (rep.type == CL_MSG_ERROR) {
+      cl_errf("%s refused: %s (%s)", file[src].id, rep.u.error.text,
+              cl_err_name(rep.u.error.code));
+    } else if (rep.type == CL_MSG_OK && rep.u.ok.nsent >= 1) {
+      printf("%s -> %s: %" PRIu64 " token%s (seq %" PRIu64 ")\n",
+             file[src].id, rep.u.ok.sent[0].dest, rep.u.ok.sent[0].value,
+             rep.u.ok.sent[0].value == 1 ? "" : "s", rep.u.ok.sent[0].seq);
+      status = CL_EXIT_OK;
+    } else if (rep.type == CL_MSG_OK) {
+      printf("%s -> %s: %" PRIu64 " token%s\n", file[src].id, file[dst].id, n,
+             n == 1 ? "" : "s");
+      status = CL_EXIT_OK;
+    } else {
+      cl_errf("%s answered SEND with %s", file[src].id,
+              cl_msg_type_name(rep.type));
+    }
+    cl_msg_free(&rep);
+  }
+  session_close(&s);
+  return status;
+}
+
+/* `snapshot ID`: start at ID, wait for our id only, collect and check. */
+static int cmd_snapshot(cargs_t *a, const char *const *pos,
+                        const cl_endpoint_t *file, size_t nfile) {
+  int at = find_ep(file, nfile, pos[0]);
+  session_t s;
+  cl_msg_t req, rep, *sreqs = NULL, *sreps = NULL;
+  char err[1024];
+  int status = CL_EXIT_FAIL;
+  uint64_t sid;
+  size_t i;
+  if (at < 0) {
+    cl_errf("snapshot: unknown server '%s' (not in the cluster file)",
+            pos[0]);
+    return CL_EXIT_USAGE;
+  }
+  memset(&req, 0, sizeof req);
+  memset(&rep, 0, sizeof rep);
+  if (session_open(&s, file, nfile, a->timeout_ms, 1) != 0)
+    goto done;
+  /* A round trip to everyone first: once a server has answered, it has
+   * taken our CLIENT frame, so it will tell us when the snapshot completes
+   * there, however fast the markers travel. */
+  sreqs = cl_xcalloc(nfile, sizeof *sreqs);
+  sreps = cl_xcalloc(nfile, sizeof *sreps);
+  for (i = 0; i < nfile; i++)
+    sreqs[i].type = CL_MSG_STATUS;
+  if (ask_all(&s, sreqs, sreps, a->timeout_ms, 1) < 0)
+    goto done;
+  req.type = CL_MSG_SNAPSHOT;
+  req.u.snapshot.has_id = 0;
+  {
+    uint32_t server = (uint32_t)at;
+    if (cl_cluster_call(s.c, 1, &server, &req, &rep, a->timeout_ms, err,
+                        sizeof err) < 0) {
+      cl_errf("%s", err);
+      goto done;
+    }
+  }
+  if (rep.type != CL_MSG_OK) {
+    if (rep.type == CL_MSG_ERROR)
+      cl_errf("%s refused SNAPSHOT: %s (%s)", file[at].id, rep.u.error.text,
+              cl_err_name(rep.u.error.code));
+    else
+      cl_errf("%s answered SNAPSHOT with %s", file[at].id,
+              cl_msg_type_name(rep.type));
+    goto done;
+  }
+  sid = rep.u.ok.snapshot_id;
+  if (cl_cluster_wait_complete(s.c, &sid, 1, a->timeout_ms, err,
+                               sizeof err) < 0) {
+    cl_errf("%s", err); /* names the snapshot and the servers missing */
+    goto done;
+  }
+  status = collect_and_check(&s, sid, a->json, a->quiet, a->snap_dir,
+                               a->timeout_ms);
+done:
+  if (sreps != NULL)
+    for (i = 0; i < nfile; i++)
+      cl_msg_free(&sreps[i]);
+  free(sreqs);
+  free(sreps);
+  cl_msg_free(&rep);
+  session_close(&s);
+  return status;
+}
+
+/* `collect SNAPSHOT_ID`: collect and check a kept snapshot. */
+static int cmd_collect(cargs_t *a, const char *const *pos,
+                       const cl_endpoint_t *file, size_t nfile) {
+  uint64_t sid = 0;
+  session_t s;
+  int status = CL_EXIT_FAIL;
+  if (cl_cli_u64("collect: SNAPSHOT_ID", pos[0], 0, UINT64_MAX, &sid))
+    return CL_EXIT_USAGE;
+  if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0)
+    status = collect_and_check(&s, sid, a->json, a->quiet, a->snap_dir,
+                               a->timeout_ms);
+  session_close(&s);
+  return status;
+}
+
+/* "1000001 1000004" (at most what fits). */
+static void id_list(const uint64_t *ids, size_t n, char *buf, size_t size) {
+  size_t i, len = 0;
+  buf[0] = '\0';
+  for (i = 0; i < n && len + 24 < size; i++)
+    len += (size_t)snprintf(buf + len, size - len, "%s%" PRIu64, i ? " " : "",
+                            ids[i]);
+  if (i < n)
+    snprintf(buf + len, size - len, " ...");
+}
+
+/* Snapshot ids as a JSON array. */
+static json_t *json_ids(const uint64_t *ids, size_t n) {
+  json_t *arr = json_array();
+  size_t i;
+  for (i = 0; i < n; i++)
+    json_array_append_new(arr, json_integer((json_int_t)ids[i]));
+  return arr;
+}
+
+/* `status`: one STATUS per server, as a table or JSON. */
+static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
+  session_t s;
+  cl_msg_t *reqs, *reps;
+  size_t i, j, idw = 6, addrw = 7, unreachable = 0;
+  int64_t total = 0, initial = 0;
+  char buf[512];
+  int status = CL_EXIT_FAIL;
+  reqs = cl_xcalloc(nfile, sizeof *reqs);
+  reps = cl_xcalloc(nfile, sizeof *reps);
+  if (session_open(&s, file, nfile, a->timeout_ms, 0) != 0)
+    goto done;
+  for (i = 0; i < nfile; i++)
+    reqs[i].type = CL_MSG_STATUS;
+  if (ask_all(&s, reqs, reps, a->timeout_ms, 0) < 0)
+    goto done;
+  for (i = 0; i < nfile; i++) {
+    if (strlen(file[i].id) > idw)
+      idw = strlen(file[i].id);
+    if (strlen(file[i].addr) > addrw)
+      addrw = strlen(file[i].addr);
+    if (reps[i].type == CL_MSG_STATUS_R) {
+      total += reps[i].u.status.tokens;
+      initial += reps[i].u.status.initial_tokens;
+    } else {
+      unreachable++;
+    }
+  }
+  if (a->json) {
+    json_t *o = json_object(), *arr = json_array();
+    for (i = 0; i < nfile; i++) {
+      json_t *sv = json_object();
+      const cl_status_t *st = &reps[i].u.status;
+      json_object_set_new(sv, "id", json_string(file[i].id));
+      json_object_set_new(sv, "address", json_string(file[i].addr));
+      json_object_set_new(sv, "reachable",
+                          json_boolean(reps[i].type == CL_MSG_STATUS_R));
+      if (reps[i].type != CL_MSG_STATUS_R) {
+        json_object_set_new(
+            sv, "error",
+            json_string(reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text
+                        : cl_cluster_up(s.c, i)     ? "no reply"
+                                                    : cl_cluster_why(s.c, i)));
+        json_array_append_new(arr, sv);
+        continue;
+      }
+      json_t *outs = json_array(), *ins = json_array();
+      json_object_set_new(sv, "tokens", json_integer(st->tokens));
+      json_object_set_new(sv, "initial_tokens",
+                          json_integer(st->initial_tokens));
+      json_object_set_new(sv, "configured", json_boolean(st->configured));
+      json_object_set_new(sv, "lockstep", json_boolean(st->lockstep));
+      for (j = 0; j < st->nout; j++) {
+        json_t *c = json_object();
+        json_object_set_new(c, "peer", json_string(st->out[j].peer));
+        json_object_set_new(c, "sent", json_integer((json_int_t)st->out[j].sent));
+        json_object_set_new(c, "connected", json_boolean(st->out[j].connected));
+        json_object_set_new(c, "queued_bytes",
+                            json_integer((json_int_t)st->out[j].queued_bytes));
+        json_array_append_new(outs, c);
+      }
+      for (j = 0; j < st->nin; j++) {
+        json_t *c = json_object();
+        json_object_set_new(c, "peer", json_string(st->in[j].peer));
+        json_object_set_new(c, "received",
+                            json_integer((json_int_t)st->in[j].received));
+        json_object_set_new(c, "connected", json_boolean(st->in[j].connected));
+        json_object_set_new(c, "held", json_integer((json_int_t)st->in[j].held));
+        json_array_append_new(ins, c);
+      }
+      json_object_set_new(sv, "outbound", outs);
+      json_object_set_new(sv, "inbound", ins);
+      json_object_set_new(sv, "in_progress", json_ids(st->active, st->nactive));
+      json_object_set_new(sv, "kept", json_ids(st->done, st->ndone));
+      json_array_append_new(arr, sv);
+    }
+    json_object_set_new(o, "servers", arr);
+    json_object_set_new(o, "tokens", json_integer(total));
+    json_object_set_new(o, "initial_tokens", json_integer(initial));
+    json_object_set_new(o, "unreachable", json_integer((json_int_t)unreachable));
+    cl_json_print(o);
+  } else {
+    printf("%-*s  %-*s  %10s  %-9s  %8s  %5s\n", (int)idw, "SERVER",
+           (int)addrw, "ADDRESS", "TOKENS", "MODE", "ACTIVE", "KEPT");
+    for (i = 0; i < nfile; i++) {
+      const cl_status_t *st = &reps[i].u.status;
+      if (reps[i].type != CL_MSG_STATUS_R) {
+        printf("%-*s  %-*s  unreachable: %s\n", (int)idw, file[i].id,
+               (int)addrw, file[i].addr,
+               reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text
+               : cl_cluster_up(s.c, i)      ? "no reply"
+                                            : cl_cluster_why(s.c, i));
+        continue;
+      }
+      printf("%-*s  %-*s  %10" PRId64 "  %-9s  %8" PRIu32 "  %5" PRIu32 "\n",
+             (int)idw, file[i].id, (int)addrw, file[i].addr, st->tokens,
+             !st->configured ? "unconfig" : st->lockstep ? "lockstep" : "free",
+             st->nactive, st->ndone);
+      for (j = 0; j < st->nout; j++)
+        printf("%*s-> %-*s  sent %8" PRIu64 "  %-12s  queued %" PRIu64
+               " B\n",
+               2, "", (int)idw, st->out[j].peer, st->out[j].sent,
+               st->out[j].connected ? "connected" : "DISCONNECTED",
+               st->out[j].queued_bytes);
+      for (j = 0; j < st->nin; j++)
+        printf("%*s<- %-*s  recv %8" PRIu64 "  %-12s  held %" PRIu64 "\n", 2,
+               "", (int)idw, st->in[j].peer, st->in[j].received,
+               st->in[j].connected ? "connected" : "DISCONNECTED",
+               st->in[j].held);
+      if (st->nactive > 0) {
+        id_list(st->active, st->nactive, buf, sizeof buf);
+        printf("  snapshots in progress: %s\n", buf);
+      }
+      if (st->ndone > 0) {
+        id_list(st->done, st->ndone, buf, sizeof buf);
+        printf("  snapshots kept: %s\n", buf);
+      }
+    }
+    printf("total: %" PRId64 " tokens on servers of %" PRId64
+           " configured (%" PRId64 " in flight)%s\n",
+           total, initial, initial - total,
+           unreachable ? " -- some servers unreachable" : "");
+  }
+  status = unreachable ? CL_EXIT_FAIL : CL_EXIT_OK;
+done:
+  for (i = 0; i < nfile; i++)
+    cl_msg_free(&reps[i]);
+  free(reqs);
+  free(reps);
+  session_close(&s);
+  return status;
+}
+
+/* `shutdown`: SHUTDOWN to every reachable server. */
+static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
+  session_t s;
+  cl_msg_t *reqs = cl_xcalloc(nfile, sizeof *reqs);
+  cl_msg_t *reps = cl_xcalloc(nfile, sizeof *reps);
+  size_t i, bad = 0;
+  int status = CL_EXIT_FAIL;
+  if (session_open(&s, file, nfile, a->timeout_ms, 0) != 0)
+    goto done;
+  cl_cluster_set_notices(s.c, 0);
+  for (i = 0; i < nfile; i++)
+    reqs[i].type = CL_MSG_SHUTDOWN;
+  if (ask_all(&s, reqs, reps, a->timeout_ms, 0) < 0)
+    goto done;
+  for (i = 0; i < nfile; i++) {
+    if (reps[i].type == CL_MSG_OK) {
+      printf("%s: shutting down\n", file[i].id);
+    } else {
+      bad++;
+      if (reps[i].type == CL_MSG_ERROR)
+        printf("%s: refused: %s\n", file[i].id, reps[i].u.error.text);
+      else
+        printf("%s: %s\n", file[i].id,
+               cl_cluster_up(s.c, i) ? "no reply" : cl_cluster_why(s.c, i));
+    }
+  }
+  status = bad ? CL_EXIT_FAIL : CL_EXIT_OK;
+done:
+  for (i = 0; i < nfile; i++)
+    cl_msg_free(&reps[i]);
+  free(reqs);
+  free(reps);
+  session_close(&s);
+  return status;
+}
+
+/* Parse a cluster command's options and run it. Returns the exit status. */
+int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
+  const char *cmd = argv[0];
+  cargs_t a;
+  const char *pos[3];
+  int npos, want, status;
+  uint64_t timeout_s = 30;
+  cl_endpoint_t *file = NULL;
+  size_t nfile = 0;
+  cl_opt_t opts[8];
+  int no = 0;
+  memset(&a, 0, sizeof a);
+  memset(opts, 0, sizeof opts);
+  a.cluster = cluster_file;
+  opts[no++] = (cl_opt_t){"--timeout", 1, &a.timeout, NULL};
+  opts[no++] = (cl_opt_t){"--cluster", 1, &a.cluster, NULL};
+  if (strcmp(cmd, "configure") == 0) {
+    opts[no++] = (cl_opt_t){"--jitter-ms", 1, &a.jitter, NULL};
+    opts[no++] = (cl_opt_t){"--seed", 1, &a.seed, NULL};
+    opts[no++] = (cl_opt_t){"--lockstep", 0, NULL, &a.lockstep};
+    want = 1;
+  } else if (strcmp(cmd, "send") == 0) {
+    want = 3;
+  } else if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "collect") == 0) {
+    opts[no++] = (cl_opt_t){"--json", 0, NULL, &a.json};
+    opts[no++] = (cl_opt_t){"--snap-dir", 1, &a.snap_dir, NULL};
+    opts[no++] = (cl_opt_t){"--quiet", 0, NULL, &a.quiet};
+    want = 1;
+  } else if (strcmp(cmd, "status") == 0) {
+    opts[no++] = (cl_opt_t){"--json", 0, NULL, &a.json};
+    want = 0;
+  } else {
+    want = 0; /* shutdown */
+  }
+  npos = cl_cli_parse(cmd, argc, argv, opts, pos, want, &a.help);
+  if (npos < 0)
+    return CL_EXIT_USAGE;
+  if (a.help) {
+    cl_usage(cmd, stdout);
+    return CL_EXIT_OK;
+  }
+  if (npos != want) {
+    cl_errf("%s: expected %d argument%s", cmd, want, want == 1 ? "" : "s");
+    cl_usage_hint(cmd);
+    return CL_EXIT_USAGE;
+  }
+  if (a.cluster == NULL) {
+    cl_errf("%s: needs the running daemons: clsnap --cluster FILE %s ...",
+            cmd, cmd);
+    cl_usage_hint(cmd);
+    return CL_EXIT_USAGE;
+  }
+  if (cl_cli_u64("--timeout", a.timeout, 1, 86400, &timeout_s))
+    return CL_EXIT_USAGE;
+  a.timeout_ms = timeout_s * 1000;
+  if (cl_cluster_file_load(a.cluster, &file, &nfile) != 0)
+    return CL_EXIT_USAGE;
+  if (strcmp(cmd, "configure") == 0)
+    status = cmd_configure(&a, pos, file, nfile, a.cluster);
+  else if (strcmp(cmd, "send") == 0)
+    status = cmd_send(&a, pos, file, nfile);
+  else if (strcmp(cmd, "snapshot") == 0)
+    status = cmd_snapshot(&a, pos, file, nfile);
+  else if (strcmp(cmd, "collect") == 0)
+    status = cmd_collect(&a, pos, file, nfile);
+  else if (strcmp(cmd, "status") == 0)
+    status = cmd_status(&a, file, nfile);
+  else
+    status = cmd_shutdown(&a, file, nfile);
+  free(file);
+  return status;
+}

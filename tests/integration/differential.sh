@@ -7,9 +7,9 @@
 first=$1 count=$2
 gen=$(dirname "$0")/gen_scenario.py
 failed=()
+$PYTHON "$gen" "$first" "$WORK" "$count"
 for seed in $(seq "$first" $((first + count - 1))); do
   d=$WORK/$seed
-  python3 "$gen" "$seed" "$d"
   total=$(total_tokens "$d/s.top")
   if ! "$CLSNAP" run "$d/s.top" "$d/s.events" --lockstep --seed "$seed" \
       --snap-dir "$d/procs" --log-dir "$d/logs" >"$d/procs.txt" 2>"$d/procs.err"; then
@@ -29,6 +29,6 @@ for seed in $(seq "$first" $((first + count - 1))); do
   done
 done
 if [ ${#failed[@]} -gt 0 ]; then
-  fail "seeds failing (reproduce: gen_scenario.py SEED DIR, then clsnap run --lockstep --seed SEED): ${failed[*]}"
+  fail "seeds failing (reproduce: gen_scenario.py SEED DIR, then clsnap run DIR/SEED/s.top DIR/SEED/s.events --lockstep --seed SEED): ${failed[*]}"
 fi
 echo "$count scenarios from seed $first: multi-process equals in-process"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate a random clsnap scenario for differential testing.
 
-  gen_scenario.py SEED OUTDIR   -> OUTDIR/s.top, OUTDIR/s.events
+  gen_scenario.py SEED OUTDIR [COUNT]
+      -> OUTDIR/SEED/s.top, OUTDIR/SEED/s.events for COUNT seeds from SEED
 
 Topology: 2..40 servers with mixed id spellings (N10, db-2, alpha...), a
 random ring (so it is strongly connected) plus random extra links. Events:
@@ -34,7 +35,13 @@ def server_ids(rng, n):
 
 
 def main():
-    seed, out = int(sys.argv[1]), sys.argv[2]
+    first, out = int(sys.argv[1]), sys.argv[2]
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    for seed in range(first, first + count):
+        generate(seed, os.path.join(out, str(seed)))
+
+
+def generate(seed, out):
     rng = random.Random(seed)
     n = rng.randrange(2, 41)
     ids = server_ids(rng, n)

@@ -12,8 +12,10 @@ total=$(total_tokens "$top")
 
 n=$(ls "$WORK/snaps" | wc -l)
 [ "$n" -eq "$want" ] || fail "expected $want snapshots, got $n"
+pairs=()
 for k in $(seq 0 $((want - 1))); do
   if [ "$want" -eq 1 ]; then exp=$COS/$prefix.snap; else exp=$COS/$prefix$k.snap; fi
-  python3 "$SNAPCMP" "$exp" "$WORK/snaps/$k.snap" "$total" || fail "snapshot $k differs"
+  pairs+=("$exp" "$WORK/snaps/$k.snap")
 done
+$PYTHON "$SNAPCMP" "$total" "${pairs[@]}" || fail "snapshots differ from the reference"
 echo "$want snapshots equal to the reference"
