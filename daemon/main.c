@@ -1,2 +1,261 @@
-/* placeholder: being written */ typedef int cl_placeholder_t;
-int main(void) { return 0; }
+/* clsnapd: one Chandy-Lamport server. Parses arguments, listens, prints
+ * READY, runs the libuv loop until SIGTERM/SIGINT or SHUTDOWN, then closes
+ * every handle and checks that the loop closes cleanly.
+ */
+#include "daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+    "usage: clsnapd --id ID --listen HOST:PORT [options]\n"
+    "\n"
+    "One Chandy-Lamport snapshot server. Listens on HOST:PORT (port 0: the\n"
+    "kernel picks one) for peers and the coordinator, prints\n"
+    "`READY <id> <host>:<port>` on stdout once listening, logs to stderr.\n"
+    "\n"
+    "  --id ID               server id: 1-63 characters of [A-Za-z0-9._-]\n"
+    "  --listen HOST:PORT    address to listen on ([v6]:port for IPv6)\n"
+    "  --log-level LEVEL     debug, info (default), warn or error\n"
+    "  --die-with-parent     exit (SIGTERM) when the parent process dies\n"
+    "  --max-kept N          completed snapshot states kept until collected\n"
+    "                        (default 256)\n"
+    "  --write-cap BYTES     per outbound channel queue cap (default 64 MiB);\n"
+    "                        a SEND beyond it is refused\n"
+    "  --input-cap BYTES     per connection input cap (default 1 MiB)\n"
+    "  --help                show this help\n"
+    "\n"
+    "Exit status: 0 after SIGTERM/SIGINT/SHUTDOWN, 1 if it cannot listen,\n"
+    "2 on bad usage.\n";
+
+/* Print a usage error naming the bad argument; exit 2. */
+static void bad_usage(const char *fmt, const char *arg) {
+  fprintf(stderr, "clsnapd: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry 'clsnapd --help'.\n");
+  exit(2);
+}
+
+typedef struct opts {
+  const char *id, *listen;
+  int level;
+  int die_with_parent;
+  uint64_t max_kept, write_cap, input_cap;
+} opts_t;
+
+/* Parse a byte count/limit option or exit 2. */
+static uint64_t parse_num(const char *name, const char *v, uint64_t min,
+                          uint64_t max) {
+  uint64_t x = 0;
+  char msg[160];
+  if (cl_parse_u64(v, max, &x) < 0 || x < min) {
+    snprintf(msg, sizeof msg,
+             "bad value '%%s' for %s (a whole number from %llu to %llu)",
+             name, (unsigned long long)min, (unsigned long long)max);
+    bad_usage(msg, v);
+  }
+  return x;
+}
+
+/* Parse argv into o; exits 0 for --help, 2 on bad usage. Accepts
+ * "--opt value" and "--opt=value". */
+static void parse_args(int argc, char **argv, opts_t *o) {
+  int i;
+  memset(o, 0, sizeof *o);
+  o->level = CL_LOG_INFO;
+  o->write_cap = CL_DEFAULT_WRITE_CAP;
+  o->input_cap = CL_DEFAULT_INPUT_CAP;
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = NULL, *eq;
+    char name[32];
+    size_t len;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(usage_text, stdout);
+      exit(0);
+    }
+    if (strcmp(a, "--die-with-parent") == 0) {
+      o->die_with_parent = 1;
+      continue;
+    }
+    if (strncmp(a, "--", 2) != 0)
+      bad_usage("unexpected argument '%s'", a);
+    eq = strchr(a, '=');
+    len = eq != NULL ? (size_t)(eq - a) : strlen(a);
+    if (len >= sizeof name)
+      bad_usage("unknown option '%s'", a);
+    memcpy(name, a, len);
+    name[len] = '\0';
+    if (strcmp(name, "--id") != 0 && strcmp(name, "--listen") != 0 &&
+        strcmp(name, "--log-level") != 0 && strcmp(name, "--max-kept") != 0 &&
+        strcmp(name, "--write-cap") != 0 && strcmp(name, "--input-cap") != 0)
+      bad_usage("unknown option '%s'", a);
+    if (eq != NULL) {
+      v = eq + 1;
+    } else {
+      if (i + 1 >= argc)
+        bad_usage("option '%s' needs a value", a);
+      v = argv[++i];
+    }
+    if (strcmp(name, "--id") == 0) {
+      if (!cl_id_valid(v))
+        bad_usage("bad --id '%s' (1-63 characters of [A-Za-z0-9._-])", v);
+      o->id = v;
+    } else if (strcmp(name, "--listen") == 0) {
+      char host[CL_ADDR_SIZE];
+      int port;
+      if (cl_addr_split(v, host, &port) < 0)
+        bad_usage("bad --listen '%s' (expected HOST:PORT)", v);
+      o->listen = v;
+    } else if (strcmp(name, "--log-level") == 0) {
+      o->level = cl_log_parse_level(v);
+      if (o->level < 0)
+        bad_usage("bad --log-level '%s' (debug, info, warn or error)", v);
+    } else if (strcmp(name, "--max-kept") == 0) {
+      o->max_kept = parse_num("--max-kept", v, 1, 1000000);
+    } else if (strcmp(name, "--write-cap") == 0) {
+      o->write_cap = parse_num("--write-cap", v, 64, (uint64_t)1 << 30);
+    } else {
+      o->input_cap = parse_num("--input-cap", v, 64, (uint64_t)1 << 30);
+    }
+  }
+  if (o->id == NULL)
+    bad_usage("missing %s", "--id");
+  if (o->listen == NULL)
+    bad_usage("missing %s", "--listen");
+}
+
+/* Grace period over: close whatever is still open. */
+static void stop_timer_cb(uv_timer_t *t) {
+  cl_daemon_t *d = t->data;
+  cl_log_warn("clients did not take their last replies in %d ms; closing",
+              CL_STOP_GRACE_MS);
+  cl_server_stop(d, 1);
+}
+
+/* Close a handle if it is initialised and not closing yet. */
+static void close_if_open(uv_handle_t *h) {
+  if (h->loop != NULL && !uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+/* Stop everything (see daemon.h); the exit code of the first call wins. */
+void cl_daemon_stop(cl_daemon_t *d, int exit_code) {
+  if (d->stopping)
+    return;
+  d->stopping = 1;
+  d->exit_code = exit_code;
+  cl_log_info("shutting down");
+  /* Signal watchers stay installed (a second SIGTERM during shutdown must
+   * not kill the process with the default action) but no longer keep the
+   * loop alive; main closes them at the end. */
+  uv_unref((uv_handle_t *)&d->sigterm);
+  uv_unref((uv_handle_t *)&d->sigint);
+  close_if_open((uv_handle_t *)&d->prepare);
+  close_if_open((uv_handle_t *)&d->jitter_timer);
+  /* The grace timer does not keep the loop alive: once every client has
+   * its replies, uv_run returns and main closes the timer. */
+  uv_timer_start(&d->stop_timer, stop_timer_cb, CL_STOP_GRACE_MS, 0);
+  uv_unref((uv_handle_t *)&d->stop_timer);
+  cl_server_stop(d, 0);
+  cl_peer_stop(d);
+}
+
+/* SIGTERM/SIGINT: clean exit 0. */
+static void signal_cb(uv_signal_t *s, int signum) {
+  cl_daemon_t *d = s->data;
+  cl_log_info("caught signal %d", signum);
+  cl_daemon_stop(d, 0);
+}
+
+/* Before the loop sleeps: one coalesced write per channel and client. */
+static void prepare_cb(uv_prepare_t *p) {
+  cl_daemon_t *d = p->data;
+  if (d->stopping)
+    return;
+  cl_peer_flush(d);
+  cl_server_flush(d);
+}
+
+/* uv_walk callback: close leftovers so uv_loop_close can succeed. */
+static void walk_close(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+/* Parse, listen, print READY, run; returns the exit status. */
+int main(int argc, char **argv) {
+  static cl_daemon_t daemon;
+  cl_daemon_t *d = &daemon;
+  uv_loop_t loop;
+  opts_t o;
+  char host[CL_ADDR_SIZE], bound[CL_ADDR_SIZE + 16];
+  int port, r, code;
+
+  parse_args(argc, argv, &o);
+  if (o.die_with_parent) {
+    pid_t parent = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+      return 1; /* the parent is already gone */
+  }
+  signal(SIGPIPE, SIG_IGN);
+  cl_log_init(o.id, o.level);
+  cl_addr_split(o.listen, host, &port);
+
+  memset(d, 0, sizeof *d);
+  if (uv_loop_init(&loop) != 0) {
+    cl_log_error("cannot create the event loop");
+    return 1;
+  }
+  d->loop = &loop;
+  memcpy(d->id, o.id, strlen(o.id) + 1);
+  d->max_kept = (size_t)o.max_kept;
+  d->write_cap = (size_t)o.write_cap;
+  d->input_cap = (size_t)o.input_cap;
+  d->exit_code = 0;
+
+  uv_timer_init(&loop, &d->stop_timer);
+  d->stop_timer.data = d;
+  uv_timer_init(&loop, &d->jitter_timer);
+  d->jitter_timer.data = d;
+  uv_prepare_init(&loop, &d->prepare);
+  d->prepare.data = d;
+  uv_signal_init(&loop, &d->sigterm);
+  d->sigterm.data = d;
+  uv_signal_init(&loop, &d->sigint);
+  d->sigint.data = d;
+
+  r = cl_server_listen(d, host, port, bound, sizeof bound);
+  if (r < 0) {
+    cl_log_error("cannot listen on %s: %s", o.listen, uv_strerror(r));
+    d->exit_code = 1;
+    d->stopping = 1;
+  } else {
+    uv_prepare_start(&d->prepare, prepare_cb);
+    uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&d->sigint, signal_cb, SIGINT);
+    printf("READY %s %s\n", d->id, bound);
+    fflush(stdout);
+    cl_log_info("listening on %s", bound);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+
+  uv_walk(&loop, walk_close, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  r = uv_loop_close(&loop);
+  if (r != 0) {
+    cl_log_error("event loop did not close cleanly: %s", uv_strerror(r));
+    if (d->exit_code == 0)
+      d->exit_code = 1;
+  }
+  code = d->exit_code;
+  cl_control_free(d);
+  cl_peer_free(d);
+  if (code == 0)
+    cl_log_info("stopped");
+  return code;
+}

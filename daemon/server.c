@@ -1,1 +1,591 @@
-/* placeholder: being written */ typedef int cl_placeholder_t;
+/* The listening socket and every accepted connection. The first frame
+ * decides what a connection is: HELLO makes it an inbound peer channel,
+ * CLIENT a control connection; anything else is refused. Bytes are read
+ * straight into the wire decoder's buffer (zero copy). A connection is freed
+ * only in its close callback, never inside its own callback chain.
+ */
+#include "daemon.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int conn_read_start(cl_conn_t *c);
+
+/* Human text for a libuv or clsnap error code. */
+const char *cl_daemon_strerror(int err) {
+  if (err >= CL_ENOMEM && err <= CL_ELOST)
+    return cl_strerror(err);
+  switch (err) {
+  case UV_EOF:
+    return "connection closed";
+  case UV_ECONNRESET:
+    return "connection reset";
+  case UV_ECONNREFUSED:
+    return "connection refused";
+  case UV_EPIPE:
+    return "broken pipe";
+  case UV_ETIMEDOUT:
+    return "timed out";
+  default:
+    return uv_strerror(err);
+  }
+}
+
+/* Format a socket address as "host:port" ("[v6]:port"). */
+static void addr_format(const struct sockaddr *sa, char *out, size_t n) {
+  char host[64] = "?";
+  int port = 0;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    uv_ip4_name(s4, host, sizeof host);
+    port = ntohs(s4->sin_port);
+    snprintf(out, n, "%s:%d", host, port);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(s6, host, sizeof host);
+    port = ntohs(s6->sin6_port);
+    snprintf(out, n, "[%s]:%d", host, port);
+  } else {
+    snprintf(out, n, "?");
+  }
+}
+
+/* A label for log lines. Rotates over a few static buffers so that two
+ * labels can appear in one call. */
+const char *cl_conn_label(const cl_conn_t *c) {
+  static char bufs[4][CL_ID_SIZE + CL_ADDR_SIZE + 32];
+  static unsigned k;
+  char *b = bufs[k++ % 4];
+  size_t n = sizeof bufs[0];
+  switch (c->kind) {
+  case CL_CONN_PEER:
+    snprintf(b, n, "peer %s (%s)", c->name, c->addr);
+    break;
+  case CL_CONN_CONTROL:
+    snprintf(b, n, "client %s (%s)", c->name, c->addr);
+    break;
+  default:
+    snprintf(b, n, "connection from %s", c->addr);
+    break;
+  }
+  return b;
+}
+
+/* Release a control connection's output buffers. */
+static void outbuf_free(cl_outbuf_t *o) {
+  msgpack_sbuffer_destroy(&o->pend);
+  msgpack_sbuffer_destroy(&o->fly);
+  memset(o, 0, sizeof *o);
+}
+
+/* Close callback: the only place a connection is freed. */
+static void conn_close_cb(uv_handle_t *h) {
+  cl_conn_t *c = h->data;
+  cl_daemon_t *d = c->d;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    d->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  d->nconns--;
+  cl_wire_decoder_free(c->dec);
+  outbuf_free(&c->out);
+  free(c);
+}
+
+/* Close c; a peer connection that still carries its channel loses it with
+ * `why` (logged and NOTICEd unless the daemon is stopping). */
+static void conn_close_why(cl_conn_t *c, const char *why) {
+  cl_daemon_t *d = c->d;
+  if (c->closing)
+    return;
+  c->closing = 1;
+  if (c->kind == CL_CONN_CONTROL)
+    cl_control_forget(d, c);
+  if (c->kind == CL_CONN_PEER && d->in != NULL && d->in[c->in].conn == c)
+    cl_peer_inbound_lost(d, (size_t)c->in, why);
+  uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+}
+
+/* Close without a reason of our own (the caller logged already). */
+void cl_conn_close(cl_conn_t *c) { conn_close_why(c, "closed"); }
+
+/* Protocol error: one log line naming the connection and why, then close.
+ * For a peer connection the lost-channel line carries the reason. */
+void cl_conn_fail(cl_conn_t *c, const char *fmt, ...) {
+  char why[512];
+  va_list ap;
+  if (c->closing)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  if (c->kind == CL_CONN_PEER && c->d->in != NULL &&
+      c->d->in[c->in].conn == c) {
+    char text[560];
+    snprintf(text, sizeof text, "protocol error: %s", why);
+    conn_close_why(c, text);
+    return;
+  }
+  cl_log_warn("%s: %s; closing it", cl_conn_label(c), why);
+  conn_close_why(c, why);
+}
+
+/* Queue one message for a control client. Encoding appends to the pending
+ * buffer; it goes out at the end of this loop turn. */
+int cl_conn_send(cl_conn_t *c, const cl_msg_t *m) {
+  size_t before;
+  int r;
+  if (c->closing || c->kind != CL_CONN_CONTROL)
+    return 0;
+  before = c->out.pend.size;
+  r = cl_wire_encode(m, &c->out.pend);
+  if (r < 0) {
+    c->out.pend.size = before; /* drop a partial frame */
+    cl_log_error("%s: cannot encode %s: %s", cl_conn_label(c),
+                 cl_msg_type_name(m->type), cl_strerror(r));
+    if (r == CL_ENOMEM)
+      cl_conn_close(c);
+    return r;
+  }
+  if (c->out.pend.size + c->out.fly.size > CL_CTRL_OUT_CAP) {
+    cl_log_warn("%s: over %zu bytes of replies queued (client not reading); "
+                "closing it",
+                cl_conn_label(c), (size_t)CL_CTRL_OUT_CAP);
+    cl_conn_close(c);
+  }
+  return 0;
+}
+
+/* Hand the pending buffer to one uv_write; false if nothing was started. */
+static int ctrl_write(cl_conn_t *c);
+
+/* Graceful end of a control connection at shutdown: write what is queued,
+ * then shut the write side down and close. */
+static void ctrl_stop_step(cl_conn_t *c);
+
+/* Write callback for control output: the bytes in `fly` may now go. */
+static void ctrl_write_cb(uv_write_t *req, int status) {
+  cl_conn_t *c = req->data;
+  c->out.writing = 0;
+  c->out.fly.size = 0;
+  if (c->out.fly.alloc > ((size_t)1 << 20)) {
+    /* Give a burst's memory back instead of keeping the high-water mark. */
+    msgpack_sbuffer_destroy(&c->out.fly);
+    msgpack_sbuffer_init(&c->out.fly);
+  }
+  if (status < 0) {
+    if (status != UV_ECANCELED && !c->closing) {
+      cl_log_warn("%s: write failed: %s; closing it", cl_conn_label(c),
+                  cl_daemon_strerror(status));
+      cl_conn_close(c);
+    }
+    return;
+  }
+  if (c->stopping)
+    ctrl_stop_step(c);
+}
+
+/* Swap the buffers and write `fly`; returns 1 if a write was started. */
+static int ctrl_write(cl_conn_t *c) {
+  msgpack_sbuffer t;
+  uv_buf_t b;
+  int r;
+  if (c->closing || c->out.writing || c->out.pend.size == 0)
+    return 0;
+  t = c->out.fly;
+  c->out.fly = c->out.pend;
+  c->out.pend = t;
+  c->out.pend.size = 0;
+  b = uv_buf_init(c->out.fly.data, (unsigned)c->out.fly.size);
+  c->out.wreq.data = c;
+  r = uv_write(&c->out.wreq, (uv_stream_t *)&c->tcp, &b, 1, ctrl_write_cb);
+  if (r < 0) {
+    c->out.fly.size = 0;
+    cl_log_warn("%s: write failed: %s; closing it", cl_conn_label(c),
+                cl_daemon_strerror(r));
+    cl_conn_close(c);
+    return 0;
+  }
+  c->out.writing = 1;
+  return 1;
+}
+
+/* uv_shutdown done: every queued reply has been written. */
+static void ctrl_shutdown_cb(uv_shutdown_t *req, int status) {
+  cl_conn_t *c = req->data;
+  (void)status;
+  cl_conn_close(c);
+}
+
+/* One step of a graceful close: write what is left, else shut down. */
+static void ctrl_stop_step(cl_conn_t *c) {
+  int r;
+  if (c->closing || c->out.writing)
+    return;
+  if (ctrl_write(c))
+    return;
+  if (c->closing)
+    return;
+  c->sreq.data = c;
+  r = uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, ctrl_shutdown_cb);
+  if (r < 0)
+    cl_conn_close(c);
+}
+
+/* Once per loop turn: one uv_write per control connection with output. */
+void cl_server_flush(cl_daemon_t *d) {
+  cl_conn_t *c, *next;
+  for (c = d->conns; c != NULL; c = next) {
+    next = c->next;
+    if (c->kind == CL_CONN_CONTROL && !c->stopping)
+      ctrl_write(c);
+  }
+}
+
+/* Shutdown: stop listening; control clients get their queued replies
+ * (unless force), everything else is closed now. */
+void cl_server_stop(cl_daemon_t *d, int force) {
+  cl_conn_t *c, *next;
+  if (!uv_is_closing((uv_handle_t *)&d->listener))
+    uv_close((uv_handle_t *)&d->listener, NULL);
+  for (c = d->conns; c != NULL; c = next) {
+    next = c->next;
+    if (c->closing)
+      continue;
+    if (c->kind == CL_CONN_CONTROL && !force) {
+      if (!c->stopping) {
+        c->stopping = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        ctrl_stop_step(c);
+      }
+    } else {
+      cl_conn_close(c);
+    }
+  }
+}
+
+/* Escape up to 24 bytes for a log line: printable ASCII as is, the rest as
+ * \xNN. */
+static void escape_sample(const char *p, size_t n, char *out, size_t outsz) {
+  size_t i, o = 0;
+  if (outsz == 0)
+    return;
+  for (i = 0; i < n && i < 24 && o + 5 < outsz; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '"')
+      out[o++] = (char)ch;
+    else
+      o += (size_t)snprintf(out + o, outsz - o, "\\x%02x", ch);
+  }
+  out[o] = '\0';
+}
+
+/* HELLO as a first frame: the connection becomes inbound channel from->self
+ * if the daemon is configured and that channel is expected and free. */
+static void conn_hello(cl_conn_t *c, const cl_msg_t *m) {
+  cl_daemon_t *d = c->d;
+  cl_in_chan_t *ch;
+  int i;
+  if (!d->configured) {
+    cl_conn_fail(c, "HELLO from %s before CONFIGURE", m->u.hello.from);
+    return;
+  }
+  if (strcmp(m->u.hello.to, d->id) != 0) {
+    cl_conn_fail(c, "HELLO from %s is addressed to %s, this is %s",
+                 m->u.hello.from, m->u.hello.to, d->id);
+    return;
+  }
+  i = cl_node_in_index(d->node, m->u.hello.from);
+  if (i < 0) {
+    cl_conn_fail(c, "HELLO from %s, which has no channel to %s",
+                 m->u.hello.from, d->id);
+    return;
+  }
+  ch = &d->in[i];
+  if (ch->state == CL_IN_UP) {
+    cl_conn_fail(c, "duplicate HELLO for channel %s->%s (already connected)",
+                 m->u.hello.from, d->id);
+    return;
+  }
+  if (ch->state == CL_IN_LOST) {
+    cl_conn_fail(c, "HELLO for channel %s->%s, which was lost",
+                 m->u.hello.from, d->id);
+    return;
+  }
+  c->kind = CL_CONN_PEER;
+  c->in = i;
+  memcpy(c->name, m->u.hello.from, sizeof c->name);
+  ch->conn = c;
+  ch->state = CL_IN_UP;
+  cl_log_info("channel %s->%s up (%s)", c->name, d->id, c->addr);
+}
+
+/* Route one decoded frame by what the connection is. */
+static void conn_dispatch(cl_conn_t *c, const cl_msg_t *m) {
+  switch (c->kind) {
+  case CL_CONN_NEW:
+    if (m->type == CL_MSG_HELLO) {
+      conn_hello(c, m);
+    } else if (m->type == CL_MSG_CLIENT) {
+      c->kind = CL_CONN_CONTROL;
+      memcpy(c->name, m->u.client.name, sizeof c->name);
+      cl_log_info("client %s connected from %s", c->name, c->addr);
+    } else {
+      cl_conn_fail(c, "first frame is %s, expected HELLO or CLIENT",
+                   cl_msg_type_name(m->type));
+    }
+    break;
+  case CL_CONN_CONTROL:
+    if (m->type >= CL_MSG_CONFIGURE && m->type <= CL_MSG_CIRCULATE)
+      cl_control_request(c, m);
+    else
+      cl_conn_fail(c, "unexpected %s on a control connection",
+                   cl_msg_type_name(m->type));
+    break;
+  case CL_CONN_PEER:
+    if (m->type == CL_MSG_TOKEN || m->type == CL_MSG_MARKER)
+      cl_peer_inbound(c, m);
+    else
+      cl_conn_fail(c, "unexpected %s on channel %s->%s",
+                   cl_msg_type_name(m->type), c->name, c->d->id);
+    break;
+  default:
+    break;
+  }
+}
+
+/* Decode and dispatch every complete frame buffered for c. `sample` is the
+ * last read, quoted in the log if the stream turns out to be malformed. */
+static void conn_process(cl_conn_t *c, const char *sample, size_t nsample) {
+  cl_daemon_t *d = c->d;
+  cl_msg_t m;
+  char esc[128];
+  int r;
+  while (!c->closing && !c->stopping && !d->stopping && !c->paused) {
+    memset(&m, 0, sizeof m);
+    r = cl_wire_next(c->dec, &m);
+    if (r == 0)
+      break;
+    if (r < 0) {
+      if (r == CL_ETOOBIG) {
+        cl_conn_fail(c, "frame over the input cap of %zu bytes",
+                     d->input_cap);
+      } else if (sample != NULL && nsample > 0) {
+        escape_sample(sample, nsample, esc, sizeof esc);
+        cl_conn_fail(c, "%s (%s); last bytes read begin \"%s\"",
+                     cl_strerror(r), cl_err_name(r), esc);
+      } else {
+        cl_conn_fail(c, "%s (%s)", cl_strerror(r), cl_err_name(r));
+      }
+      break;
+    }
+    conn_dispatch(c, &m);
+    cl_msg_free(&m);
+  }
+}
+
+/* Resume a peer connection paused by its held-message bound. */
+void cl_server_resume(cl_conn_t *c) {
+  int r;
+  if (c->closing || !c->paused)
+    return;
+  c->paused = 0;
+  conn_process(c, NULL, 0);
+  if (c->closing || c->paused)
+    return;
+  r = conn_read_start(c);
+  if (r < 0) {
+    cl_log_warn("%s: cannot read: %s", cl_conn_label(c),
+                cl_daemon_strerror(r));
+    cl_conn_close(c);
+  }
+}
+
+/* Zero-copy read: libuv reads straight into the decoder's buffer. Never
+ * offers more room than the input cap leaves. */
+static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  cl_conn_t *c = h->data;
+  size_t buffered = cl_wire_decoder_buffered(c->dec);
+  size_t want = CL_READ_CHUNK, avail = 0, room;
+  char *p = NULL;
+  int r;
+  (void)suggested;
+  buf->base = NULL;
+  buf->len = 0;
+  if (buffered >= c->d->input_cap) {
+    c->alloc_err = CL_ETOOBIG;
+    return;
+  }
+  room = c->d->input_cap - buffered;
+  if (want > room)
+    want = room;
+  r = cl_wire_decoder_reserve(c->dec, want, &p, &avail);
+  if (r < 0) {
+    c->alloc_err = r;
+    return;
+  }
+  if (avail > room)
+    avail = room;
+  buf->base = p;
+  buf->len = avail;
+}
+
+/* Read callback: feed the decoder, dispatch frames, handle EOF and errors. */
+static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  cl_conn_t *c = s->data;
+  if (c->closing)
+    return;
+  if (nread > 0) {
+    cl_wire_decoder_consumed(c->dec, (size_t)nread);
+    conn_process(c, buf->base, (size_t)nread);
+    return;
+  }
+  if (nread == 0)
+    return;
+  if (nread == UV_ENOBUFS && c->alloc_err != 0) {
+    if (c->alloc_err == CL_ETOOBIG)
+      cl_conn_fail(c, "input over the cap of %zu bytes", c->d->input_cap);
+    else
+      cl_conn_fail(c, "cannot buffer input: %s",
+                   cl_strerror(c->alloc_err));
+    return;
+  }
+  switch (c->kind) {
+  case CL_CONN_PEER:
+    conn_close_why(c, cl_daemon_strerror((int)nread));
+    break;
+  case CL_CONN_CONTROL:
+    cl_log_info("%s disconnected (%s)", cl_conn_label(c),
+                cl_daemon_strerror((int)nread));
+    cl_conn_close(c);
+    break;
+  default:
+    cl_log_debug("%s: %s before its first frame", cl_conn_label(c),
+                 cl_daemon_strerror((int)nread));
+    cl_conn_close(c);
+    break;
+  }
+}
+
+/* Start reading c. */
+static int conn_read_start(cl_conn_t *c) {
+  return uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+}
+
+/* New connection on the listener: accept it, bounded by CL_MAX_CONNS. */
+static void on_connection(uv_stream_t *server, int status) {
+  cl_daemon_t *d = server->data;
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss;
+  cl_conn_t *c;
+  int r;
+
+  if (status < 0) {
+    cl_log_warn("accept failed: %s", cl_daemon_strerror(status));
+    return;
+  }
+  c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    cl_log_error("accept: out of memory");
+    return;
+  }
+  c->d = d;
+  c->in = -1;
+  msgpack_sbuffer_init(&c->out.pend);
+  msgpack_sbuffer_init(&c->out.fly);
+  snprintf(c->addr, sizeof c->addr, "?");
+  uv_tcp_init(d->loop, &c->tcp);
+  c->tcp.data = c;
+  c->next = d->conns;
+  if (d->conns != NULL)
+    d->conns->prev = c;
+  d->conns = c;
+  d->nconns++;
+  r = uv_accept(server, (uv_stream_t *)&c->tcp);
+  if (r < 0) {
+    cl_log_warn("accept failed: %s", cl_daemon_strerror(r));
+    cl_conn_close(c);
+    return;
+  }
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    addr_format((struct sockaddr *)&ss, c->addr, sizeof c->addr);
+  if (d->stopping) {
+    cl_conn_close(c);
+    return;
+  }
+  if (d->nconns > CL_MAX_CONNS) {
+    cl_log_warn("refusing %s: already %d connections", c->addr,
+                CL_MAX_CONNS);
+    cl_conn_close(c);
+    return;
+  }
+  c->dec = cl_wire_decoder_new(d->input_cap);
+  if (c->dec == NULL) {
+    cl_log_error("refusing %s: out of memory", c->addr);
+    cl_conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  r = conn_read_start(c);
+  if (r < 0) {
+    cl_log_warn("%s: cannot read: %s", cl_conn_label(c),
+                cl_daemon_strerror(r));
+    cl_conn_close(c);
+    return;
+  }
+  cl_log_debug("accepted %s", c->addr);
+}
+
+/* Bind and listen on host:port; write the bound "host:port" (the actual
+ * port when 0 was asked). Returns 0 or a libuv error. */
+int cl_server_listen(cl_daemon_t *d, const char *host, int port,
+                     char *bound, size_t boundsz) {
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss;
+  int r;
+
+  memset(&ss, 0, sizeof ss);
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+    /* A name: resolving it synchronously is fine before the loop runs. */
+    uv_getaddrinfo_t gai;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    r = uv_getaddrinfo(d->loop, &gai, NULL, host, NULL, &hints);
+    if (r < 0)
+      return r;
+    memcpy(&ss, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
+    uv_freeaddrinfo(gai.addrinfo);
+    if (ss.ss_family == AF_INET)
+      ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    else
+      ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+  }
+  r = uv_tcp_init(d->loop, &d->listener);
+  if (r < 0)
+    return r;
+  d->listener.data = d;
+  r = uv_tcp_bind(&d->listener, (struct sockaddr *)&ss, 0);
+  if (r == 0)
+    r = uv_listen((uv_stream_t *)&d->listener, 128, on_connection);
+  if (r < 0)
+    return r;
+  r = uv_tcp_getsockname(&d->listener, (struct sockaddr *)&ss, &len);
+  if (r < 0)
+    return r;
+  if (ss.ss_family == AF_INET6) {
+    snprintf(bound, boundsz, "[%s]:%d", host,
+             ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+  } else {
+    snprintf(bound, boundsz, "%s:%d", host,
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  }
+  return 0;
+}
