@@ -415,6 +415,11 @@ static int resolve(uv_loop_t *loop, const char *addr,
 static void on_timer(uv_timer_t *t) {
   cl_cluster_t *c = t->data;
   c->timer_fired = 1;
+  /* A deadline that is already due when uv_run(UV_RUN_ONCE) starts fires in
+   * the timer phase, before the poll; without uv_stop the poll would then
+   * block with no timer left, forever if no byte arrives. uv_stop makes the
+   * poll return at once. */
+  uv_stop(t->loop);
 }
 
 /* Close callback of the deadline timer. */
@@ -817,7 +822,12 @@ int cl_cluster_wait_complete(cl_cluster_t *c, const uint64_t *ids, size_t n,
     if (describe_missing(c, ids, n, &lost, NULL, 0) == 0)
       break;
     if (lost >= 0) {
-      set_err(err, errsize, "%s", c->conns[lost].why);
+      /* Name the snapshots as well as the server: the user asked for
+       * those. */
+      char what[512];
+      describe_missing(c, ids, n, NULL, what, sizeof what);
+      set_err(err, errsize, "%s, so these cannot complete: %s",
+              c->conns[lost].why, what);
       rc = CL_ELOST;
       break;
     }

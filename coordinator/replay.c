@@ -28,11 +28,15 @@ typedef struct run {
   uint64_t *seen;        /* [nservers] stamp: server already in this call */
   uint64_t stamp;
   size_t event;          /* events issued so far, for progress lines */
+  size_t started;        /* snapshots started so far */
+  uint8_t *collected;    /* [nsnapshots] */
+  size_t first_open;     /* every snapshot before this one is collected */
   uint64_t last_progress_ns;
 } run_t;
 
 static int failf(run_t *x, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static int collect_ready(run_t *x);
 /* Writes the reason into err and returns rc. */
 static int failf(run_t *x, int rc, const char *fmt, ...) {
   if (x->err != NULL && x->errsize > 0) {
@@ -394,6 +398,8 @@ static int finish_lockstep(run_t *x) {
       break;
     }
     rc = ticks(x, 1);
+    if (rc == 0)
+      rc = collect_ready(x);
     if (rc < 0)
       break;
   }
@@ -448,6 +454,26 @@ static int collect(run_t *x, size_t k) {
   return rc;
 }
 
+/* Collects every started snapshot that has completed on every server.
+ * Collecting as soon as a snapshot completes keeps the daemons' retention
+ * bound (--max-kept) from ever dropping a state before it is collected,
+ * however many snapshots a script takes. */
+static int collect_ready(run_t *x) {
+  for (size_t i = x->first_open; i < x->started; i++) {
+    int rc;
+    if (x->collected[i] ||
+        x->be->completed(x->be->ctx, x->r->ids[i]) != x->topo->nservers)
+      continue;
+    rc = collect(x, i);
+    if (rc < 0)
+      return rc;
+    x->collected[i] = 1;
+  }
+  while (x->first_open < x->started && x->collected[x->first_open])
+    x->first_open++;
+  return 0;
+}
+
 /* Issues the events in order, then waits for and collects every snapshot. */
 static int run_all(run_t *x) {
   size_t k = 0;
@@ -481,6 +507,7 @@ static int run_all(run_t *x) {
       x->r->ids[k] = k;
       k++;
       rc = one_request(x, ev, ev->src);
+      x->started = k;
       break;
     case CL_EV_TICK:
       if (ev->n < 1)
@@ -500,6 +527,8 @@ static int run_all(run_t *x) {
     default:
       return failf(x, CL_EINVAL, "events line %d: unknown event", ev->line);
     }
+    if (rc == 0)
+      rc = collect_ready(x);
     if (rc < 0)
       return rc;
     progress(x);
@@ -519,12 +548,7 @@ static int run_all(run_t *x) {
   }
   if (rc < 0)
     return rc;
-  for (size_t i = 0; i < k; i++) {
-    rc = collect(x, i);
-    if (rc < 0)
-      return rc;
-  }
-  return 0;
+  return collect_ready(x);
 }
 
 void cl_replay_result_free(cl_replay_result_t *r) {
@@ -577,12 +601,14 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   x.reqs = calloc(n, sizeof(*x.reqs));
   x.replies = calloc(n, sizeof(*x.replies));
   x.seen = calloc(n, sizeof(*x.seen));
+  x.collected = calloc(k ? k : 1, 1);
   x.ledger = cl_ledger_new(topo);
   if (opts->lockstep)
     x.sched = cl_sched_new(topo, opts->delays);
   if (r->ids == NULL || r->snaps == NULL || r->verdicts == NULL ||
       x.deliv == NULL || x.servers == NULL || x.reqs == NULL ||
-      x.replies == NULL || x.seen == NULL || x.ledger == NULL ||
+      x.replies == NULL || x.seen == NULL || x.collected == NULL ||
+      x.ledger == NULL ||
       (opts->lockstep && x.sched == NULL)) {
     rc = failf(&x, CL_ENOMEM, "out of memory");
   } else {
@@ -600,5 +626,6 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   free(x.reqs);
   free(x.replies);
   free(x.seen);
+  free(x.collected);
   return rc;
 }
