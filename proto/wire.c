@@ -883,7 +883,8 @@ static int scan(cl_wire_decoder_t *d) {
       (const unsigned char *)d->u.buffer + d->u.used;
   while (d->scanned < d->fed && d->ready == 0) {
     const unsigned char *p = end - (d->fed - d->scanned);
-    uint64_t avail = d->fed - d->scanned, len = 0, count = 0;
+    uint64_t avail = d->fed - d->scanned, len = 0, count = 0, need;
+    uint32_t i;
     unsigned char b = p[0];
     unsigned hl = 1; /* header bytes */
     int kind = 0;    /* 0 scalar, 1 payload of len bytes, 2 array, 3 map */
@@ -958,12 +959,18 @@ static int scan(cl_wire_decoder_t *d) {
       continue;
     }
     /* Containers: every element takes at least one byte, so a count the cap
-     * cannot hold is refused before msgpack allocates room for it. */
+     * cannot hold is refused before msgpack allocates room for it. The
+     * elements the open containers still expect count too (each level's
+     * current element is the one being read): nested headers that fit the
+     * cap one by one would otherwise allocate up to depth times as much. */
     if (count > CL_WIRE_MAX_ITEMS)
       return CL_EPROTO;
     if (kind == 3)
       count *= 2;
-    if (d->scanned - d->frame_start + count > d->cap)
+    need = count;
+    for (i = 0; i < d->depth; i++)
+      need += d->left[i] - 1;
+    if (d->scanned - d->frame_start + need > d->cap)
       return CL_ETOOBIG;
     if (count == 0) {
       scan_item_done(d);
