@@ -10,13 +10,16 @@
 # log), <ID>.out (its READY line) and `cluster` (one `ID HOST:PORT` line per
 # server), which `clsnap --cluster RUNDIR/cluster ...` reads.
 # Binaries: $CLSNAPD and $CLSNAP if set, else the build tree, else PATH.
+# $CLSNAPD_ARGS, if set, is appended to every daemon's command line (e.g.
+# "--max-kept 2 --write-cap 4096"; split on spaces), and $CLSNAP_CONFIGURE_ARGS
+# to `clsnap configure` (e.g. "--lockstep").
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 
 die() { echo "cluster.sh: $*" >&2; exit "${2:-1}"; }
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 find_bin() { # NAME ENVVALUE BUILDPATH
   if [ -n "$2" ]; then echo "$2"; return; fi
@@ -53,12 +56,14 @@ cmd_up() {
     if alive "$f" "$id"; then die "$rundir already has a running cluster ($id is up); run: $0 down $rundir"; fi
     rm -f "$f"
   done
-  local ids
+  local ids extra=() cfgargs=()
+  read -r -a extra <<<"${CLSNAPD_ARGS:-}"
+  read -r -a cfgargs <<<"${CLSNAP_CONFIGURE_ARGS:-}"
   ids=$(server_ids "$top")
   [ -n "$ids" ] || die "$top: no servers found" 2
   for id in $ids; do
     rm -f "$rundir/$id.out"
-    setsid "$clsnapd" --id "$id" --listen 127.0.0.1:0 \
+    setsid "$clsnapd" --id "$id" --listen 127.0.0.1:0 ${extra[@]+"${extra[@]}"} \
       >"$rundir/$id.out" 2>"$rundir/$id.log" </dev/null &
     echo $! >"$rundir/$id.pid"
   done
@@ -86,7 +91,7 @@ cmd_up() {
     echo "$id $port" >>"$cluster"
   done
   mv "$cluster" "$rundir/cluster"
-  if ! "$clsnap" --cluster "$rundir/cluster" configure "$top"; then
+  if ! "$clsnap" --cluster "$rundir/cluster" configure ${cfgargs[@]+"${cfgargs[@]}"} "$top"; then
     cmd_down "$rundir" >/dev/null 2>&1 || true
     die "configuring the cluster failed; stopped it"
   fi

@@ -48,3 +48,11 @@ assert_no_daemons() {
   left=$(pgrep -f -- "--listen 127.0.0.1:0" -a 2>/dev/null | grep -F "$1" || true)
   [ -z "$left" ] || fail "daemons left behind: $left"
 }
+
+# Fail if a daemon log holds an ASan/LSan/UBSan report (the sanitizer build
+# writes them to the daemon's stderr, which is its log).
+no_sanitizer_reports() {
+  local hit
+  hit=$(grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$@" 2>/dev/null || true)
+  [ -z "$hit" ] || { grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" $hit >&2; fail "sanitizer report in $hit"; }
+}
