@@ -187,6 +187,47 @@ static int print_results(const run_args_t *a, const cl_topology_t *topo,
   return failed == 0 && !write_failed ? 0 : -1;
 }
 
+/* Append the ids of snapshots 0..k-1 with done(id) == want as ranges
+ * ("0 2-5 9") to buf; returns how many there are. */
+static size_t id_ranges(const cl_cluster_t *c, size_t k, int want, char *buf,
+                        size_t size) {
+  size_t i = 0, count = 0, len = strlen(buf);
+  size_t nserv = cl_cluster_size(c);
+  while (i < k) {
+    size_t j = i;
+    if ((cl_cluster_completed(c, i) == nserv) != want) {
+      i++;
+      continue;
+    }
+    while (j + 1 < k && (cl_cluster_completed(c, j + 1) == nserv) == want)
+      j++;
+    count += j - i + 1;
+    if (len + 48 < size) {
+      len += (size_t)snprintf(buf + len, size - len,
+                              j > i ? "%s%zu-%zu" : "%s%zu", len ? " " : "",
+                              i, j);
+    }
+    i = j + 1;
+  }
+  return count;
+}
+
+/* After a failed run on daemons: say which of the script's snapshots (ids
+ * 0..k-1) cannot complete now, and which did complete everywhere (they are
+ * not reported: a failed run prints no results). */
+static void report_unfinished(const cl_cluster_t *c, size_t k) {
+  char bad[400] = "", done[400] = "";
+  size_t nbad = id_ranges(c, k, 0, bad, sizeof bad);
+  size_t ndone = id_ranges(c, k, 1, done, sizeof done);
+  if (nbad > 0)
+    cl_errf("snapshot%s %s cannot complete%s%s%s", nbad == 1 ? "" : "s", bad,
+            ndone ? " (" : "", done,
+            ndone ? " completed on every server, not reported)" : "");
+  else if (ndone > 0)
+    cl_errf("snapshot%s %s completed on every server (not reported)",
+            ndone == 1 ? "" : "s", done);
+}
+
 /* The JSON printed instead of results when the run failed. */
 static void print_json_error(const run_args_t *a, const char *msg) {
   json_t *o = json_object();
@@ -219,7 +260,7 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
       {"--quiet", 0, NULL, &a.quiet},
       {NULL, 0, NULL, NULL}};
   uint64_t seed = 1, max_delay = 4, tick_ms = 5, jitter_ms = 0, timeout_s = 30;
-  int npos, has_seed, rc, status = CL_EXIT_FAIL;
+  int npos, has_seed, rc, status = CL_EXIT_FAIL, replayed = 0;
   char err[1024] = "";
   cl_diag_t diag;
   char dbuf[600];
@@ -377,6 +418,7 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
     backend = cl_cluster_backend(cluster);
   }
 
+  replayed = 1;
   rc = cl_replay_run(topo, script, &backend, &ro, &res, err, sizeof err);
   if (rc < 0)
     goto failed;
@@ -400,6 +442,8 @@ failed:
     cl_errf("run failed: %s", err[0] ? err : cl_strerror(rc));
     status = CL_EXIT_FAIL;
   }
+  if (replayed && cluster != NULL)
+    report_unfinished(cluster, script->nsnapshots);
   if (a.json)
     print_json_error(&a, err);
 

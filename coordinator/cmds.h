@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "client.h"
 #include "scenario.h"
@@ -17,6 +18,12 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file);
 /* configure, send, snapshot, collect, status, shutdown against the daemons
  * of a cluster file. */
 int cl_cmd_cluster(int argc, char **argv, const char *cluster_file);
+
+/* `clsnap bench --nodes N --topology ring|mesh --seconds S [options]`:
+ * throughput and snapshot cost of a local cluster in circulate mode. */
+int cl_cmd_bench(int argc, char **argv);
+/* bench's help text, to f. */
+void cl_bench_usage(FILE *f);
 
 /* 1 if cmd is one of the cluster commands. */
 int cl_is_cluster_cmd(const char *cmd);

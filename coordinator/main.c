@@ -8,6 +8,11 @@
 #include "cmds.h"
 #include "output.h"
 
+/* The main usage text lives in output.c; bench is announced here. */
+static const char bench_help_line[] =
+    "Benchmark: 'clsnap bench --nodes N --topology ring|mesh --seconds S'\n"
+    "measures throughput and snapshot cost ('clsnap bench --help').\n";
+
 /* Returns the exit status. */
 int main(int argc, char **argv) {
   const char *cluster_file = NULL;
@@ -20,6 +25,7 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       cl_usage(NULL, stdout);
+      fputs(bench_help_line, stdout);
       return CL_EXIT_OK;
     } else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
       printf("clsnap %s\n", CL_VERSION);
@@ -48,17 +54,25 @@ int main(int argc, char **argv) {
   }
   cmd = argv[i];
   if (strcmp(cmd, "help") == 0) {
+    if (i + 1 < argc && strcmp(argv[i + 1], "bench") == 0) {
+      cl_bench_usage(stdout);
+      return CL_EXIT_OK;
+    }
     if (i + 1 < argc && cl_usage(argv[i + 1], stdout) != 0) {
       cl_errf("unknown command '%s'", argv[i + 1]);
       cl_usage_hint(NULL);
       return CL_EXIT_USAGE;
     }
-    if (i + 1 >= argc)
+    if (i + 1 >= argc) {
       cl_usage(NULL, stdout);
+      fputs(bench_help_line, stdout);
+    }
     return CL_EXIT_OK;
   }
   if (strcmp(cmd, "run") == 0)
     return cl_cmd_run(argc - i, argv + i, cluster_file);
+  if (strcmp(cmd, "bench") == 0)
+    return cl_cmd_bench(argc - i, argv + i);
   if (cl_is_cluster_cmd(cmd))
     return cl_cmd_cluster(argc - i, argv + i, cluster_file);
   cl_errf("unknown command '%s'", cmd);

@@ -435,7 +435,10 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
   ls->nrecorded = (uint32_t)st.nrecorded;
   ls->nsent = (uint32_t)d->nout;
   ls->nrecv = (uint32_t)d->nin;
-  ls->recorded = calloc(st.nrecorded ? st.nrecorded : 1, sizeof *ls->recorded);
+  /* Every field of every record is set below: no need to zero 80 bytes a
+   * record first (states under load hold 10^4..10^5 records). */
+  ls->recorded = malloc((st.nrecorded ? st.nrecorded : 1) *
+                        sizeof *ls->recorded);
   ls->sent = calloc(d->nout ? d->nout : 1, sizeof *ls->sent);
   ls->recv = calloc(d->nin ? d->nin : 1, sizeof *ls->recv);
   if (ls->recorded == NULL || ls->sent == NULL || ls->recv == NULL) {
@@ -443,8 +446,8 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
     goto done;
   }
   for (k = 0; k < st.nrecorded; k++) {
-    snprintf(ls->recorded[k].src, CL_ID_SIZE, "%s",
-             d->in[st.recorded[k].in].id);
+    /* d->in[].id is a zero-padded CL_ID_SIZE array: copy it whole. */
+    memcpy(ls->recorded[k].src, d->in[st.recorded[k].in].id, CL_ID_SIZE);
     ls->recorded[k].seq = st.recorded[k].seq;
     ls->recorded[k].n = st.recorded[k].n;
   }

@@ -41,9 +41,21 @@
 #define CL_CONNECT_WINDOW_MS 10000 /* CONNECT retries refused connects */
 #define CL_CIRC_LOW_WATER ((size_t)64 << 10) /* circulate: per channel */
 #define CL_CIRC_BUDGET 65536    /* circulate: tokens per loop turn */
+#define CL_CIRC_MIN_BATCH 4096  /* circulate: fewest tokens per channel
+                                   written in a turn while more are held
+                                   (32 KiB of frames): few, large writes */
 #define CL_FRAME_EST 24         /* upper bound of a TOKEN/MARKER frame */
 #define CL_READ_CHUNK ((size_t)64 << 10)
+/* Outbound buffers an idle channel keeps: CL_OUT_IDLE_BUDGET shared by
+ * all channels, at least CL_OUT_KEEP_MIN each (see out_keep in peer.c). */
+#define CL_OUT_IDLE_BUDGET ((size_t)2 << 20)
+#define CL_OUT_KEEP_MIN ((size_t)16 << 10)
+#define CL_READ_MIN ((size_t)4 << 10) /* least room offered to one read */
 #define CL_STOP_GRACE_MS 2000   /* shutdown: wait this long for replies */
+/* A new connection must send its whole first frame, and a frame once begun
+ * must be finished, within this long (--frame-timeout); otherwise it only
+ * holds one of the CL_MAX_CONNS slots. */
+#define CL_DEFAULT_FRAME_TIMEOUT_MS 10000
 
 typedef struct cl_daemon cl_daemon_t;
 
@@ -70,6 +82,12 @@ typedef struct cl_conn {
   int paused;    /* peer: reading stopped, too many held messages */
   int alloc_err; /* error from the decoder's reserve in alloc_cb */
   int in;        /* peer: inbound channel index */
+  int fast;      /* peer: 0 decoder, 1 parsed in place (free-running),
+                    2 back on the decoder for good */
+  unsigned ncarry;  /* fast: bytes of a partial frame kept between reads */
+  char carry[24];   /* (a fast frame is at most 20 bytes) */
+  uint64_t since; /* loop ms: accepted (new) or waiting for the rest of a
+                     frame since (0: nothing pending); see the sweep */
   cl_wire_decoder_t *dec;
   char addr[CL_ADDR_SIZE + 8]; /* remote address, for logs */
   char name[CL_ID_SIZE];       /* peer id or client name */
@@ -145,12 +163,14 @@ struct cl_daemon {
   uv_loop_t *loop;
   char id[CL_ID_SIZE];
   size_t max_kept, write_cap, input_cap;
+  uint64_t frame_timeout_ms;
 
   uv_tcp_t listener;
   uv_signal_t sigterm, sigint;
   uv_prepare_t prepare; /* flushes all output once per loop turn */
   uv_timer_t jitter_timer;
   uv_timer_t stop_timer;
+  uv_timer_t sweep; /* closes connections stuck before or inside a frame */
   int stopping;
   int exit_code;
 
@@ -174,6 +194,8 @@ struct cl_daemon {
   int circulate;
   size_t circ_rr;
   uint64_t jit_next; /* when the jitter timer fires; 0 if idle */
+  char *rbuf;        /* fast peer input: one read buffer for all */
+  size_t rbuf_chunk; /* bytes read at once into rbuf (after the carry) */
 
   /* Messages sent by the command being handled (for OK's sent list). */
   int collect;
@@ -206,6 +228,9 @@ const char *cl_conn_label(const cl_conn_t *c);
 void cl_server_resume(cl_conn_t *c);
 void cl_server_flush(cl_daemon_t *d);
 void cl_server_stop(cl_daemon_t *d, int force);
+/* Start the timer that closes connections which sent no complete first
+ * frame, or stalled inside a frame, for d->frame_timeout_ms. */
+void cl_server_sweep_start(cl_daemon_t *d);
 
 /* peer.c */
 /* After CONFIGURE: create channels and the node. Returns 0 or CL_E*. */
@@ -228,6 +253,11 @@ void cl_peer_inbound(cl_conn_t *c, const cl_msg_t *m);
 /* The peer connection of inbound channel i is gone (why: a uv error or a CL_E
  * code; text for the log and NOTICE). */
 void cl_peer_inbound_lost(cl_daemon_t *d, size_t i, const char *why);
+/* Free-running: parse TOKEN/MARKER frames of a peer connection in place and
+ * handle them. Returns bytes consumed; *stop = 1 when a frame follows that
+ * only the generic decoder may judge. */
+size_t cl_peer_fast_input(cl_conn_t *c, const char *buf, size_t n,
+                          int *stop);
 /* Lockstep: handle the head held message of inbound i. Returns 0 (with
  * kind and value), CL_EAGAIN if none is held, or the node's CL_E error (the
  * channel is then failed). */

@@ -27,6 +27,8 @@ static const char usage_text[] =
     "  --write-cap BYTES     per outbound channel queue cap (default 64 MiB);\n"
     "                        a SEND beyond it is refused\n"
     "  --input-cap BYTES     per connection input cap (default 1 MiB)\n"
+    "  --frame-timeout MS    close a connection whose first frame, or any\n"
+    "                        frame once begun, takes longer (default 10000)\n"
     "  --help                show this help\n"
     "\n"
     "Exit status: 0 after SIGTERM/SIGINT/SHUTDOWN, 1 if it cannot listen,\n"
@@ -44,7 +46,7 @@ typedef struct opts {
   const char *id, *listen;
   int level;
   int die_with_parent;
-  uint64_t max_kept, write_cap, input_cap;
+  uint64_t max_kept, write_cap, input_cap, frame_timeout;
 } opts_t;
 
 /* Parse a byte count/limit option or exit 2. */
@@ -69,6 +71,7 @@ static void parse_args(int argc, char **argv, opts_t *o) {
   o->level = CL_LOG_INFO;
   o->write_cap = CL_DEFAULT_WRITE_CAP;
   o->input_cap = CL_DEFAULT_INPUT_CAP;
+  o->frame_timeout = CL_DEFAULT_FRAME_TIMEOUT_MS;
   for (i = 1; i < argc; i++) {
     const char *a = argv[i], *v = NULL, *eq;
     char name[32];
@@ -91,7 +94,8 @@ static void parse_args(int argc, char **argv, opts_t *o) {
     name[len] = '\0';
     if (strcmp(name, "--id") != 0 && strcmp(name, "--listen") != 0 &&
         strcmp(name, "--log-level") != 0 && strcmp(name, "--max-kept") != 0 &&
-        strcmp(name, "--write-cap") != 0 && strcmp(name, "--input-cap") != 0)
+        strcmp(name, "--write-cap") != 0 && strcmp(name, "--input-cap") != 0 &&
+        strcmp(name, "--frame-timeout") != 0)
       bad_usage("unknown option '%s'", a);
     if (eq != NULL) {
       v = eq + 1;
@@ -118,6 +122,8 @@ static void parse_args(int argc, char **argv, opts_t *o) {
       o->max_kept = parse_num("--max-kept", v, 1, 1000000);
     } else if (strcmp(name, "--write-cap") == 0) {
       o->write_cap = parse_num("--write-cap", v, 64, (uint64_t)1 << 30);
+    } else if (strcmp(name, "--frame-timeout") == 0) {
+      o->frame_timeout = parse_num("--frame-timeout", v, 10, 86400000);
     } else {
       o->input_cap = parse_num("--input-cap", v, 64, (uint64_t)1 << 30);
     }
@@ -156,6 +162,7 @@ void cl_daemon_stop(cl_daemon_t *d, int exit_code) {
   uv_unref((uv_handle_t *)&d->sigint);
   close_if_open((uv_handle_t *)&d->prepare);
   close_if_open((uv_handle_t *)&d->jitter_timer);
+  close_if_open((uv_handle_t *)&d->sweep);
   /* The grace timer does not keep the loop alive: once every client has
    * its replies, uv_run returns and main closes the timer. */
   uv_timer_start(&d->stop_timer, stop_timer_cb, CL_STOP_GRACE_MS, 0);
@@ -216,6 +223,7 @@ int main(int argc, char **argv) {
   d->max_kept = (size_t)o.max_kept;
   d->write_cap = (size_t)o.write_cap;
   d->input_cap = (size_t)o.input_cap;
+  d->frame_timeout_ms = o.frame_timeout;
   d->exit_code = 0;
 
   uv_timer_init(&loop, &d->stop_timer);
@@ -236,6 +244,7 @@ int main(int argc, char **argv) {
     d->stopping = 1;
   } else {
     uv_prepare_start(&d->prepare, prepare_cb);
+    cl_server_sweep_start(d);
     uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&d->sigint, signal_cb, SIGINT);
     printf("READY %s %s\n", d->id, bound);

@@ -536,6 +536,68 @@ int cl_node_receive_token(cl_node_t *node, uint32_t in, uint64_t seq,
   return 0;
 }
 
+/* count one-token messages to `out` in one step (see node.h). */
+int cl_node_send_ones(cl_node_t *node, uint32_t out, uint64_t count,
+                      uint64_t *first_seq) {
+  if (out >= node->nout || count == 0)
+    return CL_EINVAL;
+  if (count > (uint64_t)node->tokens)
+    return CL_ENOTOKENS;
+  node->tokens -= (int64_t)count;
+  *first_seq = node->sent[out] + 1;
+  node->sent[out] += count;
+  return 0;
+}
+
+/* A run of one-token messages on `in` (see node.h). Every snapshot still
+ * recording `in` gets room for the whole run first, so a failure to
+ * allocate changes nothing. */
+int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
+                         uint64_t count, uint64_t *done) {
+  uint64_t ok = count, j;
+  size_t k;
+  *done = 0;
+  if (in >= node->nin || count == 0)
+    return CL_EINVAL;
+  if (first_seq != node->recv[in] + 1)
+    return CL_ESEQ;
+  if (ok > (uint64_t)(CL_NODE_TOKENS_MAX - node->tokens))
+    ok = (uint64_t)(CL_NODE_TOKENS_MAX - node->tokens);
+  if (ok > SIZE_MAX / 2)
+    ok = SIZE_MAX / 2;
+  for (k = 0; k < node->nactive; k++) {
+    snap_t *s = node->active[k];
+    if (s->open[in] && s->caprec - s->nrec < ok) {
+      size_t cap = s->caprec ? s->caprec : 8;
+      cl_node_record_t *r;
+      while (cap - s->nrec < ok)
+        cap *= 2;
+      if (cap > SIZE_MAX / sizeof(*r))
+        return CL_ENOMEM;
+      r = realloc(s->rec, cap * sizeof(*r));
+      if (r == NULL)
+        return CL_ENOMEM;
+      s->rec = r;
+      s->caprec = cap;
+    }
+  }
+  node->tokens += (int64_t)ok;
+  node->recv[in] += ok;
+  for (k = 0; k < node->nactive; k++) {
+    snap_t *s = node->active[k];
+    if (!s->open[in])
+      continue;
+    for (j = 0; j < ok; j++) {
+      cl_node_record_t *r = &s->rec[s->nrec++];
+      r->in = in;
+      r->seq = first_seq + j;
+      r->n = 1;
+    }
+  }
+  *done = ok;
+  return ok < count ? CL_ERANGE : 0;
+}
+
 /* Accept a marker: the first one of a snapshot records state (channel `in`
  * empty) and sends markers on; later ones close their channel. */
 int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,

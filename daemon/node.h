@@ -115,6 +115,27 @@ int cl_node_start_snapshot(cl_node_t *node, uint64_t id, cl_actions_t *acts);
 int cl_node_receive_token(cl_node_t *node, uint32_t in, uint64_t seq,
                           int64_t n, cl_actions_t *acts);
 
+/* Batched forms of the two calls above for the daemon's load path (circulate
+ * mode moves tens of millions of messages a second). Same rules, no
+ * actions: a token message never causes one.
+ *
+ * cl_node_send_ones: `count` TOKEN messages of one token each to outbound
+ * peer `out`, with sequence numbers *first_seq, *first_seq + 1, ... exactly
+ * as count calls cl_node_send_tokens(node, out, 1) would number them; the
+ * caller emits them. CL_EINVAL (bad index, count 0), CL_ENOTOKENS (fewer
+ * than count tokens held); nothing changes on error. */
+int cl_node_send_ones(cl_node_t *node, uint32_t out, uint64_t count,
+                      uint64_t *first_seq);
+
+/* cl_node_receive_ones: `count` TOKEN messages of one token each arrived
+ * on inbound `in` with sequence numbers first_seq, first_seq + 1, ...: the
+ * same as count calls cl_node_receive_token(node, in, seq, 1), stopping at
+ * the first refused. Returns 0 with *done = count, or the refused message's
+ * error (CL_EINVAL bad index or count 0, CL_ESEQ, CL_ERANGE, CL_ENOMEM) with
+ * *done = the messages accepted before it (the node is as after those). */
+int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
+                         uint64_t count, uint64_t *done);
+
 /* A MARKER for snapshot id arrived on inbound channel `in`. The first marker
  * of a snapshot records state and sends markers on; any marker closes its
  * channel for that snapshot; COMPLETE when all inbound channels are closed.

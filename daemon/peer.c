@@ -416,6 +416,167 @@ void cl_peer_inbound(cl_conn_t *c, const cl_msg_t *m) {
   }
 }
 
+/* One msgpack unsigned integer in its shortest forms (what the encoder
+ * writes): 1 and *v, *len; 0 when more bytes are needed; -1 for any other
+ * form (the generic decoder then judges it). */
+static int fast_uint(const unsigned char *p, size_t n, uint64_t *v,
+                     size_t *len) {
+  size_t k, i;
+  if (n == 0)
+    return 0;
+  if (p[0] <= 0x7f) {
+    *v = p[0];
+    *len = 1;
+    return 1;
+  }
+  switch (p[0]) {
+  case 0xcc: k = 1; break;
+  case 0xcd: k = 2; break;
+  case 0xce: k = 4; break;
+  case 0xcf: k = 8; break;
+  default: return -1;
+  }
+  if (n < k + 1)
+    return 0;
+  *v = 0;
+  for (i = 1; i <= k; i++)
+    *v = (*v << 8) | p[i];
+  *len = k + 1;
+  return 1;
+}
+
+/* Hand a run of one-token messages (consecutive seqs from first) on
+ * c's inbound channel to the node. 0, or the node's error after failing the
+ * connection with the refused message. */
+static int fast_run(cl_conn_t *c, uint64_t first, uint64_t count) {
+  cl_daemon_t *d = c->d;
+  uint64_t done = 0, k;
+  cl_held_t h;
+  char why[200];
+  int r;
+  if (count == 0)
+    return 0;
+  r = cl_node_receive_ones(d->node, (uint32_t)c->in, first, count, &done);
+  if (cl_log_enabled(CL_LOG_DEBUG))
+    for (k = 0; k < done; k++)
+      cl_log(CL_LOG_DEBUG, "received TOKEN seq %llu on %s->%s",
+             (unsigned long long)(first + k), d->in[c->in].id, d->id);
+  if (r < 0) {
+    h.kind = CL_NODE_TOKEN;
+    h.a = first + done;
+    h.n = 1;
+    inbound_reason(d, (size_t)c->in, &h, r, why, sizeof why);
+    cl_conn_fail(c, "%s", why);
+  }
+  return r;
+}
+
+/* 1 if f (8 bytes) is the usual TOKEN frame under load, [2, seq, 1] with a
+ * 32-bit seq, carrying sequence number seq. */
+static int usual_token(const unsigned char *f, uint64_t seq) {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  /* One load and two compares instead of eight byte loads. */
+  uint64_t w;
+  memcpy(&w, f, 8);
+  return (w & 0xff00000000ffffffull) == 0x0100000000ce0293ull &&
+         __builtin_bswap32((uint32_t)(w >> 24)) == seq;
+#else
+  return f[0] == 0x93 && f[1] == CL_MSG_TOKEN && f[2] == 0xce && f[7] == 1 &&
+         ((uint64_t)f[3] << 24 | (uint64_t)f[4] << 16 | (uint64_t)f[5] << 8 |
+          f[6]) == seq;
+#endif
+}
+
+/* Free-running peer input parsed in place: TOKEN [2, seq, n] and MARKER
+ * [3, id] in the encoder's forms go straight to the node, one-token
+ * messages with consecutive seqs as one run, without the generic decoder's
+ * allocation and copying per frame. Returns the bytes consumed: everything
+ * but a trailing partial frame (*stop = 0), or up to a frame this parser
+ * does not take (*stop = 1: the caller hands the rest to the generic
+ * decoder, which accepts or rejects it exactly as ever), or up to where the
+ * connection failed (c->closing). */
+size_t cl_peer_fast_input(cl_conn_t *c, const char *buf, size_t n,
+                          int *stop) {
+  cl_daemon_t *d = c->d;
+  const unsigned char *p = (const unsigned char *)buf;
+  size_t off = 0, l1, l2;
+  uint64_t a, b, first = 0, count = 0;
+  cl_held_t h;
+  char why[200];
+  int r;
+  *stop = 0;
+  while (off < n && !c->closing && !d->stopping) {
+    const unsigned char *f = p + off;
+    size_t left = n - off;
+    if (count > 0) {
+      /* The hot loop: the run goes on while frames are the usual ones. */
+      while (left >= 8 && usual_token(f, first + count)) {
+        count++;
+        f += 8;
+        left -= 8;
+        off += 8;
+      }
+    }
+    if (left < 2)
+      break;
+    if (f[0] == 0x93 && f[1] == CL_MSG_TOKEN) {
+      r = fast_uint(f + 2, left - 2, &a, &l1);
+      if (r > 0)
+        r = fast_uint(f + 2 + l1, left - 2 - l1, &b, &l2);
+      if (r == 0)
+        break;
+      if (r < 0 || a < 1 || b < 1 || b > (uint64_t)INT64_MAX) {
+        *stop = 1;
+        break;
+      }
+      off += 2 + l1 + l2;
+      if (b == 1 && count > 0 && a == first + count) {
+        count++;
+        continue;
+      }
+      if (fast_run(c, first, count) < 0)
+        return off;
+      count = 0;
+      if (b == 1) {
+        first = a;
+        count = 1;
+        continue;
+      }
+      h.kind = CL_NODE_TOKEN;
+      h.a = a;
+      h.n = (int64_t)b;
+    } else if (f[0] == 0x92 && f[1] == CL_MSG_MARKER) {
+      r = fast_uint(f + 2, left - 2, &a, &l1);
+      if (r == 0)
+        break;
+      if (r < 0) {
+        *stop = 1;
+        break;
+      }
+      /* Tokens before the marker are handled before it. */
+      if (fast_run(c, first, count) < 0)
+        return off;
+      count = 0;
+      off += 2 + l1;
+      h.kind = CL_NODE_MARKER;
+      h.a = a;
+      h.n = 0;
+    } else {
+      *stop = 1;
+      break;
+    }
+    if (inbound_handle(d, (size_t)c->in, &h, why, sizeof why) < 0) {
+      cl_conn_fail(c, "%s", why);
+      return off;
+    }
+  }
+  if (!c->closing && !d->stopping && fast_run(c, first, count) < 0)
+    return off;
+  if (c->closing || d->stopping)
+    *stop = 0;
+  return off;
+}
+
 /* Lockstep DELIVER: handle the head held message from inbound i. */
 int cl_peer_deliver(cl_daemon_t *d, size_t i, uint8_t *kind, uint64_t *value,
                     char *why, size_t whysz) {
@@ -663,12 +824,21 @@ int cl_peer_connect_state(const cl_daemon_t *d, size_t *bad) {
   return all;
 }
 
+/* Largest buffer an idle outbound channel keeps: a share of
+ * CL_OUT_IDLE_BUDGET, so that a daemon with many channels gives idle memory
+ * back (the next busy channel reuses it) and one with few keeps its
+ * buffers and allocates nothing per write. */
+static size_t out_keep(const cl_daemon_t *d) {
+  size_t keep = CL_OUT_IDLE_BUDGET / (d->nout ? d->nout : 1);
+  return keep < CL_OUT_KEEP_MIN ? CL_OUT_KEEP_MIN : keep;
+}
+
 /* Write callback of an outbound channel: `fly` may be reused. */
 static void out_write_cb(uv_write_t *req, int status) {
   cl_out_chan_t *ch = req->data;
   ch->out.writing = 0;
   ch->out.fly.size = 0;
-  if (ch->out.fly.alloc > ((size_t)4 << 20)) {
+  if (ch->out.fly.alloc > out_keep(ch->d)) {
     msgpack_sbuffer_destroy(&ch->out.fly);
     msgpack_sbuffer_init(&ch->out.fly);
   }
@@ -683,11 +853,38 @@ static void out_flush(cl_out_chan_t *ch) {
   int r;
   if (ch->state != CL_OUT_UP || ch->out.writing || ch->out.pend.size == 0)
     return;
+  /* Most turns the socket takes everything at once. Writing synchronously
+   * then saves the write request's completion round, which in libuv 1.44
+   * costs an epoll_ctl per write. */
+  r = uv_try_write((uv_stream_t *)&ch->tcp,
+                   &(uv_buf_t){.base = ch->out.pend.data,
+                               .len = ch->out.pend.size},
+                   1);
+  if (r == (int)ch->out.pend.size) {
+    ch->out.pend.size = 0;
+    if (ch->out.pend.alloc > out_keep(ch->d)) {
+      /* An idle big buffer goes back to the heap, where the next busy
+       * channel reuses it: memory follows the channels in use at once,
+       * not the sum of every channel's busiest turn. */
+      msgpack_sbuffer_destroy(&ch->out.pend);
+      msgpack_sbuffer_init(&ch->out.pend);
+    }
+    return;
+  }
+  if (r < 0 && r != UV_EAGAIN) {
+    out_lost(ch, r, cl_daemon_strerror(r));
+    return;
+  }
+  if (r < 0)
+    r = 0;
   t = ch->out.fly;
   ch->out.fly = ch->out.pend;
   ch->out.pend = t;
   ch->out.pend.size = 0;
-  b = uv_buf_init(ch->out.fly.data, (unsigned)ch->out.fly.size);
+  /* fly.size stays the whole buffer until the callback (counted as queued:
+   * at most one write's worth too many). */
+  b = uv_buf_init(ch->out.fly.data + r,
+                  (unsigned)(ch->out.fly.size - (size_t)r));
   ch->out.wreq.data = ch;
   r = uv_write(&ch->out.wreq, (uv_stream_t *)&ch->tcp, &b, 1, out_write_cb);
   if (r < 0) {
@@ -698,18 +895,137 @@ static void out_flush(cl_out_chan_t *ch) {
   ch->out.writing = 1;
 }
 
+/* Bytes of a msgpack unsigned integer in its shortest form. */
+static size_t uint_len(uint64_t v) {
+  return v <= 0x7f ? 1 : v <= 0xff ? 2 : v <= 0xffff ? 3
+         : v <= 0xffffffffu ? 5 : 9;
+}
+
+/* Write v as msgpack does (shortest form); returns the bytes written. */
+static size_t put_uint(unsigned char *p, uint64_t v) {
+  size_t k, i;
+  if (v <= 0x7f) {
+    p[0] = (unsigned char)v;
+    return 1;
+  }
+  k = uint_len(v) - 1;
+  p[0] = k == 1 ? 0xcc : k == 2 ? 0xcd : k == 4 ? 0xce : 0xcf;
+  for (i = 0; i < k; i++)
+    p[1 + i] = (unsigned char)(v >> (8 * (k - 1 - i)));
+  return k + 1;
+}
+
+/* Circulate k tokens to outbound channel i (up, no jitter), one per TOKEN
+ * message: the node moves them, the frames (the same bytes
+ * cl_wire_encode_token writes) go straight into the pending buffer.
+ * Returns the tokens sent. */
+static size_t circ_send(cl_daemon_t *d, size_t i, size_t k) {
+  cl_out_chan_t *ch = &d->out[i];
+  unsigned char *p;
+  uint64_t first, seq, j;
+  int dbg = cl_log_enabled(CL_LOG_DEBUG);
+  /* A one-token frame is at most 2 + 9 + 1 bytes. */
+  if (k == 0 || sbuf_reserve(&ch->out.pend, k * 12) < 0 ||
+      cl_node_send_ones(d->node, (uint32_t)i, k, &first) < 0)
+    return 0;
+  p = (unsigned char *)ch->out.pend.data + ch->out.pend.size;
+  seq = first;
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (!dbg && seq > 0xffff && seq + k - 1 <= 0xffffffffu) {
+    /* The usual frames under load, [2, seq, 1] with a 32-bit seq: one
+     * 8-byte store each. */
+    for (j = 0; j < k; j++, seq++, p += 8) {
+      uint64_t w = 0x0100000000ce0293ull |
+                   (uint64_t)__builtin_bswap32((uint32_t)seq) << 24;
+      memcpy(p, &w, 8);
+    }
+    ch->out.pend.size = (size_t)((char *)p - ch->out.pend.data);
+    return k;
+  }
+#endif
+  for (j = 0; j < k; j++, seq++) {
+    if (seq > 0xffff && seq <= 0xffffffffu) {
+      /* The usual frame under load: 32-bit seq. */
+      p[0] = 0x93;
+      p[1] = CL_MSG_TOKEN;
+      p[2] = 0xce;
+      p[3] = (unsigned char)(seq >> 24);
+      p[4] = (unsigned char)(seq >> 16);
+      p[5] = (unsigned char)(seq >> 8);
+      p[6] = (unsigned char)seq;
+      p[7] = 1;
+      p += 8;
+    } else {
+      p[0] = 0x93;
+      p[1] = CL_MSG_TOKEN;
+      p += 2;
+      p += put_uint(p, seq);
+      *p++ = 1;
+    }
+    if (dbg)
+      cl_log(CL_LOG_DEBUG, "send TOKEN seq %llu n 1 to %s",
+             (unsigned long long)seq, ch->id);
+  }
+  ch->out.pend.size = (size_t)((char *)p - ch->out.pend.data);
+  return k;
+}
+
 /* Circulate mode: keep moving held tokens to outbound peers round-robin,
  * one token per message, while their queues are below the low-water mark.
- * The budget keeps one loop turn short. */
+ * Tokens are dealt out in passes: each channel under the mark gets its
+ * share of what is held, at most what fills it to the mark. The budget
+ * keeps one loop turn short. */
 static void circulate(cl_daemon_t *d) {
-  size_t budget = CL_CIRC_BUDGET, tried = 0, i = 0;
+  size_t budget = CL_CIRC_BUDGET, tried = 0, i = 0, sent;
+  /* The write cap bounds circulation too, not only SEND. */
+  const size_t mark = d->write_cap < CL_CIRC_LOW_WATER ? d->write_cap
+                                                       : CL_CIRC_LOW_WATER;
   if (!d->circulate || d->node == NULL || d->nout == 0)
     return;
+  if (d->acts.n > 0)
+    cl_peer_apply(d);
+  if (!jitter_on(d)) {
+    do {
+      size_t open = 0, k;
+      int64_t held = cl_node_tokens(d->node);
+      sent = 0;
+      for (i = 0; i < d->nout; i++)
+        open += d->out[i].state == CL_OUT_UP && cl_peer_queued(d, i) < mark;
+      /* A few tokens go to the next channel or two, not a handful to every
+       * channel: each channel written in a turn costs a system call. */
+      if ((size_t)held / CL_CIRC_MIN_BATCH < open)
+        open = (size_t)held / CL_CIRC_MIN_BATCH ? (size_t)held /
+                                                     CL_CIRC_MIN_BATCH
+                                               : 1;
+      for (tried = 0; tried < d->nout && open > 0 && held > 0 && budget > 0;
+           tried++) {
+        size_t q, fsz, room;
+        i = (d->circ_rr + tried) % d->nout;
+        q = cl_peer_queued(d, i);
+        if (d->out[i].state != CL_OUT_UP || q >= mark)
+          continue;
+        fsz = 3 + uint_len(cl_node_sent(d->node, i) + 1);
+        room = (mark - q + fsz - 1) / fsz;
+        k = ((size_t)held + open - 1) / open;
+        if (k > room)
+          k = room;
+        if (k > budget)
+          k = budget;
+        k = circ_send(d, i, k);
+        held -= (int64_t)k;
+        budget -= k;
+        sent += k;
+        open--;
+        if (k > 0)
+          d->circ_rr = i + 1;
+      }
+    } while (sent > 0 && budget > 0 && cl_node_tokens(d->node) > 0);
+    return;
+  }
   while (budget-- > 0 && cl_node_tokens(d->node) > 0) {
     for (tried = 0; tried < d->nout; tried++) {
       i = (d->circ_rr + tried) % d->nout;
-      if (d->out[i].state == CL_OUT_UP &&
-          cl_peer_queued(d, i) < CL_CIRC_LOW_WATER)
+      if (d->out[i].state == CL_OUT_UP && cl_peer_queued(d, i) < mark)
         break;
     }
     if (tried == d->nout)
@@ -771,6 +1087,8 @@ void cl_peer_free(cl_daemon_t *d) {
     cl_node_free(d->node);
   d->node = NULL;
   cl_actions_free(&d->acts);
+  free(d->rbuf);
+  d->rbuf = NULL;
   free(d->sent);
   d->sent = NULL;
   d->nsent = d->sent_cap = 0;

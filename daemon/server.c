@@ -358,13 +358,79 @@ static void conn_dispatch(cl_conn_t *c, const cl_msg_t *m) {
   }
 }
 
+/* After decoding: note since when c waits for the rest of a frame. A new
+ * connection keeps its accept time (the first frame is due from then); a
+ * paused one is not read on purpose; a frame that completed restarts the
+ * clock for the bytes behind it. */
+static void conn_mark_pending(cl_conn_t *c, int progress) {
+  if (c->closing || c->kind == CL_CONN_NEW)
+    return;
+  if (c->paused || cl_wire_decoder_buffered(c->dec) == 0)
+    c->since = 0;
+  else if (progress || c->since == 0)
+    c->since = uv_now(c->d->loop);
+}
+
+/* Free-running peer channels are parsed in place (cl_peer_fast_input) once
+ * the decoder holds nothing, e.g. right after HELLO. One read buffer serves
+ * every such connection: a read always completes before the next begins. */
+static void conn_try_fast(cl_conn_t *c) {
+  cl_daemon_t *d = c->d;
+  if (c->fast != 0 || c->kind != CL_CONN_PEER || c->closing || d->lockstep ||
+      cl_wire_decoder_buffered(c->dec) != 0)
+    return;
+  if (d->rbuf == NULL) {
+    /* Never more than the input cap, carry included, so that the bytes
+     * handed back to the decoder always fit. */
+    d->rbuf_chunk = CL_READ_CHUNK;
+    if (d->rbuf_chunk > d->input_cap - sizeof c->carry)
+      d->rbuf_chunk = d->input_cap - sizeof c->carry;
+    d->rbuf = malloc(d->rbuf_chunk + sizeof c->carry);
+    if (d->rbuf == NULL)
+      return; /* the decoder path still works */
+  }
+  c->fast = 1;
+  c->ncarry = 0;
+}
+
+static void conn_process(cl_conn_t *c, const char *sample, size_t nsample);
+
+/* Bytes read in place: handle whole frames, keep a partial one; a frame the
+ * fast parser does not take sends the rest to the decoder for good. */
+static void conn_fast_read(cl_conn_t *c, size_t nread) {
+  cl_daemon_t *d = c->d;
+  size_t n = c->ncarry + nread, used;
+  int stop, r;
+  used = cl_peer_fast_input(c, d->rbuf, n, &stop);
+  if (c->closing || d->stopping)
+    return;
+  if (stop || n - used > sizeof c->carry) {
+    c->fast = 2;
+    c->ncarry = 0;
+    r = cl_wire_decoder_feed(c->dec, d->rbuf + used, n - used);
+    if (r < 0) {
+      cl_conn_fail(c, "cannot buffer input: %s", cl_strerror(r));
+      return;
+    }
+    conn_process(c, d->rbuf + used, n - used);
+    return;
+  }
+  c->ncarry = (unsigned)(n - used);
+  memcpy(c->carry, d->rbuf + used, c->ncarry);
+  /* The frame timeout sweep: since when a partial frame waits. */
+  if (c->ncarry == 0)
+    c->since = 0;
+  else if (used > 0 || c->since == 0)
+    c->since = uv_now(d->loop);
+}
+
 /* Decode and dispatch every complete frame buffered for c. `sample` is the
  * last read, quoted in the log if the stream turns out to be malformed. */
 static void conn_process(cl_conn_t *c, const char *sample, size_t nsample) {
   cl_daemon_t *d = c->d;
   cl_msg_t m;
   char esc[128];
-  int r;
+  int r, progress = 0;
   while (!c->closing && !c->stopping && !d->stopping && !c->paused) {
     memset(&m, 0, sizeof m);
     r = cl_wire_next(c->dec, &m);
@@ -385,7 +451,10 @@ static void conn_process(cl_conn_t *c, const char *sample, size_t nsample) {
     }
     conn_dispatch(c, &m);
     cl_msg_free(&m);
+    progress = 1;
   }
+  conn_mark_pending(c, progress);
+  conn_try_fast(c);
 }
 
 /* Resume a peer connection paused by its held-message bound. */
@@ -410,10 +479,20 @@ void cl_server_resume(cl_conn_t *c) {
 static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   cl_conn_t *c = h->data;
   size_t buffered = cl_wire_decoder_buffered(c->dec);
-  size_t want = CL_READ_CHUNK, avail = 0, room;
+  /* Ask only for a little: the decoder offers all the free space it has
+   * anyway, and asking for a full chunk would grow every decoder to twice
+   * its first buffer (32 KiB) at the first read, copying it: RSS that a
+   * 64-server mesh pays 63 times. */
+  size_t want = CL_READ_MIN, avail = 0, room;
   char *p = NULL;
   int r;
   (void)suggested;
+  if (c->fast == 1) {
+    memcpy(c->d->rbuf, c->carry, c->ncarry);
+    buf->base = c->d->rbuf + c->ncarry;
+    buf->len = c->d->rbuf_chunk;
+    return;
+  }
   buf->base = NULL;
   buf->len = 0;
   if (buffered >= c->d->input_cap) {
@@ -439,6 +518,10 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cl_conn_t *c = s->data;
   if (c->closing)
     return;
+  if (nread > 0 && c->fast == 1) {
+    conn_fast_read(c, (size_t)nread);
+    return;
+  }
   if (nread > 0) {
     cl_wire_decoder_consumed(c->dec, (size_t)nread);
     conn_process(c, buf->base, (size_t)nread);
@@ -530,6 +613,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  c->since = uv_now(d->loop);
   r = conn_read_start(c);
   if (r < 0) {
     cl_log_warn("%s: cannot read: %s", cl_conn_label(c),
@@ -538,6 +622,40 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   cl_log_debug("accepted %s", c->addr);
+}
+
+/* Sweep: close connections that hold a slot without making progress, a
+ * slow or silent sender's only cost to everyone else. */
+static void sweep_cb(uv_timer_t *t) {
+  cl_daemon_t *d = t->data;
+  uint64_t now = uv_now(d->loop), limit = d->frame_timeout_ms;
+  cl_conn_t *c, *next;
+  for (c = d->conns; c != NULL; c = next) {
+    next = c->next; /* a failed connection is only freed later, still */
+    if (c->closing || c->stopping || c->since == 0 || now - c->since < limit)
+      continue;
+    if (c->kind == CL_CONN_NEW)
+      cl_conn_fail(c, "no complete first frame within %llu ms (%zu bytes "
+                   "received)", (unsigned long long)limit,
+                   c->dec != NULL ? cl_wire_decoder_buffered(c->dec) : 0);
+    else if (!c->paused)
+      cl_conn_fail(c, "frame incomplete for %llu ms (%zu bytes buffered)",
+                   (unsigned long long)limit,
+                   cl_wire_decoder_buffered(c->dec));
+  }
+}
+
+/* Check a few times per timeout period, so a stuck connection goes within
+ * about 1.25 timeouts. */
+void cl_server_sweep_start(cl_daemon_t *d) {
+  uint64_t every = d->frame_timeout_ms / 4;
+  if (every < 10)
+    every = 10;
+  if (every > 1000)
+    every = 1000;
+  uv_timer_init(d->loop, &d->sweep);
+  d->sweep.data = d;
+  uv_timer_start(&d->sweep, sweep_cb, every, every);
 }
 
 /* Bind and listen on host:port; write the bound "host:port" (the actual

@@ -1,0 +1,848 @@
+/* `clsnap bench`: start a local cluster in a generated topology, put it in
+ * circulate mode (every daemon forwards the tokens it holds as fast as its
+ * channels take them), measure token messages delivered per second, take
+ * snapshots under that load every M ms and check each one, and report
+ * snapshot latency and the daemons' peak RSS. With --baseline it first runs
+ * clsnap-baseline (tests/bench/baseline.c: the same processes and
+ * connections moving frames of a TOKEN's size with no processing at all) and
+ * prints the ratio.
+ *
+ * Measuring: throughput is the sum over every daemon of its inbound channels'
+ * `received` counts (STATUS) at the end of the window minus at its start,
+ * divided by the wall time between the two STATUS rounds; the window starts
+ * after a warm-up. Snapshot latency is from sending SNAPSHOT to receiving
+ * the last STATE reply of its COLLECT (release=1); snapshots are taken one
+ * at a time at a rotating initiator, ids 0, 1, 2, ...
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "error.h"
+#include "launcher.h"
+#include "output.h"
+#include "verify.h"
+
+#define BENCH_MAX_NODES 256 /* mesh: N-1 inbound + control per daemon */
+#define BENCH_DEFAULT_TOKENS 2000
+#define BENCH_DEFAULT_WARMUP_MS 500
+#define BENCH_MAX_SNAPSHOTS 1000000
+#define BENCH_BASELINE_OUT_MAX 65536
+
+static const char usage_bench[] =
+    "Usage: clsnap bench --nodes N --topology ring|mesh --seconds S [options]\n"
+    "\n"
+    "Start N clsnapd processes on 127.0.0.1 (ids N01, N02, ...), connect\n"
+    "them as a ring (Ni -> Ni+1) or a full mesh (every directed pair), give\n"
+    "each server --tokens tokens and switch them to circulate mode: every\n"
+    "daemon forwards the tokens it holds to its outbound peers, one token per\n"
+    "message, as fast as the channels take them. After a warm-up, measure\n"
+    "for S seconds: token messages delivered per second, and, with\n"
+    "--snapshot-every-ms, snapshots taken under that load (each one\n"
+    "collected and checked: conservation and exact channel states), their\n"
+    "latency (SNAPSHOT sent to the last local state received) and the\n"
+    "daemons' peak RSS.\n"
+    "\n"
+    "Options:\n"
+    "  --nodes N               servers, 2..256\n"
+    "  --topology ring|mesh\n"
+    "  --seconds S             measured window, 1..3600\n"
+    "  --snapshot-every-ms M   start a snapshot every M ms (0: none, the\n"
+    "                          default); one at a time, initiator rotating\n"
+    "  --tokens T              tokens per server (default 2000)\n"
+    "  --warmup-ms W           load before measuring (default 500)\n"
+    "  --idle                  no load: measure snapshots of an idle cluster\n"
+    "  --baseline              first run clsnap-baseline with the same N,\n"
+    "                          topology and seconds; print both and the ratio\n"
+    "                          tokens_per_s / frames_per_s\n"
+    "  --baseline-program P    the clsnap-baseline executable (default: next\n"
+    "                          to clsnap, ../tests/bench/ in a build tree, or\n"
+    "                          PATH)\n"
+    "  --json                  one JSON object: tokens_per_s, snapshots,\n"
+    "                          snapshots_ok, latency_us{p50,p99,max},\n"
+    "                          rss_kib_max, and more\n"
+    "  --daemon PATH           the clsnapd executable\n"
+    "  --log-dir DIR           keep the daemons' logs in DIR\n"
+    "\n"
+    "Exit status: 0 every snapshot passed; 1 a snapshot failed its checks or\n"
+    "the cluster failed; 2 bad usage.\n";
+
+/* Print bench's help to f. */
+void cl_bench_usage(FILE *f) { fputs(usage_bench, f); }
+
+typedef struct bench_args {
+  const char *nodes, *topology, *seconds, *every, *tokens, *warmup;
+  const char *baseline_program, *daemon, *log_dir;
+  int idle, baseline, json, help;
+} bench_args_t;
+
+typedef struct bench_result {
+  double seconds;       /* measured window */
+  uint64_t messages;    /* token messages delivered in the window */
+  double tokens_per_s;
+  size_t snapshots, snapshots_ok;
+  uint64_t *lat_ns; /* [snapshots] */
+  size_t lat_cap;
+  uint64_t recorded_max; /* most in-flight messages in one snapshot */
+  long rss_kib_max, rss_kib_sum;
+  size_t rss_n;
+  int have_baseline;
+  double frames_per_s;
+  uint64_t frame_bytes;
+} bench_result_t;
+
+/* The topology as .top text: ids N01.. (zero-padded so byte order is
+ * numeric order), `tokens` each, ring or mesh links. Returns a malloc'd
+ * string or NULL. */
+static char *topology_text(size_t n, int mesh, uint64_t tokens) {
+  size_t cap = 64 + n * 48 + (mesh ? n * n * 24 : n * 24), len = 0, i, j;
+  int width = n < 100 ? 2 : 3;
+  char *s = malloc(cap);
+  if (s == NULL)
+    return NULL;
+  len += (size_t)snprintf(s + len, cap - len, "%zu\n", n);
+  for (i = 0; i < n; i++)
+    len += (size_t)snprintf(s + len, cap - len, "N%0*zu %" PRIu64 "\n", width,
+                            i + 1, tokens);
+  for (i = 0; i < n; i++) {
+    if (!mesh) {
+      len += (size_t)snprintf(s + len, cap - len, "N%0*zu N%0*zu\n", width,
+                              i + 1, width, (i + 1) % n + 1);
+      continue;
+    }
+    for (j = 0; j < n; j++)
+      if (j != i)
+        len += (size_t)snprintf(s + len, cap - len, "N%0*zu N%0*zu\n", width,
+                                i + 1, width, j + 1);
+  }
+  return s;
+}
+
+/* Send the same request to every server and check every reply is of type
+ * `want`. Replies are left in replies[] (caller frees) on success. */
+static int call_all(cl_cluster_t *c, const cl_msg_t *req, cl_msg_t *replies,
+                    uint8_t want, const char *what, char *err,
+                    size_t errsize) {
+  size_t n = cl_cluster_size(c), i;
+  cl_msg_t *reqs = calloc(n, sizeof *reqs);
+  uint32_t *sv = calloc(n, sizeof *sv);
+  int rc;
+  if (reqs == NULL || sv == NULL) {
+    free(reqs);
+    free(sv);
+    snprintf(err, errsize, "out of memory");
+    return CL_ENOMEM;
+  }
+  for (i = 0; i < n; i++) {
+    reqs[i] = *req;
+    sv[i] = (uint32_t)i;
+  }
+  rc = cl_cluster_call(c, n, sv, reqs, replies, 30000, err, errsize);
+  free(reqs);
+  free(sv);
+  if (rc < 0)
+    return rc;
+  for (i = 0; i < n; i++) {
+    if (replies[i].type == want)
+      continue;
+    if (replies[i].type == CL_MSG_ERROR)
+      snprintf(err, errsize, "server %s refused %s: %s",
+               cl_cluster_id(c, i), what, replies[i].u.error.text);
+    else
+      snprintf(err, errsize, "server %s answered %s with %s",
+               cl_cluster_id(c, i), what, cl_msg_type_name(replies[i].type));
+    for (i = 0; i < n; i++)
+      cl_msg_free(&replies[i]);
+    return CL_EIO;
+  }
+  return 0;
+}
+
+/* Sum of inbound `received` counts over every server (one STATUS round). */
+static int total_received(cl_cluster_t *c, uint64_t *sum, char *err,
+                          size_t errsize) {
+  size_t n = cl_cluster_size(c), i, k;
+  cl_msg_t req, *reps = calloc(n, sizeof *reps);
+  int rc;
+  if (reps == NULL)
+    return CL_ENOMEM;
+  memset(&req, 0, sizeof req);
+  req.type = CL_MSG_STATUS;
+  rc = call_all(c, &req, reps, CL_MSG_STATUS_R, "STATUS", err, errsize);
+  if (rc == 0) {
+    *sum = 0;
+    for (i = 0; i < n; i++) {
+      for (k = 0; k < reps[i].u.status.nin; k++)
+        *sum += reps[i].u.status.in[k].received;
+      cl_msg_free(&reps[i]);
+    }
+  }
+  free(reps);
+  return rc;
+}
+
+/* Turn circulate mode on or off everywhere. */
+static int circulate_all(cl_cluster_t *c, int on, char *err, size_t errsize) {
+  size_t n = cl_cluster_size(c), i;
+  cl_msg_t req, *reps = calloc(n, sizeof *reps);
+  int rc;
+  if (reps == NULL)
+    return CL_ENOMEM;
+  memset(&req, 0, sizeof req);
+  req.type = CL_MSG_CIRCULATE;
+  req.u.circulate.on = (uint8_t)(on != 0);
+  rc = call_all(c, &req, reps, CL_MSG_OK, "CIRCULATE", err, errsize);
+  if (rc == 0)
+    for (i = 0; i < n; i++)
+      cl_msg_free(&reps[i]);
+  free(reps);
+  return rc;
+}
+
+/* The cluster's guard while bench runs: the launcher's (a daemon died, the
+ * user pressed Ctrl-C), and, while `armed`, "a server not yet collected
+ * has completed snapshot id" (CL_EAGAIN), which ends a wait early so its
+ * state can be collected at once. */
+typedef struct bench_guard {
+  cl_launcher_t *launcher;
+  cl_cluster_t *cluster;
+  uint64_t id;
+  const uint8_t *asked; /* [n]: COLLECT sent */
+  int armed;
+} bench_guard_t;
+
+/* cl_guard_fn of bench (ctx: bench_guard_t). 0, the launcher's code, or
+ * CL_EAGAIN while armed and a new completion is there. */
+static int bench_guard(void *ctx, char *err, size_t errsize) {
+  bench_guard_t *g = ctx;
+  size_t i, n;
+  int rc = cl_launcher_guard(g->launcher, err, errsize);
+  if (rc < 0 || !g->armed)
+    return rc;
+  n = cl_cluster_size(g->cluster);
+  for (i = 0; i < n; i++)
+    if (!g->asked[i] && cl_cluster_has_completed(g->cluster, g->id, i)) {
+      snprintf(err, errsize, "a server completed");
+      return CL_EAGAIN;
+    }
+  return 0;
+}
+
+/* One snapshot: SNAPSHOT id at server `at`, then COLLECT (release) from each
+ * server as soon as it reports the snapshot complete, so collecting overlaps
+ * the markers still travelling; check. *ok is the verdict, *lat_ns the time
+ * from sending SNAPSHOT to the last STATE reply. A failed check is printed
+ * to stderr; it is not an error of this function. */
+static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
+                        const cl_topology_t *topo, uint64_t id, size_t at,
+                        int *ok, uint64_t *lat_ns, size_t *nrecorded,
+                        char *err, size_t errsize) {
+  size_t n = cl_cluster_size(c), i, k, got = 0;
+  cl_msg_t req, rep, *reqs = calloc(n, sizeof *reqs),
+                     *reps = calloc(n, sizeof *reps);
+  cl_local_state_t *states = calloc(n, sizeof *states);
+  uint32_t sv = (uint32_t)at, *batch = calloc(n, sizeof *batch);
+  uint8_t *asked = calloc(n, 1);
+  cl_msg_t *kept = calloc(n, sizeof *kept); /* STATE replies, owned */
+  cl_verdict_t *v = malloc(sizeof *v);
+  uint64_t t0;
+  int rc;
+  if (reqs == NULL || reps == NULL || states == NULL || batch == NULL ||
+      asked == NULL || kept == NULL || v == NULL) {
+    rc = CL_ENOMEM;
+    snprintf(err, errsize, "out of memory");
+    goto done;
+  }
+  memset(&req, 0, sizeof req);
+  memset(&rep, 0, sizeof rep);
+  req.type = CL_MSG_SNAPSHOT;
+  req.u.snapshot.has_id = 1;
+  req.u.snapshot.snapshot_id = id;
+  t0 = cl_now_ns();
+  rc = cl_cluster_call(c, 1, &sv, &req, &rep, 30000, err, errsize);
+  if (rc < 0)
+    goto done;
+  if (rep.type != CL_MSG_OK) {
+    snprintf(err, errsize, "server %s refused SNAPSHOT %" PRIu64 ": %.200s",
+             cl_cluster_id(c, at), id,
+             rep.type == CL_MSG_ERROR ? rep.u.error.text : "?");
+    cl_msg_free(&rep);
+    rc = CL_EIO;
+    goto done;
+  }
+  cl_msg_free(&rep);
+  g->id = id;
+  g->asked = asked;
+  while (got < n) {
+    for (i = 0, k = 0; i < n; i++)
+      if (!asked[i] && cl_cluster_has_completed(c, id, i)) {
+        batch[k] = (uint32_t)i;
+        memset(&reqs[k], 0, sizeof reqs[k]);
+        reqs[k].type = CL_MSG_COLLECT;
+        reqs[k].u.collect.snapshot_id = id;
+        reqs[k].u.collect.release = 1;
+        asked[i] = 1;
+        k++;
+      }
+    if (k == 0) {
+      g->armed = 1;
+      rc = cl_cluster_wait_complete(c, &id, 1, 30000, err, errsize);
+      g->armed = 0;
+      if (rc < 0 && rc != CL_EAGAIN)
+        goto done;
+      continue;
+    }
+    rc = cl_cluster_call(c, k, batch, reqs, reps, 30000, err, errsize);
+    if (rc < 0)
+      goto done;
+    for (i = 0; i < k; i++) {
+      kept[got++] = reps[i];
+      if (reps[i].type != CL_MSG_STATE && rc == 0) {
+        snprintf(err, errsize, "server %s answered COLLECT with %s%s%.200s",
+                 cl_cluster_id(c, batch[i]), cl_msg_type_name(reps[i].type),
+                 reps[i].type == CL_MSG_ERROR ? ": " : "",
+                 reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text : "");
+        rc = CL_EIO;
+      }
+    }
+    if (rc < 0)
+      goto done;
+  }
+  *lat_ns = cl_now_ns() - t0;
+  cl_cluster_forget(c, id);
+  for (i = 0; i < n; i++)
+    states[i] = kept[i].u.state;
+  cl_verify(topo, NULL, states, n, v);
+  *ok = v->ok;
+  *nrecorded = v->nrecorded;
+  if (!v->ok) {
+    cl_errf("snapshot %" PRIu64 " failed its checks:", id);
+    cl_print_checked(stderr, id, NULL, v, 1);
+  }
+done:
+  g->armed = 0;
+  g->asked = NULL;
+  for (i = 0; kept != NULL && i < got; i++)
+    cl_msg_free(&kept[i]);
+  free(kept);
+  free(reqs);
+  free(reps);
+  free(states);
+  free(batch);
+  free(asked);
+  free(v);
+  return rc;
+}
+
+/* VmHWM (peak RSS, KiB) of every child of this process: by the time it is
+ * called those are the daemons (the baseline has exited), whatever their
+ * executable is called (--daemon may name a wrapper). */
+static void peak_rss(bench_result_t *r) {
+  DIR *dir = opendir("/proc");
+  struct dirent *e;
+  pid_t self = getpid();
+  if (dir == NULL)
+    return;
+  while ((e = readdir(dir)) != NULL) {
+    char path[300], buf[4096], *p;
+    FILE *f;
+    long ppid = -1, hwm = -1;
+    size_t len;
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    f = fopen(path, "r");
+    if (f == NULL)
+      continue;
+    len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold spaces, so go from ')'. */
+    p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 1, " %*c %ld", &ppid) != 1 || ppid != self)
+      continue;
+    snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+    f = fopen(path, "r");
+    if (f == NULL)
+      continue;
+    while (fgets(buf, sizeof buf, f) != NULL)
+      if (sscanf(buf, "VmHWM: %ld", &hwm) == 1)
+        break;
+    fclose(f);
+    if (hwm < 0)
+      continue;
+    if (hwm > r->rss_kib_max)
+      r->rss_kib_max = hwm;
+    r->rss_kib_sum += hwm;
+    r->rss_n++;
+  }
+  closedir(dir);
+}
+
+/* Nearest-rank percentile of sorted v[n]. */
+static uint64_t percentile(const uint64_t *v, size_t n, double p) {
+  size_t k;
+  if (n == 0)
+    return 0;
+  k = (size_t)ceil(p * (double)n);
+  if (k < 1)
+    k = 1;
+  if (k > n)
+    k = n;
+  return v[k - 1];
+}
+
+/* qsort order of uint64_t. */
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Find clsnap-baseline: explicit path, next to this executable, the build
+ * tree's tests/bench, then PATH. */
+static void find_baseline(const char *explicit_path, char *out, size_t n) {
+  char exe[PATH_MAX], cand[PATH_MAX + 64];
+  ssize_t len;
+  char *slash;
+  const char *rel[] = {"clsnap-baseline", "../tests/bench/clsnap-baseline"};
+  size_t i;
+  if (explicit_path != NULL) {
+    snprintf(out, n, "%s", explicit_path);
+    return;
+  }
+  len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len > 0) {
+    exe[len] = '\0';
+    slash = strrchr(exe, '/');
+    if (slash != NULL) {
+      *slash = '\0';
+      for (i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        if ((size_t)snprintf(cand, sizeof cand, "%s/%s", exe, rel[i]) >=
+            sizeof cand)
+          continue;
+        if (access(cand, X_OK) == 0 &&
+            (size_t)snprintf(out, n, "%s", cand) < n)
+          return;
+      }
+    }
+  }
+  snprintf(out, n, "clsnap-baseline");
+}
+
+/* Run clsnap-baseline --json and take frames_per_s and frame_bytes. */
+static int run_baseline(const char *prog, size_t nodes, int mesh,
+                        uint64_t seconds, uint64_t warmup_ms,
+                        bench_result_t *r, char *err, size_t errsize) {
+  char path[PATH_MAX], ns[32], ss[32], ws[32];
+  char *out = malloc(BENCH_BASELINE_OUT_MAX);
+  size_t len = 0;
+  int fds[2], status;
+  pid_t pid;
+  json_t *j;
+  json_error_t je;
+  if (out == NULL)
+    return CL_ENOMEM;
+  find_baseline(prog, path, sizeof path);
+  snprintf(ns, sizeof ns, "%zu", nodes);
+  snprintf(ss, sizeof ss, "%" PRIu64, seconds);
+  snprintf(ws, sizeof ws, "%" PRIu64, warmup_ms);
+  if (pipe(fds) < 0) {
+    free(out);
+    snprintf(err, errsize, "pipe failed");
+    return CL_EIO;
+  }
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    free(out);
+    snprintf(err, errsize, "fork failed");
+    return CL_EIO;
+  }
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    execlp(path, path, "--nodes", ns, "--topology", mesh ? "mesh" : "ring",
+           "--seconds", ss, "--warmup-ms", ws, "--json", (char *)NULL);
+    fprintf(stderr, "clsnap: cannot run %s\n", path);
+    _exit(127);
+  }
+  close(fds[1]);
+  for (;;) {
+    ssize_t k = read(fds[0], out + len, BENCH_BASELINE_OUT_MAX - 1 - len);
+    if (k <= 0)
+      break;
+    len += (size_t)k;
+    if (len >= BENCH_BASELINE_OUT_MAX - 1)
+      break;
+  }
+  out[len] = '\0';
+  close(fds[0]);
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      snprintf(err, errsize, "waitpid failed");
+      free(out);
+      return CL_EIO;
+    }
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    snprintf(err, errsize, "%.300s failed (exit %d)", path,
+             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    free(out);
+    return CL_EIO;
+  }
+  j = json_loads(out, 0, &je);
+  free(out);
+  if (j == NULL || !json_is_number(json_object_get(j, "frames_per_s"))) {
+    snprintf(err, errsize, "%.300s printed no frames_per_s", path);
+    json_decref(j);
+    return CL_EIO;
+  }
+  r->frames_per_s = json_number_value(json_object_get(j, "frames_per_s"));
+  r->frame_bytes =
+      (uint64_t)json_integer_value(json_object_get(j, "frame_bytes"));
+  r->have_baseline = 1;
+  json_decref(j);
+  return 0;
+}
+
+/* The measured part: circulate on, warm up, window with snapshots. */
+static int measure(cl_cluster_t *c, bench_guard_t *g,
+                   const cl_topology_t *topo, int idle,
+                   uint64_t seconds, uint64_t every_ms, uint64_t warmup_ms,
+                   bench_result_t *r, char *err, size_t errsize) {
+  uint64_t sum0 = 0, sum1 = 0, t0, t1, end, next, id = 0;
+  size_t n = cl_cluster_size(c);
+  int rc;
+  if (!idle && (rc = circulate_all(c, 1, err, errsize)) < 0)
+    return rc;
+  if ((rc = cl_cluster_sleep(c, warmup_ms, err, errsize)) < 0)
+    return rc;
+  if ((rc = total_received(c, &sum0, err, errsize)) < 0)
+    return rc;
+  t0 = cl_now_ns();
+  end = t0 + seconds * 1000000000ull;
+  next = t0;
+  for (;;) {
+    uint64_t now = cl_now_ns();
+    if (now >= end)
+      break;
+    if (every_ms == 0) {
+      rc = cl_cluster_sleep(c, (end - now + 999999) / 1000000, err, errsize);
+    } else if (now < next) {
+      uint64_t until = next < end ? next : end;
+      rc = cl_cluster_sleep(c, (until - now + 999999) / 1000000, err,
+                            errsize);
+    } else {
+      int ok = 0;
+      uint64_t lat = 0;
+      size_t nrec = 0;
+      if (r->snapshots == r->lat_cap) {
+        size_t ncap = r->lat_cap ? r->lat_cap * 2 : 1024;
+        uint64_t *nv;
+        if (ncap > BENCH_MAX_SNAPSHOTS)
+          break;
+        nv = realloc(r->lat_ns, ncap * sizeof *nv);
+        if (nv == NULL) {
+          snprintf(err, errsize, "out of memory");
+          return CL_ENOMEM;
+        }
+        r->lat_ns = nv;
+        r->lat_cap = ncap;
+      }
+      rc = one_snapshot(c, g, topo, id, (size_t)(id % n), &ok, &lat, &nrec,
+                        err, errsize);
+      if (rc < 0)
+        return rc;
+      r->lat_ns[r->snapshots++] = lat;
+      r->snapshots_ok += ok != 0;
+      if (nrec > r->recorded_max)
+        r->recorded_max = nrec;
+      id++;
+      next += every_ms * 1000000ull;
+      if (next < cl_now_ns())
+        next = cl_now_ns(); /* one at a time: a slow one delays the rest */
+    }
+    if (rc < 0)
+      return rc;
+  }
+  if ((rc = total_received(c, &sum1, err, errsize)) < 0)
+    return rc;
+  t1 = cl_now_ns();
+  r->seconds = (double)(t1 - t0) / 1e9;
+  r->messages = sum1 - sum0;
+  r->tokens_per_s = (double)r->messages / r->seconds;
+  peak_rss(r);
+  return 0;
+}
+
+/* Print the results as text or JSON. */
+static void print_result(const bench_args_t *a, size_t nodes, int mesh,
+                         size_t nlinks, uint64_t tokens, uint64_t every_ms,
+                         bench_result_t *r) {
+  uint64_t p50, p99, mx;
+  qsort(r->lat_ns, r->snapshots, sizeof *r->lat_ns, cmp_u64);
+  p50 = percentile(r->lat_ns, r->snapshots, 0.50) / 1000;
+  p99 = percentile(r->lat_ns, r->snapshots, 0.99) / 1000;
+  mx = r->snapshots ? r->lat_ns[r->snapshots - 1] / 1000 : 0;
+  if (a->json) {
+    json_t *o = json_object(), *lat = json_object();
+    json_object_set_new(o, "nodes", json_integer((json_int_t)nodes));
+    json_object_set_new(o, "topology", json_string(mesh ? "mesh" : "ring"));
+    json_object_set_new(o, "channels", json_integer((json_int_t)nlinks));
+    json_object_set_new(o, "tokens_per_server",
+                        json_integer((json_int_t)tokens));
+    json_object_set_new(o, "load", json_boolean(!a->idle));
+    json_object_set_new(o, "snapshot_every_ms",
+                        json_integer((json_int_t)every_ms));
+    json_object_set_new(o, "seconds", json_real(r->seconds));
+    json_object_set_new(o, "messages", json_integer((json_int_t)r->messages));
+    json_object_set_new(o, "tokens_per_s", json_real(r->tokens_per_s));
+    json_object_set_new(o, "snapshots",
+                        json_integer((json_int_t)r->snapshots));
+    json_object_set_new(o, "snapshots_ok",
+                        json_integer((json_int_t)r->snapshots_ok));
+    json_object_set_new(o, "recorded_max",
+                        json_integer((json_int_t)r->recorded_max));
+    json_object_set_new(lat, "p50", json_integer((json_int_t)p50));
+    json_object_set_new(lat, "p99", json_integer((json_int_t)p99));
+    json_object_set_new(lat, "max", json_integer((json_int_t)mx));
+    json_object_set_new(o, "latency_us", lat);
+    json_object_set_new(o, "rss_kib_max", json_integer(r->rss_kib_max));
+    json_object_set_new(
+        o, "rss_kib_mean",
+        json_integer(r->rss_n ? r->rss_kib_sum / (long)r->rss_n : 0));
+    if (r->have_baseline) {
+      json_t *b = json_object();
+      json_object_set_new(b, "frames_per_s", json_real(r->frames_per_s));
+      json_object_set_new(b, "frame_bytes",
+                          json_integer((json_int_t)r->frame_bytes));
+      json_object_set_new(o, "baseline", b);
+      json_object_set_new(o, "ratio",
+                          json_real(r->frames_per_s > 0
+                                        ? r->tokens_per_s / r->frames_per_s
+                                        : 0));
+    }
+    cl_json_print(o);
+    return;
+  }
+  printf("%zu nodes, %s (%zu channels), %" PRIu64 " tokens each, %s\n",
+         nodes, mesh ? "mesh" : "ring", nlinks, tokens,
+         a->idle ? "idle" : "circulating");
+  if (r->have_baseline)
+    printf("baseline:    %14.0f frames/s (%" PRIu64 "-byte frames)\n",
+           r->frames_per_s, r->frame_bytes);
+  printf("clsnap:      %14.0f token messages/s (%" PRIu64 " in %.2f s)\n",
+         r->tokens_per_s, r->messages, r->seconds);
+  if (r->have_baseline && r->frames_per_s > 0)
+    printf("ratio:       %14.3f\n", r->tokens_per_s / r->frames_per_s);
+  if (every_ms > 0)
+    printf("snapshots:   %zu taken, %zu passed; latency us p50 %" PRIu64
+           " p99 %" PRIu64 " max %" PRIu64 "; at most %" PRIu64
+           " messages in flight recorded\n",
+           r->snapshots, r->snapshots_ok, p50, p99, mx, r->recorded_max);
+  printf("peak RSS:    %ld KiB max, %ld KiB mean per daemon\n", r->rss_kib_max,
+         r->rss_n ? r->rss_kib_sum / (long)r->rss_n : 0);
+}
+
+/* Ask every server to shut down, then stop the launcher (as `run` does). */
+static void stop_cluster(cl_cluster_t *c, cl_launcher_t *l, size_t n) {
+  uint8_t *asked = calloc(n, 1);
+  if (c != NULL && asked != NULL) {
+    cl_msg_t *reqs = calloc(n, sizeof *reqs), *reps = calloc(n, sizeof *reps);
+    uint32_t *sv = calloc(n, sizeof *sv);
+    size_t k = 0, i;
+    cl_cluster_set_notices(c, 0);
+    cl_cluster_set_guard(c, NULL, NULL);
+    if (reqs != NULL && reps != NULL && sv != NULL) {
+      for (i = 0; i < n; i++)
+        if (cl_cluster_up(c, i)) {
+          sv[k] = (uint32_t)i;
+          reqs[k++].type = CL_MSG_SHUTDOWN;
+        }
+      if (cl_cluster_call_each(c, k, sv, reqs, reps, 2000, NULL, 0) == 0)
+        for (i = 0; i < k; i++)
+          asked[sv[i]] = reps[i].type == CL_MSG_OK;
+      for (i = 0; i < k; i++)
+        cl_msg_free(&reps[i]);
+    }
+    free(reqs);
+    free(reps);
+    free(sv);
+  }
+  cl_launcher_stop(l, asked);
+  free(asked);
+}
+
+/* `clsnap bench`. Returns the exit status. */
+int cl_cmd_bench(int argc, char **argv) {
+  bench_args_t a;
+  cl_opt_t opts[] = {{"--nodes", 1, &a.nodes, NULL},
+                     {"--topology", 1, &a.topology, NULL},
+                     {"--seconds", 1, &a.seconds, NULL},
+                     {"--snapshot-every-ms", 1, &a.every, NULL},
+                     {"--tokens", 1, &a.tokens, NULL},
+                     {"--warmup-ms", 1, &a.warmup, NULL},
+                     {"--idle", 0, NULL, &a.idle},
+                     {"--baseline", 0, NULL, &a.baseline},
+                     {"--baseline-program", 1, &a.baseline_program, NULL},
+                     {"--json", 0, NULL, &a.json},
+                     {"--daemon", 1, &a.daemon, NULL},
+                     {"--log-dir", 1, &a.log_dir, NULL},
+                     {NULL, 0, NULL, NULL}};
+  const char *pos[1];
+  uint64_t nodes = 0, seconds = 0, every_ms = 0, tokens = BENCH_DEFAULT_TOKENS;
+  uint64_t warmup_ms = BENCH_DEFAULT_WARMUP_MS;
+  int mesh, rc, status = CL_EXIT_FAIL, loop_open = 0;
+  char err[1024] = "", *text = NULL;
+  cl_topology_t *topo = NULL;
+  cl_diag_t diag;
+  uv_loop_t loop;
+  cl_launcher_t *launcher = NULL;
+  cl_cluster_t *cluster = NULL;
+  cl_endpoint_t *eps = NULL;
+  char(*ids)[CL_ID_SIZE] = NULL;
+  bench_result_t res;
+  cl_launch_opts_t lo;
+  bench_guard_t guard;
+  size_t i;
+
+  memset(&a, 0, sizeof a);
+  memset(&res, 0, sizeof res);
+  memset(&guard, 0, sizeof guard);
+  if (cl_cli_parse("bench", argc, argv, opts, pos, 0, &a.help) < 0)
+    return CL_EXIT_USAGE;
+  if (a.help) {
+    cl_bench_usage(stdout);
+    return CL_EXIT_OK;
+  }
+  if (a.nodes == NULL || a.topology == NULL || a.seconds == NULL) {
+    cl_errf("bench: needs --nodes, --topology and --seconds");
+    cl_usage_hint("bench");
+    return CL_EXIT_USAGE;
+  }
+  if (strcmp(a.topology, "ring") == 0) {
+    mesh = 0;
+  } else if (strcmp(a.topology, "mesh") == 0) {
+    mesh = 1;
+  } else {
+    cl_errf("bench: --topology must be ring or mesh, not '%s'", a.topology);
+    cl_usage_hint("bench");
+    return CL_EXIT_USAGE;
+  }
+  if (cl_cli_u64("--nodes", a.nodes, 2, BENCH_MAX_NODES, &nodes) ||
+      cl_cli_u64("--seconds", a.seconds, 1, 3600, &seconds) ||
+      cl_cli_u64("--snapshot-every-ms", a.every, 0, 3600000, &every_ms) ||
+      cl_cli_u64("--tokens", a.tokens, 0, 1000000000, &tokens) ||
+      cl_cli_u64("--warmup-ms", a.warmup, 0, 600000, &warmup_ms))
+    return CL_EXIT_USAGE;
+  if (a.idle && a.baseline) {
+    cl_errf("bench: --idle and --baseline exclude each other");
+    return CL_EXIT_USAGE;
+  }
+
+  text = topology_text((size_t)nodes, mesh, tokens);
+  if (text == NULL ||
+      cl_topology_parse("bench", text, &topo, &diag) < 0) {
+    cl_errf("bench: cannot build the topology");
+    goto out;
+  }
+
+  if (a.baseline) {
+    rc = run_baseline(a.baseline_program, (size_t)nodes, mesh, seconds,
+                      warmup_ms, &res, err, sizeof err);
+    if (rc < 0) {
+      cl_errf("bench: baseline: %s", err);
+      goto out;
+    }
+  }
+
+  if (uv_loop_init(&loop) != 0) {
+    cl_errf("cannot create an event loop");
+    goto out;
+  }
+  loop_open = 1;
+  ids = calloc(topo->nservers, sizeof *ids);
+  eps = calloc(topo->nservers, sizeof *eps);
+  if (ids == NULL || eps == NULL) {
+    cl_errf("out of memory");
+    goto out;
+  }
+  for (i = 0; i < topo->nservers; i++)
+    memcpy(ids[i], topo->servers[i].id, CL_ID_SIZE);
+  memset(&lo, 0, sizeof lo);
+  lo.daemon = a.daemon;
+  lo.log_dir = a.log_dir;
+  lo.extra = "--log-level=warn";
+  rc = cl_launcher_start(&loop, &lo, (const char(*)[CL_ID_SIZE])ids,
+                         topo->nservers, &launcher, err, sizeof err);
+  if (rc < 0)
+    goto failed;
+  for (i = 0; i < topo->nservers; i++) {
+    memcpy(eps[i].id, topo->servers[i].id, CL_ID_SIZE);
+    snprintf(eps[i].addr, sizeof eps[i].addr, "%s",
+             cl_launcher_addr(launcher, i));
+  }
+  cluster = cl_cluster_new(&loop, eps, topo->nservers);
+  if (cluster == NULL) {
+    cl_errf("out of memory");
+    goto out;
+  }
+  guard.launcher = launcher;
+  guard.cluster = cluster;
+  cl_cluster_set_guard(cluster, bench_guard, &guard);
+  cl_cluster_set_call_timeout(cluster, 30000);
+  rc = cl_cluster_connect(cluster, 10000, err, sizeof err);
+  if (rc == 0)
+    rc = cl_configure_cluster(cluster, topo, 0, 0, 1, 30000, err, sizeof err);
+  if (rc == 0)
+    rc = measure(cluster, &guard, topo, a.idle, seconds, every_ms, warmup_ms,
+                 &res, err, sizeof err);
+  if (rc < 0)
+    goto failed;
+  print_result(&a, topo->nservers, mesh, topo->nlinks, tokens, every_ms,
+               &res);
+  status = res.snapshots_ok == res.snapshots ? CL_EXIT_OK : CL_EXIT_FAIL;
+  goto out;
+
+failed:
+  if (launcher != NULL && !cl_launcher_interrupted(launcher)) {
+    char why[400];
+    if (cl_launcher_settle(launcher, 300, why, sizeof why) < 0 &&
+        strstr(err, why) == NULL)
+      cl_errf("%s", why);
+  }
+  if (launcher != NULL && cl_launcher_interrupted(launcher)) {
+    cl_errf("interrupted; stopping the servers");
+    status = CL_EXIT_INTR;
+  } else {
+    cl_errf("bench failed: %s", err[0] ? err : cl_strerror(rc));
+    status = CL_EXIT_FAIL;
+  }
+
+out:
+  if (launcher != NULL)
+    stop_cluster(cluster, launcher, topo->nservers);
+  cl_cluster_free(cluster);
+  if (launcher != NULL)
+    cl_launcher_free(launcher, status != CL_EXIT_OK);
+  if (loop_open && uv_loop_close(&loop) != 0)
+    cl_errf("internal: event loop still busy at exit");
+  if (topo != NULL)
+    cl_topology_free(topo);
+  free(res.lat_ns);
+  free(text);
+  free(eps);
+  free(ids);
+  return status;
+}
