@@ -591,7 +591,8 @@ static void print_result(const bench_args_t *a, size_t nodes, int mesh,
                          size_t nlinks, uint64_t tokens, uint64_t every_ms,
                          bench_result_t *r) {
   uint64_t p50, p99, mx;
-  qsort(r->lat_ns, r->snapshots, sizeof *r->lat_ns, cmp_u64);
+  if (r->snapshots > 0) /* lat_ns is NULL without snapshots */
+    qsort(r->lat_ns, r->snapshots, sizeof *r->lat_ns, cmp_u64);
   p50 = percentile(r->lat_ns, r->snapshots, 0.50) / 1000;
   p99 = percentile(r->lat_ns, r->snapshots, 0.99) / 1000;
   mx = r->snapshots ? r->lat_ns[r->snapshots - 1] / 1000 : 0;
