@@ -70,21 +70,6 @@ static const char *sid(const run_t *x, uint32_t i) {
   return x->topo->servers[i].id;
 }
 
-/* Index of server id, or -1 (servers are sorted by id). */
-static long find_server(const cl_topology_t *t, const char *id) {
-  size_t lo = 0, hi = t->nservers;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(t->servers[mid].id, id);
-    if (c == 0)
-      return (long)mid;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return -1;
-}
 
 /* At most one progress line a second, however fast events and ticks go. */
 static void progress(run_t *x) {
@@ -125,7 +110,7 @@ static void free_replies(run_t *x, size_t n) {
 static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
   for (uint32_t i = 0; i < ok->u.ok.nsent; i++) {
     const cl_sent_t *e = &ok->u.ok.sent[i];
-    long dst = find_server(x->topo, e->dest);
+    long dst = cl_topology_find(x->topo, e->dest);
     int rc;
     if (dst < 0)
       return failf(x, CL_EPROTO, "%s reported a message to unknown server %s",

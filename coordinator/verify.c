@@ -10,21 +10,6 @@
 
 /* ---- lookups over a topology (servers sorted by id, links by (src,dst)) -- */
 
-/* Index of server id in t, or -1. Binary search: servers are sorted. */
-static long find_server(const cl_topology_t *t, const char *id) {
-  size_t lo = 0, hi = t->nservers;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(t->servers[mid].id, id);
-    if (c == 0)
-      return (long)mid;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return -1;
-}
 
 /* Index of link src->dst in t, or -1. */
 static long find_link(const cl_topology_t *t, uint32_t src, uint32_t dst) {
@@ -195,12 +180,12 @@ static int derive_topology(const cl_local_state_t *states, size_t nstates,
   }
   for (size_t i = 0; i < nstates; i++) {
     const cl_local_state_t *st = &states[i];
-    long self = find_server(t, st->server);
+    long self = cl_topology_find(t, st->server);
     for (uint32_t pass = 0; pass < 2; pass++) {
       uint32_t n = pass == 0 ? st->nsent : st->nrecv;
       const cl_chan_count_t *cc = pass == 0 ? st->sent : st->recv;
       for (uint32_t j = 0; j < n; j++) {
-        long peer = find_server(t, cc[j].peer);
+        long peer = cl_topology_find(t, cc[j].peer);
         const char *a = pass == 0 ? st->server : cc[j].peer;
         const char *b = pass == 0 ? cc[j].peer : st->server;
         if (peer < 0 || peer == self) {
@@ -292,7 +277,7 @@ static void check_channels(const cl_topology_t *t, int derived,
       uint32_t n = pass == 0 ? st[i]->nsent : st[i]->nrecv;
       const cl_chan_count_t *cc = pass == 0 ? st[i]->sent : st[i]->recv;
       for (uint32_t j = 0; j < n; j++) {
-        long p = find_server(t, cc[j].peer);
+        long p = cl_topology_find(t, cc[j].peer);
         long li = -1;
         const char *a = pass == 0 ? t->servers[i].id : cc[j].peer;
         const char *b = pass == 0 ? cc[j].peer : t->servers[i].id;
@@ -349,7 +334,7 @@ static void check_channels(const cl_topology_t *t, int derived,
       continue;
     for (uint32_t j = 0; j < st[d]->nrecorded; j++) {
       const cl_recorded_t *rc = &st[d]->recorded[j];
-      long s = find_server(t, rc->src);
+      long s = cl_topology_find(t, rc->src);
       long li = s >= 0 ? find_link(t, (uint32_t)s, (uint32_t)d) : -1;
       v->nrecorded++;
       if (add_i64(&v->channel_tokens, rc->n)) {
@@ -366,8 +351,8 @@ static void check_channels(const cl_topology_t *t, int derived,
       ci[li].nrec++;
       total++;
       if (ledger != NULL) {
-        long ls = find_server(ledger->topo, rc->src);
-        long ld = find_server(ledger->topo, t->servers[d].id);
+        long ls = cl_topology_find(ledger->topo, rc->src);
+        long ld = cl_topology_find(ledger->topo, t->servers[d].id);
         int64_t amount = 0;
         int rv = ls < 0 || ld < 0
                      ? CL_ENOPEER
@@ -409,7 +394,7 @@ static void check_channels(const cl_topology_t *t, int derived,
       continue;
     for (uint32_t j = 0; j < st[d]->nrecorded; j++) {
       const cl_recorded_t *rc = &st[d]->recorded[j];
-      long s = find_server(t, rc->src);
+      long s = cl_topology_find(t, rc->src);
       long li = s >= 0 ? find_link(t, (uint32_t)s, (uint32_t)d) : -1;
       if (li >= 0)
         seqs[ci[li].off + ci[li].nrec++] = rc->seq;
@@ -509,7 +494,7 @@ void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
     goto done;
   }
   for (size_t i = 0; i < nstates; i++) {
-    long idx = find_server(t, states[i].server);
+    long idx = cl_topology_find(t, states[i].server);
     if (idx < 0) {
       problem(v, "server %s: not in the topology", states[i].server);
       v->complete = 0;

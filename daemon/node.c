@@ -312,11 +312,15 @@ static void record_and_mark(cl_node_t *node, snap_t *s, size_t closed,
 }
 
 /* Everything a new snapshot needs, reserved up front: the record itself,
- * table and active slots, and nout markers + COMPLETE + EVICT actions. */
+ * table and active slots, and nout markers + COMPLETE + EVICT actions.
+ * CL_EFULL at CL_NODE_ACTIVE_MAX snapshots in progress, before anything is
+ * reserved. */
 static int prepare_snapshot(cl_node_t *node, uint64_t id, cl_actions_t *acts,
                             snap_t **out) {
   int err;
   snap_t *s;
+  if (node->nactive >= CL_NODE_ACTIVE_MAX)
+    return CL_EFULL;
   if ((err = actions_reserve(acts, node->nout + 2)) < 0 ||
       (err = table_reserve(node)) < 0 || (err = active_reserve(node)) < 0)
     return err;

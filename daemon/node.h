@@ -15,10 +15,10 @@
  * fails with a negative CL_E* code, leaving the node and `acts` unchanged.
  *
  * Rules kept here:
- * - any number of snapshots may be active; each has its own recorded token
- *   count, its own open inbound channels and its own recorded messages in
- *   arrival order; a token arriving on a channel open in several snapshots
- *   is recorded in each;
+ * - up to CL_NODE_ACTIVE_MAX snapshots may be active; each has its own
+ *   recorded token count, its own open inbound channels and its own recorded
+ *   messages in arrival order; a token arriving on a channel open in several
+ *   snapshots is recorded in each;
  * - markers go to outbound peers in id order;
  * - a server with no inbound channels completes a snapshot at once;
  * - token messages carry per-channel sequence numbers 1, 2, 3...; a state
@@ -77,6 +77,12 @@ typedef struct cl_node_config {
 /* Most outbound (and most inbound) peers a node accepts; more is CL_EINVAL.
  * Far above CL_SERVERS_MAX, it keeps indexes within int and uint32_t. */
 #define CL_NODE_PEERS_MAX 65536
+/* Most snapshots in progress at once. Starting one more (locally or by a
+ * first marker) is CL_EFULL, node and actions unchanged: any peer can send
+ * markers with fresh ids, and each active snapshot records every later
+ * token on its open channels. A node with no inbound channel (or a marker
+ * on its only one) completes at once and never has one in progress. */
+#define CL_NODE_ACTIVE_MAX 1024
 
 /* Returns 0 and *out, CL_EINVAL (invalid or duplicate id, self as a peer,
  * negative tokens) or CL_ENOMEM. The node copies what it needs. */
@@ -104,7 +110,8 @@ int cl_node_send_tokens(cl_node_t *node, uint32_t out, int64_t n,
 
 /* Start snapshot `id` here: record state, send a MARKER to every outbound
  * peer in id order; COMPLETE at once if there are no inbound channels.
- * CL_EEXIST if this node already knows snapshot id (active or kept). */
+ * CL_EEXIST if this node already knows snapshot id (active or kept),
+ * CL_EFULL if CL_NODE_ACTIVE_MAX snapshots are in progress. */
 int cl_node_start_snapshot(cl_node_t *node, uint64_t id, cl_actions_t *acts);
 
 /* A TOKEN arrived on inbound channel `in`. CL_EINVAL (bad index, n < 1),
@@ -139,7 +146,8 @@ int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
 /* A MARKER for snapshot id arrived on inbound channel `in`. The first marker
  * of a snapshot records state and sends markers on; any marker closes its
  * channel for that snapshot; COMPLETE when all inbound channels are closed.
- * CL_EINVAL (bad index), CL_EDUP (channel already closed for id). */
+ * CL_EINVAL (bad index), CL_EDUP (channel already closed for id), CL_EFULL
+ * (a first marker while CL_NODE_ACTIVE_MAX snapshots are in progress). */
 int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
                            cl_actions_t *acts);
 
