@@ -817,19 +817,7 @@ int cl_cmd_bench(int argc, char **argv) {
   goto out;
 
 failed:
-  if (launcher != NULL && !cl_launcher_interrupted(launcher)) {
-    char why[400];
-    if (cl_launcher_settle(launcher, 300, why, sizeof why) < 0 &&
-        strstr(err, why) == NULL)
-      cl_errf("%s", why);
-  }
-  if (launcher != NULL && cl_launcher_interrupted(launcher)) {
-    cl_errf("interrupted; stopping the servers");
-    status = CL_EXIT_INTR;
-  } else {
-    cl_errf("bench failed: %s", err[0] ? err : cl_strerror(rc));
-    status = CL_EXIT_FAIL;
-  }
+  status = cl_report_failure(launcher, "bench", err, rc);
 
 out:
   if (launcher != NULL)

@@ -228,6 +228,25 @@ static void report_unfinished(const cl_cluster_t *c, size_t k) {
             ndone == 1 ? "" : "s", done);
 }
 
+/* See cmds.h. */
+int cl_report_failure(cl_launcher_t *launcher, const char *what,
+                      const char *err, int rc) {
+  /* A broken connection is often a dead process: give its exit a moment to
+   * be reaped so the message names the real cause. */
+  if (launcher != NULL && !cl_launcher_interrupted(launcher)) {
+    char why[400];
+    if (cl_launcher_settle(launcher, 300, why, sizeof why) < 0 &&
+        strstr(err, why) == NULL)
+      cl_errf("%s", why);
+  }
+  if (launcher != NULL && cl_launcher_interrupted(launcher)) {
+    cl_errf("interrupted; stopping the servers");
+    return CL_EXIT_INTR;
+  }
+  cl_errf("%s failed: %s", what, err[0] ? err : cl_strerror(rc));
+  return CL_EXIT_FAIL;
+}
+
 /* The JSON printed instead of results when the run failed. */
 static void print_json_error(const run_args_t *a, const char *msg) {
   json_t *o = json_object();
@@ -427,21 +446,7 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
   goto out;
 
 failed:
-  /* A broken connection is often a dead process: give its exit a moment to
-   * be reaped so the message names the real cause. */
-  if (launcher != NULL && !cl_launcher_interrupted(launcher)) {
-    char why[400];
-    if (cl_launcher_settle(launcher, 300, why, sizeof why) < 0 &&
-        strstr(err, why) == NULL)
-      cl_errf("%s", why);
-  }
-  if (launcher != NULL && cl_launcher_interrupted(launcher)) {
-    cl_errf("interrupted; stopping the servers");
-    status = CL_EXIT_INTR;
-  } else {
-    cl_errf("run failed: %s", err[0] ? err : cl_strerror(rc));
-    status = CL_EXIT_FAIL;
-  }
+  status = cl_report_failure(launcher, "run", err, rc);
   if (replayed && cluster != NULL)
     report_unfinished(cluster, script->nsnapshots);
   if (a.json)

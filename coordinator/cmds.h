@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "client.h"
+#include "launcher.h"
 #include "scenario.h"
 
 /* `clsnap run TOPOLOGY EVENTS [options]`. cluster_file: the global
@@ -46,5 +47,12 @@ int cl_endpoints_for_topology(const cl_topology_t *topo,
 int cl_configure_cluster(cl_cluster_t *c, const cl_topology_t *topo,
                          int lockstep, uint32_t jitter_ms, uint64_t seed,
                          uint64_t timeout_ms, char *err, size_t errsize);
+
+/* After a command on a cluster failed with rc and err: name the daemon
+ * whose exit broke it (launcher may be NULL), then print "WHAT failed:
+ * ERR". Returns the exit status: CL_EXIT_INTR if clsnap was interrupted,
+ * CL_EXIT_FAIL otherwise. */
+int cl_report_failure(cl_launcher_t *launcher, const char *what,
+                      const char *err, int rc);
 
 #endif

@@ -392,7 +392,11 @@ static void do_snapshot(cl_conn_t *c, const cl_msg_t *m) {
   }
   collect_begin(d);
   r = cl_node_start_snapshot(d->node, id, &d->acts);
-  if (r < 0) {
+  if (r == CL_EFULL) {
+    reply_error(c, m->req, r, "%s has %d snapshots in progress; refusing "
+                "snapshot %llu", d->id, CL_NODE_ACTIVE_MAX,
+                (unsigned long long)id);
+  } else if (r < 0) {
     reply_error(c, m->req, r, "cannot start snapshot %llu on %s: %s",
                 (unsigned long long)id, d->id, cl_strerror(r));
   } else {
@@ -460,13 +464,15 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
     ls->recv[k].count = st.recv[k];
   }
   r = cl_conn_send(c, &out);
-  if (r < 0) {
+  if (r < 0 && !c->closing) {
     reply_error(c, m->req, r, "cannot encode the state of snapshot %llu "
                 "(%zu recorded messages): %s", (unsigned long long)id,
                 st.nrecorded, cl_strerror(r));
     goto done;
   }
-  if (m->u.collect.release)
+  /* Release only a state queued for a client still there: past the reply
+   * cap, or to a closing client, it would be lost with the connection. */
+  if (r == 0 && m->u.collect.release)
     cl_node_release(d->node, id);
 done:
   free(ls->recorded);
@@ -524,7 +530,7 @@ static void do_status(cl_conn_t *c, const cl_msg_t *m) {
     if (s->ndone > nk)
       s->ndone = (uint32_t)nk;
   }
-  if (cl_conn_send(c, &out) < 0)
+  if (cl_conn_send(c, &out) < 0 && !c->closing)
     reply_error(c, m->req, CL_EIO, "cannot encode the status");
 done:
   free(s->out);

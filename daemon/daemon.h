@@ -212,8 +212,11 @@ void cl_daemon_stop(cl_daemon_t *d, int exit_code);
 int cl_server_listen(cl_daemon_t *d, const char *host, int port,
                      char *bound, size_t boundsz);
 /* Queue one message to a control client; closes it past CL_CTRL_OUT_CAP.
- * Returns 0 (also when c is closing) or the encoder's CL_E error (nothing
- * queued). */
+ * Returns 0 only if the message is queued for a client still connected;
+ * CL_EFULL if it took the client past the cap (closed, so it will never
+ * get it), CL_ELOST if c is already closing, CL_EINVAL if c is not a
+ * control connection, or the encoder's CL_E error (nothing queued; c is
+ * closed for CL_ENOMEM). */
 int cl_conn_send(cl_conn_t *c, const cl_msg_t *m);
 /* Log "<why>" naming the connection, close it; a peer connection's channel
  * is lost (NOTICE). */

@@ -343,6 +343,10 @@ static void inbound_reason(cl_daemon_t *d, size_t i, const cl_held_t *h,
   else if (h->kind == CL_NODE_MARKER && r == CL_EDUP)
     snprintf(why, whysz, "duplicate MARKER for snapshot %llu",
              (unsigned long long)h->a);
+  else if (h->kind == CL_NODE_MARKER && r == CL_EFULL)
+    snprintf(why, whysz, "MARKER for snapshot %llu would start one more than "
+             "the %d snapshots in progress allowed", (unsigned long long)h->a,
+             CL_NODE_ACTIVE_MAX);
   else if (h->kind == CL_NODE_TOKEN)
     snprintf(why, whysz, "bad TOKEN seq %llu n %lld: %s",
              (unsigned long long)h->a, (long long)h->n, cl_strerror(r));

@@ -135,12 +135,16 @@ void cl_conn_fail(cl_conn_t *c, const char *fmt, ...) {
 }
 
 /* Queue one message for a control client. Encoding appends to the pending
- * buffer; it goes out at the end of this loop turn. */
+ * buffer; it goes out at the end of this loop turn. Only 0 means the
+ * message is queued for a client that is still there (COLLECT with release
+ * relies on it). */
 int cl_conn_send(cl_conn_t *c, const cl_msg_t *m) {
   size_t before;
   int r;
-  if (c->closing || c->kind != CL_CONN_CONTROL)
-    return 0;
+  if (c->closing)
+    return CL_ELOST;
+  if (c->kind != CL_CONN_CONTROL)
+    return CL_EINVAL;
   before = c->out.pend.size;
   r = cl_wire_encode(m, &c->out.pend);
   if (r < 0) {
@@ -156,6 +160,7 @@ int cl_conn_send(cl_conn_t *c, const cl_msg_t *m) {
                 "closing it",
                 cl_conn_label(c), (size_t)CL_CTRL_OUT_CAP);
     cl_conn_close(c);
+    return CL_EFULL;
   }
   return 0;
 }

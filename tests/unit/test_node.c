@@ -529,6 +529,83 @@ static void test_many_ids(void) {
   cl_node_free(a);
 }
 
+/* Snapshots in progress are capped: at CL_NODE_ACTIVE_MAX, both a local
+ * start and a first marker with a fresh id are CL_EFULL and change nothing
+ * (no state, no actions, tokens not recorded anywhere new); a marker for a
+ * snapshot already in progress still closes its channel, and once one
+ * completes a new one may start. */
+static void test_active_cap(void) {
+  const char *peer[] = {"B", "C"};
+  cl_node_t *a = mk("A", 5, peer, 2, peer, 2, 0);
+  cl_actions_t acts;
+  cl_node_state_t st;
+  uint64_t i, bad = 0, first = 0, last = 0;
+  cl_actions_init(&acts);
+  for (i = 0; i < CL_NODE_ACTIVE_MAX; i++) {
+    /* Half started here, half by a first marker on inbound 0. */
+    int r = i % 2 ? cl_node_start_snapshot(a, i, &acts)
+                  : cl_node_receive_marker(a, 0, i, &acts);
+    if (r != 0)
+      bad++;
+    cl_actions_clear(&acts);
+  }
+  CHECK_EQ_INT(bad, 0);
+  CHECK_EQ_INT(cl_node_active(a, NULL, 0), CL_NODE_ACTIVE_MAX);
+
+  /* Past the cap: refused, acts and node unchanged. */
+  acts.n = 0;
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 50000, &acts), CL_EFULL);
+  CHECK_EQ_INT(acts.n, 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 1, 50001, &acts), CL_EFULL);
+  CHECK_EQ_INT(acts.n, 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 50002, &acts), CL_EFULL);
+  CHECK_EQ_INT(acts.n, 0);
+  CHECK(!cl_node_has_snapshot(a, 50000));
+  CHECK(!cl_node_has_snapshot(a, 50001));
+  CHECK(!cl_node_has_snapshot(a, 50002));
+  CHECK_EQ_INT(cl_node_state(a, 50001, &st), CL_ENOENT);
+  CHECK_EQ_INT(cl_node_active(a, &first, 1), CL_NODE_ACTIVE_MAX);
+  CHECK_EQ_INT(first, 0);
+  CHECK_EQ_INT(cl_node_kept(a, NULL, 0), 0);
+  CHECK_EQ_INT(cl_node_tokens(a), 5);
+  /* An existing id is still EEXIST, not EFULL. */
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 3, &acts), CL_EEXIST);
+  CHECK_EQ_INT(acts.n, 0);
+
+  /* 50,000 fresh markers from a hostile peer create nothing. */
+  bad = 0;
+  for (i = 100000; i < 150000; i++)
+    if (cl_node_receive_marker(a, 1, i, &acts) != CL_EFULL || acts.n != 0)
+      bad++;
+  CHECK_EQ_INT(bad, 0);
+  CHECK_EQ_INT(cl_node_active(a, NULL, 0), CL_NODE_ACTIVE_MAX);
+
+  /* Markers of snapshots in progress are still taken: snapshot 1 (started
+   * here) completes once both channels' markers arrive, freeing a slot. */
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 1, &acts), 0);
+  CHECK_EQ_INT(acts.n, 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 1, 1, &acts), 0);
+  CHECK_EQ_INT(acts.n, 1);
+  CHECK(is_kind(&acts.v[0], CL_ACT_COMPLETE, 1));
+  cl_actions_clear(&acts);
+  CHECK_EQ_INT(cl_node_active(a, NULL, 0), CL_NODE_ACTIVE_MAX - 1);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 1, 50001, &acts), 0);
+  CHECK_EQ_INT(acts.n, 2);
+  CHECK(is_marker(&acts.v[0], 0, 50001));
+  CHECK(is_marker(&acts.v[1], 1, 50001));
+  cl_actions_clear(&acts);
+  CHECK_EQ_INT(cl_node_active(a, NULL, 0), CL_NODE_ACTIVE_MAX);
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 50000, &acts), CL_EFULL);
+  {
+    uint64_t ids[CL_NODE_ACTIVE_MAX];
+    cl_node_active(a, ids, CL_NODE_ACTIVE_MAX);
+    last = ids[CL_NODE_ACTIVE_MAX - 1];
+  }
+  CHECK_EQ_INT(last, 50001);
+  cl_actions_free(&acts);
+  cl_node_free(a);
+}
+
 /* sent/recv are the counts at the moment of recording, not later ones. */
 static void test_counts_at_record(void) {
   const char *peer[] = {"C", "B"};
@@ -783,6 +860,7 @@ int main(void) {
   test_eviction();
   test_release();
   test_many_ids();
+  test_active_cap();
   test_counts_at_record();
   test_random_conservation();
   return check_done("node");
