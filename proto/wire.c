@@ -37,6 +37,13 @@ struct cl_wire_decoder {
   uint32_t ready;       /* frames scanned, not yet taken from the unpacker */
   uint32_t depth;
   uint32_t left[WIRE_MAX_DEPTH]; /* elements still expected per level */
+  /* A header that arrived in part, kept here (and counted in scanned)
+   * rather than read back from the unpacker's buffer: msgpack_unpacker_next
+   * consumes the type byte of a str/bin/ext/array/map header whose length
+   * field is incomplete, and the next reserve may then move or rewind its
+   * buffer without it. */
+  unsigned char hdr[8];
+  uint32_t nhdr;
 };
 
 /* ------------------------------------------------------------------ */
@@ -874,9 +881,19 @@ static void scan_item_done(cl_wire_decoder_t *d) {
   d->ready++;
 }
 
+/* Keep the first `have` bytes of an incomplete header (h) in the decoder,
+ * counted as scanned; the rest comes with the next feed. Returns 0. */
+static int scan_stash(cl_wire_decoder_t *d, const unsigned char *h,
+                      unsigned have) {
+  memcpy(d->hdr, h, have);
+  d->scanned += have - d->nhdr;
+  d->nhdr = have;
+  return 0;
+}
+
 /* Walk the bytes fed since the last call, up to the end of the next whole
  * frame (so frames before a bad byte are still delivered) or of the data.
- * Stops at an incomplete header and resumes there next time. Returns 0,
+ * Keeps an incomplete header and resumes with it next time. Returns 0,
  * CL_EPROTO or CL_ETOOBIG. */
 static int scan(cl_wire_decoder_t *d) {
   const unsigned char *end =
@@ -885,8 +902,8 @@ static int scan(cl_wire_decoder_t *d) {
     const unsigned char *p = end - (d->fed - d->scanned);
     uint64_t avail = d->fed - d->scanned, len = 0, count = 0, need;
     uint32_t i;
-    unsigned char b = p[0];
-    unsigned hl = 1; /* header bytes */
+    unsigned char h[8], b; /* the header: stashed bytes, then new ones */
+    unsigned have, hl = 1; /* header bytes known, header bytes needed */
     int kind = 0;    /* 0 scalar, 1 payload of len bytes, 2 array, 3 map */
     if (d->skip > 0) {
       uint64_t n = d->skip < avail ? d->skip : avail;
@@ -896,6 +913,13 @@ static int scan(cl_wire_decoder_t *d) {
         scan_item_done(d);
       continue;
     }
+    have = d->nhdr;
+    memcpy(h, d->hdr, have);
+    if (avail > sizeof h - have)
+      avail = sizeof h - have;
+    memcpy(h + have, p, (size_t)avail);
+    have += (unsigned)avail;
+    b = h[0];
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
       kind = 0;
     } else if (b <= 0x8f) {
@@ -931,29 +955,31 @@ static int scan(cl_wire_decoder_t *d) {
       default: return CL_EPROTO; /* 0xc1: never used */
       }
       if (lb > 0) {
-        if (avail < 1 + lb)
-          return 0; /* header still incomplete */
+        if (have < 1 + lb)
+          return scan_stash(d, h, have); /* header still incomplete */
         if (kind == 1)
-          len = be(p + 1, lb);
+          len = be(h + 1, lb);
         else
-          count = be(p + 1, lb);
+          count = be(h + 1, lb);
         hl += lb;
       }
     }
-    if (avail < hl)
-      return 0;
+    if (have < hl)
+      return scan_stash(d, h, have);
     if (kind == 1) {
       /* A frame that must grow past the cap is refused now, not after
        * buffering it. */
-      if (d->scanned - d->frame_start + hl + len > d->cap)
+      if (d->scanned - d->nhdr - d->frame_start + hl + len > d->cap)
         return CL_ETOOBIG;
-      d->scanned += hl;
+      d->scanned += hl - d->nhdr;
+      d->nhdr = 0;
       d->skip = len;
       if (len == 0)
         scan_item_done(d);
       continue;
     }
-    d->scanned += hl;
+    d->scanned += hl - d->nhdr;
+    d->nhdr = 0;
     if (kind == 0) {
       scan_item_done(d);
       continue;

@@ -1389,6 +1389,111 @@ static void test_buffer_bound(size_t cap, size_t chunk) {
   cl_wire_decoder_free(d);
 }
 
+/* Feed sb to d in reads of at most 4096 bytes (as the coordinator's client
+ * does), then a cut: bytes [from, to) only. Decoded frames go to got[]. */
+static int feed_range(cl_wire_decoder_t *d, const msgpack_sbuffer *sb,
+                      size_t from, size_t to, cl_msg_t *got, int *ngot,
+                      int max) {
+  int rc = 0;
+  while (from < to) {
+    char *buf;
+    size_t avail, k;
+    cl_msg_t m;
+    rc = cl_wire_decoder_reserve(d, 4096, &buf, &avail);
+    if (rc < 0)
+      return rc;
+    k = avail < to - from ? avail : to - from;
+    memcpy(buf, sb->data + from, k);
+    cl_wire_decoder_consumed(d, k);
+    from += k;
+    while ((rc = cl_wire_next(d, &m)) == 1) {
+      if (*ngot < max)
+        got[(*ngot)++] = m;
+      else
+        cl_msg_free(&m);
+    }
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* A read that ends inside a header's length field (array16/32 of a large
+ * local state, str8 of a text), then a reserve that makes msgpack-c move or
+ * rewind its buffer: msgpack_unpacker_next has already consumed the type
+ * byte, so the scanner must not read it back from the buffer. It did, and
+ * misread the refcount in front of the moved data as the header: the
+ * coordinator saw "message exceeds the size cap", malformed messages, or
+ * crashed reading before the buffer. */
+static void test_split_header(void) {
+  static const uint32_t counts[] = {100, 40000, 56700, 70000};
+  size_t ci;
+  for (ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+    uint32_t n = counts[ci], i;
+    msgpack_sbuffer sb;
+    cl_msg_t m;
+    size_t hs, hn, cuts[6], ncuts = 0, c;
+    char text[101];
+    msgpack_sbuffer_init(&sb);
+    memset(&m, 0, sizeof m);
+    m.type = CL_MSG_STATE;
+    m.req = 7;
+    m.u.state.snapshot_id = 5;
+    set_id(m.u.state.server, "N1");
+    m.u.state.nrecorded = n;
+    m.u.state.recorded = xcalloc(n, sizeof *m.u.state.recorded);
+    for (i = 0; i < n; i++) {
+      set_id(m.u.state.recorded[i].src, "N2");
+      m.u.state.recorded[i].seq = i + 1;
+      m.u.state.recorded[i].n = 1;
+    }
+    CHECK_EQ_INT(cl_wire_encode(&m, &sb), 0);
+    cl_msg_free(&m);
+    /* [32, 7, [5, "N1", 0, 0, recorded...]]: the list header is at 10 */
+    hs = 10;
+    CHECK((unsigned char)sb.data[hs] == (n > 0xffff ? 0xdd : 0xdc));
+    memset(text, 'x', 100);
+    text[100] = '\0';
+    hn = sb.size + 5; /* [41, "N1", text]: str8 header at 5 */
+    build(&sb, "A i s s", 3, CL_MSG_NOTICE, "N1", text);
+    CHECK((unsigned char)sb.data[hn] == 0xd9);
+    for (c = 1; c < (n > 0xffff ? 5u : 3u); c++)
+      cuts[ncuts++] = hs + c;
+    cuts[ncuts++] = hn + 1;
+    for (c = 0; c < ncuts; c++) {
+      int move;
+      for (move = 0; move <= 1; move++) {
+        cl_wire_decoder_t *d = cl_wire_decoder_new(64u << 20);
+        cl_msg_t got[2];
+        int ngot = 0, k;
+        memset(got, 0, sizeof got);
+        CHECK_EQ_INT(feed_range(d, &sb, 0, cuts[c], got, &ngot, 2), 0);
+        if (move) {
+          char *buf;
+          size_t avail;
+          CHECK_EQ_INT(cl_wire_decoder_reserve(d, 1u << 22, &buf, &avail), 0);
+          cl_wire_decoder_consumed(d, 0);
+        }
+        CHECK_EQ_INT(feed_range(d, &sb, cuts[c], sb.size, got, &ngot, 2), 0);
+        CHECK_EQ_INT(ngot, 2);
+        if (ngot == 2) {
+          CHECK_EQ_INT(got[0].type, CL_MSG_STATE);
+          CHECK_EQ_INT(got[0].u.state.nrecorded, n);
+          if (got[0].u.state.nrecorded == n)
+            CHECK_EQ_INT(got[0].u.state.recorded[n - 1].seq, n);
+          CHECK_EQ_INT(got[1].type, CL_MSG_NOTICE);
+          CHECK_EQ_STR(got[1].u.notice.text, text);
+        }
+        CHECK_EQ_INT(cl_wire_decoder_buffered(d), 0);
+        for (k = 0; k < ngot; k++)
+          cl_msg_free(&got[k]);
+        cl_wire_decoder_free(d);
+      }
+    }
+    msgpack_sbuffer_destroy(&sb);
+  }
+}
+
 int main(void) {
   test_names();
   test_encode();
@@ -1402,6 +1507,7 @@ int main(void) {
   test_values();
   test_limits();
   test_long_stream();
+  test_split_header();
   test_buffer_bound(CL_WIRE_DEFAULT_CAP, 65536);
   test_buffer_bound(CL_WIRE_DEFAULT_CAP, 1000);
   test_buffer_bound(5000, 1);
