@@ -710,6 +710,7 @@ static void out_connect_cb(uv_connect_t *req, int status) {
   int r;
   if (d->stopping || status == UV_ECANCELED)
     return;
+  uv_timer_stop(&ch->retry); /* the attempt's deadline timer */
   if (status < 0) {
     ch->last_err = status;
     uv_close((uv_handle_t *)&ch->tcp, out_retry_close_cb);
@@ -754,7 +755,26 @@ static void out_gai_cb(uv_getaddrinfo_t *req, int status,
   out_attempt(ch);
 }
 
-/* One connect attempt (resolving the name first if needed). */
+/* The CONNECT window ran out with a connect still pending (neither
+ * accepted nor refused: e.g. SYNs dropped by a full listen backlog, which
+ * the kernel would retry for about two minutes). Closing the handle cancels
+ * the connect (its callback gets UV_ECANCELED); the close callback then
+ * finds the window over and fails the channel, answering parked CONNECTs. */
+static void out_connect_timeout_cb(uv_timer_t *t) {
+  cl_out_chan_t *ch = t->data;
+  if (ch->d->stopping || ch->state != CL_OUT_CONNECTING || !ch->tcp_open ||
+      uv_is_closing((uv_handle_t *)&ch->tcp))
+    return;
+  ch->last_err = UV_ETIMEDOUT;
+  uv_close((uv_handle_t *)&ch->tcp, out_retry_close_cb);
+}
+
+/* Shortest time a connect attempt is given, even at the end of the window
+ * (the last retry starts at the deadline itself). */
+#define CL_CONNECT_ATTEMPT_MIN_MS 100
+
+/* One connect attempt (resolving the name first if needed). A started
+ * connect is bounded by what is left of the CONNECT window. */
 static void out_attempt(cl_out_chan_t *ch) {
   cl_daemon_t *d = ch->d;
   int r;
@@ -787,6 +807,14 @@ static void out_attempt(cl_out_chan_t *ch) {
   if (r < 0) {
     ch->last_err = r;
     uv_close((uv_handle_t *)&ch->tcp, out_retry_close_cb);
+    return;
+  }
+  {
+    uint64_t now = uv_now(d->loop);
+    uint64_t left = ch->deadline > now ? ch->deadline - now : 0;
+    if (left < CL_CONNECT_ATTEMPT_MIN_MS)
+      left = CL_CONNECT_ATTEMPT_MIN_MS;
+    uv_timer_start(&ch->retry, out_connect_timeout_cb, left, 0);
   }
 }
 

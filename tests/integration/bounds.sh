@@ -7,6 +7,14 @@
 #                         unchanged; markers are still queued
 #   bounds.sh reply-cap   a control client that never reads: past 64 MiB of
 #                         queued replies it is disconnected (logged)
+#   bounds.sh collect-cap  a COLLECT with release whose 9 MB state takes a
+#                         client that never reads past the 64 MiB reply cap:
+#                         the client is dropped and the state stays kept
+#   bounds.sh active-cap  a peer sending 50000 MARKERs with fresh ids: 1024
+#                         snapshots in progress, then the channel is failed
+#                         (logged, NOTICE); SNAPSHOT past the cap is EFULL
+#   bounds.sh connect-timeout  an outbound peer whose backlog is full (connect
+#                         hangs): CONNECT answers ERROR EIO within its window
 #   bounds.sh retention   --max-kept 2: the oldest of 4 kept snapshot states
 #                         is evicted with a log line; COLLECT says ENOENT
 . "$(dirname "$0")/common.sh"
@@ -15,7 +23,7 @@ export WORK
 hostile=$(dirname "$0")/hostile.py
 
 case ${1:-} in
-input-cap | write-cap | reply-cap)
+input-cap | write-cap | reply-cap | collect-cap | active-cap | connect-timeout)
   "$PYTHON" "$hostile" "$1" "$CLSNAPD" "$WORK" || fail "$1 test failed (log: $WORK/A.log)"
   no_sanitizer_reports "$WORK/A.log"
   ;;
@@ -68,6 +76,6 @@ PY
   echo "ok: retention (kept ${ids[2]} ${ids[3]}, evicted ${ids[0]} ${ids[1]} with log lines)"
   ;;
 *)
-  fail "usage: bounds.sh input-cap|write-cap|reply-cap|retention"
+  fail "usage: bounds.sh input-cap|write-cap|reply-cap|collect-cap|active-cap|connect-timeout|retention"
   ;;
 esac

@@ -9,6 +9,12 @@
                                            an outbound peer that never reads
   hostile.py reply-cap CLSNAPD WORKDIR     a control client that never reads
                                            its replies (64 MiB cap)
+  hostile.py collect-cap CLSNAPD WORKDIR   COLLECT with release over the reply
+                                           cap: the state stays kept
+  hostile.py active-cap CLSNAPD WORKDIR    50000 MARKERs with fresh ids from a
+                                           peer: at most 1024 in progress
+  hostile.py connect-timeout CLSNAPD WORKDIR  CONNECT to a peer whose listen
+                                           backlog is full answers in ~10 s
 
 Every case asserts the real outcome: the daemon closed the bad connection
 (recv gives b'' or a reset), its log has a line naming that connection and
@@ -812,6 +818,203 @@ def reply_cap(clsnapd, workdir):
     print("ok: reply cap (%d requests of %d-byte replies)" % (n, size))
 
 
+def active_cap(clsnapd, workdir):
+    cap = 1024  # CL_NODE_ACTIVE_MAX (daemon/node.h)
+    d = Daemon(clsnapd, workdir, "A")
+    try:
+        c = Control(d.addr)
+        # Two inbound channels, only P connected: every MARKER from P with a
+        # fresh id starts a snapshot that stays in progress (Q's is open).
+        configure(c, "A", 5, inn=["P", "Q"], nservers=3)
+        p = connect(d.addr)
+        # The trigger of the review: far more fresh markers than the cap,
+        # in one write. The first `cap` are taken, the next one fails the
+        # channel, the rest are never read.
+        n = 50000
+        send_quietly(p, pack([1, "P", "A"]) +
+                     b"".join(pack([3, k]) for k in range(1, n + 1)))
+        check(closed_by_peer(p, 20), "a marker past the cap kept the channel")
+        why = ("MARKER for snapshot %d would start one more than the %d "
+               "snapshots in progress allowed" % (cap + 1, cap))
+        wait_log(d.log, "lost channel P->A: protocol error: " + why)
+        notice = None
+        while notice is None:
+            m = c.next_msg()
+            if isinstance(m, list) and m[0] == 41:
+                notice = m
+        check(notice[1] == "P" and why in notice[2],
+              "NOTICE for the lost channel: %r" % (notice,))
+        st = c.status()
+        check(len(st["active"]) == cap and st["active"][0] == 1 and
+              st["active"][-1] == cap,
+              "%d snapshots in progress after %d markers, expected %d"
+              % (len(st["active"]), n, cap))
+        check(st["tokens"] == 5 and st["kept"] == [], "tokens or kept changed")
+        # A local start past the cap: ERROR EFULL with a clear text.
+        r = c.call(14, 77777)
+        check(r[0] == 31 and r[2] == EFULL,
+              "SNAPSHOT past the cap answered %r" % (r,))
+        want = "A has %d snapshots in progress; refusing snapshot 77777" % cap
+        check(r[3] == want, "EFULL text %r, expected %r" % (r[3], want))
+        st = c.status()
+        check(len(st["active"]) == cap and 77777 not in st["active"],
+              "the refused snapshot changed the node: %d active"
+              % len(st["active"]))
+        check(d.alive(), "daemon died")
+        c.close()
+    finally:
+        rc = d.stop()
+    check(rc == 0, "daemon exited %s after SIGTERM" % rc)
+    print("ok: active cap (%d markers, %d snapshots in progress; %s)"
+          % (n, cap, want))
+
+
+def connect_timeout(clsnapd, workdir):
+    # An outbound peer whose listen backlog is full: the kernel drops the
+    # daemon's SYNs, so its connect neither succeeds nor fails (Linux would
+    # retry for about two minutes). CONNECT must still answer once its
+    # 10 s window is over.
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(0)
+    peer = "127.0.0.1:%d" % sink.getsockname()[1]
+    fill = []
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(sink.getsockname())
+        fill.append(f)
+    time.sleep(0.3)
+    probe = socket.socket()
+    probe.settimeout(1)
+    try:
+        probe.connect(sink.getsockname())
+        hangs = False
+    except socket.timeout:
+        hangs = True
+    except OSError:
+        hangs = False
+    probe.close()
+    check(hangs, "a full backlog did not make connects hang here; the test "
+          "cannot set up its trigger")
+    d = Daemon(clsnapd, workdir, "A")
+    try:
+        c = Control(d.addr)
+        r = c.call(11, "A", 5, 0, 2, 0, 0, 0, [["B", peer]], [])
+        check(r[0] == 30, "CONFIGURE answered %r" % (r,))
+        t0 = time.monotonic()
+        r = c.call(12, timeout=20)
+        took = time.monotonic() - t0
+        check(r[0] == 31 and r[2] == EIO, "CONNECT answered %r" % (r,))
+        check(9 <= took <= 15, "CONNECT answered after %.1f s" % took)
+        text = r[3]
+        check("A to B at %s" % peer in text and "timed out" in text,
+              "CONNECT error text %r does not name the peer, address and "
+              "timeout" % text)
+        wait_log(d.log, "cannot connect channel A->B to %s" % peer)
+        check(c.status()["self"] == "A", "STATUS after the failed CONNECT")
+        check(d.alive(), "daemon died")
+        c.close()
+    finally:
+        rc = d.stop()
+        for f in fill:
+            f.close()
+        sink.close()
+    check(rc == 0, "daemon exited %s after SIGTERM" % rc)
+    print("ok: connect timeout (ERROR after %.1f s: %s)" % (took, text))
+
+
+def collect_cap(clsnapd, workdir):
+    """COLLECT with release whose STATE reply takes a client that does not
+    read past the 64 MiB reply cap: the client is disconnected and never
+    gets the state, so the state must stay kept."""
+    cap = 64 << 20
+    nrec = 1000000
+    d = Daemon(clsnapd, workdir, "A")
+    try:
+        c = Control(d.addr)
+        configure(c, "A", 5, inn=["P", "Q"], nservers=3)
+        # Snapshot 1 records nrec one-token messages on Q->A: P's marker
+        # starts it, Q's tokens are recorded, Q's marker completes it.
+        p = connect(d.addr)
+        p.sendall(pack([1, "P", "A"]) + pack([3, 1]))
+        q = connect(d.addr)
+        q.sendall(pack([1, "Q", "A"]) + b"".join(
+            b"\x93\x02\xce" + struct.pack(">I", k) + b"\x01"
+            for k in range(1, nrec + 1)) + pack([3, 1]))
+        wait_for(lambda: c.status()["kept"] == [1], 60,
+                 "snapshot 1 to complete")
+        # Exact reply sizes, with req ids of one encoded size (0xce). The
+        # STATE is measured as raw bytes (decoding it here would be slow):
+        # nothing else is sent to this client meanwhile.
+        base = 1 << 20
+        def collect_raw(req, release):
+            check(len(c.buf) == 0, "unread bytes on the control connection")
+            c.send([15, req, 1, release])
+            raw = bytearray()
+            c.s.settimeout(2)
+            while True:
+                try:
+                    data = c.s.recv(1 << 20)
+                except socket.timeout:
+                    break
+                check(data != b"", "daemon closed the control connection")
+                raw += data
+            head = b"\x93\x20\xce" + struct.pack(">I", req)  # [32, req, ..
+            check(bytes(raw[:len(head)]) == head,
+                  "COLLECT of snapshot 1 answered %r..." % bytes(raw[:16]))
+            return len(raw)
+        ssize = collect_raw(base, 0)
+        c.req = base
+        st = c.call(16)
+        check(st[0] == 33 and st[2][8] == [1], "STATUS answered %r" % (st,))
+        stsize = len(pack(st))
+        # A client that never reads: coarse filler of COLLECTs without
+        # release, fine filler of STATUS, to just under the cap (bytes the
+        # kernel takes off the daemon's queue only make it lower), then
+        # the COLLECT with release, which cannot fit.
+        k = (cap - 4096) // ssize
+        m = (cap - 4096 - k * ssize) // stsize
+        check(ssize > 8 << 20, "state of %d bytes is too small to cross the "
+              "cap whatever the kernel buffers" % ssize)
+        n = socket.socket()
+        n.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        n.connect(tuple([d.addr.rsplit(":", 1)[0],
+                         int(d.addr.rsplit(":", 1)[1])]))
+        who = label(n)
+        req = base
+        reqs = [pack([10, "deaf"])]
+        for _ in range(k):
+            req += 1
+            reqs.append(pack([15, req, 1, 0]))
+        for _ in range(m):
+            req += 1
+            reqs.append(pack([16, req]))
+        req += 1
+        reqs.append(pack([15, req, 1, 1]))
+        n.sendall(b"".join(reqs))
+        wait_log(d.log, who, "over %d bytes of replies queued (client not "
+                 "reading); closing it" % cap, timeout=60)
+        check(closed_by_peer(n, 30), "the client was not disconnected")
+        st = c.status()
+        check(st["kept"] == [1], "the state of snapshot 1 was released "
+              "though its STATE reply was never delivered (kept %r)"
+              % (st["kept"],))
+        check(collect_raw(base + 2, 1) == ssize, "COLLECT after the cap")
+        c.req = base + 2
+        check(c.status()["kept"] == [], "a delivered release kept the state")
+        check(d.alive(), "daemon died")
+        p.close()
+        q.close()
+        c.close()
+    finally:
+        rc = d.stop()
+    check(rc == 0, "daemon exited %s after SIGTERM" % rc)
+    print("ok: collect over the reply cap (%d COLLECTs of %d bytes, %d "
+          "STATUS of %d, then COLLECT release: state kept)"
+          % (k, ssize, m, stsize))
+
+
 def main(argv):
     try:
         if argv[1] == "garbage":
@@ -825,6 +1028,12 @@ def main(argv):
             write_cap(argv[2], argv[3])
         elif argv[1] == "reply-cap":
             reply_cap(argv[2], argv[3])
+        elif argv[1] == "active-cap":
+            active_cap(argv[2], argv[3])
+        elif argv[1] == "collect-cap":
+            collect_cap(argv[2], argv[3])
+        elif argv[1] == "connect-timeout":
+            connect_timeout(argv[2], argv[3])
         else:
             print(__doc__)
             return 2
