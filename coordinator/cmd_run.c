@@ -448,7 +448,7 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
 failed:
   status = cl_report_failure(launcher, "run", err, rc);
   if (replayed && cluster != NULL)
-    report_unfinished(cluster, script->nsnapshots);
+    report_unfinished(cluster, res.started);
   if (a.json)
     print_json_error(&a, err);
 

@@ -493,6 +493,7 @@ static int run_all(run_t *x) {
       k++;
       rc = one_request(x, ev, ev->src);
       x->started = k;
+      x->r->started = k;
       break;
     case CL_EV_TICK:
       if (ev->n < 1)

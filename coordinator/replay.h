@@ -49,6 +49,8 @@ typedef struct cl_replay_opts {
 
 typedef struct cl_replay_result {
   size_t nsnapshots;
+  size_t started;         /* snapshots whose SNAPSHOT request was sent (all
+                             of them unless the run failed early) */
   uint64_t *ids;          /* [nsnapshots] daemon snapshot id of the k-th */
   cl_snap_t **snaps;      /* [nsnapshots] reference form, id = k */
   cl_verdict_t *verdicts; /* [nsnapshots] */
