@@ -212,13 +212,15 @@ static size_t id_ranges(const cl_cluster_t *c, size_t k, int want, char *buf,
   return count;
 }
 
-/* After a failed run on daemons: say which of the script's snapshots (ids
- * 0..k-1) cannot complete now, and which did complete everywhere (they are
- * not reported: a failed run prints no results). */
-static void report_unfinished(const cl_cluster_t *c, size_t k) {
+/* After a failed run on daemons: say which of the snapshots started (ids
+ * 0..started-1) cannot complete now and which did complete everywhere (they
+ * are not reported: a failed run prints no results), and which of the
+ * script's total were never started. */
+static void report_unfinished(const cl_cluster_t *c, size_t started,
+                              size_t total) {
   char bad[400] = "", done[400] = "";
-  size_t nbad = id_ranges(c, k, 0, bad, sizeof bad);
-  size_t ndone = id_ranges(c, k, 1, done, sizeof done);
+  size_t nbad = id_ranges(c, started, 0, bad, sizeof bad);
+  size_t ndone = id_ranges(c, started, 1, done, sizeof done);
   if (nbad > 0)
     cl_errf("snapshot%s %s cannot complete%s%s%s", nbad == 1 ? "" : "s", bad,
             ndone ? " (" : "", done,
@@ -226,6 +228,11 @@ static void report_unfinished(const cl_cluster_t *c, size_t k) {
   else if (ndone > 0)
     cl_errf("snapshot%s %s completed on every server (not reported)",
             ndone == 1 ? "" : "s", done);
+  if (total > started + 1)
+    cl_errf("snapshots %zu-%zu cannot complete: never started", started,
+            total - 1);
+  else if (total == started + 1)
+    cl_errf("snapshot %zu cannot complete: never started", started);
 }
 
 /* See cmds.h. */
@@ -448,7 +455,7 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
 failed:
   status = cl_report_failure(launcher, "run", err, rc);
   if (replayed && cluster != NULL)
-    report_unfinished(cluster, res.started);
+    report_unfinished(cluster, res.started, script->nsnapshots);
   if (a.json)
     print_json_error(&a, err);
 
