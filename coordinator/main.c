@@ -8,11 +8,6 @@
 #include "cmds.h"
 #include "output.h"
 
-/* The main usage text lives in output.c; bench is announced here. */
-static const char bench_help_line[] =
-    "Benchmark: 'clsnap bench --nodes N --topology ring|mesh --seconds S'\n"
-    "measures throughput and snapshot cost ('clsnap bench --help').\n";
-
 /* Returns the exit status. */
 int main(int argc, char **argv) {
   const char *cluster_file = NULL;
@@ -25,7 +20,6 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       cl_usage(NULL, stdout);
-      fputs(bench_help_line, stdout);
       return CL_EXIT_OK;
     } else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
       printf("clsnap %s\n", CL_VERSION);
@@ -63,10 +57,8 @@ int main(int argc, char **argv) {
       cl_usage_hint(NULL);
       return CL_EXIT_USAGE;
     }
-    if (i + 1 >= argc) {
+    if (i + 1 >= argc)
       cl_usage(NULL, stdout);
-      fputs(bench_help_line, stdout);
-    }
     return CL_EXIT_OK;
   }
   if (strcmp(cmd, "run") == 0)

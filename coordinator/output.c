@@ -121,6 +121,8 @@ static const char usage_main[] =
     "  collect SNAPSHOT_ID        collect and check a completed snapshot\n"
     "  status                     show every server's state\n"
     "  shutdown                   stop every server\n"
+    "  bench [options]            start a cluster under load: throughput,\n"
+    "                             snapshot latency and cost, memory\n"
     "  help [COMMAND]             show help\n"
     "\n"
     "Global options:\n"

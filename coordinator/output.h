@@ -15,7 +15,10 @@
 #include "scenario.h"
 #include "verify.h"
 
-#define CL_VERSION "0.1.0"
+/* From meson's project(version), so there is one place to bump it. */
+#ifndef CL_VERSION
+#define CL_VERSION "unknown"
+#endif
 
 enum { CL_EXIT_OK = 0, CL_EXIT_FAIL = 1, CL_EXIT_USAGE = 2, CL_EXIT_INTR = 130 };
 
