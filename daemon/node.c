@@ -212,13 +212,15 @@ static void snap_free(snap_t *s) {
   free(s);
 }
 
-/* Room for one more recorded message. */
-static int snap_reserve_rec(snap_t *s) {
+/* Room for `need` more recorded messages (need <= SIZE_MAX / 2). */
+static int snap_reserve_rec(snap_t *s, size_t need) {
   size_t cap;
   cl_node_record_t *r;
-  if (s->nrec < s->caprec)
+  if (s->caprec - s->nrec >= need)
     return 0;
-  cap = s->caprec ? s->caprec * 2 : 8;
+  cap = s->caprec ? s->caprec : 8;
+  while (cap - s->nrec < need)
+    cap *= 2;
   if (cap > SIZE_MAX / sizeof(*r))
     return CL_ENOMEM;
   r = realloc(s->rec, cap * sizeof(*r));
@@ -524,7 +526,7 @@ int cl_node_receive_token(cl_node_t *node, uint32_t in, uint64_t seq,
     return CL_ERANGE;
   /* Reserve in every recording snapshot before touching any of them. */
   for (k = 0; k < node->nactive; k++)
-    if (node->active[k]->open[in] && (err = snap_reserve_rec(node->active[k])) < 0)
+    if (node->active[k]->open[in] && (err = snap_reserve_rec(node->active[k], 1)) < 0)
       return err;
   node->tokens += n;
   node->recv[in] = seq;
@@ -571,19 +573,9 @@ int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
     ok = SIZE_MAX / 2;
   for (k = 0; k < node->nactive; k++) {
     snap_t *s = node->active[k];
-    if (s->open[in] && s->caprec - s->nrec < ok) {
-      size_t cap = s->caprec ? s->caprec : 8;
-      cl_node_record_t *r;
-      while (cap - s->nrec < ok)
-        cap *= 2;
-      if (cap > SIZE_MAX / sizeof(*r))
-        return CL_ENOMEM;
-      r = realloc(s->rec, cap * sizeof(*r));
-      if (r == NULL)
-        return CL_ENOMEM;
-      s->rec = r;
-      s->caprec = cap;
-    }
+    int err;
+    if (s->open[in] && (err = snap_reserve_rec(s, (size_t)ok)) < 0)
+      return err;
   }
   node->tokens += (int64_t)ok;
   node->recv[in] += ok;
