@@ -712,11 +712,9 @@ int cl_cmd_bench(int argc, char **argv) {
   cl_launcher_t *launcher = NULL;
   cl_cluster_t *cluster = NULL;
   cl_endpoint_t *eps = NULL;
-  char(*ids)[CL_ID_SIZE] = NULL;
   bench_result_t res;
   cl_launch_opts_t lo;
   bench_guard_t guard;
-  size_t i;
 
   memset(&a, 0, sizeof a);
   memset(&res, 0, sizeof res);
@@ -773,27 +771,13 @@ int cl_cmd_bench(int argc, char **argv) {
     goto out;
   }
   loop_open = 1;
-  ids = calloc(topo->nservers, sizeof *ids);
-  eps = calloc(topo->nservers, sizeof *eps);
-  if (ids == NULL || eps == NULL) {
-    cl_errf("out of memory");
-    goto out;
-  }
-  for (i = 0; i < topo->nservers; i++)
-    memcpy(ids[i], topo->servers[i].id, CL_ID_SIZE);
   memset(&lo, 0, sizeof lo);
   lo.daemon = a.daemon;
   lo.log_dir = a.log_dir;
   lo.extra = "--log-level=warn";
-  rc = cl_launcher_start(&loop, &lo, (const char(*)[CL_ID_SIZE])ids,
-                         topo->nservers, &launcher, err, sizeof err);
+  rc = cl_start_local(&loop, topo, &lo, &launcher, &eps, err, sizeof err);
   if (rc < 0)
     goto failed;
-  for (i = 0; i < topo->nservers; i++) {
-    memcpy(eps[i].id, topo->servers[i].id, CL_ID_SIZE);
-    snprintf(eps[i].addr, sizeof eps[i].addr, "%s",
-             cl_launcher_addr(launcher, i));
-  }
   cluster = cl_cluster_new(&loop, eps, topo->nservers);
   if (cluster == NULL) {
     cl_errf("out of memory");
@@ -832,6 +816,5 @@ out:
   free(res.lat_ns);
   free(text);
   free(eps);
-  free(ids);
   return status;
 }

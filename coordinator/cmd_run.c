@@ -236,6 +236,38 @@ static void report_unfinished(const cl_cluster_t *c, size_t started,
 }
 
 /* See cmds.h. */
+int cl_start_local(uv_loop_t *loop, const cl_topology_t *topo,
+                   const cl_launch_opts_t *lo, cl_launcher_t **launcher,
+                   cl_endpoint_t **eps_out, char *err, size_t errsize) {
+  char(*ids)[CL_ID_SIZE] = calloc(topo->nservers, sizeof *ids);
+  cl_endpoint_t *eps = calloc(topo->nservers, sizeof *eps);
+  size_t i;
+  int rc;
+  if (ids == NULL || eps == NULL) {
+    free(ids);
+    free(eps);
+    snprintf(err, errsize, "out of memory");
+    return CL_ENOMEM;
+  }
+  for (i = 0; i < topo->nservers; i++)
+    memcpy(ids[i], topo->servers[i].id, CL_ID_SIZE);
+  rc = cl_launcher_start(loop, lo, (const char(*)[CL_ID_SIZE])ids,
+                         topo->nservers, launcher, err, errsize);
+  free(ids);
+  if (rc < 0) {
+    free(eps);
+    return rc;
+  }
+  for (i = 0; i < topo->nservers; i++) {
+    memcpy(eps[i].id, topo->servers[i].id, CL_ID_SIZE);
+    snprintf(eps[i].addr, sizeof eps[i].addr, "%s",
+             cl_launcher_addr(*launcher, i));
+  }
+  *eps_out = eps;
+  return 0;
+}
+
+/* See cmds.h. */
 int cl_report_failure(cl_launcher_t *launcher, const char *what,
                       const char *err, int rc) {
   /* A broken connection is often a dead process: give its exit a moment to
@@ -303,7 +335,6 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
   cl_backend_t backend;
   cl_replay_opts_t ro;
   cl_replay_result_t res;
-  char (*ids)[CL_ID_SIZE] = NULL;
 
   memset(&a, 0, sizeof a);
   memset(&res, 0, sizeof res);
@@ -408,23 +439,9 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
       memset(&lo, 0, sizeof lo);
       lo.daemon = a.daemon;
       lo.log_dir = a.log_dir;
-      ids = calloc(topo->nservers, sizeof *ids);
-      eps = calloc(topo->nservers, sizeof *eps);
-      if (ids == NULL || eps == NULL) {
-        cl_errf("out of memory");
-        goto out;
-      }
-      for (i = 0; i < topo->nservers; i++)
-        memcpy(ids[i], topo->servers[i].id, CL_ID_SIZE);
-      rc = cl_launcher_start(&loop, &lo, (const char(*)[CL_ID_SIZE])ids,
-                             topo->nservers, &launcher, err, sizeof err);
+      rc = cl_start_local(&loop, topo, &lo, &launcher, &eps, err, sizeof err);
       if (rc < 0)
         goto failed;
-      for (i = 0; i < topo->nservers; i++) {
-        memcpy(eps[i].id, topo->servers[i].id, CL_ID_SIZE);
-        snprintf(eps[i].addr, sizeof eps[i].addr, "%s",
-                 cl_launcher_addr(launcher, i));
-      }
     }
     cluster = cl_cluster_new(&loop, eps, topo->nservers);
     if (cluster == NULL) {
@@ -510,6 +527,5 @@ out:
     cl_topology_free(topo);
   free(eps);
   free(file_eps);
-  free(ids);
   return status;
 }
