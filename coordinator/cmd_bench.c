@@ -92,6 +92,7 @@ typedef struct bench_result {
   uint64_t *lat_ns; /* [snapshots] */
   size_t lat_cap;
   uint64_t recorded_max; /* most in-flight messages in one snapshot */
+  uint64_t runs_max;     /* most recorded runs (what STATEs carry) in one */
   long rss_kib_max, rss_kib_sum;
   size_t rss_n;
   int have_baseline;
@@ -244,6 +245,7 @@ static int bench_guard(void *ctx, char *err, size_t errsize) {
 static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
                         const cl_topology_t *topo, uint64_t id, size_t at,
                         int *ok, uint64_t *lat_ns, size_t *nrecorded,
+                        size_t *nruns,
                         char *err, size_t errsize) {
   size_t n = cl_cluster_size(c), i, k, got = 0;
   cl_msg_t req, rep, *reqs = calloc(n, sizeof *reqs),
@@ -323,6 +325,9 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
   cl_verify(topo, NULL, states, n, v);
   *ok = v->ok;
   *nrecorded = v->nrecorded;
+  *nruns = 0;
+  for (i = 0; i < n; i++)
+    *nruns += states[i].nrecorded;
   if (!v->ok) {
     cl_errf("snapshot %" PRIu64 " failed its checks:", id);
     cl_print_checked(stderr, id, NULL, v, 1);
@@ -546,7 +551,7 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
     } else {
       int ok = 0;
       uint64_t lat = 0;
-      size_t nrec = 0;
+      size_t nrec = 0, nruns = 0;
       if (r->snapshots == r->lat_cap) {
         size_t ncap = r->lat_cap ? r->lat_cap * 2 : 1024;
         uint64_t *nv;
@@ -561,13 +566,15 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
         r->lat_cap = ncap;
       }
       rc = one_snapshot(c, g, topo, id, (size_t)(id % n), &ok, &lat, &nrec,
-                        err, errsize);
+                        &nruns, err, errsize);
       if (rc < 0)
         return rc;
       r->lat_ns[r->snapshots++] = lat;
       r->snapshots_ok += ok != 0;
       if (nrec > r->recorded_max)
         r->recorded_max = nrec;
+      if (nruns > r->runs_max)
+        r->runs_max = nruns;
       id++;
       next += every_ms * 1000000ull;
       if (next < cl_now_ns())
@@ -615,6 +622,8 @@ static void print_result(const bench_args_t *a, size_t nodes, int mesh,
                         json_integer((json_int_t)r->snapshots_ok));
     json_object_set_new(o, "recorded_max",
                         json_integer((json_int_t)r->recorded_max));
+    json_object_set_new(o, "recorded_runs_max",
+                        json_integer((json_int_t)r->runs_max));
     json_object_set_new(lat, "p50", json_integer((json_int_t)p50));
     json_object_set_new(lat, "p99", json_integer((json_int_t)p99));
     json_object_set_new(lat, "max", json_integer((json_int_t)mx));
@@ -650,8 +659,9 @@ static void print_result(const bench_args_t *a, size_t nodes, int mesh,
   if (every_ms > 0)
     printf("snapshots:   %zu taken, %zu passed; latency us p50 %" PRIu64
            " p99 %" PRIu64 " max %" PRIu64 "; at most %" PRIu64
-           " messages in flight recorded\n",
-           r->snapshots, r->snapshots_ok, p50, p99, mx, r->recorded_max);
+           " messages in flight recorded (%" PRIu64 " runs)\n",
+           r->snapshots, r->snapshots_ok, p50, p99, mx, r->recorded_max,
+           r->runs_max);
   printf("peak RSS:    %ld KiB max, %ld KiB mean per daemon\n", r->rss_kib_max,
          r->rss_n ? r->rss_kib_sum / (long)r->rss_n : 0);
 }

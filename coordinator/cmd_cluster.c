@@ -217,7 +217,7 @@ static int collect_and_check(session_t *s, uint64_t sid, int json,
   cl_local_state_t *states = cl_xcalloc(n, sizeof *states);
   cl_verdict_t v;
   cl_snap_t *snap = NULL;
-  int status = CL_EXIT_FAIL;
+  int status = CL_EXIT_FAIL, rc;
   for (i = 0; i < n; i++) {
     reqs[i].type = CL_MSG_COLLECT;
     reqs[i].u.collect.snapshot_id = sid;
@@ -241,8 +241,11 @@ static int collect_and_check(session_t *s, uint64_t sid, int json,
   if (nbad > 0)
     goto done;
   cl_verify(NULL, NULL, states, n, &v);
-  if (cl_global_snap(sid, states, n, &snap) < 0) {
-    cl_errf("out of memory");
+  rc = cl_global_snap(sid, states, n, &snap);
+  if (rc < 0) {
+    cl_errf("snapshot %" PRIu64 ": %s", sid,
+            rc == CL_ETOOBIG ? "too many recorded messages to list"
+                             : "out of memory");
     goto done;
   }
   if (json) {

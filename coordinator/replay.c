@@ -432,7 +432,9 @@ static int collect(run_t *x, size_t k) {
     cl_verify(x->topo, x->ledger, states, n, &x->r->verdicts[k]);
     rc = cl_global_snap(k, states, n, &x->r->snaps[k]);
     if (rc < 0)
-      rc = failf(x, rc, "out of memory");
+      rc = failf(x, rc, "snapshot %llu: %s", (unsigned long long)id,
+                 rc == CL_ETOOBIG ? "too many recorded messages to list"
+                                  : "out of memory");
   }
   free_replies(x, n);
   free(states);

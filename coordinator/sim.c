@@ -501,7 +501,7 @@ static int do_collect(cl_sim_t *sim, uint32_t s, const cl_msg_t *q,
     return 0;
   }
   if (st.nrecorded > UINT32_MAX) {
-    set_error(r, CL_ERANGE, "%s recorded too many messages for snapshot %"
+    set_error(r, CL_ERANGE, "%s recorded too many runs for snapshot %"
               PRIu64, self, id);
     return 0;
   }
@@ -520,6 +520,7 @@ static int do_collect(cl_sim_t *sim, uint32_t s, const cl_msg_t *q,
     memcpy(ls->recorded[i].src, cl_node_in_id(node, st.recorded[i].in),
            CL_ID_SIZE);
     ls->recorded[i].seq = st.recorded[i].seq;
+    ls->recorded[i].count = st.recorded[i].count;
     ls->recorded[i].n = st.recorded[i].n;
   }
   ls->nsent = (uint32_t)nout;

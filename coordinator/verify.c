@@ -228,8 +228,15 @@ fail:
   return CL_ENOMEM;
 }
 
-/* "none", "3" or "3,4,7" (at most 8 shown, then ",...") into buf. */
-static void format_seqs(const uint64_t *seqs, size_t n, char *buf,
+/* A run of recorded messages on one link, as bucketed for the checks. */
+typedef struct run_ref {
+  uint64_t seq, count;
+  int64_t n;
+} run_ref_t;
+
+/* "none", "3", "3..7" or "1..4,6,9..12" (at most 8 runs shown, then ",...")
+ * into buf. */
+static void format_runs(const run_ref_t *runs, size_t n, char *buf,
                         size_t size) {
   size_t used = 0;
   buf[0] = '\0';
@@ -243,8 +250,13 @@ static void format_seqs(const uint64_t *seqs, size_t n, char *buf,
       snprintf(buf + used, size - used, ",...");
       return;
     }
-    w = snprintf(buf + used, size - used, "%s%llu", i ? "," : "",
-                 (unsigned long long)seqs[i]);
+    if (runs[i].count == 1)
+      w = snprintf(buf + used, size - used, "%s%llu", i ? "," : "",
+                   (unsigned long long)runs[i].seq);
+    else
+      w = snprintf(buf + used, size - used, "%s%llu..%llu", i ? "," : "",
+                   (unsigned long long)runs[i].seq,
+                   (unsigned long long)(runs[i].seq + runs[i].count - 1));
     if (w < 0)
       return;
     used += (size_t)w;
@@ -255,8 +267,42 @@ static void format_seqs(const uint64_t *seqs, size_t n, char *buf,
 typedef struct chan_info {
   uint64_t sent, recv;
   uint8_t has_sent, has_recv;
-  size_t nrec, off; /* recorded messages on this channel */
+  size_t nrec, off; /* recorded runs on this channel */
 } chan_info_t;
+
+/* With the runs of channel a->b known to cover exactly the messages in
+ * flight, check each message's amount against the ledger; report the first
+ * mismatch. Lookups stop there, so they are bounded by what was sent. */
+static void check_amounts(const cl_ledger_t *ledger, const char *a,
+                          const char *b, const run_ref_t *q, size_t n,
+                          cl_verdict_t *v) {
+  long ls = cl_topology_find(ledger->topo, a);
+  long ld = cl_topology_find(ledger->topo, b);
+  for (size_t i = 0; i < n; i++)
+    for (uint64_t j = 0; j < q[i].count; j++) {
+      uint64_t seq = q[i].seq + j;
+      int64_t amount = 0;
+      int rv = ls < 0 || ld < 0 ? CL_ENOPEER
+                                : cl_ledger_get(ledger, (uint32_t)ls,
+                                                (uint32_t)ld, seq, &amount);
+      if (rv == CL_ENOPEER) {
+        problem(v, "channel %s->%s: recorded seq %llu on a channel the "
+                   "ledger does not know", a, b, (unsigned long long)seq);
+      } else if (rv < 0) {
+        problem(v, "channel %s->%s: recorded seq %llu (%lld tokens) was "
+                   "never sent", a, b, (unsigned long long)seq,
+                (long long)q[i].n);
+      } else if (amount != q[i].n) {
+        problem(v, "channel %s->%s: recorded seq %llu carries %lld tokens "
+                   "but %lld were sent", a, b, (unsigned long long)seq,
+                (long long)q[i].n, (long long)amount);
+      } else {
+        continue;
+      }
+      v->channels_exact = 0;
+      return;
+    }
+}
 
 /* The checks proper, against topology t (given or derived). st[i] is the
  * state used for server i, or NULL. */
@@ -264,7 +310,7 @@ static void check_channels(const cl_topology_t *t, int derived,
                            const cl_ledger_t *ledger,
                            const cl_local_state_t **st, cl_verdict_t *v) {
   chan_info_t *ci = calloc(t->nlinks ? t->nlinks : 1, sizeof(*ci));
-  uint64_t *seqs = NULL;
+  run_ref_t *runs = NULL;
   size_t total = 0;
   if (ci == NULL)
     goto oom;
@@ -328,7 +374,7 @@ static void check_channels(const cl_topology_t *t, int derived,
     }
   }
 
-  /* Recorded messages: sums, peers, ledger amounts; then bucket by link. */
+  /* Recorded runs: sums and peers; then bucket by link. */
   for (size_t d = 0; d < t->nservers; d++) {
     if (st[d] == NULL)
       continue;
@@ -336,8 +382,13 @@ static void check_channels(const cl_topology_t *t, int derived,
       const cl_recorded_t *rc = &st[d]->recorded[j];
       long s = cl_topology_find(t, rc->src);
       long li = s >= 0 ? find_link(t, (uint32_t)s, (uint32_t)d) : -1;
-      v->nrecorded++;
-      if (add_i64(&v->channel_tokens, rc->n)) {
+      int64_t tokens;
+      v->nrecorded = rc->count > SIZE_MAX - v->nrecorded
+                         ? SIZE_MAX
+                         : v->nrecorded + (size_t)rc->count;
+      if (rc->count > (uint64_t)INT64_MAX ||
+          __builtin_mul_overflow(rc->n, (int64_t)rc->count, &tokens) ||
+          add_i64(&v->channel_tokens, tokens)) {
         problem(v, "recorded token counts overflow");
         v->conserved = 0;
       }
@@ -350,36 +401,10 @@ static void check_channels(const cl_topology_t *t, int derived,
       }
       ci[li].nrec++;
       total++;
-      if (ledger != NULL) {
-        long ls = cl_topology_find(ledger->topo, rc->src);
-        long ld = cl_topology_find(ledger->topo, t->servers[d].id);
-        int64_t amount = 0;
-        int rv = ls < 0 || ld < 0
-                     ? CL_ENOPEER
-                     : cl_ledger_get(ledger, (uint32_t)ls, (uint32_t)ld,
-                                     rc->seq, &amount);
-        if (rv == CL_ENOPEER) {
-          problem(v, "channel %s->%s: recorded seq %llu on a channel the "
-                     "ledger does not know", rc->src, t->servers[d].id,
-                  (unsigned long long)rc->seq);
-          v->channels_exact = 0;
-        } else if (rv < 0) {
-          problem(v, "channel %s->%s: recorded seq %llu (%lld tokens) was "
-                     "never sent", rc->src, t->servers[d].id,
-                  (unsigned long long)rc->seq, (long long)rc->n);
-          v->channels_exact = 0;
-        } else if (amount != rc->n) {
-          problem(v, "channel %s->%s: recorded seq %llu carries %lld tokens "
-                     "but %lld were sent", rc->src, t->servers[d].id,
-                  (unsigned long long)rc->seq, (long long)rc->n,
-                  (long long)amount);
-          v->channels_exact = 0;
-        }
-      }
     }
   }
-  seqs = malloc((total ? total : 1) * sizeof(*seqs));
-  if (seqs == NULL)
+  runs = malloc((total ? total : 1) * sizeof(*runs));
+  if (runs == NULL)
     goto oom;
   {
     size_t off = 0;
@@ -396,21 +421,26 @@ static void check_channels(const cl_topology_t *t, int derived,
       const cl_recorded_t *rc = &st[d]->recorded[j];
       long s = cl_topology_find(t, rc->src);
       long li = s >= 0 ? find_link(t, (uint32_t)s, (uint32_t)d) : -1;
-      if (li >= 0)
-        seqs[ci[li].off + ci[li].nrec++] = rc->seq;
+      if (li >= 0) {
+        run_ref_t *q = &runs[ci[li].off + ci[li].nrec++];
+        q->seq = rc->seq;
+        q->count = rc->count;
+        q->n = rc->n;
+      }
     }
   }
 
-  /* Exactness: recorded seqs on S->D are exactly r+1..s, in order. */
+  /* Exactness: the runs recorded on S->D cover exactly r+1..s, in order;
+   * then, with a ledger, each message carries the amount that was sent. */
   v->nchannels = t->nlinks;
   for (size_t li = 0; li < t->nlinks; li++) {
     const cl_link_t *k = &t->links[li];
     const char *a = t->servers[k->src].id, *b = t->servers[k->dst].id;
-    uint64_t s = ci[li].sent, r = ci[li].recv;
-    const uint64_t *q = seqs + ci[li].off;
+    uint64_t s = ci[li].sent, r = ci[li].recv, next = r + 1;
+    const run_ref_t *q = runs + ci[li].off;
     size_t n = ci[li].nrec;
     int exact;
-    char got[128], want[64];
+    char got[160], want[64];
     if (st[k->src] == NULL || st[k->dst] == NULL || !ci[li].has_sent ||
         !ci[li].has_recv)
       continue;
@@ -421,12 +451,20 @@ static void check_channels(const cl_topology_t *t, int derived,
       v->channels_exact = 0;
       continue;
     }
-    exact = (uint64_t)n == s - r;
-    for (size_t i = 0; exact && i < n; i++)
-      exact = q[i] == r + 1 + i;
-    if (exact)
+    /* next runs over r+1..s+1; a run must start at next and end by s. */
+    exact = 1;
+    for (size_t i = 0; exact && i < n; i++) {
+      exact = q[i].seq == next && q[i].count >= 1 &&
+              q[i].count <= s - next + 1;
+      next += exact ? q[i].count : 0;
+    }
+    exact = exact && next == s + 1;
+    if (exact) {
+      if (ledger != NULL)
+        check_amounts(ledger, a, b, q, n, v);
       continue;
-    format_seqs(q, n, got, sizeof(got));
+    }
+    format_runs(q, n, got, sizeof(got));
     if (s == r)
       snprintf(want, sizeof(want), "none");
     else if (s == r + 1)
@@ -436,15 +474,15 @@ static void check_channels(const cl_topology_t *t, int derived,
                (unsigned long long)s);
     problem(v, "channel %s->%s: recorded seq%s %s but expected %s (%s "
                "received %llu before recording, %s sent %llu)", a, b,
-            n == 1 ? "" : "s", got, want, b, (unsigned long long)r, a,
-            (unsigned long long)s);
+            n == 1 && q[0].count == 1 ? "" : "s", got, want, b,
+            (unsigned long long)r, a, (unsigned long long)s);
     v->channels_exact = 0;
   }
-  free(seqs);
+  free(runs);
   free(ci);
   return;
 oom:
-  free(seqs);
+  free(runs);
   free(ci);
   problem(v, "out of memory while checking");
   v->complete = 0;
@@ -552,7 +590,11 @@ int cl_global_snap(uint64_t id, const cl_local_state_t *states,
   size_t nmsgs = 0, m = 0;
   *out = NULL;
   for (size_t i = 0; i < nstates; i++)
-    nmsgs += states[i].nrecorded;
+    for (uint32_t j = 0; j < states[i].nrecorded; j++) {
+      if (states[i].recorded[j].count > CL_SNAP_MSGS_MAX - nmsgs)
+        return CL_ETOOBIG;
+      nmsgs += (size_t)states[i].recorded[j].count;
+    }
   s = calloc(1, sizeof(*s));
   ord = malloc((nstates ? nstates : 1) * sizeof(*ord));
   if (s == NULL || ord == NULL)
@@ -571,14 +613,15 @@ int cl_global_snap(uint64_t id, const cl_local_state_t *states,
     s->servers[i].id[CL_ID_SIZE - 1] = '\0';
     s->servers[i].tokens = ord[i]->tokens;
     /* Destinations in id order, each in arrival order. */
-    for (uint32_t j = 0; j < ord[i]->nrecorded; j++) {
-      cl_snap_msg_t *g = &s->msgs[m++];
-      memcpy(g->src, ord[i]->recorded[j].src, CL_ID_SIZE);
-      g->src[CL_ID_SIZE - 1] = '\0';
-      memcpy(g->dst, ord[i]->server, CL_ID_SIZE);
-      g->dst[CL_ID_SIZE - 1] = '\0';
-      g->n = ord[i]->recorded[j].n;
-    }
+    for (uint32_t j = 0; j < ord[i]->nrecorded; j++)
+      for (uint64_t c = 0; c < ord[i]->recorded[j].count; c++) {
+        cl_snap_msg_t *g = &s->msgs[m++];
+        memcpy(g->src, ord[i]->recorded[j].src, CL_ID_SIZE);
+        g->src[CL_ID_SIZE - 1] = '\0';
+        memcpy(g->dst, ord[i]->server, CL_ID_SIZE);
+        g->dst[CL_ID_SIZE - 1] = '\0';
+        g->n = ord[i]->recorded[j].n;
+      }
   }
   s->nmsgs = m;
   free(ord);

@@ -28,7 +28,7 @@ typedef struct cl_verdict {
   int64_t expected_tokens;
   int64_t server_tokens;  /* sum over servers */
   int64_t channel_tokens; /* sum over recorded messages */
-  size_t nrecorded;       /* recorded messages */
+  size_t nrecorded;       /* recorded messages (runs counted out, saturating) */
   size_t nproblems;       /* total found; the first CL_VERIFY_MAX_PROBLEMS
                              are described in problems[] */
   char problems[CL_VERIFY_MAX_PROBLEMS][256]; /* "channel N1->N2: ..." */
@@ -66,7 +66,9 @@ void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
 /* The reference form of a global snapshot: servers sorted by id, recorded
  * messages grouped by destination (destinations in id order), each group in
  * arrival order. `id` is the id to print (the event-order number in run
- * mode). Returns 0 or CL_ENOMEM. */
+ * mode); runs of recorded messages are written out message by message.
+ * Returns 0, CL_ETOOBIG (more than CL_SNAP_MSGS_MAX messages) or
+ * CL_ENOMEM. */
 int cl_global_snap(uint64_t id, const cl_local_state_t *states,
                    size_t nstates, cl_snap_t **out);
 

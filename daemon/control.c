@@ -439,8 +439,7 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
   ls->nrecorded = (uint32_t)st.nrecorded;
   ls->nsent = (uint32_t)d->nout;
   ls->nrecv = (uint32_t)d->nin;
-  /* Every field of every record is set below: no need to zero 80 bytes a
-   * record first (states under load hold 10^4..10^5 records). */
+  /* Every field of every run is set below: no need to zero it first. */
   ls->recorded = malloc((st.nrecorded ? st.nrecorded : 1) *
                         sizeof *ls->recorded);
   ls->sent = calloc(d->nout ? d->nout : 1, sizeof *ls->sent);
@@ -453,6 +452,7 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
     /* d->in[].id is a zero-padded CL_ID_SIZE array: copy it whole. */
     memcpy(ls->recorded[k].src, d->in[st.recorded[k].in].id, CL_ID_SIZE);
     ls->recorded[k].seq = st.recorded[k].seq;
+    ls->recorded[k].count = st.recorded[k].count;
     ls->recorded[k].n = st.recorded[k].n;
   }
   for (k = 0; k < d->nout; k++) {
@@ -466,7 +466,7 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
   r = cl_conn_send(c, &out);
   if (r < 0 && !c->closing) {
     reply_error(c, m->req, r, "cannot encode the state of snapshot %llu "
-                "(%zu recorded messages): %s", (unsigned long long)id,
+                "(%zu recorded runs): %s", (unsigned long long)id,
                 st.nrecorded, cl_strerror(r));
     goto done;
   }

@@ -28,9 +28,10 @@ typedef struct snap {
   uint64_t *recv;  /* [nin] token messages received when recorded */
   uint8_t *open;   /* [nin] 1 while the channel is still being recorded */
   size_t nopen;
-  /* Recorded messages in arrival order. No separate cap: every entry is a
-   * token message (>= 1 token) received while recording, so a snapshot of
-   * an honest system records at most the system's tokens in flight. */
+  /* Recorded messages as runs (node.h), arrival order. No separate cap:
+   * every run holds at least one token message received while recording,
+   * so a snapshot of an honest system has at most as many runs as the
+   * system has tokens in flight. */
   cl_node_record_t *rec;
   size_t nrec, caprec;
   struct snap *prev, *next; /* kept list, completion order */
@@ -212,15 +213,13 @@ static void snap_free(snap_t *s) {
   free(s);
 }
 
-/* Room for `need` more recorded messages (need <= SIZE_MAX / 2). */
-static int snap_reserve_rec(snap_t *s, size_t need) {
+/* Room for one more recorded run. */
+static int snap_reserve_rec(snap_t *s) {
   size_t cap;
   cl_node_record_t *r;
-  if (s->caprec - s->nrec >= need)
+  if (s->nrec < s->caprec)
     return 0;
-  cap = s->caprec ? s->caprec : 8;
-  while (cap - s->nrec < need)
-    cap *= 2;
+  cap = s->caprec ? s->caprec * 2 : 8;
   if (cap > SIZE_MAX / sizeof(*r))
     return CL_ENOMEM;
   r = realloc(s->rec, cap * sizeof(*r));
@@ -229,6 +228,23 @@ static int snap_reserve_rec(snap_t *s, size_t need) {
   s->rec = r;
   s->caprec = cap;
   return 0;
+}
+
+/* Record `count` messages of n tokens on `in`, seqs from seq, in s: they
+ * lengthen the last run when they continue it, else start a new run (room
+ * reserved beforehand with snap_reserve_rec). */
+static void snap_record(snap_t *s, uint32_t in, uint64_t seq, uint64_t count,
+                        int64_t n) {
+  cl_node_record_t *r = s->nrec ? &s->rec[s->nrec - 1] : NULL;
+  if (r != NULL && r->in == in && r->n == n && r->seq + r->count == seq) {
+    r->count += count;
+    return;
+  }
+  r = &s->rec[s->nrec++];
+  r->in = in;
+  r->seq = seq;
+  r->count = count;
+  r->n = n;
 }
 
 /* Room for one more active snapshot. */
@@ -526,19 +542,14 @@ int cl_node_receive_token(cl_node_t *node, uint32_t in, uint64_t seq,
     return CL_ERANGE;
   /* Reserve in every recording snapshot before touching any of them. */
   for (k = 0; k < node->nactive; k++)
-    if (node->active[k]->open[in] && (err = snap_reserve_rec(node->active[k], 1)) < 0)
+    if (node->active[k]->open[in] &&
+        (err = snap_reserve_rec(node->active[k])) < 0)
       return err;
   node->tokens += n;
   node->recv[in] = seq;
-  for (k = 0; k < node->nactive; k++) {
-    snap_t *s = node->active[k];
-    if (s->open[in]) {
-      cl_node_record_t *r = &s->rec[s->nrec++];
-      r->in = in;
-      r->seq = seq;
-      r->n = n;
-    }
-  }
+  for (k = 0; k < node->nactive; k++)
+    if (node->active[k]->open[in])
+      snap_record(node->active[k], in, seq, 1, n);
   return 0;
 }
 
@@ -556,11 +567,11 @@ int cl_node_send_ones(cl_node_t *node, uint32_t out, uint64_t count,
 }
 
 /* A run of one-token messages on `in` (see node.h). Every snapshot still
- * recording `in` gets room for the whole run first, so a failure to
+ * recording `in` gets room for one more run first, so a failure to
  * allocate changes nothing. */
 int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
                          uint64_t count, uint64_t *done) {
-  uint64_t ok = count, j;
+  uint64_t ok = count;
   size_t k;
   *done = 0;
   if (in >= node->nin || count == 0)
@@ -569,27 +580,19 @@ int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
     return CL_ESEQ;
   if (ok > (uint64_t)(CL_NODE_TOKENS_MAX - node->tokens))
     ok = (uint64_t)(CL_NODE_TOKENS_MAX - node->tokens);
-  if (ok > SIZE_MAX / 2)
-    ok = SIZE_MAX / 2;
+  if (ok == 0)
+    return CL_ERANGE;
   for (k = 0; k < node->nactive; k++) {
     snap_t *s = node->active[k];
     int err;
-    if (s->open[in] && (err = snap_reserve_rec(s, (size_t)ok)) < 0)
+    if (s->open[in] && (err = snap_reserve_rec(s)) < 0)
       return err;
   }
   node->tokens += (int64_t)ok;
   node->recv[in] += ok;
-  for (k = 0; k < node->nactive; k++) {
-    snap_t *s = node->active[k];
-    if (!s->open[in])
-      continue;
-    for (j = 0; j < ok; j++) {
-      cl_node_record_t *r = &s->rec[s->nrec++];
-      r->in = in;
-      r->seq = first_seq + j;
-      r->n = 1;
-    }
-  }
+  for (k = 0; k < node->nactive; k++)
+    if (node->active[k]->open[in])
+      snap_record(node->active[k], in, first_seq, ok, 1);
   *done = ok;
   return ok < count ? CL_ERANGE : 0;
 }

@@ -19,6 +19,11 @@
  *   recorded token count, its own open inbound channels and its own recorded
  *   messages in arrival order; a token arriving on a channel open in several
  *   snapshots is recorded in each;
+ * - recorded messages are kept as runs: a message that arrives right after
+ *   the previous one recorded in that snapshot, on the same channel, with
+ *   the next seq and the same token count, lengthens that run instead of
+ *   starting a new one, so a state costs O(runs), not O(messages in flight),
+ *   and arrival order is kept exactly;
  * - markers go to outbound peers in id order;
  * - a server with no inbound channels completes a snapshot at once;
  * - token messages carry per-channel sequence numbers 1, 2, 3...; a state
@@ -137,7 +142,7 @@ int cl_node_send_ones(cl_node_t *node, uint32_t out, uint64_t count,
 /* cl_node_receive_ones: `count` TOKEN messages of one token each arrived
  * on inbound `in` with sequence numbers first_seq, first_seq + 1, ...: the
  * same as count calls cl_node_receive_token(node, in, seq, 1), stopping at
- * the first refused. Returns 0 with *done = count, or the refused message's
+ * the first refused (and recorded the same way: one run per snapshot). Returns 0 with *done = count, or the refused message's
  * error (CL_EINVAL bad index or count 0, CL_ESEQ, CL_ERANGE, CL_ENOMEM) with
  * *done = the messages accepted before it (the node is as after those). */
 int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
@@ -154,9 +159,13 @@ int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
 /* 1 if snapshot id is active or kept here. */
 int cl_node_has_snapshot(const cl_node_t *node, uint64_t id);
 
+/* A run of recorded messages: `count` >= 1 token messages that arrived one
+ * after another on inbound channel `in` with seqs seq, seq + 1, ...,
+ * seq + count - 1, each carrying n tokens. */
 typedef struct cl_node_record {
   uint32_t in; /* inbound index */
   uint64_t seq;
+  uint64_t count;
   int64_t n;
 } cl_node_record_t;
 
@@ -168,8 +177,8 @@ typedef struct cl_node_state {
   int64_t tokens;
   const uint64_t *sent;    /* [nout] */
   const uint64_t *recv;    /* [nin] */
-  size_t nrecorded;
-  const cl_node_record_t *recorded; /* arrival order */
+  size_t nrecorded;                 /* runs */
+  const cl_node_record_t *recorded; /* runs, arrival order */
 } cl_node_state_t;
 
 /* 0 and *st, or CL_ENOENT (unknown id). In-progress states are returned too

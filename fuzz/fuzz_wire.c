@@ -115,6 +115,7 @@ static int state_eq(const cl_local_state_t *a, const cl_local_state_t *b) {
   for (i = 0; i < a->nrecorded; i++)
     if (!id_eq(a->recorded[i].src, b->recorded[i].src) ||
         a->recorded[i].seq != b->recorded[i].seq ||
+        a->recorded[i].count != b->recorded[i].count ||
         a->recorded[i].n != b->recorded[i].n)
       return 0;
   return counts_eq(a->nsent, a->sent, b->sent) &&

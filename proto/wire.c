@@ -218,10 +218,12 @@ static void put_local_state(enc_t *e, const cl_local_state_t *s) {
   put_list(e, s->nrecorded, s->recorded);
   for (i = 0; i < s->nrecorded && e->err == 0; i++) {
     const cl_recorded_t *r = &s->recorded[i];
-    enc_check(e, r->seq >= 1 && r->n >= 1);
-    put_array(e, 3);
+    enc_check(e, r->seq >= 1 && r->count >= 1 &&
+                     r->count - 1 <= UINT64_MAX - r->seq && r->n >= 1);
+    put_array(e, 4);
     put_id(e, r->src);
     put_u64(e, r->seq);
+    put_u64(e, r->count);
     put_i64(e, r->n);
   }
   put_chan_counts(e, s->nsent, s->sent);
@@ -705,10 +707,13 @@ static int get_local_state(const msgpack_object *o, cl_local_state_t *s) {
   s->recorded = mem;
   TRY(rc);
   for (i = 0; i < s->nrecorded; i++) {
-    TRY(get_tuple(&items[i], 3, &r));
-    TRY(get_id(&r[0], s->recorded[i].src));
-    TRY(get_u64(&r[1], 1, UINT64_MAX, &s->recorded[i].seq));
-    TRY(get_i64(&r[2], 1, INT64_MAX, &s->recorded[i].n));
+    cl_recorded_t *run = &s->recorded[i];
+    TRY(get_tuple(&items[i], 4, &r));
+    TRY(get_id(&r[0], run->src));
+    TRY(get_u64(&r[1], 1, UINT64_MAX, &run->seq));
+    /* The run's last seq, seq + count - 1, must exist. */
+    TRY(get_u64(&r[2], 1, UINT64_MAX - run->seq + 1, &run->count));
+    TRY(get_i64(&r[3], 1, INT64_MAX, &run->n));
   }
   TRY(get_chan_counts(&f[5], &s->nsent, &s->sent));
   TRY(get_chan_counts(&f[6], &s->nrecv, &s->recv));

@@ -38,7 +38,7 @@
  *     COMPLETE   [40, snapshot_id, server]  notification: local snapshot done
  *     NOTICE     [41, peer, text]           notification: e.g. lost channel
  *   local_state = [snapshot_id, server, tokens, initial_tokens,
- *                  [[src, seq, n]...recorded, arrival order],
+ *                  [[src, seq, count, n]...recorded runs, arrival order],
  *                  [[dest, sent]...], [[src, received]...]]
  *   status = [self, tokens, initial_tokens, lockstep, configured,
  *             [[dest, sent, connected, queued_bytes]...],
@@ -115,9 +115,12 @@ typedef struct cl_sent {
   uint64_t seq;   /* TOKEN: channel sequence number; MARKER: 0 */
 } cl_sent_t;
 
+/* A run of recorded messages: `count` >= 1 token messages from src that
+ * arrived one after another, seqs seq .. seq + count - 1, n tokens each. */
 typedef struct cl_recorded {
   char src[CL_ID_SIZE];
   uint64_t seq;
+  uint64_t count;
   int64_t n;
 } cl_recorded_t;
 
@@ -132,8 +135,8 @@ typedef struct cl_local_state {
   char server[CL_ID_SIZE];
   int64_t tokens;          /* tokens held when the state was recorded */
   int64_t initial_tokens;  /* tokens configured at start */
-  uint32_t nrecorded;
-  cl_recorded_t *recorded; /* owned; arrival order */
+  uint32_t nrecorded;      /* runs */
+  cl_recorded_t *recorded; /* owned; runs in arrival order */
   uint32_t nsent;
   cl_chan_count_t *sent;   /* owned; per outbound channel, token messages
                               sent before recording */

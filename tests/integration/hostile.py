@@ -934,13 +934,15 @@ def collect_cap(clsnapd, workdir):
     try:
         c = Control(d.addr)
         configure(c, "A", 5, inn=["P", "Q"], nservers=3)
-        # Snapshot 1 records nrec one-token messages on Q->A: P's marker
-        # starts it, Q's tokens are recorded, Q's marker completes it.
+        # Snapshot 1 records nrec messages on Q->A: P's marker starts it,
+        # Q's tokens are recorded, Q's marker completes it. They carry 1
+        # and 2 tokens in turn, so no two of them share a run: the state
+        # lists nrec runs.
         p = connect(d.addr)
         p.sendall(pack([1, "P", "A"]) + pack([3, 1]))
         q = connect(d.addr)
         q.sendall(pack([1, "Q", "A"]) + b"".join(
-            b"\x93\x02\xce" + struct.pack(">I", k) + b"\x01"
+            b"\x93\x02\xce" + struct.pack(">I", k) + bytes([1 + k % 2])
             for k in range(1, nrec + 1)) + pack([3, 1]))
         wait_for(lambda: c.status()["kept"] == [1], 60,
                  "snapshot 1 to complete")

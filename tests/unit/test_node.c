@@ -277,6 +277,50 @@ static void test_token_recorded_twice(void) {
   cl_node_free(b);
 }
 
+/* Recorded messages form runs: consecutive arrivals on one channel with
+ * the same token count share a run; a message from another channel, or
+ * with another count, starts a new one, so the runs keep arrival order
+ * exactly. A snapshot started in the middle starts its own run. */
+static void test_recorded_runs(void) {
+  const char *in[] = {"B", "C"}, *none[] = {"X"};
+  cl_node_t *a = mk("A", 0, none, 1, in, 2, 0);
+  cl_actions_t acts;
+  cl_node_state_t s;
+  uint64_t done = 0;
+  cl_actions_init(&acts);
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 1, &acts), 0);
+  /* Arrivals: B1 B2 (1 token each), C1, B3, B4 (2 tokens), B5 B6 B7 (a
+   * batch of ones), then snapshot 2 starts, then B8. */
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 1, 1, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 2, 1, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_token(a, 1, 1, 1, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 3, 1, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 4, 2, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_ones(a, 0, 5, 3, &done), 0);
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 2, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 8, 1, &acts), 0);
+  CHECK_EQ_INT(cl_node_state(a, 1, &s), 0);
+  CHECK_EQ_INT(s.nrecorded, 5);
+  if (s.nrecorded == 5) {
+    /* {in, seq, count, n} */
+    const uint64_t want[5][4] = {
+        {0, 1, 2, 1}, {1, 1, 1, 1}, {0, 3, 1, 1}, {0, 4, 1, 2}, {0, 5, 4, 1}};
+    for (size_t k = 0; k < 5; k++) {
+      CHECK_EQ_INT(s.recorded[k].in, want[k][0]);
+      CHECK_EQ_INT(s.recorded[k].seq, want[k][1]);
+      CHECK_EQ_INT(s.recorded[k].count, want[k][2]);
+      CHECK_EQ_INT(s.recorded[k].n, want[k][3]);
+    }
+  }
+  CHECK_EQ_INT(cl_node_state(a, 2, &s), 0);
+  CHECK_EQ_INT(s.nrecorded, 1);
+  CHECK(s.nrecorded == 1 && s.recorded[0].in == 0 && s.recorded[0].seq == 8 &&
+        s.recorded[0].count == 1 && s.recorded[0].n == 1);
+  CHECK_EQ_INT(s.recv[0], 7);
+  cl_actions_free(&acts);
+  cl_node_free(a);
+}
+
 /* A server without inbound channels completes right after its markers. */
 static void test_no_inbound(void) {
   const char *out[] = {"Y", "X"};
@@ -803,9 +847,10 @@ static void random_run(uint64_t seed) {
     for (s = 0; s < RN; s++) {
       size_t k;
       sum += st[s].tokens;
-      random_recorded += st[s].nrecorded;
-      for (k = 0; k < st[s].nrecorded; k++)
-        sum += st[s].recorded[k].n;
+      for (k = 0; k < st[s].nrecorded; k++) {
+        random_recorded += st[s].recorded[k].count;
+        sum += st[s].recorded[k].n * (int64_t)st[s].recorded[k].count;
+      }
     }
     CHECK_EQ_INT(sum, total);
     /* Exact channel states. */
@@ -823,11 +868,15 @@ static void random_run(uint64_t seed) {
         want = lo + 1;
         for (k = 0; k < st[d].nrecorded; k++) {
           const cl_node_record_t *r = &st[d].recorded[k];
+          uint64_t j;
           if (r->in != (uint32_t)in)
             continue;
-          if (r->seq != want || r->n != w.logn[s][d][r->seq])
+          if (r->seq != want || r->count < 1)
             ok = 0;
-          want++;
+          for (j = 0; ok && j < r->count; j++)
+            if (r->seq + j >= RLOG || r->n != w.logn[s][d][r->seq + j])
+              ok = 0;
+          want += r->count;
         }
         if (want != hi + 1 || hi < lo)
           ok = 0;
@@ -853,6 +902,7 @@ int main(void) {
   test_seed_example2();
   test_concurrent_shared_channel();
   test_token_recorded_twice();
+  test_recorded_runs();
   test_no_inbound();
   test_marker_order();
   test_new_invalid();

@@ -39,11 +39,18 @@ static void set_state(fx_t *f, int i, const char *id, int64_t tokens,
   s->recv = f->recv[i];
 }
 
-static void add_rec(fx_t *f, int i, const char *src, uint64_t seq, int64_t n) {
+/* A run of `count` recorded messages of n tokens from src, seqs from seq. */
+static void add_run(fx_t *f, int i, const char *src, uint64_t seq,
+                    uint64_t count, int64_t n) {
   cl_recorded_t *r = &f->rec[i][f->st[i].nrecorded++];
   strcpy(r->src, src);
   r->seq = seq;
+  r->count = count;
   r->n = n;
+}
+
+static void add_rec(fx_t *f, int i, const char *src, uint64_t seq, int64_t n) {
+  add_run(f, i, src, seq, 1, n);
 }
 
 static void add_count(cl_chan_count_t *arr, uint32_t *n, const char *peer,
@@ -461,6 +468,112 @@ static void test_global_snap(void) {
   cl_snap_free(s);
 }
 
+/* Runs of recorded messages: A(5) -> B(0); A sent 5 one-token messages,
+ * B received 1 before recording, so seqs 2..5 were in flight. */
+static cl_server_t run_servers[2] = {{"A", 5}, {"B", 0}};
+static cl_link_t run_links[1] = {{0, 1}};
+static cl_topology_t run_topo = {2, run_servers, 1, run_links, 5};
+
+static void fx_runs(fx_t *f) {
+  memset(f, 0, sizeof(*f));
+  set_state(f, 0, "A", 0, 5);
+  add_count(f->sent[0], &f->st[0].nsent, "B", 5);
+  set_state(f, 1, "B", 1, 0);
+  add_count(f->recv[1], &f->st[1].nrecv, "A", 1);
+}
+
+static void test_runs(void) {
+  fx_t f;
+  cl_verdict_t v;
+  cl_snap_t *s = NULL;
+  cl_ledger_t *l;
+
+  /* 2..4 and 5 cover the flight exactly: counted as 4 messages. */
+  fx_runs(&f);
+  add_run(&f, 1, "A", 2, 3, 1);
+  add_run(&f, 1, "A", 5, 1, 1);
+  cl_verify(&run_topo, NULL, f.st, 2, &v);
+  CHECK(v.ok);
+  CHECK_EQ_INT(v.nrecorded, 4);
+  CHECK_EQ_INT(v.channel_tokens, 4);
+  /* ...and with a ledger that agrees. */
+  l = cl_ledger_new(&run_topo);
+  for (uint64_t q = 1; q <= 5; q++)
+    CHECK_EQ_INT(cl_ledger_add(l, 0, 1, q, 1), 0);
+  cl_verify(&run_topo, l, f.st, 2, &v);
+  CHECK(v.ok);
+  /* Written out message by message for the reference form. */
+  CHECK_EQ_INT(cl_global_snap(1, f.st, 2, &s), 0);
+  CHECK(s != NULL && s->nmsgs == 4);
+  if (s != NULL && s->nmsgs == 4)
+    for (size_t i = 0; i < 4; i++) {
+      CHECK_EQ_STR(s->msgs[i].src, "A");
+      CHECK_EQ_STR(s->msgs[i].dst, "B");
+      CHECK_EQ_INT(s->msgs[i].n, 1);
+    }
+  cl_snap_free(s);
+
+  /* A run of 4 two-token messages: conservation counts n * count. */
+  fx_runs(&f);
+  add_run(&f, 1, "A", 2, 4, 2);
+  cl_verify(&run_topo, NULL, f.st, 2, &v);
+  CHECK(!v.ok);
+  CHECK(v.channels_exact);
+  CHECK_EQ_INT(v.channel_tokens, 8);
+  CHECK(has_problem(&v, "tokens not conserved: 1 on servers + 8 in 4 "
+                        "messages, expected 5"));
+  /* The ledger finds the first message whose amount differs. */
+  cl_verify(&run_topo, l, f.st, 2, &v);
+  CHECK(!v.channels_exact);
+  CHECK(has_problem(&v, "channel A->B: recorded seq 2 carries 2 tokens but "
+                        "1 were sent"));
+  cl_ledger_free(l);
+
+  /* A gap between runs. */
+  fx_runs(&f);
+  add_run(&f, 1, "A", 2, 2, 1);
+  add_run(&f, 1, "A", 5, 1, 1);
+  cl_verify(&run_topo, NULL, f.st, 2, &v);
+  CHECK(!v.channels_exact);
+  CHECK(has_problem(&v, "channel A->B: recorded seqs 2..3,5 but expected "
+                        "2..5 (B received 1 before recording, A sent 5)"));
+  /* A run past what was sent. */
+  fx_runs(&f);
+  add_run(&f, 1, "A", 2, 5, 1);
+  cl_verify(&run_topo, NULL, f.st, 2, &v);
+  CHECK(!v.channels_exact);
+  CHECK(has_problem(&v, "channel A->B: recorded seqs 2..6 but expected "
+                        "2..5 (B received 1 before recording, A sent 5)"));
+  /* Overlapping runs, and an empty run. */
+  fx_runs(&f);
+  add_run(&f, 1, "A", 2, 3, 1);
+  add_run(&f, 1, "A", 4, 2, 1);
+  cl_verify(&run_topo, NULL, f.st, 2, &v);
+  CHECK(!v.channels_exact);
+  fx_runs(&f);
+  add_run(&f, 1, "A", 2, 4, 1);
+  add_run(&f, 1, "A", 6, 0, 1);
+  cl_verify(&run_topo, NULL, f.st, 2, &v);
+  CHECK(!v.channels_exact);
+
+  /* Token counts that overflow: n * count, then the sum. */
+  fx_runs(&f);
+  add_run(&f, 1, "A", 2, 4, INT64_MAX / 2);
+  cl_verify(&run_topo, NULL, f.st, 2, &v);
+  CHECK(!v.conserved);
+  CHECK(has_problem(&v, "recorded token counts overflow"));
+  fx_runs(&f);
+  add_run(&f, 1, "A", 2, UINT64_MAX - 1, 1);
+  cl_verify(&run_topo, NULL, f.st, 2, &v);
+  CHECK(!v.ok);
+  CHECK(has_problem(&v, "recorded token counts overflow"));
+  CHECK_EQ_INT(v.nrecorded, UINT64_MAX - 1 > SIZE_MAX ? SIZE_MAX
+                                                      : UINT64_MAX - 1);
+  /* Too many messages to write out in the reference form. */
+  CHECK_EQ_INT(cl_global_snap(1, f.st, 2, &s), CL_ETOOBIG);
+  CHECK(s == NULL);
+}
+
 int main(void) {
   test_ledger();
   test_good();
@@ -475,5 +588,6 @@ int main(void) {
   test_conservation();
   test_no_topology();
   test_global_snap();
+  test_runs();
   return check_done("verify");
 }

@@ -233,12 +233,15 @@ static void make_sample(int type, cl_msg_t *m) {
     s->recorded = xcalloc(3, sizeof *s->recorded);
     set_id(s->recorded[0].src, "N1");
     s->recorded[0].seq = 4;
+    s->recorded[0].count = 1;
     s->recorded[0].n = 2;
     set_id(s->recorded[1].src, "N3");
     s->recorded[1].seq = 1;
+    s->recorded[1].count = 1000000;
     s->recorded[1].n = 8;
     set_id(s->recorded[2].src, "N1");
     s->recorded[2].seq = 5;
+    s->recorded[2].count = 3;
     s->recorded[2].n = 1;
     s->nsent = 2;
     s->sent = xcalloc(2, sizeof *s->sent);
@@ -351,7 +354,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
       return 0;
     for (i = 0; i < a->u.state.nrecorded; i++)
       if (!EQS(u.state.recorded[i].src) || !EQ(u.state.recorded[i].seq) ||
-          !EQ(u.state.recorded[i].n))
+          !EQ(u.state.recorded[i].count) || !EQ(u.state.recorded[i].n))
         return 0;
     for (i = 0; i < a->u.state.nsent; i++)
       if (!EQS(u.state.sent[i].peer) || !EQ(u.state.sent[i].count))
@@ -444,6 +447,7 @@ static void test_roundtrip_values(void) {
   CHECK_EQ_INT(out.u.state.nrecorded, 3);
   CHECK_EQ_STR(out.u.state.recorded[1].src, "N3");
   CHECK_EQ_INT(out.u.state.recorded[1].seq, 1);
+  CHECK_EQ_INT(out.u.state.recorded[1].count, 1000000);
   CHECK_EQ_INT(out.u.state.recorded[1].n, 8);
   CHECK_EQ_INT(out.u.state.recv[0].count, 5);
   CHECK_EQ_INT(out.u.state.tokens, 90);
@@ -1065,12 +1069,30 @@ static void test_values(void) {
   EXPECT(&sb, 1);
   build(&sb, "A i i A i s i i A A", 3, 32, 1, 6, 5, "N1", 1, 1, 0, 0);
   EXPECT(&sb, CL_EPROTO); /* state of six */
+  build(&sb, "A i i A i s i i A A s i i i A A", 3, 32, 1, 7, 5, "N1", 1, 1, 1,
+        4, "N2", 1, 2, 3, 0, 0);
+  EXPECT(&sb, 1); /* a run: seqs 1, 2 of 3 tokens each */
   build(&sb, "A i i A i s i i A A s i i A A", 3, 32, 1, 7, 5, "N1", 1, 1, 1, 3,
-        "N2", 1, 0, 0, 0);
+        "N2", 1, 4, 0, 0);
+  EXPECT(&sb, CL_EPROTO); /* recorded entry of three (no count) */
+  build(&sb, "A i i A i s i i A A s i i i A A", 3, 32, 1, 7, 5, "N1", 1, 1, 1,
+        4, "N2", 1, 1, 0, 0, 0);
   EXPECT(&sb, CL_EPROTO); /* recorded n 0 */
-  build(&sb, "A i i A i s i i A A s i i A A", 3, 32, 1, 7, 5, "N1", 1, 1, 1, 3,
-        "N2", 0, 4, 0, 0);
+  build(&sb, "A i i A i s i i A A s i i i A A", 3, 32, 1, 7, 5, "N1", 1, 1, 1,
+        4, "N2", 0, 1, 4, 0, 0);
   EXPECT(&sb, CL_EPROTO); /* recorded seq 0 */
+  build(&sb, "A i i A i s i i A A s i i i A A", 3, 32, 1, 7, 5, "N1", 1, 1, 1,
+        4, "N2", 1, 0, 4, 0, 0);
+  EXPECT(&sb, CL_EPROTO); /* recorded count 0 */
+  build(&sb, "A i i A i s i i A A s U U i A A", 3, 32, 1, 7, 5, "N1", 1, 1, 1,
+        4, "N2", (unsigned long long)UINT64_MAX, 2ULL, 4, 0, 0);
+  EXPECT(&sb, CL_EPROTO); /* run past the last seq */
+  build(&sb, "A i i A i s i i A A s U U i A A", 3, 32, 1, 7, 5, "N1", 1, 1, 1,
+        4, "N2", (unsigned long long)UINT64_MAX, 1ULL, 4, 0, 0);
+  EXPECT(&sb, 1); /* a run of one: the last seq */
+  build(&sb, "A i i A i s i i A A s U U i A A", 3, 32, 1, 7, 5, "N1", 1, 1, 1,
+        4, "N2", 1ULL, (unsigned long long)UINT64_MAX, 4, 0, 0);
+  EXPECT(&sb, 1); /* every seq from 1 */
   build(&sb, "A i i A i s i i A A A A s i", 3, 32, 1, 7, 5, "N1", -1, 1, 0, 0,
         1, 2, "N2", 3);
   EXPECT(&sb, CL_EPROTO); /* tokens < 0 */
@@ -1445,6 +1467,7 @@ static void test_split_header(void) {
     for (i = 0; i < n; i++) {
       set_id(m.u.state.recorded[i].src, "N2");
       m.u.state.recorded[i].seq = i + 1;
+      m.u.state.recorded[i].count = 1;
       m.u.state.recorded[i].n = 1;
     }
     CHECK_EQ_INT(cl_wire_encode(&m, &sb), 0);
