@@ -20,6 +20,8 @@ typedef struct conn {
   uv_connect_t creq;
   int open;  /* tcp initialised and its close callback not yet run */
   int state; /* CONN_* */
+  int push;  /* a PUSH on was sent: LOCAL_STATE notifications expected
+                (from then on: some may follow a PUSH off) */
   cl_wire_decoder_t *dec;
   char why[256];
 } conn_t;
@@ -36,12 +38,14 @@ typedef struct wreq {
   char *data;
 } wreq_t;
 
-/* COMPLETE notifications of one snapshot id: a bitset over servers. */
+/* COMPLETE (or LOCAL_STATE) notifications of one snapshot id: a bitset
+ * over servers, and the pushed states not yet taken. */
 typedef struct track {
   uint64_t id;
   int used;
   size_t count;
   uint64_t *bits;
+  cl_msg_t *pushed; /* [n] LOCAL_STATE messages (type 0: none), or NULL */
 } track_t;
 
 struct cl_cluster {
@@ -131,6 +135,7 @@ static int track_grow(cl_cluster_t *c) {
       track_t *t = track_insert_raw(tab, cap, o->id);
       t->count = o->count;
       t->bits = o->bits;
+      t->pushed = o->pushed;
     }
   }
   free(c->tracks);
@@ -141,20 +146,21 @@ static int track_grow(cl_cluster_t *c) {
 }
 
 /* Record that server reported snapshot id complete (ids past the cap are
- * dropped). */
-static void track_add(cl_cluster_t *c, uint64_t id, uint32_t server) {
+ * dropped). Returns the entry, or NULL if it was dropped. */
+static track_t *track_add(cl_cluster_t *c, uint64_t id, uint32_t server) {
   track_t *t = track_find(c, id);
   if (t == NULL) {
     uint64_t *bits;
     if (c->ntracks >= CL_CLIENT_MAX_TRACKED)
-      return;
+      return NULL;
     if ((c->tracks_slots + 1) * 2 > c->tracks_cap && track_grow(c) != 0)
-      return;
+      return NULL;
     bits = calloc(c->words, sizeof *bits);
     if (bits == NULL)
-      return;
+      return NULL;
     t = track_insert_raw(c->tracks, c->tracks_cap, id);
     t->bits = bits;
+    t->pushed = NULL;
     t->count = 0;
     c->ntracks++;
     c->tracks_slots++;
@@ -163,6 +169,45 @@ static void track_add(cl_cluster_t *c, uint64_t id, uint32_t server) {
     t->bits[server / 64] |= (uint64_t)1 << (server % 64);
     t->count++;
   }
+  return t;
+}
+
+/* Keep the LOCAL_STATE m that server pushed for its snapshot (takes m; a
+ * second one from the same server replaces the first). */
+static void track_push(cl_cluster_t *c, uint32_t server, cl_msg_t *m) {
+  track_t *t = track_add(c, m->u.state.snapshot_id, server);
+  if (t != NULL && t->pushed == NULL)
+    t->pushed = calloc(c->n, sizeof *t->pushed);
+  if (t == NULL || t->pushed == NULL) {
+    cl_msg_free(m);
+    return;
+  }
+  cl_msg_free(&t->pushed[server]);
+  t->pushed[server] = *m;
+  memset(m, 0, sizeof *m);
+}
+
+/* Free what a track entry holds. */
+static void track_clear(cl_cluster_t *c, track_t *t) {
+  size_t i;
+  for (i = 0; t->pushed != NULL && i < c->n; i++)
+    cl_msg_free(&t->pushed[i]);
+  free(t->pushed);
+  t->pushed = NULL;
+  free(t->bits);
+  t->bits = NULL;
+}
+
+/* The pushed state of server i for id, moved out; see client.h. */
+int cl_cluster_take_state(cl_cluster_t *c, uint64_t id, size_t i,
+                          cl_msg_t *out) {
+  track_t *t = track_find(c, id);
+  if (t == NULL || t->pushed == NULL || i >= c->n ||
+      t->pushed[i].type != CL_MSG_LOCAL_STATE)
+    return 0;
+  *out = t->pushed[i];
+  memset(&t->pushed[i], 0, sizeof t->pushed[i]);
+  return 1;
 }
 
 /* Servers that reported id complete; see client.h. */
@@ -184,8 +229,7 @@ void cl_cluster_forget(cl_cluster_t *c, uint64_t id) {
   track_t *t = track_find(c, id);
   if (t == NULL)
     return;
-  free(t->bits);
-  t->bits = NULL; /* tombstone: keeps probe chains intact */
+  track_clear(c, t); /* bits NULL: a tombstone, keeps probe chains intact */
   t->count = 0;
   c->ntracks--;
 }
@@ -293,6 +337,15 @@ static void handle_msg(conn_t *k, cl_msg_t *m) {
   case CL_MSG_COMPLETE:
     track_add(k->c, m->u.complete.snapshot_id, k->idx);
     cl_msg_free(m);
+    break;
+  case CL_MSG_LOCAL_STATE:
+    if (!k->push) {
+      conn_down(k, "server %s lost (protocol error: LOCAL_STATE without "
+                   "PUSH)", k->id);
+      cl_msg_free(m);
+      break;
+    }
+    track_push(k->c, k->idx, m);
     break;
   case CL_MSG_NOTICE:
     /* The text names the peer already; the field is for programs. */
@@ -504,7 +557,7 @@ void cl_cluster_free(cl_cluster_t *c) {
   for (i = 0; i < c->n; i++)
     cl_wire_decoder_free(c->conns[i].dec);
   for (i = 0; i < c->tracks_cap; i++)
-    free(c->tracks[i].bits);
+    track_clear(c, &c->tracks[i]);
   free(c->tracks);
   free(c->conns);
   free(c);
@@ -694,6 +747,8 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
       c->call_left--;
       continue;
     }
+    if (m.type == CL_MSG_PUSH && m.u.push.on)
+      c->conns[servers[i]].push = 1;
     rc = cl_wire_encode(&m, &sbs[servers[i]]);
     if (rc < 0)
       set_err(err, errsize, "cannot encode %s request for %s: %s",

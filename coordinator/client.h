@@ -8,7 +8,9 @@
  * re-entrant: one call at a time per cluster.
  *
  * What it tracks: replies matched to requests by `req` (they may arrive in
- * any order); COMPLETE notifications per snapshot id as a set of servers;
+ * any order); COMPLETE notifications per snapshot id as a set of servers,
+ * and LOCAL_STATE notifications (servers asked to PUSH) the same way plus
+ * the state itself until taken;
  * NOTICE notifications are printed to stderr ("notice from N3: ...");
  * a lost connection is remembered ("server N3 lost (connection closed)") and
  * makes every pending and later call to that server fail at once with
@@ -109,7 +111,12 @@ int cl_cluster_sleep(cl_cluster_t *c, uint64_t ms, char *err, size_t errsize);
 size_t cl_cluster_completed(const cl_cluster_t *c, uint64_t id);
 /* 1 if server i reported snapshot id complete. */
 int cl_cluster_has_completed(const cl_cluster_t *c, uint64_t id, size_t i);
-/* Stop tracking snapshot id (frees its entry). */
+/* 1 and the LOCAL_STATE server i pushed for snapshot id moved into *out
+ * (the caller frees it with cl_msg_free), or 0 if none is held (not pushed
+ * yet, already taken, or the server sent COMPLETE instead). */
+int cl_cluster_take_state(cl_cluster_t *c, uint64_t id, size_t i,
+                          cl_msg_t *out);
+/* Stop tracking snapshot id (frees its entry and any state not taken). */
 void cl_cluster_forget(cl_cluster_t *c, uint64_t id);
 
 /* Wait until every server reported every listed id complete. CL_ETIMEOUT

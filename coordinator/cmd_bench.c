@@ -190,17 +190,23 @@ static int total_received(cl_cluster_t *c, uint64_t *sum, char *err,
   return rc;
 }
 
-/* Turn circulate mode on or off everywhere. */
-static int circulate_all(cl_cluster_t *c, int on, char *err, size_t errsize) {
+/* Switch an on/off mode everywhere: type CL_MSG_CIRCULATE (load mode) or
+ * CL_MSG_PUSH (completed local states pushed to this client). */
+static int switch_all(cl_cluster_t *c, uint8_t type, int on, char *err,
+                      size_t errsize) {
   size_t n = cl_cluster_size(c), i;
   cl_msg_t req, *reps = calloc(n, sizeof *reps);
   int rc;
   if (reps == NULL)
     return CL_ENOMEM;
   memset(&req, 0, sizeof req);
-  req.type = CL_MSG_CIRCULATE;
-  req.u.circulate.on = (uint8_t)(on != 0);
-  rc = call_all(c, &req, reps, CL_MSG_OK, "CIRCULATE", err, errsize);
+  req.type = type;
+  if (type == CL_MSG_PUSH)
+    req.u.push.on = (uint8_t)(on != 0);
+  else
+    req.u.circulate.on = (uint8_t)(on != 0);
+  rc = call_all(c, &req, reps, CL_MSG_OK, cl_msg_type_name(type), err,
+                errsize);
   if (rc == 0)
     for (i = 0; i < n; i++)
       cl_msg_free(&reps[i]);
@@ -286,6 +292,12 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
   while (got < n) {
     for (i = 0, k = 0; i < n; i++)
       if (!asked[i] && cl_cluster_has_completed(c, id, i)) {
+        /* Pushed (PUSH on): the state is here already. */
+        if (cl_cluster_take_state(c, id, i, &kept[got])) {
+          asked[i] = 1;
+          got++;
+          continue;
+        }
         batch[k] = (uint32_t)i;
         memset(&reqs[k], 0, sizeof reqs[k]);
         reqs[k].type = CL_MSG_COLLECT;
@@ -294,6 +306,8 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
         asked[i] = 1;
         k++;
       }
+    if (got == n)
+      break;
     if (k == 0) {
       g->armed = 1;
       rc = cl_cluster_wait_complete(c, &id, 1, 30000, err, errsize);
@@ -529,7 +543,9 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
   uint64_t sum0 = 0, sum1 = 0, t0, t1, end, next, id = 0;
   size_t n = cl_cluster_size(c);
   int rc;
-  if (!idle && (rc = circulate_all(c, 1, err, errsize)) < 0)
+  if ((rc = switch_all(c, CL_MSG_PUSH, 1, err, errsize)) < 0)
+    return rc;
+  if (!idle && (rc = switch_all(c, CL_MSG_CIRCULATE, 1, err, errsize)) < 0)
     return rc;
   if ((rc = cl_cluster_sleep(c, warmup_ms, err, errsize)) < 0)
     return rc;

@@ -2,7 +2,9 @@
  * reply echoing its req id. DELIVER (lockstep, nothing held yet) and CONNECT
  * (channels still connecting) are parked and answered later, so replies may
  * come out of order. Notifications (COMPLETE, NOTICE) go to every control
- * connection; a COMPLETE caused by a request is queued before its reply.
+ * connection; a COMPLETE caused by a request is queued before its reply. A
+ * connection that asked for PUSH gets LOCAL_STATE (the completed state
+ * itself, released here) instead of COMPLETE.
  *
  * Token accounting: a SEND is checked completely (peer, channel, tokens,
  * write cap, memory) before the node is touched, so a refused SEND changes
@@ -96,14 +98,85 @@ static void broadcast(cl_daemon_t *d, const cl_msg_t *m) {
       cl_conn_send(c, m);
 }
 
-/* COMPLETE{snapshot_id, server} to every client. */
+/* Fill ls with the local state st of snapshot id (arrays malloc'd; free
+ * with free_local_state). 0 or CL_ENOMEM. */
+static int fill_local_state(cl_daemon_t *d, uint64_t id,
+                            const cl_node_state_t *st, cl_local_state_t *ls) {
+  size_t k;
+  memset(ls, 0, sizeof *ls);
+  ls->snapshot_id = id;
+  memcpy(ls->server, d->id, CL_ID_SIZE);
+  ls->tokens = st->tokens;
+  ls->initial_tokens = cl_node_initial_tokens(d->node);
+  ls->nrecorded = (uint32_t)st->nrecorded;
+  ls->nsent = (uint32_t)d->nout;
+  ls->nrecv = (uint32_t)d->nin;
+  /* Every field of every run is set below: no need to zero it first. */
+  ls->recorded = malloc((st->nrecorded ? st->nrecorded : 1) *
+                        sizeof *ls->recorded);
+  ls->sent = calloc(d->nout ? d->nout : 1, sizeof *ls->sent);
+  ls->recv = calloc(d->nin ? d->nin : 1, sizeof *ls->recv);
+  if (ls->recorded == NULL || ls->sent == NULL || ls->recv == NULL)
+    return CL_ENOMEM;
+  for (k = 0; k < st->nrecorded; k++) {
+    /* d->in[].id is a zero-padded CL_ID_SIZE array: copy it whole. */
+    memcpy(ls->recorded[k].src, d->in[st->recorded[k].in].id, CL_ID_SIZE);
+    ls->recorded[k].seq = st->recorded[k].seq;
+    ls->recorded[k].count = st->recorded[k].count;
+    ls->recorded[k].n = st->recorded[k].n;
+  }
+  for (k = 0; k < d->nout; k++) {
+    snprintf(ls->sent[k].peer, CL_ID_SIZE, "%s", d->out[k].id);
+    ls->sent[k].count = st->sent[k];
+  }
+  for (k = 0; k < d->nin; k++) {
+    snprintf(ls->recv[k].peer, CL_ID_SIZE, "%s", d->in[k].id);
+    ls->recv[k].count = st->recv[k];
+  }
+  return 0;
+}
+
+static void free_local_state(cl_local_state_t *ls) {
+  free(ls->recorded);
+  free(ls->sent);
+  free(ls->recv);
+}
+
+/* Snapshot id completed here: LOCAL_STATE{state} to every client that asked
+ * for PUSH, COMPLETE{snapshot_id, server} to every other one (and to a
+ * PUSH client when the state cannot be built). The state is released once
+ * queued for at least one client; if none took it, it stays kept for
+ * COLLECT. */
 void cl_control_complete(cl_daemon_t *d, uint64_t snapshot_id) {
-  cl_msg_t m;
+  cl_msg_t m, ls;
+  cl_node_state_t st;
+  cl_conn_t *c;
+  int pushers = 0, have = 0, taken = 0;
+  for (c = d->conns; c != NULL; c = c->next)
+    if (c->kind == CL_CONN_CONTROL && !c->closing && c->push)
+      pushers++;
+  memset(&ls, 0, sizeof ls);
+  ls.type = CL_MSG_LOCAL_STATE;
+  if (pushers > 0 && cl_node_state(d->node, snapshot_id, &st) == 0 &&
+      st.complete)
+    have = fill_local_state(d, snapshot_id, &st, &ls.u.state) == 0;
   memset(&m, 0, sizeof m);
   m.type = CL_MSG_COMPLETE;
   m.u.complete.snapshot_id = snapshot_id;
   memcpy(m.u.complete.server, d->id, CL_ID_SIZE);
-  broadcast(d, &m);
+  for (c = d->conns; c != NULL; c = c->next) {
+    if (c->kind != CL_CONN_CONTROL || c->closing)
+      continue;
+    if (c->push && have) {
+      if (cl_conn_send(c, &ls) == 0)
+        taken = 1;
+    } else {
+      cl_conn_send(c, &m);
+    }
+  }
+  if (taken)
+    cl_node_release(d->node, snapshot_id);
+  free_local_state(&ls.u.state);
 }
 
 /* NOTICE{peer, text} to every client. */
@@ -412,9 +485,7 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
   cl_daemon_t *d = c->d;
   uint64_t id = m->u.collect.snapshot_id;
   cl_node_state_t st;
-  cl_local_state_t *ls;
   cl_msg_t out;
-  size_t k;
   int r;
 
   r = cl_node_state(d->node, id, &st);
@@ -431,37 +502,9 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
   memset(&out, 0, sizeof out);
   out.type = CL_MSG_STATE;
   out.req = m->req;
-  ls = &out.u.state;
-  ls->snapshot_id = id;
-  memcpy(ls->server, d->id, CL_ID_SIZE);
-  ls->tokens = st.tokens;
-  ls->initial_tokens = cl_node_initial_tokens(d->node);
-  ls->nrecorded = (uint32_t)st.nrecorded;
-  ls->nsent = (uint32_t)d->nout;
-  ls->nrecv = (uint32_t)d->nin;
-  /* Every field of every run is set below: no need to zero it first. */
-  ls->recorded = malloc((st.nrecorded ? st.nrecorded : 1) *
-                        sizeof *ls->recorded);
-  ls->sent = calloc(d->nout ? d->nout : 1, sizeof *ls->sent);
-  ls->recv = calloc(d->nin ? d->nin : 1, sizeof *ls->recv);
-  if (ls->recorded == NULL || ls->sent == NULL || ls->recv == NULL) {
+  if (fill_local_state(d, id, &st, &out.u.state) < 0) {
     reply_error(c, m->req, CL_ENOMEM, "out of memory");
     goto done;
-  }
-  for (k = 0; k < st.nrecorded; k++) {
-    /* d->in[].id is a zero-padded CL_ID_SIZE array: copy it whole. */
-    memcpy(ls->recorded[k].src, d->in[st.recorded[k].in].id, CL_ID_SIZE);
-    ls->recorded[k].seq = st.recorded[k].seq;
-    ls->recorded[k].count = st.recorded[k].count;
-    ls->recorded[k].n = st.recorded[k].n;
-  }
-  for (k = 0; k < d->nout; k++) {
-    snprintf(ls->sent[k].peer, CL_ID_SIZE, "%s", d->out[k].id);
-    ls->sent[k].count = st.sent[k];
-  }
-  for (k = 0; k < d->nin; k++) {
-    snprintf(ls->recv[k].peer, CL_ID_SIZE, "%s", d->in[k].id);
-    ls->recv[k].count = st.recv[k];
   }
   r = cl_conn_send(c, &out);
   if (r < 0 && !c->closing) {
@@ -475,9 +518,7 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
   if (r == 0 && m->u.collect.release)
     cl_node_release(d->node, id);
 done:
-  free(ls->recorded);
-  free(ls->sent);
-  free(ls->recv);
+  free_local_state(&out.u.state);
 }
 
 /* STATUS: counters, channel states and snapshot ids. */
@@ -583,6 +624,17 @@ static void do_circulate(cl_conn_t *c, const cl_msg_t *m) {
   collect_end(d);
 }
 
+/* PUSH: from now on (or no longer) send this connection each completed
+ * local state as a LOCAL_STATE notification instead of COMPLETE. */
+static void do_push(cl_conn_t *c, const cl_msg_t *m) {
+  cl_daemon_t *d = c->d;
+  c->push = m->u.push.on != 0;
+  cl_log_info("%s: push %s", cl_conn_label(c), c->push ? "on" : "off");
+  collect_begin(d);
+  reply_ok(c, m->req, 0, 0, 0);
+  collect_end(d);
+}
+
 /* Dispatch one control request. */
 void cl_control_request(cl_conn_t *c, const cl_msg_t *m) {
   cl_daemon_t *d = c->d;
@@ -594,6 +646,9 @@ void cl_control_request(cl_conn_t *c, const cl_msg_t *m) {
     return;
   case CL_MSG_STATUS:
     do_status(c, m);
+    return;
+  case CL_MSG_PUSH:
+    do_push(c, m);
     return;
   case CL_MSG_SHUTDOWN:
     cl_log_info("SHUTDOWN from %s", cl_conn_label(c));

@@ -80,6 +80,7 @@ typedef struct cl_conn {
   int closing;   /* uv_close called; freed in the close callback */
   int stopping;  /* graceful shutdown in progress (control) */
   int paused;    /* peer: reading stopped, too many held messages */
+  int push;      /* control: send LOCAL_STATE instead of COMPLETE (PUSH) */
   int alloc_err; /* error from the decoder's reserve in alloc_cb */
   int in;        /* peer: inbound channel index */
   int fast;      /* peer: 0 decoder, 1 parsed in place (free-running),

@@ -370,7 +370,7 @@ static void conn_dispatch(cl_conn_t *c, const cl_msg_t *m) {
     }
     break;
   case CL_CONN_CONTROL:
-    if (m->type >= CL_MSG_CONFIGURE && m->type <= CL_MSG_CIRCULATE)
+    if (m->type >= CL_MSG_FIRST_REQUEST && m->type <= CL_MSG_LAST_REQUEST)
       cl_control_request(c, m);
     else
       cl_conn_fail(c, "unexpected %s on a control connection",

@@ -184,6 +184,8 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     return id_eq(a->u.deliver.src, b->u.deliver.src);
   case CL_MSG_CIRCULATE:
     return a->u.circulate.on == b->u.circulate.on;
+  case CL_MSG_PUSH:
+    return a->u.push.on == b->u.push.on;
   case CL_MSG_OK:
     if (a->u.ok.snapshot_id != b->u.ok.snapshot_id ||
         a->u.ok.nsent != b->u.ok.nsent ||
@@ -201,6 +203,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     return a->u.error.code == b->u.error.code &&
            strcmp(a->u.error.text, b->u.error.text) == 0;
   case CL_MSG_STATE:
+  case CL_MSG_LOCAL_STATE:
     return state_eq(&a->u.state, &b->u.state);
   case CL_MSG_STATUS_R:
     return status_eq(&a->u.status, &b->u.status);

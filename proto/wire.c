@@ -64,12 +64,14 @@ const char *cl_msg_type_name(int type) {
   case CL_MSG_DELIVER: return "DELIVER";
   case CL_MSG_SHUTDOWN: return "SHUTDOWN";
   case CL_MSG_CIRCULATE: return "CIRCULATE";
+  case CL_MSG_PUSH: return "PUSH";
   case CL_MSG_OK: return "OK";
   case CL_MSG_ERROR: return "ERROR";
   case CL_MSG_STATE: return "STATE";
   case CL_MSG_STATUS_R: return "STATUS_R";
   case CL_MSG_COMPLETE: return "COMPLETE";
   case CL_MSG_NOTICE: return "NOTICE";
+  case CL_MSG_LOCAL_STATE: return "LOCAL_STATE";
   default: return "UNKNOWN";
   }
 }
@@ -88,6 +90,7 @@ void cl_msg_free(cl_msg_t *m) {
     free(m->u.ok.sent);
     break;
   case CL_MSG_STATE:
+  case CL_MSG_LOCAL_STATE:
     free(m->u.state.recorded);
     free(m->u.state.sent);
     free(m->u.state.recv);
@@ -372,6 +375,12 @@ int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
     put_u64(&e, m->req);
     put_bool(&e, m->u.circulate.on);
     break;
+  case CL_MSG_PUSH:
+    put_array(&e, 3);
+    put_u64(&e, m->type);
+    put_u64(&e, m->req);
+    put_bool(&e, m->u.push.on);
+    break;
   case CL_MSG_OK:
     enc_check(&e, m->u.ok.delivered_kind == 0 ||
                       m->u.ok.delivered_kind == CL_PEER_TOKEN ||
@@ -416,6 +425,11 @@ int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
     put_u64(&e, m->type);
     put_id(&e, m->u.notice.peer);
     put_text(&e, m->u.notice.text);
+    break;
+  case CL_MSG_LOCAL_STATE:
+    put_array(&e, 2);
+    put_u64(&e, m->type);
+    put_local_state(&e, &m->u.state);
     break;
   default:
     enc_fail(&e, CL_EINVAL);
@@ -772,12 +786,14 @@ static uint32_t frame_len(uint64_t type) {
   case CL_MSG_DELIVER: return 3;
   case CL_MSG_SHUTDOWN: return 2;
   case CL_MSG_CIRCULATE: return 3;
+  case CL_MSG_PUSH: return 3;
   case CL_MSG_OK: return 6;
   case CL_MSG_ERROR: return 4;
   case CL_MSG_STATE: return 3;
   case CL_MSG_STATUS_R: return 3;
   case CL_MSG_COMPLETE: return 3;
   case CL_MSG_NOTICE: return 3;
+  case CL_MSG_LOCAL_STATE: return 2;
   default: return 0;
   }
 }
@@ -836,6 +852,8 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
     return get_id(&f[2], m->u.deliver.src);
   case CL_MSG_CIRCULATE:
     return get_bool(&f[2], &m->u.circulate.on);
+  case CL_MSG_PUSH:
+    return get_bool(&f[2], &m->u.push.on);
   case CL_MSG_OK:
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.ok.snapshot_id));
     TRY(get_sent_list(&f[3], &m->u.ok.nsent, &m->u.ok.sent));
@@ -858,6 +876,8 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
   case CL_MSG_NOTICE:
     TRY(get_id(&f[1], m->u.notice.peer));
     return get_text(&f[2], m->u.notice.text);
+  case CL_MSG_LOCAL_STATE:
+    return get_local_state(&f[1], &m->u.state);
   default:
     return CL_ETYPE;
   }

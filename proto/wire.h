@@ -29,6 +29,8 @@
  *                                           held from src (waits for it)
  *     SHUTDOWN   [18, req]
  *     CIRCULATE  [19, req, on]              load mode: forward held tokens
+ *     PUSH       [20, req, on]              send completed local states to
+ *                                           this connection (LOCAL_STATE)
  *   replies and notifications (daemon -> coordinator)
  *     OK         [30, req, snapshot_id, [[dest, kind, value, seq]...sent],
  *                 delivered_kind, delivered_value]
@@ -37,6 +39,9 @@
  *     STATUS_R   [33, req, status]
  *     COMPLETE   [40, snapshot_id, server]  notification: local snapshot done
  *     NOTICE     [41, peer, text]           notification: e.g. lost channel
+ *     LOCAL_STATE [42, local_state]         notification, instead of
+ *                                           COMPLETE on a PUSH connection: the
+ *                                           completed state, released here
  *   local_state = [snapshot_id, server, tokens, initial_tokens,
  *                  [[src, seq, count, n]...recorded runs, arrival order],
  *                  [[dest, sent]...], [[src, received]...]]
@@ -69,13 +74,20 @@ typedef enum {
   CL_MSG_DELIVER = 17,
   CL_MSG_SHUTDOWN = 18,
   CL_MSG_CIRCULATE = 19,
+  CL_MSG_PUSH = 20,
   CL_MSG_OK = 30,
   CL_MSG_ERROR = 31,
   CL_MSG_STATE = 32,
   CL_MSG_STATUS_R = 33,
   CL_MSG_COMPLETE = 40,
-  CL_MSG_NOTICE = 41
+  CL_MSG_NOTICE = 41,
+  CL_MSG_LOCAL_STATE = 42
 } cl_msg_type_t;
+
+/* Control requests are the types CL_MSG_FIRST_REQUEST..CL_MSG_LAST_REQUEST
+ * (CLIENT, which opens a control connection, comes before them). */
+#define CL_MSG_FIRST_REQUEST CL_MSG_CONFIGURE
+#define CL_MSG_LAST_REQUEST CL_MSG_PUSH
 
 /* Largest frame the decoder accepts by default; a frame whose buffered bytes
  * exceed the decoder's cap is CL_ETOOBIG. */
@@ -189,6 +201,7 @@ typedef struct cl_msg {
     struct { uint64_t snapshot_id; uint8_t release; } collect;
     struct { char src[CL_ID_SIZE]; } deliver;
     struct { uint8_t on; } circulate;
+    struct { uint8_t on; } push;
     struct {
       uint64_t snapshot_id;   /* SNAPSHOT: the id started; else 0 */
       uint32_t nsent;
@@ -197,7 +210,7 @@ typedef struct cl_msg {
       uint64_t delivered_value;
     } ok;
     struct { int32_t code; char text[CL_TEXT_SIZE]; } error;
-    cl_local_state_t state;
+    cl_local_state_t state; /* STATE and LOCAL_STATE */
     cl_status_t status;
     struct { uint64_t snapshot_id; char server[CL_ID_SIZE]; } complete;
     struct { char peer[CL_ID_SIZE]; char text[CL_TEXT_SIZE]; } notice;

@@ -449,7 +449,7 @@ class Garbage:
         self.expect_refused(b"\x91" * 10000, "malformed message")
 
     def case_unknown_type(self):
-        for shape in ([99, 1, 2], [0], [42, "x"], [200], [4, 1], [20, 1, 2]):
+        for shape in ([99, 1, 2], [0], [43, "x"], [200], [4, 1], [21, 1, 2]):
             self.expect_refused(pack(shape), "unknown message type")
 
     def case_over_cap(self):

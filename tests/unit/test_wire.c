@@ -125,8 +125,9 @@ static const int all_types[] = {
     CL_MSG_HELLO,    CL_MSG_TOKEN,    CL_MSG_MARKER,   CL_MSG_CLIENT,
     CL_MSG_CONFIGURE, CL_MSG_CONNECT, CL_MSG_SEND,     CL_MSG_SNAPSHOT,
     CL_MSG_COLLECT,  CL_MSG_STATUS,   CL_MSG_DELIVER,  CL_MSG_SHUTDOWN,
-    CL_MSG_CIRCULATE, CL_MSG_OK,      CL_MSG_ERROR,    CL_MSG_STATE,
-    CL_MSG_STATUS_R, CL_MSG_COMPLETE, CL_MSG_NOTICE};
+    CL_MSG_CIRCULATE, CL_MSG_PUSH,    CL_MSG_OK,       CL_MSG_ERROR,
+    CL_MSG_STATE,    CL_MSG_STATUS_R, CL_MSG_COMPLETE, CL_MSG_NOTICE,
+    CL_MSG_LOCAL_STATE};
 #define NTYPES (sizeof all_types / sizeof all_types[0])
 
 /* Element count of each frame, type included, from the wire.h layouts. */
@@ -136,7 +137,8 @@ static unsigned layout_len(int type) {
   case CL_MSG_OK: return 6;
   case CL_MSG_SEND: case CL_MSG_COLLECT: case CL_MSG_ERROR: return 4;
   case CL_MSG_MARKER: case CL_MSG_CLIENT: case CL_MSG_CONNECT:
-  case CL_MSG_STATUS: case CL_MSG_SHUTDOWN: return 2;
+  case CL_MSG_STATUS: case CL_MSG_SHUTDOWN: case CL_MSG_LOCAL_STATE:
+    return 2;
   default: return 3;
   }
 }
@@ -203,6 +205,15 @@ static void make_sample(int type, cl_msg_t *m) {
     break;
   case CL_MSG_CIRCULATE:
     m->u.circulate.on = 1;
+    break;
+  case CL_MSG_PUSH:
+    m->u.push.on = 1;
+    break;
+  case CL_MSG_LOCAL_STATE:
+    /* The STATE sample's local state, as a notification (no req). */
+    make_sample(CL_MSG_STATE, m);
+    m->type = CL_MSG_LOCAL_STATE;
+    m->req = 0;
     break;
   case CL_MSG_OK:
     m->u.ok.snapshot_id = 17;
@@ -337,6 +348,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     return EQ(u.collect.snapshot_id) && EQ(u.collect.release);
   case CL_MSG_DELIVER: return EQS(u.deliver.src);
   case CL_MSG_CIRCULATE: return EQ(u.circulate.on);
+  case CL_MSG_PUSH: return EQ(u.push.on);
   case CL_MSG_OK:
     if (!EQ(u.ok.snapshot_id) || !EQ(u.ok.nsent) ||
         !EQ(u.ok.delivered_kind) || !EQ(u.ok.delivered_value))
@@ -348,6 +360,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     return 1;
   case CL_MSG_ERROR: return EQ(u.error.code) && EQS(u.error.text);
   case CL_MSG_STATE:
+  case CL_MSG_LOCAL_STATE:
     if (!EQ(u.state.snapshot_id) || !EQS(u.state.server) ||
         !EQ(u.state.tokens) || !EQ(u.state.initial_tokens) ||
         !EQ(u.state.nrecorded) || !EQ(u.state.nsent) || !EQ(u.state.nrecv))
@@ -791,7 +804,8 @@ static void test_streams(void) {
     }
     if (msgs[i].type == CL_MSG_HELLO || msgs[i].type == CL_MSG_TOKEN ||
         msgs[i].type == CL_MSG_MARKER || msgs[i].type == CL_MSG_CLIENT ||
-        msgs[i].type == CL_MSG_COMPLETE || msgs[i].type == CL_MSG_NOTICE)
+        msgs[i].type == CL_MSG_COMPLETE || msgs[i].type == CL_MSG_NOTICE ||
+        msgs[i].type == CL_MSG_LOCAL_STATE)
       msgs[i].req = 0; /* these frames carry no req */
     CHECK_EQ_INT(cl_wire_encode(&msgs[i], &sb), 0);
   }
@@ -858,7 +872,7 @@ static void test_shape(void) {
   /* Well-formed arrays with unknown type numbers. */
   build(&sb, "A i i i", 3, 99, 1, 2); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i", 1, 0);            EXPECT(&sb, CL_ETYPE);
-  build(&sb, "A i i", 2, 20, 1);      EXPECT(&sb, CL_ETYPE);
+  build(&sb, "A i i", 2, 21, 1);      EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 4, 1);       EXPECT(&sb, CL_ETYPE);
   build(&sb, "A U", 1, 0x100000002ULL); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i M", 2, 50, 0);      EXPECT(&sb, CL_ETYPE);

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""PUSH and LOCAL_STATE against two real daemons (docs/PROTOCOL.md).
+
+  push.py CLSNAPD WORKDIR
+
+A and B form a 2-ring (A->B, B->A) over real peer channels. Checked:
+- PUSH is accepted before CONFIGURE (a connection preference);
+- with PUSH on, a completed snapshot reaches that connection as
+  LOCAL_STATE [42, local_state] (and no COMPLETE), while a connection
+  without PUSH gets COMPLETE; the state is released once pushed (STATUS
+  kept is empty, COLLECT says ENOENT);
+- the pushed states add up: tokens on servers plus recorded runs equal the
+  system's total, with every token sent before the snapshot;
+- PUSH off: the next snapshot gives COMPLETE again and its state stays
+  kept until COLLECT.
+
+Uses the msgpack helpers and process wrappers of hostile.py.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hostile import Control, Daemon, Fail, check, ENOENT  # noqa: E402
+
+TOTAL = 30  # A 20, B 10
+
+
+def expect_notice(c, want_type, sid, timeout=10):
+    """Read until a notification of want_type for snapshot sid; fail on a
+    notification of the other kind for it."""
+    while True:
+        m = c.next_msg(timeout)
+        check(isinstance(m, list) and len(m) >= 2, "bad frame %r" % (m,))
+        if m[0] == 40 and m[1] == sid:
+            check(want_type == 40, "got COMPLETE for %d, expected "
+                  "LOCAL_STATE" % sid)
+            return m
+        if m[0] == 42 and m[1][0] == sid:
+            check(want_type == 42, "got LOCAL_STATE for %d, expected "
+                  "COMPLETE" % sid)
+            return m
+
+
+def tokens_of(state):
+    """Tokens held plus tokens in recorded runs [src, seq, count, n]."""
+    return state[2] + sum(r[2] * r[3] for r in state[4])
+
+
+def main(argv):
+    clsnapd, workdir = argv[1], argv[2]
+    a = Daemon(clsnapd, workdir, "A")
+    b = Daemon(clsnapd, workdir, "B")
+    try:
+        ca, cb = Control(a.addr, "ca"), Control(b.addr, "cb")
+        watch = Control(a.addr, "watch")
+        r = ca.call(20, True)
+        check(r[0] == 30, "PUSH before CONFIGURE answered %r" % (r,))
+        r = cb.call(20, True)
+        check(r[0] == 30, "PUSH answered %r" % (r,))
+        for c, sid, tok, peer, addr in ((ca, "A", 20, "B", b.addr),
+                                        (cb, "B", 10, "A", a.addr)):
+            r = c.call(11, sid, tok, 0 if sid == "A" else 1, 2, 0, 0, 0,
+                       [[peer, addr]], [peer])
+            check(r[0] == 30, "CONFIGURE %s answered %r" % (sid, r))
+        for c in (ca, cb):
+            r = c.call(12)
+            check(r[0] == 30, "CONNECT answered %r" % (r,))
+
+        # Tokens in flight both ways, then snapshot 5 from A.
+        for k in range(5):
+            check(ca.call(13, "B", 2)[0] == 30, "SEND A->B refused")
+            check(cb.call(13, "A", 1)[0] == 30, "SEND B->A refused")
+        r = ca.call(14, 5)
+        check(r[0] == 30 and r[2] == 5, "SNAPSHOT answered %r" % (r,))
+        sa = expect_notice(ca, 42, 5)[1]
+        sb = expect_notice(cb, 42, 5)[1]
+        expect_notice(watch, 40, 5)
+        check(sa[1] == "A" and sb[1] == "B", "states of %s, %s" %
+              (sa[1], sb[1]))
+        got = tokens_of(sa) + tokens_of(sb)
+        check(got == TOTAL, "pushed states hold %d tokens, expected %d "
+              "(%r, %r)" % (got, TOTAL, sa, sb))
+        # Sent counts: A sent 5 token messages to B, B 5 to A.
+        check(sa[5] == [["B", 5]] and sb[5] == [["A", 5]],
+              "sent counts %r, %r" % (sa[5], sb[5]))
+        for c in (ca, cb):
+            check(c.status()["kept"] == [], "a pushed state was kept")
+        r = watch.call(15, 5, False)
+        check(r[0] == 31 and r[2] == ENOENT,
+              "COLLECT of a pushed state answered %r" % (r,))
+
+        # PUSH off on A: COMPLETE again, the state stays for COLLECT.
+        check(ca.call(20, False)[0] == 30, "PUSH off refused")
+        r = ca.call(14, 6)
+        check(r[0] == 30, "SNAPSHOT 6 answered %r" % (r,))
+        expect_notice(ca, 40, 6)
+        expect_notice(cb, 42, 6)
+        check(ca.status()["kept"] == [6], "A does not keep snapshot 6")
+        r = ca.call(15, 6, True)
+        check(r[0] == 32 and r[2][0] == 6, "COLLECT 6 answered %r" % (r,))
+        check(ca.status()["kept"] == [], "released state still kept")
+        check(a.alive() and b.alive(), "a daemon died")
+        print("ok: push (LOCAL_STATE instead of COMPLETE, released; "
+              "COMPLETE after PUSH off)")
+    except Fail as e:
+        print("FAIL: %s" % e, file=sys.stderr)
+        return 1
+    finally:
+        a.stop()
+        b.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
