@@ -69,6 +69,18 @@ typedef struct cl_outbuf {
   int writing;
 } cl_outbuf_t;
 
+/* Write o's pending bytes on s (caller checked: not writing, something
+ * pending). Synchronously when the socket takes them all: no write
+ * request, so no completion round (in libuv 1.44 an extra loop turn and an
+ * epoll_ctl per write); the pending buffer is then given back to the heap
+ * if it is over `keep` bytes. Otherwise the buffers swap and the rest of
+ * `fly` is written with cb (req data `data`); fly.size stays the whole
+ * buffer until cb (counted as queued: at most one write's worth too many).
+ * Returns 1 if a write was started, 0 if all went synchronously, or a
+ * negative libuv error (nothing pending is kept then). */
+int cl_outbuf_write(cl_outbuf_t *o, uv_stream_t *s, uv_write_cb cb,
+                    void *data, size_t keep);
+
 typedef enum { CL_CONN_NEW, CL_CONN_CONTROL, CL_CONN_PEER } cl_conn_kind_t;
 
 /* One accepted TCP connection. */

@@ -878,53 +878,18 @@ static void out_write_cb(uv_write_t *req, int status) {
     out_lost(ch, status, cl_daemon_strerror(status));
 }
 
-/* One uv_write of everything queued on ch since its last write. */
+/* Write everything queued on ch since its last write. Most turns the
+ * socket takes it all at once; an idle big buffer then goes back to the
+ * heap, where the next busy channel reuses it: memory follows the channels
+ * in use at once, not the sum of every channel's busiest turn. */
 static void out_flush(cl_out_chan_t *ch) {
-  msgpack_sbuffer t;
-  uv_buf_t b;
   int r;
   if (ch->state != CL_OUT_UP || ch->out.writing || ch->out.pend.size == 0)
     return;
-  /* Most turns the socket takes everything at once. Writing synchronously
-   * then saves the write request's completion round, which in libuv 1.44
-   * costs an epoll_ctl per write. */
-  r = uv_try_write((uv_stream_t *)&ch->tcp,
-                   &(uv_buf_t){.base = ch->out.pend.data,
-                               .len = ch->out.pend.size},
-                   1);
-  if (r == (int)ch->out.pend.size) {
-    ch->out.pend.size = 0;
-    if (ch->out.pend.alloc > out_keep(ch->d)) {
-      /* An idle big buffer goes back to the heap, where the next busy
-       * channel reuses it: memory follows the channels in use at once,
-       * not the sum of every channel's busiest turn. */
-      msgpack_sbuffer_destroy(&ch->out.pend);
-      msgpack_sbuffer_init(&ch->out.pend);
-    }
-    return;
-  }
-  if (r < 0 && r != UV_EAGAIN) {
-    out_lost(ch, r, cl_daemon_strerror(r));
-    return;
-  }
+  r = cl_outbuf_write(&ch->out, (uv_stream_t *)&ch->tcp, out_write_cb, ch,
+                      out_keep(ch->d));
   if (r < 0)
-    r = 0;
-  t = ch->out.fly;
-  ch->out.fly = ch->out.pend;
-  ch->out.pend = t;
-  ch->out.pend.size = 0;
-  /* fly.size stays the whole buffer until the callback (counted as queued:
-   * at most one write's worth too many). */
-  b = uv_buf_init(ch->out.fly.data + r,
-                  (unsigned)(ch->out.fly.size - (size_t)r));
-  ch->out.wreq.data = ch;
-  r = uv_write(&ch->out.wreq, (uv_stream_t *)&ch->tcp, &b, 1, out_write_cb);
-  if (r < 0) {
-    ch->out.fly.size = 0;
     out_lost(ch, r, cl_daemon_strerror(r));
-    return;
-  }
-  ch->out.writing = 1;
 }
 
 /* Bytes of a msgpack unsigned integer in its shortest form. */

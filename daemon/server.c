@@ -194,54 +194,57 @@ static void ctrl_write_cb(uv_write_t *req, int status) {
     ctrl_stop_step(c);
 }
 
-/* Write what is pending: synchronously if the socket takes it all (no
- * write request, so no completion round: in libuv 1.44 that costs an extra
- * loop turn and an epoll_ctl, on the snapshot latency path), else swap the
- * buffers and write the rest of `fly`. Returns 1 if a write was started. */
-static int ctrl_write(cl_conn_t *c) {
+/* See daemon.h. */
+int cl_outbuf_write(cl_outbuf_t *o, uv_stream_t *s, uv_write_cb cb,
+                    void *data, size_t keep) {
   msgpack_sbuffer t;
   uv_buf_t b;
-  int r;
-  if (c->closing || c->out.writing || c->out.pend.size == 0)
-    return 0;
-  r = uv_try_write((uv_stream_t *)&c->tcp,
-                   &(uv_buf_t){.base = c->out.pend.data,
-                               .len = c->out.pend.size},
-                   1);
-  if (r == (int)c->out.pend.size) {
-    c->out.pend.size = 0;
-    if (c->out.pend.alloc > ((size_t)1 << 20)) {
-      msgpack_sbuffer_destroy(&c->out.pend);
-      msgpack_sbuffer_init(&c->out.pend);
+  int r = uv_try_write(
+      s, &(uv_buf_t){.base = o->pend.data, .len = o->pend.size}, 1);
+  if (r == (int)o->pend.size) {
+    o->pend.size = 0;
+    if (o->pend.alloc > keep) {
+      msgpack_sbuffer_destroy(&o->pend);
+      msgpack_sbuffer_init(&o->pend);
     }
     return 0;
   }
   if (r < 0 && r != UV_EAGAIN) {
-    cl_log_warn("%s: write failed: %s; closing it", cl_conn_label(c),
-                cl_daemon_strerror(r));
-    cl_conn_close(c);
-    return 0;
+    o->pend.size = 0;
+    return r;
   }
   if (r < 0)
     r = 0;
-  t = c->out.fly;
-  c->out.fly = c->out.pend;
-  c->out.pend = t;
-  c->out.pend.size = 0;
-  /* fly.size stays the whole buffer until the callback (counted as queued:
-   * at most one write's worth too many). */
-  b = uv_buf_init(c->out.fly.data + r, (unsigned)(c->out.fly.size - (size_t)r));
-  c->out.wreq.data = c;
-  r = uv_write(&c->out.wreq, (uv_stream_t *)&c->tcp, &b, 1, ctrl_write_cb);
+  t = o->fly;
+  o->fly = o->pend;
+  o->pend = t;
+  o->pend.size = 0;
+  b = uv_buf_init(o->fly.data + r, (unsigned)(o->fly.size - (size_t)r));
+  o->wreq.data = data;
+  r = uv_write(&o->wreq, s, &b, 1, cb);
   if (r < 0) {
-    c->out.fly.size = 0;
+    o->fly.size = 0;
+    return r;
+  }
+  o->writing = 1;
+  return 1;
+}
+
+/* Write what is pending on control connection c; 1 if a write was
+ * started. A failed write closes c. */
+static int ctrl_write(cl_conn_t *c) {
+  int r;
+  if (c->closing || c->out.writing || c->out.pend.size == 0)
+    return 0;
+  r = cl_outbuf_write(&c->out, (uv_stream_t *)&c->tcp, ctrl_write_cb, c,
+                      (size_t)1 << 20);
+  if (r < 0) {
     cl_log_warn("%s: write failed: %s; closing it", cl_conn_label(c),
                 cl_daemon_strerror(r));
     cl_conn_close(c);
     return 0;
   }
-  c->out.writing = 1;
-  return 1;
+  return r;
 }
 
 /* uv_shutdown done: every queued reply has been written. */
