@@ -42,6 +42,7 @@
 #define BENCH_MAX_SNAPSHOTS 1000000
 #define BENCH_BASELINE_OUT_MAX 65536
 #define BENCH_RECENT 16 /* latencies that decide how long reads are held */
+#define BENCH_SLICE_MS 1000 /* --alternate: length of each slice */
 
 static const char usage_bench[] =
     "Usage: clsnap bench --nodes N --topology ring|mesh --seconds S [options]\n"
@@ -67,6 +68,10 @@ static const char usage_bench[] =
     "                          of TOKEN frames in flight in all)\n"
     "  --warmup-ms W           load before measuring (default 500)\n"
     "  --idle                  no load: measure snapshots of an idle cluster\n"
+    "  --alternate             with --snapshot-every-ms: 1-second slices\n"
+    "                          without and with snapshots in turn, in the\n"
+    "                          same cluster; report both rates and the\n"
+    "                          difference (what snapshots cost the load)\n"
     "  --baseline              first run clsnap-baseline with the same N,\n"
     "                          topology and seconds; print both and the ratio\n"
     "                          tokens_per_s / frames_per_s\n"
@@ -88,7 +93,7 @@ void cl_bench_usage(FILE *f) { fputs(usage_bench, f); }
 typedef struct bench_args {
   const char *nodes, *topology, *seconds, *every, *tokens, *warmup;
   const char *baseline_program, *daemon, *log_dir;
-  int idle, baseline, json, help;
+  int idle, baseline, alternate, json, help;
 } bench_args_t;
 
 typedef struct bench_result {
@@ -101,6 +106,8 @@ typedef struct bench_result {
   uint64_t recorded_max; /* most in-flight messages in one snapshot */
   uint64_t runs_max;     /* most recorded runs (what STATEs carry) in one */
   size_t held;           /* snapshots collected after holding reads */
+  int alternated;        /* --alternate: the two rates below are apart */
+  double tokens_per_s_without; /* --alternate: in the slices without */
   long rss_kib_max, rss_kib_sum;
   size_t rss_n;
   int have_baseline;
@@ -328,6 +335,18 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
       }
     if (got == n)
       break;
+    if (k == 0 && hold_ms > 0 && cl_now_ns() - t0 < 30000000000ull) {
+      /* The rest in rounds of a quarter of the hold: one wake-up for what
+       * came in during each round, not one per state. */
+      cl_cluster_hold_reads(c, 1);
+      rc = cl_cluster_sleep(c, hold_ms / 4 ? hold_ms / 4 : 1, err, errsize);
+      cl_cluster_hold_reads(c, 0);
+      if (rc == 0) /* read what queued meanwhile */
+        rc = cl_cluster_sleep(c, 0, err, errsize);
+      if (rc < 0)
+        goto done;
+      continue;
+    }
     if (k == 0) {
       g->armed = 1;
       rc = cl_cluster_wait_complete(c, &id, 1, 30000, err, errsize);
@@ -582,15 +601,21 @@ static uint64_t hold_for(const uint64_t *recent, size_t taken) {
   return n == 0 ? 0 : least * 8 / 10000000; /* ns -> 0.8 x, in ms */
 }
 
-/* The measured part: circulate on, warm up, window with snapshots. */
+/* The measured part: circulate on, warm up, window with snapshots. With
+ * `alternate`, the window is cut into BENCH_SLICE_MS slices, without and
+ * with snapshots in turn (starting without), each ended by a STATUS round,
+ * and the two rates are measured apart: the cost of snapshots then comes
+ * from one cluster in one run, not from two runs that differ by more than
+ * that on a busy machine. */
 static int measure(cl_cluster_t *c, bench_guard_t *g,
-                   const cl_topology_t *topo, int idle,
+                   const cl_topology_t *topo, int idle, int alternate,
                    uint64_t seconds, uint64_t every_ms, uint64_t warmup_ms,
                    bench_result_t *r, char *err, size_t errsize) {
-  uint64_t sum0 = 0, sum1 = 0, t0, t1, end, next, id = 0;
+  uint64_t sum0 = 0, t0, end, next, id = 0, slice_end, mark, mark_sum;
   uint64_t recent[BENCH_RECENT] = {0}; /* latest latencies, ns (ring) */
+  uint64_t msgs[2] = {0, 0}, ns[2] = {0, 0}; /* [0] without, [1] with */
   size_t n = cl_cluster_size(c);
-  int rc;
+  int rc, on = !alternate;
   if ((rc = switch_all(c, CL_MSG_PUSH, 1, err, errsize)) < 0)
     return rc;
   if (!idle && (rc = switch_all(c, CL_MSG_CIRCULATE, 1, err, errsize)) < 0)
@@ -599,22 +624,40 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
     return rc;
   if ((rc = total_received(c, &sum0, err, errsize)) < 0)
     return rc;
-  t0 = cl_now_ns();
+  t0 = mark = cl_now_ns();
+  mark_sum = sum0;
   end = t0 + seconds * 1000000000ull;
+  slice_end = alternate ? t0 + BENCH_SLICE_MS * 1000000ull : end;
   next = t0;
   for (;;) {
     uint64_t now = cl_now_ns();
-    if (now >= end)
-      break;
-    if (every_ms == 0) {
-      rc = cl_cluster_sleep(c, (end - now + 999999) / 1000000, err, errsize);
+    if (now >= slice_end || now >= end) {
+      /* A slice (or the window) is over: count it where it belongs. */
+      uint64_t sum;
+      if ((rc = total_received(c, &sum, err, errsize)) < 0)
+        return rc;
+      now = cl_now_ns();
+      msgs[on] += sum - mark_sum;
+      ns[on] += now - mark;
+      mark = now;
+      mark_sum = sum;
+      if (now >= end)
+        break;
+      on = !on;
+      slice_end = now + BENCH_SLICE_MS * 1000000ull;
+      next = now;
+      continue;
+    }
+    if (every_ms == 0 || !on) {
+      uint64_t until = slice_end < end ? slice_end : end;
+      rc = cl_cluster_sleep(c, (until - now + 999999) / 1000000, err, errsize);
     } else if (now < next) {
-      uint64_t until = next < end ? next : end;
+      uint64_t until = next < slice_end ? next : slice_end;
       rc = cl_cluster_sleep(c, (until - now + 999999) / 1000000, err,
                             errsize);
     } else {
       int ok = 0;
-      uint64_t lat = 0;
+      uint64_t lat = 0, hold_ms;
       size_t nrec = 0, nruns = 0;
       if (r->snapshots == r->lat_cap) {
         size_t ncap = r->lat_cap ? r->lat_cap * 2 : 1024;
@@ -629,7 +672,7 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
         r->lat_ns = nv;
         r->lat_cap = ncap;
       }
-      uint64_t hold_ms = hold_for(recent, r->snapshots);
+      hold_ms = hold_for(recent, r->snapshots);
       rc = one_snapshot(c, g, topo, id, (size_t)(id % n), hold_ms, &ok, &lat,
                         &nrec, &nruns, err, errsize);
       r->held += hold_ms > 0;
@@ -650,12 +693,15 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
     if (rc < 0)
       return rc;
   }
-  if ((rc = total_received(c, &sum1, err, errsize)) < 0)
-    return rc;
-  t1 = cl_now_ns();
-  r->seconds = (double)(t1 - t0) / 1e9;
-  r->messages = sum1 - sum0;
-  r->tokens_per_s = (double)r->messages / r->seconds;
+  r->seconds = (double)(mark - t0) / 1e9;
+  r->messages = msgs[0] + msgs[1];
+  /* Without `alternate` everything is counted as "with" (on is 1). */
+  r->tokens_per_s = ns[1] ? (double)msgs[1] / ((double)ns[1] / 1e9) : 0;
+  if (alternate) {
+    r->alternated = 1;
+    r->tokens_per_s_without =
+        ns[0] ? (double)msgs[0] / ((double)ns[0] / 1e9) : 0;
+  }
   peak_rss(r);
   return 0;
 }
@@ -683,6 +729,15 @@ static void print_result(const bench_args_t *a, size_t nodes, int mesh,
     json_object_set_new(o, "seconds", json_real(r->seconds));
     json_object_set_new(o, "messages", json_integer((json_int_t)r->messages));
     json_object_set_new(o, "tokens_per_s", json_real(r->tokens_per_s));
+    if (r->alternated) {
+      json_object_set_new(o, "tokens_per_s_without",
+                          json_real(r->tokens_per_s_without));
+      json_object_set_new(
+          o, "snapshot_cost",
+          json_real(r->tokens_per_s_without > 0
+                        ? 1 - r->tokens_per_s / r->tokens_per_s_without
+                        : 0));
+    }
     json_object_set_new(o, "snapshots",
                         json_integer((json_int_t)r->snapshots));
     json_object_set_new(o, "snapshots_ok",
@@ -720,10 +775,21 @@ static void print_result(const bench_args_t *a, size_t nodes, int mesh,
   if (r->have_baseline)
     printf("baseline:    %14.0f frames/s (%" PRIu64 "-byte frames)\n",
            r->frames_per_s, r->frame_bytes);
-  printf("clsnap:      %14.0f token messages/s (%" PRIu64 " in %.2f s)\n",
-         r->tokens_per_s, r->messages, r->seconds);
+  if (r->alternated)
+    printf("clsnap:      %14.0f token messages/s in the slices with "
+           "snapshots (%" PRIu64 " in all in %.2f s)\n",
+           r->tokens_per_s, r->messages, r->seconds);
+  else
+    printf("clsnap:      %14.0f token messages/s (%" PRIu64 " in %.2f s)\n",
+           r->tokens_per_s, r->messages, r->seconds);
   if (r->have_baseline && r->frames_per_s > 0)
     printf("ratio:       %14.3f\n", r->tokens_per_s / r->frames_per_s);
+  if (r->alternated && r->tokens_per_s_without > 0)
+    printf("alternating: %14.0f token messages/s in the slices without "
+           "snapshots; those with them %.1f%% %s\n",
+           r->tokens_per_s_without,
+           100 * fabs(1 - r->tokens_per_s / r->tokens_per_s_without),
+           r->tokens_per_s <= r->tokens_per_s_without ? "lower" : "higher");
   if (every_ms > 0)
     printf("snapshots:   %zu taken, %zu passed; latency us p50 %" PRIu64
            " p99 %" PRIu64 " max %" PRIu64 "; at most %" PRIu64
@@ -773,6 +839,7 @@ int cl_cmd_bench(int argc, char **argv) {
                      {"--tokens", 1, &a.tokens, NULL},
                      {"--warmup-ms", 1, &a.warmup, NULL},
                      {"--idle", 0, NULL, &a.idle},
+                     {"--alternate", 0, NULL, &a.alternate},
                      {"--baseline", 0, NULL, &a.baseline},
                      {"--baseline-program", 1, &a.baseline_program, NULL},
                      {"--json", 0, NULL, &a.json},
@@ -829,6 +896,11 @@ int cl_cmd_bench(int argc, char **argv) {
     cl_errf("bench: --idle and --baseline exclude each other");
     return CL_EXIT_USAGE;
   }
+  if (a.alternate && (every_ms == 0 || seconds < 2)) {
+    cl_errf("bench: --alternate needs --snapshot-every-ms and --seconds 2 "
+            "or more");
+    return CL_EXIT_USAGE;
+  }
 
   text = topology_text((size_t)nodes, mesh, tokens);
   if (text == NULL ||
@@ -872,8 +944,8 @@ int cl_cmd_bench(int argc, char **argv) {
   if (rc == 0)
     rc = cl_configure_cluster(cluster, topo, 0, 0, 1, 30000, err, sizeof err);
   if (rc == 0)
-    rc = measure(cluster, &guard, topo, a.idle, seconds, every_ms, warmup_ms,
-                 &res, err, sizeof err);
+    rc = measure(cluster, &guard, topo, a.idle, a.alternate, seconds,
+                 every_ms, warmup_ms, &res, err, sizeof err);
   if (rc < 0)
     goto failed;
   print_result(&a, topo->nservers, mesh, topo->nlinks, tokens, every_ms,

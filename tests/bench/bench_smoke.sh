@@ -27,9 +27,11 @@ PY
 # Snapshots slower than ~1 ms make the coordinator hold its reads while the
 # states come in (one wake-up for several): a 12-server mesh with a snapshot
 # every 20 ms takes that path; every snapshot must still be collected whole.
+# --alternate: a second without snapshots, then one with them; both rates
+# are reported.
 out=$WORK/held.json
-"$CLSNAP" bench --nodes 12 --topology mesh --seconds 1 --snapshot-every-ms 20 \
-  --json --daemon "$CLSNAPD" >"$out" 2>"$WORK/held.err" ||
+"$CLSNAP" bench --nodes 12 --topology mesh --seconds 2 --snapshot-every-ms 20 \
+  --alternate --json --daemon "$CLSNAPD" >"$out" 2>"$WORK/held.err" ||
   { cat "$WORK/held.err" >&2; fail "clsnap bench (12 mesh) exited $?"; }
 "$PYTHON" - "$out" <<'PY' || fail "bench report (12 mesh): $(cat "$out")"
 import json, sys
@@ -37,7 +39,14 @@ r = json.load(open(sys.argv[1]))
 assert r["snapshots"] > 2, "only %d snapshots" % r["snapshots"]
 assert r["snapshots_ok"] == r["snapshots"], "a snapshot failed its checks"
 assert r["reads_held"] > 0, "the held-reads path was not taken"
+assert r["tokens_per_s"] > 0 and r["tokens_per_s_without"] > 0, r
+assert "snapshot_cost" in r, r
 PY
+rc=0
+"$CLSNAP" bench --nodes 2 --topology ring --seconds 2 --alternate \
+  --daemon "$CLSNAPD" >/dev/null 2>"$WORK/alt.err" || rc=$?
+[ "$rc" -eq 2 ] && grep -q -- "--alternate needs --snapshot-every-ms" "$WORK/alt.err" ||
+  fail "--alternate without snapshots: exit $rc, $(cat "$WORK/alt.err")"
 
 out=$WORK/baseline.json
 "$CLSNAP" bench --nodes 3 --topology ring --seconds 1 --warmup-ms 100 \
