@@ -444,20 +444,6 @@ static void on_connect(uv_connect_t *req, int status) {
   msgpack_sbuffer_destroy(&sb);
 }
 
-/* Stop or restart reading every connection that is up; see client.h. */
-void cl_cluster_hold_reads(cl_cluster_t *c, int hold) {
-  size_t i;
-  for (i = 0; i < c->n; i++) {
-    conn_t *k = &c->conns[i];
-    if (k->state != CONN_UP || !k->open)
-      continue;
-    if (hold)
-      uv_read_stop((uv_stream_t *)&k->tcp);
-    else if (uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read) < 0)
-      conn_down(k, "server %s lost (cannot read)", k->id);
-  }
-}
-
 /* Resolve "host:port" (numeric, else by name) into ss. */
 static int resolve(uv_loop_t *loop, const char *addr,
                    struct sockaddr_storage *ss, char *why, size_t whysize) {

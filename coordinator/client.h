@@ -116,12 +116,6 @@ int cl_cluster_has_completed(const cl_cluster_t *c, uint64_t id, size_t i);
  * yet, already taken, or the server sent COMPLETE instead). */
 int cl_cluster_take_state(cl_cluster_t *c, uint64_t id, size_t i,
                           cl_msg_t *out);
-/* hold 1: stop reading every connection (what the servers send waits in
- * the kernel, and does not wake this process); 0: read again. For a caller
- * that knows it will wait anyway and prefers one wake-up for several
- * messages. A held connection still counts as up; calls made while holding
- * will wait until reads are released. */
-void cl_cluster_hold_reads(cl_cluster_t *c, int hold);
 /* Stop tracking snapshot id (frees its entry and any state not taken). */
 void cl_cluster_forget(cl_cluster_t *c, uint64_t id);
 

@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <time.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,6 +259,20 @@ static int bench_guard(void *ctx, char *err, size_t errsize) {
   return 0;
 }
 
+/* Let ms pass without running the loop: nothing wakes this process, not
+ * even what the servers send (it waits in the kernel; stopping the reads
+ * instead would cost two epoll_ctl per connection), then take in one go
+ * what arrived meanwhile. A signal ends the pause early; the loop then
+ * sees it. */
+static int pause_then_read(cl_cluster_t *c, uint64_t ms, char *err,
+                           size_t errsize) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  (void)nanosleep(&ts, NULL);
+  return cl_cluster_sleep(c, 0, err, errsize);
+}
+
 /* One snapshot: SNAPSHOT id at server `at`, then COLLECT (release) from each
  * server as soon as it reports the snapshot complete, so collecting overlaps
  * the markers still travelling; check. *ok is the verdict, *lat_ns the time
@@ -308,10 +323,7 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
      * wake-up instead of one each, so collecting costs the loaded daemons
      * fewer preemptions. Only a snapshot much faster than the recent ones
      * is seen late, by at most hold_ms. */
-    cl_cluster_hold_reads(c, 1);
-    rc = cl_cluster_sleep(c, hold_ms, err, errsize);
-    cl_cluster_hold_reads(c, 0);
-    if (rc < 0)
+    if ((rc = pause_then_read(c, hold_ms, err, errsize)) < 0)
       goto done;
   }
   g->id = id;
@@ -338,11 +350,7 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
     if (k == 0 && hold_ms > 0 && cl_now_ns() - t0 < 30000000000ull) {
       /* The rest in rounds of a quarter of the hold: one wake-up for what
        * came in during each round, not one per state. */
-      cl_cluster_hold_reads(c, 1);
-      rc = cl_cluster_sleep(c, hold_ms / 4 ? hold_ms / 4 : 1, err, errsize);
-      cl_cluster_hold_reads(c, 0);
-      if (rc == 0) /* read what queued meanwhile */
-        rc = cl_cluster_sleep(c, 0, err, errsize);
+      rc = pause_then_read(c, hold_ms / 4 ? hold_ms / 4 : 1, err, errsize);
       if (rc < 0)
         goto done;
       continue;
