@@ -42,7 +42,7 @@
 #define BENCH_DEFAULT_WARMUP_MS 500
 #define BENCH_MAX_SNAPSHOTS 1000000
 #define BENCH_BASELINE_OUT_MAX 65536
-#define BENCH_RECENT 16 /* latencies that decide how long reads are held */
+#define BENCH_RECENT 16 /* latencies that decide how long collecting pauses */
 #define BENCH_SLICE_MS 1000 /* --alternate: length of each slice */
 
 static const char usage_bench[] =
@@ -106,7 +106,7 @@ typedef struct bench_result {
   size_t lat_cap;
   uint64_t recorded_max; /* most in-flight messages in one snapshot */
   uint64_t runs_max;     /* most recorded runs (what STATEs carry) in one */
-  size_t held;           /* snapshots collected after holding reads */
+  size_t paused;         /* snapshots whose collection began with a pause */
   int alternated;        /* --alternate: the two rates below are apart */
   double tokens_per_s_without; /* --alternate: in the slices without */
   long rss_kib_max, rss_kib_sum;
@@ -280,7 +280,7 @@ static int pause_then_read(cl_cluster_t *c, uint64_t ms, char *err,
  * to stderr; it is not an error of this function. */
 static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
                         const cl_topology_t *topo, uint64_t id, size_t at,
-                        uint64_t hold_ms, int *ok, uint64_t *lat_ns,
+                        uint64_t pause_ms, int *ok, uint64_t *lat_ns,
                         size_t *nrecorded, size_t *nruns, char *err,
                         size_t errsize) {
   size_t n = cl_cluster_size(c), i, k, got = 0;
@@ -317,13 +317,13 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
     goto done;
   }
   cl_msg_free(&rep);
-  if (hold_ms > 0) {
-    /* Most states cannot be here before hold_ms (below the fastest recent
+  if (pause_ms > 0) {
+    /* Most states cannot be here before pause_ms (below the fastest recent
      * snapshot): let them queue in the kernel and take them in one
      * wake-up instead of one each, so collecting costs the loaded daemons
      * fewer preemptions. Only a snapshot much faster than the recent ones
-     * is seen late, by at most hold_ms. */
-    if ((rc = pause_then_read(c, hold_ms, err, errsize)) < 0)
+     * is seen late, by at most pause_ms. */
+    if ((rc = pause_then_read(c, pause_ms, err, errsize)) < 0)
       goto done;
   }
   g->id = id;
@@ -347,10 +347,10 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
       }
     if (got == n)
       break;
-    if (k == 0 && hold_ms > 0 && cl_now_ns() - t0 < 30000000000ull) {
-      /* The rest in rounds of a quarter of the hold: one wake-up for what
+    if (k == 0 && pause_ms > 0 && cl_now_ns() - t0 < 30000000000ull) {
+      /* The rest in rounds of a quarter of the pause: one wake-up for what
        * came in during each round, not one per state. */
-      rc = pause_then_read(c, hold_ms / 4 ? hold_ms / 4 : 1, err, errsize);
+      rc = pause_then_read(c, pause_ms / 4 ? pause_ms / 4 : 1, err, errsize);
       if (rc < 0)
         goto done;
       continue;
@@ -595,12 +595,12 @@ static void batch_sched(void) {
   (void)sched_setscheduler(0, SCHED_BATCH, &p);
 }
 
-/* How long to hold reads after starting a snapshot: 0.8 x the fastest of
+/* How long to pause after starting a snapshot: 0.8 x the fastest of
  * the last BENCH_RECENT snapshots, in whole ms (0 before there are any).
  * The fastest, not a mean: one slow snapshot must not make the next ones
- * wait (a held snapshot is measured no faster than its hold, which would
+ * wait (a paused snapshot is measured no faster than its pause, which would
  * feed back into a mean). */
-static uint64_t hold_for(const uint64_t *recent, size_t taken) {
+static uint64_t pause_for(const uint64_t *recent, size_t taken) {
   size_t i, n = taken < BENCH_RECENT ? taken : BENCH_RECENT;
   uint64_t least = UINT64_MAX;
   for (i = 0; i < n; i++)
@@ -665,7 +665,7 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
                             errsize);
     } else {
       int ok = 0;
-      uint64_t lat = 0, hold_ms;
+      uint64_t lat = 0, pause_ms;
       size_t nrec = 0, nruns = 0;
       if (r->snapshots == r->lat_cap) {
         size_t ncap = r->lat_cap ? r->lat_cap * 2 : 1024;
@@ -680,10 +680,10 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
         r->lat_ns = nv;
         r->lat_cap = ncap;
       }
-      hold_ms = hold_for(recent, r->snapshots);
-      rc = one_snapshot(c, g, topo, id, (size_t)(id % n), hold_ms, &ok, &lat,
+      pause_ms = pause_for(recent, r->snapshots);
+      rc = one_snapshot(c, g, topo, id, (size_t)(id % n), pause_ms, &ok, &lat,
                         &nrec, &nruns, err, errsize);
-      r->held += hold_ms > 0;
+      r->paused += pause_ms > 0;
       if (rc < 0)
         return rc;
       r->lat_ns[r->snapshots++] = lat;
@@ -754,7 +754,7 @@ static void print_result(const bench_args_t *a, size_t nodes, int mesh,
                         json_integer((json_int_t)r->recorded_max));
     json_object_set_new(o, "recorded_runs_max",
                         json_integer((json_int_t)r->runs_max));
-    json_object_set_new(o, "reads_held", json_integer((json_int_t)r->held));
+    json_object_set_new(o, "paused", json_integer((json_int_t)r->paused));
     json_object_set_new(lat, "p50", json_integer((json_int_t)p50));
     json_object_set_new(lat, "p99", json_integer((json_int_t)p99));
     json_object_set_new(lat, "max", json_integer((json_int_t)mx));
