@@ -356,8 +356,12 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
       continue;
     }
     if (k == 0) {
+      /* What is left of the 30 s a snapshot may take. */
+      uint64_t spent_ms = (cl_now_ns() - t0) / 1000000;
       g->armed = 1;
-      rc = cl_cluster_wait_complete(c, &id, 1, 30000, err, errsize);
+      rc = cl_cluster_wait_complete(c, &id, 1,
+                                    spent_ms < 30000 ? 30000 - spent_ms : 1,
+                                    err, errsize);
       g->armed = 0;
       if (rc < 0 && rc != CL_EAGAIN)
         goto done;

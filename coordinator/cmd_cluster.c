@@ -242,10 +242,12 @@ static int collect_and_check(session_t *s, uint64_t sid, int json,
     goto done;
   cl_verify(NULL, NULL, states, n, &v);
   rc = cl_global_snap(sid, states, n, &snap);
-  if (rc < 0) {
-    cl_errf("snapshot %" PRIu64 ": %s", sid,
-            rc == CL_ETOOBIG ? "too many recorded messages to list"
-                             : "out of memory");
+  if (rc == CL_ETOOBIG) /* the verdict still stands; only the list is cut */
+    cl_errf("snapshot %" PRIu64 ": %zu recorded messages are too many to "
+            "list (at most %zu); the check below covers them all", sid,
+            v.nrecorded, (size_t)CL_GLOBAL_SNAP_MSGS_MAX);
+  else if (rc < 0) {
+    cl_errf("snapshot %" PRIu64 ": out of memory", sid);
     goto done;
   }
   if (json) {
@@ -254,8 +256,14 @@ static int collect_and_check(session_t *s, uint64_t sid, int json,
     cl_print_checked(stdout, sid, snap, &v, quiet);
   }
   status = v.ok ? CL_EXIT_OK : CL_EXIT_FAIL;
-  if (snap_dir != NULL && cl_write_snap_file(snap_dir, sid, snap) != 0)
+  if (snap_dir != NULL && snap == NULL) {
+    cl_errf("snapshot %" PRIu64 ": no %s/%" PRIu64 ".snap written (too many "
+            "messages to list)", sid, snap_dir, sid);
     status = CL_EXIT_FAIL;
+  } else if (snap_dir != NULL &&
+             cl_write_snap_file(snap_dir, sid, snap) != 0) {
+    status = CL_EXIT_FAIL;
+  }
 done:
   if (snap != NULL)
     cl_snap_free(snap);

@@ -591,7 +591,7 @@ int cl_global_snap(uint64_t id, const cl_local_state_t *states,
   *out = NULL;
   for (size_t i = 0; i < nstates; i++)
     for (uint32_t j = 0; j < states[i].nrecorded; j++) {
-      if (states[i].recorded[j].count > CL_SNAP_MSGS_MAX - nmsgs)
+      if (states[i].recorded[j].count > CL_GLOBAL_SNAP_MSGS_MAX - nmsgs)
         return CL_ETOOBIG;
       nmsgs += (size_t)states[i].recorded[j].count;
     }

@@ -67,8 +67,9 @@ void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
  * messages grouped by destination (destinations in id order), each group in
  * arrival order. `id` is the id to print (the event-order number in run
  * mode); runs of recorded messages are written out message by message.
- * Returns 0, CL_ETOOBIG (more than CL_SNAP_MSGS_MAX messages) or
- * CL_ENOMEM. */
+ * Returns 0, CL_ETOOBIG (more than CL_GLOBAL_SNAP_MSGS_MAX messages: a run
+ * of a few bytes on the wire may claim billions) or CL_ENOMEM. */
+#define CL_GLOBAL_SNAP_MSGS_MAX ((size_t)1 << 20)
 int cl_global_snap(uint64_t id, const cl_local_state_t *states,
                    size_t nstates, cl_snap_t **out);
 

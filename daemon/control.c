@@ -99,11 +99,14 @@ static void broadcast(cl_daemon_t *d, const cl_msg_t *m) {
 }
 
 /* Fill ls with the local state st of snapshot id (arrays malloc'd; free
- * with free_local_state). 0 or CL_ENOMEM. */
+ * with free_local_state). 0, CL_ETOOBIG (more runs than one frame may
+ * list: such a state can be neither pushed nor collected) or CL_ENOMEM. */
 static int fill_local_state(cl_daemon_t *d, uint64_t id,
                             const cl_node_state_t *st, cl_local_state_t *ls) {
   size_t k;
   memset(ls, 0, sizeof *ls);
+  if (st->nrecorded > CL_WIRE_MAX_ITEMS)
+    return CL_ETOOBIG;
   ls->snapshot_id = id;
   memcpy(ls->server, d->id, CL_ID_SIZE);
   ls->tokens = st->tokens;
@@ -142,24 +145,36 @@ static void free_local_state(cl_local_state_t *ls) {
   free(ls->recv);
 }
 
+/* A control connection that takes pushed states now. */
+static int pushing(const cl_conn_t *c) {
+  return c->kind == CL_CONN_CONTROL && !c->closing && !c->stopping &&
+         c->push;
+}
+
 /* Snapshot id completed here: LOCAL_STATE{state} to every client that asked
- * for PUSH, COMPLETE{snapshot_id, server} to every other one (and to a
- * PUSH client when the state cannot be built). The state is released once
- * queued for at least one client; if none took it, it stays kept for
- * COLLECT. */
+ * for PUSH, COMPLETE{snapshot_id, server} to every other one, and to a
+ * PUSH client that cannot be given the state (it cannot be built or sent;
+ * logged) but is still connected. The state is released once queued for
+ * at least one client; if none took it, it stays kept for COLLECT. */
 void cl_control_complete(cl_daemon_t *d, uint64_t snapshot_id) {
   cl_msg_t m, ls;
   cl_node_state_t st;
   cl_conn_t *c;
-  int pushers = 0, have = 0, taken = 0;
+  int pushers = 0, have = 0, taken = 0, r = CL_ENOENT;
   for (c = d->conns; c != NULL; c = c->next)
-    if (c->kind == CL_CONN_CONTROL && !c->closing && c->push)
-      pushers++;
+    pushers += pushing(c);
   memset(&ls, 0, sizeof ls);
   ls.type = CL_MSG_LOCAL_STATE;
   if (pushers > 0 && cl_node_state(d->node, snapshot_id, &st) == 0 &&
-      st.complete)
-    have = fill_local_state(d, snapshot_id, &st, &ls.u.state) == 0;
+      st.complete) {
+    r = fill_local_state(d, snapshot_id, &st, &ls.u.state);
+    have = r == 0;
+    if (!have)
+      cl_log_error("cannot push the state of snapshot %llu (%zu recorded "
+                   "runs): %s; it stays kept for COLLECT",
+                   (unsigned long long)snapshot_id, st.nrecorded,
+                   cl_strerror(r));
+  }
   memset(&m, 0, sizeof m);
   m.type = CL_MSG_COMPLETE;
   m.u.complete.snapshot_id = snapshot_id;
@@ -167,12 +182,15 @@ void cl_control_complete(cl_daemon_t *d, uint64_t snapshot_id) {
   for (c = d->conns; c != NULL; c = c->next) {
     if (c->kind != CL_CONN_CONTROL || c->closing)
       continue;
-    if (c->push && have) {
-      if (cl_conn_send(c, &ls) == 0)
+    if (pushing(c) && have) {
+      if (cl_conn_send(c, &ls) == 0) {
         taken = 1;
-    } else {
-      cl_conn_send(c, &m);
+        continue;
+      }
+      if (c->closing) /* over its reply cap, or out of memory: closed */
+        continue;
     }
+    cl_conn_send(c, &m);
   }
   if (taken)
     cl_node_release(d->node, snapshot_id);
@@ -502,7 +520,15 @@ static void do_collect(cl_conn_t *c, const cl_msg_t *m) {
   memset(&out, 0, sizeof out);
   out.type = CL_MSG_STATE;
   out.req = m->req;
-  if (fill_local_state(d, id, &st, &out.u.state) < 0) {
+  r = fill_local_state(d, id, &st, &out.u.state);
+  if (r == CL_ETOOBIG) {
+    reply_error(c, m->req, r, "the state of snapshot %llu on %s has %zu "
+                "recorded runs, more than one STATE can list (%u)",
+                (unsigned long long)id, d->id, st.nrecorded,
+                (unsigned)CL_WIRE_MAX_ITEMS);
+    goto done;
+  }
+  if (r < 0) {
     reply_error(c, m->req, CL_ENOMEM, "out of memory");
     goto done;
   }

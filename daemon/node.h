@@ -142,7 +142,8 @@ int cl_node_send_ones(cl_node_t *node, uint32_t out, uint64_t count,
 /* cl_node_receive_ones: `count` TOKEN messages of one token each arrived
  * on inbound `in` with sequence numbers first_seq, first_seq + 1, ...: the
  * same as count calls cl_node_receive_token(node, in, seq, 1), stopping at
- * the first refused (and recorded the same way: one run per snapshot). Returns 0 with *done = count, or the refused message's
+ * the first refused (and recorded the same way: the accepted messages
+ * lengthen each recording snapshot's last run or start one). Returns 0 with *done = count, or the refused message's
  * error (CL_EINVAL bad index or count 0, CL_ESEQ, CL_ERANGE, CL_ENOMEM) with
  * *done = the messages accepted before it (the node is as after those). */
 int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,

@@ -924,6 +924,21 @@ def connect_timeout(clsnapd, workdir):
     print("ok: connect timeout (ERROR after %.1f s: %s)" % (took, text))
 
 
+def record_runs(addr, sid, nrec):
+    """Snapshot 1 on daemon sid (configured with inbound peers P and Q)
+    records nrec messages on Q->sid: P's marker starts it, Q's tokens are
+    recorded, Q's marker completes it. They carry 1 and 2 tokens in turn,
+    so no two of them share a run: the state lists nrec runs. Returns the
+    two peer sockets (the caller closes them)."""
+    p = connect(addr)
+    p.sendall(pack([1, "P", sid]) + pack([3, 1]))
+    q = connect(addr)
+    q.sendall(pack([1, "Q", sid]) + b"".join(
+        b"\x93\x02\xce" + struct.pack(">I", k) + bytes([1 + k % 2])
+        for k in range(1, nrec + 1)) + pack([3, 1]))
+    return p, q
+
+
 def collect_cap(clsnapd, workdir):
     """COLLECT with release whose STATE reply takes a client that does not
     read past the 64 MiB reply cap: the client is disconnected and never
@@ -934,16 +949,7 @@ def collect_cap(clsnapd, workdir):
     try:
         c = Control(d.addr)
         configure(c, "A", 5, inn=["P", "Q"], nservers=3)
-        # Snapshot 1 records nrec messages on Q->A: P's marker starts it,
-        # Q's tokens are recorded, Q's marker completes it. They carry 1
-        # and 2 tokens in turn, so no two of them share a run: the state
-        # lists nrec runs.
-        p = connect(d.addr)
-        p.sendall(pack([1, "P", "A"]) + pack([3, 1]))
-        q = connect(d.addr)
-        q.sendall(pack([1, "Q", "A"]) + b"".join(
-            b"\x93\x02\xce" + struct.pack(">I", k) + bytes([1 + k % 2])
-            for k in range(1, nrec + 1)) + pack([3, 1]))
+        p, q = record_runs(d.addr, "A", nrec)
         wait_for(lambda: c.status()["kept"] == [1], 60,
                  "snapshot 1 to complete")
         # Exact reply sizes, with req ids of one encoded size (0xce). The

@@ -12,7 +12,11 @@ A and B form a 2-ring (A->B, B->A) over real peer channels. Checked:
 - the pushed states add up: tokens on servers plus recorded runs equal the
   system's total, with every token sent before the snapshot;
 - PUSH off: the next snapshot gives COMPLETE again and its state stays
-  kept until COLLECT.
+  kept until COLLECT;
+- a state that cannot be pushed (more recorded runs than one frame may
+  list: 1 100 000 messages whose amounts alternate) gives the PUSH
+  connection COMPLETE instead, stays kept, is logged, and COLLECT refuses
+  it with ETOOBIG.
 
 Uses the msgpack helpers and process wrappers of hostile.py.
 """
@@ -20,7 +24,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hostile import Control, Daemon, Fail, check, ENOENT  # noqa: E402
+from hostile import (Control, Daemon, Fail, check, configure,  # noqa: E402
+                     record_runs, wait_log, ENOENT, ETOOBIG)
 
 TOTAL = 30  # A 20, B 10
 
@@ -44,6 +49,28 @@ def expect_notice(c, want_type, sid, timeout=10):
 def tokens_of(state):
     """Tokens held plus tokens in recorded runs [src, seq, count, n]."""
     return state[2] + sum(r[2] * r[3] for r in state[4])
+
+
+def too_many_runs(clsnapd, workdir):
+    nrec = 1100000  # over CL_WIRE_MAX_ITEMS (2^20) runs
+    d = Daemon(clsnapd, workdir, "C")
+    try:
+        c = Control(d.addr, "pc")
+        check(c.call(20, True)[0] == 30, "PUSH refused")
+        configure(c, "C", 5, inn=["P", "Q"], nservers=3)
+        p, q = record_runs(d.addr, "C", nrec)
+        expect_notice(c, 40, 1, timeout=60)
+        wait_log(d.log, "cannot push the state of snapshot 1 (%d recorded "
+                 "runs)" % nrec, "it stays kept for COLLECT")
+        check(c.status()["kept"] == [1], "the state was not kept")
+        r = c.call(15, 1, True)
+        check(r[0] == 31 and r[2] == ETOOBIG,
+              "COLLECT of a state too big answered %r" % (r[:3],))
+        check(d.alive(), "daemon died")
+        p.close()
+        q.close()
+    finally:
+        d.stop()
 
 
 def main(argv):
@@ -100,8 +127,9 @@ def main(argv):
         check(r[0] == 32 and r[2][0] == 6, "COLLECT 6 answered %r" % (r,))
         check(ca.status()["kept"] == [], "released state still kept")
         check(a.alive() and b.alive(), "a daemon died")
+        too_many_runs(clsnapd, workdir)
         print("ok: push (LOCAL_STATE instead of COMPLETE, released; "
-              "COMPLETE after PUSH off)")
+              "COMPLETE after PUSH off; COMPLETE for a state too big)")
     except Fail as e:
         print("FAIL: %s" % e, file=sys.stderr)
         return 1

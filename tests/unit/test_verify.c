@@ -572,6 +572,12 @@ static void test_runs(void) {
   /* Too many messages to write out in the reference form. */
   CHECK_EQ_INT(cl_global_snap(1, f.st, 2, &s), CL_ETOOBIG);
   CHECK(s == NULL);
+  /* A run of a few wire bytes may not make the coordinator allocate more
+   * than CL_GLOBAL_SNAP_MSGS_MAX messages: refused before allocating. */
+  fx_runs(&f);
+  add_run(&f, 1, "A", 2, CL_GLOBAL_SNAP_MSGS_MAX + 1, 1);
+  CHECK_EQ_INT(cl_global_snap(1, f.st, 2, &s), CL_ETOOBIG);
+  CHECK(s == NULL);
 }
 
 int main(void) {
