@@ -43,4 +43,10 @@ char *cl_xstrdup(const char *s);
 /* Monotonic clock in nanoseconds. */
 uint64_t cl_now_ns(void);
 
+/* printf into err (errsize bytes, always NUL-terminated) if the caller gave
+ * room for a message; err may be NULL or errsize 0, then nothing happens.
+ * For functions that report failures through an optional buffer. */
+void cl_set_err(char *err, size_t errsize, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

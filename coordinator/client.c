@@ -73,16 +73,6 @@ struct cl_cluster {
   size_t words; /* bitset words per track */
 };
 
-/* Format into err if the caller gave room for a message. */
-static void set_err(char *err, size_t errsize, const char *fmt, ...) {
-  va_list ap;
-  if (err == NULL || errsize == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(err, errsize, fmt, ap);
-  va_end(ap);
-}
-
 /* ---- tracking COMPLETE --------------------------------------------------- */
 
 /* Slot of id in a table of cap (a power of two) slots. */
@@ -456,7 +446,7 @@ static int resolve(uv_loop_t *loop, const char *addr,
   uv_getaddrinfo_t gai;
   struct addrinfo hints;
   if (cl_addr_split(addr, host, &port) != 0) {
-    set_err(why, whysize, "bad address '%s' (want HOST:PORT)", addr);
+    cl_set_err(why, whysize, "bad address '%s' (want HOST:PORT)", addr);
     return CL_EINVAL;
   }
   memset(ss, 0, sizeof *ss);
@@ -471,8 +461,8 @@ static int resolve(uv_loop_t *loop, const char *addr,
   /* No callback: resolves synchronously. */
   rc = uv_getaddrinfo(loop, &gai, NULL, host, portstr, &hints);
   if (rc < 0 || gai.addrinfo == NULL) {
-    set_err(why, whysize, "cannot resolve '%s': %s", host,
-            rc < 0 ? uv_strerror(rc) : "no address");
+    cl_set_err(why, whysize, "cannot resolve '%s': %s", host,
+               rc < 0 ? uv_strerror(rc) : "no address");
     if (rc == 0)
       uv_freeaddrinfo(gai.addrinfo);
     return CL_EIO;
@@ -681,7 +671,7 @@ int cl_cluster_connect(cl_cluster_t *c, uint64_t timeout_ms, char *err,
     return rc;
   for (i = 0; i < c->n; i++) {
     if (c->conns[i].state != CONN_UP) {
-      set_err(err, errsize, "%s", c->conns[i].why);
+      cl_set_err(err, errsize, "%s", c->conns[i].why);
       return CL_EIO;
     }
   }
@@ -712,17 +702,17 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
   if (n == 0)
     return 0;
   if (n > CL_CLIENT_MAX_CALL) {
-    set_err(err, errsize, "too many requests in one call (%zu)", n);
+    cl_set_err(err, errsize, "too many requests in one call (%zu)", n);
     return CL_EINVAL;
   }
   memset(replies, 0, n * sizeof *replies);
   for (i = 0; i < n; i++) {
     if (servers[i] >= c->n) {
-      set_err(err, errsize, "no server with index %" PRIu32, servers[i]);
+      cl_set_err(err, errsize, "no server with index %" PRIu32, servers[i]);
       return CL_EINVAL;
     }
     if (!tolerant && c->conns[servers[i]].state != CONN_UP) {
-      set_err(err, errsize, "%s", c->conns[servers[i]].why);
+      cl_set_err(err, errsize, "%s", c->conns[servers[i]].why);
       return CL_ELOST;
     }
   }
@@ -734,7 +724,7 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
     free(sbs);
     free(c->slots);
     c->slots = NULL;
-    set_err(err, errsize, "out of memory");
+    cl_set_err(err, errsize, "out of memory");
     return CL_ENOMEM;
   }
   c->replies = replies;
@@ -755,9 +745,9 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
       c->conns[servers[i]].push = 1;
     rc = cl_wire_encode(&m, &sbs[servers[i]]);
     if (rc < 0)
-      set_err(err, errsize, "cannot encode %s request for %s: %s",
-              cl_msg_type_name(m.type), c->conns[servers[i]].id,
-              cl_strerror(rc));
+      cl_set_err(err, errsize, "cannot encode %s request for %s: %s",
+                 cl_msg_type_name(m.type), c->conns[servers[i]].id,
+                 cl_strerror(rc));
   }
   for (i = 0; i < c->n; i++) {
     if (rc == 0 && sbs[i].size > 0)
@@ -776,7 +766,7 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
       conn_t *k = &c->conns[c->slots[i].server];
       if (c->slots[i].done == 0 && k->state != CONN_UP) {
         if (!tolerant) {
-          set_err(err, errsize, "%s", k->why);
+          cl_set_err(err, errsize, "%s", k->why);
           rc = CL_ELOST;
         } else {
           c->slots[i].done = -1;
@@ -793,9 +783,9 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
         if (c->slots[i].done == 0)
           break;
       if (!tolerant) {
-        set_err(err, errsize, "no reply from %s to %s within %" PRIu64 " ms",
-                c->conns[c->slots[i].server].id,
-                cl_msg_type_name(reqs[i].type), timeout_ms);
+        cl_set_err(err, errsize, "no reply from %s to %s within %" PRIu64 " ms",
+                   c->conns[c->slots[i].server].id,
+                   cl_msg_type_name(reqs[i].type), timeout_ms);
         rc = CL_ETIMEOUT;
       }
       break;
@@ -837,7 +827,7 @@ int cl_cluster_sleep(cl_cluster_t *c, uint64_t ms, char *err,
   deadline_start(c, ms);
   for (;;) {
     if ((lost = first_lost(c)) >= 0) {
-      set_err(err, errsize, "%s", c->conns[lost].why);
+      cl_set_err(err, errsize, "%s", c->conns[lost].why);
       rc = CL_ELOST;
       break;
     }
@@ -901,8 +891,8 @@ int cl_cluster_wait_complete(cl_cluster_t *c, const uint64_t *ids, size_t n,
        * those. */
       char what[512];
       describe_missing(c, ids, n, NULL, what, sizeof what);
-      set_err(err, errsize, "%s, so these cannot complete: %s",
-              c->conns[lost].why, what);
+      cl_set_err(err, errsize, "%s, so these cannot complete: %s",
+                 c->conns[lost].why, what);
       rc = CL_ELOST;
       break;
     }
@@ -911,8 +901,8 @@ int cl_cluster_wait_complete(cl_cluster_t *c, const uint64_t *ids, size_t n,
     if (c->timer_fired) {
       char what[512];
       describe_missing(c, ids, n, NULL, what, sizeof what);
-      set_err(err, errsize, "timed out after %" PRIu64 " ms: %s", timeout_ms,
-              what);
+      cl_set_err(err, errsize, "timed out after %" PRIu64 " ms: %s", timeout_ms,
+                 what);
       rc = CL_ETIMEOUT;
       break;
     }

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,16 +52,6 @@ struct cl_launcher {
   int sig_open;
 };
 
-/* Format into err if the caller gave room for a message. */
-static void set_err(char *err, size_t errsize, const char *fmt, ...) {
-  va_list ap;
-  if (err == NULL || errsize == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(err, errsize, fmt, ap);
-  va_end(ap);
-}
-
 /* 1 if p can be executed. */
 static int executable(const char *p) { return access(p, X_OK) == 0; }
 
@@ -74,8 +63,8 @@ int cl_launcher_find_daemon(const char *explicit_path, char *out,
   const char *path;
   if (explicit_path != NULL) {
     if (!executable(explicit_path)) {
-      set_err(err, errsize, "cannot run clsnapd at %s: %s", explicit_path,
-              strerror(errno));
+      cl_set_err(err, errsize, "cannot run clsnapd at %s: %s", explicit_path,
+                 strerror(errno));
       return CL_ENOENT;
     }
     snprintf(out, outsize, "%s", explicit_path);
@@ -109,9 +98,9 @@ int cl_launcher_find_daemon(const char *explicit_path, char *out,
     }
     path = end ? end + 1 : NULL;
   }
-  set_err(err, errsize,
-          "cannot find clsnapd (looked next to clsnap, in ../daemon and in "
-          "PATH); use --daemon PATH");
+  cl_set_err(err, errsize,
+             "cannot find clsnapd (looked next to clsnap, in ../daemon and in "
+             "PATH); use --daemon PATH");
   return CL_ENOENT;
 }
 
@@ -225,12 +214,12 @@ static int make_log_dir(cl_launcher_t *l, const char *given, char *err,
                         size_t errsize) {
   if (given != NULL) {
     if (strlen(given) + CL_ID_SIZE + 8 >= sizeof l->log_dir) {
-      set_err(err, errsize, "log directory path too long: %s", given);
+      cl_set_err(err, errsize, "log directory path too long: %s", given);
       return CL_EINVAL;
     }
     if (mkdir(given, 0777) != 0 && errno != EEXIST) {
-      set_err(err, errsize, "cannot create log directory %s: %s", given,
-              strerror(errno));
+      cl_set_err(err, errsize, "cannot create log directory %s: %s", given,
+                 strerror(errno));
       return CL_EIO;
     }
     snprintf(l->log_dir, sizeof l->log_dir, "%s", given);
@@ -241,8 +230,8 @@ static int make_log_dir(cl_launcher_t *l, const char *given, char *err,
       tmp = "/tmp";
     snprintf(l->log_dir, sizeof l->log_dir, "%s/clsnap-XXXXXX", tmp);
     if (mkdtemp(l->log_dir) == NULL) {
-      set_err(err, errsize, "cannot create a log directory under %s: %s",
-              tmp, strerror(errno));
+      cl_set_err(err, errsize, "cannot create a log directory under %s: %s",
+                 tmp, strerror(errno));
       l->log_dir[0] = '\0';
       return CL_EIO;
     }
@@ -262,7 +251,7 @@ static int spawn_one(cl_launcher_t *l, dproc_t *d, const char *path,
   snprintf(logpath, sizeof logpath, "%s/%s.log", l->log_dir, d->id);
   fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    set_err(err, errsize, "cannot create %s: %s", logpath, strerror(errno));
+    cl_set_err(err, errsize, "cannot create %s: %s", logpath, strerror(errno));
     return CL_EIO;
   }
   args[a++] = (char *)path;
@@ -300,8 +289,8 @@ static int spawn_one(cl_launcher_t *l, dproc_t *d, const char *path,
   if (rc < 0) {
     close_flagged((uv_handle_t *)&d->proc, &d->proc_open);
     close_flagged((uv_handle_t *)&d->out, &d->pipe_open);
-    set_err(err, errsize, "cannot start %s for server %s: %s", path, d->id,
-            uv_strerror(rc));
+    cl_set_err(err, errsize, "cannot start %s for server %s: %s", path, d->id,
+               uv_strerror(rc));
     return CL_EIO;
   }
   d->proc.data = d;
@@ -309,8 +298,8 @@ static int spawn_one(cl_launcher_t *l, dproc_t *d, const char *path,
   d->running = 1;
   rc = uv_read_start((uv_stream_t *)&d->out, on_out_alloc, on_out_read);
   if (rc < 0) {
-    set_err(err, errsize, "cannot read the output of server %s: %s", d->id,
-            uv_strerror(rc));
+    cl_set_err(err, errsize, "cannot read the output of server %s: %s", d->id,
+               uv_strerror(rc));
     return CL_EIO;
   }
   return 0;
@@ -336,7 +325,7 @@ int cl_launcher_start(uv_loop_t *loop, const cl_launch_opts_t *opts,
   l = calloc(1, sizeof *l);
   if (l == NULL || (l->d = calloc(n ? n : 1, sizeof *l->d)) == NULL) {
     free(l);
-    set_err(err, errsize, "out of memory");
+    cl_set_err(err, errsize, "out of memory");
     return CL_ENOMEM;
   }
   l->loop = loop;
@@ -378,9 +367,10 @@ int cl_launcher_start(uv_loop_t *loop, const cl_launch_opts_t *opts,
     if (l->timer_fired) {
       for (i = 0; i < n && l->d[i].ready; i++)
         ;
-      set_err(err, errsize, "server %s not ready after %llu ms (see %s/%s.log)",
-              l->d[i].id, (unsigned long long)ready_ms, l->log_dir,
-              l->d[i].id);
+      cl_set_err(err, errsize,
+                 "server %s not ready after %llu ms (see %s/%s.log)",
+                 l->d[i].id, (unsigned long long)ready_ms, l->log_dir,
+                 l->d[i].id);
       rc = CL_ETIMEOUT;
       break;
     }
@@ -403,11 +393,11 @@ int cl_launcher_interrupted(const cl_launcher_t *l) { return l->interrupted; }
 int cl_launcher_guard(void *ctx, char *err, size_t errsize) {
   cl_launcher_t *l = ctx;
   if (l->interrupted) {
-    set_err(err, errsize, "interrupted by %s", strsignal(l->interrupted));
+    cl_set_err(err, errsize, "interrupted by %s", strsignal(l->interrupted));
     return CL_EIO;
   }
   if (l->failed) {
-    set_err(err, errsize, "%s", l->fail_msg);
+    cl_set_err(err, errsize, "%s", l->fail_msg);
     return CL_EIO;
   }
   return 0;
@@ -423,7 +413,7 @@ int cl_launcher_settle(cl_launcher_t *l, uint64_t ms, char *err,
     uv_timer_stop(&l->timer);
   }
   if (l->failed) {
-    set_err(err, errsize, "%s", l->fail_msg);
+    cl_set_err(err, errsize, "%s", l->fail_msg);
     return CL_EIO;
   }
   return 0;

@@ -580,22 +580,19 @@ static int sim_call(void *ctx, size_t n, const uint32_t *servers,
   if (n == 0)
     return 0;
   if (sim == NULL || servers == NULL || reqs == NULL || replies == NULL) {
-    if (err && errsize)
-      snprintf(err, errsize, "in-process backend: invalid call");
+    cl_set_err(err, errsize, "in-process backend: invalid call");
     return CL_EINVAL;
   }
   memset(replies, 0, n * sizeof(*replies));
   for (i = 0; i < n; i++) {
     if (servers[i] >= sim->n) {
       rc = CL_EINVAL;
-      if (err && errsize)
-        snprintf(err, errsize, "in-process backend: no server number %" PRIu32,
+      cl_set_err(err, errsize, "in-process backend: no server number %" PRIu32,
                  servers[i]);
       break;
     }
     if ((rc = handle(sim, servers[i], &reqs[i], &replies[i])) < 0) {
-      if (err && errsize)
-        snprintf(err, errsize, "%s: %s", sim->ids[servers[i]],
+      cl_set_err(err, errsize, "%s: %s", sim->ids[servers[i]],
                  cl_strerror(rc));
       break;
     }
