@@ -183,7 +183,8 @@ static int server_cmp(const void *a, const void *b) {
   return cl_id_cmp(((const cl_server_t *)a)->id, ((const cl_server_t *)b)->id);
 }
 
-static int link_cmp(const void *a, const void *b) {
+/* Order of links: by src, then dst (see scenario.h). */
+int cl_link_cmp(const void *a, const void *b) {
   const cl_link_t *x = a, *y = b;
   if (x->src != y->src)
     return x->src < y->src ? -1 : 1;
@@ -325,13 +326,19 @@ int cl_topology_find(const cl_topology_t *t, const char *id) {
   return -1;
 }
 
-int cl_topology_has_link(const cl_topology_t *t, uint32_t src, uint32_t dst) {
+long cl_topology_link(const cl_topology_t *t, uint32_t src, uint32_t dst) {
   cl_link_t key;
+  const cl_link_t *k;
   if (t == NULL || t->nlinks == 0)
-    return 0;
+    return -1;
   key.src = src;
   key.dst = dst;
-  return bsearch(&key, t->links, t->nlinks, sizeof key, link_cmp) != NULL;
+  k = bsearch(&key, t->links, t->nlinks, sizeof key, cl_link_cmp);
+  return k != NULL ? (long)(k - t->links) : -1;
+}
+
+int cl_topology_has_link(const cl_topology_t *t, uint32_t src, uint32_t dst) {
+  return cl_topology_link(t, src, dst) >= 0;
 }
 
 /* Link-parsing state: the growing link array, the line of each link (to
@@ -512,7 +519,7 @@ int cl_topology_parse(const char *name, const char *text, cl_topology_t **out,
   t->links = acc.links;
   t->nlinks = acc.n;
   if (t->nlinks > 0)
-    qsort(t->links, t->nlinks, sizeof *t->links, link_cmp);
+    qsort(t->links, t->nlinks, sizeof *t->links, cl_link_cmp);
   *out = t;
   return 0;
 }

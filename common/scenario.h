@@ -65,8 +65,13 @@ int cl_topology_load(const char *path, cl_topology_t **out, cl_diag_t *diag);
 void cl_topology_free(cl_topology_t *t);
 /* Index of server id, or -1. */
 int cl_topology_find(const cl_topology_t *t, const char *id);
+/* Index in t->links of the directed link src->dst, or -1. */
+long cl_topology_link(const cl_topology_t *t, uint32_t src, uint32_t dst);
 /* 1 if the directed link src->dst exists. */
 int cl_topology_has_link(const cl_topology_t *t, uint32_t src, uint32_t dst);
+/* qsort/bsearch order of cl_link_t: by src, then dst (t->links is sorted
+ * so). */
+int cl_link_cmp(const void *a, const void *b);
 /* Write in .top format (servers sorted, links sorted). */
 int cl_topology_write(const cl_topology_t *t, FILE *f);
 

@@ -8,25 +8,6 @@
 #include "error.h"
 #include "util.h"
 
-/* ---- lookups over a topology (servers sorted by id, links by (src,dst)) -- */
-
-
-/* Index of link src->dst in t, or -1. */
-static long find_link(const cl_topology_t *t, uint32_t src, uint32_t dst) {
-  size_t lo = 0, hi = t->nlinks;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    const cl_link_t *k = &t->links[mid];
-    if (k->src == src && k->dst == dst)
-      return (long)mid;
-    if (k->src < src || (k->src == src && k->dst < dst))
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return -1;
-}
-
 /* ---- ledger ------------------------------------------------------------- */
 
 typedef struct ledger_chan {
@@ -77,7 +58,7 @@ int cl_ledger_add(cl_ledger_t *l, uint32_t src, uint32_t dst, uint64_t seq,
   ledger_chan_t *c;
   if (l == NULL)
     return CL_EINVAL;
-  li = find_link(l->topo, src, dst);
+  li = cl_topology_link(l->topo, src, dst);
   if (li < 0)
     return CL_ENOPEER;
   c = &l->ch[li];
@@ -106,7 +87,7 @@ int cl_ledger_get(const cl_ledger_t *l, uint32_t src, uint32_t dst,
   long li;
   if (l == NULL)
     return CL_EINVAL;
-  li = find_link(l->topo, src, dst);
+  li = cl_topology_link(l->topo, src, dst);
   if (li < 0)
     return CL_ENOPEER;
   if (seq < 1 || seq > l->ch[li].n)
@@ -139,15 +120,6 @@ static int cmp_state_ptr(const void *a, const void *b) {
   const cl_local_state_t *x = *(const cl_local_state_t *const *)a;
   const cl_local_state_t *y = *(const cl_local_state_t *const *)b;
   return strcmp(x->server, y->server);
-}
-
-static int cmp_link(const void *a, const void *b) {
-  const cl_link_t *x = a, *y = b;
-  if (x->src != y->src)
-    return x->src < y->src ? -1 : 1;
-  if (x->dst != y->dst)
-    return x->dst < y->dst ? -1 : 1;
-  return 0;
 }
 
 /* Builds a topology from the states themselves (topo == NULL mode): one
@@ -211,9 +183,9 @@ static int derive_topology(const cl_local_state_t *states, size_t nstates,
   }
   if (nl > 0) {
     size_t w = 1;
-    qsort(t->links, nl, sizeof(*t->links), cmp_link);
+    qsort(t->links, nl, sizeof(*t->links), cl_link_cmp);
     for (size_t i = 1; i < nl; i++)
-      if (cmp_link(&t->links[i], &t->links[w - 1]) != 0)
+      if (cl_link_cmp(&t->links[i], &t->links[w - 1]) != 0)
         t->links[w++] = t->links[i];
     nl = w;
   }
@@ -328,8 +300,8 @@ static void check_channels(const cl_topology_t *t, int derived,
         const char *a = pass == 0 ? t->servers[i].id : cc[j].peer;
         const char *b = pass == 0 ? cc[j].peer : t->servers[i].id;
         if (p >= 0)
-          li = pass == 0 ? find_link(t, (uint32_t)i, (uint32_t)p)
-                         : find_link(t, (uint32_t)p, (uint32_t)i);
+          li = pass == 0 ? cl_topology_link(t, (uint32_t)i, (uint32_t)p)
+                         : cl_topology_link(t, (uint32_t)p, (uint32_t)i);
         if (li < 0) {
           if (!derived) { /* derived mode reported these already */
             problem(v, "channel %s->%s: in %s's %s counts but not in the "
@@ -381,7 +353,7 @@ static void check_channels(const cl_topology_t *t, int derived,
     for (uint32_t j = 0; j < st[d]->nrecorded; j++) {
       const cl_recorded_t *rc = &st[d]->recorded[j];
       long s = cl_topology_find(t, rc->src);
-      long li = s >= 0 ? find_link(t, (uint32_t)s, (uint32_t)d) : -1;
+      long li = s >= 0 ? cl_topology_link(t, (uint32_t)s, (uint32_t)d) : -1;
       int64_t tokens;
       v->nrecorded = rc->count > SIZE_MAX - v->nrecorded
                          ? SIZE_MAX
@@ -420,7 +392,7 @@ static void check_channels(const cl_topology_t *t, int derived,
     for (uint32_t j = 0; j < st[d]->nrecorded; j++) {
       const cl_recorded_t *rc = &st[d]->recorded[j];
       long s = cl_topology_find(t, rc->src);
-      long li = s >= 0 ? find_link(t, (uint32_t)s, (uint32_t)d) : -1;
+      long li = s >= 0 ? cl_topology_link(t, (uint32_t)s, (uint32_t)d) : -1;
       if (li >= 0) {
         run_ref_t *q = &runs[ci[li].off + ci[li].nrec++];
         q->seq = rc->seq;

@@ -206,6 +206,14 @@ static void test_reference_tops(void) {
       CHECK(!cl_topology_has_link(t, 0, 1));
       CHECK(!cl_topology_has_link(t, 2, 0));
       CHECK(!cl_topology_has_link(t, 100, 0));
+      /* The index names the link itself; -1 when there is none. */
+      {
+        long k = cl_topology_link(t, 9, 1);
+        CHECK(k >= 0 && (size_t)k < t->nlinks);
+        if (k >= 0 && (size_t)k < t->nlinks)
+          CHECK(t->links[k].src == 9 && t->links[k].dst == 1);
+        CHECK_EQ_INT(cl_topology_link(t, 0, 1), -1);
+      }
       CHECK_EQ_INT(t->servers[1].tokens, 100);
     }
     cl_topology_free(t);
