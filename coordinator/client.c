@@ -267,27 +267,28 @@ static int conn_write(conn_t *k, msgpack_sbuffer *sb) {
   int rc;
   if (k->state != CONN_UP)
     return CL_ELOST;
-  /* The request first: once part of a frame is written, the rest must
-   * follow or the stream is out of step. */
-  r = malloc(sizeof *r);
-  if (r == NULL)
-    return CL_ENOMEM;
   /* Synchronously when the socket takes it all: no write request, no
    * completion round (an extra loop turn and epoll_ctl in libuv 1.44). */
   buf = uv_buf_init(sb->data, (unsigned)sb->size);
   rc = uv_try_write((uv_stream_t *)&k->tcp, &buf, 1);
   if (rc == (int)sb->size) {
-    free(r);
     sb->size = 0;
     return 0;
   }
   if (rc < 0 && rc != UV_EAGAIN) {
-    free(r);
     conn_down(k, "server %s lost (write failed: %s)", k->id, uv_strerror(rc));
     return CL_ELOST;
   }
   if (rc < 0)
     rc = 0;
+  r = malloc(sizeof *r);
+  if (r == NULL) {
+    /* Part of a frame written and the rest cannot follow: the stream is
+     * out of step, so the connection cannot go on. */
+    if (rc > 0)
+      conn_down(k, "server %s lost (out of memory mid-frame)", k->id);
+    return rc > 0 ? CL_ELOST : CL_ENOMEM;
+  }
   buf.len = sb->size - (size_t)rc;
   r->data = msgpack_sbuffer_release(sb);
   buf.base = r->data + rc;
