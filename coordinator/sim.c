@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "local_state.h"
 #include "node.h"
 
 /* A peer message in flight on a channel. */
@@ -490,7 +491,6 @@ static int do_collect(cl_sim_t *sim, uint32_t s, const cl_msg_t *q,
   uint64_t id = q->u.collect.snapshot_id;
   cl_node_state_t st;
   cl_local_state_t *ls = &r->u.state;
-  size_t i, nout = cl_node_nout(node), nin = cl_node_nin(node);
   if (cl_node_state(node, id, &st) < 0) {
     set_error(r, CL_ENOENT, "%s does not know snapshot %" PRIu64, self, id);
     return 0;
@@ -506,33 +506,8 @@ static int do_collect(cl_sim_t *sim, uint32_t s, const cl_msg_t *q,
     return 0;
   }
   r->type = CL_MSG_STATE;
-  ls->snapshot_id = id;
-  memcpy(ls->server, self, CL_ID_SIZE);
-  ls->tokens = st.tokens;
-  ls->initial_tokens = cl_node_initial_tokens(node);
-  if ((st.nrecorded &&
-       !(ls->recorded = calloc(st.nrecorded, sizeof(*ls->recorded)))) ||
-      (nout && !(ls->sent = calloc(nout, sizeof(*ls->sent)))) ||
-      (nin && !(ls->recv = calloc(nin, sizeof(*ls->recv)))))
+  if (cl_local_state_from_node(node, id, &st, ls) < 0)
     return CL_ENOMEM;
-  ls->nrecorded = (uint32_t)st.nrecorded;
-  for (i = 0; i < st.nrecorded; i++) {
-    memcpy(ls->recorded[i].src, cl_node_in_id(node, st.recorded[i].in),
-           CL_ID_SIZE);
-    ls->recorded[i].seq = st.recorded[i].seq;
-    ls->recorded[i].count = st.recorded[i].count;
-    ls->recorded[i].n = st.recorded[i].n;
-  }
-  ls->nsent = (uint32_t)nout;
-  for (i = 0; i < nout; i++) {
-    memcpy(ls->sent[i].peer, cl_node_out_id(node, i), CL_ID_SIZE);
-    ls->sent[i].count = st.sent[i];
-  }
-  ls->nrecv = (uint32_t)nin;
-  for (i = 0; i < nin; i++) {
-    memcpy(ls->recv[i].peer, cl_node_in_id(node, i), CL_ID_SIZE);
-    ls->recv[i].count = st.recv[i];
-  }
   /* The reply owns copies, so the kept state can go now. */
   if (q->u.collect.release)
     cl_node_release(node, id);

@@ -11,6 +11,7 @@
  * nothing.
  */
 #include "daemon.h"
+#include "local_state.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -103,40 +104,10 @@ static void broadcast(cl_daemon_t *d, const cl_msg_t *m) {
  * list: such a state can be neither pushed nor collected) or CL_ENOMEM. */
 static int fill_local_state(cl_daemon_t *d, uint64_t id,
                             const cl_node_state_t *st, cl_local_state_t *ls) {
-  size_t k;
   memset(ls, 0, sizeof *ls);
   if (st->nrecorded > CL_WIRE_MAX_ITEMS)
     return CL_ETOOBIG;
-  ls->snapshot_id = id;
-  memcpy(ls->server, d->id, CL_ID_SIZE);
-  ls->tokens = st->tokens;
-  ls->initial_tokens = cl_node_initial_tokens(d->node);
-  ls->nrecorded = (uint32_t)st->nrecorded;
-  ls->nsent = (uint32_t)d->nout;
-  ls->nrecv = (uint32_t)d->nin;
-  /* Every field of every run is set below: no need to zero it first. */
-  ls->recorded = malloc((st->nrecorded ? st->nrecorded : 1) *
-                        sizeof *ls->recorded);
-  ls->sent = calloc(d->nout ? d->nout : 1, sizeof *ls->sent);
-  ls->recv = calloc(d->nin ? d->nin : 1, sizeof *ls->recv);
-  if (ls->recorded == NULL || ls->sent == NULL || ls->recv == NULL)
-    return CL_ENOMEM;
-  for (k = 0; k < st->nrecorded; k++) {
-    /* d->in[].id is a zero-padded CL_ID_SIZE array: copy it whole. */
-    memcpy(ls->recorded[k].src, d->in[st->recorded[k].in].id, CL_ID_SIZE);
-    ls->recorded[k].seq = st->recorded[k].seq;
-    ls->recorded[k].count = st->recorded[k].count;
-    ls->recorded[k].n = st->recorded[k].n;
-  }
-  for (k = 0; k < d->nout; k++) {
-    snprintf(ls->sent[k].peer, CL_ID_SIZE, "%s", d->out[k].id);
-    ls->sent[k].count = st->sent[k];
-  }
-  for (k = 0; k < d->nin; k++) {
-    snprintf(ls->recv[k].peer, CL_ID_SIZE, "%s", d->in[k].id);
-    ls->recv[k].count = st->recv[k];
-  }
-  return 0;
+  return cl_local_state_from_node(d->node, id, st, ls);
 }
 
 static void free_local_state(cl_local_state_t *ls) {
