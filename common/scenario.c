@@ -1106,3 +1106,70 @@ int cl_snap_equal(const cl_snap_t *a, const cl_snap_t *b, char *why,
   free(kb);
   return eq;
 }
+
+/* FNV-1a, 64 bits, over n bytes, continuing from h. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+/* See scenario.h. Servers and links are stored sorted, so equal topologies
+ * hash equal whatever order their files list them in. */
+uint64_t cl_topology_hash(const cl_topology_t *t) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  size_t i;
+  for (i = 0; i < t->nservers; i++) {
+    int64_t tok = t->servers[i].tokens;
+    h = fnv1a(h, t->servers[i].id, strlen(t->servers[i].id) + 1);
+    h = fnv1a(h, &tok, sizeof tok);
+  }
+  for (i = 0; i < t->nlinks; i++) {
+    uint32_t e[2] = {t->links[i].src, t->links[i].dst};
+    h = fnv1a(h, e, sizeof e);
+  }
+  return h ? h : 1;
+}
+
+/* See scenario.h: a breadth-first walk over the sorted links. */
+size_t cl_topology_unreachable(const cl_topology_t *t, uint32_t from,
+                               uint32_t *out) {
+  size_t ns = t->nservers, head = 0, tail = 0, i, n = 0;
+  uint8_t *seen = calloc(ns ? ns : 1, 1);
+  uint32_t *queue = calloc(ns ? ns : 1, sizeof *queue);
+  size_t *first = calloc(ns + 1, sizeof *first); /* s's links: [first[s],
+                                                     first[s + 1]) */
+  if (seen == NULL || queue == NULL || first == NULL || from >= ns) {
+    free(seen);
+    free(queue);
+    free(first);
+    return 0;
+  }
+  for (i = 0; i < t->nlinks; i++)
+    first[t->links[i].src + 1]++;
+  for (i = 0; i < ns; i++)
+    first[i + 1] += first[i];
+  seen[from] = 1;
+  queue[tail++] = from;
+  while (head < tail) {
+    uint32_t src = queue[head++];
+    for (i = first[src]; i < first[src + 1]; i++) {
+      uint32_t d = t->links[i].dst;
+      if (!seen[d]) {
+        seen[d] = 1;
+        queue[tail++] = d;
+      }
+    }
+  }
+  for (i = 0; i < ns; i++)
+    if (!seen[i])
+      out[n++] = (uint32_t)i;
+  free(seen);
+  free(queue);
+  free(first);
+  return n;
+}

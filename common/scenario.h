@@ -74,6 +74,14 @@ int cl_topology_has_link(const cl_topology_t *t, uint32_t src, uint32_t dst);
 int cl_link_cmp(const void *a, const void *b);
 /* Write in .top format (servers sorted, links sorted). */
 int cl_topology_write(const cl_topology_t *t, FILE *f);
+/* A 64-bit fingerprint of the topology (servers, tokens, links), the
+ * same for every file that describes it; never 0. Daemons configured from
+ * different topologies refuse each other's channels by it. */
+uint64_t cl_topology_hash(const cl_topology_t *t);
+/* The servers no marker from server `from` can reach (following links),
+ * in index order, into out (room for t->nservers); returns how many. */
+size_t cl_topology_unreachable(const cl_topology_t *t, uint32_t from,
+                               uint32_t *out);
 
 /* ---- events ------------------------------------------------------------ */
 

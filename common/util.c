@@ -139,3 +139,22 @@ void cl_set_err(char *err, size_t errsize, const char *fmt, ...) {
   vsnprintf(err, errsize, fmt, ap);
   va_end(ap);
 }
+
+uint64_t cl_mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+/* splitmix64's increment: the golden ratio, 2^64 / phi. */
+#define CL_RNG_GAMMA 0x9e3779b97f4a7c15ULL
+
+uint64_t cl_rng_next(uint64_t *state) {
+  return cl_mix64(*state += CL_RNG_GAMMA);
+}
+
+uint64_t cl_rng_at(uint64_t seed, uint64_t k) {
+  return cl_mix64(seed + k * CL_RNG_GAMMA);
+}

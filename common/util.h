@@ -40,6 +40,16 @@ void *cl_xcalloc(size_t n, size_t size);
 void *cl_xrealloc(void *p, size_t n);
 char *cl_xstrdup(const char *s);
 
+/* The splitmix64 finaliser: mixes all 64 bits of x. Hash tables use it
+ * (snapshot ids are often small consecutive numbers), and cl_rng_next. */
+uint64_t cl_mix64(uint64_t x);
+/* The project's random generator, splitmix64: advances *state and returns
+ * the next value. Same seed, same stream, on every platform. */
+uint64_t cl_rng_next(uint64_t *state);
+/* The k-th value (k >= 1) of the stream seeded with seed, without walking
+ * it: cl_rng_next called k times from that seed returns the same. */
+uint64_t cl_rng_at(uint64_t seed, uint64_t k);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t cl_now_ns(void);
 
