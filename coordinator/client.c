@@ -20,8 +20,7 @@ typedef struct conn {
   uv_connect_t creq;
   int open;  /* tcp initialised and its close callback not yet run */
   int state; /* CONN_* */
-  int push;  /* a PUSH on was sent: LOCAL_STATE notifications expected
-                (from then on: some may follow a PUSH off) */
+  int watching; /* a WATCH was sent: LOCAL_STATE notifications expected */
   cl_wire_decoder_t *dec;
   char why[256];
 } conn_t;
@@ -334,9 +333,9 @@ static void handle_msg(conn_t *k, cl_msg_t *m) {
     cl_msg_free(m);
     break;
   case CL_MSG_LOCAL_STATE:
-    if (!k->push) {
+    if (!k->watching) {
       conn_down(k, "server %s lost (protocol error: LOCAL_STATE without "
-                   "PUSH)", k->id);
+                   "WATCH)", k->id);
       cl_msg_free(m);
       break;
     }
@@ -742,8 +741,8 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
       c->call_left--;
       continue;
     }
-    if (m.type == CL_MSG_PUSH && m.u.push.on)
-      c->conns[servers[i]].push = 1;
+    if (m.type == CL_MSG_WATCH)
+      c->conns[servers[i]].watching = 1;
     rc = cl_wire_encode(&m, &sbs[servers[i]]);
     if (rc < 0)
       cl_set_err(err, errsize, "cannot encode %s request for %s: %s",
@@ -937,13 +936,28 @@ static int be_wait(void *ctx, const uint64_t *ids, size_t n,
   return cl_cluster_wait_complete(ctx, ids, n, timeout_ms, err, errsize);
 }
 
+static int be_take_state(void *ctx, uint64_t id, size_t server,
+                         cl_msg_t *out) {
+  return cl_cluster_take_state(ctx, id, server, out);
+}
+
+static void be_forget(void *ctx, uint64_t id) { cl_cluster_forget(ctx, id); }
+
+static int be_reported(void *ctx, uint64_t id, size_t server) {
+  return cl_cluster_has_completed(ctx, id, server);
+}
+
 /* The replay backend of this cluster. */
 cl_backend_t cl_cluster_backend(cl_cluster_t *c) {
   cl_backend_t b;
+  memset(&b, 0, sizeof b);
   b.ctx = c;
   b.call = be_call;
   b.sleep_ms = be_sleep;
   b.completed = be_completed;
+  b.reported = be_reported;
   b.wait_complete = be_wait;
+  b.take_state = be_take_state;
+  b.forget = be_forget;
   return b;
 }

@@ -9,8 +9,8 @@
  *
  * What it tracks: replies matched to requests by `req` (they may arrive in
  * any order); COMPLETE notifications per snapshot id as a set of servers,
- * and LOCAL_STATE notifications (servers asked to PUSH) the same way plus
- * the state itself until taken;
+ * and LOCAL_STATE notifications (for ids the connection WATCHes) the same
+ * way plus the state itself until taken;
  * NOTICE notifications are printed to stderr ("notice from N3: ...");
  * a lost connection is remembered ("server N3 lost (connection closed)") and
  * makes every pending and later call to that server fail at once with

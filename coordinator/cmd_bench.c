@@ -206,8 +206,9 @@ static int total_received(cl_cluster_t *c, uint64_t *sum, char *err,
   return rc;
 }
 
-/* Switch an on/off mode everywhere: type CL_MSG_CIRCULATE (load mode) or
- * CL_MSG_PUSH (completed local states pushed to this client). */
+/* One request everywhere, OK expected: CL_MSG_CIRCULATE (load mode on or
+ * off) or CL_MSG_WATCH (every snapshot bench starts: its local states are
+ * pushed to this client as they complete). */
 static int switch_all(cl_cluster_t *c, uint8_t type, int on, char *err,
                       size_t errsize) {
   size_t n = cl_cluster_size(c), i;
@@ -217,10 +218,12 @@ static int switch_all(cl_cluster_t *c, uint8_t type, int on, char *err,
     return CL_ENOMEM;
   memset(&req, 0, sizeof req);
   req.type = type;
-  if (type == CL_MSG_PUSH)
-    req.u.push.on = (uint8_t)(on != 0);
-  else
+  if (type == CL_MSG_WATCH) {
+    req.u.watch.first = 0;
+    req.u.watch.count = UINT64_MAX;
+  } else {
     req.u.circulate.on = (uint8_t)(on != 0);
+  }
   rc = call_all(c, &req, reps, CL_MSG_OK, cl_msg_type_name(type), err,
                 errsize);
   if (rc == 0)
@@ -331,7 +334,7 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
   while (got < n) {
     for (i = 0, k = 0; i < n; i++)
       if (!asked[i] && cl_cluster_has_completed(c, id, i)) {
-        /* Pushed (PUSH on): the state is here already. */
+        /* Pushed (WATCH): the state is here already. */
         if (cl_cluster_take_state(c, id, i, &kept[got])) {
           asked[i] = 1;
           got++;
@@ -628,7 +631,7 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
   uint64_t msgs[2] = {0, 0}, ns[2] = {0, 0}; /* [0] without, [1] with */
   size_t n = cl_cluster_size(c);
   int rc, on = !alternate;
-  if ((rc = switch_all(c, CL_MSG_PUSH, 1, err, errsize)) < 0)
+  if ((rc = switch_all(c, CL_MSG_WATCH, 1, err, errsize)) < 0)
     return rc;
   if (!idle && (rc = switch_all(c, CL_MSG_CIRCULATE, 1, err, errsize)) < 0)
     return rc;

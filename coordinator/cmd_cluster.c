@@ -211,22 +211,41 @@ static int ask_all(session_t *s, cl_msg_t *reqs, cl_msg_t *replies,
 static int collect_and_check(session_t *s, uint64_t sid, int json,
                              int quiet, const char *snap_dir,
                              uint64_t timeout_ms) {
-  size_t n = cl_cluster_size(s->c), i, nbad = 0;
+  size_t n = cl_cluster_size(s->c), i, nbad = 0, nask = 0;
   cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
   cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
+  uint32_t *sv = cl_xcalloc(n, sizeof *sv);
+  size_t *slot = cl_xcalloc(n, sizeof *slot);
   cl_local_state_t *states = cl_xcalloc(n, sizeof *states);
   cl_verdict_t v;
   cl_snap_t *snap = NULL;
+  char err[512];
   int status = CL_EXIT_FAIL, rc;
+  /* Pushed states (WATCH) are here already; the others are asked for. */
   for (i = 0; i < n; i++) {
-    reqs[i].type = CL_MSG_COLLECT;
-    reqs[i].u.collect.snapshot_id = sid;
-    reqs[i].u.collect.release = 0;
+    if (cl_cluster_take_state(s->c, sid, i, &reps[i]))
+      continue;
+    reqs[nask].type = CL_MSG_COLLECT;
+    reqs[nask].u.collect.snapshot_id = sid;
+    reqs[nask].u.collect.release = 0;
+    slot[nask] = i;
+    sv[nask++] = (uint32_t)i;
   }
-  if (ask_all(s, reqs, reps, timeout_ms, 1) < 0)
-    goto done;
+  if (nask > 0) {
+    cl_msg_t *got = cl_xcalloc(nask, sizeof *got);
+    rc = cl_cluster_call(s->c, nask, sv, reqs, got, timeout_ms, err,
+                         sizeof err);
+    if (rc == 0)
+      for (i = 0; i < nask; i++)
+        reps[slot[i]] = got[i];
+    free(got);
+    if (rc < 0) {
+      cl_errf("%s", err);
+      goto done;
+    }
+  }
   for (i = 0; i < n; i++) {
-    if (reps[i].type == CL_MSG_STATE) {
+    if (reps[i].type == CL_MSG_STATE || reps[i].type == CL_MSG_LOCAL_STATE) {
       states[i] = reps[i].u.state;
       continue;
     }
@@ -272,6 +291,8 @@ done:
   free(states);
   free(reqs);
   free(reps);
+  free(sv);
+  free(slot);
   return status;
 }
 
@@ -279,7 +300,7 @@ done:
 
 typedef struct cargs {
   const char *timeout, *jitter, *seed, *snap_dir, *cluster;
-  int lockstep, json, quiet, help;
+  int lockstep, json, quiet, help, no_wait;
   uint64_t timeout_ms;
 } cargs_t;
 
@@ -374,16 +395,77 @@ static int cmd_send(cargs_t *a, const char *const *pos,
   return status;
 }
 
-/* `snapshot ID`: start at ID, wait for our id only, collect and check. */
+/* Servers no marker from server `at` can reach, from the outbound
+ * channels each server reported in its STATUS: "N4, N7" into buf; returns
+ * how many. */
+static size_t unreachable_from(const cl_endpoint_t *file, size_t nfile,
+                               size_t at, const cl_msg_t *st, char *buf,
+                               size_t size) {
+  uint8_t *seen = cl_xcalloc(nfile, 1);
+  size_t *queue = cl_xcalloc(nfile, sizeof *queue), head = 0, tail = 0, i,
+         j, n = 0, len = 0;
+  buf[0] = '\0';
+  seen[at] = 1;
+  queue[tail++] = at;
+  while (head < tail) {
+    const cl_status_t *ss = &st[queue[head++]].u.status;
+    for (j = 0; j < ss->nout; j++) {
+      int k = find_ep(file, nfile, ss->out[j].peer);
+      if (k >= 0 && !seen[k]) {
+        seen[k] = 1;
+        queue[tail++] = (size_t)k;
+      }
+    }
+  }
+  for (i = 0; i < nfile; i++)
+    if (!seen[i]) {
+      n++;
+      if (len + CL_ID_SIZE + 3 < size)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? ", " : "",
+                                file[i].id);
+    }
+  free(seen);
+  free(queue);
+  return n;
+}
+
+/* One request to server `at`; 0 and its OK reply in *rep, or -1 after
+ * printing why (`what` names the request). */
+static int ask_one(session_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
+                   const char *what, uint64_t timeout_ms) {
+  uint32_t server = (uint32_t)at;
+  char err[1024];
+  if (cl_cluster_call(s->c, 1, &server, req, rep, timeout_ms, err,
+                      sizeof err) < 0) {
+    cl_errf("%s", err);
+    return -1;
+  }
+  if (rep->type == CL_MSG_OK)
+    return 0;
+  if (rep->type == CL_MSG_ERROR)
+    cl_errf("%s refused %s: %s (%s)", cl_cluster_id(s->c, at), what,
+            rep->u.error.text, cl_err_name(rep->u.error.code));
+  else
+    cl_errf("%s answered %s with %s", cl_cluster_id(s->c, at), what,
+            cl_msg_type_name(rep->type));
+  cl_msg_free(rep);
+  return -1;
+}
+
+/* `snapshot ID`: a fresh id from server ID, every server asked to push
+ * that snapshot's state to us (WATCH) before it starts, start it at ID,
+ * wait for our states only, check. However many callers do this at once,
+ * each gets its own snapshot and no server drops a state one of them
+ * waits for. */
 static int cmd_snapshot(cargs_t *a, const char *const *pos,
                         const cl_endpoint_t *file, size_t nfile) {
   int at = find_ep(file, nfile, pos[0]);
   session_t s;
   cl_msg_t req, rep, *sreqs = NULL, *sreps = NULL;
-  char err[1024];
+  char err[1024], who[512];
   int status = CL_EXIT_FAIL;
   uint64_t sid;
-  size_t i;
+  size_t i, nbad;
   if (at < 0) {
     cl_errf("snapshot: unknown server '%s' (not in the cluster file)",
             pos[0]);
@@ -393,42 +475,70 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
   memset(&rep, 0, sizeof rep);
   if (session_open(&s, file, nfile, a->timeout_ms, 1) != 0)
     goto done;
-  /* A round trip to everyone first: once a server has answered, it has
-   * taken our CLIENT frame, so it will tell us when the snapshot completes
-   * there, however fast the markers travel. */
+  /* Every server's channels first: a snapshot that cannot reach a server
+   * would only time out. */
   sreqs = cl_xcalloc(nfile, sizeof *sreqs);
   sreps = cl_xcalloc(nfile, sizeof *sreps);
   for (i = 0; i < nfile; i++)
     sreqs[i].type = CL_MSG_STATUS;
   if (ask_all(&s, sreqs, sreps, a->timeout_ms, 1) < 0)
     goto done;
-  req.type = CL_MSG_SNAPSHOT;
-  req.u.snapshot.has_id = 0;
-  {
-    uint32_t server = (uint32_t)at;
-    if (cl_cluster_call(s.c, 1, &server, &req, &rep, a->timeout_ms, err,
-                        sizeof err) < 0) {
-      cl_errf("%s", err);
+  for (i = 0; i < nfile; i++)
+    if (sreps[i].type != CL_MSG_STATUS_R || !sreps[i].u.status.configured) {
+      cl_errf("snapshot: %s is not configured", file[i].id);
       goto done;
     }
-  }
-  if (rep.type != CL_MSG_OK) {
-    if (rep.type == CL_MSG_ERROR)
-      cl_errf("%s refused SNAPSHOT: %s (%s)", file[at].id, rep.u.error.text,
-              cl_err_name(rep.u.error.code));
-    else
-      cl_errf("%s answered SNAPSHOT with %s", file[at].id,
-              cl_msg_type_name(rep.type));
+  nbad = unreachable_from(file, nfile, (size_t)at, sreps, who, sizeof who);
+  if (nbad > 0) {
+    cl_errf("snapshot: no marker from %s can reach %s (no path of "
+            "channels), so the snapshot could never complete", file[at].id,
+            who);
+    status = CL_EXIT_USAGE;
     goto done;
   }
+  if (a->no_wait) {
+    /* Start it and say its id; nobody watches it, so its states stay
+     * kept (within --max-kept) for a later `collect`. */
+    req.type = CL_MSG_SNAPSHOT;
+    if (ask_one(&s, (size_t)at, &req, &rep, "SNAPSHOT", a->timeout_ms) < 0)
+      goto done;
+    printf("%" PRIu64 "\n", rep.u.ok.snapshot_id);
+    status = CL_EXIT_OK;
+    goto done;
+  }
+  req.type = CL_MSG_NEXT_ID;
+  if (ask_one(&s, (size_t)at, &req, &rep, "NEXT_ID", a->timeout_ms) < 0)
+    goto done;
   sid = rep.u.ok.snapshot_id;
+  cl_msg_free(&rep);
+  for (i = 0; i < nfile; i++) {
+    cl_msg_free(&sreps[i]);
+    memset(&sreqs[i], 0, sizeof sreqs[i]);
+    sreqs[i].type = CL_MSG_WATCH;
+    sreqs[i].u.watch.first = sid;
+    sreqs[i].u.watch.count = 1;
+  }
+  if (ask_all(&s, sreqs, sreps, a->timeout_ms, 1) < 0)
+    goto done;
+  for (i = 0; i < nfile; i++)
+    if (sreps[i].type != CL_MSG_OK) {
+      cl_errf("%s refused WATCH: %s", file[i].id,
+              sreps[i].type == CL_MSG_ERROR ? sreps[i].u.error.text : "?");
+      goto done;
+    }
+  memset(&req, 0, sizeof req);
+  req.type = CL_MSG_SNAPSHOT;
+  req.u.snapshot.has_id = 1;
+  req.u.snapshot.snapshot_id = sid;
+  if (ask_one(&s, (size_t)at, &req, &rep, "SNAPSHOT", a->timeout_ms) < 0)
+    goto done;
   if (cl_cluster_wait_complete(s.c, &sid, 1, a->timeout_ms, err,
                                sizeof err) < 0) {
     cl_errf("%s", err); /* names the snapshot and the servers missing */
     goto done;
   }
   status = collect_and_check(&s, sid, a->json, a->quiet, a->snap_dir,
-                               a->timeout_ms);
+                             a->timeout_ms);
 done:
   if (sreps != NULL)
     for (i = 0; i < nfile; i++)
@@ -653,7 +763,7 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   uint64_t timeout_s = 30;
   cl_endpoint_t *file = NULL;
   size_t nfile = 0;
-  cl_opt_t opts[8];
+  cl_opt_t opts[9];
   int no = 0;
   memset(&a, 0, sizeof a);
   memset(opts, 0, sizeof opts);
@@ -668,6 +778,8 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   } else if (strcmp(cmd, "send") == 0) {
     want = 3;
   } else if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "collect") == 0) {
+    if (strcmp(cmd, "snapshot") == 0)
+      opts[no++] = (cl_opt_t){"--no-wait", 0, NULL, &a.no_wait};
     opts[no++] = (cl_opt_t){"--json", 0, NULL, &a.json};
     opts[no++] = (cl_opt_t){"--snap-dir", 1, &a.snap_dir, NULL};
     opts[no++] = (cl_opt_t){"--quiet", 0, NULL, &a.quiet};

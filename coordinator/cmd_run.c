@@ -15,14 +15,6 @@
 #include "schedule.h"
 #include "sim.h"
 
-/* Spread one seed over servers (splitmix64 step), so daemons' jitter
- * streams differ even if a daemon uses its seed as is. */
-static uint64_t mix_seed(uint64_t seed, uint64_t i) {
-  uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 /* Check that every reply is OK; err names the first server that refused. */
 static int all_ok(const cl_cluster_t *c, const char *what, size_t n,
@@ -52,6 +44,7 @@ int cl_configure_cluster(cl_cluster_t *c, const cl_topology_t *topo,
   size_t n = topo->nservers, i, l;
   cl_msg_t *reqs = calloc(n, sizeof *reqs), *replies = calloc(n, sizeof *replies);
   uint32_t *servers = calloc(n, sizeof *servers);
+  uint64_t config_id = cl_topology_hash(topo);
   int rc = CL_ENOMEM;
   if (reqs == NULL || replies == NULL || servers == NULL) {
     snprintf(err, errsize, "out of memory");
@@ -67,7 +60,9 @@ int cl_configure_cluster(cl_cluster_t *c, const cl_topology_t *topo,
     cf->nservers = (uint32_t)n;
     cf->lockstep = (uint8_t)(lockstep != 0);
     cf->jitter_ms = jitter_ms;
-    cf->seed = mix_seed(seed, i);
+    /* Spread one seed over servers, so their jitter streams differ. */
+    cf->seed = cl_rng_at(seed, i + 1);
+    cf->config_id = config_id;
     for (l = 0; l < topo->nlinks; l++) {
       cf->nout += topo->links[l].src == i;
       cf->nin += topo->links[l].dst == i;
@@ -410,7 +405,6 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
   ro.delays = delays;
   ro.tick_ms = tick_ms;
   ro.timeout_ms = timeout_s * 1000;
-  ro.release = 1;
   ro.progress = NULL;
 
   if (a.in_process) {

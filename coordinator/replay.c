@@ -302,27 +302,30 @@ static int ticks(run_t *x, uint64_t n) {
   return 0;
 }
 
-/* Names the servers that keep snapshot id from completing (COLLECT without
- * release: CL_ENOENT never recorded, CL_EAGAIN still waiting). */
+/* Names the servers that keep snapshot id from completing: of those that
+ * did not report it complete, COLLECT without release tells apart
+ * CL_ENOENT (never recorded) and CL_EAGAIN (still waiting). */
 static int explain_stuck(run_t *x, uint64_t id) {
-  size_t n = x->topo->nservers;
+  size_t n = x->topo->nservers, nask = 0;
   char never[512] = "", waiting[512] = "";
   size_t ln = 0, lw = 0;
   int rc;
   for (size_t i = 0; i < n; i++) {
-    memset(&x->reqs[i], 0, sizeof(x->reqs[i]));
-    x->reqs[i].type = CL_MSG_COLLECT;
-    x->reqs[i].u.collect.snapshot_id = id;
-    x->servers[i] = (uint32_t)i;
+    if (x->be->reported(x->be->ctx, id, i))
+      continue;
+    memset(&x->reqs[nask], 0, sizeof(x->reqs[nask]));
+    x->reqs[nask].type = CL_MSG_COLLECT;
+    x->reqs[nask].u.collect.snapshot_id = id;
+    x->servers[nask++] = (uint32_t)i;
   }
-  rc = call(x, n);
+  rc = call(x, nask);
   if (rc < 0) {
-    free_replies(x, n);
+    free_replies(x, nask);
     return failf(x, CL_ETIMEOUT, "snapshot %llu cannot complete",
                  (unsigned long long)id);
   }
-  for (size_t i = 0; i < n; i++) {
-    const cl_msg_t *rep = &x->replies[i];
+  for (size_t j = 0; j < nask; j++) {
+    const cl_msg_t *rep = &x->replies[j];
     int code = rep->type == CL_MSG_ERROR ? reply_code(rep) : 0;
     char *buf = code == CL_ENOENT ? never : waiting;
     size_t *len = code == CL_ENOENT ? &ln : &lw;
@@ -332,11 +335,11 @@ static int explain_stuck(run_t *x, uint64_t id) {
     if (*len >= sizeof(never) - 1)
       continue;
     w = snprintf(buf + *len, sizeof(never) - *len, "%s%s", *len ? ", " : "",
-                 sid(x, (uint32_t)i));
+                 sid(x, x->servers[j]));
     if (w > 0)
       *len += (size_t)w;
   }
-  free_replies(x, n);
+  free_replies(x, nask);
   if (ln > 0 && lw > 0)
     return failf(x, CL_ETIMEOUT, "snapshot %llu cannot complete: %s never "
                  "recorded (unreachable by markers?); %s still waiting for "
@@ -350,83 +353,73 @@ static int explain_stuck(run_t *x, uint64_t id) {
                lw ? waiting : "no server");
 }
 
-/* Lockstep after the last event: tick until every server completed every
- * snapshot, failing when nothing is left in flight or the cap is hit. */
+/* Lockstep after the last event: tick until every snapshot has been
+ * collected (each is as soon as every server completed it), failing when
+ * nothing is left in flight or the cap is hit. */
 static int finish_lockstep(run_t *x) {
-  size_t k = x->r->nsnapshots, left = k;
   uint64_t start = cl_sched_now(x->sched);
-  uint8_t *done = calloc(k ? k : 1, 1);
-  int rc = 0;
-  if (done == NULL)
-    return failf(x, CL_ENOMEM, "out of memory");
-  for (;;) {
-    for (size_t i = 0; i < k; i++)
-      if (!done[i] && x->be->completed(x->be->ctx, x->r->ids[i]) ==
-                          x->topo->nservers) {
-        done[i] = 1;
-        left--;
-      }
-    if (left == 0)
-      break;
-    if (cl_sched_in_flight(x->sched) == 0) {
-      for (size_t i = 0; i < k; i++)
-        if (!done[i]) {
-          rc = explain_stuck(x, x->r->ids[i]);
-          break;
-        }
-      break;
-    }
+  int rc = collect_ready(x);
+  while (rc == 0 && x->first_open < x->r->nsnapshots) {
+    if (cl_sched_in_flight(x->sched) == 0)
+      return explain_stuck(x, x->r->ids[x->first_open]);
     if (cl_sched_now(x->sched) - start >= CL_REPLAY_MAX_TAIL_TICKS) {
-      rc = failf(x, CL_ETIMEOUT, "%zu snapshot%s still incomplete after %llu "
-                 "ticks", left, left == 1 ? "" : "s",
-                 (unsigned long long)CL_REPLAY_MAX_TAIL_TICKS);
-      break;
+      size_t left = x->r->nsnapshots - x->first_open;
+      return failf(x, CL_ETIMEOUT, "%zu snapshot%s still incomplete after "
+                   "%llu ticks", left, left == 1 ? "" : "s",
+                   (unsigned long long)CL_REPLAY_MAX_TAIL_TICKS);
     }
     rc = ticks(x, 1);
     if (rc == 0)
       rc = collect_ready(x);
-    if (rc < 0)
-      break;
   }
-  free(done);
   return rc;
 }
 
 /* Collects snapshot k from every server, checks it and builds its
- * reference form. */
+ * reference form. The states were pushed (WATCH); a server that reported
+ * completion without its state (it could not push it) is asked with
+ * COLLECT, whose answer then says why. */
 static int collect(run_t *x, size_t k) {
-  size_t n = x->topo->nservers;
+  size_t n = x->topo->nservers, nask = 0;
   uint64_t id = x->r->ids[k];
   cl_local_state_t *states = calloc(n ? n : 1, sizeof(*states));
+  cl_msg_t *pushed = calloc(n ? n : 1, sizeof(*pushed));
   int rc = 0;
-  if (states == NULL)
+  if (states == NULL || pushed == NULL) {
+    free(states);
+    free(pushed);
     return failf(x, CL_ENOMEM, "out of memory");
-  for (size_t i = 0; i < n; i++) {
-    memset(&x->reqs[i], 0, sizeof(x->reqs[i]));
-    x->reqs[i].type = CL_MSG_COLLECT;
-    x->reqs[i].u.collect.snapshot_id = id;
-    x->reqs[i].u.collect.release = x->o->release ? 1 : 0;
-    x->servers[i] = (uint32_t)i;
   }
-  rc = call(x, n);
-  if (rc < 0) {
+  for (size_t i = 0; i < n; i++) {
+    if (x->be->take_state(x->be->ctx, id, i, &pushed[i])) {
+      states[i] = pushed[i].u.state;
+      continue;
+    }
+    memset(&x->reqs[nask], 0, sizeof(x->reqs[nask]));
+    x->reqs[nask].type = CL_MSG_COLLECT;
+    x->reqs[nask].u.collect.snapshot_id = id;
+    x->reqs[nask].u.collect.release = 1;
+    x->servers[nask++] = (uint32_t)i;
+  }
+  if (nask > 0 && (rc = call(x, nask)) < 0) {
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "collecting snapshot %llu",
              (unsigned long long)id);
     rc = fail_prefix(x, rc, prefix);
+    nask = 0;
   }
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    const cl_msg_t *rep = &x->replies[i];
+  for (size_t j = 0; j < nask && rc == 0; j++) {
+    const cl_msg_t *rep = &x->replies[j];
+    const char *who = sid(x, x->servers[j]);
     if (rep->type == CL_MSG_ERROR)
       rc = failf(x, reply_code(rep), "collecting snapshot %llu from %s: %s",
-                 (unsigned long long)id, sid(x, (uint32_t)i),
-                 rep->u.error.text);
+                 (unsigned long long)id, who, rep->u.error.text);
     else if (rep->type != CL_MSG_STATE)
       rc = failf(x, CL_EPROTO, "collecting snapshot %llu from %s: "
-                 "unexpected %s reply", (unsigned long long)id,
-                 sid(x, (uint32_t)i), cl_msg_type_name(rep->type));
+                 "unexpected %s reply", (unsigned long long)id, who,
+                 cl_msg_type_name(rep->type));
     else
-      states[i] = rep->u.state; /* borrowed until free_replies */
+      states[x->servers[j]] = rep->u.state; /* borrowed until free_replies */
   }
   if (rc == 0) {
     cl_verify(x->topo, x->ledger, states, n, &x->r->verdicts[k]);
@@ -436,15 +429,47 @@ static int collect(run_t *x, size_t k) {
                  rc == CL_ETOOBIG ? "too many recorded messages to list"
                                   : "out of memory");
   }
-  free_replies(x, n);
+  free_replies(x, nask);
+  for (size_t i = 0; i < n; i++)
+    cl_msg_free(&pushed[i]);
+  free(pushed);
   free(states);
+  x->be->forget(x->be->ctx, id);
   return rc;
 }
 
-/* Collects every started snapshot that has completed on every server.
- * Collecting as soon as a snapshot completes keeps the daemons' retention
- * bound (--max-kept) from ever dropping a state before it is collected,
- * however many snapshots a script takes. */
+/* Ask every server to push the states of snapshots 0..K-1 (WATCH) before
+ * any of them starts. */
+static int watch_all(run_t *x) {
+  size_t n = x->topo->nservers;
+  int rc;
+  if (x->r->nsnapshots == 0)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    memset(&x->reqs[i], 0, sizeof(x->reqs[i]));
+    x->reqs[i].type = CL_MSG_WATCH;
+    x->reqs[i].u.watch.first = 0;
+    x->reqs[i].u.watch.count = x->r->nsnapshots;
+    x->servers[i] = (uint32_t)i;
+  }
+  rc = call(x, n);
+  if (rc < 0) {
+    free_replies(x, n);
+    return fail_prefix(x, rc, "asking for the snapshots");
+  }
+  for (size_t i = 0; i < n && rc == 0; i++)
+    if (x->replies[i].type != CL_MSG_OK)
+      rc = failf(x, x->replies[i].type == CL_MSG_ERROR
+                        ? reply_code(&x->replies[i]) : CL_EPROTO,
+                 "%s refused WATCH: %s", sid(x, (uint32_t)i),
+                 x->replies[i].type == CL_MSG_ERROR
+                     ? x->replies[i].u.error.text : "unexpected reply");
+  free_replies(x, n);
+  return rc;
+}
+
+/* Checks every started snapshot whose state every server has pushed, so
+ * that the coordinator holds only the snapshots still in progress. */
 static int collect_ready(run_t *x) {
   for (size_t i = x->first_open; i < x->started; i++) {
     int rc;
@@ -464,7 +489,9 @@ static int collect_ready(run_t *x) {
 /* Issues the events in order, then waits for and collects every snapshot. */
 static int run_all(run_t *x) {
   size_t k = 0;
-  int rc;
+  int rc = watch_all(x);
+  if (rc < 0)
+    return rc;
   for (size_t e = 0; e < x->script->nevents; e++) {
     const cl_event_t *ev = &x->script->events[e];
     cl_msg_t *req = &x->reqs[0];
@@ -527,8 +554,18 @@ static int run_all(run_t *x) {
   if (x->o->lockstep) {
     rc = finish_lockstep(x);
   } else if (k > 0) {
-    rc = x->be->wait_complete(x->be->ctx, x->r->ids, k, x->o->timeout_ms,
-                              x->err, x->errsize);
+    /* Wait for the snapshots not collected yet (a collected one is
+     * forgotten by the backend). */
+    uint64_t *left = calloc(k, sizeof(*left));
+    size_t m = 0;
+    if (left == NULL)
+      return failf(x, CL_ENOMEM, "out of memory");
+    for (size_t i = x->first_open; i < k; i++)
+      if (!x->collected[i])
+        left[m++] = x->r->ids[i];
+    rc = x->be->wait_complete(x->be->ctx, left, m, x->o->timeout_ms, x->err,
+                              x->errsize);
+    free(left);
     if (rc < 0)
       rc = fail_prefix(x, rc, "waiting for snapshots");
   } else {

@@ -30,8 +30,16 @@ typedef struct cl_backend {
               size_t errsize);
   /* Let real time pass (free-running ticks). In-process: nothing. */
   int (*sleep_ms)(void *ctx, uint64_t ms, char *err, size_t errsize);
-  /* Number of servers that reported snapshot id complete. */
+  /* Number of servers that reported snapshot id complete (a COMPLETE or
+   * the state itself, pushed because replay WATCHes every snapshot). */
   size_t (*completed)(void *ctx, uint64_t id);
+  /* 1 if server i reported snapshot id complete. */
+  int (*reported)(void *ctx, uint64_t id, size_t server);
+  /* 1 and the LOCAL_STATE server i pushed for id moved into *out (caller
+   * frees it), or 0 if none is held. */
+  int (*take_state)(void *ctx, uint64_t id, size_t server, cl_msg_t *out);
+  /* Stop tracking id (frees what is held for it). */
+  void (*forget)(void *ctx, uint64_t id);
   /* Wait until every server reported every listed id complete, or
    * timeout_ms passes (CL_ETIMEOUT, err lists what is missing). */
   int (*wait_complete)(void *ctx, const uint64_t *ids, size_t n,
@@ -43,7 +51,6 @@ typedef struct cl_replay_opts {
   cl_delays_t *delays;  /* lockstep: borrowed */
   uint64_t tick_ms;     /* free-running: wall time per tick */
   uint64_t timeout_ms;  /* waiting for snapshots (and for tokens in flight) */
-  int release;          /* COLLECT with release (free states after) */
   FILE *progress;       /* NULL, or where to print progress lines */
 } cl_replay_opts_t;
 
@@ -63,17 +70,19 @@ typedef struct cl_replay_result {
 /* Frees what r holds and zeroes it; safe on a zeroed or partly filled r. */
 void cl_replay_result_free(cl_replay_result_t *r);
 
-/* Added: after the last event, lockstep keeps ticking at most this many
- * ticks for snapshots to complete before giving up. */
+/* After the last event, lockstep keeps ticking at most this many ticks for
+ * snapshots to complete before giving up. */
 #define CL_REPLAY_MAX_TAIL_TICKS ((uint64_t)10000000)
 
-/* Replay script on backend. Snapshot k (event order) gets id k. Returns 0
- * when everything ran and every snapshot was collected and checked (check
+/* Replay script on backend. Snapshot k (event order) gets id k; before the
+ * first event every server is asked to WATCH ids 0..K-1, so each local
+ * state comes to the coordinator as soon as it completes and no server's
+ * retention bound can drop one that is waited for. Returns 0 when
+ * everything ran and every snapshot was collected and checked (check
  * results are in r->verdicts: a failed check is not an error here); CL_E*
  * with err set when the run could not complete (refused send, lost server,
- * timeout, delay file exhausted). */
-/* Added: r is zeroed first and may be partly filled on failure: always
- * release it with cl_replay_result_free. */
+ * timeout, delay file exhausted). r is zeroed first and may be partly
+ * filled on failure: always release it with cl_replay_result_free. */
 int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
                   const cl_backend_t *backend, const cl_replay_opts_t *opts,
                   cl_replay_result_t *r, char *err, size_t errsize);

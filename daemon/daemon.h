@@ -1,16 +1,20 @@
-/* Internal to clsnapd: the daemon's shared state and the functions its five
- * files call on each other. The node core (node.h) holds the algorithm; this
- * layer turns libuv callbacks into node events and node actions into bytes.
+/* Internal to clsnapd: the transport around the protocol session
+ * (session.h). It moves bytes, manages connections and runs timers; every
+ * protocol rule is the session's.
  *
- *   main.c     arguments, signals, loop, shutdown
- *   server.c   listener, accepted connections, decoding, first-frame dispatch,
- *              control-connection output
- *   peer.c     outbound channels (connect, HELLO, buffers, jitter, write cap),
- *              inbound channel state, lockstep held FIFOs, circulate mode,
- *              node actions -> frames
- *   control.c  control requests -> node calls -> replies; notifications;
- *              parked DELIVER and CONNECT requests
- *   log.c      leveled logging to stderr
+ *   main.c      arguments, the loop, signals
+ *   dispatch.c  runs the session: hands it the transport's events (through
+ *               the hooks below), performs its effects (frames, replies,
+ *               connects, resumes, logs), the once-per-turn flush, shutdown
+ *   server.c    listener and accepted connections: reading, decoding, the
+ *               first frame's kind, control-client output
+ *   peer.c      outbound channels: connect and retry, HELLO, buffers,
+ *               jitter, write cap; circulate mode
+ *   log.c       leveled logging to stderr
+ *
+ * Calls go one way: main -> dispatch -> server, peer -> session -> node.
+ * server.c and peer.c report events up only through cl_hooks_t, which
+ * dispatch.c fills in.
  *
  * Ownership: the daemon owns every channel and connection. A connection is
  * freed only in its close callback; channels live until the loop is closed.
@@ -26,7 +30,7 @@
 
 #include "error.h"
 #include "log.h"
-#include "node.h"
+#include "session.h"
 #include "util.h"
 #include "wire.h"
 
@@ -34,27 +38,32 @@
 #define CL_DEFAULT_WRITE_CAP ((size_t)64 << 20) /* per outbound channel */
 #define CL_DEFAULT_INPUT_CAP ((size_t)CL_WIRE_DEFAULT_CAP) /* per connection */
 #define CL_CTRL_OUT_CAP ((size_t)64 << 20) /* queued replies per client */
-#define CL_HELD_MAX 65536       /* lockstep: held messages per channel before
-                                   the socket stops being read */
 #define CL_MAX_CONNS 1024       /* accepted connections at once */
-#define CL_PARKED_MAX 65536     /* parked DELIVER + CONNECT requests */
+/* File descriptors kept free for the cluster's own channels when the limit
+ * on open files (ulimit -n) caps accepted connections. */
+#define CL_FD_RESERVE 32
 #define CL_CONNECT_WINDOW_MS 10000 /* CONNECT retries refused connects */
+#define CL_BACKOFF_FIRST_MS 50  /* connect retry backoff, doubling */
+#define CL_BACKOFF_MAX_MS 1000
+#define CL_LISTEN_BACKLOG 128
 #define CL_CIRC_LOW_WATER ((size_t)64 << 10) /* circulate: per channel */
 #define CL_CIRC_BUDGET 65536    /* circulate: tokens per loop turn */
 #define CL_CIRC_MIN_BATCH 4096  /* circulate: fewest tokens per channel
                                    written in a turn while more are held
                                    (32 KiB of frames): few, large writes */
-#define CL_FRAME_EST 24         /* upper bound of a TOKEN/MARKER frame */
 #define CL_READ_CHUNK ((size_t)64 << 10)
 /* Outbound buffers an idle channel keeps: CL_OUT_IDLE_BUDGET shared by
  * all channels, at least CL_OUT_KEEP_MIN each (see out_keep in peer.c). */
 #define CL_OUT_IDLE_BUDGET ((size_t)2 << 20)
 #define CL_OUT_KEEP_MIN ((size_t)16 << 10)
+/* A control client's output buffer above this is given back after a
+ * burst instead of kept at its high-water mark. */
+#define CL_CTRL_KEEP ((size_t)1 << 20)
 #define CL_READ_MIN ((size_t)4 << 10) /* least room offered to one read */
 #define CL_STOP_GRACE_MS 2000   /* shutdown: wait this long for replies */
 /* A new connection must send its whole first frame, and a frame once begun
  * must be finished, within this long (--frame-timeout); otherwise it only
- * holds one of the CL_MAX_CONNS slots. */
+ * holds one of the connection slots. */
 #define CL_DEFAULT_FRAME_TIMEOUT_MS 10000
 
 typedef struct cl_daemon cl_daemon_t;
@@ -83,20 +92,26 @@ int cl_outbuf_write(cl_outbuf_t *o, uv_stream_t *s, uv_write_cb cb,
 
 typedef enum { CL_CONN_NEW, CL_CONN_CONTROL, CL_CONN_PEER } cl_conn_kind_t;
 
+/* How a peer connection's bytes are parsed. */
+typedef enum {
+  CL_PARSE_DECODER, /* the generic decoder */
+  CL_PARSE_FAST,    /* in place (free-running TOKEN/MARKER) */
+  CL_PARSE_SLOW     /* back on the decoder for good */
+} cl_parse_t;
+
 /* One accepted TCP connection. */
 typedef struct cl_conn {
   uv_tcp_t tcp; /* first: the handle's address is the connection's */
   cl_daemon_t *d;
   struct cl_conn *prev, *next;
-  int kind;      /* cl_conn_kind_t */
+  cl_conn_kind_t kind;
   int closing;   /* uv_close called; freed in the close callback */
   int stopping;  /* graceful shutdown in progress (control) */
   int paused;    /* peer: reading stopped, too many held messages */
-  int push;      /* control: send LOCAL_STATE instead of COMPLETE (PUSH) */
   int alloc_err; /* error from the decoder's reserve in alloc_cb */
   int in;        /* peer: inbound channel index */
-  int fast;      /* peer: 0 decoder, 1 parsed in place (free-running),
-                    2 back on the decoder for good */
+  cl_session_client_t *client; /* control: the session's client */
+  cl_parse_t parse;
   unsigned ncarry;  /* fast: bytes of a partial frame kept between reads */
   char carry[24];   /* (a fast frame is at most 20 bytes) */
   uint64_t since; /* loop ms: accepted (new) or waiting for the rest of a
@@ -108,37 +123,32 @@ typedef struct cl_conn {
   uv_shutdown_t sreq;
 } cl_conn_t;
 
-/* A request whose reply waits for something (DELIVER, CONNECT). */
-typedef struct cl_parked {
-  struct cl_parked *next;
-  cl_conn_t *conn;
-  uint64_t req;
-} cl_parked_t;
-
-/* A received peer message (lockstep: held until DELIVER). */
-typedef struct cl_held {
-  uint8_t kind; /* CL_NODE_TOKEN / CL_NODE_MARKER */
-  uint64_t a;   /* TOKEN: seq; MARKER: snapshot id */
-  int64_t n;    /* TOKEN: tokens */
-} cl_held_t;
-
-typedef enum { CL_IN_WAIT, CL_IN_UP, CL_IN_LOST } cl_in_state_t;
-
-typedef struct cl_in_chan {
-  char id[CL_ID_SIZE];
-  int state;      /* cl_in_state_t */
-  cl_conn_t *conn; /* while CL_IN_UP */
-  cl_held_t *held; /* ring; at most CL_HELD_MAX + 1 entries */
-  size_t hhead, hcount, hcap;
-  cl_parked_t *phead, *ptail; /* parked DELIVERs, FIFO */
-} cl_in_chan_t;
+/* Events the transport reports up (filled in by dispatch.c). */
+typedef struct cl_hooks {
+  /* A connection's first frame was CLIENT; 0, or <0 to refuse it. */
+  int (*client_open)(cl_conn_t *c);
+  void (*request)(cl_conn_t *c, const cl_msg_t *m);
+  void (*client_closed)(cl_conn_t *c);
+  /* A new connection's HELLO: 0 and c->in set, or <0 with why. */
+  int (*hello)(cl_conn_t *c, const cl_msg_t *m, char *why, size_t whysz);
+  /* TOKEN or MARKER: 0; 1 stop reading; <0 with why (close it). */
+  int (*peer_msg)(cl_conn_t *c, const cl_msg_t *m, char *why, size_t whysz);
+  /* count one-token messages, seqs first..: 0 or <0 with why. */
+  int (*peer_ones)(cl_conn_t *c, uint64_t first, uint64_t count, char *why,
+                   size_t whysz);
+  /* A peer connection that carried its channel is gone. */
+  void (*peer_closed)(cl_conn_t *c, const char *why);
+  /* Outbound channel chan is now in state st (cl_chan_state_t). */
+  void (*out_state)(cl_daemon_t *d, uint32_t chan, cl_chan_state_t st,
+                    const char *why);
+} cl_hooks_t;
 
 typedef enum {
   CL_OUT_IDLE,       /* configured, CONNECT not yet asked */
   CL_OUT_CONNECTING, /* resolving, connecting or waiting to retry */
   CL_OUT_UP,
-  CL_OUT_FAILED, /* gave up after CL_CONNECT_WINDOW_MS; CONNECT retries */
-  CL_OUT_LOST    /* was up, then lost; sends refused with CL_ELOST */
+  CL_OUT_FAILED,     /* gave up after CL_CONNECT_WINDOW_MS */
+  CL_OUT_LOST        /* was up, then lost */
 } cl_out_state_t;
 
 /* A message waiting out its jitter delay. */
@@ -154,7 +164,7 @@ typedef struct cl_out_chan {
   uint32_t index;
   char id[CL_ID_SIZE];
   char addr[CL_ADDR_SIZE];
-  int state; /* cl_out_state_t */
+  cl_out_state_t state;
   uv_tcp_t tcp;
   int tcp_open; /* initialised and its close callback not yet run */
   uv_connect_t creq;
@@ -166,7 +176,10 @@ typedef struct cl_out_chan {
   uint64_t deadline;
   unsigned backoff_ms;
   int last_err;
+  char refusal[CL_TEXT_SIZE]; /* what the receiver said when it refused */
+  cl_wire_decoder_t *rdec;    /* the receiver's refusal, if any */
   cl_outbuf_t out; /* HELLO is the first frame ever queued */
+  size_t reserved; /* frames promised room by cl_peer_reserve */
   cl_jit_t *jq;    /* ring; bounded by the write cap (markers excepted) */
   size_t jhead, jcount, jcap;
   uint64_t last_due;
@@ -175,8 +188,9 @@ typedef struct cl_out_chan {
 struct cl_daemon {
   uv_loop_t *loop;
   char id[CL_ID_SIZE];
-  size_t max_kept, write_cap, input_cap;
+  size_t max_kept, max_active, write_cap, input_cap;
   uint64_t frame_timeout_ms;
+  int log_level;
 
   uv_tcp_t listener;
   uv_signal_t sigterm, sigint;
@@ -188,38 +202,37 @@ struct cl_daemon {
   int exit_code;
 
   cl_conn_t *conns; /* all accepted connections */
-  size_t nconns;
+  size_t nconns, max_conns;
+  uint64_t refused_at;    /* loop ms of the last "refusing" log line */
+  uint64_t refused_since; /* connections refused since that line */
 
-  int configured;
+  cl_hooks_t hooks;
+  cl_session_t *session;
+  cl_fx_list_t fx, logs; /* effects being performed */
+  int performing;
   int lockstep;
-  uint32_t jitter_ms, rank, nservers;
+  uint32_t jitter_ms;
   uint64_t rng;
-  cl_node_t *node;
-  cl_actions_t acts;
-  cl_out_chan_t *out; /* [nout], node's outbound index order */
+  cl_out_chan_t *out; /* [nout], the session's outbound index order */
   size_t nout;
-  cl_in_chan_t *in;   /* [nin], node's inbound index order */
+  cl_conn_t **in_conn; /* [nin] the connection of each inbound channel */
   size_t nin;
-  int connect_asked;
-  cl_parked_t *connect_parked; /* parked CONNECT requests */
-  size_t nparked;
-  uint64_t auto_k; /* next k for automatic snapshot ids */
-  int circulate;
   size_t circ_rr;
   uint64_t jit_next; /* when the jitter timer fires; 0 if idle */
   char *rbuf;        /* fast peer input: one read buffer for all */
   size_t rbuf_chunk; /* bytes read at once into rbuf (after the carry) */
-
-  /* Messages sent by the command being handled (for OK's sent list). */
-  int collect;
-  cl_sent_t *sent;
-  size_t nsent, sent_cap;
 };
 
-/* main.c */
+/* dispatch.c */
+/* Create the session and install the hooks. 0 or CL_ENOMEM. */
+int cl_dispatch_init(cl_daemon_t *d);
 /* Begin a clean shutdown: stop listening, send what is queued to clients,
  * close every handle. Safe to call more than once. */
 void cl_daemon_stop(cl_daemon_t *d, int exit_code);
+/* Before the loop sleeps: circulate, then one write per channel/client. */
+void cl_dispatch_flush(cl_daemon_t *d);
+/* After the loop is closed. */
+void cl_dispatch_free(cl_daemon_t *d);
 
 /* server.c */
 int cl_server_listen(cl_daemon_t *d, const char *host, int port,
@@ -232,73 +245,45 @@ int cl_server_listen(cl_daemon_t *d, const char *host, int port,
  * closed for CL_ENOMEM). */
 int cl_conn_send(cl_conn_t *c, const cl_msg_t *m);
 /* Log "<why>" naming the connection, close it; a peer connection's channel
- * is lost (NOTICE). */
+ * is lost (reported through hooks.peer_closed). */
 void cl_conn_fail(cl_conn_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Close without logging (already logged). */
 void cl_conn_close(cl_conn_t *c);
 /* "peer N2 (127.0.0.1:4242)", "client clsnap (…)" or the address. */
 const char *cl_conn_label(const cl_conn_t *c);
-/* Decode frames already buffered for a peer connection and resume reading
- * if its held FIFO has room again. */
-void cl_server_resume(cl_conn_t *c);
+/* Read inbound channel i's connection again (it was paused). */
+void cl_server_resume_in(cl_daemon_t *d, uint32_t i);
+/* Close inbound channel i's connection; its loss is already known. */
+void cl_server_close_in(cl_daemon_t *d, uint32_t i);
 void cl_server_flush(cl_daemon_t *d);
 void cl_server_stop(cl_daemon_t *d, int force);
 /* Start the timer that closes connections which sent no complete first
  * frame, or stalled inside a frame, for d->frame_timeout_ms. */
 void cl_server_sweep_start(cl_daemon_t *d);
+/* Text for a libuv or CL error code in log lines ("connection reset"). */
+const char *cl_daemon_strerror(int err);
 
 /* peer.c */
-/* After CONFIGURE: create channels and the node. Returns 0 or CL_E*. */
-int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg);
-/* CONNECT: start (or restart after failure) every outbound channel. */
-void cl_peer_connect_all(cl_daemon_t *d);
-/* 1 all outbound up; 0 still connecting; <0 a channel failed or was lost
- * (*bad = its index). */
-int cl_peer_connect_state(const cl_daemon_t *d, size_t *bad);
+/* Set up outbound channels for a CONFIGURE (the session's env.configure).
+ * Returns 0 or CL_E*; nothing is kept on failure. */
+int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
+                  const char *const *out_ids);
+/* Start connecting outbound channel i (idle or failed) within the CONNECT
+ * window; its states go to hooks.out_state. */
+void cl_peer_connect(cl_daemon_t *d, uint32_t i);
 /* Bytes queued on outbound channel i (buffers + jitter queue). */
-size_t cl_peer_queued(const cl_daemon_t *d, size_t i);
-/* Make room so that one frame can be queued on channel i (or on all)
- * without allocating. Returns 0 or CL_ENOMEM. */
-int cl_peer_reserve(cl_daemon_t *d, size_t i);
-int cl_peer_reserve_all(cl_daemon_t *d);
-/* Turn d->acts into frames, logs and notifications; clears d->acts. */
-void cl_peer_apply(cl_daemon_t *d);
-/* A TOKEN/MARKER arrived on a peer connection. */
-void cl_peer_inbound(cl_conn_t *c, const cl_msg_t *m);
-/* The peer connection of inbound channel i is gone (why: a uv error or a CL_E
- * code; text for the log and NOTICE). */
-void cl_peer_inbound_lost(cl_daemon_t *d, size_t i, const char *why);
-/* Free-running: parse TOKEN/MARKER frames of a peer connection in place and
- * handle them. Returns bytes consumed; *stop = 1 when a frame follows that
- * only the generic decoder may judge. */
-size_t cl_peer_fast_input(cl_conn_t *c, const char *buf, size_t n,
-                          int *stop);
-/* Lockstep: handle the head held message of inbound i. Returns 0 (with
- * kind and value), CL_EAGAIN if none is held, or the node's CL_E error (the
- * channel is then failed). */
-int cl_peer_deliver(cl_daemon_t *d, size_t i, uint8_t *kind,
-                    uint64_t *value, char *why, size_t whysz);
+size_t cl_peer_queued(const cl_daemon_t *d, uint32_t i);
+/* Room for `frames` more cl_peer_emit calls on channel i without
+ * allocating. Returns 0 or CL_ENOMEM. */
+int cl_peer_reserve(cl_daemon_t *d, uint32_t i, size_t frames);
+/* Queue one TOKEN (a = seq, n) or MARKER (a = id) on channel i, after its
+ * jitter delay if any; room was reserved. */
+void cl_peer_emit(cl_daemon_t *d, uint32_t i, uint8_t kind, uint64_t a,
+                  int64_t n);
 /* Once per loop turn: circulate, then write every channel's buffer. */
 void cl_peer_flush(cl_daemon_t *d);
 void cl_peer_stop(cl_daemon_t *d);
 void cl_peer_free(cl_daemon_t *d);
-
-/* control.c */
-void cl_control_request(cl_conn_t *c, const cl_msg_t *m);
-void cl_control_complete(cl_daemon_t *d, uint64_t snapshot_id);
-void cl_control_notice(cl_daemon_t *d, const char *peer, const char *text);
-/* Re-check parked CONNECTs after an outbound channel changed state. */
-void cl_control_connect_progress(cl_daemon_t *d);
-/* A message arrived on inbound i that a parked DELIVER waits for. */
-void cl_control_deliver_parked(cl_daemon_t *d, size_t i);
-/* Inbound i was lost: fail its parked DELIVERs with CL_ELOST. */
-void cl_control_deliver_lost(cl_daemon_t *d, size_t i);
-/* Connection c is closing: forget its parked requests. */
-void cl_control_forget(cl_daemon_t *d, cl_conn_t *c);
-void cl_control_free(cl_daemon_t *d);
-
-/* Text for a libuv or CL error code in log lines ("connection reset"). */
-const char *cl_daemon_strerror(int err);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "error.h"
 
 /* Copy a node's id (valid, so NUL-terminated within CL_ID_SIZE). */
@@ -21,9 +22,9 @@ int cl_local_state_from_node(const cl_node_t *node, uint64_t id,
   ls->initial_tokens = cl_node_initial_tokens(node);
   /* Every field of every run is set below: no need to zero it first. */
   if ((st->nrecorded &&
-       !(ls->recorded = malloc(st->nrecorded * sizeof *ls->recorded))) ||
-      (nout && !(ls->sent = calloc(nout, sizeof *ls->sent))) ||
-      (nin && !(ls->recv = calloc(nin, sizeof *ls->recv))))
+       !(ls->recorded = cl_malloc(st->nrecorded * sizeof *ls->recorded))) ||
+      (nout && !(ls->sent = cl_calloc(nout, sizeof *ls->sent))) ||
+      (nin && !(ls->recv = cl_calloc(nin, sizeof *ls->recv))))
     return CL_ENOMEM;
   ls->nrecorded = (uint32_t)st->nrecorded;
   for (k = 0; k < st->nrecorded; k++) {

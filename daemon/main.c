@@ -22,8 +22,9 @@ static const char usage_text[] =
     "  --listen HOST:PORT    address to listen on ([v6]:port for IPv6)\n"
     "  --log-level LEVEL     debug, info (default), warn or error\n"
     "  --die-with-parent     exit (SIGTERM) when the parent process dies\n"
-    "  --max-kept N          completed snapshot states kept until collected\n"
-    "                        (default 256)\n"
+    "  --max-kept N          completed snapshot states kept that no client\n"
+    "                        watches, until collected (default 256)\n"
+    "  --max-active N        snapshots in progress at once (default 1024)\n"
     "  --write-cap BYTES     per outbound channel queue cap (default 64 MiB);\n"
     "                        a SEND beyond it is refused\n"
     "  --input-cap BYTES     per connection input cap (default 1 MiB)\n"
@@ -46,7 +47,7 @@ typedef struct opts {
   const char *id, *listen;
   int level;
   int die_with_parent;
-  uint64_t max_kept, write_cap, input_cap, frame_timeout;
+  uint64_t max_kept, max_active, write_cap, input_cap, frame_timeout;
 } opts_t;
 
 /* Parse a byte count/limit option or exit 2. */
@@ -94,6 +95,7 @@ static void parse_args(int argc, char **argv, opts_t *o) {
     name[len] = '\0';
     if (strcmp(name, "--id") != 0 && strcmp(name, "--listen") != 0 &&
         strcmp(name, "--log-level") != 0 && strcmp(name, "--max-kept") != 0 &&
+        strcmp(name, "--max-active") != 0 &&
         strcmp(name, "--write-cap") != 0 && strcmp(name, "--input-cap") != 0 &&
         strcmp(name, "--frame-timeout") != 0)
       bad_usage("unknown option '%s'", a);
@@ -120,6 +122,8 @@ static void parse_args(int argc, char **argv, opts_t *o) {
         bad_usage("bad --log-level '%s' (debug, info, warn or error)", v);
     } else if (strcmp(name, "--max-kept") == 0) {
       o->max_kept = parse_num("--max-kept", v, 1, 1000000);
+    } else if (strcmp(name, "--max-active") == 0) {
+      o->max_active = parse_num("--max-active", v, 1, 1000000);
     } else if (strcmp(name, "--write-cap") == 0) {
       o->write_cap = parse_num("--write-cap", v, 64, (uint64_t)1 << 30);
     } else if (strcmp(name, "--frame-timeout") == 0) {
@@ -134,43 +138,6 @@ static void parse_args(int argc, char **argv, opts_t *o) {
     bad_usage("missing %s", "--listen");
 }
 
-/* Grace period over: close whatever is still open. */
-static void stop_timer_cb(uv_timer_t *t) {
-  cl_daemon_t *d = t->data;
-  cl_log_warn("clients did not take their last replies in %d ms; closing",
-              CL_STOP_GRACE_MS);
-  cl_server_stop(d, 1);
-}
-
-/* Close a handle if it is initialised and not closing yet. */
-static void close_if_open(uv_handle_t *h) {
-  if (h->loop != NULL && !uv_is_closing(h))
-    uv_close(h, NULL);
-}
-
-/* Stop everything (see daemon.h); the exit code of the first call wins. */
-void cl_daemon_stop(cl_daemon_t *d, int exit_code) {
-  if (d->stopping)
-    return;
-  d->stopping = 1;
-  d->exit_code = exit_code;
-  cl_log_info("shutting down");
-  /* Signal watchers stay installed (a second SIGTERM during shutdown must
-   * not kill the process with the default action) but no longer keep the
-   * loop alive; main closes them at the end. */
-  uv_unref((uv_handle_t *)&d->sigterm);
-  uv_unref((uv_handle_t *)&d->sigint);
-  close_if_open((uv_handle_t *)&d->prepare);
-  close_if_open((uv_handle_t *)&d->jitter_timer);
-  close_if_open((uv_handle_t *)&d->sweep);
-  /* The grace timer does not keep the loop alive: once every client has
-   * its replies, uv_run returns and main closes the timer. */
-  uv_timer_start(&d->stop_timer, stop_timer_cb, CL_STOP_GRACE_MS, 0);
-  uv_unref((uv_handle_t *)&d->stop_timer);
-  cl_server_stop(d, 0);
-  cl_peer_stop(d);
-}
-
 /* SIGTERM/SIGINT: clean exit 0. */
 static void signal_cb(uv_signal_t *s, int signum) {
   cl_daemon_t *d = s->data;
@@ -179,13 +146,7 @@ static void signal_cb(uv_signal_t *s, int signum) {
 }
 
 /* Before the loop sleeps: one coalesced write per channel and client. */
-static void prepare_cb(uv_prepare_t *p) {
-  cl_daemon_t *d = p->data;
-  if (d->stopping)
-    return;
-  cl_peer_flush(d);
-  cl_server_flush(d);
-}
+static void prepare_cb(uv_prepare_t *p) { cl_dispatch_flush(p->data); }
 
 /* uv_walk callback: close leftovers so uv_loop_close can succeed. */
 static void walk_close(uv_handle_t *h, void *arg) {
@@ -221,6 +182,8 @@ int main(int argc, char **argv) {
   d->loop = &loop;
   memcpy(d->id, o.id, strlen(o.id) + 1);
   d->max_kept = (size_t)o.max_kept;
+  d->max_active = (size_t)o.max_active;
+  d->log_level = o.level;
   d->write_cap = (size_t)o.write_cap;
   d->input_cap = (size_t)o.input_cap;
   d->frame_timeout_ms = o.frame_timeout;
@@ -237,6 +200,10 @@ int main(int argc, char **argv) {
   uv_signal_init(&loop, &d->sigint);
   d->sigint.data = d;
 
+  if (cl_dispatch_init(d) < 0) {
+    cl_log_error("out of memory");
+    return 1;
+  }
   r = cl_server_listen(d, host, port, bound, sizeof bound);
   if (r < 0) {
     cl_log_error("cannot listen on %s: %s", o.listen, uv_strerror(r));
@@ -262,8 +229,7 @@ int main(int argc, char **argv) {
       d->exit_code = 1;
   }
   code = d->exit_code;
-  cl_control_free(d);
-  cl_peer_free(d);
+  cl_dispatch_free(d);
   if (code == 0)
     cl_log_info("stopped");
   return code;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "error.h"
 #include "util.h"
 
@@ -45,7 +46,7 @@ struct cl_node {
   char (*in)[CL_ID_SIZE];  /* sorted */
   uint64_t *sent;          /* [nout] */
   uint64_t *recv;          /* [nin] */
-  size_t max_kept;
+  size_t max_active;
   snap_t **active;         /* oldest first */
   size_t nactive, capactive;
   snap_t *kept_head, *kept_tail; /* oldest at head */
@@ -85,7 +86,7 @@ static int actions_reserve(cl_actions_t *a, size_t more) {
   cap = a->cap ? a->cap : 16;
   while (cap < need)
     cap = cap > SIZE_MAX / 2 / sizeof(cl_action_t) ? need : cap * 2;
-  v = realloc(a->v, cap * sizeof(cl_action_t));
+  v = cl_realloc(a->v, cap * sizeof(cl_action_t));
   if (v == NULL)
     return CL_ENOMEM;
   a->v = v;
@@ -139,7 +140,7 @@ static int table_reserve(cl_node_t *node) {
   cap = oldcap ? oldcap * 2 : 16;
   if (cap > SIZE_MAX / sizeof(*t) / 2)
     return CL_ENOMEM;
-  t = calloc(cap, sizeof(*t));
+  t = cl_calloc(cap, sizeof(*t));
   if (t == NULL)
     return CL_ENOMEM;
   node->table = t;
@@ -187,7 +188,7 @@ static void table_remove(cl_node_t *node, uint64_t id) {
 static snap_t *snap_new(const cl_node_t *node, uint64_t id) {
   size_t nout = node->nout, nin = node->nin;
   size_t size = sizeof(snap_t) + (nout + nin) * sizeof(uint64_t) + nin;
-  snap_t *s = malloc(size);
+  snap_t *s = cl_malloc(size);
   if (s == NULL)
     return NULL;
   memset(s, 0, sizeof(*s));
@@ -222,7 +223,7 @@ static int snap_reserve_rec(snap_t *s) {
   cap = s->caprec ? s->caprec * 2 : 8;
   if (cap > SIZE_MAX / sizeof(*r))
     return CL_ENOMEM;
-  r = realloc(s->rec, cap * sizeof(*r));
+  r = cl_realloc(s->rec, cap * sizeof(*r));
   if (r == NULL)
     return CL_ENOMEM;
   s->rec = r;
@@ -256,7 +257,7 @@ static int active_reserve(cl_node_t *node) {
   cap = node->capactive ? node->capactive * 2 : 4;
   if (cap > SIZE_MAX / sizeof(*a))
     return CL_ENOMEM;
-  a = realloc(node->active, cap * sizeof(*a));
+  a = cl_realloc(node->active, cap * sizeof(*a));
   if (a == NULL)
     return CL_ENOMEM;
   node->active = a;
@@ -278,8 +279,8 @@ static void kept_unlink(cl_node_t *node, snap_t *s) {
   node->nkept--;
 }
 
-/* Move active snapshot at index k to the kept list, emit COMPLETE and, over
- * max_kept, evict the oldest kept state. Needs 2 reserved actions. */
+/* Move active snapshot at index k to the kept list and emit COMPLETE.
+ * Needs 1 reserved action. */
 static void complete_at(cl_node_t *node, size_t k, cl_actions_t *acts) {
   snap_t *s = node->active[k];
   cl_action_t *a;
@@ -298,14 +299,6 @@ static void complete_at(cl_node_t *node, size_t k, cl_actions_t *acts) {
   node->nkept++;
   a = actions_push(acts, CL_ACT_COMPLETE);
   a->snapshot_id = s->id;
-  if (node->nkept > node->max_kept) {
-    snap_t *old = node->kept_head;
-    kept_unlink(node, old);
-    table_remove(node, old->id);
-    a = actions_push(acts, CL_ACT_EVICT);
-    a->snapshot_id = old->id;
-    snap_free(old);
-  }
 }
 
 /* Record a new snapshot (reservations done), closing inbound channel
@@ -330,16 +323,16 @@ static void record_and_mark(cl_node_t *node, snap_t *s, size_t closed,
 }
 
 /* Everything a new snapshot needs, reserved up front: the record itself,
- * table and active slots, and nout markers + COMPLETE + EVICT actions.
+ * table and active slots, and nout markers + COMPLETE actions.
  * CL_EFULL at CL_NODE_ACTIVE_MAX snapshots in progress, before anything is
  * reserved. */
 static int prepare_snapshot(cl_node_t *node, uint64_t id, cl_actions_t *acts,
                             snap_t **out) {
   int err;
   snap_t *s;
-  if (node->nactive >= CL_NODE_ACTIVE_MAX)
+  if (node->nactive >= node->max_active)
     return CL_EFULL;
-  if ((err = actions_reserve(acts, node->nout + 2)) < 0 ||
+  if ((err = actions_reserve(acts, node->nout + 1)) < 0 ||
       (err = table_reserve(node)) < 0 || (err = active_reserve(node)) < 0)
     return err;
   s = snap_new(node, id);
@@ -361,7 +354,7 @@ static int copy_peers(const char *self, size_t n, const char *const *ids,
     return 0;
   if (ids == NULL || n > CL_NODE_PEERS_MAX)
     return CL_EINVAL;
-  v = malloc(n * sizeof(*v));
+  v = cl_malloc(n * sizeof(*v));
   if (v == NULL)
     return CL_ENOMEM;
   for (i = 0; i < n; i++) {
@@ -392,12 +385,12 @@ int cl_node_new(const cl_node_config_t *cfg, cl_node_t **out) {
   if (cfg == NULL || !cl_id_valid(cfg->self) || cfg->tokens < 0 ||
       cfg->tokens > CL_NODE_TOKENS_MAX)
     return CL_EINVAL;
-  node = calloc(1, sizeof(*node));
+  node = cl_calloc(1, sizeof(*node));
   if (node == NULL)
     return CL_ENOMEM;
   memcpy(node->self, cfg->self, strlen(cfg->self) + 1);
   node->tokens = node->initial = cfg->tokens;
-  node->max_kept = cfg->max_kept ? cfg->max_kept : CL_NODE_DEFAULT_KEPT;
+  node->max_active = cfg->max_active ? cfg->max_active : CL_NODE_ACTIVE_MAX;
   if ((err = copy_peers(cfg->self, cfg->nout, cfg->out, &node->out)) < 0 ||
       (err = copy_peers(cfg->self, cfg->nin, cfg->in, &node->in)) < 0)
     goto fail;
@@ -405,8 +398,8 @@ int cl_node_new(const cl_node_config_t *cfg, cl_node_t **out) {
   node->nin = cfg->nin;
   err = CL_ENOMEM;
   if ((node->nout &&
-       (node->sent = calloc(node->nout, sizeof(uint64_t))) == NULL) ||
-      (node->nin && (node->recv = calloc(node->nin, sizeof(uint64_t))) == NULL))
+       (node->sent = cl_calloc(node->nout, sizeof(uint64_t))) == NULL) ||
+      (node->nin && (node->recv = cl_calloc(node->nin, sizeof(uint64_t))) == NULL))
     goto fail;
   *out = node;
   return 0;
@@ -615,7 +608,7 @@ int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
   }
   if (s->complete || !s->open[in])
     return CL_EDUP;
-  if ((err = actions_reserve(acts, 2)) < 0)
+  if ((err = actions_reserve(acts, 1)) < 0)
     return err;
   s->open[in] = 0;
   if (--s->nopen == 0) {

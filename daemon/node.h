@@ -15,7 +15,7 @@
  * fails with a negative CL_E* code, leaving the node and `acts` unchanged.
  *
  * Rules kept here:
- * - up to CL_NODE_ACTIVE_MAX snapshots may be active; each has its own
+ * - up to max_active snapshots may be active; each has its own
  *   recorded token count, its own open inbound channels and its own recorded
  *   messages in arrival order; a token arriving on a channel open in several
  *   snapshots is recorded in each;
@@ -28,8 +28,8 @@
  * - a server with no inbound channels completes a snapshot at once;
  * - token messages carry per-channel sequence numbers 1, 2, 3...; a state
  *   records per-channel sent/received counts at the moment of recording;
- * - completed states are kept until released, at most max_kept of them; the
- *   oldest completed one is evicted beyond that (a CL_ACT_EVICT action).
+ * - completed states are kept until released (how many to keep is the
+ *   caller's policy: the session bounds the states nobody watches).
  */
 #ifndef CL_NODE_H
 #define CL_NODE_H
@@ -42,8 +42,7 @@ enum { CL_NODE_TOKEN = 2, CL_NODE_MARKER = 3 };
 
 typedef enum {
   CL_ACT_SEND = 1, /* send a peer message on outbound channel `peer` */
-  CL_ACT_COMPLETE, /* snapshot `snapshot_id` completed locally */
-  CL_ACT_EVICT     /* kept state `snapshot_id` dropped (over max_kept) */
+  CL_ACT_COMPLETE  /* snapshot `snapshot_id` completed locally */
 } cl_action_kind_t;
 
 typedef struct cl_action {
@@ -52,7 +51,7 @@ typedef struct cl_action {
   uint32_t peer;        /* SEND: outbound index */
   uint64_t seq;         /* SEND TOKEN: channel sequence number */
   int64_t n;            /* SEND TOKEN: tokens */
-  uint64_t snapshot_id; /* SEND MARKER, COMPLETE, EVICT */
+  uint64_t snapshot_id; /* SEND MARKER, COMPLETE */
 } cl_action_t;
 
 /* A growable action list. Reuse one across calls (cl_actions_clear) so the
@@ -75,18 +74,19 @@ typedef struct cl_node_config {
   const char *const *out;   /* outbound peer ids, any order, no duplicates */
   size_t nin;
   const char *const *in;    /* inbound peer ids, any order, no duplicates */
-  size_t max_kept;          /* completed states kept; 0 means the default */
+  size_t max_active;        /* snapshots in progress; 0 means
+                               CL_NODE_ACTIVE_MAX */
 } cl_node_config_t;
 
-#define CL_NODE_DEFAULT_KEPT 256
 /* Most outbound (and most inbound) peers a node accepts; more is CL_EINVAL.
  * Far above CL_SERVERS_MAX, it keeps indexes within int and uint32_t. */
 #define CL_NODE_PEERS_MAX 65536
-/* Most snapshots in progress at once. Starting one more (locally or by a
- * first marker) is CL_EFULL, node and actions unchanged: any peer can send
- * markers with fresh ids, and each active snapshot records every later
- * token on its open channels. A node with no inbound channel (or a marker
- * on its only one) completes at once and never has one in progress. */
+/* Default of the most snapshots in progress at once (max_active). Starting
+ * one more (locally or by a first marker) is CL_EFULL, node and actions
+ * unchanged: any peer can send markers with fresh ids, and each active
+ * snapshot records every later token on its open channels. A node with no
+ * inbound channel (or a marker on its only one) completes at once and
+ * never has one in progress. */
 #define CL_NODE_ACTIVE_MAX 1024
 
 /* Returns 0 and *out, CL_EINVAL (invalid or duplicate id, self as a peer,
@@ -116,7 +116,7 @@ int cl_node_send_tokens(cl_node_t *node, uint32_t out, int64_t n,
 /* Start snapshot `id` here: record state, send a MARKER to every outbound
  * peer in id order; COMPLETE at once if there are no inbound channels.
  * CL_EEXIST if this node already knows snapshot id (active or kept),
- * CL_EFULL if CL_NODE_ACTIVE_MAX snapshots are in progress. */
+ * CL_EFULL if max_active snapshots are in progress. */
 int cl_node_start_snapshot(cl_node_t *node, uint64_t id, cl_actions_t *acts);
 
 /* A TOKEN arrived on inbound channel `in`. CL_EINVAL (bad index, n < 1),
@@ -153,7 +153,7 @@ int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
  * of a snapshot records state and sends markers on; any marker closes its
  * channel for that snapshot; COMPLETE when all inbound channels are closed.
  * CL_EINVAL (bad index), CL_EDUP (channel already closed for id), CL_EFULL
- * (a first marker while CL_NODE_ACTIVE_MAX snapshots are in progress). */
+ * (a first marker while max_active snapshots are in progress). */
 int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
                            cl_actions_t *acts);
 

@@ -1,11 +1,10 @@
-/* Peer channels. Outbound: one TCP connection per outbound peer, opened by
- * CONNECT with retries, HELLO as its first frame, frames appended to a
- * per-channel buffer and written once per loop turn (double buffered),
- * optionally delayed by a per-message jitter (FIFO kept), bounded by the
- * write cap. Inbound: channel state, lockstep held FIFOs (bounded: a channel
- * holding more than CL_HELD_MAX messages is not read until drained), and
- * free-running delivery straight into the node. Also circulate mode and the
- * node-actions -> frames step.
+/* Outbound peer channels: one TCP connection per outbound peer, opened on
+ * the session's CONNECT effect with retries, HELLO as its first frame,
+ * frames appended to a per-channel buffer and written once per loop turn
+ * (double buffered), optionally delayed by a per-message jitter (FIFO
+ * kept). State changes go to hooks.out_state. Also circulate mode, the load
+ * generator: it asks the session for runs of one-token messages and writes
+ * their frames in bulk.
  */
 #include "daemon.h"
 
@@ -45,13 +44,16 @@ static int sbuf_reserve(msgpack_sbuffer *sb, size_t n) {
   return 0;
 }
 
-/* Grow a ring buffer of `esz`-byte entries to twice its capacity, keeping
- * order and moving the head to 0. 0 or CL_ENOMEM. */
+/* Grow a ring buffer of `esz`-byte entries to hold at least `need`,
+ * keeping order and moving the head to 0. 0 or CL_ENOMEM. */
 static int ring_grow(void **v, size_t esz, size_t *head, size_t count,
-                     size_t *cap) {
+                     size_t *cap, size_t need) {
   size_t ncap = *cap ? *cap * 2 : 64, i;
-  char *nv = malloc(ncap * esz);
+  char *nv;
   const char *ov = *v;
+  while (ncap < need)
+    ncap *= 2;
+  nv = malloc(ncap * esz);
   if (nv == NULL)
     return CL_ENOMEM;
   for (i = 0; i < count; i++)
@@ -63,145 +65,110 @@ static int ring_grow(void **v, size_t esz, size_t *head, size_t count,
   return 0;
 }
 
-/* Create the node and the channels from a CONFIGURE. Nothing is kept on
- * failure. Returns 0, CL_EINVAL or CL_ENOMEM. */
-int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg) {
-  cl_node_config_t nc;
-  const char **outs = NULL, **ins = NULL;
-  cl_node_t *node = NULL;
+/* Free the channels' buffers (not their handles). */
+static void chans_free(cl_out_chan_t *out, size_t n) {
+  size_t i;
+  for (i = 0; out != NULL && i < n; i++) {
+    msgpack_sbuffer_destroy(&out[i].out.pend);
+    msgpack_sbuffer_destroy(&out[i].out.fly);
+    cl_wire_decoder_free(out[i].rdec);
+    free(out[i].jq);
+  }
+  free(out);
+}
+
+/* Channels for a CONFIGURE; see daemon.h. */
+int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
+                  const char *const *out_ids) {
+  cl_out_chan_t *out = calloc(nout ? nout : 1, sizeof *out);
+  cl_conn_t **in_conn = calloc(cfg->nin ? cfg->nin : 1, sizeof *in_conn);
   size_t i, j;
   int r = CL_ENOMEM;
-
-  outs = calloc(cfg->nout ? cfg->nout : 1, sizeof *outs);
-  ins = calloc(cfg->nin ? cfg->nin : 1, sizeof *ins);
-  if (outs == NULL || ins == NULL)
+  if (out == NULL || in_conn == NULL)
     goto fail;
-  for (i = 0; i < cfg->nout; i++)
-    outs[i] = cfg->out[i].id;
-  for (i = 0; i < cfg->nin; i++)
-    ins[i] = cfg->in[i];
-  memset(&nc, 0, sizeof nc);
-  nc.self = cfg->self;
-  nc.tokens = cfg->tokens;
-  nc.nout = cfg->nout;
-  nc.out = outs;
-  nc.nin = cfg->nin;
-  nc.in = ins;
-  nc.max_kept = d->max_kept;
-  r = cl_node_new(&nc, &node);
-  if (r < 0)
-    goto fail;
-  r = CL_ENOMEM;
-  d->nout = cl_node_nout(node);
-  d->nin = cl_node_nin(node);
-  d->out = calloc(d->nout ? d->nout : 1, sizeof *d->out);
-  d->in = calloc(d->nin ? d->nin : 1, sizeof *d->in);
-  if (d->out == NULL || d->in == NULL)
-    goto fail_arrays;
-  for (i = 0; i < d->nout; i++) {
-    cl_out_chan_t *ch = &d->out[i];
+  for (i = 0; i < nout; i++) {
+    cl_out_chan_t *ch = &out[i];
     cl_msg_t hello;
     char host[CL_ADDR_SIZE];
     int port;
     ch->d = d;
     ch->index = (uint32_t)i;
-    snprintf(ch->id, sizeof ch->id, "%s", cl_node_out_id(node, i));
+    msgpack_sbuffer_init(&ch->out.pend);
+    msgpack_sbuffer_init(&ch->out.fly);
+    snprintf(ch->id, sizeof ch->id, "%s", out_ids[i]);
     for (j = 0; j < cfg->nout; j++)
       if (strcmp(cfg->out[j].id, ch->id) == 0)
         snprintf(ch->addr, sizeof ch->addr, "%s", cfg->out[j].addr);
-    msgpack_sbuffer_init(&ch->out.pend);
-    msgpack_sbuffer_init(&ch->out.fly);
     /* HELLO goes first so that nothing queued later can precede it. */
     memset(&hello, 0, sizeof hello);
     hello.type = CL_MSG_HELLO;
     memcpy(hello.u.hello.from, cfg->self, CL_ID_SIZE);
     memcpy(hello.u.hello.to, ch->id, CL_ID_SIZE);
-    r = cl_wire_encode(&hello, &ch->out.pend);
-    if (r < 0)
-      goto fail_arrays;
-    if (cl_addr_split(ch->addr, host, &port) < 0) {
-      r = CL_EINVAL;
-      goto fail_arrays;
-    }
+    hello.u.hello.config_id = cfg->config_id;
+    if ((r = cl_wire_encode(&hello, &ch->out.pend)) < 0)
+      goto fail;
+    r = CL_EINVAL;
+    if (cl_addr_split(ch->addr, host, &port) < 0)
+      goto fail;
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ch->sa) == 0 ||
         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ch->sa) == 0)
       ch->have_sa = 1;
   }
-  for (i = 0; i < d->nin; i++)
-    snprintf(d->in[i].id, sizeof d->in[i].id, "%s", cl_node_in_id(node, i));
   /* Nothing below can fail: timers are initialised last so that a failed
    * setup leaves no handle behind. */
-  for (i = 0; i < d->nout; i++) {
-    uv_timer_init(d->loop, &d->out[i].retry);
-    d->out[i].retry.data = &d->out[i];
+  for (i = 0; i < nout; i++) {
+    uv_timer_init(d->loop, &out[i].retry);
+    out[i].retry.data = &out[i];
   }
-  free(outs);
-  free(ins);
-  d->node = node;
+  d->out = out;
+  d->nout = nout;
+  d->in_conn = in_conn;
+  d->nin = cfg->nin;
   d->lockstep = cfg->lockstep != 0;
   d->jitter_ms = cfg->jitter_ms;
   d->rng = cfg->seed;
-  d->rank = cfg->rank;
-  d->nservers = cfg->nservers;
-  cl_actions_init(&d->acts);
   return 0;
-
-fail_arrays:
-  if (d->out != NULL)
-    for (i = 0; i < d->nout; i++) {
-      msgpack_sbuffer_destroy(&d->out[i].out.pend);
-      msgpack_sbuffer_destroy(&d->out[i].out.fly);
-    }
-  free(d->out);
-  free(d->in);
-  d->out = NULL;
-  d->in = NULL;
-  d->nout = d->nin = 0;
 fail:
-  cl_node_free(node);
-  free(outs);
-  free(ins);
+  chans_free(out, nout);
+  free(in_conn);
   return r;
 }
 
 /* Bytes queued on outbound channel i: both buffers plus the jitter queue at
  * its worst-case frame size. */
-size_t cl_peer_queued(const cl_daemon_t *d, size_t i) {
+size_t cl_peer_queued(const cl_daemon_t *d, uint32_t i) {
   const cl_out_chan_t *ch = &d->out[i];
   return ch->out.pend.size + ch->out.fly.size + ch->jcount * CL_FRAME_EST;
 }
 
-/* Make room for one more frame on channel i so queuing it cannot fail. */
-int cl_peer_reserve(cl_daemon_t *d, size_t i) {
+/* Room for `frames` more emits on channel i, on top of those promised. */
+int cl_peer_reserve(cl_daemon_t *d, uint32_t i, size_t frames) {
   cl_out_chan_t *ch = &d->out[i];
-  if (jitter_on(d)) {
-    if (ch->jcount < ch->jcap)
-      return 0;
-    return ring_grow((void **)&ch->jq, sizeof *ch->jq, &ch->jhead,
-                     ch->jcount, &ch->jcap);
-  }
-  return sbuf_reserve(&ch->out.pend, CL_FRAME_EST);
-}
-
-/* Room for one frame on every outbound channel (a marker may go to all). */
-int cl_peer_reserve_all(cl_daemon_t *d) {
-  size_t i;
+  size_t need = ch->reserved + frames;
   int r;
-  for (i = 0; i < d->nout; i++)
-    if ((r = cl_peer_reserve(d, i)) < 0)
-      return r;
-  return 0;
+  if (jitter_on(d)) {
+    r = ch->jcount + need <= ch->jcap
+            ? 0
+            : ring_grow((void **)&ch->jq, sizeof *ch->jq, &ch->jhead,
+                        ch->jcount, &ch->jcap, ch->jcount + need);
+  } else {
+    r = sbuf_reserve(&ch->out.pend, need * CL_FRAME_EST);
+  }
+  if (r == 0)
+    ch->reserved = need;
+  return r;
 }
 
-/* Append one TOKEN/MARKER frame to channel ch's pending buffer. */
+/* Append one TOKEN/MARKER frame to channel ch's pending buffer (room
+ * reserved). */
 static void out_encode(cl_out_chan_t *ch, uint8_t kind, uint64_t a,
                        int64_t n) {
-  int r = kind == CL_NODE_TOKEN ? cl_wire_encode_token(&ch->out.pend, a, n)
-                                : cl_wire_encode_marker(&ch->out.pend, a);
+  int r = kind == CL_MSG_TOKEN ? cl_wire_encode_token(&ch->out.pend, a, n)
+                               : cl_wire_encode_marker(&ch->out.pend, a);
   if (r < 0)
     cl_log_error("cannot queue %s on channel %s->%s: %s",
-                 kind == CL_NODE_TOKEN ? "TOKEN" : "MARKER",
-                 cl_node_self(ch->d->node), ch->id, cl_strerror(r));
+                 kind == CL_MSG_TOKEN ? "TOKEN" : "MARKER", ch->d->id,
+                 ch->id, cl_strerror(r));
 }
 
 /* Jitter timer: move every message whose delay is over into its channel's
@@ -235,15 +202,12 @@ static void jitter_cb(uv_timer_t *t) {
   }
 }
 
-/* Queue one peer message on outbound channel i (reserved beforehand). */
-static void out_emit(cl_daemon_t *d, uint32_t i, uint8_t kind, uint64_t a,
-                     int64_t n) {
+/* Queue one frame on channel i (room reserved); see daemon.h. */
+void cl_peer_emit(cl_daemon_t *d, uint32_t i, uint8_t kind, uint64_t a,
+                  int64_t n) {
   cl_out_chan_t *ch = &d->out[i];
-  if (ch->state == CL_OUT_LOST) {
-    cl_log_debug("dropping %s for lost channel %s->%s",
-                 kind == CL_NODE_TOKEN ? "TOKEN" : "MARKER", d->id, ch->id);
-    return;
-  }
+  if (ch->reserved > 0)
+    ch->reserved--;
   if (jitter_on(d)) {
     uint64_t now = uv_now(d->loop);
     uint64_t due = now + rng_next(&d->rng) % ((uint64_t)d->jitter_ms + 1);
@@ -253,7 +217,7 @@ static void out_emit(cl_daemon_t *d, uint32_t i, uint8_t kind, uint64_t a,
     ch->last_due = due;
     if (ch->jcount == ch->jcap &&
         ring_grow((void **)&ch->jq, sizeof *ch->jq, &ch->jhead, ch->jcount,
-                  &ch->jcap) < 0) {
+                  &ch->jcap, ch->jcount + 1) < 0) {
       cl_log_error("out of memory queuing on channel %s->%s", d->id, ch->id);
       return;
     }
@@ -272,355 +236,16 @@ static void out_emit(cl_daemon_t *d, uint32_t i, uint8_t kind, uint64_t a,
   out_encode(ch, kind, a, n);
 }
 
-/* Remember a sent message for the reply of the command being handled. */
-static void note_sent(cl_daemon_t *d, const cl_action_t *a) {
-  cl_sent_t *s;
-  if (d->nsent == d->sent_cap) {
-    size_t ncap = d->sent_cap ? d->sent_cap * 2 : 16;
-    cl_sent_t *nv = realloc(d->sent, ncap * sizeof *nv);
-    if (nv == NULL) {
-      cl_log_error("out of memory listing sent messages");
-      return;
-    }
-    d->sent = nv;
-    d->sent_cap = ncap;
-  }
-  s = &d->sent[d->nsent++];
-  memset(s, 0, sizeof *s);
-  snprintf(s->dest, sizeof s->dest, "%s", d->out[a->peer].id);
-  s->kind = a->msg;
-  s->value = a->msg == CL_NODE_TOKEN ? (uint64_t)a->n : a->snapshot_id;
-  s->seq = a->msg == CL_NODE_TOKEN ? a->seq : 0;
-}
-
-/* Carry out the node's actions: frames, completion notices, evictions. */
-void cl_peer_apply(cl_daemon_t *d) {
-  size_t k;
-  for (k = 0; k < d->acts.n; k++) {
-    const cl_action_t *a = &d->acts.v[k];
-    switch (a->kind) {
-    case CL_ACT_SEND:
-      if (a->peer >= d->nout)
-        break;
-      if (a->msg == CL_NODE_TOKEN) {
-        out_emit(d, a->peer, CL_NODE_TOKEN, a->seq, a->n);
-        cl_log_debug("send TOKEN seq %llu n %lld to %s",
-                     (unsigned long long)a->seq, (long long)a->n,
-                     d->out[a->peer].id);
-      } else {
-        out_emit(d, a->peer, CL_NODE_MARKER, a->snapshot_id, 0);
-        cl_log_debug("send MARKER %llu to %s",
-                     (unsigned long long)a->snapshot_id, d->out[a->peer].id);
-      }
-      if (d->collect)
-        note_sent(d, a);
-      break;
-    case CL_ACT_COMPLETE:
-      cl_log_info("snapshot %llu complete",
-                  (unsigned long long)a->snapshot_id);
-      cl_control_complete(d, a->snapshot_id);
-      break;
-    case CL_ACT_EVICT:
-      cl_log_warn("dropped the kept state of snapshot %llu (over --max-kept "
-                  "%zu; collect with release=1 to keep up)",
-                  (unsigned long long)a->snapshot_id,
-                  d->max_kept ? d->max_kept : (size_t)CL_NODE_DEFAULT_KEPT);
-      break;
-    default:
-      break;
-    }
-  }
-  cl_actions_clear(&d->acts);
-}
-
-/* Hand a node error on inbound i to the log/close path with a clear text. */
-static void inbound_reason(cl_daemon_t *d, size_t i, const cl_held_t *h,
-                           int r, char *why, size_t whysz) {
-  if (h->kind == CL_NODE_TOKEN && r == CL_ESEQ)
-    snprintf(why, whysz, "TOKEN seq %llu out of order (expected %llu)",
-             (unsigned long long)h->a,
-             (unsigned long long)(cl_node_received(d->node, i) + 1));
-  else if (h->kind == CL_NODE_MARKER && r == CL_EDUP)
-    snprintf(why, whysz, "duplicate MARKER for snapshot %llu",
-             (unsigned long long)h->a);
-  else if (h->kind == CL_NODE_MARKER && r == CL_EFULL)
-    snprintf(why, whysz, "MARKER for snapshot %llu would start one more than "
-             "the %d snapshots in progress allowed", (unsigned long long)h->a,
-             CL_NODE_ACTIVE_MAX);
-  else if (h->kind == CL_NODE_TOKEN)
-    snprintf(why, whysz, "bad TOKEN seq %llu n %lld: %s",
-             (unsigned long long)h->a, (long long)h->n, cl_strerror(r));
-  else
-    snprintf(why, whysz, "bad MARKER %llu: %s", (unsigned long long)h->a,
-             cl_strerror(r));
-}
-
-/* Hand one peer message on inbound i to the node. 0 or a CL_E error (the
- * node is then unchanged; `why` says what was wrong). */
-static int inbound_handle(cl_daemon_t *d, size_t i, const cl_held_t *h,
-                          char *why, size_t whysz) {
-  int r;
-  if (h->kind == CL_NODE_MARKER) {
-    r = cl_peer_reserve_all(d);
-    if (r == 0)
-      r = cl_node_receive_marker(d->node, (uint32_t)i, h->a, &d->acts);
-  } else {
-    r = cl_node_receive_token(d->node, (uint32_t)i, h->a, h->n, &d->acts);
-  }
-  if (r < 0) {
-    inbound_reason(d, i, h, r, why, whysz);
-    return r;
-  }
-  cl_log_debug("received %s %llu on %s->%s",
-               h->kind == CL_NODE_TOKEN ? "TOKEN seq" : "MARKER",
-               (unsigned long long)h->a, d->in[i].id, d->id);
-  cl_peer_apply(d);
-  return 0;
-}
-
-/* A TOKEN or MARKER arrived on peer connection c. Free-running: handle it
- * now. Lockstep: hold it, serve a parked DELIVER, stop reading past the
- * bound. */
-void cl_peer_inbound(cl_conn_t *c, const cl_msg_t *m) {
-  cl_daemon_t *d = c->d;
-  cl_in_chan_t *ch = &d->in[c->in];
-  cl_held_t h;
-  char why[200];
-
-  h.kind = m->type == CL_MSG_TOKEN ? CL_NODE_TOKEN : CL_NODE_MARKER;
-  h.a = h.kind == CL_NODE_TOKEN ? m->u.token.seq : m->u.marker.snapshot_id;
-  h.n = h.kind == CL_NODE_TOKEN ? m->u.token.n : 0;
-  if (!d->lockstep) {
-    if (inbound_handle(d, (size_t)c->in, &h, why, sizeof why) < 0)
-      cl_conn_fail(c, "%s", why);
-    return;
-  }
-  if (ch->hcount == ch->hcap &&
-      ring_grow((void **)&ch->held, sizeof *ch->held, &ch->hhead, ch->hcount,
-                &ch->hcap) < 0) {
-    cl_conn_fail(c, "out of memory holding messages");
-    return;
-  }
-  ch->held[(ch->hhead + ch->hcount) % ch->hcap] = h;
-  ch->hcount++;
-  cl_log_debug("holding %s %llu from %s (%zu held)",
-               h.kind == CL_NODE_TOKEN ? "TOKEN seq" : "MARKER",
-               (unsigned long long)h.a, ch->id, ch->hcount);
-  if (ch->phead != NULL) {
-    cl_control_deliver_parked(d, (size_t)c->in);
-    return;
-  }
-  if (ch->hcount > CL_HELD_MAX && !c->paused) {
-    /* Bound memory: the sender's bytes wait in the kernel until DELIVERs
-     * drain this channel. */
-    c->paused = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    cl_log_debug("channel %s->%s holds %zu messages; not reading it", ch->id,
-                 d->id, ch->hcount);
-  }
-}
-
-/* One msgpack unsigned integer in its shortest forms (what the encoder
- * writes): 1 and *v, *len; 0 when more bytes are needed; -1 for any other
- * form (the generic decoder then judges it). */
-static int fast_uint(const unsigned char *p, size_t n, uint64_t *v,
-                     size_t *len) {
-  size_t k, i;
-  if (n == 0)
-    return 0;
-  if (p[0] <= 0x7f) {
-    *v = p[0];
-    *len = 1;
-    return 1;
-  }
-  switch (p[0]) {
-  case 0xcc: k = 1; break;
-  case 0xcd: k = 2; break;
-  case 0xce: k = 4; break;
-  case 0xcf: k = 8; break;
-  default: return -1;
-  }
-  if (n < k + 1)
-    return 0;
-  *v = 0;
-  for (i = 1; i <= k; i++)
-    *v = (*v << 8) | p[i];
-  *len = k + 1;
-  return 1;
-}
-
-/* Hand a run of one-token messages (consecutive seqs from first) on
- * c's inbound channel to the node. 0, or the node's error after failing the
- * connection with the refused message. */
-static int fast_run(cl_conn_t *c, uint64_t first, uint64_t count) {
-  cl_daemon_t *d = c->d;
-  uint64_t done = 0, k;
-  cl_held_t h;
-  char why[200];
-  int r;
-  if (count == 0)
-    return 0;
-  r = cl_node_receive_ones(d->node, (uint32_t)c->in, first, count, &done);
-  if (cl_log_enabled(CL_LOG_DEBUG))
-    for (k = 0; k < done; k++)
-      cl_log(CL_LOG_DEBUG, "received TOKEN seq %llu on %s->%s",
-             (unsigned long long)(first + k), d->in[c->in].id, d->id);
-  if (r < 0) {
-    h.kind = CL_NODE_TOKEN;
-    h.a = first + done;
-    h.n = 1;
-    inbound_reason(d, (size_t)c->in, &h, r, why, sizeof why);
-    cl_conn_fail(c, "%s", why);
-  }
-  return r;
-}
-
-/* 1 if f (8 bytes) is the usual TOKEN frame under load, [2, seq, 1] with a
- * 32-bit seq, carrying sequence number seq. */
-static int usual_token(const unsigned char *f, uint64_t seq) {
-#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  /* One load and two compares instead of eight byte loads. */
-  uint64_t w;
-  memcpy(&w, f, 8);
-  return (w & 0xff00000000ffffffull) == 0x0100000000ce0293ull &&
-         __builtin_bswap32((uint32_t)(w >> 24)) == seq;
-#else
-  return f[0] == 0x93 && f[1] == CL_MSG_TOKEN && f[2] == 0xce && f[7] == 1 &&
-         ((uint64_t)f[3] << 24 | (uint64_t)f[4] << 16 | (uint64_t)f[5] << 8 |
-          f[6]) == seq;
-#endif
-}
-
-/* Free-running peer input parsed in place: TOKEN [2, seq, n] and MARKER
- * [3, id] in the encoder's forms go straight to the node, one-token
- * messages with consecutive seqs as one run, without the generic decoder's
- * allocation and copying per frame. Returns the bytes consumed: everything
- * but a trailing partial frame (*stop = 0), or up to a frame this parser
- * does not take (*stop = 1: the caller hands the rest to the generic
- * decoder, which accepts or rejects it exactly as ever), or up to where the
- * connection failed (c->closing). */
-size_t cl_peer_fast_input(cl_conn_t *c, const char *buf, size_t n,
-                          int *stop) {
-  cl_daemon_t *d = c->d;
-  const unsigned char *p = (const unsigned char *)buf;
-  size_t off = 0, l1, l2;
-  uint64_t a, b, first = 0, count = 0;
-  cl_held_t h;
-  char why[200];
-  int r;
-  *stop = 0;
-  while (off < n && !c->closing && !d->stopping) {
-    const unsigned char *f = p + off;
-    size_t left = n - off;
-    if (count > 0) {
-      /* The hot loop: the run goes on while frames are the usual ones. */
-      while (left >= 8 && usual_token(f, first + count)) {
-        count++;
-        f += 8;
-        left -= 8;
-        off += 8;
-      }
-    }
-    if (left < 2)
-      break;
-    if (f[0] == 0x93 && f[1] == CL_MSG_TOKEN) {
-      r = fast_uint(f + 2, left - 2, &a, &l1);
-      if (r > 0)
-        r = fast_uint(f + 2 + l1, left - 2 - l1, &b, &l2);
-      if (r == 0)
-        break;
-      if (r < 0 || a < 1 || b < 1 || b > (uint64_t)INT64_MAX) {
-        *stop = 1;
-        break;
-      }
-      off += 2 + l1 + l2;
-      if (b == 1 && count > 0 && a == first + count) {
-        count++;
-        continue;
-      }
-      if (fast_run(c, first, count) < 0)
-        return off;
-      count = 0;
-      if (b == 1) {
-        first = a;
-        count = 1;
-        continue;
-      }
-      h.kind = CL_NODE_TOKEN;
-      h.a = a;
-      h.n = (int64_t)b;
-    } else if (f[0] == 0x92 && f[1] == CL_MSG_MARKER) {
-      r = fast_uint(f + 2, left - 2, &a, &l1);
-      if (r == 0)
-        break;
-      if (r < 0) {
-        *stop = 1;
-        break;
-      }
-      /* Tokens before the marker are handled before it. */
-      if (fast_run(c, first, count) < 0)
-        return off;
-      count = 0;
-      off += 2 + l1;
-      h.kind = CL_NODE_MARKER;
-      h.a = a;
-      h.n = 0;
-    } else {
-      *stop = 1;
-      break;
-    }
-    if (inbound_handle(d, (size_t)c->in, &h, why, sizeof why) < 0) {
-      cl_conn_fail(c, "%s", why);
-      return off;
-    }
-  }
-  if (!c->closing && !d->stopping && fast_run(c, first, count) < 0)
-    return off;
-  if (c->closing || d->stopping)
-    *stop = 0;
-  return off;
-}
-
-/* Lockstep DELIVER: handle the head held message from inbound i. */
-int cl_peer_deliver(cl_daemon_t *d, size_t i, uint8_t *kind, uint64_t *value,
-                    char *why, size_t whysz) {
-  cl_in_chan_t *ch = &d->in[i];
-  cl_held_t h;
-  int r;
-  if (ch->hcount == 0)
-    return CL_EAGAIN;
-  h = ch->held[ch->hhead];
-  r = inbound_handle(d, i, &h, why, whysz);
-  if (r < 0) {
-    /* The stream from this peer cannot be trusted past a bad message:
-     * drop what is held and fail the channel. */
-    ch->hcount = 0;
-    ch->hhead = 0;
-    if (ch->conn != NULL)
-      cl_conn_fail(ch->conn, "%s", why);
-    return r;
-  }
-  ch->hhead = (ch->hhead + 1) % ch->hcap;
-  ch->hcount--;
-  *kind = h.kind;
-  *value = h.kind == CL_NODE_TOKEN ? (uint64_t)h.n : h.a;
-  return 0;
-}
-
-/* Inbound channel i lost its connection. */
-void cl_peer_inbound_lost(cl_daemon_t *d, size_t i, const char *why) {
-  cl_in_chan_t *ch = &d->in[i];
-  char text[CL_TEXT_SIZE];
-  if (ch->state != CL_IN_UP)
-    return;
-  ch->state = CL_IN_LOST;
-  ch->conn = NULL;
-  if (d->stopping)
-    return;
-  snprintf(text, sizeof text, "lost channel %s->%s: %s", ch->id, d->id, why);
-  cl_log_warn("%s", text);
-  cl_control_notice(d, ch->id, text);
-  cl_control_deliver_lost(d, i);
+/* Tell the session (through dispatch) about a state change. */
+static void out_report(cl_out_chan_t *ch, const char *why) {
+  cl_daemon_t *d = ch->d;
+  cl_chan_state_t st = ch->state == CL_OUT_UP       ? CL_CHAN_UP
+                       : ch->state == CL_OUT_FAILED ? CL_CHAN_FAILED
+                       : ch->state == CL_OUT_LOST   ? CL_CHAN_LOST
+                       : ch->state == CL_OUT_IDLE   ? CL_CHAN_IDLE
+                                                    : CL_CHAN_CONNECTING;
+  if (!d->stopping)
+    d->hooks.out_state(d, ch->index, st, why);
 }
 
 /* Close callback of an outbound handle that is not retried. */
@@ -629,11 +254,9 @@ static void out_closed_cb(uv_handle_t *h) {
   ch->tcp_open = 0;
 }
 
-/* Outbound channel ch is gone after being up: log, NOTICE, drop its queue
- * (those messages can no longer be delivered), refuse further sends. */
+/* Outbound channel ch is gone after being up: drop its queue (those
+ * messages can no longer be delivered) and report it. */
 static void out_lost(cl_out_chan_t *ch, int err, const char *why) {
-  cl_daemon_t *d = ch->d;
-  char text[CL_TEXT_SIZE];
   if (ch->state != CL_OUT_UP)
     return;
   ch->state = CL_OUT_LOST;
@@ -642,29 +265,27 @@ static void out_lost(cl_out_chan_t *ch, int err, const char *why) {
     uv_close((uv_handle_t *)&ch->tcp, out_closed_cb);
   ch->out.pend.size = 0;
   ch->jcount = 0;
-  if (d->stopping)
-    return;
-  snprintf(text, sizeof text, "lost channel %s->%s: %s", d->id, ch->id, why);
-  cl_log_warn("%s", text);
-  cl_control_notice(d, ch->id, text);
-  cl_control_connect_progress(d);
+  out_report(ch, why);
 }
 
 /* Backoff over: try again. */
 static void out_retry_cb(uv_timer_t *t) { out_attempt(t->data); }
 
-/* Retry after a failed connect attempt with exponential backoff (50 ms up to
- * 1 s), or give up once the CONNECT window is over. */
+/* Retry after a failed connect attempt with exponential backoff, or give
+ * up once the CONNECT window is over. */
 static void out_retry_later(cl_out_chan_t *ch) {
   cl_daemon_t *d = ch->d;
   uint64_t now = uv_now(d->loop), delay = ch->backoff_ms;
+  char why[CL_TEXT_SIZE + 16];
   if (d->stopping)
     return;
   if (now >= ch->deadline) {
     ch->state = CL_OUT_FAILED;
-    cl_log_warn("cannot connect channel %s->%s to %s: %s", d->id, ch->id,
-                ch->addr, cl_daemon_strerror(ch->last_err));
-    cl_control_connect_progress(d);
+    if (ch->refusal[0] != '\0')
+      snprintf(why, sizeof why, "refused: %s", ch->refusal);
+    else
+      snprintf(why, sizeof why, "%s", cl_daemon_strerror(ch->last_err));
+    out_report(ch, why);
     return;
   }
   if (delay > ch->deadline - now)
@@ -672,7 +293,9 @@ static void out_retry_later(cl_out_chan_t *ch) {
   cl_log_debug("connect %s->%s (%s): %s; retrying in %llu ms", d->id, ch->id,
                ch->addr, cl_daemon_strerror(ch->last_err),
                (unsigned long long)delay);
-  ch->backoff_ms = ch->backoff_ms * 2 > 1000 ? 1000 : ch->backoff_ms * 2;
+  ch->backoff_ms = ch->backoff_ms * 2 > CL_BACKOFF_MAX_MS
+                       ? CL_BACKOFF_MAX_MS
+                       : ch->backoff_ms * 2;
   uv_timer_start(&ch->retry, out_retry_cb, delay, 0);
 }
 
@@ -684,23 +307,54 @@ static void out_retry_close_cb(uv_handle_t *h) {
   out_retry_later(ch);
 }
 
-/* Static sink for bytes a receiver should never send us. */
+/* Bytes from the receiver go into a small decoder: the only thing it ever
+ * sends is an ERROR saying why it refused the channel. */
 static void out_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   static char sink[256];
-  (void)h;
+  cl_out_chan_t *ch = h->data;
+  char *p = NULL;
+  size_t avail = 0;
   (void)suggested;
+  if (ch->rdec == NULL)
+    ch->rdec = cl_wire_decoder_new(4096);
+  if (ch->rdec != NULL &&
+      cl_wire_decoder_reserve(ch->rdec, 512, &p, &avail) == 0) {
+    buf->base = p;
+    buf->len = avail;
+    return;
+  }
+  cl_wire_decoder_free(ch->rdec);
+  ch->rdec = NULL; /* past its bound: whatever else this is, it is wrong */
   buf->base = sink;
   buf->len = sizeof sink;
 }
 
-/* Reading an outbound channel only detects its end. */
+/* Reading an outbound channel detects its end, and the receiver's reason
+ * when it refused the channel. */
 static void out_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cl_out_chan_t *ch = s->data;
+  cl_msg_t m;
+  char why[CL_TEXT_SIZE + CL_ID_SIZE + 16];
   (void)buf;
-  if (nread > 0)
+  if (nread > 0 && ch->rdec != NULL) {
+    cl_wire_decoder_consumed(ch->rdec, (size_t)nread);
+    memset(&m, 0, sizeof m);
+    if (cl_wire_next(ch->rdec, &m) == 1 && m.type == CL_MSG_ERROR) {
+      snprintf(ch->refusal, sizeof ch->refusal, "%s", m.u.error.text);
+      cl_msg_free(&m);
+      return; /* the close follows */
+    }
+    cl_msg_free(&m);
+  }
+  if (nread > 0) {
     out_lost(ch, CL_EPROTO, "unexpected bytes from the receiver");
-  else if (nread < 0)
-    out_lost(ch, (int)nread, cl_daemon_strerror((int)nread));
+  } else if (nread < 0) {
+    if (ch->refusal[0] != '\0')
+      snprintf(why, sizeof why, "refused by %s: %s", ch->id, ch->refusal);
+    else
+      snprintf(why, sizeof why, "%s", cl_daemon_strerror((int)nread));
+    out_lost(ch, (int)nread, why);
+  }
 }
 
 /* Connected (or not): up means HELLO and everything queued can go. */
@@ -724,7 +378,7 @@ static void out_connect_cb(uv_connect_t *req, int status) {
     return;
   }
   cl_log_info("channel %s->%s up (%s)", d->id, ch->id, ch->addr);
-  cl_control_connect_progress(d);
+  out_report(ch, "");
 }
 
 /* Name resolution finished for a channel whose address is a host name. */
@@ -759,7 +413,7 @@ static void out_gai_cb(uv_getaddrinfo_t *req, int status,
  * accepted nor refused: e.g. SYNs dropped by a full listen backlog, which
  * the kernel would retry for about two minutes). Closing the handle cancels
  * the connect (its callback gets UV_ECANCELED); the close callback then
- * finds the window over and fails the channel, answering parked CONNECTs. */
+ * finds the window over and fails the channel. */
 static void out_connect_timeout_cb(uv_timer_t *t) {
   cl_out_chan_t *ch = t->data;
   if (ch->d->stopping || ch->state != CL_OUT_CONNECTING || !ch->tcp_open ||
@@ -777,6 +431,7 @@ static void out_connect_timeout_cb(uv_timer_t *t) {
  * connect is bounded by what is left of the CONNECT window. */
 static void out_attempt(cl_out_chan_t *ch) {
   cl_daemon_t *d = ch->d;
+  uint64_t now, left;
   int r;
   if (d->stopping)
     return;
@@ -809,51 +464,24 @@ static void out_attempt(cl_out_chan_t *ch) {
     uv_close((uv_handle_t *)&ch->tcp, out_retry_close_cb);
     return;
   }
-  {
-    uint64_t now = uv_now(d->loop);
-    uint64_t left = ch->deadline > now ? ch->deadline - now : 0;
-    if (left < CL_CONNECT_ATTEMPT_MIN_MS)
-      left = CL_CONNECT_ATTEMPT_MIN_MS;
-    uv_timer_start(&ch->retry, out_connect_timeout_cb, left, 0);
-  }
+  now = uv_now(d->loop);
+  left = ch->deadline > now ? ch->deadline - now : 0;
+  if (left < CL_CONNECT_ATTEMPT_MIN_MS)
+    left = CL_CONNECT_ATTEMPT_MIN_MS;
+  uv_timer_start(&ch->retry, out_connect_timeout_cb, left, 0);
 }
 
-/* CONNECT: start every channel not yet up, connecting or lost. */
-void cl_peer_connect_all(cl_daemon_t *d) {
-  size_t i;
-  d->connect_asked = 1;
-  for (i = 0; i < d->nout; i++) {
-    cl_out_chan_t *ch = &d->out[i];
-    if (ch->state != CL_OUT_IDLE && ch->state != CL_OUT_FAILED)
-      continue;
-    ch->state = CL_OUT_CONNECTING;
-    ch->deadline = uv_now(d->loop) + CL_CONNECT_WINDOW_MS;
-    ch->backoff_ms = 50;
-    ch->last_err = 0;
-    out_attempt(ch);
-  }
-}
-
-/* Summary of the outbound channels for parked CONNECTs. */
-int cl_peer_connect_state(const cl_daemon_t *d, size_t *bad) {
-  size_t i;
-  int all = 1;
-  for (i = 0; i < d->nout; i++) {
-    switch (d->out[i].state) {
-    case CL_OUT_UP:
-      break;
-    case CL_OUT_FAILED:
-      *bad = i;
-      return CL_EIO;
-    case CL_OUT_LOST:
-      *bad = i;
-      return CL_ELOST;
-    default:
-      all = 0;
-      break;
-    }
-  }
-  return all;
+/* CONNECT effect: start channel i if it is idle or failed. */
+void cl_peer_connect(cl_daemon_t *d, uint32_t i) {
+  cl_out_chan_t *ch = &d->out[i];
+  if (ch->state != CL_OUT_IDLE && ch->state != CL_OUT_FAILED)
+    return;
+  ch->state = CL_OUT_CONNECTING;
+  ch->deadline = uv_now(d->loop) + CL_CONNECT_WINDOW_MS;
+  ch->backoff_ms = CL_BACKOFF_FIRST_MS;
+  ch->last_err = 0;
+  ch->refusal[0] = '\0';
+  out_attempt(ch);
 }
 
 /* Largest buffer an idle outbound channel keeps: a share of
@@ -913,7 +541,7 @@ static size_t put_uint(unsigned char *p, uint64_t v) {
 }
 
 /* Circulate k tokens to outbound channel i (up, no jitter), one per TOKEN
- * message: the node moves them, the frames (the same bytes
+ * message: the session moves them, the frames (the same bytes
  * cl_wire_encode_token writes) go straight into the pending buffer.
  * Returns the tokens sent. */
 static size_t circ_send(cl_daemon_t *d, size_t i, size_t k) {
@@ -923,7 +551,7 @@ static size_t circ_send(cl_daemon_t *d, size_t i, size_t k) {
   int dbg = cl_log_enabled(CL_LOG_DEBUG);
   /* A one-token frame is at most 2 + 9 + 1 bytes. */
   if (k == 0 || sbuf_reserve(&ch->out.pend, k * 12) < 0 ||
-      cl_node_send_ones(d->node, (uint32_t)i, k, &first) < 0)
+      cl_session_send_ones(d->session, (uint32_t)i, k, &first) < 0)
     return 0;
   p = (unsigned char *)ch->out.pend.data + ch->out.pend.size;
   seq = first;
@@ -977,17 +605,17 @@ static void circulate(cl_daemon_t *d) {
   /* The write cap bounds circulation too, not only SEND. */
   const size_t mark = d->write_cap < CL_CIRC_LOW_WATER ? d->write_cap
                                                        : CL_CIRC_LOW_WATER;
-  if (!d->circulate || d->node == NULL || d->nout == 0)
+  if (d->session == NULL || !cl_session_circulating(d->session) ||
+      d->nout == 0)
     return;
-  if (d->acts.n > 0)
-    cl_peer_apply(d);
   if (!jitter_on(d)) {
     do {
       size_t open = 0, k;
-      int64_t held = cl_node_tokens(d->node);
+      int64_t held = cl_session_tokens(d->session);
       sent = 0;
       for (i = 0; i < d->nout; i++)
-        open += d->out[i].state == CL_OUT_UP && cl_peer_queued(d, i) < mark;
+        open += d->out[i].state == CL_OUT_UP &&
+                cl_peer_queued(d, (uint32_t)i) < mark;
       /* A few tokens go to the next channel or two, not a handful to every
        * channel: each channel written in a turn costs a system call. */
       if ((size_t)held / CL_CIRC_MIN_BATCH < open)
@@ -998,10 +626,10 @@ static void circulate(cl_daemon_t *d) {
            tried++) {
         size_t q, fsz, room;
         i = (d->circ_rr + tried) % d->nout;
-        q = cl_peer_queued(d, i);
+        q = cl_peer_queued(d, (uint32_t)i);
         if (d->out[i].state != CL_OUT_UP || q >= mark)
           continue;
-        fsz = 3 + uint_len(cl_node_sent(d->node, i) + 1);
+        fsz = 3 + uint_len(cl_session_sent(d->session, i) + 1);
         room = (mark - q + fsz - 1) / fsz;
         k = ((size_t)held + open - 1) / open;
         if (k > room)
@@ -1016,39 +644,37 @@ static void circulate(cl_daemon_t *d) {
         if (k > 0)
           d->circ_rr = i + 1;
       }
-    } while (sent > 0 && budget > 0 && cl_node_tokens(d->node) > 0);
+    } while (sent > 0 && budget > 0 && cl_session_tokens(d->session) > 0);
     return;
   }
-  while (budget-- > 0 && cl_node_tokens(d->node) > 0) {
+  /* With jitter each message waits out its own delay: one at a time. */
+  while (budget-- > 0 && cl_session_tokens(d->session) > 0) {
+    uint64_t seq;
     for (tried = 0; tried < d->nout; tried++) {
       i = (d->circ_rr + tried) % d->nout;
-      if (d->out[i].state == CL_OUT_UP && cl_peer_queued(d, i) < mark)
+      if (d->out[i].state == CL_OUT_UP &&
+          cl_peer_queued(d, (uint32_t)i) < mark)
         break;
     }
     if (tried == d->nout)
       break;
-    if (cl_peer_reserve(d, i) < 0 ||
-        cl_node_send_tokens(d->node, (uint32_t)i, 1, &d->acts) < 0)
+    if (cl_peer_reserve(d, (uint32_t)i, 1) < 0 ||
+        cl_session_send_ones(d->session, (uint32_t)i, 1, &seq) < 0)
       break;
-    cl_peer_apply(d);
+    cl_peer_emit(d, (uint32_t)i, CL_MSG_TOKEN, seq, 1);
     d->circ_rr = i + 1;
   }
 }
 
-/* Once per loop turn, before the loop sleeps: circulate, resume drained
- * inbound channels, then one write per outbound channel. */
+/* Once per loop turn, before the loop sleeps: circulate, then one write
+ * per outbound channel. */
 void cl_peer_flush(cl_daemon_t *d) {
   size_t i;
-  if (d->node == NULL)
-    return;
   circulate(d);
-  for (i = 0; i < d->nin; i++) {
-    cl_conn_t *c = d->in[i].conn;
-    if (c != NULL && c->paused && d->in[i].hcount <= CL_HELD_MAX / 2)
-      cl_server_resume(c);
-  }
-  for (i = 0; i < d->nout; i++)
+  for (i = 0; i < d->nout; i++) {
+    d->out[i].reserved = 0; /* every promise of this turn was kept */
     out_flush(&d->out[i]);
+  }
 }
 
 /* Shutdown: close every outbound handle and cancel resolutions. */
@@ -1065,28 +691,13 @@ void cl_peer_stop(cl_daemon_t *d) {
   }
 }
 
-/* After the loop is closed: free channels, the node and lists. */
+/* After the loop is closed: free the channels. */
 void cl_peer_free(cl_daemon_t *d) {
-  size_t i;
-  for (i = 0; d->out != NULL && i < d->nout; i++) {
-    msgpack_sbuffer_destroy(&d->out[i].out.pend);
-    msgpack_sbuffer_destroy(&d->out[i].out.fly);
-    free(d->out[i].jq);
-  }
-  for (i = 0; d->in != NULL && i < d->nin; i++)
-    free(d->in[i].held);
-  free(d->out);
-  free(d->in);
+  chans_free(d->out, d->nout);
+  free(d->in_conn);
   d->out = NULL;
-  d->in = NULL;
+  d->in_conn = NULL;
   d->nout = d->nin = 0;
-  if (d->node != NULL)
-    cl_node_free(d->node);
-  d->node = NULL;
-  cl_actions_free(&d->acts);
   free(d->rbuf);
   d->rbuf = NULL;
-  free(d->sent);
-  d->sent = NULL;
-  d->nsent = d->sent_cap = 0;
 }

@@ -1,8 +1,11 @@
 /* The listening socket and every accepted connection. The first frame
- * decides what a connection is: HELLO makes it an inbound peer channel,
- * CLIENT a control connection; anything else is refused. Bytes are read
- * straight into the wire decoder's buffer (zero copy). A connection is freed
- * only in its close callback, never inside its own callback chain.
+ * decides what a connection is: HELLO makes it an inbound peer channel (if
+ * the session takes it), CLIENT a control connection; anything else is
+ * refused. Bytes are read straight into the wire decoder's buffer; on
+ * free-running peer channels TOKEN and MARKER frames are parsed in place
+ * instead. What a frame means is the session's business: frames go up
+ * through d->hooks. A connection is freed only in its close callback, never
+ * inside its own callback chain.
  */
 #include "daemon.h"
 
@@ -10,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static int conn_read_start(cl_conn_t *c);
 
@@ -103,10 +107,14 @@ static void conn_close_why(cl_conn_t *c, const char *why) {
   if (c->closing)
     return;
   c->closing = 1;
-  if (c->kind == CL_CONN_CONTROL)
-    cl_control_forget(d, c);
-  if (c->kind == CL_CONN_PEER && d->in != NULL && d->in[c->in].conn == c)
-    cl_peer_inbound_lost(d, (size_t)c->in, why);
+  if (c->kind == CL_CONN_CONTROL && c->client != NULL)
+    d->hooks.client_closed(c);
+  if (c->kind == CL_CONN_PEER && d->in_conn != NULL &&
+      d->in_conn[c->in] == c) {
+    d->in_conn[c->in] = NULL;
+    if (!d->stopping)
+      d->hooks.peer_closed(c, why);
+  }
   uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
 }
 
@@ -123,8 +131,8 @@ void cl_conn_fail(cl_conn_t *c, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(why, sizeof why, fmt, ap);
   va_end(ap);
-  if (c->kind == CL_CONN_PEER && c->d->in != NULL &&
-      c->d->in[c->in].conn == c) {
+  if (c->kind == CL_CONN_PEER && c->d->in_conn != NULL &&
+      c->d->in_conn[c->in] == c) {
     char text[560];
     snprintf(text, sizeof text, "protocol error: %s", why);
     conn_close_why(c, text);
@@ -177,7 +185,7 @@ static void ctrl_write_cb(uv_write_t *req, int status) {
   cl_conn_t *c = req->data;
   c->out.writing = 0;
   c->out.fly.size = 0;
-  if (c->out.fly.alloc > ((size_t)1 << 20)) {
+  if (c->out.fly.alloc > CL_CTRL_KEEP) {
     /* Give a burst's memory back instead of keeping the high-water mark. */
     msgpack_sbuffer_destroy(&c->out.fly);
     msgpack_sbuffer_init(&c->out.fly);
@@ -237,7 +245,7 @@ static int ctrl_write(cl_conn_t *c) {
   if (c->closing || c->out.writing || c->out.pend.size == 0)
     return 0;
   r = cl_outbuf_write(&c->out, (uv_stream_t *)&c->tcp, ctrl_write_cb, c,
-                      (size_t)1 << 20);
+                      CL_CTRL_KEEP);
   if (r < 0) {
     cl_log_warn("%s: write failed: %s; closing it", cl_conn_label(c),
                 cl_daemon_strerror(r));
@@ -317,44 +325,51 @@ static void escape_sample(const char *p, size_t n, char *out, size_t outsz) {
   out[o] = '\0';
 }
 
-/* HELLO as a first frame: the connection becomes inbound channel from->self
- * if the daemon is configured and that channel is expected and free. */
+/* Tell a refused peer why, best effort, before closing: the sender logs
+ * it, so that "configured from another topology" reaches the operator. */
+static void peer_refuse(cl_conn_t *c, int code, const char *why) {
+  msgpack_sbuffer sb;
+  cl_msg_t m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_MSG_ERROR;
+  m.u.error.code = code;
+  snprintf(m.u.error.text, sizeof m.u.error.text, "%s", why);
+  msgpack_sbuffer_init(&sb);
+  if (cl_wire_encode(&m, &sb) == 0)
+    (void)uv_try_write((uv_stream_t *)&c->tcp,
+                       &(uv_buf_t){.base = sb.data, .len = sb.size}, 1);
+  msgpack_sbuffer_destroy(&sb);
+  cl_conn_fail(c, "%s", why);
+}
+
+/* HELLO as a first frame: the connection becomes an inbound channel if the
+ * session takes it. */
 static void conn_hello(cl_conn_t *c, const cl_msg_t *m) {
   cl_daemon_t *d = c->d;
-  cl_in_chan_t *ch;
-  int i;
-  if (!d->configured) {
-    cl_conn_fail(c, "HELLO from %s before CONFIGURE", m->u.hello.from);
-    return;
-  }
-  if (strcmp(m->u.hello.to, d->id) != 0) {
-    cl_conn_fail(c, "HELLO from %s is addressed to %s, this is %s",
-                 m->u.hello.from, m->u.hello.to, d->id);
-    return;
-  }
-  i = cl_node_in_index(d->node, m->u.hello.from);
-  if (i < 0) {
-    cl_conn_fail(c, "HELLO from %s, which has no channel to %s",
-                 m->u.hello.from, d->id);
-    return;
-  }
-  ch = &d->in[i];
-  if (ch->state == CL_IN_UP) {
-    cl_conn_fail(c, "duplicate HELLO for channel %s->%s (already connected)",
-                 m->u.hello.from, d->id);
-    return;
-  }
-  if (ch->state == CL_IN_LOST) {
-    cl_conn_fail(c, "HELLO for channel %s->%s, which was lost",
-                 m->u.hello.from, d->id);
+  char why[CL_TEXT_SIZE];
+  int r = d->hooks.hello(c, m, why, sizeof why);
+  if (r < 0) {
+    peer_refuse(c, r, why);
     return;
   }
   c->kind = CL_CONN_PEER;
-  c->in = i;
   memcpy(c->name, m->u.hello.from, sizeof c->name);
-  ch->conn = c;
-  ch->state = CL_IN_UP;
+  d->in_conn[c->in] = c;
   cl_log_info("channel %s->%s up (%s)", c->name, d->id, c->addr);
+}
+
+/* A TOKEN or MARKER on peer connection c goes to the session. */
+static void conn_peer_msg(cl_conn_t *c, const cl_msg_t *m) {
+  char why[CL_TEXT_SIZE];
+  int r = c->d->hooks.peer_msg(c, m, why, sizeof why);
+  if (r < 0) {
+    cl_conn_fail(c, "%s", why);
+  } else if (r == 1 && !c->paused) {
+    /* Bound memory: the sender's bytes wait in the kernel until DELIVERs
+     * drain this channel. */
+    c->paused = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  }
 }
 
 /* Route one decoded frame by what the connection is. */
@@ -366,6 +381,10 @@ static void conn_dispatch(cl_conn_t *c, const cl_msg_t *m) {
     } else if (m->type == CL_MSG_CLIENT) {
       c->kind = CL_CONN_CONTROL;
       memcpy(c->name, m->u.client.name, sizeof c->name);
+      if (c->d->hooks.client_open(c) < 0) {
+        cl_conn_fail(c, "out of memory");
+        return;
+      }
       cl_log_info("client %s connected from %s", c->name, c->addr);
     } else {
       cl_conn_fail(c, "first frame is %s, expected HELLO or CLIENT",
@@ -374,14 +393,14 @@ static void conn_dispatch(cl_conn_t *c, const cl_msg_t *m) {
     break;
   case CL_CONN_CONTROL:
     if (m->type >= CL_MSG_FIRST_REQUEST && m->type <= CL_MSG_LAST_REQUEST)
-      cl_control_request(c, m);
+      c->d->hooks.request(c, m);
     else
       cl_conn_fail(c, "unexpected %s on a control connection",
                    cl_msg_type_name(m->type));
     break;
   case CL_CONN_PEER:
     if (m->type == CL_MSG_TOKEN || m->type == CL_MSG_MARKER)
-      cl_peer_inbound(c, m);
+      conn_peer_msg(c, m);
     else
       cl_conn_fail(c, "unexpected %s on channel %s->%s",
                    cl_msg_type_name(m->type), c->name, c->d->id);
@@ -404,12 +423,156 @@ static void conn_mark_pending(cl_conn_t *c, int progress) {
     c->since = uv_now(c->d->loop);
 }
 
-/* Free-running peer channels are parsed in place (cl_peer_fast_input) once
+/* One msgpack unsigned integer in its shortest forms (what the encoder
+ * writes): 1 and *v, *len; 0 when more bytes are needed; -1 for any other
+ * form (the generic decoder then judges it). */
+static int fast_uint(const unsigned char *p, size_t n, uint64_t *v,
+                     size_t *len) {
+  size_t k, i;
+  if (n == 0)
+    return 0;
+  if (p[0] <= 0x7f) {
+    *v = p[0];
+    *len = 1;
+    return 1;
+  }
+  switch (p[0]) {
+  case 0xcc: k = 1; break;
+  case 0xcd: k = 2; break;
+  case 0xce: k = 4; break;
+  case 0xcf: k = 8; break;
+  default: return -1;
+  }
+  if (n < k + 1)
+    return 0;
+  *v = 0;
+  for (i = 1; i <= k; i++)
+    *v = (*v << 8) | p[i];
+  *len = k + 1;
+  return 1;
+}
+
+/* Hand a run of one-token messages (consecutive seqs from first) to the
+ * session. 0, or its error after failing the connection. */
+static int fast_run(cl_conn_t *c, uint64_t first, uint64_t count) {
+  char why[CL_TEXT_SIZE];
+  int r;
+  if (count == 0)
+    return 0;
+  r = c->d->hooks.peer_ones(c, first, count, why, sizeof why);
+  if (r < 0)
+    cl_conn_fail(c, "%s", why);
+  return r;
+}
+
+/* 1 if f (8 bytes) is the usual TOKEN frame under load, [2, seq, 1] with a
+ * 32-bit seq, carrying sequence number seq. */
+static int usual_token(const unsigned char *f, uint64_t seq) {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  /* One load and two compares instead of eight byte loads. */
+  uint64_t w;
+  memcpy(&w, f, 8);
+  return (w & 0xff00000000ffffffull) == 0x0100000000ce0293ull &&
+         __builtin_bswap32((uint32_t)(w >> 24)) == seq;
+#else
+  return f[0] == 0x93 && f[1] == CL_MSG_TOKEN && f[2] == 0xce && f[7] == 1 &&
+         ((uint64_t)f[3] << 24 | (uint64_t)f[4] << 16 | (uint64_t)f[5] << 8 |
+          f[6]) == seq;
+#endif
+}
+
+/* Free-running peer input parsed in place: TOKEN [2, seq, n] and MARKER
+ * [3, id] in the encoder's forms go straight to the session, one-token
+ * messages with consecutive seqs as one run, without the generic decoder's
+ * allocation and copying per frame. Returns the bytes consumed: everything
+ * but a trailing partial frame (*stop = 0), or up to a frame this parser
+ * does not take (*stop = 1: the caller hands the rest to the generic
+ * decoder, which accepts or rejects it exactly as ever), or up to where the
+ * connection failed (c->closing). */
+static size_t fast_input(cl_conn_t *c, const char *buf, size_t n, int *stop) {
+  cl_daemon_t *d = c->d;
+  const unsigned char *p = (const unsigned char *)buf;
+  size_t off = 0, l1, l2;
+  uint64_t a, b, first = 0, count = 0;
+  cl_msg_t m;
+  int r;
+  *stop = 0;
+  while (off < n && !c->closing && !d->stopping) {
+    const unsigned char *f = p + off;
+    size_t left = n - off;
+    if (count > 0) {
+      /* The hot loop: the run goes on while frames are the usual ones. */
+      while (left >= 8 && usual_token(f, first + count)) {
+        count++;
+        f += 8;
+        left -= 8;
+        off += 8;
+      }
+    }
+    if (left < 2)
+      break;
+    memset(&m, 0, sizeof m);
+    if (f[0] == 0x93 && f[1] == CL_MSG_TOKEN) {
+      r = fast_uint(f + 2, left - 2, &a, &l1);
+      if (r > 0)
+        r = fast_uint(f + 2 + l1, left - 2 - l1, &b, &l2);
+      if (r == 0)
+        break;
+      if (r < 0 || a < 1 || b < 1 || b > (uint64_t)INT64_MAX) {
+        *stop = 1;
+        break;
+      }
+      off += 2 + l1 + l2;
+      if (b == 1 && count > 0 && a == first + count) {
+        count++;
+        continue;
+      }
+      if (fast_run(c, first, count) < 0)
+        return off;
+      count = 0;
+      if (b == 1) {
+        first = a;
+        count = 1;
+        continue;
+      }
+      m.type = CL_MSG_TOKEN;
+      m.u.token.seq = a;
+      m.u.token.n = (int64_t)b;
+    } else if (f[0] == 0x92 && f[1] == CL_MSG_MARKER) {
+      r = fast_uint(f + 2, left - 2, &a, &l1);
+      if (r == 0)
+        break;
+      if (r < 0) {
+        *stop = 1;
+        break;
+      }
+      /* Tokens before the marker are handled before it. */
+      if (fast_run(c, first, count) < 0)
+        return off;
+      count = 0;
+      off += 2 + l1;
+      m.type = CL_MSG_MARKER;
+      m.u.marker.snapshot_id = a;
+    } else {
+      *stop = 1;
+      break;
+    }
+    conn_peer_msg(c, &m);
+  }
+  if (!c->closing && !d->stopping && fast_run(c, first, count) < 0)
+    return off;
+  if (c->closing || d->stopping)
+    *stop = 0;
+  return off;
+}
+
+/* Free-running peer channels are parsed in place (fast_input) once
  * the decoder holds nothing, e.g. right after HELLO. One read buffer serves
  * every such connection: a read always completes before the next begins. */
 static void conn_try_fast(cl_conn_t *c) {
   cl_daemon_t *d = c->d;
-  if (c->fast != 0 || c->kind != CL_CONN_PEER || c->closing || d->lockstep ||
+  if (c->parse != CL_PARSE_DECODER || c->kind != CL_CONN_PEER ||
+      c->closing || d->lockstep ||
       cl_wire_decoder_buffered(c->dec) != 0)
     return;
   if (d->rbuf == NULL) {
@@ -422,7 +585,7 @@ static void conn_try_fast(cl_conn_t *c) {
     if (d->rbuf == NULL)
       return; /* the decoder path still works */
   }
-  c->fast = 1;
+  c->parse = CL_PARSE_FAST;
   c->ncarry = 0;
 }
 
@@ -434,11 +597,11 @@ static void conn_fast_read(cl_conn_t *c, size_t nread) {
   cl_daemon_t *d = c->d;
   size_t n = c->ncarry + nread, used;
   int stop, r;
-  used = cl_peer_fast_input(c, d->rbuf, n, &stop);
+  used = fast_input(c, d->rbuf, n, &stop);
   if (c->closing || d->stopping)
     return;
   if (stop || n - used > sizeof c->carry) {
-    c->fast = 2;
+    c->parse = CL_PARSE_SLOW;
     c->ncarry = 0;
     r = cl_wire_decoder_feed(c->dec, d->rbuf + used, n - used);
     if (r < 0) {
@@ -490,10 +653,11 @@ static void conn_process(cl_conn_t *c, const char *sample, size_t nsample) {
   conn_try_fast(c);
 }
 
-/* Resume a peer connection paused by its held-message bound. */
-void cl_server_resume(cl_conn_t *c) {
+/* Resume inbound channel i's connection, paused by its hold bound. */
+void cl_server_resume_in(cl_daemon_t *d, uint32_t i) {
+  cl_conn_t *c = d->in_conn != NULL && i < d->nin ? d->in_conn[i] : NULL;
   int r;
-  if (c->closing || !c->paused)
+  if (c == NULL || c->closing || !c->paused)
     return;
   c->paused = 0;
   conn_process(c, NULL, 0);
@@ -505,6 +669,16 @@ void cl_server_resume(cl_conn_t *c) {
                 cl_daemon_strerror(r));
     cl_conn_close(c);
   }
+}
+
+/* Close inbound channel i's connection: the session already counts the
+ * channel lost (and logged why). */
+void cl_server_close_in(cl_daemon_t *d, uint32_t i) {
+  cl_conn_t *c = d->in_conn != NULL && i < d->nin ? d->in_conn[i] : NULL;
+  if (c == NULL)
+    return;
+  d->in_conn[i] = NULL;
+  cl_conn_close(c);
 }
 
 /* Zero-copy read: libuv reads straight into the decoder's buffer. Never
@@ -520,7 +694,7 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   char *p = NULL;
   int r;
   (void)suggested;
-  if (c->fast == 1) {
+  if (c->parse == CL_PARSE_FAST) {
     memcpy(c->d->rbuf, c->carry, c->ncarry);
     buf->base = c->d->rbuf + c->ncarry;
     buf->len = c->d->rbuf_chunk;
@@ -551,7 +725,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cl_conn_t *c = s->data;
   if (c->closing)
     return;
-  if (nread > 0 && c->fast == 1) {
+  if (nread > 0 && c->parse == CL_PARSE_FAST) {
     conn_fast_read(c, (size_t)nread);
     return;
   }
@@ -592,7 +766,38 @@ static int conn_read_start(cl_conn_t *c) {
   return uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
 }
 
-/* New connection on the listener: accept it, bounded by CL_MAX_CONNS. */
+/* The most connections to accept: CL_MAX_CONNS, less when the limit on
+ * open files would run out first. Out of descriptors, libuv drops new
+ * connections without a word; staying under the limit keeps the refusals
+ * logged and leaves descriptors for the cluster's own channels. */
+static size_t max_conns(void) {
+  struct rlimit rl;
+  size_t m = CL_MAX_CONNS;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      rl.rlim_cur < (rlim_t)CL_MAX_CONNS + CL_FD_RESERVE)
+    m = rl.rlim_cur > CL_FD_RESERVE * 2 ? (size_t)rl.rlim_cur - CL_FD_RESERVE
+                                        : (size_t)rl.rlim_cur / 2;
+  return m;
+}
+
+/* Refuse c for want of room; one log line a second at most, counting
+ * those refused in between. */
+static void refuse_busy(cl_daemon_t *d, cl_conn_t *c) {
+  uint64_t now = uv_now(d->loop);
+  d->refused_since++;
+  if (d->refused_at == 0 || now - d->refused_at >= 1000) {
+    cl_log_warn("refusing %s: already %zu connections (the most this "
+                "daemon accepts%s); %llu refused since the last such line",
+                c->addr, d->max_conns,
+                d->max_conns < CL_MAX_CONNS ? ", set by ulimit -n" : "",
+                (unsigned long long)d->refused_since);
+    d->refused_at = now;
+    d->refused_since = 0;
+  }
+  cl_conn_close(c);
+}
+
+/* New connection on the listener: accept it, bounded by d->max_conns. */
 static void on_connection(uv_stream_t *server, int status) {
   cl_daemon_t *d = server->data;
   struct sockaddr_storage ss;
@@ -601,7 +806,11 @@ static void on_connection(uv_stream_t *server, int status) {
   int r;
 
   if (status < 0) {
-    cl_log_warn("accept failed: %s", cl_daemon_strerror(status));
+    uint64_t now = uv_now(d->loop);
+    if (d->refused_at == 0 || now - d->refused_at >= 1000) {
+      cl_log_warn("accept failed: %s", cl_daemon_strerror(status));
+      d->refused_at = now;
+    }
     return;
   }
   c = calloc(1, sizeof *c);
@@ -633,10 +842,8 @@ static void on_connection(uv_stream_t *server, int status) {
     cl_conn_close(c);
     return;
   }
-  if (d->nconns > CL_MAX_CONNS) {
-    cl_log_warn("refusing %s: already %d connections", c->addr,
-                CL_MAX_CONNS);
-    cl_conn_close(c);
+  if (d->nconns > d->max_conns) {
+    refuse_busy(d, c);
     return;
   }
   c->dec = cl_wire_decoder_new(d->input_cap);
@@ -719,13 +926,15 @@ int cl_server_listen(cl_daemon_t *d, const char *host, int port,
     else
       ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
   }
+  d->max_conns = max_conns();
   r = uv_tcp_init(d->loop, &d->listener);
   if (r < 0)
     return r;
   d->listener.data = d;
   r = uv_tcp_bind(&d->listener, (struct sockaddr *)&ss, 0);
   if (r == 0)
-    r = uv_listen((uv_stream_t *)&d->listener, 128, on_connection);
+    r = uv_listen((uv_stream_t *)&d->listener, CL_LISTEN_BACKLOG,
+                  on_connection);
   if (r < 0)
     return r;
   r = uv_tcp_getsockname(&d->listener, (struct sockaddr *)&ss, &len);

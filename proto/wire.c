@@ -64,7 +64,8 @@ const char *cl_msg_type_name(int type) {
   case CL_MSG_DELIVER: return "DELIVER";
   case CL_MSG_SHUTDOWN: return "SHUTDOWN";
   case CL_MSG_CIRCULATE: return "CIRCULATE";
-  case CL_MSG_PUSH: return "PUSH";
+  case CL_MSG_WATCH: return "WATCH";
+  case CL_MSG_NEXT_ID: return "NEXT_ID";
   case CL_MSG_OK: return "OK";
   case CL_MSG_ERROR: return "ERROR";
   case CL_MSG_STATE: return "STATE";
@@ -243,7 +244,7 @@ static void put_u64_list(enc_t *e, uint32_t n, const uint64_t *v) {
 static void put_status(enc_t *e, const cl_status_t *s) {
   uint32_t i;
   enc_check(e, s->tokens >= 0 && s->initial_tokens >= 0);
-  put_array(e, 9);
+  put_array(e, 10);
   put_id(e, s->self);
   put_i64(e, s->tokens);
   put_i64(e, s->initial_tokens);
@@ -267,12 +268,13 @@ static void put_status(enc_t *e, const cl_status_t *s) {
   }
   put_u64_list(e, s->nactive, s->active);
   put_u64_list(e, s->ndone, s->done);
+  put_u64(e, s->config_id);
 }
 
 static void put_configure(enc_t *e, uint64_t req, const cl_configure_t *c) {
   uint32_t i;
   enc_check(e, c->tokens >= 0 && c->nservers >= 1 && c->rank < c->nservers);
-  put_array(e, 11);
+  put_array(e, 12);
   put_u64(e, CL_MSG_CONFIGURE);
   put_u64(e, req);
   put_id(e, c->self);
@@ -291,6 +293,7 @@ static void put_configure(enc_t *e, uint64_t req, const cl_configure_t *c) {
   put_list(e, c->nin, c->in);
   for (i = 0; i < c->nin && e->err == 0; i++)
     put_id(e, c->in[i]);
+  put_u64(e, c->config_id);
 }
 
 /* Append one frame for m to sb. Returns 0, CL_EINVAL (unknown type, invalid
@@ -307,10 +310,11 @@ int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
   msgpack_packer_init(&e.pk, sb, msgpack_sbuffer_write);
   switch (m->type) {
   case CL_MSG_HELLO:
-    put_array(&e, 3);
+    put_array(&e, 4);
     put_u64(&e, m->type);
     put_id(&e, m->u.hello.from);
     put_id(&e, m->u.hello.to);
+    put_u64(&e, m->u.hello.config_id);
     break;
   case CL_MSG_TOKEN:
     enc_check(&e, m->u.token.seq >= 1 && m->u.token.n >= 1);
@@ -335,6 +339,7 @@ int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
   case CL_MSG_CONNECT:
   case CL_MSG_STATUS:
   case CL_MSG_SHUTDOWN:
+  case CL_MSG_NEXT_ID:
     put_array(&e, 2);
     put_u64(&e, m->type);
     put_u64(&e, m->req);
@@ -375,11 +380,13 @@ int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
     put_u64(&e, m->req);
     put_bool(&e, m->u.circulate.on);
     break;
-  case CL_MSG_PUSH:
-    put_array(&e, 3);
+  case CL_MSG_WATCH:
+    enc_check(&e, m->u.watch.count <= UINT64_MAX - m->u.watch.first);
+    put_array(&e, 4);
     put_u64(&e, m->type);
     put_u64(&e, m->req);
-    put_bool(&e, m->u.push.on);
+    put_u64(&e, m->u.watch.first);
+    put_u64(&e, m->u.watch.count);
     break;
   case CL_MSG_OK:
     enc_check(&e, m->u.ok.delivered_kind == 0 ||
@@ -678,7 +685,7 @@ static int get_configure(const msgpack_object *f, cl_configure_t *c) {
   TRY(rc);
   for (i = 0; i < c->nin; i++)
     TRY(get_id(&items[i], c->in[i]));
-  return 0;
+  return get_u64(&f[11], 0, UINT64_MAX, &c->config_id);
 }
 
 static int get_sent_list(const msgpack_object *o, uint32_t *n,
@@ -739,7 +746,7 @@ static int get_status(const msgpack_object *o, cl_status_t *s) {
   void *mem;
   uint32_t i;
   int rc;
-  TRY(get_tuple(o, 9, &f));
+  TRY(get_tuple(o, 10, &f));
   TRY(get_id(&f[0], s->self));
   TRY(get_i64(&f[1], 0, INT64_MAX, &s->tokens));
   TRY(get_i64(&f[2], 0, INT64_MAX, &s->initial_tokens));
@@ -767,17 +774,17 @@ static int get_status(const msgpack_object *o, cl_status_t *s) {
   }
   TRY(get_u64_list(&f[7], &s->nactive, &s->active));
   TRY(get_u64_list(&f[8], &s->ndone, &s->done));
-  return 0;
+  return get_u64(&f[9], 0, UINT64_MAX, &s->config_id);
 }
 
 /* Element count of each type's frame, type number included; 0: unknown. */
 static uint32_t frame_len(uint64_t type) {
   switch (type) {
-  case CL_MSG_HELLO: return 3;
+  case CL_MSG_HELLO: return 4;
   case CL_MSG_TOKEN: return 3;
   case CL_MSG_MARKER: return 2;
   case CL_MSG_CLIENT: return 2;
-  case CL_MSG_CONFIGURE: return 11;
+  case CL_MSG_CONFIGURE: return 12;
   case CL_MSG_CONNECT: return 2;
   case CL_MSG_SEND: return 4;
   case CL_MSG_SNAPSHOT: return 3;
@@ -786,7 +793,8 @@ static uint32_t frame_len(uint64_t type) {
   case CL_MSG_DELIVER: return 3;
   case CL_MSG_SHUTDOWN: return 2;
   case CL_MSG_CIRCULATE: return 3;
-  case CL_MSG_PUSH: return 3;
+  case CL_MSG_WATCH: return 4;
+  case CL_MSG_NEXT_ID: return 2;
   case CL_MSG_OK: return 6;
   case CL_MSG_ERROR: return 4;
   case CL_MSG_STATE: return 3;
@@ -823,7 +831,8 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
   switch (type) {
   case CL_MSG_HELLO:
     TRY(get_id(&f[1], m->u.hello.from));
-    return get_id(&f[2], m->u.hello.to);
+    TRY(get_id(&f[2], m->u.hello.to));
+    return get_u64(&f[3], 0, UINT64_MAX, &m->u.hello.config_id);
   case CL_MSG_TOKEN:
     TRY(get_u64(&f[1], 1, UINT64_MAX, &m->u.token.seq));
     return get_i64(&f[2], 1, INT64_MAX, &m->u.token.n);
@@ -836,6 +845,7 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
   case CL_MSG_CONNECT:
   case CL_MSG_STATUS:
   case CL_MSG_SHUTDOWN:
+  case CL_MSG_NEXT_ID:
     return 0;
   case CL_MSG_SEND:
     TRY(get_id(&f[2], m->u.send.dest));
@@ -852,8 +862,10 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
     return get_id(&f[2], m->u.deliver.src);
   case CL_MSG_CIRCULATE:
     return get_bool(&f[2], &m->u.circulate.on);
-  case CL_MSG_PUSH:
-    return get_bool(&f[2], &m->u.push.on);
+  case CL_MSG_WATCH:
+    TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.watch.first));
+    return get_u64(&f[3], 0, UINT64_MAX - m->u.watch.first,
+                   &m->u.watch.count);
   case CL_MSG_OK:
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.ok.snapshot_id));
     TRY(get_sent_list(&f[3], &m->u.ok.nsent, &m->u.ok.sent));

@@ -12,13 +12,16 @@
  *
  * Field layouts (all integers msgpack ints, ids and text msgpack str):
  *   peer channel (opened by the sender; HELLO must be the first frame)
- *     HELLO      [1, from, to]
+ *     HELLO      [1, from, to, config_id]    config_id: the sender's
+ *                                           CONFIGURE config_id
  *     TOKEN      [2, seq, n]                 seq >= 1, n >= 1
  *     MARKER     [3, snapshot_id]
  *   control requests (coordinator -> daemon; CLIENT must be the first frame)
  *     CLIENT     [10, name]
  *     CONFIGURE  [11, req, self, tokens, rank, nservers, lockstep, jitter_ms,
- *                 seed, [[peer, addr]...outbound], [peer...inbound]]
+ *                 seed, [[peer, addr]...outbound], [peer...inbound],
+ *                 config_id]               config_id: names the topology;
+ *                                           peers must agree on it
  *     CONNECT    [12, req]                  open outbound channels; the reply
  *                                           comes when all are connected
  *     SEND       [13, req, dest, n]
@@ -29,8 +32,10 @@
  *                                           held from src (waits for it)
  *     SHUTDOWN   [18, req]
  *     CIRCULATE  [19, req, on]              load mode: forward held tokens
- *     PUSH       [20, req, on]              send completed local states to
+ *     WATCH      [21, req, first, count]    push the local states of
+ *                                           snapshots first..first+count-1 to
  *                                           this connection (LOCAL_STATE)
+ *     NEXT_ID    [22, req]                  reserve a fresh snapshot id here
  *   replies and notifications (daemon -> coordinator)
  *     OK         [30, req, snapshot_id, [[dest, kind, value, seq]...sent],
  *                 delivered_kind, delivered_value]
@@ -39,8 +44,8 @@
  *     STATUS_R   [33, req, status]
  *     COMPLETE   [40, snapshot_id, server]  notification: local snapshot done
  *     NOTICE     [41, peer, text]           notification: e.g. lost channel
- *     LOCAL_STATE [42, local_state]         notification, instead of
- *                                           COMPLETE on a PUSH connection: the
+ *     LOCAL_STATE [42, local_state]         notification to a connection
+ *                                           that watches the snapshot: the
  *                                           completed state, released here
  *   local_state = [snapshot_id, server, tokens, initial_tokens,
  *                  [[src, seq, count, n]...recorded runs, arrival order],
@@ -48,7 +53,8 @@
  *   status = [self, tokens, initial_tokens, lockstep, configured,
  *             [[dest, sent, connected, queued_bytes]...],
  *             [[src, received, connected, held]...],
- *             [snapshot_id...in progress], [snapshot_id...completed, kept]]
+ *             [snapshot_id...in progress], [snapshot_id...completed, kept],
+ *             config_id]
  */
 #ifndef CL_WIRE_H
 #define CL_WIRE_H
@@ -74,7 +80,8 @@ typedef enum {
   CL_MSG_DELIVER = 17,
   CL_MSG_SHUTDOWN = 18,
   CL_MSG_CIRCULATE = 19,
-  CL_MSG_PUSH = 20,
+  CL_MSG_WATCH = 21,
+  CL_MSG_NEXT_ID = 22,
   CL_MSG_OK = 30,
   CL_MSG_ERROR = 31,
   CL_MSG_STATE = 32,
@@ -87,7 +94,7 @@ typedef enum {
 /* Control requests are the types CL_MSG_FIRST_REQUEST..CL_MSG_LAST_REQUEST
  * (CLIENT, which opens a control connection, comes before them). */
 #define CL_MSG_FIRST_REQUEST CL_MSG_CONFIGURE
-#define CL_MSG_LAST_REQUEST CL_MSG_PUSH
+#define CL_MSG_LAST_REQUEST CL_MSG_NEXT_ID
 
 /* Largest frame the decoder accepts by default; a frame whose buffered bytes
  * exceed the decoder's cap is CL_ETOOBIG. */
@@ -117,6 +124,7 @@ typedef struct cl_configure {
   cl_peer_addr_t *out;     /* owned */
   uint32_t nin;
   char (*in)[CL_ID_SIZE];  /* owned */
+  uint64_t config_id;      /* identifies the topology; HELLO carries it */
 } cl_configure_t;
 
 /* One message a daemon sent as a result of a command, in sending order. */
@@ -185,13 +193,17 @@ typedef struct cl_status {
   uint64_t *active;     /* owned; snapshots in progress */
   uint32_t ndone;
   uint64_t *done;       /* owned; completed snapshots still kept */
+  uint64_t config_id;   /* of the CONFIGURE (0 before) */
 } cl_status_t;
 
 typedef struct cl_msg {
   uint8_t type; /* cl_msg_type_t */
   uint64_t req; /* control requests and their replies */
   union {
-    struct { char from[CL_ID_SIZE], to[CL_ID_SIZE]; } hello;
+    struct {
+      char from[CL_ID_SIZE], to[CL_ID_SIZE];
+      uint64_t config_id;
+    } hello;
     struct { uint64_t seq; int64_t n; } token;
     struct { uint64_t snapshot_id; } marker;
     struct { char name[CL_ID_SIZE]; } client;
@@ -201,7 +213,7 @@ typedef struct cl_msg {
     struct { uint64_t snapshot_id; uint8_t release; } collect;
     struct { char src[CL_ID_SIZE]; } deliver;
     struct { uint8_t on; } circulate;
-    struct { uint8_t on; } push;
+    struct { uint64_t first, count; } watch;
     struct {
       uint64_t snapshot_id;   /* SNAPSHOT: the id started; else 0 */
       uint32_t nsent;

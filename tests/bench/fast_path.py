@@ -188,7 +188,7 @@ def main():
         addr = line[2]
         c = Control(addr)
         peers = ["P1", "P2", "P3", "P4", "P5"]
-        r = c.call(11, "A", 0, 0, 6, 0, 0, 0, [], peers)
+        r = c.call(11, "A", 0, 0, 6, 0, 0, 0, [], peers, 0)
         check(r[0] == 30, "CONFIGURE answered %r" % (r,))
         r = c.call(12)
         check(r[0] == 30, "CONNECT answered %r" % (r,))
@@ -196,7 +196,7 @@ def main():
         socks = {}
         for pid in peers:
             s = socket.create_connection((host, int(port)), timeout=10)
-            s.sendall(pack([1, pid, "A"]))
+            s.sendall(pack([1, pid, "A", 0]))
             socks[pid] = s
         # HELLO alone first: the daemon switches to the fast parser once its
         # decoder is empty.

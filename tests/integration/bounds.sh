@@ -15,8 +15,10 @@
 #                         (logged, NOTICE); SNAPSHOT past the cap is EFULL
 #   bounds.sh connect-timeout  an outbound peer whose backlog is full (connect
 #                         hangs): CONNECT answers ERROR EIO within its window
-#   bounds.sh retention   --max-kept 2: the oldest of 4 kept snapshot states
-#                         is evicted with a log line; COLLECT says ENOENT
+#   bounds.sh retention   --max-kept 2: of 4 snapshots nobody watches
+#                         (snapshot --no-wait) the oldest two are evicted
+#                         with a log line, COLLECT says ENOENT; a snapshot a
+#                         caller waits for completes and checks
 . "$(dirname "$0")/common.sh"
 : "${CLSNAPD:?CLSNAPD must point at the clsnapd binary}"
 export WORK
@@ -36,15 +38,25 @@ retention)
   CLSNAPD_ARGS="--max-kept 2" bash "$DEPLOY" up "$top" "$run" >"$WORK/up.txt" 2>&1 ||
     { cat "$WORK/up.txt" >&2; fail "cluster.sh up failed"; }
   c() { "$CLSNAP" --cluster "$run/cluster" "$@"; }
+  # Snapshots nobody watches (--no-wait): their states are kept, at most 2.
   ids=()
   for k in 1 2 3 4; do
     c send N1 N2 1 >/dev/null || fail "send $k failed"
-    c snapshot N1 --snap-dir "$WORK/s$k" >"$WORK/snap$k.txt" 2>&1 ||
-      { cat "$WORK/snap$k.txt" >&2; fail "snapshot $k failed"; }
-    f=$(ls "$WORK/s$k"/*.snap)
-    [ "$(snap_tokens "$f")" -eq "$total" ] || fail "snapshot $k holds $(snap_tokens "$f") tokens"
-    ids+=("$(head -n 1 "$f")")
+    id=$(c snapshot N1 --no-wait) || fail "snapshot $k --no-wait failed"
+    ids+=("$id")
   done
+  # Wait (bounded) until none is in progress anywhere.
+  for _ in $(seq 200); do
+    c status --json >"$WORK/status.json" || fail "status failed"
+    "$PYTHON" -c 'import json,sys; sys.exit(any(s["in_progress"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/status.json" && break
+    sleep 0.05
+  done
+  # A snapshot a caller waits for is never dropped, however many states
+  # nobody watches come and go around it.
+  c snapshot N2 --snap-dir "$WORK/watched" >"$WORK/watched.txt" 2>&1 ||
+    { cat "$WORK/watched.txt" >&2; fail "a watched snapshot failed under --max-kept 2"; }
+  f=$(ls "$WORK/watched"/*.snap)
+  [ "$(snap_tokens "$f")" -eq "$total" ] || fail "watched snapshot holds $(snap_tokens "$f") tokens"
   # Kept: the two newest, on every server.
   c status --json >"$WORK/status.json" || fail "status failed"
   "$PYTHON" - "$WORK/status.json" "${ids[2]}" "${ids[3]}" <<'PY' || fail "kept states are not the two newest"

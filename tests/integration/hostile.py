@@ -328,7 +328,8 @@ class Control:
         check(r[0] == 33, "STATUS answered with %r" % (r,))
         st = r[2]
         return {"self": st[0], "tokens": st[1], "initial": st[2],
-                "out": st[5], "in": st[6], "active": st[7], "kept": st[8]}
+                "out": st[5], "in": st[6], "active": st[7], "kept": st[8],
+                "config": st[9]}
 
     def close(self):
         self.s.close()
@@ -367,6 +368,13 @@ class Garbage:
         self.pids = {sid: int(open(os.path.join(rundir, sid + ".pid")).read())
                      for sid in self.servers}
         self.nsnap = 0
+        # HELLO carries the topology's config id: the daemons' own.
+        c = Control(self.addr)
+        self.cfg = c.status()["config"]
+        c.close()
+
+    def hello(self, src, dst, cfg=None):
+        return pack([1, src, dst, self.cfg if cfg is None else cfg])
 
     def cluster_ok(self):
         """Every daemon runs and a checked snapshot accounts for every
@@ -449,7 +457,8 @@ class Garbage:
         self.expect_refused(b"\x91" * 10000, "malformed message")
 
     def case_unknown_type(self):
-        for shape in ([99, 1, 2], [0], [43, "x"], [200], [4, 1], [21, 1, 2]):
+        for shape in ([99, 1, 2], [0], [43, "x"], [200], [4, 1], [20, 1, 1],
+                      [23, 1, 2]):
             self.expect_refused(pack(shape), "unknown message type")
 
     def case_over_cap(self):
@@ -463,17 +472,36 @@ class Garbage:
                             "size cap", "input cap")
 
     def case_hello(self):
-        self.expect_refused(pack([1, "N9", "N1"]),
+        self.expect_refused(self.hello("N9", "N1"),
                             "HELLO from N9, which has no channel to N1")
-        self.expect_refused(pack([1, "N1", "N1"]),
+        self.expect_refused(self.hello("N1", "N1"),
                             "HELLO from N1, which has no channel to N1")
-        self.expect_refused(pack([1, "N2", "N3"]),
+        self.expect_refused(self.hello("N2", "N3"),
                             "HELLO from N2 is addressed to N3, this is N1")
+        # Another topology's daemon (another config id) is refused, and is
+        # told why.
+        s = connect(self.addr)
+        who = label(s)
+        send_quietly(s, self.hello("N2", "N1", self.cfg ^ 1))
+        reply = b""
+        s.settimeout(10)
+        try:
+            while True:
+                data = s.recv(4096)
+                if not data:
+                    break
+                reply += data
+        except OSError:
+            pass
+        s.close()
+        check(b"configured from another topology" in reply,
+              "a refused peer was not told why: %r" % reply[:80])
+        self.expect_line(who, ["configured from another topology"])
         # N2->N1 is up: a second HELLO for it must not disturb the real one
         # (cluster_ok takes a snapshot over that channel).
-        self.expect_refused(pack([1, "N2", "N1"]),
+        self.expect_refused(self.hello("N2", "N1"),
                             "duplicate HELLO for channel N2->N1")
-        self.expect_refused(pack([1, "N2", "N1"]) + pack([2, 1, 5]),
+        self.expect_refused(self.hello("N2", "N1") + pack([2, 1, 5]),
                             "duplicate HELLO for channel N2->N1")
 
     def case_before_hello(self):
@@ -483,7 +511,7 @@ class Garbage:
         self.expect_refused(pack([40, 1, "N1"]), "first frame is COMPLETE")
 
     def case_half_frame(self):
-        frame = pack([1, "N2", "N1"])
+        frame = self.hello("N2", "N1")
         t0 = time.monotonic()
         self.expect_refused(frame[:3], "no complete first frame within",
                             timeout=FRAME_TIMEOUT_MS / 1000 * 2 + 5)
@@ -515,7 +543,8 @@ class Garbage:
             ((13, "N1", 1), ENOPEER, "no channel to N1"),
             ((17, "N2"), ESTATE, "lockstep"),
             ((15, 987654321, 0), ENOENT, "unknown"),
-            ((11, "N1", 5, 0, 3, 0, 0, 0, [], []), ESTATE, "already configured"),
+            ((11, "N1", 5, 0, 3, 0, 0, 0, [], [], 0), ESTATE,
+             "already configured"),
         ]
         for req, code, text in probes:
             try:
@@ -535,7 +564,7 @@ class Garbage:
               "refused requests changed N1's tokens: %d -> %d"
               % (tokens, after["tokens"]))
         who = label(c.s)
-        c.s.sendall(pack([1, "N2", "N1"]))
+        c.s.sendall(self.hello("N2", "N1"))
         check(closed_by_peer(c.s, 10), "HELLO on a control connection kept it")
         self.expect_line(who, ["unexpected HELLO on a control connection"])
         c.close()
@@ -605,8 +634,9 @@ class Garbage:
         check(want - 1024 <= len(refused) <= want - 1024 + 4,
               "%d of %d connections were refused past the cap of 1024"
               % (len(refused), want))
-        who = label(refused[-1])
-        wait_log(self.log, "refusing %s: already 1024 connections" % who)
+        # Refusals are logged at most once a second, with a count.
+        check(len(open(self.log).read().split("already 1024 connections"))
+              - 1 <= 25, "refusals are not rate-limited in the log")
         kept = [s for s in socks if s not in refused]
         c = kept[0]
         c.sendall(pack([16, 2]))
@@ -660,9 +690,11 @@ class Daemon:
         return self.p.returncode
 
 
-def configure(c, sid, tokens, out=(), inn=(), nservers=2):
+def configure(c, sid, tokens, out=(), inn=(), nservers=2, cfg=0):
+    """CONFIGURE (config id cfg: the HELLOs of this test's peers carry 0)
+    then CONNECT."""
     r = c.call(11, sid, tokens, 0, nservers, 0, 0, 0, [list(o) for o in out],
-               list(inn))
+               list(inn), cfg)
     check(r[0] == 30, "CONFIGURE answered %r" % (r,))
     r = c.call(12)
     check(r[0] == 30, "CONNECT answered %r" % (r,))
@@ -794,7 +826,7 @@ def reply_cap(clsnapd, workdir):
         # 8 KB, so 20000 requests ask for some 160 MB of replies.
         configure_only = c.call(11, "A", 5, 0, 501, 0, 0, 0,
                                 [["P%03d" % i, "127.0.0.1:9"]
-                                 for i in range(500)], [])
+                                 for i in range(500)], [], 0)
         check(configure_only[0] == 30, "CONFIGURE answered %r"
               % (configure_only,))
         size = len(pack([33, 1, ["A", 5, 5, 0, 1,
@@ -831,7 +863,7 @@ def active_cap(clsnapd, workdir):
         # in one write. The first `cap` are taken, the next one fails the
         # channel, the rest are never read.
         n = 50000
-        send_quietly(p, pack([1, "P", "A"]) +
+        send_quietly(p, pack([1, "P", "A", 0]) +
                      b"".join(pack([3, k]) for k in range(1, n + 1)))
         check(closed_by_peer(p, 20), "a marker past the cap kept the channel")
         why = ("MARKER for snapshot %d would start one more than the %d "
@@ -854,7 +886,8 @@ def active_cap(clsnapd, workdir):
         r = c.call(14, 77777)
         check(r[0] == 31 and r[2] == EFULL,
               "SNAPSHOT past the cap answered %r" % (r,))
-        want = "A has %d snapshots in progress; refusing snapshot 77777" % cap
+        want = ("A has %d snapshots in progress, the most allowed "
+                "(--max-active %d); refusing snapshot 77777" % (cap, cap))
         check(r[3] == want, "EFULL text %r, expected %r" % (r[3], want))
         st = c.status()
         check(len(st["active"]) == cap and 77777 not in st["active"],
@@ -900,7 +933,7 @@ def connect_timeout(clsnapd, workdir):
     d = Daemon(clsnapd, workdir, "A")
     try:
         c = Control(d.addr)
-        r = c.call(11, "A", 5, 0, 2, 0, 0, 0, [["B", peer]], [])
+        r = c.call(11, "A", 5, 0, 2, 0, 0, 0, [["B", peer]], [], 0)
         check(r[0] == 30, "CONFIGURE answered %r" % (r,))
         t0 = time.monotonic()
         r = c.call(12, timeout=20)
@@ -931,9 +964,9 @@ def record_runs(addr, sid, nrec):
     so no two of them share a run: the state lists nrec runs. Returns the
     two peer sockets (the caller closes them)."""
     p = connect(addr)
-    p.sendall(pack([1, "P", sid]) + pack([3, 1]))
+    p.sendall(pack([1, "P", sid, 0]) + pack([3, 1]))
     q = connect(addr)
-    q.sendall(pack([1, "Q", sid]) + b"".join(
+    q.sendall(pack([1, "Q", sid, 0]) + b"".join(
         b"\x93\x02\xce" + struct.pack(">I", k) + bytes([1 + k % 2])
         for k in range(1, nrec + 1)) + pack([3, 1]))
     return p, q

@@ -1,5 +1,5 @@
 /* Unit tests of the node core (daemon/node.c): the seed's token-passing
- * examples step by step, concurrent snapshots, every refusal, eviction and
+ * examples step by step, concurrent snapshots, every refusal, kept states and
  * release, and a randomized network of FIFO queues whose every snapshot must
  * conserve tokens and record exactly the in-flight messages. */
 #include <stdint.h>
@@ -14,7 +14,7 @@
  * every later check would be meaningless. */
 static cl_node_t *mk(const char *self, int64_t tokens, const char *const *out,
                      size_t nout, const char *const *in, size_t nin,
-                     size_t max_kept) {
+                     size_t max_active) {
   cl_node_config_t cfg;
   cl_node_t *n = NULL;
   int rc;
@@ -25,7 +25,7 @@ static cl_node_t *mk(const char *self, int64_t tokens, const char *const *out,
   cfg.nout = nout;
   cfg.in = in;
   cfg.nin = nin;
-  cfg.max_kept = max_kept;
+  cfg.max_active = max_active;
   rc = cl_node_new(&cfg, &n);
   if (rc != 0 || n == NULL) {
     fprintf(stderr, "cl_node_new(%s) failed: %d\n", self, rc);
@@ -483,34 +483,52 @@ static void test_refusals(void) {
   cl_node_free(a);
 }
 
-/* Past max_kept completed states the oldest goes, with an EVICT action. */
-static void test_eviction(void) {
+/* Completed states stay, in completion order, until released: how many
+ * to keep is the session's policy, not the node's. A released id can be
+ * used again. */
+static void test_kept(void) {
   const char *out[] = {"B"};
-  cl_node_t *a = mk("A", 0, out, 1, NULL, 0, 2);
+  cl_node_t *a = mk("A", 0, out, 1, NULL, 0, 0);
   cl_actions_t acts;
   uint64_t ids[4];
-  cl_node_state_t st;
+  int k;
+  cl_actions_init(&acts);
+  for (k = 1; k <= 3; k++)
+    CHECK_EQ_INT(cl_node_start_snapshot(a, (uint64_t)k, &acts), 0);
+  CHECK_EQ_INT(acts.n, 6); /* marker + complete each, nothing else */
+  CHECK(is_marker(&acts.v[4], 0, 3));
+  CHECK(is_kind(&acts.v[5], CL_ACT_COMPLETE, 3));
+  CHECK_EQ_INT(cl_node_kept(a, ids, 4), 3);
+  CHECK(ids[0] == 1 && ids[1] == 2 && ids[2] == 3);
+  CHECK_EQ_INT(cl_node_release(a, 1), 0);
+  CHECK(!cl_node_has_snapshot(a, 1));
+  cl_actions_clear(&acts);
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 1, &acts), 0);
+  CHECK_EQ_INT(cl_node_kept(a, ids, 1), 3); /* writes 1, reports 3 */
+  CHECK_EQ_INT(ids[0], 2);
+  cl_actions_free(&acts);
+  cl_node_free(a);
+}
+
+/* max_active bounds the snapshots in progress; a boundary pair. */
+static void test_max_active(void) {
+  const char *out[] = {"B"}, *in[] = {"B", "C"}; /* C keeps each open */
+  cl_node_t *a = mk("A", 0, out, 1, in, 2, 3);
+  cl_actions_t acts;
   cl_actions_init(&acts);
   CHECK_EQ_INT(cl_node_start_snapshot(a, 1, &acts), 0);
   CHECK_EQ_INT(cl_node_start_snapshot(a, 2, &acts), 0);
-  CHECK_EQ_INT(acts.n, 4); /* marker + complete each, no eviction yet */
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 3, &acts), 0); /* the 3rd */
   cl_actions_clear(&acts);
-  CHECK_EQ_INT(cl_node_start_snapshot(a, 3, &acts), 0);
-  CHECK_EQ_INT(acts.n, 3);
-  CHECK(is_marker(&acts.v[0], 0, 3));
-  CHECK(is_kind(&acts.v[1], CL_ACT_COMPLETE, 3));
-  CHECK(is_kind(&acts.v[2], CL_ACT_EVICT, 1));
-  CHECK_EQ_INT(cl_node_kept(a, ids, 4), 2);
-  CHECK(ids[0] == 2 && ids[1] == 3);
-  CHECK(!cl_node_has_snapshot(a, 1));
-  CHECK_EQ_INT(cl_node_state(a, 1, &st), CL_ENOENT);
-  CHECK(cl_node_has_snapshot(a, 2));
-  /* A forgotten id can be used again. */
-  cl_actions_clear(&acts);
-  CHECK_EQ_INT(cl_node_start_snapshot(a, 1, &acts), 0);
-  CHECK(acts.n == 3 && is_kind(&acts.v[2], CL_ACT_EVICT, 2));
-  CHECK_EQ_INT(cl_node_kept(a, ids, 1), 2); /* writes 1, reports 2 */
-  CHECK_EQ_INT(ids[0], 3);
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 4, &acts), CL_EFULL);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 5, &acts), CL_EFULL);
+  CHECK_EQ_INT(acts.n, 0);
+  CHECK(!cl_node_has_snapshot(a, 4) && !cl_node_has_snapshot(a, 5));
+  /* Completing one makes room for exactly one more. */
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 1, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 1, 1, &acts), 0);
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 4, &acts), 0);
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 5, &acts), CL_EFULL);
   cl_actions_free(&acts);
   cl_node_free(a);
 }
@@ -907,7 +925,8 @@ int main(void) {
   test_marker_order();
   test_new_invalid();
   test_refusals();
-  test_eviction();
+  test_kept();
+  test_max_active();
   test_release();
   test_many_ids();
   test_active_cap();

@@ -72,8 +72,30 @@ static int spy_wait(void *ctx, const uint64_t *ids, size_t n,
                                 errsize);
 }
 
+static int spy_reported(void *ctx, uint64_t id, size_t server) {
+  spy_t *s = ctx;
+  return s->inner.reported(s->inner.ctx, id, server);
+}
+
+static int spy_take(void *ctx, uint64_t id, size_t server, cl_msg_t *out) {
+  spy_t *s = ctx;
+  return s->inner.take_state(s->inner.ctx, id, server, out);
+}
+
+static void spy_forget(void *ctx, uint64_t id) {
+  spy_t *s = ctx;
+  s->inner.forget(s->inner.ctx, id);
+}
+
 static cl_backend_t spy_backend(spy_t *s, cl_sim_t *sim) {
-  cl_backend_t b = {s, spy_call, spy_sleep, spy_completed, spy_wait};
+  cl_backend_t b = {.ctx = s,
+                    .call = spy_call,
+                    .sleep_ms = spy_sleep,
+                    .completed = spy_completed,
+                    .reported = spy_reported,
+                    .take_state = spy_take,
+                    .forget = spy_forget,
+                    .wait_complete = spy_wait};
   memset(s, 0, sizeof(*s));
   s->inner = cl_sim_backend(sim);
   return b;
@@ -121,7 +143,6 @@ static void run_case(const ref_case_t *c) {
   opts.lockstep = 1;
   opts.delays = delays;
   opts.timeout_ms = 1000;
-  opts.release = 1;
   rc = cl_replay_run(topo, script, &be, &opts, &r, err, sizeof(err));
   if (rc != 0)
     fprintf(stderr, "%s: replay failed: %s\n", c->events, err);

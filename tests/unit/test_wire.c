@@ -125,7 +125,8 @@ static const int all_types[] = {
     CL_MSG_HELLO,    CL_MSG_TOKEN,    CL_MSG_MARKER,   CL_MSG_CLIENT,
     CL_MSG_CONFIGURE, CL_MSG_CONNECT, CL_MSG_SEND,     CL_MSG_SNAPSHOT,
     CL_MSG_COLLECT,  CL_MSG_STATUS,   CL_MSG_DELIVER,  CL_MSG_SHUTDOWN,
-    CL_MSG_CIRCULATE, CL_MSG_PUSH,    CL_MSG_OK,       CL_MSG_ERROR,
+    CL_MSG_CIRCULATE, CL_MSG_WATCH,   CL_MSG_NEXT_ID,  CL_MSG_OK,
+    CL_MSG_ERROR,
     CL_MSG_STATE,    CL_MSG_STATUS_R, CL_MSG_COMPLETE, CL_MSG_NOTICE,
     CL_MSG_LOCAL_STATE};
 #define NTYPES (sizeof all_types / sizeof all_types[0])
@@ -133,11 +134,13 @@ static const int all_types[] = {
 /* Element count of each frame, type included, from the wire.h layouts. */
 static unsigned layout_len(int type) {
   switch (type) {
-  case CL_MSG_CONFIGURE: return 11;
+  case CL_MSG_CONFIGURE: return 12;
   case CL_MSG_OK: return 6;
-  case CL_MSG_SEND: case CL_MSG_COLLECT: case CL_MSG_ERROR: return 4;
+  case CL_MSG_SEND: case CL_MSG_COLLECT: case CL_MSG_ERROR:
+  case CL_MSG_HELLO: case CL_MSG_WATCH: return 4;
   case CL_MSG_MARKER: case CL_MSG_CLIENT: case CL_MSG_CONNECT:
   case CL_MSG_STATUS: case CL_MSG_SHUTDOWN: case CL_MSG_LOCAL_STATE:
+  case CL_MSG_NEXT_ID:
     return 2;
   default: return 3;
   }
@@ -152,6 +155,7 @@ static void make_sample(int type, cl_msg_t *m) {
     m->req = 0;
     set_id(m->u.hello.from, "N1");
     set_id(m->u.hello.to, "server-2.b_c");
+    m->u.hello.config_id = 0x0123456789abcdefULL;
     break;
   case CL_MSG_TOKEN:
     m->req = 0;
@@ -186,6 +190,7 @@ static void make_sample(int type, cl_msg_t *m) {
     set_id(c->in[0], "N1");
     set_id(c->in[1], "N3");
     set_id(c->in[2], "N4");
+    c->config_id = 0xfedcba9876543210ULL;
     break;
   }
   case CL_MSG_SEND:
@@ -206,8 +211,9 @@ static void make_sample(int type, cl_msg_t *m) {
   case CL_MSG_CIRCULATE:
     m->u.circulate.on = 1;
     break;
-  case CL_MSG_PUSH:
-    m->u.push.on = 1;
+  case CL_MSG_WATCH:
+    m->u.watch.first = 1000000;
+    m->u.watch.count = 300;
     break;
   case CL_MSG_LOCAL_STATE:
     /* The STATE sample's local state, as a notification (no req). */
@@ -323,7 +329,8 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   if (!EQ(type) || !EQ(req))
     return 0;
   switch (a->type) {
-  case CL_MSG_HELLO: return EQS(u.hello.from) && EQS(u.hello.to);
+  case CL_MSG_HELLO:
+    return EQS(u.hello.from) && EQS(u.hello.to) && EQ(u.hello.config_id);
   case CL_MSG_TOKEN: return EQ(u.token.seq) && EQ(u.token.n);
   case CL_MSG_MARKER: return EQ(u.marker.snapshot_id);
   case CL_MSG_CLIENT: return EQS(u.client.name);
@@ -331,7 +338,8 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     if (!EQS(u.configure.self) || !EQ(u.configure.tokens) ||
         !EQ(u.configure.rank) || !EQ(u.configure.nservers) ||
         !EQ(u.configure.lockstep) || !EQ(u.configure.jitter_ms) ||
-        !EQ(u.configure.seed) || !EQ(u.configure.nout) || !EQ(u.configure.nin))
+        !EQ(u.configure.seed) || !EQ(u.configure.nout) ||
+        !EQ(u.configure.nin) || !EQ(u.configure.config_id))
       return 0;
     for (i = 0; i < a->u.configure.nout; i++)
       if (!EQS(u.configure.out[i].id) || !EQS(u.configure.out[i].addr))
@@ -340,7 +348,9 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
       if (!EQS(u.configure.in[i]))
         return 0;
     return 1;
-  case CL_MSG_CONNECT: case CL_MSG_STATUS: case CL_MSG_SHUTDOWN: return 1;
+  case CL_MSG_CONNECT: case CL_MSG_STATUS: case CL_MSG_SHUTDOWN:
+  case CL_MSG_NEXT_ID:
+    return 1;
   case CL_MSG_SEND: return EQS(u.send.dest) && EQ(u.send.n);
   case CL_MSG_SNAPSHOT:
     return EQ(u.snapshot.has_id) && EQ(u.snapshot.snapshot_id);
@@ -348,7 +358,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     return EQ(u.collect.snapshot_id) && EQ(u.collect.release);
   case CL_MSG_DELIVER: return EQS(u.deliver.src);
   case CL_MSG_CIRCULATE: return EQ(u.circulate.on);
-  case CL_MSG_PUSH: return EQ(u.push.on);
+  case CL_MSG_WATCH: return EQ(u.watch.first) && EQ(u.watch.count);
   case CL_MSG_OK:
     if (!EQ(u.ok.snapshot_id) || !EQ(u.ok.nsent) ||
         !EQ(u.ok.delivered_kind) || !EQ(u.ok.delivered_value))
@@ -600,7 +610,8 @@ static void test_text_truncation(void) {
 static void test_encode(void) {
   static const unsigned char token[] = {0x93, 0x02, 0x07, 0x05};
   static const unsigned char marker[] = {0x92, 0x03, 0xcd, 0x01, 0x2c};
-  static const unsigned char hello[] = {0x93, 0x01, 0xa1, 'a', 0xa1, 'b'};
+  static const unsigned char hello[] = {0x94, 0x01, 0xa1, 'a',
+                                        0xa1, 'b',  0x00};
   msgpack_sbuffer sb;
   cl_msg_t m;
   size_t before;
@@ -872,7 +883,8 @@ static void test_shape(void) {
   /* Well-formed arrays with unknown type numbers. */
   build(&sb, "A i i i", 3, 99, 1, 2); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i", 1, 0);            EXPECT(&sb, CL_ETYPE);
-  build(&sb, "A i i", 2, 21, 1);      EXPECT(&sb, CL_ETYPE);
+  build(&sb, "A i i", 2, 20, 1);      EXPECT(&sb, CL_ETYPE); /* was PUSH */
+  build(&sb, "A i i", 2, 23, 1);      EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 4, 1);       EXPECT(&sb, CL_ETYPE);
   build(&sb, "A U", 1, 0x100000002ULL); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i M", 2, 50, 0);      EXPECT(&sb, CL_ETYPE);
@@ -1014,46 +1026,46 @@ static void test_values(void) {
   }
 
   /* CONFIGURE: rank must be below nservers, addresses must parse. */
-  build(&sb, "A i i s i i i i i i A A", 11, 11, 1, "N1", 5, 0, 1, 0, 0, 0, 0,
-        0);
+  build(&sb, "A i i s i i i i i i A A i", 12, 11, 1, "N1", 5, 0, 1, 0, 0, 0, 0,
+        0, 0);
   EXPECT(&sb, 1);
-  build(&sb, "A i i s i i i i i i A A", 11, 11, 1, "N1", 5, 1, 1, 0, 0, 0, 0,
-        0);
+  build(&sb, "A i i s i i i i i i A A i", 12, 11, 1, "N1", 5, 1, 1, 0, 0, 0, 0,
+        0, 0);
   EXPECT(&sb, CL_EPROTO);
-  build(&sb, "A i i s i i i i i i A A", 11, 11, 1, "N1", 5, 0, 0, 0, 0, 0, 0,
-        0);
+  build(&sb, "A i i s i i i i i i A A i", 12, 11, 1, "N1", 5, 0, 0, 0, 0, 0, 0,
+        0, 0);
   EXPECT(&sb, CL_EPROTO);
-  build(&sb, "A i i s i i i i i i A A", 11, 11, 1, "N1", -5, 0, 1, 0, 0, 0, 0,
-        0);
+  build(&sb, "A i i s i i i i i i A A i", 12, 11, 1, "N1", -5, 0, 1, 0, 0, 0, 0,
+        0, 0);
   EXPECT(&sb, CL_EPROTO);
-  build(&sb, "A i i s i i i i i i A A", 11, 11, 1, "N1", 5, 0, 1, 0,
-        -1, 0, 0, 0);
+  build(&sb, "A i i s i i i i i i A A i", 12, 11, 1, "N1", 5, 0, 1, 0,
+        -1, 0, 0, 0, 0);
   EXPECT(&sb, CL_EPROTO); /* jitter */
-  build(&sb, "A i i s i i i i i i A A s s A", 11, 11, 1, "N1", 5, 0, 1, 0, 0,
-        0, 1, 2, "N2", "localhost", 0);
+  build(&sb, "A i i s i i i i i i A A s s A i", 12, 11, 1, "N1", 5, 0, 1, 0, 0,
+        0, 1, 2, "N2", "localhost", 0, 0);
   EXPECT(&sb, CL_EPROTO); /* no port */
-  build(&sb, "A i i s i i i i i i A A s s A", 11, 11, 1, "N1", 5, 0, 1, 0, 0,
-        0, 1, 2, "N2", "h:99999", 0);
+  build(&sb, "A i i s i i i i i i A A s s A i", 12, 11, 1, "N1", 5, 0, 1, 0, 0,
+        0, 1, 2, "N2", "h:99999", 0, 0);
   EXPECT(&sb, CL_EPROTO);
-  build(&sb, "A i i s i i i i i i A A s i A", 11, 11, 1, "N1", 5, 0, 1, 0, 0,
-        0, 1, 2, "N2", 4000, 0);
+  build(&sb, "A i i s i i i i i i A A s i A i", 12, 11, 1, "N1", 5, 0, 1, 0, 0,
+        0, 1, 2, "N2", 4000, 0, 0);
   EXPECT(&sb, CL_EPROTO);
-  build(&sb, "A i i s i i i i i i A A s A", 11, 11, 1, "N1", 5, 0, 1, 0, 0,
-        0, 1, 1, "N2", 0);
+  build(&sb, "A i i s i i i i i i A A s A i", 12, 11, 1, "N1", 5, 0, 1, 0, 0,
+        0, 1, 1, "N2", 0, 0);
   EXPECT(&sb, CL_EPROTO); /* pair of one */
-  build(&sb, "A i i s i i i i i i A A i", 11, 11, 1, "N1", 5, 0, 1, 0, 0,
-        0, 0, 1, 7);
+  build(&sb, "A i i s i i i i i i A A i i", 12, 11, 1, "N1", 5, 0, 1, 0, 0,
+        0, 0, 1, 7, 0);
   EXPECT(&sb, CL_EPROTO); /* inbound id as int */
   {
     char addr[80];
     memset(addr, '1', sizeof addr);
     memcpy(addr + 70, ":1", 3);
-    build(&sb, "A i i s i i i i i i A A s s A", 11, 11, 1, "N1", 5, 0, 1, 0,
-          0, 0, 1, 2, "N2", addr, 0);
+    build(&sb, "A i i s i i i i i i A A s s A i", 12, 11, 1, "N1", 5, 0, 1, 0,
+          0, 0, 1, 2, "N2", addr, 0, 0);
     EXPECT(&sb, CL_EPROTO); /* address longer than CL_ADDR_SIZE */
   }
-  build(&sb, "A i i s i i i i i i A A s s A s", 11, 11, 1, "N1", 5, 0, 1, 0,
-        0, 0, 1, 2, "N2", "10.0.0.2:7000", 1, "N2");
+  build(&sb, "A i i s i i i i i i A A s s A s i", 12, 11, 1, "N1", 5, 0, 1, 0,
+        0, 0, 1, 2, "N2", "10.0.0.2:7000", 1, "N2", 0);
   CHECK_EQ_INT(decode_buf(sb.data, sb.size, 0, &m), 1);
   CHECK_EQ_STR(m.u.configure.out[0].addr, "10.0.0.2:7000");
   CHECK_EQ_STR(m.u.configure.in[0], "N2");
@@ -1113,14 +1125,17 @@ static void test_values(void) {
   build(&sb, "A i i A i s i i A A A A s i", 3, 32, 1, 7, 5, "N1", 1, 1, 0, 0,
         1, 2, "N2", -3);
   EXPECT(&sb, CL_EPROTO); /* recv count < 0 */
+  build(&sb, "A i i A s i i i i A A A A i", 3, 33, 1, 10, "N1", 0, 0, 1, 1,
+        0, 0, 0, 0, 5);
+  EXPECT(&sb, 1);
   build(&sb, "A i i A s i i i i A A A A", 3, 33, 1, 9, "N1", 0, 0, 1, 1, 0, 0,
         0, 0);
-  EXPECT(&sb, 1);
-  build(&sb, "A i i A s i i i i A A s i i i A A A", 3, 33, 1, 9, "N1", 0, 0,
-        1, 1, 1, 4, "N2", 0, 2, 0, 0, 0, 0);
+  EXPECT(&sb, CL_EPROTO); /* no config id */
+  build(&sb, "A i i A s i i i i A A s i i i A A A i", 3, 33, 1, 10, "N1", 0,
+        0, 1, 1, 1, 4, "N2", 0, 2, 0, 0, 0, 0, 5);
   EXPECT(&sb, CL_EPROTO); /* connected 2 */
-  build(&sb, "A i i A s i i i i A A A i A", 3, 33, 1, 9, "N1", 0, 0, 1, 1, 0,
-        0, 1, -4, 0);
+  build(&sb, "A i i A s i i i i A A A i A i", 3, 33, 1, 10, "N1", 0, 0, 1, 1,
+        0, 0, 1, -4, 0, 5);
   EXPECT(&sb, CL_EPROTO); /* negative snapshot id */
   build(&sb, "A i i A s i i i i A A A s A", 3, 33, 1, 9, "N1", 0, 0, 1, 1, 0,
         0, 1, "x", 0);
