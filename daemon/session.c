@@ -140,15 +140,16 @@ static cl_fx_t *fx_push(cl_session_t *s, uint8_t kind) {
   return f;
 }
 
-/* printf into a fresh string, or NULL when out of memory. */
-static char *vfmt(const char *fmt, va_list ap) {
+/* printf into a fresh string (through the allocation test hook if
+ * `hooked`), or NULL when out of memory. */
+static char *vfmt(int hooked, const char *fmt, va_list ap) {
   char buf[512], *p;
   int len = vsnprintf(buf, sizeof buf, fmt, ap);
   if (len < 0)
     len = 0;
   if ((size_t)len >= sizeof buf)
     len = (int)sizeof buf - 1;
-  p = cl_malloc((size_t)len + 1);
+  p = hooked ? cl_malloc((size_t)len + 1) : malloc((size_t)len + 1);
   if (p != NULL)
     memcpy(p, buf, (size_t)len + 1);
   return p;
@@ -157,7 +158,8 @@ static char *vfmt(const char *fmt, va_list ap) {
 static void slog(cl_session_t *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* A log line; dropped (it is only a log) when memory is short. */
+/* A log line; dropped (it is only a log) when memory is short. Logs do
+ * not go through the allocation test hook: they are not state. */
 static void slog(cl_session_t *s, int level, const char *fmt, ...) {
   va_list ap;
   char *text;
@@ -166,14 +168,14 @@ static void slog(cl_session_t *s, int level, const char *fmt, ...) {
     return;
   if (s->logs.n == s->logs.cap) {
     size_t cap = s->logs.cap ? s->logs.cap * 2 : 16;
-    cl_fx_t *v = cl_realloc(s->logs.v, cap * sizeof *v);
+    cl_fx_t *v = realloc(s->logs.v, cap * sizeof *v);
     if (v == NULL)
       return;
     s->logs.v = v;
     s->logs.cap = cap;
   }
   va_start(ap, fmt);
-  text = vfmt(fmt, ap);
+  text = vfmt(0, fmt, ap);
   va_end(ap);
   if (text == NULL)
     return;
@@ -193,7 +195,7 @@ static int debug_on(const cl_session_t *s) {
 static cl_fx_t *fx_text(cl_session_t *s, uint8_t kind, const char *fmt,
                         va_list ap) {
   cl_fx_t *f = fx_push(s, kind);
-  f->text = vfmt(fmt, ap);
+  f->text = vfmt(1, fmt, ap);
   if (f->text == NULL) {
     f->text = (char *)oom_text;
     f->text_static = 1;
