@@ -591,6 +591,8 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   cl_msg_t *reqs, *reps;
   size_t i, j, idw = 6, addrw = 7, unreachable = 0;
   int64_t total = 0, initial = 0;
+  uint64_t config = 0;
+  int overflow = 0, mixed = 0;
   char buf[512];
   int status = CL_EXIT_FAIL;
   reqs = cl_xcalloc(nfile, sizeof *reqs);
@@ -607,8 +609,17 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
     if (strlen(file[i].addr) > addrw)
       addrw = strlen(file[i].addr);
     if (reps[i].type == CL_MSG_STATUS_R) {
-      total += reps[i].u.status.tokens;
-      initial += reps[i].u.status.initial_tokens;
+      const cl_status_t *st = &reps[i].u.status;
+      /* The numbers come from daemons: a sum that does not fit is said,
+       * not wrapped. */
+      overflow |= __builtin_add_overflow(total, st->tokens, &total);
+      overflow |= __builtin_add_overflow(initial, st->initial_tokens,
+                                         &initial);
+      if (st->configured) {
+        if (config != 0 && st->config_id != config)
+          mixed = 1;
+        config = st->config_id;
+      }
     } else {
       unreachable++;
     }
@@ -662,9 +673,16 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
       json_array_append_new(arr, sv);
     }
     json_object_set_new(o, "servers", arr);
-    json_object_set_new(o, "tokens", json_integer(total));
-    json_object_set_new(o, "initial_tokens", json_integer(initial));
+    json_object_set_new(o, "tokens", overflow ? json_null()
+                                              : json_integer(total));
+    json_object_set_new(o, "initial_tokens", overflow ? json_null()
+                                                      : json_integer(initial));
+    json_object_set_new(o, "in_flight",
+                        overflow || unreachable
+                            ? json_null()
+                            : json_integer(initial - total));
     json_object_set_new(o, "unreachable", json_integer((json_int_t)unreachable));
+    json_object_set_new(o, "mixed_topologies", json_boolean(mixed));
     cl_json_print(o);
   } else {
     printf("%-*s  %-*s  %10s  %-9s  %8s  %5s\n", (int)idw, "SERVER",
@@ -703,12 +721,29 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
         printf("  snapshots kept: %s\n", buf);
       }
     }
-    printf("total: %" PRId64 " tokens on servers of %" PRId64
-           " configured (%" PRId64 " in flight)%s\n",
-           total, initial, initial - total,
-           unreachable ? " -- some servers unreachable" : "");
+    if (mixed) {
+      printf("warning: the servers were configured from different "
+             "topologies:");
+      for (i = 0; i < nfile; i++)
+        if (reps[i].type == CL_MSG_STATUS_R && reps[i].u.status.configured)
+          printf(" %s (config %016" PRIx64 ")", file[i].id,
+                 reps[i].u.status.config_id);
+      printf("; their channels refuse each other: configure them again\n");
+    }
+    if (overflow)
+      printf("total: unknown: the token counts the servers report do not "
+             "add up within 64 bits (a server reports wrong numbers)\n");
+    else if (unreachable)
+      printf("total: %" PRId64 " tokens on the %zu reachable servers of %"
+             PRId64 " configured on them (in flight unknown: %zu server%s "
+             "unreachable)\n", total, nfile - unreachable, initial,
+             unreachable, unreachable == 1 ? "" : "s");
+    else
+      printf("total: %" PRId64 " tokens on servers of %" PRId64
+             " configured (%" PRId64 " in flight)\n",
+             total, initial, initial - total);
   }
-  status = unreachable ? CL_EXIT_FAIL : CL_EXIT_OK;
+  status = unreachable || overflow || mixed ? CL_EXIT_FAIL : CL_EXIT_OK;
 done:
   for (i = 0; i < nfile; i++)
     cl_msg_free(&reps[i]);

@@ -291,6 +291,41 @@ static void print_json_error(const run_args_t *a, const char *msg) {
   cl_json_print(o);
 }
 
+/* 0 if every snapshot event's markers can reach every server; else -1
+ * after naming the first that cannot (events line, initiator, servers). */
+static int check_reachable(const char *events_path, const cl_topology_t *topo,
+                           const cl_script_t *script) {
+  uint32_t *miss = calloc(topo->nservers, sizeof *miss);
+  uint8_t *checked = calloc(topo->nservers, 1);
+  size_t e, n, i, len;
+  char who[512];
+  int rc = 0;
+  if (miss == NULL || checked == NULL) {
+    free(miss);
+    free(checked);
+    return 0; /* the run itself would then say what is missing */
+  }
+  for (e = 0; e < script->nevents && rc == 0; e++) {
+    const cl_event_t *ev = &script->events[e];
+    if (ev->kind != CL_EV_SNAPSHOT || checked[ev->src])
+      continue;
+    checked[ev->src] = 1;
+    n = cl_topology_unreachable(topo, ev->src, miss);
+    if (n == 0)
+      continue;
+    for (i = 0, len = 0; i < n && len + CL_ID_SIZE + 8 < sizeof who; i++)
+      len += (size_t)snprintf(who + len, sizeof who - len, "%s%s",
+                              i ? ", " : "", topo->servers[miss[i]].id);
+    cl_errf("%s:%d: no marker from %s can reach %s (no path of channels), "
+            "so this snapshot could never complete", events_path, ev->line,
+            topo->servers[ev->src].id, who);
+    rc = -1;
+  }
+  free(miss);
+  free(checked);
+  return rc;
+}
+
 /* `clsnap run`: parse, start or borrow a cluster, replay, print, clean up.
  * Returns the exit status. */
 int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
@@ -376,6 +411,10 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
       cl_script_load(a.events_path, topo, &script, &diag) < 0) {
     cl_diag_format(&diag, dbuf, sizeof dbuf);
     cl_errf("%s", dbuf);
+    status = CL_EXIT_USAGE;
+    goto out;
+  }
+  if (check_reachable(a.events_path, topo, script) < 0) {
     status = CL_EXIT_USAGE;
     goto out;
   }
