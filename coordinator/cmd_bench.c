@@ -30,6 +30,7 @@
 #include "cmds.h"
 #include "error.h"
 #include "launcher.h"
+#include "local.h"
 #include "output.h"
 #include "verify.h"
 
@@ -815,35 +816,6 @@ static void print_result(const bench_args_t *a, size_t nodes, int mesh,
          r->rss_n ? r->rss_kib_sum / (long)r->rss_n : 0);
 }
 
-/* Ask every server to shut down, then stop the launcher (as `run` does). */
-static void stop_cluster(cl_cluster_t *c, cl_launcher_t *l, size_t n) {
-  uint8_t *asked = calloc(n, 1);
-  if (c != NULL && asked != NULL) {
-    cl_msg_t *reqs = calloc(n, sizeof *reqs), *reps = calloc(n, sizeof *reps);
-    uint32_t *sv = calloc(n, sizeof *sv);
-    size_t k = 0, i;
-    cl_cluster_set_notices(c, 0);
-    cl_cluster_set_guard(c, NULL, NULL);
-    if (reqs != NULL && reps != NULL && sv != NULL) {
-      for (i = 0; i < n; i++)
-        if (cl_cluster_up(c, i)) {
-          sv[k] = (uint32_t)i;
-          reqs[k++].type = CL_MSG_SHUTDOWN;
-        }
-      if (cl_cluster_call_each(c, k, sv, reqs, reps, 2000, NULL, 0) == 0)
-        for (i = 0; i < k; i++)
-          asked[sv[i]] = reps[i].type == CL_MSG_OK;
-      for (i = 0; i < k; i++)
-        cl_msg_free(&reps[i]);
-    }
-    free(reqs);
-    free(reps);
-    free(sv);
-  }
-  cl_launcher_stop(l, asked);
-  free(asked);
-}
-
 /* `clsnap bench`. Returns the exit status. */
 int cl_cmd_bench(int argc, char **argv) {
   bench_args_t a;
@@ -972,8 +944,12 @@ failed:
   status = cl_report_failure(launcher, "bench", err, rc);
 
 out:
-  if (launcher != NULL)
-    stop_cluster(cluster, launcher, topo->nservers);
+  if (launcher != NULL &&
+      cl_stop_local(cluster, launcher, err, sizeof err) < 0 &&
+      status == CL_EXIT_OK) {
+    cl_errf("%s", err);
+    status = CL_EXIT_FAIL;
+  }
   cl_cluster_free(cluster);
   if (launcher != NULL)
     cl_launcher_free(launcher, status != CL_EXIT_OK);

@@ -10,6 +10,7 @@
 #include "cmds.h"
 #include "error.h"
 #include "launcher.h"
+#include "local.h"
 #include "output.h"
 #include "replay.h"
 #include "schedule.h"
@@ -231,38 +232,6 @@ static void report_unfinished(const cl_cluster_t *c, size_t started,
 }
 
 /* See cmds.h. */
-int cl_start_local(uv_loop_t *loop, const cl_topology_t *topo,
-                   const cl_launch_opts_t *lo, cl_launcher_t **launcher,
-                   cl_endpoint_t **eps_out, char *err, size_t errsize) {
-  char(*ids)[CL_ID_SIZE] = calloc(topo->nservers, sizeof *ids);
-  cl_endpoint_t *eps = calloc(topo->nservers, sizeof *eps);
-  size_t i;
-  int rc;
-  if (ids == NULL || eps == NULL) {
-    free(ids);
-    free(eps);
-    snprintf(err, errsize, "out of memory");
-    return CL_ENOMEM;
-  }
-  for (i = 0; i < topo->nservers; i++)
-    memcpy(ids[i], topo->servers[i].id, CL_ID_SIZE);
-  rc = cl_launcher_start(loop, lo, (const char(*)[CL_ID_SIZE])ids,
-                         topo->nservers, launcher, err, errsize);
-  free(ids);
-  if (rc < 0) {
-    free(eps);
-    return rc;
-  }
-  for (i = 0; i < topo->nservers; i++) {
-    memcpy(eps[i].id, topo->servers[i].id, CL_ID_SIZE);
-    snprintf(eps[i].addr, sizeof eps[i].addr, "%s",
-             cl_launcher_addr(*launcher, i));
-  }
-  *eps_out = eps;
-  return 0;
-}
-
-/* See cmds.h. */
 int cl_report_failure(cl_launcher_t *launcher, const char *what,
                       const char *err, int rc) {
   /* A broken connection is often a dead process: give its exit a moment to
@@ -361,7 +330,7 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
   cl_launcher_t *launcher = NULL;
   cl_cluster_t *cluster = NULL;
   cl_endpoint_t *eps = NULL, *file_eps = NULL;
-  size_t nfile = 0, i;
+  size_t nfile = 0;
   cl_backend_t backend;
   cl_replay_opts_t ro;
   cl_replay_result_t res;
@@ -511,34 +480,11 @@ failed:
 
 out:
   if (launcher != NULL) {
-    uint8_t *asked = calloc(topo->nservers, 1);
-    if (cluster != NULL && asked != NULL) {
-      cl_msg_t *reqs = calloc(topo->nservers, sizeof *reqs);
-      cl_msg_t *reps = calloc(topo->nservers, sizeof *reps);
-      uint32_t *sv = calloc(topo->nservers, sizeof *sv);
-      size_t n = 0;
-      cl_cluster_set_notices(cluster, 0); /* channels close as servers go */
-      cl_cluster_set_guard(cluster, NULL, NULL);
-      if (reqs != NULL && reps != NULL && sv != NULL) {
-        for (i = 0; i < topo->nservers; i++) {
-          if (cl_cluster_up(cluster, i)) {
-            sv[n] = (uint32_t)i;
-            reqs[n++].type = CL_MSG_SHUTDOWN;
-          }
-        }
-        if (cl_cluster_call_each(cluster, n, sv, reqs, reps, 2000, NULL, 0) ==
-            0)
-          for (i = 0; i < n; i++)
-            asked[sv[i]] = reps[i].type == CL_MSG_OK;
-        for (i = 0; i < n; i++)
-          cl_msg_free(&reps[i]);
-      }
-      free(reqs);
-      free(reps);
-      free(sv);
+    if (cl_stop_local(cluster, launcher, err, sizeof err) < 0 &&
+        status == CL_EXIT_OK) {
+      cl_errf("%s", err);
+      status = CL_EXIT_FAIL;
     }
-    cl_launcher_stop(launcher, asked);
-    free(asked);
     if (cl_launcher_interrupted(launcher) && status != CL_EXIT_INTR) {
       cl_errf("interrupted");
       status = CL_EXIT_INTR;

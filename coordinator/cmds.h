@@ -55,12 +55,4 @@ int cl_configure_cluster(cl_cluster_t *c, const cl_topology_t *topo,
 int cl_report_failure(cl_launcher_t *launcher, const char *what,
                       const char *err, int rc);
 
-/* Start one local clsnapd per topology server (in topology order) and
- * give their endpoints in *eps (malloc'd, caller frees). Returns 0, or a
- * negative CL_E* code with err set; *launcher may be set even on failure
- * (it holds what must still be stopped). */
-int cl_start_local(uv_loop_t *loop, const cl_topology_t *topo,
-                   const cl_launch_opts_t *lo, cl_launcher_t **launcher,
-                   cl_endpoint_t **eps, char *err, size_t errsize);
-
 #endif

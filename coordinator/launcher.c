@@ -28,6 +28,9 @@ typedef struct dproc {
   int running;
   int ready;
   int exited; /* exit seen while not stopping */
+  int bad_stop; /* while stopping: a non-zero status or a signal */
+  int64_t stop_status;
+  int stop_signal;
   int pid;
   char addr[CL_ADDR_SIZE];
   char line[LINE_MAX_BYTES];
@@ -123,7 +126,14 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
   dproc_t *d = p->data;
   cl_launcher_t *l = d->l;
   d->running = 0;
-  if (!l->stopping) {
+  if (l->stopping) {
+    /* A daemon stops with status 0 on SHUTDOWN or SIGTERM; anything else
+     * (a sanitizer's report at exit, a crash on the way out, the SIGKILL
+     * after the grace) is a failure of the run. */
+    d->bad_stop = status != 0 || sig != 0;
+    d->stop_status = status;
+    d->stop_signal = sig;
+  } else {
     d->exited = 1;
     if (!l->failed) {
       l->failed = 1;
@@ -437,11 +447,13 @@ static void wait_exits(cl_launcher_t *l, uint64_t ms) {
   uv_timer_stop(&l->timer);
 }
 
-/* SIGTERM those not told to shut down, SIGKILL after the grace, reap all. */
-void cl_launcher_stop(cl_launcher_t *l, const uint8_t *asked) {
+/* SIGTERM those not told to shut down, SIGKILL after the grace, reap all;
+ * then say whether one of them stopped badly. */
+int cl_launcher_stop(cl_launcher_t *l, const uint8_t *asked, char *err,
+                     size_t errsize) {
   size_t i;
   if (l == NULL || l->stopped)
-    return;
+    return 0;
   l->stopping = 1;
   for (i = 0; i < l->n; i++)
     if (l->d[i].running && !(asked && asked[i]))
@@ -454,6 +466,22 @@ void cl_launcher_stop(cl_launcher_t *l, const uint8_t *asked) {
    * stuck in the kernel. */
   wait_exits(l, 10000);
   l->stopped = 1;
+  for (i = 0; i < l->n; i++) {
+    dproc_t *d = &l->d[i];
+    if (!d->bad_stop)
+      continue;
+    if (d->stop_signal != 0)
+      cl_set_err(err, errsize, "server %s (pid %d) was ended by signal %d "
+                 "(%s) while stopping (see %s/%s.log)", d->id, d->pid,
+                 d->stop_signal, strsignal(d->stop_signal), l->log_dir,
+                 d->id);
+    else
+      cl_set_err(err, errsize, "server %s (pid %d) exited with status %lld "
+                 "while stopping (see %s/%s.log)", d->id, d->pid,
+                 (long long)d->stop_status, l->log_dir, d->id);
+    return CL_EIO;
+  }
+  return 0;
 }
 
 /* Stop, close every handle, then keep or remove the logs. */
@@ -462,7 +490,7 @@ void cl_launcher_free(cl_launcher_t *l, int keep_logs) {
   int pending;
   if (l == NULL)
     return;
-  cl_launcher_stop(l, NULL);
+  (void)cl_launcher_stop(l, NULL, NULL, 0);
   for (i = 0; i < l->n; i++) {
     dproc_t *d = &l->d[i];
     if (!d->running)

@@ -68,8 +68,11 @@ int cl_launcher_settle(cl_launcher_t *l, uint64_t ms, char *err,
 /* Stop every daemon still running: those with asked[i] set were sent
  * SHUTDOWN and get CL_LAUNCH_KILL_MS to exit, the others get SIGTERM at
  * once; SIGKILL after CL_LAUNCH_KILL_MS; then wait for every exit. asked
- * may be NULL. Exits during stop are not failures. */
-void cl_launcher_stop(cl_launcher_t *l, const uint8_t *asked);
+ * may be NULL. Returns 0, or CL_EIO with err naming the first daemon that
+ * stopped badly: a non-zero status (a sanitizer's report at exit), a
+ * signal, or the SIGKILL after the grace. Only the first call stops. */
+int cl_launcher_stop(cl_launcher_t *l, const uint8_t *asked, char *err,
+                     size_t errsize);
 
 /* Stop (if not done), close every handle, and remove the temporary log
  * directory if keep_logs is 0 (a directory given by the user is never

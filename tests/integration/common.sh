@@ -13,10 +13,21 @@ PYTHON=python3
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/clsnap-test.XXXXXX")
 cleanup_hooks=()
+# On exit, after the cleanup hooks (which stop the daemons, so their exit
+# reports are written): any sanitizer report in any log under $WORK fails
+# the test, whatever it asserted.
 on_exit() {
-  local h
+  local rc=$? h hit
   for h in "${cleanup_hooks[@]}"; do eval "$h" || true; done
+  hit=$(grep -rl -E "ERROR: (Address|Leak)Sanitizer|runtime error:" \
+    --include='*.log' "$WORK" 2>/dev/null || true)
+  if [ -n "$hit" ]; then
+    grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" $hit >&2
+    echo "FAIL: sanitizer report in $hit" >&2
+    rc=1
+  fi
   rm -rf "$WORK"
+  exit $rc
 }
 trap on_exit EXIT
 
