@@ -145,7 +145,8 @@ typedef struct cl_hooks {
 
 typedef enum {
   CL_OUT_IDLE,       /* configured, CONNECT not yet asked */
-  CL_OUT_CONNECTING, /* resolving, connecting or waiting to retry */
+  CL_OUT_CONNECTING, /* resolving, connecting, saying HELLO (until the
+                        receiver's WELCOME) or waiting to retry */
   CL_OUT_UP,
   CL_OUT_FAILED,     /* gave up after CL_CONNECT_WINDOW_MS */
   CL_OUT_LOST        /* was up, then lost */
@@ -177,8 +178,10 @@ typedef struct cl_out_chan {
   unsigned backoff_ms;
   int last_err;
   char refusal[CL_TEXT_SIZE]; /* what the receiver said when it refused */
-  cl_wire_decoder_t *rdec;    /* the receiver's refusal, if any */
-  cl_outbuf_t out; /* HELLO is the first frame ever queued */
+  cl_wire_decoder_t *rdec;    /* WELCOME or a refusal from the receiver */
+  msgpack_sbuffer hello;      /* written first on every connection */
+  uv_write_t hreq;
+  cl_outbuf_t out; /* frames, written once the receiver said WELCOME */
   size_t reserved; /* frames promised room by cl_peer_reserve */
   cl_jit_t *jq;    /* ring; bounded by the write cap (markers excepted) */
   size_t jhead, jcount, jcap;
@@ -237,12 +240,12 @@ void cl_dispatch_free(cl_daemon_t *d);
 /* server.c */
 int cl_server_listen(cl_daemon_t *d, const char *host, int port,
                      char *bound, size_t boundsz);
-/* Queue one message to a control client; closes it past CL_CTRL_OUT_CAP.
- * Returns 0 only if the message is queued for a client still connected;
- * CL_EFULL if it took the client past the cap (closed, so it will never
- * get it), CL_ELOST if c is already closing, CL_EINVAL if c is not a
- * control connection, or the encoder's CL_E error (nothing queued; c is
- * closed for CL_ENOMEM). */
+/* Queue one message to a control client (or a peer's WELCOME); closes it
+ * past CL_CTRL_OUT_CAP. Returns 0 only if the message is queued for a
+ * connection still there; CL_EFULL if it took it past the cap (closed, so
+ * it will never get it), CL_ELOST if c is already closing, CL_EINVAL if c
+ * has not said what it is yet, or the encoder's CL_E error (nothing
+ * queued; c is closed for CL_ENOMEM). */
 int cl_conn_send(cl_conn_t *c, const cl_msg_t *m);
 /* Log "<why>" naming the connection, close it; a peer connection's channel
  * is lost (reported through hooks.peer_closed). */

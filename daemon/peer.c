@@ -69,6 +69,7 @@ static int ring_grow(void **v, size_t esz, size_t *head, size_t count,
 static void chans_free(cl_out_chan_t *out, size_t n) {
   size_t i;
   for (i = 0; out != NULL && i < n; i++) {
+    msgpack_sbuffer_destroy(&out[i].hello);
     msgpack_sbuffer_destroy(&out[i].out.pend);
     msgpack_sbuffer_destroy(&out[i].out.fly);
     cl_wire_decoder_free(out[i].rdec);
@@ -93,19 +94,20 @@ int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
     int port;
     ch->d = d;
     ch->index = (uint32_t)i;
+    msgpack_sbuffer_init(&ch->hello);
     msgpack_sbuffer_init(&ch->out.pend);
     msgpack_sbuffer_init(&ch->out.fly);
     snprintf(ch->id, sizeof ch->id, "%s", out_ids[i]);
     for (j = 0; j < cfg->nout; j++)
       if (strcmp(cfg->out[j].id, ch->id) == 0)
         snprintf(ch->addr, sizeof ch->addr, "%s", cfg->out[j].addr);
-    /* HELLO goes first so that nothing queued later can precede it. */
+    /* HELLO goes first on every connection; frames wait for WELCOME. */
     memset(&hello, 0, sizeof hello);
     hello.type = CL_MSG_HELLO;
     memcpy(hello.u.hello.from, cfg->self, CL_ID_SIZE);
     memcpy(hello.u.hello.to, ch->id, CL_ID_SIZE);
     hello.u.hello.config_id = cfg->config_id;
-    if ((r = cl_wire_encode(&hello, &ch->out.pend)) < 0)
+    if ((r = cl_wire_encode(&hello, &ch->hello)) < 0)
       goto fail;
     r = CL_EINVAL;
     if (cl_addr_split(ch->addr, host, &port) < 0)
@@ -254,6 +256,8 @@ static void out_closed_cb(uv_handle_t *h) {
   ch->tcp_open = 0;
 }
 
+static void out_retry_close_cb(uv_handle_t *h);
+
 /* Outbound channel ch is gone after being up: drop its queue (those
  * messages can no longer be delivered) and report it. */
 static void out_lost(cl_out_chan_t *ch, int err, const char *why) {
@@ -307,8 +311,8 @@ static void out_retry_close_cb(uv_handle_t *h) {
   out_retry_later(ch);
 }
 
-/* Bytes from the receiver go into a small decoder: the only thing it ever
- * sends is an ERROR saying why it refused the channel. */
+/* Bytes from the receiver go into a small decoder: all it ever sends is
+ * WELCOME, or an ERROR saying why it refused the channel. */
 static void out_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   static char sink[256];
   cl_out_chan_t *ch = h->data;
@@ -329,56 +333,109 @@ static void out_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof sink;
 }
 
-/* Reading an outbound channel detects its end, and the receiver's reason
- * when it refused the channel. */
+/* An attempt ended before WELCOME (refused, closed, or bytes that are not
+ * a handshake): close the handle; its close callback retries or, past the
+ * window, fails the channel with the receiver's reason. */
+static void out_attempt_failed(cl_out_chan_t *ch, int err) {
+  ch->last_err = err;
+  uv_timer_stop(&ch->retry);
+  if (ch->tcp_open && !uv_is_closing((uv_handle_t *)&ch->tcp))
+    uv_close((uv_handle_t *)&ch->tcp, out_retry_close_cb);
+}
+
+/* The receiver took HELLO: the channel is up, queued frames may go. */
+static void out_welcome(cl_out_chan_t *ch, const cl_msg_t *m) {
+  cl_daemon_t *d = ch->d;
+  if (strcmp(m->u.welcome.from, ch->id) != 0) {
+    snprintf(ch->refusal, sizeof ch->refusal, "WELCOME from %s, expected "
+             "%s", m->u.welcome.from, ch->id);
+    out_attempt_failed(ch, CL_EPROTO);
+    return;
+  }
+  uv_timer_stop(&ch->retry); /* the attempt's deadline */
+  ch->state = CL_OUT_UP;
+  cl_log_info("channel %s->%s up (%s)", d->id, ch->id, ch->addr);
+  out_report(ch, "");
+}
+
+/* Reading an outbound channel: the handshake, then only its end. */
 static void out_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cl_out_chan_t *ch = s->data;
-  cl_msg_t m;
   char why[CL_TEXT_SIZE + CL_ID_SIZE + 16];
+  cl_msg_t m;
+  int r;
   (void)buf;
-  if (nread > 0 && ch->rdec != NULL) {
+  if (nread > 0 && ch->rdec != NULL && ch->state == CL_OUT_CONNECTING) {
     cl_wire_decoder_consumed(ch->rdec, (size_t)nread);
-    memset(&m, 0, sizeof m);
-    if (cl_wire_next(ch->rdec, &m) == 1 && m.type == CL_MSG_ERROR) {
-      snprintf(ch->refusal, sizeof ch->refusal, "%s", m.u.error.text);
+    while (ch->state == CL_OUT_CONNECTING) {
+      memset(&m, 0, sizeof m);
+      r = cl_wire_next(ch->rdec, &m);
+      if (r == 0)
+        return;
+      if (r == 1 && m.type == CL_MSG_WELCOME)
+        out_welcome(ch, &m);
+      else if (r == 1 && m.type == CL_MSG_ERROR)
+        snprintf(ch->refusal, sizeof ch->refusal, "%s", m.u.error.text);
+      else
+        r = -1;
       cl_msg_free(&m);
-      return; /* the close follows */
+      if (r < 0) {
+        snprintf(ch->refusal, sizeof ch->refusal, "not a clsnapd handshake");
+        out_attempt_failed(ch, CL_EPROTO);
+        return;
+      }
     }
-    cl_msg_free(&m);
+    if (ch->rdec == NULL || cl_wire_decoder_buffered(ch->rdec) == 0)
+      return;
+    nread = 1; /* bytes after WELCOME */
   }
-  if (nread > 0) {
-    out_lost(ch, CL_EPROTO, "unexpected bytes from the receiver");
-  } else if (nread < 0) {
-    if (ch->refusal[0] != '\0')
-      snprintf(why, sizeof why, "refused by %s: %s", ch->id, ch->refusal);
-    else
+  if (ch->state == CL_OUT_UP) {
+    if (nread > 0) {
+      out_lost(ch, CL_EPROTO, "unexpected bytes from the receiver");
+    } else if (nread < 0) {
       snprintf(why, sizeof why, "%s", cl_daemon_strerror((int)nread));
-    out_lost(ch, (int)nread, why);
+      out_lost(ch, (int)nread, why);
+    }
+  } else if (ch->state == CL_OUT_CONNECTING && nread != 0) {
+    out_attempt_failed(ch, nread < 0 ? (int)nread : CL_EPROTO);
   }
 }
 
-/* Connected (or not): up means HELLO and everything queued can go. */
+/* HELLO written (or not). */
+static void out_hello_cb(uv_write_t *req, int status) {
+  cl_out_chan_t *ch = req->data;
+  if (status < 0 && status != UV_ECANCELED &&
+      ch->state == CL_OUT_CONNECTING)
+    out_attempt_failed(ch, status);
+}
+
+/* Connected (or not): say HELLO and wait for WELCOME within what is left
+ * of the attempt's deadline. */
 static void out_connect_cb(uv_connect_t *req, int status) {
   cl_out_chan_t *ch = req->data;
   cl_daemon_t *d = ch->d;
+  uv_buf_t b;
   int r;
   if (d->stopping || status == UV_ECANCELED)
     return;
-  uv_timer_stop(&ch->retry); /* the attempt's deadline timer */
   if (status < 0) {
+    uv_timer_stop(&ch->retry);
     ch->last_err = status;
     uv_close((uv_handle_t *)&ch->tcp, out_retry_close_cb);
     return;
   }
-  ch->state = CL_OUT_UP;
   uv_tcp_nodelay(&ch->tcp, 1);
+  cl_wire_decoder_free(ch->rdec);
+  ch->rdec = NULL;
   r = uv_read_start((uv_stream_t *)&ch->tcp, out_alloc_cb, out_read_cb);
-  if (r < 0) {
-    out_lost(ch, r, cl_daemon_strerror(r));
-    return;
+  if (r == 0) {
+    /* The bytes live in ch->hello until the channel is freed. */
+    b = uv_buf_init(ch->hello.data, (unsigned)ch->hello.size);
+    ch->hreq.data = ch;
+    r = uv_write(&ch->hreq, (uv_stream_t *)&ch->tcp, &b, 1, out_hello_cb);
   }
-  cl_log_info("channel %s->%s up (%s)", d->id, ch->id, ch->addr);
-  out_report(ch, "");
+  if (r < 0)
+    out_attempt_failed(ch, r);
 }
 
 /* Name resolution finished for a channel whose address is a host name. */
@@ -409,11 +466,12 @@ static void out_gai_cb(uv_getaddrinfo_t *req, int status,
   out_attempt(ch);
 }
 
-/* The CONNECT window ran out with a connect still pending (neither
- * accepted nor refused: e.g. SYNs dropped by a full listen backlog, which
- * the kernel would retry for about two minutes). Closing the handle cancels
- * the connect (its callback gets UV_ECANCELED); the close callback then
- * finds the window over and fails the channel. */
+/* The CONNECT window ran out with a connect or handshake still pending
+ * (neither accepted nor refused: e.g. SYNs dropped by a full listen
+ * backlog, which the kernel would retry for about two minutes, or a
+ * receiver that never answers HELLO). Closing the handle cancels the
+ * connect (its callback gets UV_ECANCELED); the close callback then finds
+ * the window over and fails the channel. */
 static void out_connect_timeout_cb(uv_timer_t *t) {
   cl_out_chan_t *ch = t->data;
   if (ch->d->stopping || ch->state != CL_OUT_CONNECTING || !ch->tcp_open ||

@@ -151,7 +151,7 @@ int cl_conn_send(cl_conn_t *c, const cl_msg_t *m) {
   int r;
   if (c->closing)
     return CL_ELOST;
-  if (c->kind != CL_CONN_CONTROL)
+  if (c->kind == CL_CONN_NEW)
     return CL_EINVAL;
   before = c->out.pend.size;
   r = cl_wire_encode(m, &c->out.pend);
@@ -277,12 +277,13 @@ static void ctrl_stop_step(cl_conn_t *c) {
     cl_conn_close(c);
 }
 
-/* Once per loop turn: one uv_write per control connection with output. */
+/* Once per loop turn: one uv_write per connection with output (replies
+ * to clients; a peer's WELCOME). */
 void cl_server_flush(cl_daemon_t *d) {
   cl_conn_t *c, *next;
   for (c = d->conns; c != NULL; c = next) {
     next = c->next;
-    if (c->kind == CL_CONN_CONTROL && !c->stopping)
+    if (c->kind != CL_CONN_NEW && !c->stopping)
       ctrl_write(c);
   }
 }
@@ -347,6 +348,7 @@ static void peer_refuse(cl_conn_t *c, int code, const char *why) {
 static void conn_hello(cl_conn_t *c, const cl_msg_t *m) {
   cl_daemon_t *d = c->d;
   char why[CL_TEXT_SIZE];
+  cl_msg_t w;
   int r = d->hooks.hello(c, m, why, sizeof why);
   if (r < 0) {
     peer_refuse(c, r, why);
@@ -355,6 +357,13 @@ static void conn_hello(cl_conn_t *c, const cl_msg_t *m) {
   c->kind = CL_CONN_PEER;
   memcpy(c->name, m->u.hello.from, sizeof c->name);
   d->in_conn[c->in] = c;
+  /* The sender waits for this before it sends anything: from now on its
+   * frames are accepted. */
+  memset(&w, 0, sizeof w);
+  w.type = CL_MSG_WELCOME;
+  memcpy(w.u.welcome.from, d->id, CL_ID_SIZE);
+  if (cl_conn_send(c, &w) < 0)
+    return; /* closed, logged */
   cl_log_info("channel %s->%s up (%s)", c->name, d->id, c->addr);
 }
 

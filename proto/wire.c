@@ -54,6 +54,7 @@ const char *cl_msg_type_name(int type) {
   case CL_MSG_HELLO: return "HELLO";
   case CL_MSG_TOKEN: return "TOKEN";
   case CL_MSG_MARKER: return "MARKER";
+  case CL_MSG_WELCOME: return "WELCOME";
   case CL_MSG_CLIENT: return "CLIENT";
   case CL_MSG_CONFIGURE: return "CONFIGURE";
   case CL_MSG_CONNECT: return "CONNECT";
@@ -332,6 +333,11 @@ int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
     put_array(&e, 2);
     put_u64(&e, m->type);
     put_id(&e, m->u.client.name);
+    break;
+  case CL_MSG_WELCOME:
+    put_array(&e, 2);
+    put_u64(&e, m->type);
+    put_id(&e, m->u.welcome.from);
     break;
   case CL_MSG_CONFIGURE:
     put_configure(&e, m->req, &m->u.configure);
@@ -783,6 +789,7 @@ static uint32_t frame_len(uint64_t type) {
   case CL_MSG_HELLO: return 4;
   case CL_MSG_TOKEN: return 3;
   case CL_MSG_MARKER: return 2;
+  case CL_MSG_WELCOME: return 2;
   case CL_MSG_CLIENT: return 2;
   case CL_MSG_CONFIGURE: return 12;
   case CL_MSG_CONNECT: return 2;
@@ -840,6 +847,8 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
     return get_u64(&f[1], 0, UINT64_MAX, &m->u.marker.snapshot_id);
   case CL_MSG_CLIENT:
     return get_id(&f[1], m->u.client.name);
+  case CL_MSG_WELCOME:
+    return get_id(&f[1], m->u.welcome.from);
   case CL_MSG_CONFIGURE:
     return get_configure(f, &m->u.configure);
   case CL_MSG_CONNECT:

@@ -14,6 +14,9 @@
  *   peer channel (opened by the sender; HELLO must be the first frame)
  *     HELLO      [1, from, to, config_id]    config_id: the sender's
  *                                           CONFIGURE config_id
+ *     WELCOME    [4, from]                  receiver -> sender, once: HELLO
+ *                                           accepted (a refusal is an ERROR
+ *                                           [31, 0, code, text], then close)
  *     TOKEN      [2, seq, n]                 seq >= 1, n >= 1
  *     MARKER     [3, snapshot_id]
  *   control requests (coordinator -> daemon; CLIENT must be the first frame)
@@ -70,6 +73,7 @@ typedef enum {
   CL_MSG_HELLO = 1,
   CL_MSG_TOKEN = 2,
   CL_MSG_MARKER = 3,
+  CL_MSG_WELCOME = 4,
   CL_MSG_CLIENT = 10,
   CL_MSG_CONFIGURE = 11,
   CL_MSG_CONNECT = 12,
@@ -206,6 +210,7 @@ typedef struct cl_msg {
     } hello;
     struct { uint64_t seq; int64_t n; } token;
     struct { uint64_t snapshot_id; } marker;
+    struct { char from[CL_ID_SIZE]; } welcome;
     struct { char name[CL_ID_SIZE]; } client;
     cl_configure_t configure;
     struct { char dest[CL_ID_SIZE]; int64_t n; } send;

@@ -15,6 +15,9 @@
 #                         (logged, NOTICE); SNAPSHOT past the cap is EFULL
 #   bounds.sh connect-timeout  an outbound peer whose backlog is full (connect
 #                         hangs): CONNECT answers ERROR EIO within its window
+#   bounds.sh fd-limit    a daemon under ulimit -n 256 flooded with 400 idle
+#                         connections refuses the excess with log lines (at
+#                         most one a second) and its channels keep working
 #   bounds.sh retention   --max-kept 2: of 4 snapshots nobody watches
 #                         (snapshot --no-wait) the oldest two are evicted
 #                         with a log line, COLLECT says ENOENT; a snapshot a
@@ -25,7 +28,7 @@ export WORK
 hostile=$(dirname "$0")/hostile.py
 
 case ${1:-} in
-input-cap | write-cap | reply-cap | collect-cap | active-cap | connect-timeout)
+input-cap | write-cap | reply-cap | collect-cap | active-cap | connect-timeout | fd-limit)
   "$PYTHON" "$hostile" "$1" "$CLSNAPD" "$WORK" || fail "$1 test failed (log: $WORK/A.log)"
   no_sanitizer_reports "$WORK/A.log"
   ;;
@@ -88,6 +91,6 @@ PY
   echo "ok: retention (kept ${ids[2]} ${ids[3]}, evicted ${ids[0]} ${ids[1]} with log lines)"
   ;;
 *)
-  fail "usage: bounds.sh input-cap|write-cap|reply-cap|collect-cap|active-cap|connect-timeout|retention"
+  fail "usage: bounds.sh input-cap|write-cap|reply-cap|collect-cap|active-cap|connect-timeout|fd-limit|retention"
   ;;
 esac

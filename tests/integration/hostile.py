@@ -34,6 +34,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 # Error codes (common/error.h: CL_E_FIRST_ = -1000, then in this order).
@@ -457,7 +458,7 @@ class Garbage:
         self.expect_refused(b"\x91" * 10000, "malformed message")
 
     def case_unknown_type(self):
-        for shape in ([99, 1, 2], [0], [43, "x"], [200], [4, 1], [20, 1, 1],
+        for shape in ([99, 1, 2], [0], [43, "x"], [200], [5, 1], [20, 1, 1],
                       [23, 1, 2]):
             self.expect_refused(pack(shape), "unknown message type")
 
@@ -665,12 +666,18 @@ class Garbage:
 # ---- bounds with a daemon of our own ----------------------------------------
 
 class Daemon:
-    def __init__(self, clsnapd, workdir, sid, *args):
+    def __init__(self, clsnapd, workdir, sid, *args, nofile=None):
         self.log = os.path.join(workdir, sid + ".log")
+
+        def limit():
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.p = subprocess.Popen([clsnapd, "--id", sid, "--listen",
                                    "127.0.0.1:0"] + list(args),
                                   stdout=subprocess.PIPE,
-                                  stderr=open(self.log, "w"), text=True)
+                                  stderr=open(self.log, "w"), text=True,
+                                  preexec_fn=limit)
         line = self.p.stdout.readline().split()
         check(len(line) == 3 and line[0] == "READY",
               "daemon did not print READY: %r" % line)
@@ -742,7 +749,7 @@ def input_cap(clsnapd, workdir):
 
 def write_cap(clsnapd, workdir):
     cap = 4096
-    # The peer: accepts (the kernel does, via the backlog) and never reads.
+    # The peer: takes the connection, says WELCOME, and never reads.
     sink = socket.socket()
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sink.bind(("127.0.0.1", 0))
@@ -750,9 +757,19 @@ def write_cap(clsnapd, workdir):
     peer = "127.0.0.1:%d" % sink.getsockname()[1]
     d = Daemon(clsnapd, workdir, "A", "--write-cap", str(cap))
     tokens = 10 ** 7
+    accepted = []
+
+    def welcome():
+        s, _ = sink.accept()
+        s.sendall(pack([4, "B"]))
+        accepted.append(s)
+
     try:
         c = Control(d.addr)
+        t = threading.Thread(target=welcome, daemon=True)
+        t.start()
         configure(c, "A", tokens, out=[("B", peer)])
+        t.join(10)
         # Fill the channel fast: circulate mode sends one token per message
         # while the queue is under the cap, until the peer's window and the
         # socket buffers are full and the daemon's own queue reaches the
@@ -812,6 +829,8 @@ def write_cap(clsnapd, workdir):
         c.close()
     finally:
         rc = d.stop()
+        for s in accepted:
+            s.close()
         sink.close()
     check(rc == 0, "daemon exited %s after SIGTERM" % rc)
     print("ok: write cap (%d token messages queued or sent, then EFULL: %s)"
@@ -1056,6 +1075,60 @@ def collect_cap(clsnapd, workdir):
           % (k, ssize, m, stsize))
 
 
+def fd_limit(clsnapd, workdir):
+    """A daemon under `ulimit -n 256` flooded with 400 idle connections:
+    it refuses what it cannot hold with log lines (at most one a second),
+    and its cluster channels keep working through it and after it."""
+    a = Daemon(clsnapd, workdir, "A", nofile=256)
+    b = Daemon(clsnapd, workdir, "B")
+    flood = []
+    try:
+        ca, cb = Control(a.addr, "ca"), Control(b.addr, "cb")
+        for c, sid, peer, addr in ((ca, "A", "B", b.addr),
+                                   (cb, "B", "A", a.addr)):
+            r = c.call(11, sid, 10, 0 if sid == "A" else 1, 2, 0, 0, 0,
+                       [[peer, addr]], [peer], 0)
+            check(r[0] == 30, "CONFIGURE %s answered %r" % (sid, r))
+        for c in (ca, cb):
+            check(c.call(12)[0] == 30, "CONNECT failed")
+        for k in range(400):
+            try:
+                s = connect(a.addr)
+                s.sendall(pack([10, "idle%d" % k]))
+                flood.append(s)
+            except OSError:
+                pass
+        line = wait_log(a.log, "refusing", "set by ulimit -n")
+        check(len(open(a.log).read().split("refusing")) - 1 <= 5,
+              "refusals are not rate-limited in the log")
+        # The channels carry tokens both ways while the flood holds on.
+        check(cb.call(13, "A", 3)[0] == 30, "SEND B->A refused")
+        check(ca.call(13, "B", 2)[0] == 30, "SEND A->B refused")
+        r = ca.call(14, 9)
+        check(r[0] == 30, "SNAPSHOT during the flood answered %r" % (r,))
+        for s in flood:
+            s.close()
+        flood = []
+        for c in (ca, cb):
+            r = c.call(15, 9, True, timeout=10)
+            while r[0] == 31 and r[2] == EAGAIN:
+                time.sleep(0.05)
+                r = c.call(15, 9, True)
+            check(r[0] == 32, "COLLECT 9 answered %r" % (r[:4],))
+        st = ca.status()
+        check(all(o[2] for o in st["out"]) and all(i[2] for i in st["in"]),
+              "a channel of A was lost: %r %r" % (st["out"], st["in"]))
+        check("lost channel" not in open(a.log).read(),
+              "A lost a channel under the flood")
+        check(a.alive() and b.alive(), "a daemon died")
+        print("ok: fd limit (%s)" % line.strip()[-120:])
+    finally:
+        for s in flood:
+            s.close()
+        a.stop()
+        b.stop()
+
+
 def main(argv):
     try:
         if argv[1] == "garbage":
@@ -1075,6 +1148,8 @@ def main(argv):
             collect_cap(argv[2], argv[3])
         elif argv[1] == "connect-timeout":
             connect_timeout(argv[2], argv[3])
+        elif argv[1] == "fd-limit":
+            fd_limit(argv[2], argv[3])
         else:
             print(__doc__)
             return 2

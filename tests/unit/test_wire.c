@@ -122,7 +122,8 @@ static void expect_err(msgpack_sbuffer *sb, size_t cap, int want, int line) {
 /* Sample messages with non-trivial contents, one per type              */
 
 static const int all_types[] = {
-    CL_MSG_HELLO,    CL_MSG_TOKEN,    CL_MSG_MARKER,   CL_MSG_CLIENT,
+    CL_MSG_HELLO,    CL_MSG_TOKEN,    CL_MSG_MARKER,   CL_MSG_WELCOME,
+    CL_MSG_CLIENT,
     CL_MSG_CONFIGURE, CL_MSG_CONNECT, CL_MSG_SEND,     CL_MSG_SNAPSHOT,
     CL_MSG_COLLECT,  CL_MSG_STATUS,   CL_MSG_DELIVER,  CL_MSG_SHUTDOWN,
     CL_MSG_CIRCULATE, CL_MSG_WATCH,   CL_MSG_NEXT_ID,  CL_MSG_OK,
@@ -139,6 +140,7 @@ static unsigned layout_len(int type) {
   case CL_MSG_SEND: case CL_MSG_COLLECT: case CL_MSG_ERROR:
   case CL_MSG_HELLO: case CL_MSG_WATCH: return 4;
   case CL_MSG_MARKER: case CL_MSG_CLIENT: case CL_MSG_CONNECT:
+  case CL_MSG_WELCOME:
   case CL_MSG_STATUS: case CL_MSG_SHUTDOWN: case CL_MSG_LOCAL_STATE:
   case CL_MSG_NEXT_ID:
     return 2;
@@ -169,6 +171,10 @@ static void make_sample(int type, cl_msg_t *m) {
   case CL_MSG_CLIENT:
     m->req = 0;
     set_id(m->u.client.name, "clsnap");
+    break;
+  case CL_MSG_WELCOME:
+    m->req = 0;
+    set_id(m->u.welcome.from, "N7");
     break;
   case CL_MSG_CONFIGURE: {
     cl_configure_t *c = &m->u.configure;
@@ -334,6 +340,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   case CL_MSG_TOKEN: return EQ(u.token.seq) && EQ(u.token.n);
   case CL_MSG_MARKER: return EQ(u.marker.snapshot_id);
   case CL_MSG_CLIENT: return EQS(u.client.name);
+  case CL_MSG_WELCOME: return EQS(u.welcome.from);
   case CL_MSG_CONFIGURE:
     if (!EQS(u.configure.self) || !EQ(u.configure.tokens) ||
         !EQ(u.configure.rank) || !EQ(u.configure.nservers) ||
@@ -815,6 +822,7 @@ static void test_streams(void) {
     }
     if (msgs[i].type == CL_MSG_HELLO || msgs[i].type == CL_MSG_TOKEN ||
         msgs[i].type == CL_MSG_MARKER || msgs[i].type == CL_MSG_CLIENT ||
+        msgs[i].type == CL_MSG_WELCOME ||
         msgs[i].type == CL_MSG_COMPLETE || msgs[i].type == CL_MSG_NOTICE ||
         msgs[i].type == CL_MSG_LOCAL_STATE)
       msgs[i].req = 0; /* these frames carry no req */
@@ -885,7 +893,7 @@ static void test_shape(void) {
   build(&sb, "A i", 1, 0);            EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 20, 1);      EXPECT(&sb, CL_ETYPE); /* was PUSH */
   build(&sb, "A i i", 2, 23, 1);      EXPECT(&sb, CL_ETYPE);
-  build(&sb, "A i i", 2, 4, 1);       EXPECT(&sb, CL_ETYPE);
+  build(&sb, "A i i", 2, 5, 1);       EXPECT(&sb, CL_ETYPE);
   build(&sb, "A U", 1, 0x100000002ULL); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i M", 2, 50, 0);      EXPECT(&sb, CL_ETYPE);
   msgpack_sbuffer_destroy(&sb);
