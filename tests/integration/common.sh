@@ -52,6 +52,22 @@ snap_tokens() {
        END { print sum + 0 }' "$1"
 }
 
+# A reference case's snapshots: DIR must hold exactly WANT files 0.snap ...,
+# each equal to the expected PREFIX.snap (one snapshot) or PREFIX<k>.snap by
+# the reference's comparison (snapcmp.py), with the tokens of TOPOLOGY.
+#   reference_equal TOPOLOGY PREFIX WANT DIR
+reference_equal() {
+  local top=$1 prefix=$2 want=$3 dir=$4 n k exp pairs=()
+  n=$(ls "$dir" | wc -l)
+  [ "$n" -eq "$want" ] || fail "expected $want snapshots, got $n"
+  for k in $(seq 0 $((want - 1))); do
+    if [ "$want" -eq 1 ]; then exp=$COS/$prefix.snap; else exp=$COS/$prefix$k.snap; fi
+    pairs+=("$exp" "$dir/$k.snap")
+  done
+  $PYTHON "$SNAPCMP" "$(total_tokens "$top")" "${pairs[@]}" ||
+    fail "snapshots differ from the reference"
+}
+
 # No clsnapd process may outlive a test. Matches daemons started from this
 # test's binaries only, so parallel tests do not see each other's.
 assert_no_daemons() {
