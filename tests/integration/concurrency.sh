@@ -2,7 +2,8 @@
 # Hundreds of snapshots in progress at once (gen_bursts.py): none may be
 # lost to a server's retention bound, and every one must check.
 #   concurrency.sh chain|ring|dense   lockstep across processes equals the
-#                      in-process replay byte for byte; free-running with
+#                      in-process replay byte for byte and the reference
+#                      simulator (refsim.py); free-running with
 #                      jitter: every snapshot passes and holds every token
 #   concurrency.sh cap       1024 snapshots in progress at one server pass
 #                      (lockstep, both backends); 1025 stop the run at once
@@ -47,6 +48,12 @@ chain | ring | dense)
   diff -rq "$WORK/lock" "$WORK/inproc" >/dev/null || fail "$t: .snap files differ between the backends"
   grep -q "^$want snapshots: $want passed, 0 failed$" "$WORK/lock.txt" || fail "$t: lockstep: not $want passed"
   every_snap_holds "$WORK/lock" "$total" "$want"
+  # The independent oracle (refsim.py) gives the same snapshots.
+  "$PYTHON" "$(dirname "$0")/refsim.py" "$top" "$events" "$WORK/oracle" --seed 7 ||
+    fail "$t: refsim.py failed"
+  pairs=()
+  for k in $(seq 0 $((want - 1))); do pairs+=("$WORK/oracle/$k.snap" "$WORK/lock/$k.snap"); done
+  "$PYTHON" "$SNAPCMP" "$total" "${pairs[@]}" || fail "$t: lockstep differs from the reference simulator"
   run free "$top" "$events" --jitter-ms 2 --log-dir "$WORK/flogs"
   grep -q "^$want snapshots: $want passed, 0 failed$" "$WORK/free.txt" || fail "$t: free-running: not $want passed"
   every_snap_holds "$WORK/free" "$total" "$want"
