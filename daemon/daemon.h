@@ -30,6 +30,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "scan.h"
 #include "session.h"
 #include "util.h"
 #include "wire.h"
@@ -112,8 +113,7 @@ typedef struct cl_conn {
   int in;        /* peer: inbound channel index */
   cl_session_client_t *client; /* control: the session's client */
   cl_parse_t parse;
-  unsigned ncarry;  /* fast: bytes of a partial frame kept between reads */
-  char carry[24];   /* (a fast frame is at most 20 bytes) */
+  cl_scan_t scan;   /* CL_PARSE_FAST: the scanner's own state */
   uint64_t since; /* loop ms: accepted (new) or waiting for the rest of a
                      frame since (0: nothing pending); see the sweep */
   cl_wire_decoder_t *dec;

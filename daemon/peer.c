@@ -578,78 +578,21 @@ static void out_flush(cl_out_chan_t *ch) {
     out_lost(ch, r, cl_daemon_strerror(r));
 }
 
-/* Bytes of a msgpack unsigned integer in its shortest form. */
-static size_t uint_len(uint64_t v) {
-  return v <= 0x7f ? 1 : v <= 0xff ? 2 : v <= 0xffff ? 3
-         : v <= 0xffffffffu ? 5 : 9;
-}
-
-/* Write v as msgpack does (shortest form); returns the bytes written. */
-static size_t put_uint(unsigned char *p, uint64_t v) {
-  size_t k, i;
-  if (v <= 0x7f) {
-    p[0] = (unsigned char)v;
-    return 1;
-  }
-  k = uint_len(v) - 1;
-  p[0] = k == 1 ? 0xcc : k == 2 ? 0xcd : k == 4 ? 0xce : 0xcf;
-  for (i = 0; i < k; i++)
-    p[1 + i] = (unsigned char)(v >> (8 * (k - 1 - i)));
-  return k + 1;
-}
-
 /* Circulate k tokens to outbound channel i (up, no jitter), one per TOKEN
- * message: the session moves them, the frames (the same bytes
- * cl_wire_encode_token writes) go straight into the pending buffer.
- * Returns the tokens sent. */
+ * message: the session moves them, the frames go straight into the
+ * pending buffer. Returns the tokens sent. */
 static size_t circ_send(cl_daemon_t *d, size_t i, size_t k) {
   cl_out_chan_t *ch = &d->out[i];
-  unsigned char *p;
-  uint64_t first, seq, j;
-  int dbg = cl_log_enabled(CL_LOG_DEBUG);
-  /* A one-token frame is at most 2 + 9 + 1 bytes. */
-  if (k == 0 || sbuf_reserve(&ch->out.pend, k * 12) < 0 ||
+  uint64_t first, j;
+  /* Room for the frames first: then nothing can fail once tokens moved. */
+  if (k == 0 || cl_wire_reserve_ones(&ch->out.pend, k) < 0 ||
       cl_session_send_ones(d->session, (uint32_t)i, k, &first) < 0)
     return 0;
-  p = (unsigned char *)ch->out.pend.data + ch->out.pend.size;
-  seq = first;
-#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  if (!dbg && seq > 0xffff && seq + k - 1 <= 0xffffffffu) {
-    /* The usual frames under load, [2, seq, 1] with a 32-bit seq: one
-     * 8-byte store each. */
-    for (j = 0; j < k; j++, seq++, p += 8) {
-      uint64_t w = 0x0100000000ce0293ull |
-                   (uint64_t)__builtin_bswap32((uint32_t)seq) << 24;
-      memcpy(p, &w, 8);
-    }
-    ch->out.pend.size = (size_t)((char *)p - ch->out.pend.data);
-    return k;
-  }
-#endif
-  for (j = 0; j < k; j++, seq++) {
-    if (seq > 0xffff && seq <= 0xffffffffu) {
-      /* The usual frame under load: 32-bit seq. */
-      p[0] = 0x93;
-      p[1] = CL_MSG_TOKEN;
-      p[2] = 0xce;
-      p[3] = (unsigned char)(seq >> 24);
-      p[4] = (unsigned char)(seq >> 16);
-      p[5] = (unsigned char)(seq >> 8);
-      p[6] = (unsigned char)seq;
-      p[7] = 1;
-      p += 8;
-    } else {
-      p[0] = 0x93;
-      p[1] = CL_MSG_TOKEN;
-      p += 2;
-      p += put_uint(p, seq);
-      *p++ = 1;
-    }
-    if (dbg)
+  (void)cl_wire_encode_ones(&ch->out.pend, first, k);
+  if (cl_log_enabled(CL_LOG_DEBUG))
+    for (j = 0; j < k; j++)
       cl_log(CL_LOG_DEBUG, "send TOKEN seq %llu n 1 to %s",
-             (unsigned long long)seq, ch->id);
-  }
-  ch->out.pend.size = (size_t)((char *)p - ch->out.pend.data);
+             (unsigned long long)(first + j), ch->id);
   return k;
 }
 
@@ -687,7 +630,7 @@ static void circulate(cl_daemon_t *d) {
         q = cl_peer_queued(d, (uint32_t)i);
         if (d->out[i].state != CL_OUT_UP || q >= mark)
           continue;
-        fsz = 3 + uint_len(cl_session_sent(d->session, i) + 1);
+        fsz = cl_wire_one_size(cl_session_sent(d->session, i) + 1);
         room = (mark - q + fsz - 1) / fsz;
         k = ((size_t)held + open - 1) / open;
         if (k > room)

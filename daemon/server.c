@@ -432,151 +432,27 @@ static void conn_mark_pending(cl_conn_t *c, int progress) {
     c->since = uv_now(c->d->loop);
 }
 
-/* One msgpack unsigned integer in its shortest forms (what the encoder
- * writes): 1 and *v, *len; 0 when more bytes are needed; -1 for any other
- * form (the generic decoder then judges it). */
-static int fast_uint(const unsigned char *p, size_t n, uint64_t *v,
-                     size_t *len) {
-  size_t k, i;
-  if (n == 0)
-    return 0;
-  if (p[0] <= 0x7f) {
-    *v = p[0];
-    *len = 1;
-    return 1;
-  }
-  switch (p[0]) {
-  case 0xcc: k = 1; break;
-  case 0xcd: k = 2; break;
-  case 0xce: k = 4; break;
-  case 0xcf: k = 8; break;
-  default: return -1;
-  }
-  if (n < k + 1)
-    return 0;
-  *v = 0;
-  for (i = 1; i <= k; i++)
-    *v = (*v << 8) | p[i];
-  *len = k + 1;
-  return 1;
-}
-
-/* Hand a run of one-token messages (consecutive seqs from first) to the
- * session. 0, or its error after failing the connection. */
-static int fast_run(cl_conn_t *c, uint64_t first, uint64_t count) {
+/* The fast scanner's callbacks (proto/scan.h): what it finds goes to the
+ * session like a decoded frame; a non-zero return stops the scan because
+ * the connection is closing. */
+static int scan_ones(void *ctx, uint64_t first, uint64_t count) {
+  cl_conn_t *c = ctx;
   char why[CL_TEXT_SIZE];
-  int r;
-  if (count == 0)
-    return 0;
-  r = c->d->hooks.peer_ones(c, first, count, why, sizeof why);
-  if (r < 0)
+  if (c->d->hooks.peer_ones(c, first, count, why, sizeof why) < 0)
     cl_conn_fail(c, "%s", why);
-  return r;
+  return c->closing || c->d->stopping;
 }
 
-/* 1 if f (8 bytes) is the usual TOKEN frame under load, [2, seq, 1] with a
- * 32-bit seq, carrying sequence number seq. */
-static int usual_token(const unsigned char *f, uint64_t seq) {
-#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  /* One load and two compares instead of eight byte loads. */
-  uint64_t w;
-  memcpy(&w, f, 8);
-  return (w & 0xff00000000ffffffull) == 0x0100000000ce0293ull &&
-         __builtin_bswap32((uint32_t)(w >> 24)) == seq;
-#else
-  return f[0] == 0x93 && f[1] == CL_MSG_TOKEN && f[2] == 0xce && f[7] == 1 &&
-         ((uint64_t)f[3] << 24 | (uint64_t)f[4] << 16 | (uint64_t)f[5] << 8 |
-          f[6]) == seq;
-#endif
+static int scan_msg(void *ctx, const cl_msg_t *m) {
+  cl_conn_t *c = ctx;
+  conn_peer_msg(c, m);
+  return c->closing || c->d->stopping;
 }
 
-/* Free-running peer input parsed in place: TOKEN [2, seq, n] and MARKER
- * [3, id] in the encoder's forms go straight to the session, one-token
- * messages with consecutive seqs as one run, without the generic decoder's
- * allocation and copying per frame. Returns the bytes consumed: everything
- * but a trailing partial frame (*stop = 0), or up to a frame this parser
- * does not take (*stop = 1: the caller hands the rest to the generic
- * decoder, which accepts or rejects it exactly as ever), or up to where the
- * connection failed (c->closing). */
-static size_t fast_input(cl_conn_t *c, const char *buf, size_t n, int *stop) {
-  cl_daemon_t *d = c->d;
-  const unsigned char *p = (const unsigned char *)buf;
-  size_t off = 0, l1, l2;
-  uint64_t a, b, first = 0, count = 0;
-  cl_msg_t m;
-  int r;
-  *stop = 0;
-  while (off < n && !c->closing && !d->stopping) {
-    const unsigned char *f = p + off;
-    size_t left = n - off;
-    if (count > 0) {
-      /* The hot loop: the run goes on while frames are the usual ones. */
-      while (left >= 8 && usual_token(f, first + count)) {
-        count++;
-        f += 8;
-        left -= 8;
-        off += 8;
-      }
-    }
-    if (left < 2)
-      break;
-    memset(&m, 0, sizeof m);
-    if (f[0] == 0x93 && f[1] == CL_MSG_TOKEN) {
-      r = fast_uint(f + 2, left - 2, &a, &l1);
-      if (r > 0)
-        r = fast_uint(f + 2 + l1, left - 2 - l1, &b, &l2);
-      if (r == 0)
-        break;
-      if (r < 0 || a < 1 || b < 1 || b > (uint64_t)INT64_MAX) {
-        *stop = 1;
-        break;
-      }
-      off += 2 + l1 + l2;
-      if (b == 1 && count > 0 && a == first + count) {
-        count++;
-        continue;
-      }
-      if (fast_run(c, first, count) < 0)
-        return off;
-      count = 0;
-      if (b == 1) {
-        first = a;
-        count = 1;
-        continue;
-      }
-      m.type = CL_MSG_TOKEN;
-      m.u.token.seq = a;
-      m.u.token.n = (int64_t)b;
-    } else if (f[0] == 0x92 && f[1] == CL_MSG_MARKER) {
-      r = fast_uint(f + 2, left - 2, &a, &l1);
-      if (r == 0)
-        break;
-      if (r < 0) {
-        *stop = 1;
-        break;
-      }
-      /* Tokens before the marker are handled before it. */
-      if (fast_run(c, first, count) < 0)
-        return off;
-      count = 0;
-      off += 2 + l1;
-      m.type = CL_MSG_MARKER;
-      m.u.marker.snapshot_id = a;
-    } else {
-      *stop = 1;
-      break;
-    }
-    conn_peer_msg(c, &m);
-  }
-  if (!c->closing && !d->stopping && fast_run(c, first, count) < 0)
-    return off;
-  if (c->closing || d->stopping)
-    *stop = 0;
-  return off;
-}
+static const cl_scan_ops_t scan_ops = {scan_ones, scan_msg};
 
-/* Free-running peer channels are parsed in place (fast_input) once
- * the decoder holds nothing, e.g. right after HELLO. One read buffer serves
+/* Free-running peer channels are parsed in place (proto/scan.h) once the
+ * decoder holds nothing, e.g. right after HELLO. One read buffer serves
  * every such connection: a read always completes before the next begins. */
 static void conn_try_fast(cl_conn_t *c) {
   cl_daemon_t *d = c->d;
@@ -588,30 +464,29 @@ static void conn_try_fast(cl_conn_t *c) {
     /* Never more than the input cap, carry included, so that the bytes
      * handed back to the decoder always fit. */
     d->rbuf_chunk = CL_READ_CHUNK;
-    if (d->rbuf_chunk > d->input_cap - sizeof c->carry)
-      d->rbuf_chunk = d->input_cap - sizeof c->carry;
-    d->rbuf = malloc(d->rbuf_chunk + sizeof c->carry);
+    if (d->rbuf_chunk > d->input_cap - CL_SCAN_CARRY_MAX)
+      d->rbuf_chunk = d->input_cap - CL_SCAN_CARRY_MAX;
+    d->rbuf = malloc(d->rbuf_chunk + CL_SCAN_CARRY_MAX);
     if (d->rbuf == NULL)
       return; /* the decoder path still works */
   }
   c->parse = CL_PARSE_FAST;
-  c->ncarry = 0;
+  memset(&c->scan, 0, sizeof c->scan);
 }
 
 static void conn_process(cl_conn_t *c, const char *sample, size_t nsample);
 
-/* Bytes read in place: handle whole frames, keep a partial one; a frame the
- * fast parser does not take sends the rest to the decoder for good. */
+/* Bytes read in place: the scanner handles whole frames and keeps a cut
+ * one; a frame it does not take sends the rest to the decoder for good. */
 static void conn_fast_read(cl_conn_t *c, size_t nread) {
   cl_daemon_t *d = c->d;
-  size_t n = c->ncarry + nread, used;
-  int stop, r;
-  used = fast_input(c, d->rbuf, n, &stop);
-  if (c->closing || d->stopping)
+  size_t n = c->scan.ncarry + nread, used;
+  int stopped, r;
+  used = cl_scan_feed(&c->scan, d->rbuf, n, &scan_ops, c, &stopped);
+  if (stopped || c->closing || d->stopping)
     return;
-  if (stop || n - used > sizeof c->carry) {
+  if (c->scan.mode == CL_SCAN_SLOW) {
     c->parse = CL_PARSE_SLOW;
-    c->ncarry = 0;
     r = cl_wire_decoder_feed(c->dec, d->rbuf + used, n - used);
     if (r < 0) {
       cl_conn_fail(c, "cannot buffer input: %s", cl_strerror(r));
@@ -620,12 +495,10 @@ static void conn_fast_read(cl_conn_t *c, size_t nread) {
     conn_process(c, d->rbuf + used, n - used);
     return;
   }
-  c->ncarry = (unsigned)(n - used);
-  memcpy(c->carry, d->rbuf + used, c->ncarry);
   /* The frame timeout sweep: since when a partial frame waits. */
-  if (c->ncarry == 0)
+  if (c->scan.ncarry == 0)
     c->since = 0;
-  else if (used > 0 || c->since == 0)
+  else if (n > c->scan.ncarry || c->since == 0)
     c->since = uv_now(d->loop);
 }
 
@@ -704,8 +577,7 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   int r;
   (void)suggested;
   if (c->parse == CL_PARSE_FAST) {
-    memcpy(c->d->rbuf, c->carry, c->ncarry);
-    buf->base = c->d->rbuf + c->ncarry;
+    buf->base = c->d->rbuf + cl_scan_prefix(&c->scan, c->d->rbuf);
     buf->len = c->d->rbuf_chunk;
     return;
   }
