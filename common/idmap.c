@@ -38,7 +38,7 @@ int cl_idmap_reserve(cl_idmap_t *m, size_t more) {
   return 0;
 }
 
-int cl_idmap_put(cl_idmap_t *m, uint64_t key, size_t val) {
+int cl_idmap_put(cl_idmap_t *m, uint64_t key, uintptr_t val) {
   size_t i;
   int r = cl_idmap_reserve(m, 1);
   if (r < 0)
@@ -51,7 +51,7 @@ int cl_idmap_put(cl_idmap_t *m, uint64_t key, size_t val) {
   return 0;
 }
 
-int cl_idmap_get(const cl_idmap_t *m, uint64_t key, size_t *val) {
+int cl_idmap_get(const cl_idmap_t *m, uint64_t key, uintptr_t *val) {
   size_t i;
   if (m->cap == 0)
     return 0;
@@ -91,4 +91,16 @@ void cl_idmap_free(cl_idmap_t *m) {
   free(m->t);
   m->t = NULL;
   m->cap = m->n = 0;
+}
+
+int cl_idmap_next(const cl_idmap_t *m, size_t *pos, uint64_t *key,
+                  uintptr_t *val) {
+  for (; *pos < m->cap; (*pos)++)
+    if (m->t[*pos].val != 0) {
+      *key = m->t[*pos].key;
+      *val = m->t[*pos].val - 1;
+      (*pos)++;
+      return 1;
+    }
+  return 0;
 }

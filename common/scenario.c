@@ -309,21 +309,9 @@ void cl_topology_free(cl_topology_t *t) {
 }
 
 int cl_topology_find(const cl_topology_t *t, const char *id) {
-  size_t lo = 0, hi;
-  if (t == NULL || id == NULL)
+  if (t == NULL)
     return -1;
-  hi = t->nservers;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = cl_id_cmp(t->servers[mid].id, id);
-    if (c == 0)
-      return (int)mid;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return -1;
+  return (int)cl_id_search(t->servers, t->nservers, sizeof *t->servers, id);
 }
 
 long cl_topology_link(const cl_topology_t *t, uint32_t src, uint32_t dst) {

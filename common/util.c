@@ -140,6 +140,23 @@ void cl_set_err(char *err, size_t errsize, const char *fmt, ...) {
   va_end(ap);
 }
 
+long cl_id_search(const void *base, size_t n, size_t size, const char *id) {
+  size_t lo = 0, hi = n;
+  if (base == NULL || id == NULL)
+    return -1;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = cl_id_cmp((const char *)base + mid * size, id);
+    if (c == 0)
+      return (long)mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return -1;
+}
+
 uint64_t cl_mix64(uint64_t x) {
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ULL;

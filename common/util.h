@@ -23,6 +23,10 @@ int cl_id_copy(char dst[CL_ID_SIZE], const char *src);
 int cl_id_cmp(const char *a, const char *b);
 /* qsort comparator for arrays of char[CL_ID_SIZE]. */
 int cl_id_qsort_cmp(const void *a, const void *b);
+/* Index of id among n records of `size` bytes sorted by the id each holds
+ * at its start (a char[CL_ID_SIZE], or a struct beginning with one), or -1.
+ * Binary search in cl_id_cmp order. */
+long cl_id_search(const void *base, size_t n, size_t size, const char *id);
 
 /* Parse a whole decimal string into [min, max]. Returns 0, CL_EINVAL (not a
  * number, trailing junk, empty) or CL_ERANGE. */

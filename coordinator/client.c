@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "idmap.h"
 
 enum { CONN_IDLE = 0, CONN_CONNECTING, CONN_UP, CONN_DOWN };
 
@@ -41,7 +42,6 @@ typedef struct wreq {
  * over servers, and the pushed states not yet taken. */
 typedef struct track {
   uint64_t id;
-  int used;
   size_t count;
   uint64_t *bits;
   cl_msg_t *pushed; /* [n] LOCAL_STATE messages (type 0: none), or NULL */
@@ -65,73 +65,16 @@ struct cl_cluster {
   size_t call_n, call_left;
   slot_t *slots;
   cl_msg_t *replies;
-  /* open-addressing table of tracked snapshot ids */
-  track_t *tracks;
-  size_t ntracks, tracks_cap;
-  size_t tracks_slots; /* live entries plus tombstones */
-  size_t words; /* bitset words per track */
+  cl_idmap_t tracks; /* snapshot id -> track_t * */
+  size_t words;      /* bitset words per track */
 };
 
 /* ---- tracking COMPLETE --------------------------------------------------- */
 
-/* Slot of id in a table of cap (a power of two) slots. */
-static size_t track_hash(uint64_t id, size_t cap) {
-  id ^= id >> 33;
-  id *= 0xff51afd7ed558ccdULL;
-  id ^= id >> 33;
-  return (size_t)id & (cap - 1);
-}
-
-/* The live entry of id, or NULL. */
+/* The entry of id, or NULL. */
 static track_t *track_find(const cl_cluster_t *c, uint64_t id) {
-  size_t i;
-  if (c->tracks_cap == 0)
-    return NULL;
-  for (i = track_hash(id, c->tracks_cap);; i = (i + 1) & (c->tracks_cap - 1)) {
-    track_t *t = &c->tracks[i];
-    if (!t->used)
-      return NULL;
-    if (t->id == id && t->bits != NULL)
-      return t;
-  }
-}
-
-/* Insert without growing; the table always has free slots. */
-static track_t *track_insert_raw(track_t *tab, size_t cap, uint64_t id) {
-  size_t i;
-  for (i = track_hash(id, cap);; i = (i + 1) & (cap - 1)) {
-    if (!tab[i].used) {
-      tab[i].used = 1;
-      tab[i].id = id;
-      return &tab[i];
-    }
-  }
-}
-
-/* Rebuild the table without tombstones, doubling it unless it is mostly
- * tombstones. */
-static int track_grow(cl_cluster_t *c) {
-  size_t cap = c->tracks_cap == 0             ? 64
-               : c->ntracks * 4 < c->tracks_cap ? c->tracks_cap
-                                                : c->tracks_cap * 2,
-         i;
-  track_t *tab = calloc(cap, sizeof *tab);
-  if (tab == NULL)
-    return CL_ENOMEM;
-  for (i = 0; i < c->tracks_cap; i++) {
-    track_t *o = &c->tracks[i];
-    if (o->used && o->bits != NULL) {
-      track_t *t = track_insert_raw(tab, cap, o->id);
-      t->count = o->count;
-      t->bits = o->bits;
-      t->pushed = o->pushed;
-    }
-  }
-  free(c->tracks);
-  c->tracks = tab;
-  c->tracks_cap = cap;
-  c->tracks_slots = c->ntracks;
-  return 0;
+  uintptr_t v;
+  return cl_idmap_get(&c->tracks, id, &v) ? (track_t *)v : NULL;
 }
 
 /* Record that server reported snapshot id complete (ids past the cap are
@@ -139,20 +82,17 @@ static int track_grow(cl_cluster_t *c) {
 static track_t *track_add(cl_cluster_t *c, uint64_t id, uint32_t server) {
   track_t *t = track_find(c, id);
   if (t == NULL) {
-    uint64_t *bits;
-    if (c->ntracks >= CL_CLIENT_MAX_TRACKED)
+    if (c->tracks.n >= CL_CLIENT_MAX_TRACKED ||
+        cl_idmap_reserve(&c->tracks, 1) < 0 ||
+        (t = calloc(1, sizeof *t)) == NULL)
       return NULL;
-    if ((c->tracks_slots + 1) * 2 > c->tracks_cap && track_grow(c) != 0)
+    t->bits = calloc(c->words, sizeof *t->bits);
+    if (t->bits == NULL) {
+      free(t);
       return NULL;
-    bits = calloc(c->words, sizeof *bits);
-    if (bits == NULL)
-      return NULL;
-    t = track_insert_raw(c->tracks, c->tracks_cap, id);
-    t->bits = bits;
-    t->pushed = NULL;
-    t->count = 0;
-    c->ntracks++;
-    c->tracks_slots++;
+    }
+    t->id = id;
+    (void)cl_idmap_put(&c->tracks, id, (uintptr_t)t); /* reserved */
   }
   if (!(t->bits[server / 64] & ((uint64_t)1 << (server % 64)))) {
     t->bits[server / 64] |= (uint64_t)1 << (server % 64);
@@ -176,15 +116,14 @@ static void track_push(cl_cluster_t *c, uint32_t server, cl_msg_t *m) {
   memset(m, 0, sizeof *m);
 }
 
-/* Free what a track entry holds. */
-static void track_clear(cl_cluster_t *c, track_t *t) {
+/* Free a track entry and what it holds. */
+static void track_free(cl_cluster_t *c, track_t *t) {
   size_t i;
   for (i = 0; t->pushed != NULL && i < c->n; i++)
     cl_msg_free(&t->pushed[i]);
   free(t->pushed);
-  t->pushed = NULL;
   free(t->bits);
-  t->bits = NULL;
+  free(t);
 }
 
 /* The pushed state of server i for id, moved out; see client.h. */
@@ -213,14 +152,13 @@ int cl_cluster_has_completed(const cl_cluster_t *c, uint64_t id, size_t i) {
   return (t->bits[i / 64] >> (i % 64)) & 1;
 }
 
-/* Free the entry of id, leaving a tombstone so probe chains stay intact. */
+/* Stop tracking id. */
 void cl_cluster_forget(cl_cluster_t *c, uint64_t id) {
   track_t *t = track_find(c, id);
   if (t == NULL)
     return;
-  track_clear(c, t); /* bits NULL: a tombstone, keeps probe chains intact */
-  t->count = 0;
-  c->ntracks--;
+  cl_idmap_del(&c->tracks, id);
+  track_free(c, t);
 }
 
 /* ---- connections ------------------------------------------------------- */
@@ -550,9 +488,14 @@ void cl_cluster_free(cl_cluster_t *c) {
   } while (pending);
   for (i = 0; i < c->n; i++)
     cl_wire_decoder_free(c->conns[i].dec);
-  for (i = 0; i < c->tracks_cap; i++)
-    track_clear(c, &c->tracks[i]);
-  free(c->tracks);
+  {
+    size_t pos = 0;
+    uint64_t id;
+    uintptr_t v;
+    while (cl_idmap_next(&c->tracks, &pos, &id, &v))
+      track_free(c, (track_t *)v);
+  }
+  cl_idmap_free(&c->tracks);
   free(c->conns);
   free(c);
 }

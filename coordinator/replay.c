@@ -115,7 +115,7 @@ static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
     if (dst < 0)
       return failf(x, CL_EPROTO, "%s reported a message to unknown server %s",
                    sid(x, src), e->dest);
-    if (e->kind == CL_PEER_TOKEN) {
+    if (e->kind == CL_MSG_TOKEN) {
       if (e->value < 1 || e->value > (uint64_t)INT64_MAX)
         return failf(x, CL_EPROTO, "channel %s->%s: %s reported a token "
                      "message of %llu tokens", sid(x, src), e->dest,
@@ -134,7 +134,7 @@ static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
         return failf(x, rc, "channel %s->%s: cannot record token seq %llu: "
                      "%s", sid(x, src), e->dest, (unsigned long long)e->seq,
                      cl_strerror(rc));
-    } else if (e->kind != CL_PEER_MARKER) {
+    } else if (e->kind != CL_MSG_MARKER) {
       return failf(x, CL_EPROTO, "channel %s->%s: %s reported a message of "
                    "unknown kind %u", sid(x, src), e->dest, sid(x, src),
                    (unsigned)e->kind);
@@ -243,11 +243,11 @@ static int deliver_batch(run_t *x, size_t from, size_t to) {
                rep->u.ok.delivered_value != d->msg.value) {
       rc = failf(x, CL_EPROTO, "channel %s->%s: %s handled %s %llu but the "
                  "schedule delivers %s %llu", a, b, b,
-                 rep->u.ok.delivered_kind == CL_PEER_TOKEN ? "TOKEN"
-                 : rep->u.ok.delivered_kind == CL_PEER_MARKER ? "MARKER"
+                 rep->u.ok.delivered_kind == CL_MSG_TOKEN ? "TOKEN"
+                 : rep->u.ok.delivered_kind == CL_MSG_MARKER ? "MARKER"
                                                               : "nothing",
                  (unsigned long long)rep->u.ok.delivered_value,
-                 d->msg.kind == CL_PEER_TOKEN ? "TOKEN" : "MARKER",
+                 d->msg.kind == CL_MSG_TOKEN ? "TOKEN" : "MARKER",
                  (unsigned long long)d->msg.value);
     } else {
       rc = take_sent(x, d->dst, rep);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "error.h"
+#include "ring.h"
+#include "util.h"
 
 /* ---- delay sources ------------------------------------------------------ */
 
@@ -148,14 +150,6 @@ void cl_delays_free(cl_delays_t *d) {
   free(d);
 }
 
-/* splitmix64 (Steele, Lea, Flood 2014), as in Vigna's reference code. */
-static uint64_t splitmix64(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 /* 0 and *out, or CL_ENOENT when a file is used up. */
 int cl_delays_next(cl_delays_t *d, uint32_t *out) {
   if (d->from_file) {
@@ -164,7 +158,7 @@ int cl_delays_next(cl_delays_t *d, uint32_t *out) {
     *out = d->v[d->used++];
     return 0;
   }
-  *out = (uint32_t)(splitmix64(&d->state) % ((uint64_t)d->max + 1));
+  *out = (uint32_t)(cl_rng_next(&d->state) % ((uint64_t)d->max + 1));
   d->used++;
   return 0;
 }
@@ -182,18 +176,13 @@ typedef struct qent {
   cl_sched_msg_t msg;
 } qent_t;
 
-/* A ring buffer per link: FIFO, grows by doubling. */
-typedef struct chanq {
-  qent_t *v;
-  size_t cap, head, len;
-} chanq_t;
 
 struct cl_sched {
   const cl_topology_t *topo; /* borrowed */
   cl_delays_t *delays;       /* borrowed */
   uint64_t now;
   size_t in_flight;
-  chanq_t *q;      /* [nlinks] */
+  cl_ring_t *q;     /* [nlinks] of qent_t: FIFO per link */
   size_t *first;   /* [nservers + 1]: links of src i are first[i]..first[i+1] */
 };
 
@@ -212,6 +201,8 @@ cl_sched_t *cl_sched_new(const cl_topology_t *topo, cl_delays_t *delays) {
   s->first = calloc(topo->nservers + 1, sizeof(*s->first));
   if (s->q == NULL || s->first == NULL)
     goto fail;
+  for (size_t i = 0; i < topo->nlinks; i++)
+    cl_ring_init(&s->q[i], sizeof(qent_t));
   /* Visiting order is index order because links are sorted by (src, dst)
    * and servers by id; check rather than trust it. */
   for (size_t i = 0; i < topo->nlinks; i++) {
@@ -238,7 +229,7 @@ void cl_sched_free(cl_sched_t *s) {
     return;
   if (s->q != NULL)
     for (size_t i = 0; i < s->topo->nlinks; i++)
-      free(s->q[i].v);
+      cl_ring_free(&s->q[i]);
   free(s->q);
   free(s->first);
   free(s);
@@ -248,51 +239,14 @@ uint64_t cl_sched_now(const cl_sched_t *s) { return s->now; }
 
 size_t cl_sched_in_flight(const cl_sched_t *s) { return s->in_flight; }
 
-/* Index of link src->dst, or -1 (binary search within src's range). */
-static long link_index(const cl_sched_t *s, uint32_t src, uint32_t dst) {
-  size_t lo, hi;
-  if (src >= s->topo->nservers)
-    return -1;
-  lo = s->first[src];
-  hi = s->first[src + 1];
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    uint32_t d = s->topo->links[mid].dst;
-    if (d == dst)
-      return (long)mid;
-    if (d < dst)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return -1;
-}
-
-/* Makes room for one more entry in q. 0 or CL_ENOMEM. */
-static int chanq_reserve(chanq_t *q) {
-  size_t ncap;
-  qent_t *nv;
-  if (q->len < q->cap)
-    return 0;
-  ncap = q->cap ? q->cap * 2 : 8;
-  nv = malloc(ncap * sizeof(*nv));
-  if (nv == NULL)
-    return CL_ENOMEM;
-  for (size_t i = 0; i < q->len; i++)
-    nv[i] = q->v[(q->head + i) % q->cap];
-  free(q->v);
-  q->v = nv;
-  q->cap = ncap;
-  q->head = 0;
-  return 0;
-}
-
 /* Enqueues msg on src->dst due at now + 1 + delay. 0, CL_ENOPEER, CL_ENOENT
  * (delays ran out), CL_EFULL or CL_ENOMEM. */
 int cl_sched_sent(cl_sched_t *s, uint32_t src, uint32_t dst,
                   const cl_sched_msg_t *msg) {
-  long li = link_index(s, src, dst);
-  chanq_t *q;
+  long li = src < s->topo->nservers && dst < s->topo->nservers
+                ? cl_topology_link(s->topo, src, dst)
+                : -1;
+  cl_ring_t *q;
   uint32_t delay;
   int rc;
   if (li < 0)
@@ -300,15 +254,14 @@ int cl_sched_sent(cl_sched_t *s, uint32_t src, uint32_t dst,
   if (s->in_flight >= CL_SCHED_MAX_IN_FLIGHT)
     return CL_EFULL;
   q = &s->q[li];
-  rc = chanq_reserve(q);
+  rc = cl_ring_reserve(q, 1);
   if (rc < 0)
     return rc;
   rc = cl_delays_next(s->delays, &delay);
   if (rc < 0)
     return rc;
-  q->v[(q->head + q->len) % q->cap] =
-      (qent_t){.due = s->now + 1 + delay, .msg = *msg};
-  q->len++;
+  *(qent_t *)cl_ring_push(q) = (qent_t){.due = s->now + 1 + delay,
+                                        .msg = *msg};
   s->in_flight++;
   return 0;
 }
@@ -322,15 +275,15 @@ size_t cl_sched_tick(cl_sched_t *s, cl_delivery_t *out) {
     return 0;
   for (uint32_t src = 0; src < s->topo->nservers; src++) {
     for (size_t li = s->first[src]; li < s->first[src + 1]; li++) {
-      chanq_t *q = &s->q[li];
-      if (q->len == 0 || q->v[q->head].due > s->now)
+      cl_ring_t *q = &s->q[li];
+      const qent_t *head = q->n > 0 ? cl_ring_at(q, 0) : NULL;
+      if (head == NULL || head->due > s->now)
         continue;
       out[k].src = src;
       out[k].dst = s->topo->links[li].dst;
-      out[k].msg = q->v[q->head].msg;
+      out[k].msg = head->msg;
       k++;
-      q->head = (q->head + 1) % q->cap;
-      q->len--;
+      cl_ring_pop(q);
       s->in_flight--;
       break;
     }
@@ -346,9 +299,10 @@ uint64_t cl_sched_idle(cl_sched_t *s, uint64_t max) {
     return max;
   }
   for (size_t li = 0; li < s->topo->nlinks; li++) {
-    const chanq_t *q = &s->q[li];
-    if (q->len > 0 && q->v[q->head].due < first_due)
-      first_due = q->v[q->head].due;
+    const cl_ring_t *q = &s->q[li];
+    const qent_t *head = q->n > 0 ? cl_ring_at(q, 0) : NULL;
+    if (head != NULL && head->due < first_due)
+      first_due = head->due;
   }
   /* The tick that reaches first_due delivers; the ones before it do not. */
   skip = first_due > s->now + 1 ? first_due - s->now - 1 : 0;

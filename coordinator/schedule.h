@@ -49,7 +49,7 @@ uint64_t cl_delays_available(const cl_delays_t *d);
 /* ---- the scheduler ---------------------------------------------------- */
 
 typedef struct cl_sched_msg {
-  uint8_t kind;   /* CL_PEER_TOKEN or CL_PEER_MARKER */
+  uint8_t kind;   /* CL_MSG_TOKEN or CL_MSG_MARKER */
   uint64_t value; /* TOKEN: n; MARKER: snapshot id */
   uint64_t seq;   /* TOKEN: channel sequence number */
 } cl_sched_msg_t;

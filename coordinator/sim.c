@@ -57,7 +57,7 @@ struct cl_sim {
 /* ---- completions -------------------------------------------------------- */
 
 static sim_done_t *done_find(const cl_sim_t *sim, uint64_t id) {
-  size_t i;
+  uintptr_t i;
   return cl_idmap_get(&sim->done_ix, id, &i) ? &sim->done[i] : NULL;
 }
 
@@ -519,7 +519,7 @@ static void sim_forget(void *ctx, uint64_t id) {
   cl_idmap_del(&sim->done_ix, id);
   *d = sim->done[--sim->ndone];
   if (d != &sim->done[sim->ndone])
-    (void)cl_idmap_put(&sim->done_ix, d->id, (size_t)(d - sim->done));
+    (void)cl_idmap_put(&sim->done_ix, d->id, (uintptr_t)(d - sim->done));
 }
 
 /* cl_backend_t.wait_complete: nothing can change without a request, so this

@@ -30,6 +30,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "ring.h"
 #include "scan.h"
 #include "session.h"
 #include "util.h"
@@ -183,8 +184,8 @@ typedef struct cl_out_chan {
   uv_write_t hreq;
   cl_outbuf_t out; /* frames, written once the receiver said WELCOME */
   size_t reserved; /* frames promised room by cl_peer_reserve */
-  cl_jit_t *jq;    /* ring; bounded by the write cap (markers excepted) */
-  size_t jhead, jcount, jcap;
+  cl_ring_t jq;    /* of cl_jit_t; bounded by the write cap (markers
+                      excepted) */
   uint64_t last_due;
 } cl_out_chan_t;
 

@@ -18,6 +18,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "idmap.h"
 #include "util.h"
 
 /* One snapshot's recorded state. sent/recv/open live in the same block. */
@@ -51,8 +52,7 @@ struct cl_node {
   size_t nactive, capactive;
   snap_t *kept_head, *kept_tail; /* oldest at head */
   size_t nkept;
-  snap_t **table;          /* open addressing by id, linear probing */
-  size_t tabcap, tabn;     /* tabcap is a power of two, or 0 */
+  cl_idmap_t table;        /* id -> snap_t *, active and kept */
 };
 
 /* ---- actions ------------------------------------------------------------ */
@@ -104,81 +104,25 @@ static cl_action_t *actions_push(cl_actions_t *a, uint8_t kind) {
 
 /* ---- id table ----------------------------------------------------------- */
 
-/* splitmix64 finaliser: snapshot ids are often small consecutive numbers. */
-static size_t hash_id(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return (size_t)x;
-}
-
-/* Slot holding id, or the empty slot where it would go. Needs tabcap > 0. */
-static size_t table_slot(const cl_node_t *node, uint64_t id) {
-  size_t mask = node->tabcap - 1, i = hash_id(id) & mask;
-  while (node->table[i] != NULL && node->table[i]->id != id)
-    i = (i + 1) & mask;
-  return i;
-}
-
 /* The snapshot with id, active or kept, or NULL. */
 static snap_t *table_find(const cl_node_t *node, uint64_t id) {
-  if (node->tabcap == 0)
-    return NULL;
-  return node->table[table_slot(node, id)];
+  uintptr_t v;
+  return cl_idmap_get(&node->table, id, &v) ? (snap_t *)v : NULL;
 }
 
-/* Ensure one more entry fits with the load at most 1/2. Rehashing does not
- * change what the node reports, so it is safe before a possible failure. */
+/* Room for one more entry. Rehashing does not change what the node
+ * reports, so it is safe before a possible failure. */
 static int table_reserve(cl_node_t *node) {
-  size_t cap, i;
-  snap_t **t, **old = node->table;
-  size_t oldcap = node->tabcap;
-  if ((node->tabn + 1) * 2 <= node->tabcap)
-    return 0;
-  cap = oldcap ? oldcap * 2 : 16;
-  if (cap > SIZE_MAX / sizeof(*t) / 2)
-    return CL_ENOMEM;
-  t = cl_calloc(cap, sizeof(*t));
-  if (t == NULL)
-    return CL_ENOMEM;
-  node->table = t;
-  node->tabcap = cap;
-  for (i = 0; i < oldcap; i++)
-    if (old[i] != NULL)
-      t[table_slot(node, old[i]->id)] = old[i];
-  free(old);
-  return 0;
+  return cl_idmap_reserve(&node->table, 1);
 }
 
-/* Insert after table_reserve. */
+/* Insert after table_reserve (cannot fail then). */
 static void table_insert(cl_node_t *node, snap_t *s) {
-  node->table[table_slot(node, s->id)] = s;
-  node->tabn++;
+  (void)cl_idmap_put(&node->table, s->id, (uintptr_t)s);
 }
 
-/* Remove with backward-shift deletion, so no tombstones accumulate. */
 static void table_remove(cl_node_t *node, uint64_t id) {
-  size_t mask = node->tabcap - 1, i = table_slot(node, id), j, home;
-  if (node->table[i] == NULL)
-    return;
-  node->table[i] = NULL;
-  node->tabn--;
-  j = i;
-  for (;;) {
-    j = (j + 1) & mask;
-    if (node->table[j] == NULL)
-      return;
-    home = hash_id(node->table[j]->id) & mask;
-    /* Move j back into the hole unless its home lies cyclically in (i, j]. */
-    if ((j > i && (home <= i || home > j)) ||
-        (j < i && (home <= i && home > j))) {
-      node->table[i] = node->table[j];
-      node->table[j] = NULL;
-      i = j;
-    }
-  }
+  cl_idmap_del(&node->table, id);
 }
 
 /* ---- snapshots ---------------------------------------------------------- */
@@ -314,7 +258,7 @@ static void record_and_mark(cl_node_t *node, snap_t *s, size_t closed,
   node->active[node->nactive++] = s;
   for (i = 0; i < node->nout; i++) {
     cl_action_t *a = actions_push(acts, CL_ACT_SEND);
-    a->msg = CL_NODE_MARKER;
+    a->msg = CL_MSG_MARKER;
     a->peer = (uint32_t)i;
     a->snapshot_id = s->id;
   }
@@ -383,7 +327,7 @@ int cl_node_new(const cl_node_config_t *cfg, cl_node_t **out) {
     return CL_EINVAL;
   *out = NULL;
   if (cfg == NULL || !cl_id_valid(cfg->self) || cfg->tokens < 0 ||
-      cfg->tokens > CL_NODE_TOKENS_MAX)
+      cfg->tokens > CL_MSG_TOKENS_MAX)
     return CL_EINVAL;
   node = cl_calloc(1, sizeof(*node));
   if (node == NULL)
@@ -421,7 +365,7 @@ void cl_node_free(cl_node_t *node) {
     snap_free(s);
   }
   free(node->active);
-  free(node->table);
+  cl_idmap_free(&node->table);
   free(node->out);
   free(node->in);
   free(node->sent);
@@ -447,32 +391,14 @@ const char *cl_node_in_id(const cl_node_t *node, size_t i) {
   return i < node->nin ? node->in[i] : NULL;
 }
 
-/* Binary search of a sorted id array; index or -1. */
-static int find_id(char (*v)[CL_ID_SIZE], size_t n, const char *id) {
-  size_t lo = 0, hi = n;
-  if (id == NULL)
-    return -1;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(v[mid], id);
-    if (c == 0)
-      return (int)mid;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return -1;
-}
-
 /* Outbound index of id by binary search, or -1. */
 int cl_node_out_index(const cl_node_t *node, const char *id) {
-  return find_id(node->out, node->nout, id);
+  return (int)cl_id_search(node->out, node->nout, CL_ID_SIZE, id);
 }
 
 /* Inbound index of id by binary search, or -1. */
 int cl_node_in_index(const cl_node_t *node, const char *id) {
-  return find_id(node->in, node->nin, id);
+  return (int)cl_id_search(node->in, node->nin, CL_ID_SIZE, id);
 }
 
 /* Token messages sent on outbound i (0 out of range). */
@@ -501,7 +427,7 @@ int cl_node_send_tokens(cl_node_t *node, uint32_t out, int64_t n,
     return err;
   node->tokens -= n;
   a = actions_push(acts, CL_ACT_SEND);
-  a->msg = CL_NODE_TOKEN;
+  a->msg = CL_MSG_TOKEN;
   a->peer = out;
   a->seq = ++node->sent[out];
   a->n = n;
@@ -531,7 +457,7 @@ int cl_node_receive_token(cl_node_t *node, uint32_t in, uint64_t seq,
     return CL_EINVAL;
   if (seq != node->recv[in] + 1)
     return CL_ESEQ;
-  if (n > CL_NODE_TOKENS_MAX - node->tokens)
+  if (n > CL_MSG_TOKENS_MAX - node->tokens)
     return CL_ERANGE;
   /* Reserve in every recording snapshot before touching any of them. */
   for (k = 0; k < node->nactive; k++)
@@ -571,8 +497,8 @@ int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
     return CL_EINVAL;
   if (first_seq != node->recv[in] + 1)
     return CL_ESEQ;
-  if (ok > (uint64_t)(CL_NODE_TOKENS_MAX - node->tokens))
-    ok = (uint64_t)(CL_NODE_TOKENS_MAX - node->tokens);
+  if (ok > (uint64_t)(CL_MSG_TOKENS_MAX - node->tokens))
+    ok = (uint64_t)(CL_MSG_TOKENS_MAX - node->tokens);
   if (ok == 0)
     return CL_ERANGE;
   for (k = 0; k < node->nactive; k++) {

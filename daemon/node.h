@@ -37,8 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Peer message kinds; the values match the wire's CL_PEER_TOKEN/MARKER. */
-enum { CL_NODE_TOKEN = 2, CL_NODE_MARKER = 3 };
+#include "wire.h" /* the message kinds: CL_MSG_TOKEN, CL_MSG_MARKER */
+
 
 typedef enum {
   CL_ACT_SEND = 1, /* send a peer message on outbound channel `peer` */
@@ -47,7 +47,7 @@ typedef enum {
 
 typedef struct cl_action {
   uint8_t kind;         /* cl_action_kind_t */
-  uint8_t msg;          /* SEND: CL_NODE_TOKEN or CL_NODE_MARKER */
+  uint8_t msg;          /* SEND: CL_MSG_TOKEN or CL_MSG_MARKER */
   uint32_t peer;        /* SEND: outbound index */
   uint64_t seq;         /* SEND TOKEN: channel sequence number */
   int64_t n;            /* SEND TOKEN: tokens */
@@ -121,9 +121,9 @@ int cl_node_start_snapshot(cl_node_t *node, uint64_t id, cl_actions_t *acts);
 
 /* A TOKEN arrived on inbound channel `in`. CL_EINVAL (bad index, n < 1),
  * CL_ESEQ (seq is not received+1: the channel is not FIFO or a peer lies),
- * CL_ERANGE (the count would exceed CL_NODE_TOKENS_MAX). Tokens are added and
+ * CL_ERANGE (the count would exceed CL_MSG_TOKENS_MAX). Tokens are added and
  * the message recorded in every active snapshot whose channel `in` is open. */
-#define CL_NODE_TOKENS_MAX ((int64_t)1 << 50)
+#define CL_MSG_TOKENS_MAX ((int64_t)1 << 50)
 int cl_node_receive_token(cl_node_t *node, uint32_t in, uint64_t seq,
                           int64_t n, cl_actions_t *acts);
 

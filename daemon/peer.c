@@ -14,55 +14,9 @@
 
 static void out_attempt(cl_out_chan_t *ch);
 
-/* splitmix64: small, seedable, good enough for send delays. */
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 /* 1 if outbound messages wait out a random delay. */
 static int jitter_on(const cl_daemon_t *d) {
   return d->jitter_ms > 0 && !d->lockstep;
-}
-
-/* Ensure sb can take n more bytes without reallocating. 0 or CL_ENOMEM. */
-static int sbuf_reserve(msgpack_sbuffer *sb, size_t n) {
-  size_t want;
-  char *p;
-  if (sb->alloc - sb->size >= n)
-    return 0;
-  want = sb->alloc ? sb->alloc * 2 : 8192;
-  while (want < sb->size + n)
-    want *= 2;
-  p = realloc(sb->data, want);
-  if (p == NULL)
-    return CL_ENOMEM;
-  sb->data = p;
-  sb->alloc = want;
-  return 0;
-}
-
-/* Grow a ring buffer of `esz`-byte entries to hold at least `need`,
- * keeping order and moving the head to 0. 0 or CL_ENOMEM. */
-static int ring_grow(void **v, size_t esz, size_t *head, size_t count,
-                     size_t *cap, size_t need) {
-  size_t ncap = *cap ? *cap * 2 : 64, i;
-  char *nv;
-  const char *ov = *v;
-  while (ncap < need)
-    ncap *= 2;
-  nv = malloc(ncap * esz);
-  if (nv == NULL)
-    return CL_ENOMEM;
-  for (i = 0; i < count; i++)
-    memcpy(nv + i * esz, ov + ((*head + i) % *cap) * esz, esz);
-  free(*v);
-  *v = nv;
-  *head = 0;
-  *cap = ncap;
-  return 0;
 }
 
 /* Free the channels' buffers (not their handles). */
@@ -73,7 +27,7 @@ static void chans_free(cl_out_chan_t *out, size_t n) {
     msgpack_sbuffer_destroy(&out[i].out.pend);
     msgpack_sbuffer_destroy(&out[i].out.fly);
     cl_wire_decoder_free(out[i].rdec);
-    free(out[i].jq);
+    cl_ring_free(&out[i].jq);
   }
   free(out);
 }
@@ -94,6 +48,7 @@ int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
     int port;
     ch->d = d;
     ch->index = (uint32_t)i;
+    cl_ring_init(&ch->jq, sizeof(cl_jit_t));
     msgpack_sbuffer_init(&ch->hello);
     msgpack_sbuffer_init(&ch->out.pend);
     msgpack_sbuffer_init(&ch->out.fly);
@@ -140,7 +95,7 @@ fail:
  * its worst-case frame size. */
 size_t cl_peer_queued(const cl_daemon_t *d, uint32_t i) {
   const cl_out_chan_t *ch = &d->out[i];
-  return ch->out.pend.size + ch->out.fly.size + ch->jcount * CL_FRAME_EST;
+  return ch->out.pend.size + ch->out.fly.size + ch->jq.n * CL_FRAME_EST;
 }
 
 /* Room for `frames` more emits on channel i, on top of those promised. */
@@ -149,12 +104,9 @@ int cl_peer_reserve(cl_daemon_t *d, uint32_t i, size_t frames) {
   size_t need = ch->reserved + frames;
   int r;
   if (jitter_on(d)) {
-    r = ch->jcount + need <= ch->jcap
-            ? 0
-            : ring_grow((void **)&ch->jq, sizeof *ch->jq, &ch->jhead,
-                        ch->jcount, &ch->jcap, ch->jcount + need);
+    r = cl_ring_reserve(&ch->jq, need);
   } else {
-    r = sbuf_reserve(&ch->out.pend, need * CL_FRAME_EST);
+    r = cl_sbuf_reserve(&ch->out.pend, need * CL_FRAME_EST);
   }
   if (r == 0)
     ch->reserved = need;
@@ -182,16 +134,15 @@ static void jitter_cb(uv_timer_t *t) {
   d->jit_next = 0;
   for (i = 0; i < d->nout; i++) {
     cl_out_chan_t *ch = &d->out[i];
-    while (ch->jcount > 0 && ch->jq[ch->jhead].due <= now) {
-      cl_jit_t *e = &ch->jq[ch->jhead];
-      if (sbuf_reserve(&ch->out.pend, CL_FRAME_EST) < 0)
+    while (ch->jq.n > 0 && ((cl_jit_t *)cl_ring_at(&ch->jq, 0))->due <= now) {
+      cl_jit_t *e = cl_ring_at(&ch->jq, 0);
+      if (cl_sbuf_reserve(&ch->out.pend, CL_FRAME_EST) < 0)
         break; /* try again on the next tick */
       out_encode(ch, e->kind, e->a, e->n);
-      ch->jhead = (ch->jhead + 1) % ch->jcap;
-      ch->jcount--;
+      cl_ring_pop(&ch->jq);
     }
-    if (ch->jcount > 0) {
-      uint64_t due = ch->jq[ch->jhead].due;
+    if (ch->jq.n > 0) {
+      uint64_t due = ((cl_jit_t *)cl_ring_at(&ch->jq, 0))->due;
       if (due <= now)
         due = now + 1;
       if (next == 0 || due < next)
@@ -212,23 +163,20 @@ void cl_peer_emit(cl_daemon_t *d, uint32_t i, uint8_t kind, uint64_t a,
     ch->reserved--;
   if (jitter_on(d)) {
     uint64_t now = uv_now(d->loop);
-    uint64_t due = now + rng_next(&d->rng) % ((uint64_t)d->jitter_ms + 1);
+    uint64_t due = now + cl_rng_next(&d->rng) % ((uint64_t)d->jitter_ms + 1);
     cl_jit_t *e;
     if (due < ch->last_due)
       due = ch->last_due; /* a channel stays FIFO */
     ch->last_due = due;
-    if (ch->jcount == ch->jcap &&
-        ring_grow((void **)&ch->jq, sizeof *ch->jq, &ch->jhead, ch->jcount,
-                  &ch->jcap, ch->jcount + 1) < 0) {
+    if (cl_ring_reserve(&ch->jq, 1) < 0) {
       cl_log_error("out of memory queuing on channel %s->%s", d->id, ch->id);
       return;
     }
-    e = &ch->jq[(ch->jhead + ch->jcount) % ch->jcap];
+    e = cl_ring_push(&ch->jq);
     e->due = due;
     e->kind = kind;
     e->a = a;
     e->n = n;
-    ch->jcount++;
     if (d->jit_next == 0 || due < d->jit_next) {
       d->jit_next = due;
       uv_timer_start(&d->jitter_timer, jitter_cb, due - now, 0);
@@ -268,7 +216,7 @@ static void out_lost(cl_out_chan_t *ch, int err, const char *why) {
   if (ch->tcp_open && !uv_is_closing((uv_handle_t *)&ch->tcp))
     uv_close((uv_handle_t *)&ch->tcp, out_closed_cb);
   ch->out.pend.size = 0;
-  ch->jcount = 0;
+  cl_ring_clear(&ch->jq);
   out_report(ch, why);
 }
 

@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "error.h"
 #include "local_state.h"
+#include "ring.h"
 #include "util.h"
 
 /* Effect slots every entry point can count on without allocating: an
@@ -41,8 +42,7 @@ typedef struct held {
 
 typedef struct in_chan {
   cl_chan_state_t state;
-  held_t *held; /* ring */
-  size_t hhead, hcount, hcap;
+  cl_ring_t held; /* of held_t */
   int paused;
   plist_t delivers; /* parked DELIVERs, FIFO */
 } in_chan_t;
@@ -431,12 +431,12 @@ static void apply_actions(cl_session_t *s) {
   for (k = 0; k < s->acts.n; k++) {
     const cl_action_t *a = &s->acts.v[k];
     if (a->kind == CL_ACT_SEND) {
-      int token = a->msg == CL_NODE_TOKEN;
+      int token = a->msg == CL_MSG_TOKEN;
       if (s->reply != NULL) {
         cl_sent_t *e = &s->reply->u.ok.sent[s->reply->u.ok.nsent++];
         memcpy(e->dest, cl_node_out_id(s->node, a->peer),
                strlen(cl_node_out_id(s->node, a->peer)) + 1);
-        e->kind = token ? CL_PEER_TOKEN : CL_PEER_MARKER;
+        e->kind = token ? CL_MSG_TOKEN : CL_MSG_MARKER;
         e->value = token ? (uint64_t)a->n : a->snapshot_id;
         e->seq = token ? a->seq : 0;
       }
@@ -570,7 +570,7 @@ int cl_session_new(const cl_session_config_t *cfg, cl_session_t **out) {
 static void channels_free(cl_session_t *s) {
   size_t i;
   for (i = 0; s->in != NULL && i < s->nin; i++) {
-    free(s->in[i].held);
+    cl_ring_free(&s->in[i].held);
     plist_free(&s->in[i].delivers);
   }
   for (i = 0; s->out != NULL && i < s->nout; i++)
@@ -683,7 +683,7 @@ static void do_configure(cl_session_t *s, cl_session_client_t *c,
                 cfg->nservers);
     return;
   }
-  if (cfg->tokens < 0 || cfg->tokens > CL_NODE_TOKENS_MAX) {
+  if (cfg->tokens < 0 || cfg->tokens > CL_MSG_TOKENS_MAX) {
     reply_error(s, c, m->req, CL_ERANGE, "token count %" PRId64
                 " out of range", cfg->tokens);
     return;
@@ -721,6 +721,8 @@ static void do_configure(cl_session_t *s, cl_session_client_t *c,
   ok = ok_new(m->req, 0);
   if (och == NULL || ich == NULL || ok == NULL || fx_reserve(s, 4) < 0)
     goto fail;
+  for (i = 0; i < cl_node_nin(node); i++)
+    cl_ring_init(&ich[i].held, sizeof(held_t));
   for (i = 0; i < nout; i++) {
     outs[i] = cl_node_out_id(node, i); /* node order for the transport */
     for (j = 0; j < cfg->nout; j++)
@@ -1163,7 +1165,7 @@ static void do_status(cl_session_t *s, cl_session_client_t *c,
       snprintf(st->in[k].peer, CL_ID_SIZE, "%s", cl_node_in_id(s->node, k));
       st->in[k].received = cl_node_received(s->node, k);
       st->in[k].connected = s->in[k].state == CL_CHAN_UP;
-      st->in[k].held = s->in[k].hcount;
+      st->in[k].held = s->in[k].held.n;
     }
     st->nactive = (uint32_t)cl_node_active(s->node, st->active, na);
     st->ndone = (uint32_t)cl_node_kept(s->node, st->done, nk);
@@ -1178,25 +1180,6 @@ oom:
 }
 
 /* ---- lockstep: holding and DELIVER -------------------------------------- */
-
-/* Room for one more held message on in channel ch. */
-static int held_reserve(in_chan_t *ch) {
-  size_t ncap, i;
-  held_t *v;
-  if (ch->hcount < ch->hcap)
-    return 0;
-  ncap = ch->hcap ? ch->hcap * 2 : 64;
-  v = cl_malloc(ncap * sizeof *v);
-  if (v == NULL)
-    return CL_ENOMEM;
-  for (i = 0; i < ch->hcount; i++)
-    v[i] = ch->held[(ch->hhead + i) % ch->hcap];
-  free(ch->held);
-  ch->held = v;
-  ch->hhead = 0;
-  ch->hcap = ncap;
-  return 0;
-}
 
 /* Why the node refused message h on inbound i, for logs and replies. */
 static void refusal_text(const cl_session_t *s, uint32_t i, const held_t *h,
@@ -1256,8 +1239,7 @@ static void in_lost(cl_session_t *s, uint32_t i, const char *why) {
   if (ch->state == CL_CHAN_LOST)
     return;
   ch->state = CL_CHAN_LOST;
-  ch->hcount = 0;
-  ch->hhead = 0;
+  cl_ring_clear(&ch->held);
   snprintf(text, sizeof text, "lost channel %s->%s: %s",
            cl_node_in_id(s->node, i), s->self, why);
   slog(s, CL_SLOG_WARN, "%s", text);
@@ -1273,7 +1255,7 @@ static void in_lost(cl_session_t *s, uint32_t i, const char *why) {
 static void deliver_now(cl_session_t *s, cl_session_client_t *c,
                         uint64_t req, uint32_t i) {
   in_chan_t *ch = &s->in[i];
-  held_t h = ch->held[ch->hhead];
+  held_t h = *(held_t *)cl_ring_at(&ch->held, 0);
   char why[200];
   cl_msg_t *ok = ok_new(req, h.kind == CL_MSG_MARKER ? s->nout : 0);
   int r;
@@ -1305,13 +1287,12 @@ static void deliver_now(cl_session_t *s, cl_session_client_t *c,
     in_lost(s, i, why);
     return;
   }
-  ch->hhead = (ch->hhead + 1) % ch->hcap;
-  ch->hcount--;
+  cl_ring_pop(&ch->held);
   ok->u.ok.delivered_kind =
-      h.kind == CL_MSG_TOKEN ? CL_PEER_TOKEN : CL_PEER_MARKER;
+      h.kind == CL_MSG_TOKEN ? CL_MSG_TOKEN : CL_MSG_MARKER;
   ok->u.ok.delivered_value = h.kind == CL_MSG_TOKEN ? (uint64_t)h.n : h.a;
   fx_msg(s, c, ok);
-  if (ch->paused && ch->hcount <= CL_HELD_MAX / 2) {
+  if (ch->paused && ch->held.n <= CL_HELD_MAX / 2) {
     cl_fx_t *f = fx_push(s, CL_FX_RESUME);
     f->chan = i;
     ch->paused = 0;
@@ -1333,11 +1314,11 @@ static void do_deliver(cl_session_t *s, cl_session_client_t *c,
     return;
   }
   ch = &s->in[i];
-  if (ch->delivers.head == NULL && ch->hcount > 0) {
+  if (ch->delivers.head == NULL && ch->held.n > 0) {
     deliver_now(s, c, m->req, (uint32_t)i);
     return;
   }
-  if (ch->state == CL_CHAN_LOST && ch->hcount == 0) {
+  if (ch->state == CL_CHAN_LOST && ch->held.n == 0) {
     reply_error(s, c, m->req, CL_ELOST, "channel %s->%s was lost",
                 m->u.deliver.src, s->self);
     return;
@@ -1351,7 +1332,7 @@ static void do_deliver(cl_session_t *s, cl_session_client_t *c,
 static void delivers_progress(cl_session_t *s, uint32_t i) {
   in_chan_t *ch = &s->in[i];
   parked_t *p;
-  while (ch->hcount > 0 && (p = unpark(s, &ch->delivers)) != NULL) {
+  while (ch->held.n > 0 && (p = unpark(s, &ch->delivers)) != NULL) {
     deliver_now(s, p->client, p->req, i);
     free(p);
   }
@@ -1481,23 +1462,22 @@ int cl_session_peer(cl_session_t *s, uint32_t in, const cl_msg_t *m,
   if (!s->lockstep)
     return handle_peer(s, in, &h, why, whysz);
   ch = &s->in[in];
-  if (held_reserve(ch) < 0) {
+  if (cl_ring_reserve(&ch->held, 1) < 0) {
     snprintf(why, whysz, "out of memory holding messages");
     return CL_ENOMEM;
   }
-  ch->held[(ch->hhead + ch->hcount) % ch->hcap] = h;
-  ch->hcount++;
+  *(held_t *)cl_ring_push(&ch->held) = h;
   if (debug_on(s))
     slog(s, CL_SLOG_DEBUG, "holding %s %" PRIu64 " from %s (%zu held)",
          h.kind == CL_MSG_TOKEN ? "TOKEN seq" : "MARKER", h.a,
-         cl_node_in_id(s->node, in), ch->hcount);
+         cl_node_in_id(s->node, in), ch->held.n);
   delivers_progress(s, in);
-  if (ch->hcount > CL_HELD_MAX && !ch->paused) {
+  if (ch->held.n > CL_HELD_MAX && !ch->paused) {
     /* Bound memory: the sender's bytes wait in the kernel until DELIVERs
      * drain this channel. */
     ch->paused = 1;
     slog(s, CL_SLOG_DEBUG, "channel %s->%s holds %zu messages; not reading "
-         "it", cl_node_in_id(s->node, in), s->self, ch->hcount);
+         "it", cl_node_in_id(s->node, in), s->self, ch->held.n);
     return 1;
   }
   return 0;
@@ -1576,7 +1556,7 @@ int64_t cl_session_tokens(const cl_session_t *s) {
 }
 
 size_t cl_session_held(const cl_session_t *s, size_t in) {
-  return s->in != NULL && in < s->nin ? s->in[in].hcount : 0;
+  return s->in != NULL && in < s->nin ? s->in[in].held.n : 0;
 }
 
 uint64_t cl_session_sent(const cl_session_t *s, size_t out) {

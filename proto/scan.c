@@ -195,28 +195,11 @@ static size_t put_uint(unsigned char *p, uint64_t v) {
   return k + 1;
 }
 
-/* Ensure sb can take n more bytes without reallocating. 0 or CL_ENOMEM. */
-static int sbuf_reserve(msgpack_sbuffer *sb, size_t n) {
-  size_t want;
-  char *p;
-  if (sb->alloc - sb->size >= n)
-    return 0;
-  want = sb->alloc ? sb->alloc * 2 : 8192;
-  while (want < sb->size + n)
-    want *= 2;
-  p = realloc(sb->data, want);
-  if (p == NULL)
-    return CL_ENOMEM;
-  sb->data = p;
-  sb->alloc = want;
-  return 0;
-}
-
 size_t cl_wire_one_size(uint64_t seq) { return 3 + uint_len(seq); }
 
 /* A one-token frame is at most 2 + 9 + 1 bytes. */
 int cl_wire_reserve_ones(msgpack_sbuffer *sb, uint64_t count) {
-  if (count > SIZE_MAX / 12 || sbuf_reserve(sb, (size_t)count * 12) < 0)
+  if (count > SIZE_MAX / 12 || cl_sbuf_reserve(sb, (size_t)count * 12) < 0)
     return CL_ENOMEM;
   return 0;
 }

@@ -192,8 +192,8 @@ static void put_list(enc_t *e, uint32_t n, const void *items) {
 }
 
 static void put_sent(enc_t *e, const cl_sent_t *s) {
-  enc_check(e, s->kind == CL_PEER_TOKEN || s->kind == CL_PEER_MARKER);
-  if (s->kind == CL_PEER_TOKEN)
+  enc_check(e, s->kind == CL_MSG_TOKEN || s->kind == CL_MSG_MARKER);
+  if (s->kind == CL_MSG_TOKEN)
     enc_check(e, s->seq >= 1 && s->value >= 1 && s->value <= INT64_MAX);
   put_array(e, 4);
   put_id(e, s->dest);
@@ -396,8 +396,8 @@ int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
     break;
   case CL_MSG_OK:
     enc_check(&e, m->u.ok.delivered_kind == 0 ||
-                      m->u.ok.delivered_kind == CL_PEER_TOKEN ||
-                      m->u.ok.delivered_kind == CL_PEER_MARKER);
+                      m->u.ok.delivered_kind == CL_MSG_TOKEN ||
+                      m->u.ok.delivered_kind == CL_MSG_MARKER);
     put_array(&e, 6);
     put_u64(&e, m->type);
     put_u64(&e, m->req);
@@ -451,6 +451,24 @@ int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
   if (e.err != 0)
     sb->size = start;
   return e.err;
+}
+
+int cl_sbuf_reserve(msgpack_sbuffer *sb, size_t n) {
+  size_t want;
+  char *p;
+  if (sb->alloc - sb->size >= n)
+    return 0;
+  if (n > SIZE_MAX / 4 - sb->size)
+    return CL_ENOMEM;
+  want = sb->alloc ? sb->alloc * 2 : 8192;
+  while (want < sb->size + n)
+    want *= 2;
+  p = realloc(sb->data, want);
+  if (p == NULL)
+    return CL_ENOMEM;
+  sb->data = p;
+  sb->alloc = want;
+  return 0;
 }
 
 /* Append [2, seq, n]. Returns 0, CL_EINVAL (seq < 1 or n < 1) or
@@ -707,9 +725,9 @@ static int get_sent_list(const msgpack_object *o, uint32_t *n,
     cl_sent_t *s = &(*out)[i];
     TRY(get_tuple(&items[i], 4, &f));
     TRY(get_id(&f[0], s->dest));
-    TRY(get_u64(&f[1], CL_PEER_TOKEN, CL_PEER_MARKER, &kind));
+    TRY(get_u64(&f[1], CL_MSG_TOKEN, CL_MSG_MARKER, &kind));
     s->kind = (uint8_t)kind;
-    if (kind == CL_PEER_TOKEN) {
+    if (kind == CL_MSG_TOKEN) {
       TRY(get_u64(&f[2], 1, INT64_MAX, &s->value));
       TRY(get_u64(&f[3], 1, UINT64_MAX, &s->seq));
     } else {
@@ -878,7 +896,7 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
   case CL_MSG_OK:
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.ok.snapshot_id));
     TRY(get_sent_list(&f[3], &m->u.ok.nsent, &m->u.ok.sent));
-    TRY(get_u64(&f[4], 0, CL_PEER_MARKER, &v));
+    TRY(get_u64(&f[4], 0, CL_MSG_MARKER, &v));
     if (v == 1)
       return CL_EPROTO;
     m->u.ok.delivered_kind = (uint8_t)v;

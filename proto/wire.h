@@ -109,8 +109,6 @@ typedef enum {
  * rejected before anything is allocated. */
 #define CL_WIRE_MAX_ITEMS (1u << 20)
 
-/* Kind of a peer message, as reported in reply lists. */
-typedef enum { CL_PEER_TOKEN = 2, CL_PEER_MARKER = 3 } cl_peer_kind_t;
 
 typedef struct cl_peer_addr {
   char id[CL_ID_SIZE];
@@ -134,7 +132,7 @@ typedef struct cl_configure {
 /* One message a daemon sent as a result of a command, in sending order. */
 typedef struct cl_sent {
   char dest[CL_ID_SIZE];
-  uint8_t kind;   /* cl_peer_kind_t */
+  uint8_t kind;   /* CL_MSG_TOKEN or CL_MSG_MARKER */
   uint64_t value; /* TOKEN: n; MARKER: snapshot id */
   uint64_t seq;   /* TOKEN: channel sequence number; MARKER: 0 */
 } cl_sent_t;
@@ -223,7 +221,7 @@ typedef struct cl_msg {
       uint64_t snapshot_id;   /* SNAPSHOT: the id started; else 0 */
       uint32_t nsent;
       cl_sent_t *sent;        /* owned */
-      uint8_t delivered_kind; /* DELIVER: cl_peer_kind_t handled; else 0 */
+      uint8_t delivered_kind; /* DELIVER: CL_MSG_TOKEN or _MARKER; else 0 */
       uint64_t delivered_value;
     } ok;
     struct { int32_t code; char text[CL_TEXT_SIZE]; } error;
@@ -243,6 +241,10 @@ const char *cl_msg_type_name(int type);
 /* Append one encoded frame to sb. Returns 0, CL_EINVAL (invalid message:
  * bad type, invalid id) or CL_ENOMEM. */
 int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb);
+
+/* Ensure sb can take n more bytes without reallocating (so appending
+ * them cannot fail). 0 or CL_ENOMEM. */
+int cl_sbuf_reserve(msgpack_sbuffer *sb, size_t n);
 
 /* Fast paths for the hot peer messages: append a TOKEN or MARKER frame. */
 int cl_wire_encode_token(msgpack_sbuffer *sb, uint64_t seq, int64_t n);

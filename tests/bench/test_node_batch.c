@@ -155,13 +155,13 @@ static void test_receive_ones(void) {
 /* A run that would pass the token limit stops where single receives
  * would: the messages before the limit are taken. */
 static void test_receive_ones_range(void) {
-  cl_node_t *a = mk(CL_NODE_TOKENS_MAX - 2);
+  cl_node_t *a = mk(CL_MSG_TOKENS_MAX - 2);
   cl_actions_t acts;
   uint64_t done = 99;
   cl_actions_init(&acts);
   CHECK_EQ_INT(cl_node_receive_ones(a, 0, 1, 5, &done), CL_ERANGE);
   CHECK_EQ_INT(done, 2);
-  CHECK_EQ_INT(cl_node_tokens(a), CL_NODE_TOKENS_MAX);
+  CHECK_EQ_INT(cl_node_tokens(a), CL_MSG_TOKENS_MAX);
   CHECK_EQ_INT(cl_node_received(a, 0), 2);
   CHECK_EQ_INT(cl_node_receive_token(a, 0, 3, 1, &acts), CL_ERANGE);
   cl_actions_free(&acts);

@@ -35,13 +35,13 @@ static cl_node_t *mk(const char *self, int64_t tokens, const char *const *out,
 }
 
 static int is_marker(const cl_action_t *a, uint32_t peer, uint64_t id) {
-  return a->kind == CL_ACT_SEND && a->msg == CL_NODE_MARKER &&
+  return a->kind == CL_ACT_SEND && a->msg == CL_MSG_MARKER &&
          a->peer == peer && a->snapshot_id == id;
 }
 
 static int is_token(const cl_action_t *a, uint32_t peer, uint64_t seq,
                     int64_t n) {
-  return a->kind == CL_ACT_SEND && a->msg == CL_NODE_TOKEN &&
+  return a->kind == CL_ACT_SEND && a->msg == CL_MSG_TOKEN &&
          a->peer == peer && a->seq == seq && a->n == n;
 }
 
@@ -401,7 +401,7 @@ static void test_new_invalid(void) {
   cfg.in = ok;
   cfg.tokens = -1;
   CHECK_EQ_INT(cl_node_new(&cfg, &n), CL_EINVAL);
-  cfg.tokens = CL_NODE_TOKENS_MAX + 1;
+  cfg.tokens = CL_MSG_TOKENS_MAX + 1;
   CHECK_EQ_INT(cl_node_new(&cfg, &n), CL_EINVAL);
   cfg.tokens = 7;
   cfg.self = "";
@@ -451,12 +451,12 @@ static void test_refusals(void) {
   CHECK_EQ_INT(cl_node_tokens(a), 7);
   CHECK_EQ_INT(acts.n, 1);
 
-  /* Overflow past CL_NODE_TOKENS_MAX. */
-  CHECK_EQ_INT(cl_node_receive_token(a, 0, 2, CL_NODE_TOKENS_MAX, &acts),
+  /* Overflow past CL_MSG_TOKENS_MAX. */
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 2, CL_MSG_TOKENS_MAX, &acts),
                CL_ERANGE);
-  CHECK_EQ_INT(cl_node_receive_token(a, 0, 2, CL_NODE_TOKENS_MAX - 7, &acts),
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 2, CL_MSG_TOKENS_MAX - 7, &acts),
                0);
-  CHECK_EQ_INT(cl_node_tokens(a), CL_NODE_TOKENS_MAX);
+  CHECK_EQ_INT(cl_node_tokens(a), CL_MSG_TOKENS_MAX);
   CHECK_EQ_INT(cl_node_receive_token(a, 0, 3, 1, &acts), CL_ERANGE);
   CHECK_EQ_INT(cl_node_received(a, 0), 2);
 
@@ -762,7 +762,7 @@ static int apply(rnet_t *w, int s, cl_actions_t *acts) {
     m->seq = a->seq;
     m->n = a->n;
     m->id = a->snapshot_id;
-    if (a->msg == CL_NODE_TOKEN) {
+    if (a->msg == CL_MSG_TOKEN) {
       if (a->seq < RLOG)
         w->logn[s][d][a->seq] = a->n;
       else
@@ -778,7 +778,7 @@ static int deliver(rnet_t *w, int s, int d, cl_actions_t *acts) {
   rmsg_t *m = &w->q[s][d][w->head[s][d]++];
   int in = cl_node_in_index(w->node[d], rname[s]);
   int rc;
-  if (m->kind == CL_NODE_TOKEN)
+  if (m->kind == CL_MSG_TOKEN)
     rc = cl_node_receive_token(w->node[d], (uint32_t)in, m->seq, m->n, acts);
   else
     rc = cl_node_receive_marker(w->node[d], (uint32_t)in, m->id, acts);

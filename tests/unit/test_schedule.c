@@ -193,12 +193,12 @@ static cl_link_t abc_links[4] = {{0, 1}, {0, 2}, {1, 2}, {2, 0}};
 static cl_topology_t abc = {3, abc_servers, 4, abc_links, 0};
 
 static cl_sched_msg_t tok(uint64_t n, uint64_t seq) {
-  cl_sched_msg_t m = {CL_PEER_TOKEN, n, seq};
+  cl_sched_msg_t m = {CL_MSG_TOKEN, n, seq};
   return m;
 }
 
 static cl_sched_msg_t marker(uint64_t id) {
-  cl_sched_msg_t m = {CL_PEER_MARKER, id, 0};
+  cl_sched_msg_t m = {CL_MSG_MARKER, id, 0};
   return m;
 }
 
@@ -221,7 +221,7 @@ static void test_due_times(void) {
   CHECK_EQ_INT(cl_sched_now(s), 1);
   CHECK_EQ_INT(out[0].src, 0);
   CHECK_EQ_INT(out[0].dst, 1);
-  CHECK_EQ_INT(out[0].msg.kind, CL_PEER_TOKEN);
+  CHECK_EQ_INT(out[0].msg.kind, CL_MSG_TOKEN);
   CHECK_EQ_INT(out[0].msg.value, 1);
   CHECK_EQ_INT(out[0].msg.seq, 1);
   CHECK_EQ_INT(cl_sched_tick(s, out), 0); /* time 2 */
@@ -371,16 +371,16 @@ static void test_worked_example(void) {
   CHECK_EQ_INT(cl_sched_now(s), 3);
   CHECK_EQ_INT(out[0].src, 1);
   CHECK_EQ_INT(out[0].dst, 0);
-  CHECK_EQ_INT(out[0].msg.kind, CL_PEER_MARKER);
+  CHECK_EQ_INT(out[0].msg.kind, CL_MSG_MARKER);
   CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &mk), 0);
   CHECK_EQ_INT(cl_sched_tick(s, out), 1);
   CHECK_EQ_INT(out[0].src, 0);
-  CHECK_EQ_INT(out[0].msg.kind, CL_PEER_TOKEN);
+  CHECK_EQ_INT(out[0].msg.kind, CL_MSG_TOKEN);
   CHECK_EQ_INT(cl_sched_tick(s, out), 0);
   CHECK_EQ_INT(cl_sched_tick(s, out), 0);
   CHECK_EQ_INT(cl_sched_tick(s, out), 1);
   CHECK_EQ_INT(cl_sched_now(s), 7);
-  CHECK_EQ_INT(out[0].msg.kind, CL_PEER_MARKER);
+  CHECK_EQ_INT(out[0].msg.kind, CL_MSG_MARKER);
   CHECK_EQ_INT(out[0].msg.value, 0);
   CHECK_EQ_INT(cl_sched_in_flight(s), 0);
   CHECK_EQ_INT(cl_delays_used(d), 3);

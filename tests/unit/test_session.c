@@ -477,7 +477,7 @@ static void test_lockstep(void) {
   CHECK_EQ_INT(reply_of(&t, &t.tag1, req, NULL, NULL, NULL), 0); /* parked */
   CHECK_EQ_INT(peer(&t, 1, 0, 1, 4), 0);
   CHECK_EQ_INT(reply_of(&t, &t.tag1, req, NULL, NULL, &ok), CL_MSG_OK);
-  CHECK_EQ_INT(ok->u.ok.delivered_kind, CL_PEER_TOKEN);
+  CHECK_EQ_INT(ok->u.ok.delivered_kind, CL_MSG_TOKEN);
   CHECK_EQ_INT(ok->u.ok.delivered_value, 4);
   CHECK_EQ_INT(cl_session_tokens(t.s), 14);
   /* Held, not handled, until DELIVER. */

@@ -42,13 +42,13 @@ int main(void) {
   CHECK_EQ_INT(r.u.error.code, CL_ENOPEER); CHECK_EQ_STR(r.u.error.text, "N1 has no channel to N3"); cl_msg_free(&r);
   r = send_(&b, 0, "N2", 2);
   CHECK_EQ_INT(r.type, CL_MSG_OK); CHECK_EQ_INT(r.u.ok.nsent, 1);
-  CHECK_EQ_STR(r.u.ok.sent[0].dest, "N2"); CHECK_EQ_INT(r.u.ok.sent[0].kind, CL_PEER_TOKEN);
+  CHECK_EQ_STR(r.u.ok.sent[0].dest, "N2"); CHECK_EQ_INT(r.u.ok.sent[0].kind, CL_MSG_TOKEN);
   CHECK_EQ_INT(r.u.ok.sent[0].value, 2); CHECK_EQ_INT(r.u.ok.sent[0].seq, 1); cl_msg_free(&r);
   /* snapshot 0 at N2: markers to N1, N3 in order */
   r = snap_(&b, 1, 1, 0);
   CHECK_EQ_INT(r.type, CL_MSG_OK); CHECK_EQ_INT(r.u.ok.snapshot_id, 0); CHECK_EQ_INT(r.u.ok.nsent, 2);
   CHECK_EQ_STR(r.u.ok.sent[0].dest, "N1"); CHECK_EQ_STR(r.u.ok.sent[1].dest, "N3");
-  CHECK_EQ_INT(r.u.ok.sent[1].kind, CL_PEER_MARKER); CHECK_EQ_INT(r.u.ok.sent[1].value, 0); cl_msg_free(&r);
+  CHECK_EQ_INT(r.u.ok.sent[1].kind, CL_MSG_MARKER); CHECK_EQ_INT(r.u.ok.sent[1].value, 0); cl_msg_free(&r);
   r = snap_(&b, 1, 1, 0); CHECK_EQ_INT(r.u.error.code, CL_EEXIST); cl_msg_free(&r);
   r = collect_(&b, 1, 0, 0); CHECK_EQ_INT(r.u.error.code, CL_EAGAIN); cl_msg_free(&r);
   r = collect_(&b, 1, 4, 0); CHECK_EQ_INT(r.u.error.code, CL_ENOENT); cl_msg_free(&r);
@@ -57,7 +57,7 @@ int main(void) {
   CHECK_EQ_STR(err, "snapshot 0 not complete on N1, N2, N3");
   /* N2 receives token from N1 (recorded) */
   r = deliver_(&b, 1, "N1"); CHECK_EQ_INT(r.type, CL_MSG_OK); CHECK_EQ_INT(r.u.ok.nsent, 0);
-  CHECK_EQ_INT(r.u.ok.delivered_kind, CL_PEER_TOKEN); CHECK_EQ_INT(r.u.ok.delivered_value, 2); cl_msg_free(&r);
+  CHECK_EQ_INT(r.u.ok.delivered_kind, CL_MSG_TOKEN); CHECK_EQ_INT(r.u.ok.delivered_value, 2); cl_msg_free(&r);
   /* Nothing held on N1->N2: in one process the DELIVER would wait forever,
    * so the call fails (and the parked request is forgotten). */
   memset(&q, 0, sizeof q); q.type = CL_MSG_DELIVER; q.req = 9; strcpy(q.u.deliver.src, "N1");
@@ -66,7 +66,7 @@ int main(void) {
   r = deliver_(&b, 1, "N3"); CHECK_EQ_INT(r.u.error.code, CL_ENOPEER); cl_msg_free(&r);
   /* N3 gets marker from N2: completes (single inbound), marker to N1 */
   r = deliver_(&b, 2, "N2"); CHECK_EQ_INT(r.u.ok.nsent, 1); CHECK_EQ_STR(r.u.ok.sent[0].dest, "N1");
-  CHECK_EQ_INT(r.u.ok.delivered_kind, CL_PEER_MARKER); cl_msg_free(&r);
+  CHECK_EQ_INT(r.u.ok.delivered_kind, CL_MSG_MARKER); cl_msg_free(&r);
   CHECK_EQ_INT(b.completed(b.ctx, 0), 1);
   /* N1 gets marker from N2: records, marker to N2; N3 still open */
   r = deliver_(&b, 0, "N2"); CHECK_EQ_INT(r.u.ok.nsent, 1); cl_msg_free(&r);

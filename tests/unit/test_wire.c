@@ -232,14 +232,14 @@ static void make_sample(int type, cl_msg_t *m) {
     m->u.ok.nsent = 2;
     m->u.ok.sent = xcalloc(2, sizeof *m->u.ok.sent);
     set_id(m->u.ok.sent[0].dest, "N1");
-    m->u.ok.sent[0].kind = CL_PEER_TOKEN;
+    m->u.ok.sent[0].kind = CL_MSG_TOKEN;
     m->u.ok.sent[0].value = 5;
     m->u.ok.sent[0].seq = 3;
     set_id(m->u.ok.sent[1].dest, "N3");
-    m->u.ok.sent[1].kind = CL_PEER_MARKER;
+    m->u.ok.sent[1].kind = CL_MSG_MARKER;
     m->u.ok.sent[1].value = 17;
     m->u.ok.sent[1].seq = 0;
-    m->u.ok.delivered_kind = CL_PEER_MARKER;
+    m->u.ok.delivered_kind = CL_MSG_MARKER;
     m->u.ok.delivered_value = 17;
     break;
   case CL_MSG_ERROR:
@@ -497,9 +497,9 @@ static void test_roundtrip_values(void) {
 
   make_sample(CL_MSG_OK, &in);
   CHECK(roundtrip(&in, &out));
-  CHECK_EQ_INT(out.u.ok.sent[0].kind, CL_PEER_TOKEN);
+  CHECK_EQ_INT(out.u.ok.sent[0].kind, CL_MSG_TOKEN);
   CHECK_EQ_INT(out.u.ok.sent[0].seq, 3);
-  CHECK_EQ_INT(out.u.ok.sent[1].kind, CL_PEER_MARKER);
+  CHECK_EQ_INT(out.u.ok.sent[1].kind, CL_MSG_MARKER);
   CHECK_EQ_INT(out.u.ok.delivered_value, 17);
   cl_msg_free(&in);
   cl_msg_free(&out);
@@ -700,7 +700,7 @@ static void test_encode(void) {
   make_sample(CL_MSG_OK, &m);
   m.u.ok.sent[1].kind = 1;
   CHECK_EQ_INT(cl_wire_encode(&m, &sb), CL_EINVAL);
-  m.u.ok.sent[1].kind = CL_PEER_MARKER;
+  m.u.ok.sent[1].kind = CL_MSG_MARKER;
   m.u.ok.sent[0].seq = 0; /* a TOKEN's seq starts at 1 */
   CHECK_EQ_INT(cl_wire_encode(&m, &sb), CL_EINVAL);
   m.u.ok.sent[0].seq = 3;
