@@ -117,12 +117,6 @@ void *cl_xrealloc(void *p, size_t n) {
   return q;
 }
 
-char *cl_xstrdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = cl_xmalloc(n);
-  memcpy(p, s, n);
-  return p;
-}
 
 uint64_t cl_now_ns(void) {
   struct timespec ts;

@@ -42,7 +42,6 @@ int cl_addr_split(const char *addr, char host[CL_ADDR_SIZE], int *port);
 void *cl_xmalloc(size_t n);
 void *cl_xcalloc(size_t n, size_t size);
 void *cl_xrealloc(void *p, size_t n);
-char *cl_xstrdup(const char *s);
 
 /* The splitmix64 finaliser: mixes all 64 bits of x. Hash tables use it
  * (snapshot ids are often small consecutive numbers), and cl_rng_next. */

@@ -515,13 +515,6 @@ const char *cl_cluster_why(const cl_cluster_t *c, size_t i) {
   return c->conns[i].state == CONN_UP ? "" : c->conns[i].why;
 }
 
-int cl_cluster_find(const cl_cluster_t *c, const char *id) {
-  size_t i;
-  for (i = 0; i < c->n; i++)
-    if (strcmp(c->conns[i].id, id) == 0)
-      return (int)i;
-  return -1;
-}
 
 /* Install the check run after every loop turn while waiting. */
 void cl_cluster_set_guard(cl_cluster_t *c, cl_guard_fn fn, void *ctx) {

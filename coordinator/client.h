@@ -66,8 +66,6 @@ void cl_cluster_free(cl_cluster_t *c);
 size_t cl_cluster_size(const cl_cluster_t *c);
 const char *cl_cluster_id(const cl_cluster_t *c, size_t i);
 const char *cl_cluster_addr(const cl_cluster_t *c, size_t i);
-/* Index of a server id, or -1. */
-int cl_cluster_find(const cl_cluster_t *c, const char *id);
 /* 1 if connection i is up. */
 int cl_cluster_up(const cl_cluster_t *c, size_t i);
 /* Why connection i is not up ("" if it is). */

@@ -395,7 +395,6 @@ const char *cl_launcher_addr(const cl_launcher_t *l, size_t i) {
   return l->d[i].addr;
 }
 
-const char *cl_launcher_log_dir(const cl_launcher_t *l) { return l->log_dir; }
 
 int cl_launcher_interrupted(const cl_launcher_t *l) { return l->interrupted; }
 

@@ -51,7 +51,6 @@ int cl_launcher_start(uv_loop_t *loop, const cl_launch_opts_t *opts,
 
 /* The address daemon i reported ("127.0.0.1:PORT"), "" before READY. */
 const char *cl_launcher_addr(const cl_launcher_t *l, size_t i);
-const char *cl_launcher_log_dir(const cl_launcher_t *l);
 
 /* CL_EIO with err set if a daemon exited while it should be running; 0
  * otherwise. Usable as a cl_guard_fn (ctx is the launcher); also reports

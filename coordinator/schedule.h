@@ -38,7 +38,7 @@ int cl_delays_next(cl_delays_t *d, uint32_t *out);
 uint64_t cl_delays_used(const cl_delays_t *d);
 /* Values a file holds (0 for a generator, which never runs out). */
 uint64_t cl_delays_available(const cl_delays_t *d);
-/* Added: limits of a delay file. A line holds one integer in
+/* limits of a delay file. A line holds one integer in
  * [0, CL_DELAY_MAX_VALUE], optionally surrounded by blanks; blank lines are
  * rejected (a final newline is fine); at most CL_DELAYS_MAX_COUNT lines.
  * The generator draws next() % (max_delay + 1) from splitmix64 seeded with
@@ -79,12 +79,12 @@ int cl_sched_sent(cl_sched_t *s, uint32_t src, uint32_t dst,
  * out (size it topo->nservers); returns the count. */
 size_t cl_sched_tick(cl_sched_t *s, cl_delivery_t *out);
 
-/* Added: at most CL_SCHED_MAX_IN_FLIGHT messages may be in flight;
+/* at most CL_SCHED_MAX_IN_FLIGHT messages may be in flight;
  * cl_sched_sent returns CL_EFULL beyond that (and CL_ENOMEM when memory runs
  * out); neither draws a delay. */
 #define CL_SCHED_MAX_IN_FLIGHT ((size_t)1 << 24)
 
-/* Added: advance time by up to max ticks in which cl_sched_tick would
+/* advance time by up to max ticks in which cl_sched_tick would
  * deliver nothing (all of them when nothing is in flight). Returns the
  * number of ticks skipped; the next tick after a short skip delivers. */
 uint64_t cl_sched_idle(cl_sched_t *s, uint64_t max);

@@ -32,7 +32,7 @@ typedef struct cl_verdict {
   size_t nproblems;       /* total found; the first CL_VERIFY_MAX_PROBLEMS
                              are described in problems[] */
   char problems[CL_VERIFY_MAX_PROBLEMS][256]; /* "channel N1->N2: ..." */
-  size_t nchannels;       /* added: channels checked (for cl_verdict_line) */
+  size_t nchannels;       /* channels checked (for cl_verdict_line) */
 } cl_verdict_t;
 
 /* Amounts of the token messages sent on each channel, by sequence number,
@@ -45,11 +45,11 @@ void cl_ledger_free(cl_ledger_t *l);
  * the link does not exist, CL_ESEQ if seq is not the next on that channel. */
 int cl_ledger_add(cl_ledger_t *l, uint32_t src, uint32_t dst, uint64_t seq,
                   int64_t n);
-/* Added: the ledger borrows topo (it must outlive the ledger) and holds at
+/* the ledger borrows topo (it must outlive the ledger) and holds at
  * most CL_LEDGER_MAX_MSGS messages in all; cl_ledger_add returns CL_EFULL
  * beyond that and CL_ENOMEM when memory runs out. */
 #define CL_LEDGER_MAX_MSGS ((uint64_t)1 << 26)
-/* Added: amount of token message seq on src->dst: 0 and *n, or CL_ENOENT
+/* amount of token message seq on src->dst: 0 and *n, or CL_ENOENT
  * (never sent) / CL_ENOPEER (no such link). */
 int cl_ledger_get(const cl_ledger_t *l, uint32_t src, uint32_t dst,
                   uint64_t seq, int64_t *n);
