@@ -446,7 +446,8 @@ static void wait_exits(cl_launcher_t *l, uint64_t ms) {
   uv_timer_stop(&l->timer);
 }
 
-/* SIGTERM those not told to shut down, SIGKILL after the grace, reap all;
+/* SIGTERM those not told to shut down, SIGKILL after the grace (a longer
+ * one for those that acknowledged SHUTDOWN), reap all;
  * then say whether one of them stopped badly. */
 int cl_launcher_stop(cl_launcher_t *l, const uint8_t *asked, char *err,
                      size_t errsize) {
@@ -458,6 +459,12 @@ int cl_launcher_stop(cl_launcher_t *l, const uint8_t *asked, char *err,
     if (l->d[i].running && !(asked && asked[i]))
       uv_process_kill(&l->d[i].proc, SIGTERM);
   wait_exits(l, CL_LAUNCH_KILL_MS);
+  for (i = 0; i < l->n; i++)
+    if (l->d[i].running && !(asked && asked[i]))
+      uv_process_kill(&l->d[i].proc, SIGKILL);
+  /* One that acknowledged SHUTDOWN is exiting, perhaps slowly (a leak
+   * check at exit under ASan on a loaded machine): give it longer. */
+  wait_exits(l, CL_LAUNCH_EXIT_MS - CL_LAUNCH_KILL_MS);
   for (i = 0; i < l->n; i++)
     if (l->d[i].running)
       uv_process_kill(&l->d[i].proc, SIGKILL);

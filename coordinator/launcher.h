@@ -22,8 +22,10 @@
 #include "util.h"
 
 #define CL_LAUNCH_READY_MS 10000
-/* Grace between SIGTERM (or SHUTDOWN) and SIGKILL. */
+/* Grace between SIGTERM and SIGKILL. */
 #define CL_LAUNCH_KILL_MS 2000
+/* Grace between an acknowledged SHUTDOWN and SIGKILL. */
+#define CL_LAUNCH_EXIT_MS 30000
 
 typedef struct cl_launch_opts {
   const char *daemon;  /* clsnapd path, or NULL to search */
@@ -64,9 +66,9 @@ int cl_launcher_interrupted(const cl_launcher_t *l);
 int cl_launcher_settle(cl_launcher_t *l, uint64_t ms, char *err,
                        size_t errsize);
 
-/* Stop every daemon still running: those with asked[i] set were sent
- * SHUTDOWN and get CL_LAUNCH_KILL_MS to exit, the others get SIGTERM at
- * once; SIGKILL after CL_LAUNCH_KILL_MS; then wait for every exit. asked
+/* Stop every daemon still running: those with asked[i] set acknowledged
+ * SHUTDOWN and get CL_LAUNCH_EXIT_MS to exit, the others get SIGTERM at
+ * once and SIGKILL after CL_LAUNCH_KILL_MS; then wait for every exit. asked
  * may be NULL. Returns 0, or CL_EIO with err naming the first daemon that
  * stopped badly: a non-zero status (a sanitizer's report at exit), a
  * signal, or the SIGKILL after the grace. Only the first call stops. */

@@ -10,6 +10,9 @@
 #                                cluster, nobody delivers) ends at --timeout
 #   failure.sh coordinator-kill  kill -9 clsnap mid-snapshot; the daemons
 #                                keep running for the next coordinator
+#   failure.sh slow-exit         daemons that acknowledge SHUTDOWN but take
+#                                3 s to exit (as under ASan on a busy
+#                                machine) are waited for, not killed
 . "$(dirname "$0")/common.sh"
 export CLSNAP CLSNAPD
 
@@ -33,6 +36,19 @@ cluster_up() {
 }
 
 case ${1:-} in
+slow-exit)
+  # A wrapper that runs the real daemon, then lingers before exiting with
+  # its status: the launcher must wait for it, since it said OK to SHUTDOWN.
+  printf '#!/usr/bin/env bash\n"%s" "$@"\nrc=$?\nsleep 3\nexit $rc\n' "$CLSNAPD" >"$WORK/slow-clsnapd"
+  chmod +x "$WORK/slow-clsnapd"
+  rc=0
+  "$CLSNAP" run "$COS/3nodes.top" "$COS/3nodes-simple.events" --daemon "$WORK/slow-clsnapd" \
+    --log-dir "$WORK/logs" >"$WORK/out.txt" 2>"$WORK/err.txt" || rc=$?
+  cat "$WORK/err.txt"
+  [ $rc -eq 0 ] || fail "clsnap run exited $rc with daemons slow to exit"
+  grep -q " 0 failed" "$WORK/out.txt" || { cat "$WORK/out.txt"; fail "no passing summary"; }
+  echo "ok: daemons slow to exit after SHUTDOWN were waited for"
+  ;;
 run-kill)
   top=$COS/10nodes.top events=$COS/10nodes.events timeout=20 victim=N6
   # Ticks of 300 ms: the run takes about 3 s, so the kill lands mid-run
