@@ -230,7 +230,12 @@ int main(int argc, char **argv) {
   }
   code = d->exit_code;
   cl_dispatch_free(d);
-  if (code == 0)
-    cl_log_info("stopped");
+  if (code == 0) {
+    uv_rusage_t ru;
+    if (uv_getrusage(&ru) == 0)
+      cl_log_info("stopped (peak RSS %ld KiB)", (long)ru.ru_maxrss);
+    else
+      cl_log_info("stopped");
+  }
   return code;
 }
