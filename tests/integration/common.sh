@@ -68,6 +68,15 @@ reference_equal() {
     fail "snapshots differ from the reference"
 }
 
+# running PID: is PID a live process? Unlike kill -0, a zombie (a process
+# that exited and that whoever adopted it has not reaped yet) is not.
+running() {
+  local stat f
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a f <<<"${stat##*)}"
+  [ "${f[0]:-Z}" != Z ]
+}
+
 # No clsnapd process may outlive a test. Matches daemons started from this
 # test's binaries only, so parallel tests do not see each other's.
 assert_no_daemons() {
