@@ -77,6 +77,15 @@ running() {
   [ "${f[0]:-Z}" != Z ]
 }
 
+# cluster_up TOPOLOGY RUNDIR [CONFIGURE_ARGS]: a deploy/cluster.sh cluster,
+# stopped when the test exits.
+cluster_up() {
+  : "${DEPLOY:?DEPLOY must point at deploy/cluster.sh}"
+  cleanup_hooks+=("bash '$DEPLOY' down '$2' >/dev/null")
+  CLSNAP_CONFIGURE_ARGS="${3:-}" bash "$DEPLOY" up "$1" "$2" >"$WORK/up.txt" 2>&1 ||
+    { cat "$WORK/up.txt" >&2; fail "cluster.sh up failed"; }
+}
+
 # No clsnapd process may outlive a test. Matches daemons started from this
 # test's binaries only, so parallel tests do not see each other's.
 assert_no_daemons() {

@@ -27,14 +27,6 @@ wait_file() {
   done
 }
 
-# cluster_up TOPOLOGY RUNDIR [configure args]: a cluster.sh cluster.
-cluster_up() {
-  : "${DEPLOY:?DEPLOY must point at deploy/cluster.sh}"
-  cleanup_hooks+=("bash '$DEPLOY' down '$2' >/dev/null")
-  CLSNAP_CONFIGURE_ARGS="${3:-}" bash "$DEPLOY" up "$1" "$2" >"$WORK/up.txt" 2>&1 ||
-    { cat "$WORK/up.txt" >&2; fail "cluster.sh up failed"; }
-}
-
 case ${1:-} in
 slow-exit)
   # A wrapper that runs the real daemon, then lingers before exiting with
