@@ -3,7 +3,8 @@
 # background, on 127.0.0.1 with ports the kernel picks.
 #
 #   deploy/cluster.sh up TOPOLOGY [RUNDIR]   start, configure, write RUNDIR/cluster
-#   deploy/cluster.sh status [RUNDIR]        which daemons run; clsnap status
+#   deploy/cluster.sh status [RUNDIR]        which daemons run, clsnap status;
+#                                            exits 1 if any daemon is not running
 #   deploy/cluster.sh down [RUNDIR]          stop exactly the daemons `up` started
 #
 # RUNDIR defaults to ./.clsnap. It holds <ID>.pid, <ID>.start (the daemon's

@@ -7,6 +7,8 @@
 #   cluster_deploy.sh dotted-id     ids are compared as strings: the pid
 #                                   file of N.1 naming the daemon NX1 (same
 #                                   start time) is not N.1
+#   cluster_deploy.sh status-exit   status exits 0 with every daemon up, 1
+#                                   after one is killed, naming it
 . "$(dirname "$0")/common.sh"
 export CLSNAP CLSNAPD
 
@@ -83,7 +85,17 @@ dotted-id)
   status_down "$run" N.1 1
   echo "ok: the id N.1 does not match the daemon NX1"
   ;;
+status-exit)
+  run=$WORK/run
+  cluster_up "$top" "$run"
+  rc=$(status_of "$run")
+  [ "$rc" -eq 0 ] || { cat "$WORK/status.txt"; fail "status exited $rc with every daemon up"; }
+  grep -q "^3 running, 0 not running" "$WORK/status.txt" || { cat "$WORK/status.txt"; fail "status does not count 3 running"; }
+  kill_wait "$(cat "$run/N2.pid")"
+  status_down "$run" N2 2
+  echo "ok: status exits 0 with all up, non-zero with N2 killed"
+  ;;
 *)
-  fail "usage: cluster_deploy.sh stale-pid|dotted-id"
+  fail "usage: cluster_deploy.sh stale-pid|dotted-id|status-exit"
   ;;
 esac
