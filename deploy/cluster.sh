@@ -3,6 +3,9 @@
 # background, on 127.0.0.1 with ports the kernel picks.
 #
 #   deploy/cluster.sh up TOPOLOGY [RUNDIR]   start, configure, write RUNDIR/cluster
+#   deploy/cluster.sh up --no-configure TOPOLOGY [RUNDIR]
+#                                            start and write RUNDIR/cluster only,
+#                                            for `clsnap --cluster F run` to configure
 #   deploy/cluster.sh status [RUNDIR]        which daemons run, clsnap status;
 #                                            exits 1 if any daemon is not running
 #   deploy/cluster.sh down [RUNDIR]          stop exactly the daemons `up` started
@@ -73,8 +76,10 @@ alive() {
 }
 
 cmd_up() {
+  local configure=1
+  case ${1:-} in --no-configure) configure=0; shift ;; esac
   local top=${1:-} rundir=${2:-./.clsnap} id pid port deadline line
-  [ -n "$top" ] || { usage >&2; exit 2; }
+  [ -n "$top" ] && [ $# -le 2 ] || { usage >&2; exit 2; }
   [ -r "$top" ] || die "cannot read topology $top" 2
   local clsnapd clsnap
   clsnapd=$(find_bin clsnapd "${CLSNAPD:-}" build/daemon/clsnapd)
@@ -124,11 +129,18 @@ cmd_up() {
     echo "$id $port" >>"$cluster"
   done
   mv "$cluster" "$rundir/cluster"
+  local n
+  n=$(wc -w <<<"$ids")
+  if [ $configure -eq 0 ]; then
+    echo "cluster up, not configured: $n servers, $rundir/cluster"
+    echo "try: $clsnap --cluster $rundir/cluster run $top EVENTS"
+    return 0
+  fi
   if ! "$clsnap" --cluster "$rundir/cluster" configure ${cfgargs[@]+"${cfgargs[@]}"} "$top"; then
     cmd_down "$rundir" >/dev/null 2>&1 || true
     die "configuring the cluster failed; stopped it"
   fi
-  echo "cluster up: $(echo $ids | wc -w) servers, $rundir/cluster"
+  echo "cluster up: $n servers, $rundir/cluster"
   echo "try: $clsnap --cluster $rundir/cluster status"
 }
 

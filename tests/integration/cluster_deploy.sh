@@ -9,6 +9,9 @@
 #                                   start time) is not N.1
 #   cluster_deploy.sh status-exit   status exits 0 with every daemon up, 1
 #                                   after one is killed, naming it
+#   cluster_deploy.sh no-configure  up --no-configure, then
+#                                   `clsnap --cluster F run` configures the
+#                                   daemons itself and passes
 . "$(dirname "$0")/common.sh"
 export CLSNAP CLSNAPD
 
@@ -95,7 +98,26 @@ status-exit)
   status_down "$run" N2 2
   echo "ok: status exits 0 with all up, non-zero with N2 killed"
   ;;
+no-configure)
+  run=$WORK/run
+  cleanup_hooks+=("bash '$DEPLOY' down '$run' >/dev/null")
+  bash "$DEPLOY" up --no-configure "$top" "$run" >"$WORK/up.txt" 2>&1 ||
+    { cat "$WORK/up.txt" >&2; fail "cluster.sh up --no-configure failed"; }
+  grep -q "not configured" "$WORK/up.txt" || { cat "$WORK/up.txt"; fail "up --no-configure does not say so"; }
+  # An unconfigured cluster: clsnap status shows every server unconfigured.
+  "$CLSNAP" --cluster "$run/cluster" status >"$WORK/cstatus.txt" 2>&1 ||
+    { cat "$WORK/cstatus.txt"; fail "clsnap status of an unconfigured cluster failed"; }
+  for id in N1 N2 N3; do
+    grep -q "^$id .*unconfig" "$WORK/cstatus.txt" || { cat "$WORK/cstatus.txt"; fail "status does not show $id unconfigured"; }
+  done
+  "$CLSNAP" --cluster "$run/cluster" run "$top" "$COS/3nodes-simple.events" --lockstep \
+    --delays "$CONFORMANCE_DIR/go-delays.txt" --snap-dir "$WORK/snaps" >"$WORK/out.txt" 2>&1 ||
+    { cat "$WORK/out.txt" >&2; fail "clsnap --cluster run on an up --no-configure cluster failed"; }
+  reference_equal "$top" 3nodes-simple 1 "$WORK/snaps"
+  [ "$(status_of "$run")" -eq 0 ] || { cat "$WORK/status.txt"; fail "a daemon stopped after the run"; }
+  echo "ok: up --no-configure leaves configuring to clsnap run"
+  ;;
 *)
-  fail "usage: cluster_deploy.sh stale-pid|dotted-id|status-exit"
+  fail "usage: cluster_deploy.sh stale-pid|dotted-id|status-exit|no-configure"
   ;;
 esac
