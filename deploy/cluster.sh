@@ -3,12 +3,18 @@
 # background, on 127.0.0.1 with ports the kernel picks.
 #
 #   deploy/cluster.sh up TOPOLOGY [RUNDIR]   start, configure, write RUNDIR/cluster
-#   deploy/cluster.sh status [RUNDIR]        which daemons run; clsnap status
+#   deploy/cluster.sh up --no-configure TOPOLOGY [RUNDIR]
+#                                            start and write RUNDIR/cluster only,
+#                                            for `clsnap --cluster F run` to configure
+#   deploy/cluster.sh status [RUNDIR]        which daemons run, clsnap status;
+#                                            exits 1 if any daemon is not running
 #   deploy/cluster.sh down [RUNDIR]          stop exactly the daemons `up` started
 #
-# RUNDIR defaults to ./.clsnap. It holds <ID>.pid, <ID>.log (the daemon's
-# log), <ID>.out (its READY line) and `cluster` (one `ID HOST:PORT` line per
-# server), which `clsnap --cluster RUNDIR/cluster ...` reads.
+# RUNDIR defaults to ./.clsnap. It holds <ID>.pid, <ID>.start (the daemon's
+# start time, field 22 of /proc/PID/stat: with it a reused pid is not taken
+# for the daemon), <ID>.log (the daemon's log), <ID>.out (its READY line) and
+# `cluster` (one `ID HOST:PORT` line per server), which
+# `clsnap --cluster RUNDIR/cluster ...` reads.
 # Binaries: $CLSNAPD and $CLSNAP if set, else the build tree, else PATH.
 # $CLSNAPD_ARGS, if set, is appended to every daemon's command line (e.g.
 # "--max-kept 2 --write-cap 4096"; split on spaces), and $CLSNAP_CONFIGURE_ARGS
@@ -19,7 +25,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 
 die() { echo "cluster.sh: $*" >&2; exit "${2:-1}"; }
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { # the comment block at the top of this file
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
+}
 
 find_bin() { # NAME ENVVALUE BUILDPATH
   if [ -n "$2" ]; then echo "$2"; return; fi
@@ -35,16 +43,43 @@ server_ids() {
        seen < n { print $1; seen++ }' "$1"
 }
 
-alive() { # PIDFILE ID: is the recorded pid still our clsnapd for ID?
-  local pid
-  pid=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "clsnapd --id $2 "
+# proc_start PID: the start time of process PID (field 22 of
+# /proc/PID/stat, clock ticks since boot), which with the pid names one
+# process for good: a pid the kernel reuses gets a later start time. Fails
+# when PID is gone or a zombie (state Z: it has exited, only its parent has
+# not reaped it yet). The fields are counted after the last ')', since the
+# command name in between may hold spaces and parentheses.
+proc_start() {
+  local stat f
+  [[ $1 =~ ^[1-9][0-9]*$ ]] || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a f <<<"${stat##*)}"
+  [ "${#f[@]}" -ge 20 ] && [ "${f[0]}" != Z ] || return 1
+  echo "${f[19]}"
+}
+
+# alive RUNDIR ID: is RUNDIR/ID.pid still the clsnapd that `up` started for
+# ID in RUNDIR? The pid must be running with the start time `up` recorded
+# in RUNDIR/ID.start, and its arguments must hold `...clsnapd --id ID`
+# (whole arguments compared as strings), so neither a reused pid nor the
+# daemon of another cluster with the same ids passes.
+alive() {
+  local pid start argv i
+  pid=$(cat "$1/$2.pid" 2>/dev/null) || return 1
+  start=$(cat "$1/$2.start" 2>/dev/null) || return 1
+  [ -n "$start" ] && [ "$(proc_start "$pid")" = "$start" ] || return 1
+  { mapfile -d '' -t argv <"/proc/$pid/cmdline"; } 2>/dev/null || return 1
+  for ((i = 0; i + 2 < ${#argv[@]}; i++)); do
+    [[ ${argv[i]} == *clsnapd && ${argv[i + 1]} == --id && ${argv[i + 2]} == "$2" ]] && return 0
+  done
+  return 1
 }
 
 cmd_up() {
+  local configure=1
+  case ${1:-} in --no-configure) configure=0; shift ;; esac
   local top=${1:-} rundir=${2:-./.clsnap} id pid port deadline line
-  [ -n "$top" ] || { usage >&2; exit 2; }
+  [ -n "$top" ] && [ $# -le 2 ] || { usage >&2; exit 2; }
   [ -r "$top" ] || die "cannot read topology $top" 2
   local clsnapd clsnap
   clsnapd=$(find_bin clsnapd "${CLSNAPD:-}" build/daemon/clsnapd)
@@ -53,8 +88,8 @@ cmd_up() {
   for f in "$rundir"/*.pid; do
     [ -e "$f" ] || continue
     id=$(basename "$f" .pid)
-    if alive "$f" "$id"; then die "$rundir already has a running cluster ($id is up); run: $0 down $rundir"; fi
-    rm -f "$f"
+    if alive "$rundir" "$id"; then die "$rundir already has a running cluster ($id is up); run: $0 down $rundir"; fi
+    rm -f "$f" "$rundir/$id.start"
   done
   local ids extra=() cfgargs=()
   read -r -a extra <<<"${CLSNAPD_ARGS:-}"
@@ -65,7 +100,10 @@ cmd_up() {
     rm -f "$rundir/$id.out"
     setsid "$clsnapd" --id "$id" --listen 127.0.0.1:0 ${extra[@]+"${extra[@]}"} \
       >"$rundir/$id.out" 2>"$rundir/$id.log" </dev/null &
-    echo $! >"$rundir/$id.pid"
+    pid=$!
+    # The start time first: a pid file without it names no daemon.
+    proc_start "$pid" >"$rundir/$id.start" || true
+    echo "$pid" >"$rundir/$id.pid"
   done
   # Readiness: each daemon prints `READY ID HOST:PORT` once it listens.
   local cluster="$rundir/cluster.tmp"
@@ -76,7 +114,7 @@ cmd_up() {
     while :; do
       line=$(head -n 1 "$rundir/$id.out" 2>/dev/null || true)
       case $line in READY*) break ;; esac
-      if ! alive "$rundir/$id.pid" "$id"; then
+      if ! alive "$rundir" "$id"; then
         cat "$rundir/$id.log" >&2 || true
         cmd_down "$rundir" >/dev/null 2>&1 || true
         die "server $id exited during start-up (log above)"
@@ -91,11 +129,18 @@ cmd_up() {
     echo "$id $port" >>"$cluster"
   done
   mv "$cluster" "$rundir/cluster"
+  local n
+  n=$(wc -w <<<"$ids")
+  if [ $configure -eq 0 ]; then
+    echo "cluster up, not configured: $n servers, $rundir/cluster"
+    echo "try: $clsnap --cluster $rundir/cluster run $top EVENTS"
+    return 0
+  fi
   if ! "$clsnap" --cluster "$rundir/cluster" configure ${cfgargs[@]+"${cfgargs[@]}"} "$top"; then
     cmd_down "$rundir" >/dev/null 2>&1 || true
     die "configuring the cluster failed; stopped it"
   fi
-  echo "cluster up: $(echo $ids | wc -w) servers, $rundir/cluster"
+  echo "cluster up: $n servers, $rundir/cluster"
   echo "try: $clsnap --cluster $rundir/cluster status"
 }
 
@@ -104,7 +149,7 @@ cmd_status() {
   ls "$rundir"/*.pid >/dev/null 2>&1 || die "no cluster in $rundir"
   for f in "$rundir"/*.pid; do
     id=$(basename "$f" .pid)
-    if alive "$f" "$id"; then up=$((up + 1)); else echo "server $id: not running"; down=$((down + 1)); fi
+    if alive "$rundir" "$id"; then up=$((up + 1)); else echo "server $id: not running"; down=$((down + 1)); fi
   done
   echo "$up running, $down not running"
   if [ "$up" -gt 0 ] && [ -f "$rundir/cluster" ]; then
@@ -114,23 +159,25 @@ cmd_status() {
 }
 
 cmd_down() {
-  local rundir=${1:-./.clsnap} f id pid pids=() deadline
+  local rundir=${1:-./.clsnap} f id ids=() deadline
   ls "$rundir"/*.pid >/dev/null 2>&1 || { echo "no cluster in $rundir"; return 0; }
   for f in "$rundir"/*.pid; do
     id=$(basename "$f" .pid)
-    if alive "$f" "$id"; then
-      pid=$(cat "$f")
-      kill -TERM "$pid" 2>/dev/null || true
-      pids+=("$pid")
+    if alive "$rundir" "$id"; then
+      kill -TERM "$(cat "$f")" 2>/dev/null || true
+      ids+=("$id")
     fi
   done
+  # Waited for with alive, not kill -0: a daemon that exited stays a zombie
+  # until whoever adopted it reaps it, and its pid must not be signalled
+  # once it may have been reused.
   deadline=$((SECONDS + 3))
-  for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.02; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  for id in ${ids[@]+"${ids[@]}"}; do
+    while alive "$rundir" "$id" && [ $SECONDS -lt $deadline ]; do sleep 0.02; done
+    if alive "$rundir" "$id"; then kill -KILL "$(cat "$rundir/$id.pid")" 2>/dev/null || true; fi
   done
-  rm -f "$rundir"/*.pid "$rundir/cluster"
-  echo "cluster down: stopped ${#pids[@]} servers"
+  rm -f "$rundir"/*.pid "$rundir"/*.start "$rundir/cluster"
+  echo "cluster down: stopped ${#ids[@]} servers"
 }
 
 case ${1:-} in

@@ -41,6 +41,6 @@ for id in N1 N2 N3 N4 N5 N6 N7 N8; do grep -q "$id" "$WORK/status.txt" || fail "
 
 bash "$DEPLOY" down "$run" >/dev/null || fail "cluster.sh down failed"
 for p in $pids; do
-  if kill -0 "$p" 2>/dev/null; then fail "daemon $p still running after down"; fi
+  if running "$p"; then fail "daemon $p still running after down"; fi
 done
 echo "cluster round trip ok"

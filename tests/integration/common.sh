@@ -68,6 +68,24 @@ reference_equal() {
     fail "snapshots differ from the reference"
 }
 
+# running PID: is PID a live process? Unlike kill -0, a zombie (a process
+# that exited and that whoever adopted it has not reaped yet) is not.
+running() {
+  local stat f
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a f <<<"${stat##*)}"
+  [ "${f[0]:-Z}" != Z ]
+}
+
+# cluster_up TOPOLOGY RUNDIR [CONFIGURE_ARGS]: a deploy/cluster.sh cluster,
+# stopped when the test exits.
+cluster_up() {
+  : "${DEPLOY:?DEPLOY must point at deploy/cluster.sh}"
+  cleanup_hooks+=("bash '$DEPLOY' down '$2' >/dev/null")
+  CLSNAP_CONFIGURE_ARGS="${3:-}" bash "$DEPLOY" up "$1" "$2" >"$WORK/up.txt" 2>&1 ||
+    { cat "$WORK/up.txt" >&2; fail "cluster.sh up failed"; }
+}
+
 # No clsnapd process may outlive a test. Matches daemons started from this
 # test's binaries only, so parallel tests do not see each other's.
 assert_no_daemons() {

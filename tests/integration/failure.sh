@@ -27,14 +27,6 @@ wait_file() {
   done
 }
 
-# cluster_up TOPOLOGY RUNDIR [configure args]: a cluster.sh cluster.
-cluster_up() {
-  : "${DEPLOY:?DEPLOY must point at deploy/cluster.sh}"
-  cleanup_hooks+=("bash '$DEPLOY' down '$2' >/dev/null")
-  CLSNAP_CONFIGURE_ARGS="${3:-}" bash "$DEPLOY" up "$1" "$2" >"$WORK/up.txt" 2>&1 ||
-    { cat "$WORK/up.txt" >&2; fail "cluster.sh up failed"; }
-}
-
 case ${1:-} in
 slow-exit)
   # A wrapper that runs the real daemon, then lingers before exiting with
@@ -75,7 +67,7 @@ run-kill)
   grep -Eq "snapshots? [0-9].* cannot complete" "$WORK/err.txt" || fail "the error does not say which snapshots cannot complete"
   grep -q "^snapshot [0-9]*: ok" "$WORK/out.txt" && fail "a snapshot was reported ok although $victim died"
   for p in $daemons; do
-    if kill -0 "$p" 2>/dev/null; then fail "daemon pid $p outlived clsnap run"; fi
+    if running "$p"; then fail "daemon pid $p outlived clsnap run"; fi
   done
   # The survivors were stopped in order. (Whether they logged the lost
   # channels first races with that stop; snapshot-kill checks the logging.)
@@ -109,7 +101,7 @@ run-stop)
   grep -q "no reply from $victim" "$WORK/err.txt" || fail "the error does not name the hung server $victim"
   grep -Eq "snapshots? [0-9].* cannot complete" "$WORK/err.txt" || fail "the error does not say which snapshots cannot complete"
   for p in $daemons; do
-    if kill -0 "$p" 2>/dev/null; then fail "daemon pid $p outlived clsnap run"; fi
+    if running "$p"; then fail "daemon pid $p outlived clsnap run"; fi
   done
   echo "ok: run exited 1 in $took ms naming the hung $victim; no daemon left"
   ;;
@@ -135,7 +127,7 @@ snapshot-kill)
   # The survivors log the lost channels and keep serving.
   wait_file "$run/N1.log" "lost channel N1->N3" 10 || fail "N1 did not log the lost channel N1->N3"
   wait_file "$run/N2.log" "lost channel N3->N2" 10 || fail "N2 did not log the lost channel N3->N2"
-  for id in N1 N2; do kill -0 "$(cat "$run/$id.pid")" || fail "$id died too"; done
+  for id in N1 N2; do running "$(cat "$run/$id.pid")" || fail "$id died too"; done
   rc=0
   "$CLSNAP" --cluster "$run/cluster" status >"$WORK/status.txt" 2>&1 || rc=$?
   [ $rc -eq 1 ] || { cat "$WORK/status.txt"; fail "status exited $rc with $victim down, expected 1"; }
@@ -170,7 +162,7 @@ coordinator-kill)
   wait $pid 2>/dev/null || true
   for id in N1 N2 N3; do
     wait_file "$run/$id.log" "client clsnap-$pid .* disconnected" 10 || fail "$id did not notice the coordinator go"
-    kill -0 "$(cat "$run/$id.pid")" || fail "$id died with the coordinator"
+    running "$(cat "$run/$id.pid")" || fail "$id died with the coordinator"
   done
   "$CLSNAP" --cluster "$run/cluster" status >"$WORK/status.txt" 2>&1 ||
     { cat "$WORK/status.txt"; fail "status after the coordinator died failed"; }
@@ -200,7 +192,7 @@ coordinator-kill)
   f=$(ls "$WORK"/snap/*.snap)
   [ "$(snap_tokens "$f")" -eq "$total" ] || fail "snapshot holds $(snap_tokens "$f") tokens, expected $total"
   for id in $(awk '!/^#/ {print $1}' "$run/cluster"); do
-    kill -0 "$(cat "$run/$id.pid")" || fail "$id died"
+    running "$(cat "$run/$id.pid")" || fail "$id died"
   done
   bash "$DEPLOY" down "$run" >/dev/null
   no_sanitizer_reports "$run"/*.log
