@@ -84,7 +84,8 @@ static int configure_eq(const cl_configure_t *a, const cl_configure_t *b) {
   if (!id_eq(a->self, b->self) || a->tokens != b->tokens ||
       a->rank != b->rank || a->nservers != b->nservers ||
       a->lockstep != b->lockstep || a->jitter_ms != b->jitter_ms ||
-      a->seed != b->seed || a->nout != b->nout || a->nin != b->nin)
+      a->seed != b->seed || a->nout != b->nout || a->nin != b->nin ||
+      a->config_id != b->config_id)
     return 0;
   for (i = 0; i < a->nout; i++)
     if (!id_eq(a->out[i].id, b->out[i].id) ||
@@ -127,7 +128,8 @@ static int status_eq(const cl_status_t *a, const cl_status_t *b) {
   if (!id_eq(a->self, b->self) || a->tokens != b->tokens ||
       a->initial_tokens != b->initial_tokens || a->lockstep != b->lockstep ||
       a->configured != b->configured || a->nout != b->nout ||
-      a->nin != b->nin || a->nactive != b->nactive || a->ndone != b->ndone)
+      a->nin != b->nin || a->nactive != b->nactive || a->ndone != b->ndone ||
+      a->config_id != b->config_id)
     return 0;
   for (i = 0; i < a->nout; i++)
     if (!id_eq(a->out[i].peer, b->out[i].peer) ||
@@ -159,7 +161,10 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   switch (a->type) {
   case CL_MSG_HELLO:
     return id_eq(a->u.hello.from, b->u.hello.from) &&
-           id_eq(a->u.hello.to, b->u.hello.to);
+           id_eq(a->u.hello.to, b->u.hello.to) &&
+           a->u.hello.config_id == b->u.hello.config_id;
+  case CL_MSG_WELCOME:
+    return id_eq(a->u.welcome.from, b->u.welcome.from);
   case CL_MSG_TOKEN:
     return a->u.token.seq == b->u.token.seq && a->u.token.n == b->u.token.n;
   case CL_MSG_MARKER:
@@ -171,6 +176,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   case CL_MSG_CONNECT:
   case CL_MSG_STATUS:
   case CL_MSG_SHUTDOWN:
+  case CL_MSG_NEXT_ID:
     return 1;
   case CL_MSG_SEND:
     return id_eq(a->u.send.dest, b->u.send.dest) && a->u.send.n == b->u.send.n;
@@ -184,8 +190,9 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     return id_eq(a->u.deliver.src, b->u.deliver.src);
   case CL_MSG_CIRCULATE:
     return a->u.circulate.on == b->u.circulate.on;
-  case CL_MSG_PUSH:
-    return a->u.push.on == b->u.push.on;
+  case CL_MSG_WATCH:
+    return a->u.watch.first == b->u.watch.first &&
+           a->u.watch.count == b->u.watch.count;
   case CL_MSG_OK:
     if (a->u.ok.snapshot_id != b->u.ok.snapshot_id ||
         a->u.ok.nsent != b->u.ok.nsent ||

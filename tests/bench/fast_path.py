@@ -13,7 +13,10 @@ over raw sockets; each Pi connection is one scenario:
   P4  bytes that are not msgpack after good frames: closed by the decoder's
       rule, with its message;
   P5  seq 0 in the fast form: refused by the decoder's rule.
-STATUS tells what A accepted on each channel. Standard library only.
+STATUS tells what A accepted on each channel. Then SHUTDOWN: A must exit
+0, and its log must hold no sanitizer report (an ASan/UBSan build writes
+them there, leaks at exit included). On failure the log is kept and its
+path printed. Standard library only.
 
 Usage: fast_path.py CLSNAPD
 """
@@ -27,8 +30,17 @@ import tempfile
 import time
 
 
+# What an ASan/UBSan build of the daemon writes to its stderr (the log).
+SANITIZER_REPORTS = ["ERROR: AddressSanitizer", "runtime error:",
+                     "LeakSanitizer"]
+# Set once the daemon has a log, so that a failure keeps it and names it.
+kept_log = None
+
+
 def fail(msg):
     print("FAIL: " + msg, file=sys.stderr)
+    if kept_log is not None:
+        print("daemon log kept: " + kept_log, file=sys.stderr)
     sys.exit(1)
 
 
@@ -175,11 +187,26 @@ def wait_for(cond, what, timeout=10):
     fail("timed out waiting for " + what)
 
 
+def stop(c, p):
+    """SHUTDOWN over the control connection; A must say OK and exit. The
+    30 s match the launcher's grace for a daemon that acknowledged
+    SHUTDOWN (an ASan build's leak scan at exit is slow). Returns the exit
+    status."""
+    r = c.call(18)
+    check(r[0] == 30, "SHUTDOWN answered %r" % (r,))
+    try:
+        return p.wait(30)
+    except subprocess.TimeoutExpired:
+        fail("daemon still running 30 s after SHUTDOWN")
+
+
 def main():
+    global kept_log
     clsnapd = sys.argv[1]
     work = tempfile.mkdtemp(prefix="clsnap-fastpath.")
     rng = random.Random(7)
-    log = open(work + "/A.log", "w+")
+    kept_log = work + "/A.log"
+    log = open(kept_log, "w+")
     p = subprocess.Popen([clsnapd, "--id", "A", "--listen", "127.0.0.1:0"],
                          stdout=subprocess.PIPE, stderr=log, text=True)
     try:
@@ -253,15 +280,27 @@ def main():
                        "lost channel P5->A: protocol error: malformed message"]:
             check(needle in text, "log lacks %r:\n%s" % (needle, text))
         check(p.poll() is None, "daemon died")
-        print("ok: %d + %d messages accepted, 3 bad channels refused"
-              % (got["P1"][0], got["P2"][0]))
+        code = stop(c, p)
     except (OSError, ValueError) as e:
-        fail("%s; daemon log:\n%s" % (e, open(work + "/A.log").read()))
+        fail("%s; daemon log:\n%s" % (e, open(kept_log).read()))
     finally:
         if p.poll() is None:
             p.terminate()
-            p.wait(10)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         log.close()
+    text = open(kept_log).read()
+    found = [r for r in SANITIZER_REPORTS if r in text]
+    # The report first: a leak also makes the exit status nonzero.
+    check(not found, "sanitizer report in the daemon log (%s):\n%s"
+          % (", ".join(found), text[-4000:]))
+    check(code == 0, "daemon exited with status %d after SHUTDOWN%s"
+          % (code, " (signal %d)" % -code if code < 0 else ""))
+    print("ok: %d + %d messages accepted, 3 bad channels refused, exit 0"
+          % (got["P1"][0], got["P2"][0]))
     shutil.rmtree(work)
 
 

@@ -1,7 +1,8 @@
 /* Unit tests of the node core (daemon/node.c): the seed's token-passing
- * examples step by step, concurrent snapshots, every refusal, kept states and
- * release, and a randomized network of FIFO queues whose every snapshot must
- * conserve tokens and record exactly the in-flight messages. */
+ * examples step by step, concurrent snapshots, batch receives recording the
+ * same runs as single ones, every refusal, kept states and release, and a
+ * randomized network of FIFO queues whose every snapshot must conserve
+ * tokens and record exactly the in-flight messages. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +320,128 @@ static void test_recorded_runs(void) {
   CHECK_EQ_INT(s.recv[0], 7);
   cl_actions_free(&acts);
   cl_node_free(a);
+}
+
+/* ---- batch receive against single receives ----------------------------- */
+
+/* One step of test_batch_matches_single: a receive of `count` messages of
+ * n tokens on inbound `in` (seqs continue the channel), or a marker for
+ * snapshot `id` on `in` (count 0), or a local snapshot start (in < 0). */
+typedef struct bstep {
+  int in;
+  uint64_t count;
+  int64_t n;
+  uint64_t id;   /* markers and starts */
+  int single;    /* single receives even on the batch node */
+} bstep_t;
+
+/* Apply one step to node x. Token steps of ones go through
+ * cl_node_receive_ones when `batch` (unless the step is marked single),
+ * else through count cl_node_receive_token calls. */
+static void bstep_apply(cl_node_t *x, const bstep_t *p, int batch,
+                        cl_actions_t *acts) {
+  uint64_t j, done = 0, seq;
+  if (p->in < 0) {
+    CHECK_EQ_INT(cl_node_start_snapshot(x, p->id, acts), 0);
+  } else if (p->count == 0) {
+    CHECK_EQ_INT(cl_node_receive_marker(x, (uint32_t)p->in, p->id, acts), 0);
+  } else {
+    seq = cl_node_received(x, (size_t)p->in) + 1;
+    if (batch && !p->single && p->n == 1) {
+      CHECK_EQ_INT(cl_node_receive_ones(x, (uint32_t)p->in, seq, p->count,
+                                        &done), 0);
+      CHECK_EQ_INT(done, p->count);
+    } else {
+      for (j = 0; j < p->count; j++)
+        CHECK_EQ_INT(cl_node_receive_token(x, (uint32_t)p->in, seq + j, p->n,
+                                           acts), 0);
+    }
+  }
+  cl_actions_clear(acts);
+}
+
+/* Snapshot id of x is complete, with these tokens, receive counts and runs
+ * ({in, seq, count, n} each). */
+static void check_recorded(cl_node_t *x, uint64_t id, int64_t tokens,
+                           const uint64_t recv[2], const uint64_t (*runs)[4],
+                           size_t nruns) {
+  cl_node_state_t st;
+  size_t k;
+  CHECK_EQ_INT(cl_node_state(x, id, &st), 0);
+  CHECK_EQ_INT(st.complete, 1);
+  CHECK_EQ_INT(st.tokens, tokens);
+  CHECK_EQ_INT(st.recv[0], recv[0]);
+  CHECK_EQ_INT(st.recv[1], recv[1]);
+  CHECK_EQ_INT(st.nrecorded, nruns);
+  for (k = 0; k < st.nrecorded && k < nruns; k++) {
+    CHECK_EQ_INT(st.recorded[k].in, runs[k][0]);
+    CHECK_EQ_INT(st.recorded[k].seq, runs[k][1]);
+    CHECK_EQ_INT(st.recorded[k].count, runs[k][2]);
+    CHECK_EQ_INT(st.recorded[k].n, runs[k][3]);
+  }
+}
+
+/* cl_node_receive_ones must record exactly what the same messages received
+ * one at a time record: a batch that continues a run (started by a single
+ * message or by another batch) lengthens it by the whole batch, a batch
+ * after a break starts one, and a marker between batches splits what each
+ * snapshot sees. The expected runs are worked out by hand for batch size k
+ * (below), and both nodes, one fed batches and one fed single messages,
+ * must match them. Batch size 1 and large batches are both edge cases of
+ * the run arithmetic. */
+static void test_batch_matches_single(void) {
+  static const uint64_t sizes[] = {1, 2, 3, 1000};
+  const char *in[] = {"B", "C"}; /* inbound 0 = B, 1 = C */
+  enum { B = 0, C = 1 };
+  size_t z, i;
+  cl_actions_t acts;
+  cl_actions_init(&acts);
+  for (z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+    const uint64_t k = sizes[z];
+    /* Seqs on B: 1 | 2..k+1 | k+2..2k+1 | (C1) | 2k+2 (2 tokens) |
+     * 2k+3..3k+2 | (M2 on C) | 3k+3..4k+2 | (M1 on B) | 4k+3..5k+2;
+     * then C2..Ck+1 on C, M1 on C, M2 on B. */
+    const bstep_t script[] = {
+        {-1, 0, 0, 1, 0}, /* snapshot 1 starts here, 0 tokens */
+        {B, 1, 1, 0, 1},  /* single: run (B, 1, 1) */
+        {B, k, 1, 0, 0},  /* batch continues it: (B, 1, k+1) */
+        {B, k, 1, 0, 0},  /* batch continues a batch: (B, 1, 2k+1) */
+        {C, 1, 1, 0, 1},  /* other channel: (C, 1, 1) */
+        {B, 1, 2, 0, 1},  /* other token count: (B, 2k+2, 1) of 2 */
+        {B, k, 1, 0, 0},  /* batch after it starts (B, 2k+3, k) */
+        {C, 0, 0, 2, 0},  /* first marker of 2: 3k+4 tokens, C closed */
+        {B, k, 1, 0, 0},  /* 1: lengthens to (B, 2k+3, 2k); 2: (B, 3k+3, k) */
+        {B, 0, 0, 1, 0},  /* closes B in 1 */
+        {B, k, 1, 0, 0},  /* 1: not recorded; 2: (B, 3k+3, 2k) */
+        {C, k, 1, 0, 0},  /* 1: (C, 2, k); 2: C closed, not recorded */
+        {C, 0, 0, 1, 0},  /* 1 complete */
+        {B, 0, 0, 2, 0},  /* 2 complete */
+    };
+    const uint64_t recv1[2] = {0, 0}, recv2[2] = {3 * k + 2, 1};
+    const uint64_t runs1[][4] = {{B, 1, 2 * k + 1, 1},
+                                 {C, 1, 1, 1},
+                                 {B, 2 * k + 2, 1, 2},
+                                 {B, 2 * k + 3, 2 * k, 1},
+                                 {C, 2, k, 1}};
+    const uint64_t runs2[][4] = {{B, 3 * k + 3, 2 * k, 1}};
+    cl_node_t *x;
+    int batch, failed = check_failed;
+    for (batch = 0; batch < 2; batch++) {
+      x = mk("A", 0, NULL, 0, in, 2, 0);
+      for (i = 0; i < sizeof(script) / sizeof(script[0]); i++)
+        bstep_apply(x, &script[i], batch, &acts);
+      CHECK_EQ_INT(cl_node_tokens(x), 6 * k + 4);
+      CHECK_EQ_INT(cl_node_received(x, B), 5 * k + 2);
+      CHECK_EQ_INT(cl_node_received(x, C), k + 1);
+      check_recorded(x, 1, 0, recv1, runs1, 5);
+      check_recorded(x, 2, 3 * (int64_t)k + 4, recv2, runs2, 1);
+      cl_node_free(x);
+    }
+    if (check_failed > failed)
+      fprintf(stderr, "test_batch_matches_single: batch size %llu\n",
+              (unsigned long long)k);
+  }
+  cl_actions_free(&acts);
 }
 
 /* A server without inbound channels completes right after its markers. */
@@ -921,6 +1044,7 @@ int main(void) {
   test_concurrent_shared_channel();
   test_token_recorded_twice();
   test_recorded_runs();
+  test_batch_matches_single();
   test_no_inbound();
   test_marker_order();
   test_new_invalid();
