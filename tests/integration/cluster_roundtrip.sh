@@ -2,10 +2,15 @@
 # deploy/cluster.sh up, clsnap --cluster send/snapshot/status, down: the way
 # a user drives a long-running cluster. Also two snapshots taken at once from
 # two "shells" must get their own ids and both pass. Every snapshot's JSON is
-# re-checked by jsoncheck.py from the servers' raw counts.
+# re-checked by jsoncheck.py from the servers' raw counts. With JITTER_MS the
+# daemons delay each message 0..JITTER_MS ms, and snapshots taken right
+# after sends into their initiator must record some of them in flight.
+#   cluster_roundtrip.sh [JITTER_MS]
 . "$(dirname "$0")/common.sh"
 : "${DEPLOY:?DEPLOY must point at deploy/cluster.sh}"
+jitter=${1:-0}
 export CLSNAP CLSNAPD
+[ "$jitter" -eq 0 ] || export CLSNAP_CONFIGURE_ARGS="--jitter-ms $jitter"
 top=$COS/8nodes.top
 run=$WORK/run
 total=$(total_tokens "$top")
@@ -38,6 +43,18 @@ for f in "$WORK"/s2/*.snap "$WORK"/s3/*.snap; do
   [ "$(snap_tokens "$f")" -eq "$total" ] || fail "$f holds $(snap_tokens "$f") tokens"
 done
 json_check "$top" "$WORK"/snap[123].json --expect 3
+
+# N2 and N4 send into N1, which snapshots at once: it records its state
+# before their (delayed) messages arrive, so they are channel state. Three
+# rounds, so that all six messages beating the snapshot is not a real risk.
+if [ "$jitter" -gt 0 ]; then
+  for r in 1 2 3; do
+    c send N2 N1 1 >/dev/null && c send N4 N1 1 >/dev/null || fail "send into N1 refused"
+    c snapshot N1 --json >>"$WORK/inflight.json" 2>"$WORK/inflight.err" ||
+      { cat "$WORK/inflight.err" >&2; fail "snapshot N1 with messages in flight failed"; }
+  done
+  json_check "$top" "$WORK/inflight.json" --expect 3 --require-in-flight
+fi
 
 c status >"$WORK/status.txt" || fail "status failed"
 for id in N1 N2 N3 N4 N5 N6 N7 N8; do grep -q "$id" "$WORK/status.txt" || fail "status lacks $id"; done
