@@ -270,7 +270,7 @@ static int collect_and_check(session_t *s, uint64_t sid, int json,
     goto done;
   }
   if (json) {
-    cl_json_print(cl_json_checked(sid, snap, &v));
+    cl_json_print(cl_json_checked(sid, snap, &v, states, n));
   } else {
     cl_print_checked(stdout, sid, snap, &v, quiet);
   }

@@ -153,7 +153,9 @@ static int print_results(const run_args_t *a, const cl_topology_t *topo,
     if (has_seed)
       json_object_set_new(o, "seed", json_integer((json_int_t)seed));
     for (k = 0; k < r->nsnapshots; k++)
-      json_array_append_new(arr, cl_json_checked(k, r->snaps[k], &r->verdicts[k]));
+      json_array_append_new(
+          arr, cl_json_checked(k, r->snaps[k], &r->verdicts[k],
+                               r->states ? r->states[k] : NULL, r->nservers));
     json_object_set_new(o, "snapshots", arr);
     json_object_set_new(o, "passed", json_integer((json_int_t)passed));
     json_object_set_new(o, "failed", json_integer((json_int_t)failed));
@@ -414,6 +416,7 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
   ro.tick_ms = tick_ms;
   ro.timeout_ms = timeout_s * 1000;
   ro.progress = NULL;
+  ro.keep_states = a.json; /* the JSON lists each channel's raw counts */
 
   if (a.in_process) {
     sim = cl_sim_new(topo);

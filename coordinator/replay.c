@@ -429,6 +429,16 @@ static int collect(run_t *x, size_t k) {
                  rc == CL_ETOOBIG ? "too many recorded messages to list"
                                   : "out of memory");
   }
+  if (rc == 0 && x->r->states != NULL) {
+    /* The states move into the result; the messages that held them let
+     * go of their arrays. */
+    x->r->states[k] = states;
+    states = NULL;
+    for (size_t i = 0; i < n; i++)
+      memset(&pushed[i].u.state, 0, sizeof(pushed[i].u.state));
+    for (size_t j = 0; j < nask; j++)
+      memset(&x->replies[j].u.state, 0, sizeof(x->replies[j].u.state));
+  }
   free_replies(x, nask);
   for (size_t i = 0; i < n; i++)
     cl_msg_free(&pushed[i]);
@@ -583,6 +593,16 @@ void cl_replay_result_free(cl_replay_result_t *r) {
     for (size_t i = 0; i < r->nsnapshots; i++)
       cl_snap_free(r->snaps[i]);
   free(r->snaps);
+  if (r->states != NULL)
+    for (size_t i = 0; i < r->nsnapshots; i++) {
+      for (size_t j = 0; r->states[i] != NULL && j < r->nservers; j++) {
+        free(r->states[i][j].recorded);
+        free(r->states[i][j].sent);
+        free(r->states[i][j].recv);
+      }
+      free(r->states[i]);
+    }
+  free(r->states);
   free(r->ids);
   free(r->verdicts);
   memset(r, 0, sizeof(*r));
@@ -621,6 +641,9 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   r->ids = calloc(k ? k : 1, sizeof(*r->ids));
   r->snaps = calloc(k ? k : 1, sizeof(*r->snaps));
   r->verdicts = calloc(k ? k : 1, sizeof(*r->verdicts));
+  r->nservers = n;
+  if (opts->keep_states)
+    r->states = calloc(k ? k : 1, sizeof(*r->states));
   x.deliv = calloc(n, sizeof(*x.deliv));
   x.servers = calloc(n, sizeof(*x.servers));
   x.reqs = calloc(n, sizeof(*x.reqs));
@@ -631,7 +654,8 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   if (opts->lockstep)
     x.sched = cl_sched_new(topo, opts->delays);
   if (r->ids == NULL || r->snaps == NULL || r->verdicts == NULL ||
-      x.deliv == NULL || x.servers == NULL || x.reqs == NULL ||
+      (opts->keep_states && r->states == NULL) || x.deliv == NULL ||
+      x.servers == NULL || x.reqs == NULL ||
       x.replies == NULL || x.seen == NULL || x.collected == NULL ||
       x.ledger == NULL ||
       (opts->lockstep && x.sched == NULL)) {

@@ -52,6 +52,7 @@ typedef struct cl_replay_opts {
   uint64_t tick_ms;     /* free-running: wall time per tick */
   uint64_t timeout_ms;  /* waiting for snapshots (and for tokens in flight) */
   FILE *progress;       /* NULL, or where to print progress lines */
+  int keep_states;      /* keep each snapshot's local states in r->states */
 } cl_replay_opts_t;
 
 typedef struct cl_replay_result {
@@ -61,6 +62,10 @@ typedef struct cl_replay_result {
   uint64_t *ids;          /* [nsnapshots] daemon snapshot id of the k-th */
   cl_snap_t **snaps;      /* [nsnapshots] reference form, id = k */
   cl_verdict_t *verdicts; /* [nsnapshots] */
+  cl_local_state_t **states; /* with keep_states: [nsnapshots], each NULL
+                                (not collected) or the nservers local states
+                                as the servers sent them, topology order */
+  size_t nservers;        /* local states per entry of states */
   uint64_t ticks;         /* lockstep: final time */
   uint64_t delays_used;   /* lockstep */
   uint64_t messages;      /* peer messages sent (from reply lists) */

@@ -6,6 +6,7 @@ set -euo pipefail
 : "${CONFORMANCE_DIR:?CONFORMANCE_DIR must point at shared/conformance}"
 COS=$CONFORMANCE_DIR/cos418
 SNAPCMP=$(dirname "${BASH_SOURCE[0]}")/snapcmp.py
+JSONCHECK=$(dirname "${BASH_SOURCE[0]}")/jsoncheck.py
 # The system interpreter starts in a tenth of the time of a version-manager
 # shim; any python3 will do.
 PYTHON=python3
@@ -84,6 +85,18 @@ cluster_up() {
   cleanup_hooks+=("bash '$DEPLOY' down '$2' >/dev/null")
   CLSNAP_CONFIGURE_ARGS="${3:-}" bash "$DEPLOY" up "$1" "$2" >"$WORK/up.txt" 2>&1 ||
     { cat "$WORK/up.txt" >&2; fail "cluster.sh up failed"; }
+}
+
+# Re-check the snapshots in clsnap's JSON output from the servers' raw
+# counts alone (jsoncheck.py: conservation and exact channel states, not
+# clsnap's verdict); prints its summary line, fails the test on any problem.
+#   json_check TOPOLOGY JSON_FILE... [jsoncheck.py options]
+json_check() {
+  local top=$1 out
+  shift
+  out=$("$PYTHON" "$JSONCHECK" --topology "$top" "$@") ||
+    { echo "$out" >&2; fail "jsoncheck.py found problems in $*"; }
+  echo "$out"
 }
 
 # No clsnapd process may outlive a test. Matches daemons started from this

@@ -336,6 +336,45 @@ class Control:
         self.s.close()
 
 
+class FakeServer:
+    """Stands in for a daemon towards clsnap: listens on 127.0.0.1 (addr)
+    and answers every frame m of every connection with answer(m), a message
+    to send back or None."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.addr = "127.0.0.1:%d" % self.ls.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+
+    def serve(self, s):
+        buf = bytearray()
+        with s:
+            while True:
+                try:
+                    m, n = unpack_one(buf)
+                except NeedMore:
+                    data = s.recv(1 << 16)
+                    if not data:
+                        return
+                    buf += data
+                    continue
+                del buf[:n]
+                reply = self.answer(m)
+                if reply is not None:
+                    s.sendall(pack(reply))
+
+
 def read_cluster(rundir):
     servers = {}
     for line in open(os.path.join(rundir, "cluster")):

@@ -22,8 +22,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hostile import (Control, Daemon, Fail, check, pack,  # noqa: E402
-                     unpack_one, NeedMore)
+from hostile import Control, Daemon, Fail, FakeServer, check  # noqa: E402
 
 
 def clsnap(binary, cluster, *args, timeout=20):
@@ -82,40 +81,18 @@ def mixed(binary, clsnapd, workdir):
             x.stop()
 
 
-class FakeDaemon:
-    """Answers CLIENT + STATUS with a configured server holding `tokens`."""
+class FakeDaemon(FakeServer):
+    """Answers STATUS as a configured server holding `tokens`."""
 
     def __init__(self, sid, tokens):
         self.sid, self.tokens = sid, tokens
-        self.ls = socket.socket()
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(4)
-        self.addr = "127.0.0.1:%d" % self.ls.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__(self.status)
 
-    def serve(self):
-        while True:
-            try:
-                s, _ = self.ls.accept()
-            except OSError:
-                return
-            buf = b""
-            while True:
-                data = s.recv(4096)
-                if not data:
-                    break
-                buf += data
-                while True:
-                    try:
-                        m, n = unpack_one(buf)
-                    except NeedMore:
-                        break
-                    buf = buf[n:]
-                    if m[0] == 16:
-                        st = [self.sid, self.tokens, self.tokens, False, True,
-                              [], [], [], [], 5]
-                        s.sendall(pack([33, m[1], st]))
-            s.close()
+    def status(self, m):
+        if m[0] != 16:
+            return None
+        return [33, m[1], [self.sid, self.tokens, self.tokens, False, True,
+                           [], [], [], [], 5]]
 
 
 def overflow(binary, workdir):
