@@ -162,14 +162,8 @@ static void perform_one(cl_sim_t *sim, uint32_t s, cl_fx_t *f) {
       cl_session_queued(v->s, f->release);
     break;
   case CL_FX_ERROR:
-    if (sim->want_reply != NULL && f->a == sim->want_req) {
-      cl_msg_t *e = sim->want_reply;
-      memset(e, 0, sizeof *e);
-      e->type = CL_MSG_ERROR;
-      e->req = f->a;
-      e->u.error.code = f->code;
-      snprintf(e->u.error.text, sizeof e->u.error.text, "%s", f->text);
-    }
+    if (sim->want_reply != NULL && f->a == sim->want_req)
+      cl_fx_error_msg(f, sim->want_reply);
     break;
   case CL_FX_CONNECT:
     /* In memory a channel connects at once: HELLO at the receiver, then

@@ -12,20 +12,9 @@
 
 /* ---- effects ------------------------------------------------------------ */
 
-/* ERROR{req, code, text} to client c. */
-static int send_error(cl_conn_t *c, uint64_t req, int code,
-                      const char *text) {
-  cl_msg_t m;
-  memset(&m, 0, sizeof m);
-  m.type = CL_MSG_ERROR;
-  m.req = req;
-  m.u.error.code = code;
-  snprintf(m.u.error.text, sizeof m.u.error.text, "%s", text);
-  return cl_conn_send(c, &m);
-}
-
 /* Perform one effect. */
 static void perform_one(cl_daemon_t *d, const cl_fx_t *f) {
+  cl_msg_t m;
   switch (f->kind) {
   case CL_FX_FRAME:
     cl_peer_emit(d, f->chan, f->frame, f->a, f->n);
@@ -35,7 +24,8 @@ static void perform_one(cl_daemon_t *d, const cl_fx_t *f) {
       cl_session_queued(d->session, f->release);
     break;
   case CL_FX_ERROR:
-    send_error(f->client, f->a, f->code, f->text);
+    cl_fx_error_msg(f, &m);
+    cl_conn_send(f->client, &m);
     break;
   case CL_FX_CONNECT:
     cl_peer_connect(d, f->chan);

@@ -108,6 +108,15 @@ void cl_fx_list_clear(cl_fx_list_t *l) {
   l->n = 0;
 }
 
+void cl_fx_error_msg(const cl_fx_t *f, cl_msg_t *out) {
+  memset(out, 0, sizeof *out);
+  out->type = CL_MSG_ERROR;
+  out->req = f->a;
+  out->u.error.code = f->code;
+  snprintf(out->u.error.text, sizeof out->u.error.text, "%s",
+           f->text != NULL ? f->text : "");
+}
+
 void cl_fx_list_free(cl_fx_list_t *l) {
   cl_fx_list_clear(l);
   free(l->v);

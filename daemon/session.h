@@ -100,6 +100,10 @@ typedef struct cl_fx_list {
   size_t n, cap;
 } cl_fx_list_t;
 
+/* The ERROR reply an ERROR effect stands for (made by the transport, so
+ * that refusing a request under memory pressure allocates nothing). */
+void cl_fx_error_msg(const cl_fx_t *f, cl_msg_t *out);
+
 /* Free what the effects own and empty the list (capacity kept). */
 void cl_fx_list_clear(cl_fx_list_t *l);
 void cl_fx_list_free(cl_fx_list_t *l);
