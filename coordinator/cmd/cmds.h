@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "client.h"
+#include "cluster.h"
 #include "launcher.h"
 #include "scenario.h"
 

@@ -10,7 +10,7 @@
 
 #include <uv.h>
 
-#include "client.h"
+#include "cluster.h"
 #include "launcher.h"
 #include "scenario.h"
 

@@ -1,4 +1,4 @@
-#include "client.h"
+#include "cluster.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -82,7 +82,7 @@ static track_t *track_find(const cl_cluster_t *c, uint64_t id) {
 static track_t *track_add(cl_cluster_t *c, uint64_t id, uint32_t server) {
   track_t *t = track_find(c, id);
   if (t == NULL) {
-    if (c->tracks.n >= CL_CLIENT_MAX_TRACKED ||
+    if (c->tracks.n >= CL_CLUSTER_MAX_TRACKED ||
         cl_idmap_reserve(&c->tracks, 1) < 0 ||
         (t = calloc(1, sizeof *t)) == NULL)
       return NULL;
@@ -323,7 +323,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       conn_down(k, "server %s lost (connection closed)", k->id);
     else if (nread == UV_ENOBUFS)
       conn_down(k, "server %s lost (reply larger than %u bytes)", k->id,
-                CL_CLIENT_DECODER_CAP);
+                CL_CLUSTER_DECODER_CAP);
     else
       conn_down(k, "server %s lost (%s)", k->id, uv_strerror((int)nread));
     return;
@@ -565,7 +565,7 @@ int cl_cluster_connect(cl_cluster_t *c, uint64_t timeout_ms, char *err,
       snprintf(k->why, sizeof k->why, "cannot connect to %s: %s", k->id, why);
       continue;
     }
-    k->dec = cl_wire_decoder_new(CL_CLIENT_DECODER_CAP);
+    k->dec = cl_wire_decoder_new(CL_CLUSTER_DECODER_CAP);
     if (k->dec == NULL) {
       k->state = CONN_DOWN;
       snprintf(k->why, sizeof k->why, "cannot connect to %s: out of memory",
@@ -637,7 +637,7 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
   int rc = 0;
   if (n == 0)
     return 0;
-  if (n > CL_CLIENT_MAX_CALL) {
+  if (n > CL_CLUSTER_MAX_CALL) {
     cl_set_err(err, errsize, "too many requests in one call (%zu)", n);
     return CL_EINVAL;
   }

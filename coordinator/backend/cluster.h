@@ -4,7 +4,7 @@
  * is lost or the caller's guard says stop, so other handles on the same loop
  * (the launcher's processes, signal watchers) keep being served meanwhile.
  *
- * Who may call: clsnap's commands (cmd_run.c, cmd_cluster.c). Not
+ * Who may call: clsnap's commands (cmd/cmd_run.c, cmd/cmd_cluster.c). Not
  * re-entrant: one call at a time per cluster.
  *
  * What it tracks: replies matched to requests by `req` (they may arrive in
@@ -21,8 +21,8 @@
  * opened and runs the loop until they are closed; the loop stays the
  * caller's.
  */
-#ifndef CL_CLIENT_H
-#define CL_CLIENT_H
+#ifndef CL_CLUSTER_H
+#define CL_CLUSTER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -44,12 +44,12 @@ typedef struct cl_cluster cl_cluster_t;
 /* Bytes of one reply frame plus what is buffered behind it. Local states of
  * long load runs can hold many recorded messages, hence more than the
  * daemon-side default. */
-#define CL_CLIENT_DECODER_CAP (64u << 20)
+#define CL_CLUSTER_DECODER_CAP (64u << 20)
 /* Snapshot ids whose COMPLETE notifications are tracked at once; later ids
  * are not tracked (waiting for them times out) until some are forgotten. */
-#define CL_CLIENT_MAX_TRACKED 65536
+#define CL_CLUSTER_MAX_TRACKED 65536
 /* Requests in one call. */
-#define CL_CLIENT_MAX_CALL 65536
+#define CL_CLUSTER_MAX_CALL 65536
 
 /* Called after every loop turn while the cluster waits. Return 0 to go on,
  * or a negative CL_E* code with a message in err to abort the wait (a daemon
