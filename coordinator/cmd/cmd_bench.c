@@ -27,10 +27,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cluster_setup.h"
 #include "cmds.h"
+#include "daemons.h"
 #include "error.h"
-#include "launcher.h"
-#include "local.h"
 #include "output.h"
 #include "verify.h"
 
@@ -92,11 +92,17 @@ static const char usage_bench[] =
 /* Print bench's help to f. */
 void cl_bench_usage(FILE *f) { fputs(usage_bench, f); }
 
+/* The options as given, and the numbers parsed from them. */
 typedef struct bench_args {
   const char *nodes, *topology, *seconds, *every, *tokens, *warmup;
   const char *baseline_program, *daemon, *log_dir;
   int idle, baseline, alternate, json, help;
+  int mesh;
+  uint64_t nodes_v, seconds_v, every_ms, tokens_v, warmup_ms;
 } bench_args_t;
+
+/* parse_args: go on with the bench. */
+#define BENCH_GO (-1)
 
 typedef struct bench_result {
   double seconds;       /* measured window */
@@ -624,9 +630,11 @@ static uint64_t pause_for(const uint64_t *recent, size_t taken) {
  * from one cluster in one run, not from two runs that differ by more than
  * that on a busy machine. */
 static int measure(cl_cluster_t *c, bench_guard_t *g,
-                   const cl_topology_t *topo, int idle, int alternate,
-                   uint64_t seconds, uint64_t every_ms, uint64_t warmup_ms,
+                   const cl_topology_t *topo, const bench_args_t *a,
                    bench_result_t *r, char *err, size_t errsize) {
+  int idle = a->idle, alternate = a->alternate;
+  uint64_t seconds = a->seconds_v, every_ms = a->every_ms;
+  uint64_t warmup_ms = a->warmup_ms;
   uint64_t sum0 = 0, t0, end, next, id = 0, slice_end, mark, mark_sum;
   uint64_t recent[BENCH_RECENT] = {0}; /* latest latencies, ns (ring) */
   uint64_t msgs[2] = {0, 0}, ns[2] = {0, 0}; /* [0] without, [1] with */
@@ -723,9 +731,10 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
 }
 
 /* Print the results as text or JSON. */
-static void print_result(const bench_args_t *a, size_t nodes, int mesh,
-                         size_t nlinks, uint64_t tokens, uint64_t every_ms,
+static void print_result(const bench_args_t *a, size_t nodes, size_t nlinks,
                          bench_result_t *r) {
+  int mesh = a->mesh;
+  uint64_t tokens = a->tokens_v, every_ms = a->every_ms;
   uint64_t p50, p99, mx;
   if (r->snapshots > 0) /* lat_ns is NULL without snapshots */
     qsort(r->lat_ns, r->snapshots, sizeof *r->lat_ns, cmp_u64);
@@ -816,149 +825,148 @@ static void print_result(const bench_args_t *a, size_t nodes, int mesh,
          r->rss_n ? r->rss_kib_sum / (long)r->rss_n : 0);
 }
 
-/* `clsnap bench`. Returns the exit status. */
-int cl_cmd_bench(int argc, char **argv) {
-  bench_args_t a;
-  cl_opt_t opts[] = {{"--nodes", 1, &a.nodes, NULL},
-                     {"--topology", 1, &a.topology, NULL},
-                     {"--seconds", 1, &a.seconds, NULL},
-                     {"--snapshot-every-ms", 1, &a.every, NULL},
-                     {"--tokens", 1, &a.tokens, NULL},
-                     {"--warmup-ms", 1, &a.warmup, NULL},
-                     {"--idle", 0, NULL, &a.idle},
-                     {"--alternate", 0, NULL, &a.alternate},
-                     {"--baseline", 0, NULL, &a.baseline},
-                     {"--baseline-program", 1, &a.baseline_program, NULL},
-                     {"--json", 0, NULL, &a.json},
-                     {"--daemon", 1, &a.daemon, NULL},
-                     {"--log-dir", 1, &a.log_dir, NULL},
-                     {NULL, 0, NULL, NULL}};
-  const char *pos[1];
-  uint64_t nodes = 0, seconds = 0, every_ms = 0, tokens = 0;
-  uint64_t warmup_ms = BENCH_DEFAULT_WARMUP_MS;
-  int mesh, rc, status = CL_EXIT_FAIL, loop_open = 0;
-  char err[1024] = "", *text = NULL;
-  cl_topology_t *topo = NULL;
-  cl_diag_t diag;
-  uv_loop_t loop;
-  cl_launcher_t *launcher = NULL;
-  cl_cluster_t *cluster = NULL;
-  cl_endpoint_t *eps = NULL;
-  bench_result_t res;
-  cl_launch_opts_t lo;
-  bench_guard_t guard;
-
-  memset(&a, 0, sizeof a);
-  memset(&res, 0, sizeof res);
-  memset(&guard, 0, sizeof guard);
-  if (cl_cli_parse("bench", argc, argv, opts, pos, 0, &a.help) < 0)
-    return CL_EXIT_USAGE;
-  if (a.help) {
-    cl_bench_usage(stdout);
-    return CL_EXIT_OK;
-  }
-  if (a.nodes == NULL || a.topology == NULL || a.seconds == NULL) {
+/* Check the options against each other and parse the numbers. Returns
+ * BENCH_GO or CL_EXIT_USAGE (printed). */
+static int check_args(bench_args_t *a) {
+  if (a->nodes == NULL || a->topology == NULL || a->seconds == NULL) {
     cl_errf("bench: needs --nodes, --topology and --seconds");
     cl_usage_hint("bench");
     return CL_EXIT_USAGE;
   }
-  if (strcmp(a.topology, "ring") == 0) {
-    mesh = 0;
-  } else if (strcmp(a.topology, "mesh") == 0) {
-    mesh = 1;
-  } else {
-    cl_errf("bench: --topology must be ring or mesh, not '%s'", a.topology);
+  if (strcmp(a->topology, "ring") != 0 && strcmp(a->topology, "mesh") != 0) {
+    cl_errf("bench: --topology must be ring or mesh, not '%s'", a->topology);
     cl_usage_hint("bench");
     return CL_EXIT_USAGE;
   }
-  if (cl_cli_u64("--nodes", a.nodes, 2, BENCH_MAX_NODES, &nodes) ||
-      cl_cli_u64("--seconds", a.seconds, 1, 3600, &seconds) ||
-      cl_cli_u64("--snapshot-every-ms", a.every, 0, 3600000, &every_ms) ||
-      cl_cli_u64("--tokens", a.tokens, 0, 1000000000, &tokens) ||
-      cl_cli_u64("--warmup-ms", a.warmup, 0, 600000, &warmup_ms))
+  a->mesh = strcmp(a->topology, "mesh") == 0;
+  a->warmup_ms = BENCH_DEFAULT_WARMUP_MS;
+  if (cl_cli_u64("--nodes", a->nodes, 2, BENCH_MAX_NODES, &a->nodes_v) ||
+      cl_cli_u64("--seconds", a->seconds, 1, 3600, &a->seconds_v) ||
+      cl_cli_u64("--snapshot-every-ms", a->every, 0, 3600000, &a->every_ms) ||
+      cl_cli_u64("--tokens", a->tokens, 0, 1000000000, &a->tokens_v) ||
+      cl_cli_u64("--warmup-ms", a->warmup, 0, 600000, &a->warmup_ms))
     return CL_EXIT_USAGE;
-  if (a.tokens == NULL)
-    tokens = BENCH_DEFAULT_TOTAL_TOKENS / nodes;
-  if (a.idle && a.baseline) {
+  if (a->tokens == NULL)
+    a->tokens_v = BENCH_DEFAULT_TOTAL_TOKENS / a->nodes_v;
+  if (a->idle && a->baseline)
     cl_errf("bench: --idle and --baseline exclude each other");
-    return CL_EXIT_USAGE;
-  }
-  if (a.alternate && (every_ms == 0 || seconds < 2)) {
+  else if (a->alternate && (a->every_ms == 0 || a->seconds_v < 2))
     cl_errf("bench: --alternate needs --snapshot-every-ms and --seconds 2 "
             "or more");
+  else
+    return BENCH_GO;
+  return CL_EXIT_USAGE;
+}
+
+/* Parse bench's command line into a. Returns BENCH_GO, or the exit status
+ * after --help or a usage error. */
+static int parse_args(bench_args_t *a, int argc, char **argv) {
+  cl_opt_t opts[] = {{"--nodes", 1, &a->nodes, NULL},
+                     {"--topology", 1, &a->topology, NULL},
+                     {"--seconds", 1, &a->seconds, NULL},
+                     {"--snapshot-every-ms", 1, &a->every, NULL},
+                     {"--tokens", 1, &a->tokens, NULL},
+                     {"--warmup-ms", 1, &a->warmup, NULL},
+                     {"--idle", 0, NULL, &a->idle},
+                     {"--alternate", 0, NULL, &a->alternate},
+                     {"--baseline", 0, NULL, &a->baseline},
+                     {"--baseline-program", 1, &a->baseline_program, NULL},
+                     {"--json", 0, NULL, &a->json},
+                     {"--daemon", 1, &a->daemon, NULL},
+                     {"--log-dir", 1, &a->log_dir, NULL},
+                     {NULL, 0, NULL, NULL}};
+  const char *pos[1];
+  if (cl_cli_parse("bench", argc, argv, opts, pos, 0, &a->help) < 0)
     return CL_EXIT_USAGE;
+  if (a->help) {
+    cl_bench_usage(stdout);
+    return CL_EXIT_OK;
   }
+  return check_args(a);
+}
 
-  text = topology_text((size_t)nodes, mesh, tokens);
-  if (text == NULL ||
-      cl_topology_parse("bench", text, &topo, &diag) < 0) {
-    cl_errf("bench: cannot build the topology");
-    goto out;
-  }
-
-  if (a.baseline) {
-    rc = run_baseline(a.baseline_program, (size_t)nodes, mesh, seconds,
-                      warmup_ms, &res, err, sizeof err);
-    if (rc < 0) {
-      cl_errf("bench: baseline: %s", err);
-      goto out;
-    }
-  }
-
-  if (uv_loop_init(&loop) != 0) {
-    cl_errf("cannot create an event loop");
-    goto out;
-  }
-  loop_open = 1;
+/* Start the daemons, then (SCHED_BATCH from here on) open the cluster with
+ * bench's guard. Returns 0, an exit status (printed) or a negative CL_E*
+ * code with err set. */
+static int start_daemons(cl_daemons_t *d, const bench_args_t *a,
+                         const cl_topology_t *topo, bench_guard_t *guard,
+                         char *err, size_t errsize) {
+  cl_launch_opts_t lo;
+  int rc;
   memset(&lo, 0, sizeof lo);
-  lo.daemon = a.daemon;
-  lo.log_dir = a.log_dir;
+  lo.daemon = a->daemon;
+  lo.log_dir = a->log_dir;
   lo.extra = "--log-level=warn";
-  rc = cl_start_local(&loop, topo, &lo, &launcher, &eps, err, sizeof err);
-  if (rc < 0)
-    goto failed;
+  if ((rc = cl_daemons_start(d, topo, &lo, err, errsize)) < 0)
+    return rc;
   batch_sched();
-  cluster = cl_cluster_new(&loop, eps, topo->nservers);
-  if (cluster == NULL) {
-    cl_errf("out of memory");
-    goto out;
+  if (cl_daemons_attach(d, d->started, topo->nservers, 30000) < 0)
+    return CL_EXIT_FAIL;
+  guard->launcher = d->launcher;
+  guard->cluster = d->cluster;
+  cl_cluster_set_guard(d->cluster, bench_guard, guard);
+  return 0;
+}
+
+/* The measured run on a fresh local cluster, printed. Returns the exit
+ * status. */
+static int bench_daemons(const bench_args_t *a, const cl_topology_t *topo,
+                         bench_result_t *res) {
+  cl_daemons_t d;
+  bench_guard_t guard;
+  char err[1024] = "";
+  int rc, status;
+  memset(&guard, 0, sizeof guard);
+  if (cl_daemons_init(&d) < 0)
+    return CL_EXIT_FAIL;
+  rc = start_daemons(&d, a, topo, &guard, err, sizeof err);
+  if (rc == 0)
+    rc = cl_cluster_connect(d.cluster, 10000, err, sizeof err);
+  if (rc == 0)
+    rc = cl_cluster_setup(d.cluster, topo, 0, 0, 1, 30000, err, sizeof err);
+  if (rc == 0)
+    rc = measure(d.cluster, &guard, topo, a, res, err, sizeof err);
+  if (rc == 0) {
+    print_result(a, topo->nservers, topo->nlinks, res);
+    status = res->snapshots_ok == res->snapshots ? CL_EXIT_OK : CL_EXIT_FAIL;
+  } else {
+    status = rc < 0 ? cl_daemons_failed(&d, "bench", err, rc) : rc;
   }
-  guard.launcher = launcher;
-  guard.cluster = cluster;
-  cl_cluster_set_guard(cluster, bench_guard, &guard);
-  cl_cluster_set_call_timeout(cluster, 30000);
-  rc = cl_cluster_connect(cluster, 10000, err, sizeof err);
-  if (rc == 0)
-    rc = cl_configure_cluster(cluster, topo, 0, 0, 1, 30000, err, sizeof err);
-  if (rc == 0)
-    rc = measure(cluster, &guard, topo, a.idle, a.alternate, seconds,
-                 every_ms, warmup_ms, &res, err, sizeof err);
-  if (rc < 0)
-    goto failed;
-  print_result(&a, topo->nservers, mesh, topo->nlinks, tokens, every_ms,
-               &res);
-  status = res.snapshots_ok == res.snapshots ? CL_EXIT_OK : CL_EXIT_FAIL;
-  goto out;
+  status = cl_daemons_stop(&d, status);
+  cl_daemons_close(&d, status != CL_EXIT_OK);
+  return status;
+}
 
-failed:
-  status = cl_report_failure(launcher, "bench", err, rc);
-
-out:
-  if (launcher != NULL &&
-      cl_stop_local(cluster, launcher, err, sizeof err) < 0 &&
-      status == CL_EXIT_OK) {
-    cl_errf("%s", err);
+/* `clsnap bench`: parse, build the topology, run the baseline if asked,
+ * then the cluster. Returns the exit status. */
+int cl_cmd_bench(int argc, char **argv) {
+  bench_args_t a;
+  bench_result_t res;
+  cl_topology_t *topo = NULL;
+  cl_diag_t diag;
+  char err[1024] = "", *text;
+  int status;
+  memset(&a, 0, sizeof a);
+  memset(&res, 0, sizeof res);
+  status = parse_args(&a, argc, argv);
+  if (status != BENCH_GO)
+    return status;
+  text = topology_text((size_t)a.nodes_v, a.mesh, a.tokens_v);
+  if (text == NULL || cl_topology_parse("bench", text, &topo, &diag) < 0) {
+    cl_errf("bench: cannot build the topology");
     status = CL_EXIT_FAIL;
+  } else if (a.baseline &&
+             run_baseline(a.baseline_program, (size_t)a.nodes_v, a.mesh,
+                          a.seconds_v, a.warmup_ms, &res, err,
+                          sizeof err) < 0) {
+    cl_errf("bench: baseline: %s", err);
+    status = CL_EXIT_FAIL;
+  } else {
+    status = bench_daemons(&a, topo, &res);
   }
-  cl_cluster_free(cluster);
-  if (launcher != NULL)
-    cl_launcher_free(launcher, status != CL_EXIT_OK);
-  if (loop_open && uv_loop_close(&loop) != 0)
-    cl_errf("internal: event loop still busy at exit");
   if (topo != NULL)
     cl_topology_free(topo);
   free(res.lat_ns);
   free(text);
-  free(eps);
   return status;
 }

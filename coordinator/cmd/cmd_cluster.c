@@ -7,7 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster_file.h"
+#include "cluster_setup.h"
 #include "cmds.h"
+#include "daemons.h"
 #include "error.h"
 #include "output.h"
 #include "verify.h"
@@ -24,150 +27,17 @@ int cl_is_cluster_cmd(const char *cmd) {
   return 0;
 }
 
-/* ---- cluster files -------------------------------------------------------- */
-
-/* Print a cluster-file problem as FILE:LINE: message. */
-static void file_err(const char *path, int line, const char *fmt,
-                     const char *a) {
-  char msg[300];
-  snprintf(msg, sizeof msg, fmt, a);
-  if (line > 0)
-    cl_errf("%s:%d: %s", path, line, msg);
-  else
-    cl_errf("%s: %s", path, msg);
-}
-
-/* Parse `ID HOST:PORT` lines; see cmds.h. */
-int cl_cluster_file_load(const char *path, cl_endpoint_t **out, size_t *n) {
-  char *text = NULL, *p, *next;
-  size_t len, cnt = 0, cap = 0, i;
-  int line = 0;
-  cl_endpoint_t *eps = NULL;
-  cl_diag_t diag;
-  *out = NULL;
-  *n = 0;
-  if (cl_read_file(path, &text, &len, &diag) < 0) {
-    char buf[600];
-    cl_diag_format(&diag, buf, sizeof buf);
-    cl_errf("%s", buf);
-    return -1;
-  }
-  for (p = text; p != NULL && *p != '\0'; p = next) {
-    char id[CL_ID_SIZE + 2], addr[CL_ADDR_SIZE + 2], junk[2], host[CL_ADDR_SIZE];
-    char fmt[64];
-    int port, got;
-    line++;
-    next = strchr(p, '\n');
-    if (next != NULL)
-      *next++ = '\0';
-    while (*p == ' ' || *p == '\t' || *p == '\r')
-      p++;
-    if (*p == '\0' || *p == '#')
-      continue;
-    snprintf(fmt, sizeof fmt, "%%%ds %%%ds %%1s", CL_ID_SIZE, CL_ADDR_SIZE);
-    got = sscanf(p, fmt, id, addr, junk);
-    if (got != 2) {
-      file_err(path, line, "%s", got < 2 ? "expected `ID HOST:PORT`"
-                                         : "unexpected text after HOST:PORT");
-      goto fail;
-    }
-    if (!cl_id_valid(id)) {
-      file_err(path, line, "invalid server id '%s'", id);
-      goto fail;
-    }
-    if (strlen(addr) >= CL_ADDR_SIZE ||
-        cl_addr_split(addr, host, &port) != 0 || port == 0) {
-      file_err(path, line, "invalid address '%s' (want HOST:PORT)", addr);
-      goto fail;
-    }
-    for (i = 0; i < cnt; i++) {
-      if (strcmp(eps[i].id, id) == 0) {
-        file_err(path, line, "server %s listed twice", id);
-        goto fail;
-      }
-    }
-    if (cnt >= CL_SERVERS_MAX) {
-      file_err(path, line, "more than %s servers", "4096");
-      goto fail;
-    }
-    if (cnt == cap) {
-      cap = cap ? cap * 2 : 16;
-      eps = cl_xrealloc(eps, cap * sizeof *eps);
-    }
-    memcpy(eps[cnt].id, id, strlen(id) + 1);       /* lengths checked above */
-    memcpy(eps[cnt].addr, addr, strlen(addr) + 1);
-    cnt++;
-  }
-  if (cnt == 0) {
-    file_err(path, 0, "%s", "no servers listed");
-    goto fail;
-  }
-  free(text);
-  *out = eps;
-  *n = cnt;
-  return 0;
-fail:
-  free(text);
-  free(eps);
-  return -1;
-}
-
-/* Index of id among eps, or -1. */
-static int find_ep(const cl_endpoint_t *eps, size_t n, const char *id) {
-  size_t i;
-  for (i = 0; i < n; i++)
-    if (strcmp(eps[i].id, id) == 0)
-      return (int)i;
-  return -1;
-}
-
-/* Endpoints in topology order; see cmds.h. */
-int cl_endpoints_for_topology(const cl_topology_t *topo,
-                              const cl_endpoint_t *file, size_t nfile,
-                              const char *file_name, cl_endpoint_t **out) {
-  size_t i;
-  cl_endpoint_t *eps = cl_xcalloc(topo->nservers, sizeof *eps);
-  for (i = 0; i < topo->nservers; i++) {
-    int k = find_ep(file, nfile, topo->servers[i].id);
-    if (k < 0) {
-      cl_errf("server %s of the topology is not in %s",
-              topo->servers[i].id, file_name);
-      free(eps);
-      return -1;
-    }
-    eps[i] = file[k];
-  }
-  *out = eps;
-  return 0;
-}
-
 /* ---- shared steps --------------------------------------------------------- */
 
-typedef struct session {
-  uv_loop_t loop;
-  int loop_open;
-  cl_cluster_t *c;
-} session_t;
-
-/* Open connections to eps. strict: every server must answer (exit 1
- * otherwise, printed). Returns 0 or -1. */
-static int session_open(session_t *s, const cl_endpoint_t *eps, size_t n,
+/* Open connections to eps on a fresh loop. strict: every server must
+ * answer (exit 1 otherwise, printed). Returns 0 or -1. */
+static int session_open(cl_daemons_t *s, const cl_endpoint_t *eps, size_t n,
                         uint64_t timeout_ms, int strict) {
   char err[512];
-  memset(s, 0, sizeof *s);
-  if (uv_loop_init(&s->loop) != 0) {
-    cl_errf("cannot create an event loop");
+  if (cl_daemons_init(s) < 0 || cl_daemons_attach(s, eps, n, timeout_ms) < 0)
     return -1;
-  }
-  s->loop_open = 1;
-  s->c = cl_cluster_new(&s->loop, eps, n);
-  if (s->c == NULL) {
-    cl_errf("out of memory");
-    return -1;
-  }
-  cl_cluster_set_call_timeout(s->c, timeout_ms);
-  if (cl_cluster_connect(s->c, timeout_ms < 10000 ? timeout_ms : 10000, err,
-                         sizeof err) < 0 &&
+  if (cl_cluster_connect(s->cluster, timeout_ms < 10000 ? timeout_ms : 10000,
+                         err, sizeof err) < 0 &&
       strict) {
     cl_errf("%s", err);
     return -1;
@@ -175,30 +45,21 @@ static int session_open(session_t *s, const cl_endpoint_t *eps, size_t n,
   return 0;
 }
 
-/* Close the connections and the loop of a session. */
-static void session_close(session_t *s) {
-  cl_cluster_free(s->c);
-  s->c = NULL;
-  if (s->loop_open && uv_loop_close(&s->loop) != 0)
-    cl_errf("internal: event loop still busy at exit");
-  s->loop_open = 0;
-}
-
 /* One request of type `type` to every server (each: cl_cluster_call_each);
  * fills reqs via fill (may be NULL). replies has n slots. */
-static int ask_all(session_t *s, cl_msg_t *reqs, cl_msg_t *replies,
+static int ask_all(cl_daemons_t *s, cl_msg_t *reqs, cl_msg_t *replies,
                    uint64_t timeout_ms, int strict) {
-  size_t n = cl_cluster_size(s->c), i;
+  size_t n = cl_cluster_size(s->cluster), i;
   uint32_t *sv = cl_xcalloc(n, sizeof *sv);
   char err[512];
   int rc;
   for (i = 0; i < n; i++)
     sv[i] = (uint32_t)i;
   if (strict)
-    rc = cl_cluster_call(s->c, n, sv, reqs, replies, timeout_ms, err,
+    rc = cl_cluster_call(s->cluster, n, sv, reqs, replies, timeout_ms, err,
                          sizeof err);
   else
-    rc = cl_cluster_call_each(s->c, n, sv, reqs, replies, timeout_ms, err,
+    rc = cl_cluster_call_each(s->cluster, n, sv, reqs, replies, timeout_ms, err,
                               sizeof err);
   free(sv);
   if (rc < 0)
@@ -208,10 +69,10 @@ static int ask_all(session_t *s, cl_msg_t *reqs, cl_msg_t *replies,
 
 /* COLLECT snapshot sid (kept on the servers) from everyone, check, print.
  * Returns the exit status. */
-static int collect_and_check(session_t *s, uint64_t sid, int json,
+static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
                              int quiet, const char *snap_dir,
                              uint64_t timeout_ms) {
-  size_t n = cl_cluster_size(s->c), i, nbad = 0, nask = 0;
+  size_t n = cl_cluster_size(s->cluster), i, nbad = 0, nask = 0;
   cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
   cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
   uint32_t *sv = cl_xcalloc(n, sizeof *sv);
@@ -223,7 +84,7 @@ static int collect_and_check(session_t *s, uint64_t sid, int json,
   int status = CL_EXIT_FAIL, rc;
   /* Pushed states (WATCH) are here already; the others are asked for. */
   for (i = 0; i < n; i++) {
-    if (cl_cluster_take_state(s->c, sid, i, &reps[i]))
+    if (cl_cluster_take_state(s->cluster, sid, i, &reps[i]))
       continue;
     reqs[nask].type = CL_MSG_COLLECT;
     reqs[nask].u.collect.snapshot_id = sid;
@@ -233,7 +94,7 @@ static int collect_and_check(session_t *s, uint64_t sid, int json,
   }
   if (nask > 0) {
     cl_msg_t *got = cl_xcalloc(nask, sizeof *got);
-    rc = cl_cluster_call(s->c, nask, sv, reqs, got, timeout_ms, err,
+    rc = cl_cluster_call(s->cluster, nask, sv, reqs, got, timeout_ms, err,
                          sizeof err);
     if (rc == 0)
       for (i = 0; i < nask; i++)
@@ -251,10 +112,10 @@ static int collect_and_check(session_t *s, uint64_t sid, int json,
     }
     nbad++;
     if (reps[i].type == CL_MSG_ERROR)
-      cl_errf("%s: %s (%s)", cl_cluster_id(s->c, i), reps[i].u.error.text,
+      cl_errf("%s: %s (%s)", cl_cluster_id(s->cluster, i), reps[i].u.error.text,
               cl_err_name(reps[i].u.error.code));
     else
-      cl_errf("server %s answered COLLECT with %s", cl_cluster_id(s->c, i),
+      cl_errf("server %s answered COLLECT with %s", cl_cluster_id(s->cluster, i),
               cl_msg_type_name(reps[i].type));
   }
   if (nbad > 0)
@@ -311,9 +172,9 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
   cl_topology_t *topo = NULL;
   cl_endpoint_t *eps = NULL;
   cl_diag_t diag;
-  char buf[1024];
+  char buf[1024], why[CL_CMD_WHY_SIZE];
   uint64_t jitter = 0, seed;
-  session_t s;
+  cl_daemons_t s;
   int status = CL_EXIT_FAIL;
   seed = cl_now_ns() ^ ((uint64_t)getpid() << 32);
   if (cl_cli_u64("--jitter-ms", a->jitter, 0, 60000, &jitter) ||
@@ -324,13 +185,15 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
     cl_errf("%s", buf);
     return CL_EXIT_USAGE;
   }
-  if (cl_endpoints_for_topology(topo, file, nfile, file_name, &eps) != 0) {
+  if (cl_cluster_file_endpoints(topo, file, nfile, file_name, &eps, why,
+                                sizeof why) < 0) {
+    cl_errf("%s", why);
     cl_topology_free(topo);
     return CL_EXIT_USAGE;
   }
   if (session_open(&s, eps, topo->nservers, a->timeout_ms, 1) == 0) {
-    if (cl_configure_cluster(s.c, topo, a->lockstep, (uint32_t)jitter, seed,
-                             a->timeout_ms, buf, sizeof buf) < 0) {
+    if (cl_cluster_setup(s.cluster, topo, a->lockstep, (uint32_t)jitter, seed,
+                         a->timeout_ms, buf, sizeof buf) < 0) {
       cl_errf("%s", buf);
     } else {
       printf("configured and connected %zu servers (%s, %zu channels, "
@@ -341,7 +204,7 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
       status = CL_EXIT_OK;
     }
   }
-  session_close(&s);
+  cl_daemons_close(&s, 0);
   free(eps);
   cl_topology_free(topo);
   return status;
@@ -350,9 +213,10 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
 /* `send SRC DEST N`: one SEND at SRC; prints the token sent or the refusal. */
 static int cmd_send(cargs_t *a, const char *const *pos,
                     const cl_endpoint_t *file, size_t nfile) {
-  int src = find_ep(file, nfile, pos[0]), dst = find_ep(file, nfile, pos[1]);
+  int src = cl_cluster_file_find(file, nfile, pos[0]);
+  int dst = cl_cluster_file_find(file, nfile, pos[1]);
   uint64_t n = 0;
-  session_t s;
+  cl_daemons_t s;
   cl_msg_t req, rep;
   uint32_t server = 0;
   char err[512];
@@ -370,7 +234,7 @@ static int cmd_send(cargs_t *a, const char *const *pos,
   memcpy(req.u.send.dest, file[dst].id, CL_ID_SIZE);
   req.u.send.n = (int64_t)n;
   if (session_open(&s, &file[src], 1, a->timeout_ms, 1) == 0) {
-    if (cl_cluster_call(s.c, 1, &server, &req, &rep, a->timeout_ms, err,
+    if (cl_cluster_call(s.cluster, 1, &server, &req, &rep, a->timeout_ms, err,
                         sizeof err) < 0) {
       cl_errf("%s", err);
     } else if (rep.type == CL_MSG_ERROR) {
@@ -391,7 +255,7 @@ static int cmd_send(cargs_t *a, const char *const *pos,
     }
     cl_msg_free(&rep);
   }
-  session_close(&s);
+  cl_daemons_close(&s, 0);
   return status;
 }
 
@@ -410,7 +274,7 @@ static size_t unreachable_from(const cl_endpoint_t *file, size_t nfile,
   while (head < tail) {
     const cl_status_t *ss = &st[queue[head++]].u.status;
     for (j = 0; j < ss->nout; j++) {
-      int k = find_ep(file, nfile, ss->out[j].peer);
+      int k = cl_cluster_file_find(file, nfile, ss->out[j].peer);
       if (k >= 0 && !seen[k]) {
         seen[k] = 1;
         queue[tail++] = (size_t)k;
@@ -431,11 +295,11 @@ static size_t unreachable_from(const cl_endpoint_t *file, size_t nfile,
 
 /* One request to server `at`; 0 and its OK reply in *rep, or -1 after
  * printing why (`what` names the request). */
-static int ask_one(session_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
+static int ask_one(cl_daemons_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
                    const char *what, uint64_t timeout_ms) {
   uint32_t server = (uint32_t)at;
   char err[1024];
-  if (cl_cluster_call(s->c, 1, &server, req, rep, timeout_ms, err,
+  if (cl_cluster_call(s->cluster, 1, &server, req, rep, timeout_ms, err,
                       sizeof err) < 0) {
     cl_errf("%s", err);
     return -1;
@@ -443,10 +307,10 @@ static int ask_one(session_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
   if (rep->type == CL_MSG_OK)
     return 0;
   if (rep->type == CL_MSG_ERROR)
-    cl_errf("%s refused %s: %s (%s)", cl_cluster_id(s->c, at), what,
+    cl_errf("%s refused %s: %s (%s)", cl_cluster_id(s->cluster, at), what,
             rep->u.error.text, cl_err_name(rep->u.error.code));
   else
-    cl_errf("%s answered %s with %s", cl_cluster_id(s->c, at), what,
+    cl_errf("%s answered %s with %s", cl_cluster_id(s->cluster, at), what,
             cl_msg_type_name(rep->type));
   cl_msg_free(rep);
   return -1;
@@ -459,8 +323,8 @@ static int ask_one(session_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
  * waits for. */
 static int cmd_snapshot(cargs_t *a, const char *const *pos,
                         const cl_endpoint_t *file, size_t nfile) {
-  int at = find_ep(file, nfile, pos[0]);
-  session_t s;
+  int at = cl_cluster_file_find(file, nfile, pos[0]);
+  cl_daemons_t s;
   cl_msg_t req, rep, *sreqs = NULL, *sreps = NULL;
   char err[1024], who[512];
   int status = CL_EXIT_FAIL;
@@ -532,7 +396,7 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
   req.u.snapshot.snapshot_id = sid;
   if (ask_one(&s, (size_t)at, &req, &rep, "SNAPSHOT", a->timeout_ms) < 0)
     goto done;
-  if (cl_cluster_wait_complete(s.c, &sid, 1, a->timeout_ms, err,
+  if (cl_cluster_wait_complete(s.cluster, &sid, 1, a->timeout_ms, err,
                                sizeof err) < 0) {
     cl_errf("%s", err); /* names the snapshot and the servers missing */
     goto done;
@@ -546,7 +410,7 @@ done:
   free(sreqs);
   free(sreps);
   cl_msg_free(&rep);
-  session_close(&s);
+  cl_daemons_close(&s, 0);
   return status;
 }
 
@@ -554,14 +418,14 @@ done:
 static int cmd_collect(cargs_t *a, const char *const *pos,
                        const cl_endpoint_t *file, size_t nfile) {
   uint64_t sid = 0;
-  session_t s;
+  cl_daemons_t s;
   int status = CL_EXIT_FAIL;
   if (cl_cli_u64("collect: SNAPSHOT_ID", pos[0], 0, UINT64_MAX, &sid))
     return CL_EXIT_USAGE;
   if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0)
     status = collect_and_check(&s, sid, a->json, a->quiet, a->snap_dir,
                                a->timeout_ms);
-  session_close(&s);
+  cl_daemons_close(&s, 0);
   return status;
 }
 
@@ -587,7 +451,7 @@ static json_t *json_ids(const uint64_t *ids, size_t n) {
 
 /* `status`: one STATUS per server, as a table or JSON. */
 static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
-  session_t s;
+  cl_daemons_t s;
   cl_msg_t *reqs, *reps;
   size_t i, j, idw = 6, addrw = 7, unreachable = 0;
   int64_t total = 0, initial = 0;
@@ -637,8 +501,8 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
         json_object_set_new(
             sv, "error",
             json_string(reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text
-                        : cl_cluster_up(s.c, i)     ? "no reply"
-                                                    : cl_cluster_why(s.c, i)));
+                        : cl_cluster_up(s.cluster, i)     ? "no reply"
+                                                    : cl_cluster_why(s.cluster, i)));
         json_array_append_new(arr, sv);
         continue;
       }
@@ -693,8 +557,8 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
         printf("%-*s  %-*s  unreachable: %s\n", (int)idw, file[i].id,
                (int)addrw, file[i].addr,
                reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text
-               : cl_cluster_up(s.c, i)      ? "no reply"
-                                            : cl_cluster_why(s.c, i));
+               : cl_cluster_up(s.cluster, i)      ? "no reply"
+                                            : cl_cluster_why(s.cluster, i));
         continue;
       }
       printf("%-*s  %-*s  %10" PRId64 "  %-9s  %8" PRIu32 "  %5" PRIu32 "\n",
@@ -749,20 +613,20 @@ done:
     cl_msg_free(&reps[i]);
   free(reqs);
   free(reps);
-  session_close(&s);
+  cl_daemons_close(&s, 0);
   return status;
 }
 
 /* `shutdown`: SHUTDOWN to every reachable server. */
 static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
-  session_t s;
+  cl_daemons_t s;
   cl_msg_t *reqs = cl_xcalloc(nfile, sizeof *reqs);
   cl_msg_t *reps = cl_xcalloc(nfile, sizeof *reps);
   size_t i, bad = 0;
   int status = CL_EXIT_FAIL;
   if (session_open(&s, file, nfile, a->timeout_ms, 0) != 0)
     goto done;
-  cl_cluster_set_notices(s.c, 0);
+  cl_cluster_set_notices(s.cluster, 0);
   for (i = 0; i < nfile; i++)
     reqs[i].type = CL_MSG_SHUTDOWN;
   if (ask_all(&s, reqs, reps, a->timeout_ms, 0) < 0)
@@ -776,7 +640,7 @@ static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
         printf("%s: refused: %s\n", file[i].id, reps[i].u.error.text);
       else
         printf("%s: %s\n", file[i].id,
-               cl_cluster_up(s.c, i) ? "no reply" : cl_cluster_why(s.c, i));
+               cl_cluster_up(s.cluster, i) ? "no reply" : cl_cluster_why(s.cluster, i));
     }
   }
   status = bad ? CL_EXIT_FAIL : CL_EXIT_OK;
@@ -785,7 +649,7 @@ done:
     cl_msg_free(&reps[i]);
   free(reqs);
   free(reps);
-  session_close(&s);
+  cl_daemons_close(&s, 0);
   return status;
 }
 
@@ -798,6 +662,7 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   uint64_t timeout_s = 30;
   cl_endpoint_t *file = NULL;
   size_t nfile = 0;
+  char why[CL_CMD_WHY_SIZE];
   cl_opt_t opts[9];
   int no = 0;
   memset(&a, 0, sizeof a);
@@ -846,8 +711,10 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   if (cl_cli_u64("--timeout", a.timeout, 1, 86400, &timeout_s))
     return CL_EXIT_USAGE;
   a.timeout_ms = timeout_s * 1000;
-  if (cl_cluster_file_load(a.cluster, &file, &nfile) != 0)
+  if (cl_cluster_file_load(a.cluster, &file, &nfile, why, sizeof why) < 0) {
+    cl_errf("%s", why);
     return CL_EXIT_USAGE;
+  }
   if (strcmp(cmd, "configure") == 0)
     status = cmd_configure(&a, pos, file, nfile, a.cluster);
   else if (strcmp(cmd, "send") == 0)

@@ -7,131 +7,49 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster_file.h"
+#include "cluster_setup.h"
 #include "cmds.h"
+#include "daemons.h"
 #include "error.h"
-#include "launcher.h"
-#include "local.h"
 #include "output.h"
 #include "replay.h"
 #include "schedule.h"
 #include "sim.h"
 
-
-/* Check that every reply is OK; err names the first server that refused. */
-static int all_ok(const cl_cluster_t *c, const char *what, size_t n,
-                  const uint32_t *servers, const cl_msg_t *replies, char *err,
-                  size_t errsize) {
-  size_t i;
-  for (i = 0; i < n; i++) {
-    if (replies[i].type == CL_MSG_OK)
-      continue;
-    if (replies[i].type == CL_MSG_ERROR)
-      snprintf(err, errsize, "server %s refused %s: %s (%s)",
-               cl_cluster_id(c, servers[i]), what, replies[i].u.error.text,
-               cl_err_name(replies[i].u.error.code));
-    else
-      snprintf(err, errsize, "server %s answered %s with %s",
-               cl_cluster_id(c, servers[i]), what,
-               cl_msg_type_name(replies[i].type));
-    return CL_EIO;
-  }
-  return 0;
-}
-
-/* CONFIGURE everyone, then CONNECT everyone; see cmds.h. */
-int cl_configure_cluster(cl_cluster_t *c, const cl_topology_t *topo,
-                         int lockstep, uint32_t jitter_ms, uint64_t seed,
-                         uint64_t timeout_ms, char *err, size_t errsize) {
-  size_t n = topo->nservers, i, l;
-  cl_msg_t *reqs = calloc(n, sizeof *reqs), *replies = calloc(n, sizeof *replies);
-  uint32_t *servers = calloc(n, sizeof *servers);
-  uint64_t config_id = cl_topology_hash(topo);
-  int rc = CL_ENOMEM;
-  if (reqs == NULL || replies == NULL || servers == NULL) {
-    snprintf(err, errsize, "out of memory");
-    goto done;
-  }
-  for (i = 0; i < n; i++) {
-    cl_configure_t *cf = &reqs[i].u.configure;
-    servers[i] = (uint32_t)i;
-    reqs[i].type = CL_MSG_CONFIGURE;
-    memcpy(cf->self, topo->servers[i].id, CL_ID_SIZE);
-    cf->tokens = topo->servers[i].tokens;
-    cf->rank = (uint32_t)i;
-    cf->nservers = (uint32_t)n;
-    cf->lockstep = (uint8_t)(lockstep != 0);
-    cf->jitter_ms = jitter_ms;
-    /* Spread one seed over servers, so their jitter streams differ. */
-    cf->seed = cl_rng_at(seed, i + 1);
-    cf->config_id = config_id;
-    for (l = 0; l < topo->nlinks; l++) {
-      cf->nout += topo->links[l].src == i;
-      cf->nin += topo->links[l].dst == i;
-    }
-    cf->out = calloc(cf->nout ? cf->nout : 1, sizeof *cf->out);
-    cf->in = calloc(cf->nin ? cf->nin : 1, sizeof *cf->in);
-    if (cf->out == NULL || cf->in == NULL) {
-      snprintf(err, errsize, "out of memory");
-      goto done;
-    }
-    cf->nout = cf->nin = 0;
-    /* Links are sorted by (src, dst), so peers come out in id order. */
-    for (l = 0; l < topo->nlinks; l++) {
-      const cl_link_t *k = &topo->links[l];
-      if (k->src == i) {
-        memcpy(cf->out[cf->nout].id, topo->servers[k->dst].id, CL_ID_SIZE);
-        snprintf(cf->out[cf->nout].addr, CL_ADDR_SIZE, "%s",
-                 cl_cluster_addr(c, k->dst));
-        cf->nout++;
-      }
-      if (k->dst == i)
-        memcpy(cf->in[cf->nin++], topo->servers[k->src].id, CL_ID_SIZE);
-    }
-  }
-  rc = cl_cluster_call(c, n, servers, reqs, replies, timeout_ms, err, errsize);
-  if (rc == 0)
-    rc = all_ok(c, "CONFIGURE", n, servers, replies, err, errsize);
-  for (i = 0; i < n; i++)
-    cl_msg_free(&replies[i]);
-  if (rc < 0)
-    goto done;
-  for (i = 0; i < n; i++) {
-    free(reqs[i].u.configure.out);
-    free(reqs[i].u.configure.in);
-    memset(&reqs[i], 0, sizeof reqs[i]);
-    reqs[i].type = CL_MSG_CONNECT;
-  }
-  /* Daemons retry refused connects for up to 10 s before they answer. */
-  rc = cl_cluster_call(c, n, servers, reqs, replies,
-                       timeout_ms > 15000 ? timeout_ms : 15000, err, errsize);
-  if (rc == 0)
-    rc = all_ok(c, "CONNECT", n, servers, replies, err, errsize);
-  for (i = 0; i < n; i++)
-    cl_msg_free(&replies[i]);
-done:
-  if (reqs != NULL)
-    for (i = 0; i < n; i++)
-      if (reqs[i].type == CL_MSG_CONFIGURE) {
-        free(reqs[i].u.configure.out);
-        free(reqs[i].u.configure.in);
-      }
-  free(reqs);
-  free(replies);
-  free(servers);
-  return rc;
-}
-
+/* The options as given, and the numbers parsed from them. */
 typedef struct run_args {
   const char *topo_path, *events_path;
   const char *delays, *seed, *max_delay, *tick_ms, *jitter_ms, *timeout;
   const char *snap_dir, *cluster, *daemon, *log_dir;
   int lockstep, json, in_process, quiet, help;
+  int has_seed; /* seed is printed: given, lockstep's, or free-running's */
+  uint64_t seed_v, max_delay_v, tick_ms_v, jitter_ms_v, timeout_s;
 } run_args_t;
+
+/* Everything one run holds, released by run_close. */
+typedef struct run {
+  run_args_t a;
+  cl_topology_t *topo;
+  cl_script_t *script;
+  cl_delays_t *delays;
+  cl_sim_t *sim;         /* --in-process */
+  cl_daemons_t d;        /* otherwise */
+  cl_endpoint_t *file;   /* --cluster: the file's entries */
+  cl_endpoint_t *eps;    /* --cluster: the topology's, in its order */
+  cl_backend_t backend;
+  cl_replay_result_t res;
+  char err[1024];
+} run_t;
+
+/* parse_args and load_inputs: go on with the run. */
+#define RUN_GO (-1)
 
 /* What the run found, for printing. */
 static int print_results(const run_args_t *a, const cl_topology_t *topo,
-                         const cl_replay_result_t *r, int has_seed,
-                         uint64_t seed) {
+                         const cl_replay_result_t *r) {
+  int has_seed = a->has_seed;
+  uint64_t seed = a->seed_v;
   size_t k, passed = 0, failed = 0;
   int write_failed = 0;
   char dur[32];
@@ -231,25 +149,6 @@ static void report_unfinished(const cl_cluster_t *c, size_t started,
     cl_errf("snapshot %zu cannot complete: never started", started);
 }
 
-/* See cmds.h. */
-int cl_report_failure(cl_launcher_t *launcher, const char *what,
-                      const char *err, int rc) {
-  /* A broken connection is often a dead process: give its exit a moment to
-   * be reaped so the message names the real cause. */
-  if (launcher != NULL && !cl_launcher_interrupted(launcher)) {
-    char why[400];
-    if (cl_launcher_settle(launcher, 300, why, sizeof why) < 0 &&
-        strstr(err, why) == NULL)
-      cl_errf("%s", why);
-  }
-  if (launcher != NULL && cl_launcher_interrupted(launcher)) {
-    cl_errf("interrupted; stopping the servers");
-    return CL_EXIT_INTR;
-  }
-  cl_errf("%s failed: %s", what, err[0] ? err : cl_strerror(rc));
-  return CL_EXIT_FAIL;
-}
-
 /* The JSON printed instead of results when the run failed. */
 static void print_json_error(const run_args_t *a, const char *msg) {
   json_t *o = json_object();
@@ -295,53 +194,61 @@ static int check_reachable(const char *events_path, const cl_topology_t *topo,
   return rc;
 }
 
-/* `clsnap run`: parse, start or borrow a cluster, replay, print, clean up.
- * Returns the exit status. */
-int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
-  run_args_t a;
+
+/* Check the options that exclude or need each other and parse the numbers.
+ * Returns RUN_GO or CL_EXIT_USAGE (printed). */
+static int check_args(run_args_t *a) {
+  a->seed_v = 1;
+  a->max_delay_v = 4;
+  a->tick_ms_v = 5;
+  a->timeout_s = 30;
+  a->has_seed = a->seed != NULL;
+  if (cl_cli_u64("--seed", a->seed, 0, UINT64_MAX, &a->seed_v) ||
+      cl_cli_u64("--max-delay", a->max_delay, 0, 1000000, &a->max_delay_v) ||
+      cl_cli_u64("--tick-ms", a->tick_ms, 0, 3600000, &a->tick_ms_v) ||
+      cl_cli_u64("--jitter-ms", a->jitter_ms, 0, 60000, &a->jitter_ms_v) ||
+      cl_cli_u64("--timeout", a->timeout, 1, 86400, &a->timeout_s))
+    return CL_EXIT_USAGE;
+  if (a->delays != NULL && !a->lockstep)
+    cl_errf("run: --delays needs --lockstep");
+  else if (a->delays != NULL && a->seed != NULL)
+    cl_errf("run: use either --delays or --seed, not both");
+  else if (a->in_process && !a->lockstep)
+    cl_errf("run: --in-process needs --lockstep");
+  else if (a->in_process && a->cluster != NULL)
+    cl_errf("run: --in-process and --cluster exclude each other");
+  else
+    return RUN_GO;
+  return CL_EXIT_USAGE;
+}
+
+/* Parse run's command line into a (cluster_file: the global --cluster).
+ * Returns RUN_GO, or the exit status after --help or a usage error. */
+static int parse_args(run_args_t *a, int argc, char **argv,
+                      const char *cluster_file) {
   const char *pos[2];
   cl_opt_t opts[] = {
-      {"--lockstep", 0, NULL, &a.lockstep},
-      {"--delays", 1, &a.delays, NULL},
-      {"--seed", 1, &a.seed, NULL},
-      {"--max-delay", 1, &a.max_delay, NULL},
-      {"--tick-ms", 1, &a.tick_ms, NULL},
-      {"--jitter-ms", 1, &a.jitter_ms, NULL},
-      {"--timeout", 1, &a.timeout, NULL},
-      {"--snap-dir", 1, &a.snap_dir, NULL},
-      {"--json", 0, NULL, &a.json},
-      {"--in-process", 0, NULL, &a.in_process},
-      {"--cluster", 1, &a.cluster, NULL},
-      {"--daemon", 1, &a.daemon, NULL},
-      {"--log-dir", 1, &a.log_dir, NULL},
-      {"--quiet", 0, NULL, &a.quiet},
+      {"--lockstep", 0, NULL, &a->lockstep},
+      {"--delays", 1, &a->delays, NULL},
+      {"--seed", 1, &a->seed, NULL},
+      {"--max-delay", 1, &a->max_delay, NULL},
+      {"--tick-ms", 1, &a->tick_ms, NULL},
+      {"--jitter-ms", 1, &a->jitter_ms, NULL},
+      {"--timeout", 1, &a->timeout, NULL},
+      {"--snap-dir", 1, &a->snap_dir, NULL},
+      {"--json", 0, NULL, &a->json},
+      {"--in-process", 0, NULL, &a->in_process},
+      {"--cluster", 1, &a->cluster, NULL},
+      {"--daemon", 1, &a->daemon, NULL},
+      {"--log-dir", 1, &a->log_dir, NULL},
+      {"--quiet", 0, NULL, &a->quiet},
       {NULL, 0, NULL, NULL}};
-  uint64_t seed = 1, max_delay = 4, tick_ms = 5, jitter_ms = 0, timeout_s = 30;
-  int npos, has_seed, rc, status = CL_EXIT_FAIL, replayed = 0;
-  char err[1024] = "";
-  cl_diag_t diag;
-  char dbuf[600];
-  cl_topology_t *topo = NULL;
-  cl_script_t *script = NULL;
-  cl_delays_t *delays = NULL;
-  cl_sim_t *sim = NULL;
-  uv_loop_t loop;
-  int loop_open = 0;
-  cl_launcher_t *launcher = NULL;
-  cl_cluster_t *cluster = NULL;
-  cl_endpoint_t *eps = NULL, *file_eps = NULL;
-  size_t nfile = 0;
-  cl_backend_t backend;
-  cl_replay_opts_t ro;
-  cl_replay_result_t res;
-
-  memset(&a, 0, sizeof a);
-  memset(&res, 0, sizeof res);
-  a.cluster = cluster_file;
-  npos = cl_cli_parse("run", argc, argv, opts, pos, 2, &a.help);
+  int npos;
+  a->cluster = cluster_file;
+  npos = cl_cli_parse("run", argc, argv, opts, pos, 2, &a->help);
   if (npos < 0)
     return CL_EXIT_USAGE;
-  if (a.help) {
+  if (a->help) {
     cl_usage("run", stdout);
     return CL_EXIT_OK;
   }
@@ -350,161 +257,164 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
     cl_usage_hint("run");
     return CL_EXIT_USAGE;
   }
-  a.topo_path = pos[0];
-  a.events_path = pos[1];
-  has_seed = a.seed != NULL;
-  if (cl_cli_u64("--seed", a.seed, 0, UINT64_MAX, &seed) ||
-      cl_cli_u64("--max-delay", a.max_delay, 0, 1000000, &max_delay) ||
-      cl_cli_u64("--tick-ms", a.tick_ms, 0, 3600000, &tick_ms) ||
-      cl_cli_u64("--jitter-ms", a.jitter_ms, 0, 60000, &jitter_ms) ||
-      cl_cli_u64("--timeout", a.timeout, 1, 86400, &timeout_s))
-    return CL_EXIT_USAGE;
-  if (a.delays != NULL && !a.lockstep) {
-    cl_errf("run: --delays needs --lockstep");
-    return CL_EXIT_USAGE;
-  }
-  if (a.delays != NULL && a.seed != NULL) {
-    cl_errf("run: use either --delays or --seed, not both");
-    return CL_EXIT_USAGE;
-  }
-  if (a.in_process && !a.lockstep) {
-    cl_errf("run: --in-process needs --lockstep");
-    return CL_EXIT_USAGE;
-  }
-  if (a.in_process && a.cluster != NULL) {
-    cl_errf("run: --in-process and --cluster exclude each other");
-    return CL_EXIT_USAGE;
-  }
+  a->topo_path = pos[0];
+  a->events_path = pos[1];
+  return check_args(a);
+}
 
-  if (cl_topology_load(a.topo_path, &topo, &diag) < 0 ||
-      cl_script_load(a.events_path, topo, &script, &diag) < 0) {
-    cl_diag_format(&diag, dbuf, sizeof dbuf);
-    cl_errf("%s", dbuf);
-    status = CL_EXIT_USAGE;
-    goto out;
-  }
-  if (check_reachable(a.events_path, topo, script) < 0) {
-    status = CL_EXIT_USAGE;
-    goto out;
-  }
-  if (a.lockstep) {
-    if (a.delays != NULL) {
-      if (cl_delays_load(a.delays, &delays, &diag) < 0) {
-        cl_diag_format(&diag, dbuf, sizeof dbuf);
-        cl_errf("%s", dbuf);
-        status = CL_EXIT_USAGE;
-        goto out;
-      }
-    } else {
-      delays = cl_delays_seeded(seed, (uint32_t)max_delay);
-      has_seed = 1;
-    }
-    if (delays == NULL) {
-      cl_errf("out of memory");
-      goto out;
-    }
-  } else if (!has_seed) {
-    seed = cl_now_ns() ^ ((uint64_t)getpid() << 32);
-    has_seed = 1;
-  }
+/* Print a reader's complaint; returns CL_EXIT_USAGE. */
+static int bad_input(const cl_diag_t *diag) {
+  char buf[600];
+  cl_diag_format(diag, buf, sizeof buf);
+  cl_errf("%s", buf);
+  return CL_EXIT_USAGE;
+}
 
-  memset(&ro, 0, sizeof ro);
-  ro.lockstep = a.lockstep;
-  ro.delays = delays;
-  ro.tick_ms = tick_ms;
-  ro.timeout_ms = timeout_s * 1000;
-  ro.progress = NULL;
-
-  if (a.in_process) {
-    sim = cl_sim_new(topo);
-    if (sim == NULL) {
-      cl_errf("cannot set up the in-process servers");
-      goto out;
-    }
-    backend = cl_sim_backend(sim);
+/* Read the topology and the script and check that every snapshot can
+ * complete; pick the delays (lockstep) or the jitter seed (free-running).
+ * Returns RUN_GO or the exit status (printed). */
+static int load_inputs(run_t *r) {
+  run_args_t *a = &r->a;
+  cl_diag_t diag;
+  if (cl_topology_load(a->topo_path, &r->topo, &diag) < 0 ||
+      cl_script_load(a->events_path, r->topo, &r->script, &diag) < 0)
+    return bad_input(&diag);
+  if (check_reachable(a->events_path, r->topo, r->script) < 0)
+    return CL_EXIT_USAGE;
+  if (!a->lockstep) {
+    if (!a->has_seed)
+      a->seed_v = cl_now_ns() ^ ((uint64_t)getpid() << 32);
+    a->has_seed = 1;
+    return RUN_GO;
+  }
+  if (a->delays != NULL) {
+    if (cl_delays_load(a->delays, &r->delays, &diag) < 0)
+      return bad_input(&diag);
   } else {
-    uint64_t tmo = timeout_s * 1000;
-    if (uv_loop_init(&loop) != 0) {
-      cl_errf("cannot create an event loop");
-      goto out;
-    }
-    loop_open = 1;
-    if (a.cluster != NULL) {
-      if (cl_cluster_file_load(a.cluster, &file_eps, &nfile) != 0 ||
-          cl_endpoints_for_topology(topo, file_eps, nfile, a.cluster, &eps) !=
-              0) {
-        status = CL_EXIT_USAGE;
-        goto out;
-      }
-    } else {
-      cl_launch_opts_t lo;
-      memset(&lo, 0, sizeof lo);
-      lo.daemon = a.daemon;
-      lo.log_dir = a.log_dir;
-      rc = cl_start_local(&loop, topo, &lo, &launcher, &eps, err, sizeof err);
-      if (rc < 0)
-        goto failed;
-    }
-    cluster = cl_cluster_new(&loop, eps, topo->nservers);
-    if (cluster == NULL) {
-      cl_errf("out of memory");
-      goto out;
-    }
-    if (launcher != NULL)
-      cl_cluster_set_guard(cluster, cl_launcher_guard, launcher);
-    cl_cluster_set_call_timeout(cluster, tmo);
-    rc = cl_cluster_connect(cluster, 10000, err, sizeof err);
-    if (rc == 0)
-      rc = cl_configure_cluster(cluster, topo, a.lockstep,
-                                (uint32_t)jitter_ms, seed, tmo, err,
-                                sizeof err);
-    if (rc < 0)
-      goto failed;
-    backend = cl_cluster_backend(cluster);
+    r->delays = cl_delays_seeded(a->seed_v, (uint32_t)a->max_delay_v);
+    a->has_seed = 1;
   }
-
-  replayed = 1;
-  rc = cl_replay_run(topo, script, &backend, &ro, &res, err, sizeof err);
-  if (rc < 0)
-    goto failed;
-  status = print_results(&a, topo, &res, has_seed, seed) == 0 ? CL_EXIT_OK
-                                                              : CL_EXIT_FAIL;
-  goto out;
-
-failed:
-  status = cl_report_failure(launcher, "run", err, rc);
-  if (replayed && cluster != NULL)
-    report_unfinished(cluster, res.started, script->nsnapshots);
-  if (a.json)
-    print_json_error(&a, err);
-
-out:
-  if (launcher != NULL) {
-    if (cl_stop_local(cluster, launcher, err, sizeof err) < 0 &&
-        status == CL_EXIT_OK) {
-      cl_errf("%s", err);
-      status = CL_EXIT_FAIL;
-    }
-    if (cl_launcher_interrupted(launcher) && status != CL_EXIT_INTR) {
-      cl_errf("interrupted");
-      status = CL_EXIT_INTR;
-    }
+  if (r->delays == NULL) {
+    cl_errf("out of memory");
+    return CL_EXIT_FAIL;
   }
-  cl_cluster_free(cluster);
-  if (launcher != NULL)
-    cl_launcher_free(launcher, status != CL_EXIT_OK);
-  if (loop_open && uv_loop_close(&loop) != 0)
-    cl_errf("internal: event loop still busy at exit");
-  cl_replay_result_free(&res);
-  if (sim != NULL)
-    cl_sim_free(sim);
-  if (delays != NULL)
-    cl_delays_free(delays);
-  if (script != NULL)
-    cl_script_free(script);
-  if (topo != NULL)
-    cl_topology_free(topo);
-  free(eps);
-  free(file_eps);
+  return RUN_GO;
+}
+
+/* Daemons: started here, or those of the cluster file, connected and
+ * configured for the topology. Returns 0, an exit status (printed), or a
+ * negative CL_E* code with r->err set. */
+static int open_daemons(run_t *r) {
+  run_args_t *a = &r->a;
+  uint64_t tmo = a->timeout_s * 1000;
+  size_t nfile = 0;
+  int rc;
+  if (cl_daemons_init(&r->d) < 0)
+    return CL_EXIT_FAIL;
+  if (a->cluster != NULL) {
+    char why[CL_CMD_WHY_SIZE];
+    if (cl_cluster_file_load(a->cluster, &r->file, &nfile, why,
+                             sizeof why) < 0 ||
+        cl_cluster_file_endpoints(r->topo, r->file, nfile, a->cluster,
+                                  &r->eps, why, sizeof why) < 0) {
+      cl_errf("%s", why);
+      return CL_EXIT_USAGE;
+    }
+  } else {
+    cl_launch_opts_t lo;
+    memset(&lo, 0, sizeof lo);
+    lo.daemon = a->daemon;
+    lo.log_dir = a->log_dir;
+    if ((rc = cl_daemons_start(&r->d, r->topo, &lo, r->err,
+                               sizeof r->err)) < 0)
+      return rc;
+  }
+  if (cl_daemons_attach(&r->d, r->eps ? r->eps : r->d.started,
+                        r->topo->nservers, tmo) < 0)
+    return CL_EXIT_FAIL;
+  rc = cl_cluster_connect(r->d.cluster, 10000, r->err, sizeof r->err);
+  if (rc == 0)
+    rc = cl_cluster_setup(r->d.cluster, r->topo, a->lockstep,
+                          (uint32_t)a->jitter_ms_v, a->seed_v, tmo, r->err,
+                          sizeof r->err);
+  if (rc == 0)
+    r->backend = cl_cluster_backend(r->d.cluster);
+  return rc;
+}
+
+/* The backend: in-process sessions or daemons. Returns as open_daemons. */
+static int open_backend(run_t *r) {
+  if (!r->a.in_process)
+    return open_daemons(r);
+  r->sim = cl_sim_new(r->topo);
+  if (r->sim == NULL) {
+    cl_errf("cannot set up the in-process servers");
+    return CL_EXIT_FAIL;
+  }
+  r->backend = cl_sim_backend(r->sim);
+  return 0;
+}
+
+/* Open the backend, replay, print. Returns the exit status. */
+static int run_replay(run_t *r) {
+  run_args_t *a = &r->a;
+  cl_replay_opts_t ro;
+  int rc = open_backend(r), replayed = 0;
+  if (rc > 0)
+    return rc;
+  if (rc == 0) {
+    memset(&ro, 0, sizeof ro);
+    ro.lockstep = a->lockstep;
+    ro.delays = r->delays;
+    ro.tick_ms = a->tick_ms_v;
+    ro.timeout_ms = a->timeout_s * 1000;
+    ro.progress = NULL;
+    replayed = 1;
+    rc = cl_replay_run(r->topo, r->script, &r->backend, &ro, &r->res, r->err,
+                       sizeof r->err);
+  }
+  if (rc == 0)
+    return print_results(a, r->topo, &r->res) == 0 ? CL_EXIT_OK
+                                                    : CL_EXIT_FAIL;
+  rc = cl_daemons_failed(&r->d, "run", r->err, rc);
+  if (replayed && r->d.cluster != NULL)
+    report_unfinished(r->d.cluster, r->res.started, r->script->nsnapshots);
+  if (a->json)
+    print_json_error(a, r->err);
+  return rc;
+}
+
+/* Stop what the run started and free what it holds. Returns the final
+ * exit status. */
+static int run_close(run_t *r, int status) {
+  status = cl_daemons_stop(&r->d, status);
+  status = cl_daemons_interrupted(&r->d, status);
+  cl_daemons_close(&r->d, status != CL_EXIT_OK);
+  cl_replay_result_free(&r->res);
+  if (r->sim != NULL)
+    cl_sim_free(r->sim);
+  if (r->delays != NULL)
+    cl_delays_free(r->delays);
+  if (r->script != NULL)
+    cl_script_free(r->script);
+  if (r->topo != NULL)
+    cl_topology_free(r->topo);
+  free(r->eps);
+  free(r->file);
   return status;
+}
+
+/* `clsnap run`: parse, load, open the backend, replay, print, clean up.
+ * Returns the exit status. */
+int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
+  run_t r;
+  int status;
+  memset(&r, 0, sizeof r);
+  status = parse_args(&r.a, argc, argv, cluster_file);
+  if (status != RUN_GO)
+    return status;
+  status = load_inputs(&r);
+  if (status == RUN_GO)
+    status = run_replay(&r);
+  return run_close(&r, status);
 }
