@@ -27,11 +27,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "cluster_setup.h"
 #include "cmds.h"
 #include "daemons.h"
 #include "error.h"
 #include "output.h"
+#include "usage.h"
 #include "verify.h"
 
 #define BENCH_MAX_NODES 256 /* mesh: N-1 inbound + control per daemon */
@@ -46,53 +48,6 @@
 #define BENCH_RECENT 16 /* latencies that decide how long collecting pauses */
 #define BENCH_SLICE_MS 1000 /* --alternate: length of each slice */
 
-static const char usage_bench[] =
-    "Usage: clsnap bench --nodes N --topology ring|mesh --seconds S [options]\n"
-    "\n"
-    "Start N clsnapd processes on 127.0.0.1 (ids N01, N02, ...), connect\n"
-    "them as a ring (Ni -> Ni+1) or a full mesh (every directed pair), give\n"
-    "each server --tokens tokens and switch them to circulate mode: every\n"
-    "daemon forwards the tokens it holds to its outbound peers, one token per\n"
-    "message, as fast as the channels take them. After a warm-up, measure\n"
-    "for S seconds: token messages delivered per second, and, with\n"
-    "--snapshot-every-ms, snapshots taken under that load (each one\n"
-    "collected and checked: conservation and exact channel states), their\n"
-    "latency (SNAPSHOT sent to the last local state received) and the\n"
-    "daemons' peak RSS.\n"
-    "\n"
-    "Options:\n"
-    "  --nodes N               servers, 2..256\n"
-    "  --topology ring|mesh\n"
-    "  --seconds S             measured window, 1..3600\n"
-    "  --snapshot-every-ms M   start a snapshot every M ms (0: none, the\n"
-    "                          default); one at a time, initiator rotating\n"
-    "  --tokens T              tokens per server (default 262144 / N: 2 MiB\n"
-    "                          of TOKEN frames in flight in all)\n"
-    "  --warmup-ms W           load before measuring (default 500)\n"
-    "  --idle                  no load: measure snapshots of an idle cluster\n"
-    "  --alternate             with --snapshot-every-ms: 1-second slices\n"
-    "                          without and with snapshots in turn, in the\n"
-    "                          same cluster; report both rates and the\n"
-    "                          difference (what snapshots cost the load)\n"
-    "  --baseline              first run clsnap-baseline with the same N,\n"
-    "                          topology and seconds; print both and the ratio\n"
-    "                          tokens_per_s / frames_per_s\n"
-    "  --baseline-program P    the clsnap-baseline executable (default: next\n"
-    "                          to clsnap, ../tests/bench/ in a build tree, or\n"
-    "                          PATH)\n"
-    "  --json                  one JSON object: tokens_per_s, snapshots,\n"
-    "                          snapshots_ok, latency_us{p50,p99,max},\n"
-    "                          rss_kib_max, and more\n"
-    "  --daemon PATH           the clsnapd executable\n"
-    "  --log-dir DIR           keep the daemons' logs in DIR\n"
-    "\n"
-    "Exit status: 0 every snapshot passed; 1 a snapshot failed its checks or\n"
-    "the cluster failed; 2 bad usage.\n";
-
-/* Print bench's help to f. */
-void cl_bench_usage(FILE *f) { fputs(usage_bench, f); }
-
-/* The options as given, and the numbers parsed from them. */
 typedef struct bench_args {
   const char *nodes, *topology, *seconds, *every, *tokens, *warmup;
   const char *baseline_program, *daemon, *log_dir;
@@ -404,8 +359,8 @@ static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
   for (i = 0; i < n; i++)
     *nruns += states[i].nrecorded;
   if (!v->ok) {
-    cl_errf("snapshot %" PRIu64 " failed its checks:", id);
-    cl_print_checked(stderr, id, NULL, v, 1);
+    cl_cli_errf("snapshot %" PRIu64 " failed its checks:", id);
+    cl_output_checked(stderr, id, NULL, v, 1);
   }
 done:
   g->armed = 0;
@@ -829,12 +784,13 @@ static void print_result(const bench_args_t *a, size_t nodes, size_t nlinks,
  * BENCH_GO or CL_EXIT_USAGE (printed). */
 static int check_args(bench_args_t *a) {
   if (a->nodes == NULL || a->topology == NULL || a->seconds == NULL) {
-    cl_errf("bench: needs --nodes, --topology and --seconds");
+    cl_cli_errf("bench: needs --nodes, --topology and --seconds");
     cl_usage_hint("bench");
     return CL_EXIT_USAGE;
   }
   if (strcmp(a->topology, "ring") != 0 && strcmp(a->topology, "mesh") != 0) {
-    cl_errf("bench: --topology must be ring or mesh, not '%s'", a->topology);
+    cl_cli_errf("bench: --topology must be ring or mesh, not '%s'",
+                a->topology);
     cl_usage_hint("bench");
     return CL_EXIT_USAGE;
   }
@@ -849,10 +805,10 @@ static int check_args(bench_args_t *a) {
   if (a->tokens == NULL)
     a->tokens_v = BENCH_DEFAULT_TOTAL_TOKENS / a->nodes_v;
   if (a->idle && a->baseline)
-    cl_errf("bench: --idle and --baseline exclude each other");
+    cl_cli_errf("bench: --idle and --baseline exclude each other");
   else if (a->alternate && (a->every_ms == 0 || a->seconds_v < 2))
-    cl_errf("bench: --alternate needs --snapshot-every-ms and --seconds 2 "
-            "or more");
+    cl_cli_errf("bench: --alternate needs --snapshot-every-ms and --seconds 2 "
+                "or more");
   else
     return BENCH_GO;
   return CL_EXIT_USAGE;
@@ -879,7 +835,7 @@ static int parse_args(bench_args_t *a, int argc, char **argv) {
   if (cl_cli_parse("bench", argc, argv, opts, pos, 0, &a->help) < 0)
     return CL_EXIT_USAGE;
   if (a->help) {
-    cl_bench_usage(stdout);
+    cl_usage("bench", stdout);
     return CL_EXIT_OK;
   }
   return check_args(a);
@@ -939,13 +895,14 @@ static int bench_daemons(const bench_args_t *a, const cl_topology_t *topo,
 
 /* `clsnap bench`: parse, build the topology, run the baseline if asked,
  * then the cluster. Returns the exit status. */
-int cl_cmd_bench(int argc, char **argv) {
+int cl_cmd_bench(int argc, char **argv, const char *cluster_file) {
   bench_args_t a;
   bench_result_t res;
   cl_topology_t *topo = NULL;
   cl_diag_t diag;
   char err[1024] = "", *text;
   int status;
+  (void)cluster_file;
   memset(&a, 0, sizeof a);
   memset(&res, 0, sizeof res);
   status = parse_args(&a, argc, argv);
@@ -953,13 +910,13 @@ int cl_cmd_bench(int argc, char **argv) {
     return status;
   text = topology_text((size_t)a.nodes_v, a.mesh, a.tokens_v);
   if (text == NULL || cl_topology_parse("bench", text, &topo, &diag) < 0) {
-    cl_errf("bench: cannot build the topology");
+    cl_cli_errf("bench: cannot build the topology");
     status = CL_EXIT_FAIL;
   } else if (a.baseline &&
              run_baseline(a.baseline_program, (size_t)a.nodes_v, a.mesh,
                           a.seconds_v, a.warmup_ms, &res, err,
                           sizeof err) < 0) {
-    cl_errf("bench: baseline: %s", err);
+    cl_cli_errf("bench: baseline: %s", err);
     status = CL_EXIT_FAIL;
   } else {
     status = bench_daemons(&a, topo, &res);

@@ -7,25 +7,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "cluster_file.h"
 #include "cluster_setup.h"
 #include "cmds.h"
 #include "daemons.h"
 #include "error.h"
 #include "output.h"
+#include "usage.h"
 #include "verify.h"
-
-static const char *const cluster_cmds[] = {"configure", "send",   "snapshot",
-                                           "collect",   "status", "shutdown"};
-
-/* 1 for the commands that need --cluster. */
-int cl_is_cluster_cmd(const char *cmd) {
-  size_t i;
-  for (i = 0; i < sizeof cluster_cmds / sizeof cluster_cmds[0]; i++)
-    if (strcmp(cmd, cluster_cmds[i]) == 0)
-      return 1;
-  return 0;
-}
 
 /* ---- shared steps --------------------------------------------------------- */
 
@@ -39,7 +29,7 @@ static int session_open(cl_daemons_t *s, const cl_endpoint_t *eps, size_t n,
   if (cl_cluster_connect(s->cluster, timeout_ms < 10000 ? timeout_ms : 10000,
                          err, sizeof err) < 0 &&
       strict) {
-    cl_errf("%s", err);
+    cl_cli_errf("%s", err);
     return -1;
   }
   return 0;
@@ -63,7 +53,7 @@ static int ask_all(cl_daemons_t *s, cl_msg_t *reqs, cl_msg_t *replies,
                               sizeof err);
   free(sv);
   if (rc < 0)
-    cl_errf("%s", err);
+    cl_cli_errf("%s", err);
   return rc;
 }
 
@@ -101,7 +91,7 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
         reps[slot[i]] = got[i];
     free(got);
     if (rc < 0) {
-      cl_errf("%s", err);
+      cl_cli_errf("%s", err);
       goto done;
     }
   }
@@ -112,36 +102,36 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
     }
     nbad++;
     if (reps[i].type == CL_MSG_ERROR)
-      cl_errf("%s: %s (%s)", cl_cluster_id(s->cluster, i), reps[i].u.error.text,
-              cl_err_name(reps[i].u.error.code));
+      cl_cli_errf("%s: %s (%s)", cl_cluster_id(s->cluster, i),
+                  reps[i].u.error.text, cl_err_name(reps[i].u.error.code));
     else
-      cl_errf("server %s answered COLLECT with %s", cl_cluster_id(s->cluster, i),
-              cl_msg_type_name(reps[i].type));
+      cl_cli_errf("server %s answered COLLECT with %s",
+                  cl_cluster_id(s->cluster, i), cl_msg_type_name(reps[i].type));
   }
   if (nbad > 0)
     goto done;
   cl_verify(NULL, NULL, states, n, &v);
   rc = cl_global_snap(sid, states, n, &snap);
   if (rc == CL_ETOOBIG) /* the verdict still stands; only the list is cut */
-    cl_errf("snapshot %" PRIu64 ": %zu recorded messages are too many to "
-            "list (at most %zu); the check below covers them all", sid,
-            v.nrecorded, (size_t)CL_GLOBAL_SNAP_MSGS_MAX);
+    cl_cli_errf("snapshot %" PRIu64 ": %zu recorded messages are too many to "
+                "list (at most %zu); the check below covers them all",
+                sid, v.nrecorded, (size_t)CL_GLOBAL_SNAP_MSGS_MAX);
   else if (rc < 0) {
-    cl_errf("snapshot %" PRIu64 ": out of memory", sid);
+    cl_cli_errf("snapshot %" PRIu64 ": out of memory", sid);
     goto done;
   }
   if (json) {
     cl_json_print(cl_json_checked(sid, snap, &v));
   } else {
-    cl_print_checked(stdout, sid, snap, &v, quiet);
+    cl_output_checked(stdout, sid, snap, &v, quiet);
   }
   status = v.ok ? CL_EXIT_OK : CL_EXIT_FAIL;
   if (snap_dir != NULL && snap == NULL) {
-    cl_errf("snapshot %" PRIu64 ": no %s/%" PRIu64 ".snap written (too many "
-            "messages to list)", sid, snap_dir, sid);
+    cl_cli_errf("snapshot %" PRIu64 ": no %s/%" PRIu64 ".snap written "
+                "(too many messages to list)", sid, snap_dir, sid);
     status = CL_EXIT_FAIL;
   } else if (snap_dir != NULL &&
-             cl_write_snap_file(snap_dir, sid, snap) != 0) {
+             cl_output_snap_file(snap_dir, sid, snap) != 0) {
     status = CL_EXIT_FAIL;
   }
 done:
@@ -182,19 +172,19 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
     return CL_EXIT_USAGE;
   if (cl_topology_load(pos[0], &topo, &diag) < 0) {
     cl_diag_format(&diag, buf, sizeof buf);
-    cl_errf("%s", buf);
+    cl_cli_errf("%s", buf);
     return CL_EXIT_USAGE;
   }
   if (cl_cluster_file_endpoints(topo, file, nfile, file_name, &eps, why,
                                 sizeof why) < 0) {
-    cl_errf("%s", why);
+    cl_cli_errf("%s", why);
     cl_topology_free(topo);
     return CL_EXIT_USAGE;
   }
   if (session_open(&s, eps, topo->nservers, a->timeout_ms, 1) == 0) {
     if (cl_cluster_setup(s.cluster, topo, a->lockstep, (uint32_t)jitter, seed,
                          a->timeout_ms, buf, sizeof buf) < 0) {
-      cl_errf("%s", buf);
+      cl_cli_errf("%s", buf);
     } else {
       printf("configured and connected %zu servers (%s, %zu channels, "
              "%" PRId64 " tokens)\n",
@@ -222,8 +212,8 @@ static int cmd_send(cargs_t *a, const char *const *pos,
   char err[512];
   int status = CL_EXIT_FAIL;
   if (src < 0 || dst < 0) {
-    cl_errf("send: unknown server '%s' (not in the cluster file)",
-            src < 0 ? pos[0] : pos[1]);
+    cl_cli_errf("send: unknown server '%s' (not in the cluster file)",
+                src < 0 ? pos[0] : pos[1]);
     return CL_EXIT_USAGE;
   }
   if (cl_cli_u64("send: N", pos[2], 1, (uint64_t)CL_TOKENS_MAX, &n))
@@ -236,10 +226,10 @@ static int cmd_send(cargs_t *a, const char *const *pos,
   if (session_open(&s, &file[src], 1, a->timeout_ms, 1) == 0) {
     if (cl_cluster_call(s.cluster, 1, &server, &req, &rep, a->timeout_ms, err,
                         sizeof err) < 0) {
-      cl_errf("%s", err);
+      cl_cli_errf("%s", err);
     } else if (rep.type == CL_MSG_ERROR) {
-      cl_errf("%s refused: %s (%s)", file[src].id, rep.u.error.text,
-              cl_err_name(rep.u.error.code));
+      cl_cli_errf("%s refused: %s (%s)", file[src].id, rep.u.error.text,
+                  cl_err_name(rep.u.error.code));
     } else if (rep.type == CL_MSG_OK && rep.u.ok.nsent >= 1) {
       printf("%s -> %s: %" PRIu64 " token%s (seq %" PRIu64 ")\n",
              file[src].id, rep.u.ok.sent[0].dest, rep.u.ok.sent[0].value,
@@ -250,8 +240,8 @@ static int cmd_send(cargs_t *a, const char *const *pos,
              n == 1 ? "" : "s");
       status = CL_EXIT_OK;
     } else {
-      cl_errf("%s answered SEND with %s", file[src].id,
-              cl_msg_type_name(rep.type));
+      cl_cli_errf("%s answered SEND with %s", file[src].id,
+                  cl_msg_type_name(rep.type));
     }
     cl_msg_free(&rep);
   }
@@ -301,17 +291,17 @@ static int ask_one(cl_daemons_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
   char err[1024];
   if (cl_cluster_call(s->cluster, 1, &server, req, rep, timeout_ms, err,
                       sizeof err) < 0) {
-    cl_errf("%s", err);
+    cl_cli_errf("%s", err);
     return -1;
   }
   if (rep->type == CL_MSG_OK)
     return 0;
   if (rep->type == CL_MSG_ERROR)
-    cl_errf("%s refused %s: %s (%s)", cl_cluster_id(s->cluster, at), what,
-            rep->u.error.text, cl_err_name(rep->u.error.code));
+    cl_cli_errf("%s refused %s: %s (%s)", cl_cluster_id(s->cluster, at), what,
+                rep->u.error.text, cl_err_name(rep->u.error.code));
   else
-    cl_errf("%s answered %s with %s", cl_cluster_id(s->cluster, at), what,
-            cl_msg_type_name(rep->type));
+    cl_cli_errf("%s answered %s with %s", cl_cluster_id(s->cluster, at), what,
+                cl_msg_type_name(rep->type));
   cl_msg_free(rep);
   return -1;
 }
@@ -331,8 +321,8 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
   uint64_t sid;
   size_t i, nbad;
   if (at < 0) {
-    cl_errf("snapshot: unknown server '%s' (not in the cluster file)",
-            pos[0]);
+    cl_cli_errf("snapshot: unknown server '%s' (not in the cluster file)",
+                pos[0]);
     return CL_EXIT_USAGE;
   }
   memset(&req, 0, sizeof req);
@@ -349,14 +339,14 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
     goto done;
   for (i = 0; i < nfile; i++)
     if (sreps[i].type != CL_MSG_STATUS_R || !sreps[i].u.status.configured) {
-      cl_errf("snapshot: %s is not configured", file[i].id);
+      cl_cli_errf("snapshot: %s is not configured", file[i].id);
       goto done;
     }
   nbad = unreachable_from(file, nfile, (size_t)at, sreps, who, sizeof who);
   if (nbad > 0) {
-    cl_errf("snapshot: no marker from %s can reach %s (no path of "
-            "channels), so the snapshot could never complete", file[at].id,
-            who);
+    cl_cli_errf("snapshot: no marker from %s can reach %s (no path of "
+                "channels), so the snapshot could never complete",
+                file[at].id, who);
     status = CL_EXIT_USAGE;
     goto done;
   }
@@ -386,8 +376,8 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
     goto done;
   for (i = 0; i < nfile; i++)
     if (sreps[i].type != CL_MSG_OK) {
-      cl_errf("%s refused WATCH: %s", file[i].id,
-              sreps[i].type == CL_MSG_ERROR ? sreps[i].u.error.text : "?");
+      cl_cli_errf("%s refused WATCH: %s", file[i].id,
+                  sreps[i].type == CL_MSG_ERROR ? sreps[i].u.error.text : "?");
       goto done;
     }
   memset(&req, 0, sizeof req);
@@ -398,7 +388,7 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
     goto done;
   if (cl_cluster_wait_complete(s.cluster, &sid, 1, a->timeout_ms, err,
                                sizeof err) < 0) {
-    cl_errf("%s", err); /* names the snapshot and the servers missing */
+    cl_cli_errf("%s", err); /* names the snapshot and the servers missing */
     goto done;
   }
   status = collect_and_check(&s, sid, a->json, a->quiet, a->snap_dir,
@@ -698,13 +688,13 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
     return CL_EXIT_OK;
   }
   if (npos != want) {
-    cl_errf("%s: expected %d argument%s", cmd, want, want == 1 ? "" : "s");
+    cl_cli_errf("%s: expected %d argument%s", cmd, want, want == 1 ? "" : "s");
     cl_usage_hint(cmd);
     return CL_EXIT_USAGE;
   }
   if (a.cluster == NULL) {
-    cl_errf("%s: needs the running daemons: clsnap --cluster FILE %s ...",
-            cmd, cmd);
+    cl_cli_errf("%s: needs the running daemons: clsnap --cluster FILE %s ...",
+                cmd, cmd);
     cl_usage_hint(cmd);
     return CL_EXIT_USAGE;
   }
@@ -712,7 +702,7 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
     return CL_EXIT_USAGE;
   a.timeout_ms = timeout_s * 1000;
   if (cl_cluster_file_load(a.cluster, &file, &nfile, why, sizeof why) < 0) {
-    cl_errf("%s", why);
+    cl_cli_errf("%s", why);
     return CL_EXIT_USAGE;
   }
   if (strcmp(cmd, "configure") == 0)

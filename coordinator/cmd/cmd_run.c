@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "cluster_file.h"
 #include "cluster_setup.h"
 #include "cmds.h"
@@ -16,6 +17,7 @@
 #include "replay.h"
 #include "schedule.h"
 #include "sim.h"
+#include "usage.h"
 
 /* The options as given, and the numbers parsed from them. */
 typedef struct run_args {
@@ -59,7 +61,7 @@ static int print_results(const run_args_t *a, const cl_topology_t *topo,
     else
       failed++;
     if (a->snap_dir != NULL && r->snaps[k] != NULL &&
-        cl_write_snap_file(a->snap_dir, k, r->snaps[k]) != 0)
+        cl_output_snap_file(a->snap_dir, k, r->snaps[k]) != 0)
       write_failed = 1;
   }
   if (a->json) {
@@ -81,14 +83,14 @@ static int print_results(const run_args_t *a, const cl_topology_t *topo,
     cl_json_print(o);
   } else {
     for (k = 0; k < r->nsnapshots; k++)
-      cl_print_checked(stdout, k, r->snaps[k], &r->verdicts[k], a->quiet);
+      cl_output_checked(stdout, k, r->snaps[k], &r->verdicts[k], a->quiet);
     printf("%zu snapshot%s: %zu passed, %zu failed\n", r->nsnapshots,
            r->nsnapshots == 1 ? "" : "s", passed, failed);
   }
   fflush(stdout);
   /* Wall time goes to stderr so that stdout of a lockstep run is the same
    * bytes every time. */
-  cl_format_duration(r->seconds, dur, sizeof dur);
+  cl_output_duration(r->seconds, dur, sizeof dur);
   if (a->lockstep)
     fprintf(stderr, "ran in %s: %" PRIu64 " ticks, %" PRIu64 " peer messages\n",
             dur, r->ticks, r->messages);
@@ -96,8 +98,8 @@ static int print_results(const run_args_t *a, const cl_topology_t *topo,
     fprintf(stderr, "ran in %s\n", dur);
   /* Free-running timing is not reproducible, but the jitter stream is. */
   if (failed > 0 && !a->lockstep && has_seed)
-    cl_errf("jitter seed was %" PRIu64 " (--seed %" PRIu64 " repeats it)",
-            seed, seed);
+    cl_cli_errf("jitter seed was %" PRIu64 " (--seed %" PRIu64 " repeats it)",
+                seed, seed);
   return failed == 0 && !write_failed ? 0 : -1;
 }
 
@@ -136,17 +138,17 @@ static void report_unfinished(const cl_cluster_t *c, size_t started,
   size_t nbad = id_ranges(c, started, 0, bad, sizeof bad);
   size_t ndone = id_ranges(c, started, 1, done, sizeof done);
   if (nbad > 0)
-    cl_errf("snapshot%s %s cannot complete%s%s%s", nbad == 1 ? "" : "s", bad,
-            ndone ? " (" : "", done,
-            ndone ? " completed on every server, not reported)" : "");
+    cl_cli_errf("snapshot%s %s cannot complete%s%s%s", nbad == 1 ? "" : "s",
+                bad, ndone ? " (" : "", done,
+                ndone ? " completed on every server, not reported)" : "");
   else if (ndone > 0)
-    cl_errf("snapshot%s %s completed on every server (not reported)",
-            ndone == 1 ? "" : "s", done);
+    cl_cli_errf("snapshot%s %s completed on every server (not reported)",
+                ndone == 1 ? "" : "s", done);
   if (total > started + 1)
-    cl_errf("snapshots %zu-%zu cannot complete: never started", started,
-            total - 1);
+    cl_cli_errf("snapshots %zu-%zu cannot complete: never started", started,
+                total - 1);
   else if (total == started + 1)
-    cl_errf("snapshot %zu cannot complete: never started", started);
+    cl_cli_errf("snapshot %zu cannot complete: never started", started);
 }
 
 /* The JSON printed instead of results when the run failed. */
@@ -184,9 +186,9 @@ static int check_reachable(const char *events_path, const cl_topology_t *topo,
     for (i = 0, len = 0; i < n && len + CL_ID_SIZE + 8 < sizeof who; i++)
       len += (size_t)snprintf(who + len, sizeof who - len, "%s%s",
                               i ? ", " : "", topo->servers[miss[i]].id);
-    cl_errf("%s:%d: no marker from %s can reach %s (no path of channels), "
-            "so this snapshot could never complete", events_path, ev->line,
-            topo->servers[ev->src].id, who);
+    cl_cli_errf("%s:%d: no marker from %s can reach %s (no path of channels), "
+                "so this snapshot could never complete",
+                events_path, ev->line, topo->servers[ev->src].id, who);
     rc = -1;
   }
   free(miss);
@@ -210,13 +212,13 @@ static int check_args(run_args_t *a) {
       cl_cli_u64("--timeout", a->timeout, 1, 86400, &a->timeout_s))
     return CL_EXIT_USAGE;
   if (a->delays != NULL && !a->lockstep)
-    cl_errf("run: --delays needs --lockstep");
+    cl_cli_errf("run: --delays needs --lockstep");
   else if (a->delays != NULL && a->seed != NULL)
-    cl_errf("run: use either --delays or --seed, not both");
+    cl_cli_errf("run: use either --delays or --seed, not both");
   else if (a->in_process && !a->lockstep)
-    cl_errf("run: --in-process needs --lockstep");
+    cl_cli_errf("run: --in-process needs --lockstep");
   else if (a->in_process && a->cluster != NULL)
-    cl_errf("run: --in-process and --cluster exclude each other");
+    cl_cli_errf("run: --in-process and --cluster exclude each other");
   else
     return RUN_GO;
   return CL_EXIT_USAGE;
@@ -253,7 +255,7 @@ static int parse_args(run_args_t *a, int argc, char **argv,
     return CL_EXIT_OK;
   }
   if (npos != 2) {
-    cl_errf("run: needs TOPOLOGY and EVENTS files");
+    cl_cli_errf("run: needs TOPOLOGY and EVENTS files");
     cl_usage_hint("run");
     return CL_EXIT_USAGE;
   }
@@ -266,7 +268,7 @@ static int parse_args(run_args_t *a, int argc, char **argv,
 static int bad_input(const cl_diag_t *diag) {
   char buf[600];
   cl_diag_format(diag, buf, sizeof buf);
-  cl_errf("%s", buf);
+  cl_cli_errf("%s", buf);
   return CL_EXIT_USAGE;
 }
 
@@ -295,7 +297,7 @@ static int load_inputs(run_t *r) {
     a->has_seed = 1;
   }
   if (r->delays == NULL) {
-    cl_errf("out of memory");
+    cl_cli_errf("out of memory");
     return CL_EXIT_FAIL;
   }
   return RUN_GO;
@@ -317,7 +319,7 @@ static int open_daemons(run_t *r) {
                              sizeof why) < 0 ||
         cl_cluster_file_endpoints(r->topo, r->file, nfile, a->cluster,
                                   &r->eps, why, sizeof why) < 0) {
-      cl_errf("%s", why);
+      cl_cli_errf("%s", why);
       return CL_EXIT_USAGE;
     }
   } else {
@@ -348,7 +350,7 @@ static int open_backend(run_t *r) {
     return open_daemons(r);
   r->sim = cl_sim_new(r->topo);
   if (r->sim == NULL) {
-    cl_errf("cannot set up the in-process servers");
+    cl_cli_errf("cannot set up the in-process servers");
     return CL_EXIT_FAIL;
   }
   r->backend = cl_sim_backend(r->sim);

@@ -6,7 +6,6 @@
 #define CL_CMDS_H
 
 #include <limits.h>
-#include <stdio.h>
 
 /* Room for a message that names a file: any path, a line and the problem. */
 #define CL_CMD_WHY_SIZE (PATH_MAX + 512)
@@ -19,12 +18,8 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file);
 int cl_cmd_cluster(int argc, char **argv, const char *cluster_file);
 
 /* `clsnap bench --nodes N --topology ring|mesh --seconds S [options]`:
- * throughput and snapshot cost of a local cluster in circulate mode. */
-int cl_cmd_bench(int argc, char **argv);
-/* bench's help text, to f. */
-void cl_bench_usage(FILE *f);
-
-/* 1 if cmd is one of the cluster commands. */
-int cl_is_cluster_cmd(const char *cmd);
+ * throughput and snapshot cost of a local cluster in circulate mode (it
+ * starts its own daemons: cluster_file is not used). */
+int cl_cmd_bench(int argc, char **argv, const char *cluster_file);
 
 #endif

@@ -3,15 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "error.h"
 #include "local.h"
-#include "output.h"
 
 /* See daemons.h. */
 int cl_daemons_init(cl_daemons_t *d) {
   memset(d, 0, sizeof *d);
   if (uv_loop_init(&d->loop) != 0) {
-    cl_errf("cannot create an event loop");
+    cl_cli_errf("cannot create an event loop");
     return -1;
   }
   d->loop_open = 1;
@@ -30,7 +30,7 @@ int cl_daemons_attach(cl_daemons_t *d, const cl_endpoint_t *eps, size_t n,
                       uint64_t call_timeout_ms) {
   d->cluster = cl_cluster_new(&d->loop, eps, n);
   if (d->cluster == NULL) {
-    cl_errf("out of memory");
+    cl_cli_errf("out of memory");
     return -1;
   }
   if (d->launcher != NULL)
@@ -49,13 +49,13 @@ int cl_daemons_failed(cl_daemons_t *d, const char *what, const char *err,
     char why[400];
     if (cl_launcher_settle(l, 300, why, sizeof why) < 0 &&
         strstr(err, why) == NULL)
-      cl_errf("%s", why);
+      cl_cli_errf("%s", why);
   }
   if (l != NULL && cl_launcher_interrupted(l)) {
-    cl_errf("interrupted; stopping the servers");
+    cl_cli_errf("interrupted; stopping the servers");
     return CL_EXIT_INTR;
   }
-  cl_errf("%s failed: %s", what, err[0] ? err : cl_strerror(rc));
+  cl_cli_errf("%s failed: %s", what, err[0] ? err : cl_strerror(rc));
   return CL_EXIT_FAIL;
 }
 
@@ -66,7 +66,7 @@ int cl_daemons_stop(cl_daemons_t *d, int status) {
     return status;
   if (cl_local_stop(d->cluster, d->launcher, err, sizeof err) < 0 &&
       status == CL_EXIT_OK) {
-    cl_errf("%s", err);
+    cl_cli_errf("%s", err);
     return CL_EXIT_FAIL;
   }
   return status;
@@ -76,7 +76,7 @@ int cl_daemons_stop(cl_daemons_t *d, int status) {
 int cl_daemons_interrupted(const cl_daemons_t *d, int status) {
   if (d->launcher != NULL && cl_launcher_interrupted(d->launcher) &&
       status != CL_EXIT_INTR) {
-    cl_errf("interrupted");
+    cl_cli_errf("interrupted");
     return CL_EXIT_INTR;
   }
   return status;
@@ -90,7 +90,7 @@ void cl_daemons_close(cl_daemons_t *d, int keep_logs) {
     cl_launcher_free(d->launcher, keep_logs);
   d->launcher = NULL;
   if (d->loop_open && uv_loop_close(&d->loop) != 0)
-    cl_errf("internal: event loop still busy at exit");
+    cl_cli_errf("internal: event loop still busy at exit");
   d->loop_open = 0;
   free(d->started);
   d->started = NULL;
