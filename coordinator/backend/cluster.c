@@ -126,7 +126,7 @@ static void track_free(cl_cluster_t *c, track_t *t) {
   free(t);
 }
 
-/* The pushed state of server i for id, moved out; see client.h. */
+/* The pushed state of server i for id, moved out; see cluster.h. */
 int cl_cluster_take_state(cl_cluster_t *c, uint64_t id, size_t i,
                           cl_msg_t *out) {
   track_t *t = track_find(c, id);
@@ -138,13 +138,13 @@ int cl_cluster_take_state(cl_cluster_t *c, uint64_t id, size_t i,
   return 1;
 }
 
-/* Servers that reported id complete; see client.h. */
+/* Servers that reported id complete; see cluster.h. */
 size_t cl_cluster_completed(const cl_cluster_t *c, uint64_t id) {
   const track_t *t = track_find(c, id);
   return t ? t->count : 0;
 }
 
-/* Whether server i reported id complete; see client.h. */
+/* Whether server i reported id complete; see cluster.h. */
 int cl_cluster_has_completed(const cl_cluster_t *c, uint64_t id, size_t i) {
   const track_t *t = track_find(c, id);
   if (t == NULL || i >= c->n)
@@ -500,7 +500,7 @@ void cl_cluster_free(cl_cluster_t *c) {
   free(c);
 }
 
-/* Accessors; see client.h. */
+/* Accessors; see cluster.h. */
 size_t cl_cluster_size(const cl_cluster_t *c) { return c->n; }
 const char *cl_cluster_id(const cl_cluster_t *c, size_t i) {
   return c->conns[i].id;

@@ -19,7 +19,7 @@ typedef struct run {
   char *err;
   size_t errsize;
   cl_ledger_t *ledger;
-  cl_sched_t *sched;     /* lockstep only */
+  cl_schedule_t *sched;  /* lockstep only */
   uint64_t req;          /* request ids, for backends that want them */
   cl_delivery_t *deliv;  /* [nservers] */
   uint32_t *servers;     /* [nservers] */
@@ -83,9 +83,9 @@ static void progress(run_t *x) {
   fprintf(x->o->progress,
           "replay: event %zu/%zu, tick %llu, %llu messages, %zu in flight\n",
           x->event, x->script->nevents,
-          (unsigned long long)(x->sched ? cl_sched_now(x->sched) : 0),
+          (unsigned long long)(x->sched ? cl_schedule_now(x->sched) : 0),
           (unsigned long long)x->r->messages,
-          x->sched ? cl_sched_in_flight(x->sched) : (size_t)0);
+          x->sched ? cl_schedule_in_flight(x->sched) : (size_t)0);
   fflush(x->o->progress);
 }
 
@@ -141,8 +141,8 @@ static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
     }
     x->r->messages++;
     if (x->sched != NULL) {
-      cl_sched_msg_t m = {.kind = e->kind, .value = e->value, .seq = e->seq};
-      rc = cl_sched_sent(x->sched, src, (uint32_t)dst, &m);
+      cl_schedule_msg_t m = {.kind = e->kind, .value = e->value, .seq = e->seq};
+      rc = cl_schedule_sent(x->sched, src, (uint32_t)dst, &m);
       if (rc == CL_ENOENT)
         return failf(x, rc, "delay file ran out after %llu delays",
                      (unsigned long long)cl_delays_used(x->o->delays));
@@ -287,10 +287,10 @@ static int deliver(run_t *x, size_t n) {
 static int ticks(run_t *x, uint64_t n) {
   while (n > 0) {
     size_t k;
-    n -= cl_sched_idle(x->sched, n);
+    n -= cl_schedule_idle(x->sched, n);
     if (n == 0)
       break;
-    k = cl_sched_tick(x->sched, x->deliv);
+    k = cl_schedule_tick(x->sched, x->deliv);
     n--;
     if (k > 0) {
       int rc = deliver(x, k);
@@ -357,12 +357,12 @@ static int explain_stuck(run_t *x, uint64_t id) {
  * collected (each is as soon as every server completed it), failing when
  * nothing is left in flight or the cap is hit. */
 static int finish_lockstep(run_t *x) {
-  uint64_t start = cl_sched_now(x->sched);
+  uint64_t start = cl_schedule_now(x->sched);
   int rc = collect_ready(x);
   while (rc == 0 && x->first_open < x->r->nsnapshots) {
-    if (cl_sched_in_flight(x->sched) == 0)
+    if (cl_schedule_in_flight(x->sched) == 0)
       return explain_stuck(x, x->r->ids[x->first_open]);
-    if (cl_sched_now(x->sched) - start >= CL_REPLAY_MAX_TAIL_TICKS) {
+    if (cl_schedule_now(x->sched) - start >= CL_REPLAY_MAX_TAIL_TICKS) {
       size_t left = x->r->nsnapshots - x->first_open;
       return failf(x, CL_ETIMEOUT, "%zu snapshot%s still incomplete after "
                    "%llu ticks", left, left == 1 ? "" : "s",
@@ -423,7 +423,7 @@ static int collect(run_t *x, size_t k) {
   }
   if (rc == 0) {
     cl_verify(x->topo, x->ledger, states, n, &x->r->verdicts[k]);
-    rc = cl_global_snap(k, states, n, &x->r->snaps[k]);
+    rc = cl_verify_global_snap(k, states, n, &x->r->snaps[k]);
     if (rc < 0)
       rc = failf(x, rc, "snapshot %llu: %s", (unsigned long long)id,
                  rc == CL_ETOOBIG ? "too many recorded messages to list"
@@ -629,7 +629,7 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   x.collected = calloc(k ? k : 1, 1);
   x.ledger = cl_ledger_new(topo);
   if (opts->lockstep)
-    x.sched = cl_sched_new(topo, opts->delays);
+    x.sched = cl_schedule_new(topo, opts->delays);
   if (r->ids == NULL || r->snaps == NULL || r->verdicts == NULL ||
       x.deliv == NULL || x.servers == NULL || x.reqs == NULL ||
       x.replies == NULL || x.seen == NULL || x.collected == NULL ||
@@ -640,11 +640,11 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
     rc = run_all(&x);
   }
   if (x.sched != NULL)
-    r->ticks = cl_sched_now(x.sched);
+    r->ticks = cl_schedule_now(x.sched);
   if (opts->lockstep && opts->delays != NULL)
     r->delays_used = cl_delays_used(opts->delays);
   r->seconds = (double)(cl_now_ns() - t0) / 1e9;
-  cl_sched_free(x.sched);
+  cl_schedule_free(x.sched);
   cl_ledger_free(x.ledger);
   free(x.deliv);
   free(x.servers);

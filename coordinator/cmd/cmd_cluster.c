@@ -111,7 +111,7 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
   if (nbad > 0)
     goto done;
   cl_verify(NULL, NULL, states, n, &v);
-  rc = cl_global_snap(sid, states, n, &snap);
+  rc = cl_verify_global_snap(sid, states, n, &snap);
   if (rc == CL_ETOOBIG) /* the verdict still stands; only the list is cut */
     cl_cli_errf("snapshot %" PRIu64 ": %zu recorded messages are too many to "
                 "list (at most %zu); the check below covers them all",

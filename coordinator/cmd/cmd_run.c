@@ -12,10 +12,10 @@
 #include "cluster_setup.h"
 #include "cmds.h"
 #include "daemons.h"
+#include "delays.h"
 #include "error.h"
 #include "output.h"
 #include "replay.h"
-#include "schedule.h"
 #include "sim.h"
 #include "usage.h"
 

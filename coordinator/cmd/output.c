@@ -17,7 +17,7 @@ void cl_output_checked(FILE *f, uint64_t id, const cl_snap_t *snap,
   size_t i, shown;
   if (!quiet && snap != NULL)
     cl_snap_write(snap, f);
-  cl_verdict_line(id, v, line, sizeof line);
+  cl_verify_line(id, v, line, sizeof line);
   fprintf(f, "%s\n", line);
   if (!v->ok) {
     shown = v->nproblems < CL_VERIFY_MAX_PROBLEMS ? v->nproblems
