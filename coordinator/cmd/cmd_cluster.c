@@ -57,44 +57,43 @@ static int ask_all(cl_daemons_t *s, cl_msg_t *reqs, cl_msg_t *replies,
   return rc;
 }
 
-/* COLLECT snapshot sid (kept on the servers) from everyone, check, print.
- * Returns the exit status. */
-static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
-                             int quiet, const char *snap_dir,
-                             uint64_t timeout_ms) {
-  size_t n = cl_cluster_size(s->cluster), i, nbad = 0, nask = 0;
+/* The states of snapshot sid from every server into reps[n]: those pushed
+ * (WATCH) are here already, the others are asked for with COLLECT (kept on
+ * the servers). Returns 0 or -1 (printed). */
+static int gather_states(cl_daemons_t *s, uint64_t sid, cl_msg_t *reps,
+                         uint64_t timeout_ms) {
+  size_t n = cl_cluster_size(s->cluster), i, nask = 0;
   cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
-  cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
+  cl_msg_t *got = cl_xcalloc(n, sizeof *got);
   uint32_t *sv = cl_xcalloc(n, sizeof *sv);
-  size_t *slot = cl_xcalloc(n, sizeof *slot);
-  cl_local_state_t *states = cl_xcalloc(n, sizeof *states);
-  cl_verdict_t v;
-  cl_snap_t *snap = NULL;
   char err[512];
-  int status = CL_EXIT_FAIL, rc;
-  /* Pushed states (WATCH) are here already; the others are asked for. */
+  int rc = 0;
   for (i = 0; i < n; i++) {
     if (cl_cluster_take_state(s->cluster, sid, i, &reps[i]))
       continue;
     reqs[nask].type = CL_MSG_COLLECT;
     reqs[nask].u.collect.snapshot_id = sid;
     reqs[nask].u.collect.release = 0;
-    slot[nask] = i;
     sv[nask++] = (uint32_t)i;
   }
-  if (nask > 0) {
-    cl_msg_t *got = cl_xcalloc(nask, sizeof *got);
+  if (nask > 0)
     rc = cl_cluster_call(s->cluster, nask, sv, reqs, got, timeout_ms, err,
                          sizeof err);
-    if (rc == 0)
-      for (i = 0; i < nask; i++)
-        reps[slot[i]] = got[i];
-    free(got);
-    if (rc < 0) {
-      cl_cli_errf("%s", err);
-      goto done;
-    }
-  }
+  if (rc < 0)
+    cl_cli_errf("%s", err);
+  for (i = 0; rc == 0 && i < nask; i++)
+    reps[sv[i]] = got[i];
+  free(reqs);
+  free(got);
+  free(sv);
+  return rc < 0 ? -1 : 0;
+}
+
+/* The local states in reps[n] into states[n] (borrowed). Returns 0, or -1
+ * after naming every server that sent none. */
+static int take_states(const cl_daemons_t *s, const cl_msg_t *reps, size_t n,
+                       cl_local_state_t *states) {
+  size_t i, nbad = 0;
   for (i = 0; i < n; i++) {
     if (reps[i].type == CL_MSG_STATE || reps[i].type == CL_MSG_LOCAL_STATE) {
       states[i] = reps[i].u.state;
@@ -108,8 +107,17 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
       cl_cli_errf("server %s answered COLLECT with %s",
                   cl_cluster_id(s->cluster, i), cl_msg_type_name(reps[i].type));
   }
-  if (nbad > 0)
-    goto done;
+  return nbad > 0 ? -1 : 0;
+}
+
+/* Check the global snapshot sid made of states[n] and print it (and write
+ * its .snap file into snap_dir if given). Returns the exit status. */
+static int check_and_print(uint64_t sid, const cl_local_state_t *states,
+                           size_t n, int json, int quiet,
+                           const char *snap_dir) {
+  cl_verdict_t v;
+  cl_snap_t *snap = NULL;
+  int status, rc;
   cl_verify(NULL, NULL, states, n, &v);
   rc = cl_verify_global_snap(sid, states, n, &snap);
   if (rc == CL_ETOOBIG) /* the verdict still stands; only the list is cut */
@@ -118,13 +126,12 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
                 sid, v.nrecorded, (size_t)CL_GLOBAL_SNAP_MSGS_MAX);
   else if (rc < 0) {
     cl_cli_errf("snapshot %" PRIu64 ": out of memory", sid);
-    goto done;
+    return CL_EXIT_FAIL;
   }
-  if (json) {
+  if (json)
     cl_json_print(cl_json_checked(sid, snap, &v));
-  } else {
+  else
     cl_output_checked(stdout, sid, snap, &v, quiet);
-  }
   status = v.ok ? CL_EXIT_OK : CL_EXIT_FAIL;
   if (snap_dir != NULL && snap == NULL) {
     cl_cli_errf("snapshot %" PRIu64 ": no %s/%" PRIu64 ".snap written "
@@ -134,16 +141,27 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
              cl_output_snap_file(snap_dir, sid, snap) != 0) {
     status = CL_EXIT_FAIL;
   }
-done:
   if (snap != NULL)
     cl_snap_free(snap);
+  return status;
+}
+
+/* Gather snapshot sid from everyone, check, print. Returns the exit
+ * status. */
+static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
+                             int quiet, const char *snap_dir,
+                             uint64_t timeout_ms) {
+  size_t n = cl_cluster_size(s->cluster), i;
+  cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
+  cl_local_state_t *states = cl_xcalloc(n, sizeof *states);
+  int status = CL_EXIT_FAIL;
+  if (gather_states(s, sid, reps, timeout_ms) == 0 &&
+      take_states(s, reps, n, states) == 0)
+    status = check_and_print(sid, states, n, json, quiet, snap_dir);
   for (i = 0; i < n; i++)
     cl_msg_free(&reps[i]);
   free(states);
-  free(reqs);
   free(reps);
-  free(sv);
-  free(slot);
   return status;
 }
 
@@ -306,100 +324,142 @@ static int ask_one(cl_daemons_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
   return -1;
 }
 
-/* `snapshot ID`: a fresh id from server ID, every server asked to push
- * that snapshot's state to us (WATCH) before it starts, start it at ID,
- * wait for our states only, check. However many callers do this at once,
- * each gets its own snapshot and no server drops a state one of them
- * waits for. */
-static int cmd_snapshot(cargs_t *a, const char *const *pos,
-                        const cl_endpoint_t *file, size_t nfile) {
-  int at = cl_cluster_file_find(file, nfile, pos[0]);
-  cl_daemons_t s;
-  cl_msg_t req, rep, *sreqs = NULL, *sreps = NULL;
-  char err[1024], who[512];
+/* Every server's channels first (a snapshot that cannot reach a server
+ * would only time out): all must be configured, and all reachable by
+ * markers from server `at`. Returns 0, or the exit status after printing
+ * why not. */
+static int check_reach(cl_daemons_t *s, const cl_endpoint_t *file,
+                       size_t nfile, size_t at, uint64_t timeout_ms) {
+  cl_msg_t *reqs = cl_xcalloc(nfile, sizeof *reqs);
+  cl_msg_t *reps = cl_xcalloc(nfile, sizeof *reps);
+  char who[512];
+  size_t i;
   int status = CL_EXIT_FAIL;
-  uint64_t sid;
-  size_t i, nbad;
-  if (at < 0) {
-    cl_cli_errf("snapshot: unknown server '%s' (not in the cluster file)",
-                pos[0]);
-    return CL_EXIT_USAGE;
-  }
-  memset(&req, 0, sizeof req);
-  memset(&rep, 0, sizeof rep);
-  if (session_open(&s, file, nfile, a->timeout_ms, 1) != 0)
-    goto done;
-  /* Every server's channels first: a snapshot that cannot reach a server
-   * would only time out. */
-  sreqs = cl_xcalloc(nfile, sizeof *sreqs);
-  sreps = cl_xcalloc(nfile, sizeof *sreps);
   for (i = 0; i < nfile; i++)
-    sreqs[i].type = CL_MSG_STATUS;
-  if (ask_all(&s, sreqs, sreps, a->timeout_ms, 1) < 0)
+    reqs[i].type = CL_MSG_STATUS;
+  if (ask_all(s, reqs, reps, timeout_ms, 1) < 0)
     goto done;
   for (i = 0; i < nfile; i++)
-    if (sreps[i].type != CL_MSG_STATUS_R || !sreps[i].u.status.configured) {
+    if (reps[i].type != CL_MSG_STATUS_R || !reps[i].u.status.configured) {
       cl_cli_errf("snapshot: %s is not configured", file[i].id);
       goto done;
     }
-  nbad = unreachable_from(file, nfile, (size_t)at, sreps, who, sizeof who);
-  if (nbad > 0) {
+  if (unreachable_from(file, nfile, at, reps, who, sizeof who) > 0) {
     cl_cli_errf("snapshot: no marker from %s can reach %s (no path of "
                 "channels), so the snapshot could never complete",
                 file[at].id, who);
     status = CL_EXIT_USAGE;
     goto done;
   }
-  if (a->no_wait) {
-    /* Start it and say its id; nobody watches it, so its states stay
-     * kept (within --max-kept) for a later `collect`. */
-    req.type = CL_MSG_SNAPSHOT;
-    if (ask_one(&s, (size_t)at, &req, &rep, "SNAPSHOT", a->timeout_ms) < 0)
-      goto done;
-    printf("%" PRIu64 "\n", rep.u.ok.snapshot_id);
-    status = CL_EXIT_OK;
-    goto done;
+  status = 0;
+done:
+  for (i = 0; i < nfile; i++)
+    cl_msg_free(&reps[i]);
+  free(reqs);
+  free(reps);
+  return status;
+}
+
+/* Ask every server to push snapshot sid's state to this connection.
+ * Returns 0 or -1 (printed). */
+static int watch_all(cl_daemons_t *s, const cl_endpoint_t *file,
+                     size_t nfile, uint64_t sid, uint64_t timeout_ms) {
+  cl_msg_t *reqs = cl_xcalloc(nfile, sizeof *reqs);
+  cl_msg_t *reps = cl_xcalloc(nfile, sizeof *reps);
+  size_t i;
+  int rc;
+  for (i = 0; i < nfile; i++) {
+    reqs[i].type = CL_MSG_WATCH;
+    reqs[i].u.watch.first = sid;
+    reqs[i].u.watch.count = 1;
   }
+  rc = ask_all(s, reqs, reps, timeout_ms, 1);
+  for (i = 0; rc == 0 && i < nfile; i++)
+    if (reps[i].type != CL_MSG_OK) {
+      cl_cli_errf("%s refused WATCH: %s", file[i].id,
+                  reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text : "?");
+      rc = -1;
+    }
+  for (i = 0; i < nfile; i++)
+    cl_msg_free(&reps[i]);
+  free(reqs);
+  free(reps);
+  return rc < 0 ? -1 : 0;
+}
+
+/* SNAPSHOT at server `at`, with the id sid unless it is NULL (then the
+ * server picks one). Returns 0 and the snapshot's id in *id, or -1 as
+ * ask_one. */
+static int start_at(cl_daemons_t *s, size_t at, const uint64_t *sid,
+                    uint64_t timeout_ms, uint64_t *id) {
+  cl_msg_t req, rep;
+  memset(&req, 0, sizeof req);
+  memset(&rep, 0, sizeof rep);
+  req.type = CL_MSG_SNAPSHOT;
+  req.u.snapshot.has_id = sid != NULL;
+  req.u.snapshot.snapshot_id = sid != NULL ? *sid : 0;
+  if (ask_one(s, at, &req, &rep, "SNAPSHOT", timeout_ms) < 0)
+    return -1;
+  *id = rep.u.ok.snapshot_id;
+  cl_msg_free(&rep);
+  return 0;
+}
+
+/* A fresh id from server `at`, every server asked to push that snapshot's
+ * state here before it starts, start it, wait for the states, check.
+ * Returns the exit status. */
+static int snapshot_watched(cl_daemons_t *s, const cargs_t *a,
+                            const cl_endpoint_t *file, size_t nfile,
+                            size_t at) {
+  cl_msg_t req, rep;
+  char err[1024];
+  uint64_t sid, id;
+  memset(&req, 0, sizeof req);
+  memset(&rep, 0, sizeof rep);
   req.type = CL_MSG_NEXT_ID;
-  if (ask_one(&s, (size_t)at, &req, &rep, "NEXT_ID", a->timeout_ms) < 0)
-    goto done;
+  if (ask_one(s, at, &req, &rep, "NEXT_ID", a->timeout_ms) < 0)
+    return CL_EXIT_FAIL;
   sid = rep.u.ok.snapshot_id;
   cl_msg_free(&rep);
-  for (i = 0; i < nfile; i++) {
-    cl_msg_free(&sreps[i]);
-    memset(&sreqs[i], 0, sizeof sreqs[i]);
-    sreqs[i].type = CL_MSG_WATCH;
-    sreqs[i].u.watch.first = sid;
-    sreqs[i].u.watch.count = 1;
-  }
-  if (ask_all(&s, sreqs, sreps, a->timeout_ms, 1) < 0)
-    goto done;
-  for (i = 0; i < nfile; i++)
-    if (sreps[i].type != CL_MSG_OK) {
-      cl_cli_errf("%s refused WATCH: %s", file[i].id,
-                  sreps[i].type == CL_MSG_ERROR ? sreps[i].u.error.text : "?");
-      goto done;
-    }
-  memset(&req, 0, sizeof req);
-  req.type = CL_MSG_SNAPSHOT;
-  req.u.snapshot.has_id = 1;
-  req.u.snapshot.snapshot_id = sid;
-  if (ask_one(&s, (size_t)at, &req, &rep, "SNAPSHOT", a->timeout_ms) < 0)
-    goto done;
-  if (cl_cluster_wait_complete(s.cluster, &sid, 1, a->timeout_ms, err,
+  if (watch_all(s, file, nfile, sid, a->timeout_ms) < 0 ||
+      start_at(s, at, &sid, a->timeout_ms, &id) < 0)
+    return CL_EXIT_FAIL;
+  if (cl_cluster_wait_complete(s->cluster, &sid, 1, a->timeout_ms, err,
                                sizeof err) < 0) {
     cl_cli_errf("%s", err); /* names the snapshot and the servers missing */
-    goto done;
+    return CL_EXIT_FAIL;
   }
-  status = collect_and_check(&s, sid, a->json, a->quiet, a->snap_dir,
-                             a->timeout_ms);
-done:
-  if (sreps != NULL)
-    for (i = 0; i < nfile; i++)
-      cl_msg_free(&sreps[i]);
-  free(sreqs);
-  free(sreps);
-  cl_msg_free(&rep);
+  return collect_and_check(s, sid, a->json, a->quiet, a->snap_dir,
+                           a->timeout_ms);
+}
+
+/* `snapshot ID`: check that it can complete, then start it at ID. With
+ * --no-wait only start it and say its id: nobody watches it, so its states
+ * stay kept (within --max-kept) for a later `collect`. Otherwise watch it
+ * and check it; however many callers do this at once, each gets its own
+ * snapshot and no server drops a state one of them waits for. */
+static int cmd_snapshot(cargs_t *a, const char *const *pos,
+                        const cl_endpoint_t *file, size_t nfile) {
+  int at = cl_cluster_file_find(file, nfile, pos[0]);
+  cl_daemons_t s;
+  uint64_t id;
+  int status = CL_EXIT_FAIL;
+  if (at < 0) {
+    cl_cli_errf("snapshot: unknown server '%s' (not in the cluster file)",
+                pos[0]);
+    return CL_EXIT_USAGE;
+  }
+  if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0)
+    status = check_reach(&s, file, nfile, (size_t)at, a->timeout_ms);
+  if (status == 0 && a->no_wait) {
+    status = start_at(&s, (size_t)at, NULL, a->timeout_ms, &id) < 0
+                 ? CL_EXIT_FAIL
+                 : CL_EXIT_OK;
+    if (status == CL_EXIT_OK)
+      printf("%" PRIu64 "\n", id);
+  } else if (status == 0) {
+    status = snapshot_watched(&s, a, file, nfile, (size_t)at);
+  }
   cl_daemons_close(&s, 0);
   return status;
 }
@@ -439,166 +499,214 @@ static json_t *json_ids(const uint64_t *ids, size_t n) {
   return arr;
 }
 
+/* Why server i gave no STATUS_R (rep): its refusal, no reply, or why its
+ * connection is not up. */
+static const char *no_status(const cl_daemons_t *s, size_t i,
+                             const cl_msg_t *rep) {
+  if (rep->type == CL_MSG_ERROR)
+    return rep->u.error.text;
+  return cl_cluster_up(s->cluster, i) ? "no reply"
+                                      : cl_cluster_why(s->cluster, i);
+}
+
+/* What the STATUS replies add up to, and the widths of the table. */
+typedef struct status_sum {
+  size_t idw, addrw, unreachable;
+  int64_t total, initial;
+  uint64_t config;
+  int overflow, mixed;
+} status_sum_t;
+
+/* Add up the replies reps[nfile]. */
+static void status_sum(const cl_endpoint_t *file, size_t nfile,
+                       const cl_msg_t *reps, status_sum_t *t) {
+  size_t i;
+  memset(t, 0, sizeof *t);
+  t->idw = 6;
+  t->addrw = 7;
+  for (i = 0; i < nfile; i++) {
+    const cl_status_t *st = &reps[i].u.status;
+    if (strlen(file[i].id) > t->idw)
+      t->idw = strlen(file[i].id);
+    if (strlen(file[i].addr) > t->addrw)
+      t->addrw = strlen(file[i].addr);
+    if (reps[i].type != CL_MSG_STATUS_R) {
+      t->unreachable++;
+      continue;
+    }
+    /* The numbers come from daemons: a sum that does not fit is said, not
+     * wrapped. */
+    t->overflow |= __builtin_add_overflow(t->total, st->tokens, &t->total);
+    t->overflow |= __builtin_add_overflow(t->initial, st->initial_tokens,
+                                          &t->initial);
+    if (st->configured) {
+      if (t->config != 0 && st->config_id != t->config)
+        t->mixed = 1;
+      t->config = st->config_id;
+    }
+  }
+}
+
+/* A server's channels as JSON arrays: out (outbound) and in (inbound). */
+static void json_channels(json_t *sv, const cl_status_t *st) {
+  json_t *outs = json_array(), *ins = json_array();
+  size_t j;
+  for (j = 0; j < st->nout; j++) {
+    json_t *c = json_object();
+    json_object_set_new(c, "peer", json_string(st->out[j].peer));
+    json_object_set_new(c, "sent", json_integer((json_int_t)st->out[j].sent));
+    json_object_set_new(c, "connected", json_boolean(st->out[j].connected));
+    json_object_set_new(c, "queued_bytes",
+                        json_integer((json_int_t)st->out[j].queued_bytes));
+    json_array_append_new(outs, c);
+  }
+  for (j = 0; j < st->nin; j++) {
+    json_t *c = json_object();
+    json_object_set_new(c, "peer", json_string(st->in[j].peer));
+    json_object_set_new(c, "received",
+                        json_integer((json_int_t)st->in[j].received));
+    json_object_set_new(c, "connected", json_boolean(st->in[j].connected));
+    json_object_set_new(c, "held", json_integer((json_int_t)st->in[j].held));
+    json_array_append_new(ins, c);
+  }
+  json_object_set_new(sv, "outbound", outs);
+  json_object_set_new(sv, "inbound", ins);
+}
+
+/* Server i (endpoint ep, STATUS reply rep) as a JSON object. */
+static json_t *json_server(const cl_daemons_t *s, size_t i,
+                           const cl_endpoint_t *ep, const cl_msg_t *rep) {
+  json_t *sv = json_object();
+  const cl_status_t *st = &rep->u.status;
+  json_object_set_new(sv, "id", json_string(ep->id));
+  json_object_set_new(sv, "address", json_string(ep->addr));
+  json_object_set_new(sv, "reachable",
+                      json_boolean(rep->type == CL_MSG_STATUS_R));
+  if (rep->type != CL_MSG_STATUS_R) {
+    json_object_set_new(sv, "error", json_string(no_status(s, i, rep)));
+    return sv;
+  }
+  json_object_set_new(sv, "tokens", json_integer(st->tokens));
+  json_object_set_new(sv, "initial_tokens", json_integer(st->initial_tokens));
+  json_object_set_new(sv, "configured", json_boolean(st->configured));
+  json_object_set_new(sv, "lockstep", json_boolean(st->lockstep));
+  json_channels(sv, st);
+  json_object_set_new(sv, "in_progress", json_ids(st->active, st->nactive));
+  json_object_set_new(sv, "kept", json_ids(st->done, st->ndone));
+  return sv;
+}
+
+/* status --json. */
+static void status_json(const cl_daemons_t *s, const cl_endpoint_t *file,
+                        size_t nfile, const cl_msg_t *reps,
+                        const status_sum_t *t) {
+  json_t *o = json_object(), *arr = json_array();
+  size_t i;
+  for (i = 0; i < nfile; i++)
+    json_array_append_new(arr, json_server(s, i, &file[i], &reps[i]));
+  json_object_set_new(o, "servers", arr);
+  json_object_set_new(o, "tokens",
+                      t->overflow ? json_null() : json_integer(t->total));
+  json_object_set_new(o, "initial_tokens",
+                      t->overflow ? json_null() : json_integer(t->initial));
+  json_object_set_new(o, "in_flight",
+                      t->overflow || t->unreachable
+                          ? json_null()
+                          : json_integer(t->initial - t->total));
+  json_object_set_new(o, "unreachable",
+                      json_integer((json_int_t)t->unreachable));
+  json_object_set_new(o, "mixed_topologies", json_boolean(t->mixed));
+  cl_json_print(o);
+}
+
+/* Server i's lines of the status table. */
+static void status_server(const cl_daemons_t *s, size_t i,
+                          const cl_endpoint_t *ep, const cl_msg_t *rep,
+                          const status_sum_t *t) {
+  const cl_status_t *st = &rep->u.status;
+  int idw = (int)t->idw, addrw = (int)t->addrw;
+  char buf[512];
+  size_t j;
+  if (rep->type != CL_MSG_STATUS_R) {
+    printf("%-*s  %-*s  unreachable: %s\n", idw, ep->id, addrw, ep->addr,
+           no_status(s, i, rep));
+    return;
+  }
+  printf("%-*s  %-*s  %10" PRId64 "  %-9s  %8" PRIu32 "  %5" PRIu32 "\n",
+         idw, ep->id, addrw, ep->addr, st->tokens,
+         !st->configured ? "unconfig" : st->lockstep ? "lockstep" : "free",
+         st->nactive, st->ndone);
+  for (j = 0; j < st->nout; j++)
+    printf("%*s-> %-*s  sent %8" PRIu64 "  %-12s  queued %" PRIu64 " B\n", 2,
+           "", idw, st->out[j].peer, st->out[j].sent,
+           st->out[j].connected ? "connected" : "DISCONNECTED",
+           st->out[j].queued_bytes);
+  for (j = 0; j < st->nin; j++)
+    printf("%*s<- %-*s  recv %8" PRIu64 "  %-12s  held %" PRIu64 "\n", 2, "",
+           idw, st->in[j].peer, st->in[j].received,
+           st->in[j].connected ? "connected" : "DISCONNECTED", st->in[j].held);
+  if (st->nactive > 0) {
+    id_list(st->active, st->nactive, buf, sizeof buf);
+    printf("  snapshots in progress: %s\n", buf);
+  }
+  if (st->ndone > 0) {
+    id_list(st->done, st->ndone, buf, sizeof buf);
+    printf("  snapshots kept: %s\n", buf);
+  }
+}
+
+/* The status table's last lines: mixed topologies, then the total. */
+static void status_total(const cl_endpoint_t *file, size_t nfile,
+                         const cl_msg_t *reps, const status_sum_t *t) {
+  size_t i;
+  if (t->mixed) {
+    printf("warning: the servers were configured from different "
+           "topologies:");
+    for (i = 0; i < nfile; i++)
+      if (reps[i].type == CL_MSG_STATUS_R && reps[i].u.status.configured)
+        printf(" %s (config %016" PRIx64 ")", file[i].id,
+               reps[i].u.status.config_id);
+    printf("; their channels refuse each other: configure them again\n");
+  }
+  if (t->overflow)
+    printf("total: unknown: the token counts the servers report do not "
+           "add up within 64 bits (a server reports wrong numbers)\n");
+  else if (t->unreachable)
+    printf("total: %" PRId64 " tokens on the %zu reachable servers of %"
+           PRId64 " configured on them (in flight unknown: %zu server%s "
+           "unreachable)\n", t->total, nfile - t->unreachable, t->initial,
+           t->unreachable, t->unreachable == 1 ? "" : "s");
+  else
+    printf("total: %" PRId64 " tokens on servers of %" PRId64
+           " configured (%" PRId64 " in flight)\n",
+           t->total, t->initial, t->initial - t->total);
+}
+
 /* `status`: one STATUS per server, as a table or JSON. */
 static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   cl_daemons_t s;
-  cl_msg_t *reqs, *reps;
-  size_t i, j, idw = 6, addrw = 7, unreachable = 0;
-  int64_t total = 0, initial = 0;
-  uint64_t config = 0;
-  int overflow = 0, mixed = 0;
-  char buf[512];
+  cl_msg_t *reqs = cl_xcalloc(nfile, sizeof *reqs);
+  cl_msg_t *reps = cl_xcalloc(nfile, sizeof *reps);
+  status_sum_t t;
+  size_t i;
   int status = CL_EXIT_FAIL;
-  reqs = cl_xcalloc(nfile, sizeof *reqs);
-  reps = cl_xcalloc(nfile, sizeof *reps);
-  if (session_open(&s, file, nfile, a->timeout_ms, 0) != 0)
-    goto done;
   for (i = 0; i < nfile; i++)
     reqs[i].type = CL_MSG_STATUS;
-  if (ask_all(&s, reqs, reps, a->timeout_ms, 0) < 0)
-    goto done;
-  for (i = 0; i < nfile; i++) {
-    if (strlen(file[i].id) > idw)
-      idw = strlen(file[i].id);
-    if (strlen(file[i].addr) > addrw)
-      addrw = strlen(file[i].addr);
-    if (reps[i].type == CL_MSG_STATUS_R) {
-      const cl_status_t *st = &reps[i].u.status;
-      /* The numbers come from daemons: a sum that does not fit is said,
-       * not wrapped. */
-      overflow |= __builtin_add_overflow(total, st->tokens, &total);
-      overflow |= __builtin_add_overflow(initial, st->initial_tokens,
-                                         &initial);
-      if (st->configured) {
-        if (config != 0 && st->config_id != config)
-          mixed = 1;
-        config = st->config_id;
-      }
+  if (session_open(&s, file, nfile, a->timeout_ms, 0) == 0 &&
+      ask_all(&s, reqs, reps, a->timeout_ms, 0) == 0) {
+    status_sum(file, nfile, reps, &t);
+    if (a->json) {
+      status_json(&s, file, nfile, reps, &t);
     } else {
-      unreachable++;
-    }
-  }
-  if (a->json) {
-    json_t *o = json_object(), *arr = json_array();
-    for (i = 0; i < nfile; i++) {
-      json_t *sv = json_object();
-      const cl_status_t *st = &reps[i].u.status;
-      json_object_set_new(sv, "id", json_string(file[i].id));
-      json_object_set_new(sv, "address", json_string(file[i].addr));
-      json_object_set_new(sv, "reachable",
-                          json_boolean(reps[i].type == CL_MSG_STATUS_R));
-      if (reps[i].type != CL_MSG_STATUS_R) {
-        json_object_set_new(
-            sv, "error",
-            json_string(reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text
-                        : cl_cluster_up(s.cluster, i)     ? "no reply"
-                                                    : cl_cluster_why(s.cluster, i)));
-        json_array_append_new(arr, sv);
-        continue;
-      }
-      json_t *outs = json_array(), *ins = json_array();
-      json_object_set_new(sv, "tokens", json_integer(st->tokens));
-      json_object_set_new(sv, "initial_tokens",
-                          json_integer(st->initial_tokens));
-      json_object_set_new(sv, "configured", json_boolean(st->configured));
-      json_object_set_new(sv, "lockstep", json_boolean(st->lockstep));
-      for (j = 0; j < st->nout; j++) {
-        json_t *c = json_object();
-        json_object_set_new(c, "peer", json_string(st->out[j].peer));
-        json_object_set_new(c, "sent", json_integer((json_int_t)st->out[j].sent));
-        json_object_set_new(c, "connected", json_boolean(st->out[j].connected));
-        json_object_set_new(c, "queued_bytes",
-                            json_integer((json_int_t)st->out[j].queued_bytes));
-        json_array_append_new(outs, c);
-      }
-      for (j = 0; j < st->nin; j++) {
-        json_t *c = json_object();
-        json_object_set_new(c, "peer", json_string(st->in[j].peer));
-        json_object_set_new(c, "received",
-                            json_integer((json_int_t)st->in[j].received));
-        json_object_set_new(c, "connected", json_boolean(st->in[j].connected));
-        json_object_set_new(c, "held", json_integer((json_int_t)st->in[j].held));
-        json_array_append_new(ins, c);
-      }
-      json_object_set_new(sv, "outbound", outs);
-      json_object_set_new(sv, "inbound", ins);
-      json_object_set_new(sv, "in_progress", json_ids(st->active, st->nactive));
-      json_object_set_new(sv, "kept", json_ids(st->done, st->ndone));
-      json_array_append_new(arr, sv);
-    }
-    json_object_set_new(o, "servers", arr);
-    json_object_set_new(o, "tokens", overflow ? json_null()
-                                              : json_integer(total));
-    json_object_set_new(o, "initial_tokens", overflow ? json_null()
-                                                      : json_integer(initial));
-    json_object_set_new(o, "in_flight",
-                        overflow || unreachable
-                            ? json_null()
-                            : json_integer(initial - total));
-    json_object_set_new(o, "unreachable", json_integer((json_int_t)unreachable));
-    json_object_set_new(o, "mixed_topologies", json_boolean(mixed));
-    cl_json_print(o);
-  } else {
-    printf("%-*s  %-*s  %10s  %-9s  %8s  %5s\n", (int)idw, "SERVER",
-           (int)addrw, "ADDRESS", "TOKENS", "MODE", "ACTIVE", "KEPT");
-    for (i = 0; i < nfile; i++) {
-      const cl_status_t *st = &reps[i].u.status;
-      if (reps[i].type != CL_MSG_STATUS_R) {
-        printf("%-*s  %-*s  unreachable: %s\n", (int)idw, file[i].id,
-               (int)addrw, file[i].addr,
-               reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text
-               : cl_cluster_up(s.cluster, i)      ? "no reply"
-                                            : cl_cluster_why(s.cluster, i));
-        continue;
-      }
-      printf("%-*s  %-*s  %10" PRId64 "  %-9s  %8" PRIu32 "  %5" PRIu32 "\n",
-             (int)idw, file[i].id, (int)addrw, file[i].addr, st->tokens,
-             !st->configured ? "unconfig" : st->lockstep ? "lockstep" : "free",
-             st->nactive, st->ndone);
-      for (j = 0; j < st->nout; j++)
-        printf("%*s-> %-*s  sent %8" PRIu64 "  %-12s  queued %" PRIu64
-               " B\n",
-               2, "", (int)idw, st->out[j].peer, st->out[j].sent,
-               st->out[j].connected ? "connected" : "DISCONNECTED",
-               st->out[j].queued_bytes);
-      for (j = 0; j < st->nin; j++)
-        printf("%*s<- %-*s  recv %8" PRIu64 "  %-12s  held %" PRIu64 "\n", 2,
-               "", (int)idw, st->in[j].peer, st->in[j].received,
-               st->in[j].connected ? "connected" : "DISCONNECTED",
-               st->in[j].held);
-      if (st->nactive > 0) {
-        id_list(st->active, st->nactive, buf, sizeof buf);
-        printf("  snapshots in progress: %s\n", buf);
-      }
-      if (st->ndone > 0) {
-        id_list(st->done, st->ndone, buf, sizeof buf);
-        printf("  snapshots kept: %s\n", buf);
-      }
-    }
-    if (mixed) {
-      printf("warning: the servers were configured from different "
-             "topologies:");
+      printf("%-*s  %-*s  %10s  %-9s  %8s  %5s\n", (int)t.idw, "SERVER",
+             (int)t.addrw, "ADDRESS", "TOKENS", "MODE", "ACTIVE", "KEPT");
       for (i = 0; i < nfile; i++)
-        if (reps[i].type == CL_MSG_STATUS_R && reps[i].u.status.configured)
-          printf(" %s (config %016" PRIx64 ")", file[i].id,
-                 reps[i].u.status.config_id);
-      printf("; their channels refuse each other: configure them again\n");
+        status_server(&s, i, &file[i], &reps[i], &t);
+      status_total(file, nfile, reps, &t);
     }
-    if (overflow)
-      printf("total: unknown: the token counts the servers report do not "
-             "add up within 64 bits (a server reports wrong numbers)\n");
-    else if (unreachable)
-      printf("total: %" PRId64 " tokens on the %zu reachable servers of %"
-             PRId64 " configured on them (in flight unknown: %zu server%s "
-             "unreachable)\n", total, nfile - unreachable, initial,
-             unreachable, unreachable == 1 ? "" : "s");
-    else
-      printf("total: %" PRId64 " tokens on servers of %" PRId64
-             " configured (%" PRId64 " in flight)\n",
-             total, initial, initial - total);
+    status = t.unreachable || t.overflow || t.mixed ? CL_EXIT_FAIL
+                                                    : CL_EXIT_OK;
   }
-  status = unreachable || overflow || mixed ? CL_EXIT_FAIL : CL_EXIT_OK;
-done:
   for (i = 0; i < nfile; i++)
     cl_msg_free(&reps[i]);
   free(reqs);
@@ -622,16 +730,13 @@ static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   if (ask_all(&s, reqs, reps, a->timeout_ms, 0) < 0)
     goto done;
   for (i = 0; i < nfile; i++) {
-    if (reps[i].type == CL_MSG_OK) {
+    bad += reps[i].type != CL_MSG_OK;
+    if (reps[i].type == CL_MSG_OK)
       printf("%s: shutting down\n", file[i].id);
-    } else {
-      bad++;
-      if (reps[i].type == CL_MSG_ERROR)
-        printf("%s: refused: %s\n", file[i].id, reps[i].u.error.text);
-      else
-        printf("%s: %s\n", file[i].id,
-               cl_cluster_up(s.cluster, i) ? "no reply" : cl_cluster_why(s.cluster, i));
-    }
+    else if (reps[i].type == CL_MSG_ERROR)
+      printf("%s: refused: %s\n", file[i].id, reps[i].u.error.text);
+    else
+      printf("%s: %s\n", file[i].id, no_status(&s, i, &reps[i]));
   }
   status = bad ? CL_EXIT_FAIL : CL_EXIT_OK;
 done:
