@@ -238,142 +238,211 @@ static int pause_then_read(cl_cluster_t *c, uint64_t ms, char *err,
   return cl_cluster_sleep(c, 0, err, errsize);
 }
 
-/* One snapshot: SNAPSHOT id at server `at`, then COLLECT (release) from each
- * server as soon as it reports the snapshot complete, so collecting overlaps
- * the markers still travelling; check. *ok is the verdict, *lat_ns the time
- * from sending SNAPSHOT to the last STATE reply. A failed check is printed
- * to stderr; it is not an error of this function. */
-static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
-                        const cl_topology_t *topo, uint64_t id, size_t at,
-                        uint64_t pause_ms, int *ok, uint64_t *lat_ns,
-                        size_t *nrecorded, size_t *nruns, char *err,
-                        size_t errsize) {
-  size_t n = cl_cluster_size(c), i, k, got = 0;
-  cl_msg_t req, rep, *reqs = calloc(n, sizeof *reqs),
-                     *reps = calloc(n, sizeof *reps);
-  cl_local_state_t *states = calloc(n, sizeof *states);
-  uint32_t sv = (uint32_t)at, *batch = calloc(n, sizeof *batch);
-  uint8_t *asked = calloc(n, 1);
-  cl_msg_t *kept = calloc(n, sizeof *kept); /* STATE replies, owned */
-  cl_verdict_t *v = malloc(sizeof *v);
-  uint64_t t0;
+/* What one snapshot came to (one_snapshot). */
+typedef struct snap_outcome {
+  int ok;           /* the verdict */
+  uint64_t lat_ns;  /* SNAPSHOT sent to the last state in */
+  size_t nrecorded; /* in-flight messages recorded */
+  size_t nruns;     /* recorded runs (what the states carry) */
+} snap_outcome_t;
+
+/* One snapshot's states being taken in: arrays of one entry per server. */
+typedef struct snap_take {
+  cl_cluster_t *c;
+  uint64_t id, t0, pause_ms;
+  size_t n, got;
+  cl_msg_t *reqs, *reps;     /* the COLLECT batch and its replies */
+  cl_msg_t *kept;            /* [got] states taken (owned) */
+  uint32_t *batch;           /* servers of the COLLECT batch */
+  uint8_t *asked;            /* state taken or COLLECT sent */
+  cl_local_state_t *states;  /* kept's states, for the check */
+  cl_verdict_t *v;
+} snap_take_t;
+
+/* Room for snapshot id of c. Returns 0 or CL_ENOMEM (take_free still
+ * needed). */
+static int take_alloc(snap_take_t *x, cl_cluster_t *c, uint64_t id,
+                      uint64_t pause_ms) {
+  size_t n = cl_cluster_size(c);
+  memset(x, 0, sizeof *x);
+  x->c = c;
+  x->id = id;
+  x->pause_ms = pause_ms;
+  x->n = n;
+  x->reqs = calloc(n, sizeof *x->reqs);
+  x->reps = calloc(n, sizeof *x->reps);
+  x->states = calloc(n, sizeof *x->states);
+  x->batch = calloc(n, sizeof *x->batch);
+  x->asked = calloc(n, 1);
+  x->kept = calloc(n, sizeof *x->kept);
+  x->v = malloc(sizeof *x->v);
+  return x->reqs == NULL || x->reps == NULL || x->states == NULL ||
+                 x->batch == NULL || x->asked == NULL || x->kept == NULL ||
+                 x->v == NULL
+             ? CL_ENOMEM
+             : 0;
+}
+
+/* Free what take_alloc made and the states taken. */
+static void take_free(snap_take_t *x) {
+  size_t i;
+  for (i = 0; x->kept != NULL && i < x->got; i++)
+    cl_msg_free(&x->kept[i]);
+  free(x->kept);
+  free(x->reqs);
+  free(x->reps);
+  free(x->states);
+  free(x->batch);
+  free(x->asked);
+  free(x->v);
+}
+
+/* SNAPSHOT id at server `at`; a refusal is CL_EIO with err saying why. */
+static int start_snapshot(cl_cluster_t *c, uint64_t id, size_t at, char *err,
+                          size_t errsize) {
+  uint32_t sv = (uint32_t)at;
+  cl_msg_t req, rep;
   int rc;
-  if (reqs == NULL || reps == NULL || states == NULL || batch == NULL ||
-      asked == NULL || kept == NULL || v == NULL) {
-    rc = CL_ENOMEM;
-    snprintf(err, errsize, "out of memory");
-    goto done;
-  }
   memset(&req, 0, sizeof req);
   memset(&rep, 0, sizeof rep);
   req.type = CL_MSG_SNAPSHOT;
   req.u.snapshot.has_id = 1;
   req.u.snapshot.snapshot_id = id;
-  t0 = cl_now_ns();
   rc = cl_cluster_call(c, 1, &sv, &req, &rep, 30000, err, errsize);
-  if (rc < 0)
-    goto done;
-  if (rep.type != CL_MSG_OK) {
+  if (rc == 0 && rep.type != CL_MSG_OK) {
     snprintf(err, errsize, "server %s refused SNAPSHOT %" PRIu64 ": %.200s",
              cl_cluster_id(c, at), id,
              rep.type == CL_MSG_ERROR ? rep.u.error.text : "?");
-    cl_msg_free(&rep);
     rc = CL_EIO;
-    goto done;
   }
   cl_msg_free(&rep);
-  if (pause_ms > 0) {
-    /* Most states cannot be here before pause_ms (below the fastest recent
-     * snapshot): let them queue in the kernel and take them in one
-     * wake-up instead of one each, so collecting costs the loaded daemons
-     * fewer preemptions. Only a snapshot much faster than the recent ones
-     * is seen late, by at most pause_ms. */
-    if ((rc = pause_then_read(c, pause_ms, err, errsize)) < 0)
-      goto done;
+  return rc;
+}
+
+/* Of the servers that completed the snapshot and are not asked yet: take
+ * the states pushed already (WATCH), and make a COLLECT (release) for each
+ * of the others. Returns the size of that batch. */
+static size_t take_completed(snap_take_t *x) {
+  size_t i, k = 0;
+  for (i = 0; i < x->n; i++) {
+    if (x->asked[i] || !cl_cluster_has_completed(x->c, x->id, i))
+      continue;
+    x->asked[i] = 1;
+    if (cl_cluster_take_state(x->c, x->id, i, &x->kept[x->got])) {
+      x->got++;
+      continue;
+    }
+    x->batch[k] = (uint32_t)i;
+    memset(&x->reqs[k], 0, sizeof x->reqs[k]);
+    x->reqs[k].type = CL_MSG_COLLECT;
+    x->reqs[k].u.collect.snapshot_id = x->id;
+    x->reqs[k].u.collect.release = 1;
+    k++;
   }
+  return k;
+}
+
+/* Nothing to collect now: wait for more servers to complete, in rounds of
+ * a quarter of the pause (one wake-up for what came in during each, not
+ * one per state) while there is a pause, else until one completes (the
+ * guard's CL_EAGAIN, not an error) within what is left of the 30 s a
+ * snapshot may take. Returns 0 or a negative CL_E* code. */
+static int wait_completed(snap_take_t *x, bench_guard_t *g, char *err,
+                          size_t errsize) {
+  uint64_t spent_ms;
+  int rc;
+  if (x->pause_ms > 0 && cl_now_ns() - x->t0 < 30000000000ull)
+    return pause_then_read(x->c, x->pause_ms / 4 ? x->pause_ms / 4 : 1, err,
+                           errsize);
+  spent_ms = (cl_now_ns() - x->t0) / 1000000;
+  g->armed = 1;
+  rc = cl_cluster_wait_complete(x->c, &x->id, 1,
+                                spent_ms < 30000 ? 30000 - spent_ms : 1, err,
+                                errsize);
+  g->armed = 0;
+  return rc == CL_EAGAIN ? 0 : rc;
+}
+
+/* COLLECT the batch of k and keep the replies; each must be a STATE. */
+static int collect_batch(snap_take_t *x, size_t k, char *err,
+                         size_t errsize) {
+  size_t i;
+  int rc = cl_cluster_call(x->c, k, x->batch, x->reqs, x->reps, 30000, err,
+                           errsize);
+  if (rc < 0)
+    return rc;
+  for (i = 0; i < k; i++) { /* all kept, so that all are freed */
+    const cl_msg_t *m = &x->reps[i];
+    x->kept[x->got++] = *m;
+    if (m->type != CL_MSG_STATE && rc == 0) {
+      snprintf(err, errsize, "server %s answered COLLECT with %s%s%.200s",
+               cl_cluster_id(x->c, x->batch[i]), cl_msg_type_name(m->type),
+               m->type == CL_MSG_ERROR ? ": " : "",
+               m->type == CL_MSG_ERROR ? m->u.error.text : "");
+      rc = CL_EIO;
+    }
+  }
+  return rc;
+}
+
+/* Check the states taken; a failed check is printed to stderr. */
+static void check_taken(snap_take_t *x, const cl_topology_t *topo,
+                        snap_outcome_t *out) {
+  size_t i;
+  for (i = 0; i < x->n; i++)
+    x->states[i] = x->kept[i].u.state;
+  cl_verify(topo, NULL, x->states, x->n, x->v);
+  out->ok = x->v->ok;
+  out->nrecorded = x->v->nrecorded;
+  out->nruns = 0;
+  for (i = 0; i < x->n; i++)
+    out->nruns += x->states[i].nrecorded;
+  if (!x->v->ok) {
+    cl_cli_errf("snapshot %" PRIu64 " failed its checks:", x->id);
+    cl_output_checked(stderr, x->id, NULL, x->v, 1);
+  }
+}
+
+/* One snapshot: SNAPSHOT id at server `at`, then COLLECT (release) from each
+ * server as soon as it reports the snapshot complete, so collecting overlaps
+ * the markers still travelling; check. A failed check is printed to
+ * stderr; it is not an error of this function. */
+static int one_snapshot(cl_cluster_t *c, bench_guard_t *g,
+                        const cl_topology_t *topo, uint64_t id, size_t at,
+                        uint64_t pause_ms, snap_outcome_t *out, char *err,
+                        size_t errsize) {
+  snap_take_t x;
+  int rc = take_alloc(&x, c, id, pause_ms);
+  if (rc < 0) {
+    snprintf(err, errsize, "out of memory");
+    take_free(&x);
+    return rc;
+  }
+  x.t0 = cl_now_ns();
+  rc = start_snapshot(c, id, at, err, errsize);
+  /* Most states cannot be here before pause_ms (below the fastest recent
+   * snapshot): let them queue in the kernel and take them in one wake-up
+   * instead of one each, so collecting costs the loaded daemons fewer
+   * preemptions. Only a snapshot much faster than the recent ones is seen
+   * late, by at most pause_ms. */
+  if (rc == 0 && pause_ms > 0)
+    rc = pause_then_read(c, pause_ms, err, errsize);
   g->id = id;
-  g->asked = asked;
-  while (got < n) {
-    for (i = 0, k = 0; i < n; i++)
-      if (!asked[i] && cl_cluster_has_completed(c, id, i)) {
-        /* Pushed (WATCH): the state is here already. */
-        if (cl_cluster_take_state(c, id, i, &kept[got])) {
-          asked[i] = 1;
-          got++;
-          continue;
-        }
-        batch[k] = (uint32_t)i;
-        memset(&reqs[k], 0, sizeof reqs[k]);
-        reqs[k].type = CL_MSG_COLLECT;
-        reqs[k].u.collect.snapshot_id = id;
-        reqs[k].u.collect.release = 1;
-        asked[i] = 1;
-        k++;
-      }
-    if (got == n)
-      break;
-    if (k == 0 && pause_ms > 0 && cl_now_ns() - t0 < 30000000000ull) {
-      /* The rest in rounds of a quarter of the pause: one wake-up for what
-       * came in during each round, not one per state. */
-      rc = pause_then_read(c, pause_ms / 4 ? pause_ms / 4 : 1, err, errsize);
-      if (rc < 0)
-        goto done;
-      continue;
-    }
-    if (k == 0) {
-      /* What is left of the 30 s a snapshot may take. */
-      uint64_t spent_ms = (cl_now_ns() - t0) / 1000000;
-      g->armed = 1;
-      rc = cl_cluster_wait_complete(c, &id, 1,
-                                    spent_ms < 30000 ? 30000 - spent_ms : 1,
-                                    err, errsize);
-      g->armed = 0;
-      if (rc < 0 && rc != CL_EAGAIN)
-        goto done;
-      continue;
-    }
-    rc = cl_cluster_call(c, k, batch, reqs, reps, 30000, err, errsize);
-    if (rc < 0)
-      goto done;
-    for (i = 0; i < k; i++) {
-      kept[got++] = reps[i];
-      if (reps[i].type != CL_MSG_STATE && rc == 0) {
-        snprintf(err, errsize, "server %s answered COLLECT with %s%s%.200s",
-                 cl_cluster_id(c, batch[i]), cl_msg_type_name(reps[i].type),
-                 reps[i].type == CL_MSG_ERROR ? ": " : "",
-                 reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text : "");
-        rc = CL_EIO;
-      }
-    }
-    if (rc < 0)
-      goto done;
+  g->asked = x.asked;
+  while (rc == 0 && x.got < x.n) {
+    size_t k = take_completed(&x);
+    if (x.got < x.n)
+      rc = k == 0 ? wait_completed(&x, g, err, errsize)
+                  : collect_batch(&x, k, err, errsize);
   }
-  *lat_ns = cl_now_ns() - t0;
-  cl_cluster_forget(c, id);
-  for (i = 0; i < n; i++)
-    states[i] = kept[i].u.state;
-  cl_verify(topo, NULL, states, n, v);
-  *ok = v->ok;
-  *nrecorded = v->nrecorded;
-  *nruns = 0;
-  for (i = 0; i < n; i++)
-    *nruns += states[i].nrecorded;
-  if (!v->ok) {
-    cl_cli_errf("snapshot %" PRIu64 " failed its checks:", id);
-    cl_output_checked(stderr, id, NULL, v, 1);
+  if (rc == 0) {
+    out->lat_ns = cl_now_ns() - x.t0;
+    cl_cluster_forget(c, id);
+    check_taken(&x, topo, out);
   }
-done:
   g->armed = 0;
   g->asked = NULL;
-  for (i = 0; kept != NULL && i < got; i++)
-    cl_msg_free(&kept[i]);
-  free(kept);
-  free(reqs);
-  free(reps);
-  free(states);
-  free(batch);
-  free(asked);
-  free(v);
+  take_free(&x);
   return rc;
 }
 
@@ -578,6 +647,118 @@ static uint64_t pause_for(const uint64_t *recent, size_t taken) {
   return n == 0 ? 0 : least * 8 / 10000000; /* ns -> 0.8 x, in ms */
 }
 
+/* The measured window under way. */
+typedef struct window {
+  uint64_t t0, end;        /* the window */
+  uint64_t slice_end;      /* of the slice under way (--alternate), or end */
+  uint64_t next;           /* when the next snapshot is due */
+  uint64_t mark, mark_sum; /* end of the last slice, messages then */
+  uint64_t id;             /* of the next snapshot */
+  uint64_t recent[BENCH_RECENT]; /* latest latencies, ns (ring) */
+  uint64_t msgs[2], ns[2]; /* [0] slices without snapshots, [1] with */
+  int on;                  /* snapshots in this slice */
+} window_t;
+
+/* Watch every snapshot, circulate on (unless idle), warm up, then open the
+ * window. */
+static int window_start(cl_cluster_t *c, const bench_args_t *a, window_t *w,
+                        char *err, size_t errsize) {
+  uint64_t sum0 = 0;
+  int rc;
+  memset(w, 0, sizeof *w);
+  if ((rc = switch_all(c, CL_MSG_WATCH, 1, err, errsize)) < 0)
+    return rc;
+  if (!a->idle && (rc = switch_all(c, CL_MSG_CIRCULATE, 1, err, errsize)) < 0)
+    return rc;
+  if ((rc = cl_cluster_sleep(c, a->warmup_ms, err, errsize)) < 0)
+    return rc;
+  if ((rc = total_received(c, &sum0, err, errsize)) < 0)
+    return rc;
+  w->t0 = w->mark = cl_now_ns();
+  w->mark_sum = sum0;
+  w->end = w->t0 + a->seconds_v * 1000000000ull;
+  w->slice_end =
+      a->alternate ? w->t0 + BENCH_SLICE_MS * 1000000ull : w->end;
+  w->next = w->t0;
+  w->on = !a->alternate;
+  return 0;
+}
+
+/* A slice (or the window) is over: count it where it belongs. Returns 1
+ * when the window is over, 0 when the next slice begins, or CL_E*. */
+static int slice_over(cl_cluster_t *c, window_t *w, char *err,
+                      size_t errsize) {
+  uint64_t sum, now;
+  int rc = total_received(c, &sum, err, errsize);
+  if (rc < 0)
+    return rc;
+  now = cl_now_ns();
+  w->msgs[w->on] += sum - w->mark_sum;
+  w->ns[w->on] += now - w->mark;
+  w->mark = now;
+  w->mark_sum = sum;
+  if (now >= w->end)
+    return 1;
+  w->on = !w->on;
+  w->slice_end = now + BENCH_SLICE_MS * 1000000ull;
+  w->next = now;
+  return 0;
+}
+
+/* Run the loop from now until `until` (ns), rounded up to whole ms. */
+static int sleep_until(cl_cluster_t *c, uint64_t now, uint64_t until,
+                       char *err, size_t errsize) {
+  return cl_cluster_sleep(c, (until - now + 999999) / 1000000, err, errsize);
+}
+
+/* Room for one more latency in r. Returns 0, 1 when BENCH_MAX_SNAPSHOTS
+ * are taken, or CL_ENOMEM. */
+static int latency_room(bench_result_t *r, char *err, size_t errsize) {
+  size_t ncap = r->lat_cap ? r->lat_cap * 2 : 1024;
+  uint64_t *nv;
+  if (r->snapshots < r->lat_cap)
+    return 0;
+  if (ncap > BENCH_MAX_SNAPSHOTS)
+    return 1;
+  nv = realloc(r->lat_ns, ncap * sizeof *nv);
+  if (nv == NULL) {
+    snprintf(err, errsize, "out of memory");
+    return CL_ENOMEM;
+  }
+  r->lat_ns = nv;
+  r->lat_cap = ncap;
+  return 0;
+}
+
+/* Take the snapshot that is due, at a rotating initiator, and count it. */
+static int take_next(cl_cluster_t *c, bench_guard_t *g,
+                     const cl_topology_t *topo, uint64_t every_ms,
+                     window_t *w, bench_result_t *r, char *err,
+                     size_t errsize) {
+  snap_outcome_t o;
+  uint64_t pause_ms = pause_for(w->recent, r->snapshots);
+  size_t n = cl_cluster_size(c);
+  int rc;
+  memset(&o, 0, sizeof o);
+  rc = one_snapshot(c, g, topo, w->id, (size_t)(w->id % n), pause_ms, &o,
+                    err, errsize);
+  r->paused += pause_ms > 0;
+  if (rc < 0)
+    return rc;
+  r->lat_ns[r->snapshots++] = o.lat_ns;
+  w->recent[(r->snapshots - 1) % BENCH_RECENT] = o.lat_ns;
+  r->snapshots_ok += o.ok != 0;
+  if (o.nrecorded > r->recorded_max)
+    r->recorded_max = o.nrecorded;
+  if (o.nruns > r->runs_max)
+    r->runs_max = o.nruns;
+  w->id++;
+  w->next += every_ms * 1000000ull;
+  if (w->next < cl_now_ns())
+    w->next = cl_now_ns(); /* one at a time: a slow one delays the rest */
+  return 0;
+}
+
 /* The measured part: circulate on, warm up, window with snapshots. With
  * `alternate`, the window is cut into BENCH_SLICE_MS slices, without and
  * with snapshots in turn (starting without), each ended by a STATUS round,
@@ -587,170 +768,105 @@ static uint64_t pause_for(const uint64_t *recent, size_t taken) {
 static int measure(cl_cluster_t *c, bench_guard_t *g,
                    const cl_topology_t *topo, const bench_args_t *a,
                    bench_result_t *r, char *err, size_t errsize) {
-  int idle = a->idle, alternate = a->alternate;
-  uint64_t seconds = a->seconds_v, every_ms = a->every_ms;
-  uint64_t warmup_ms = a->warmup_ms;
-  uint64_t sum0 = 0, t0, end, next, id = 0, slice_end, mark, mark_sum;
-  uint64_t recent[BENCH_RECENT] = {0}; /* latest latencies, ns (ring) */
-  uint64_t msgs[2] = {0, 0}, ns[2] = {0, 0}; /* [0] without, [1] with */
-  size_t n = cl_cluster_size(c);
-  int rc, on = !alternate;
-  if ((rc = switch_all(c, CL_MSG_WATCH, 1, err, errsize)) < 0)
-    return rc;
-  if (!idle && (rc = switch_all(c, CL_MSG_CIRCULATE, 1, err, errsize)) < 0)
-    return rc;
-  if ((rc = cl_cluster_sleep(c, warmup_ms, err, errsize)) < 0)
-    return rc;
-  if ((rc = total_received(c, &sum0, err, errsize)) < 0)
-    return rc;
-  t0 = mark = cl_now_ns();
-  mark_sum = sum0;
-  end = t0 + seconds * 1000000000ull;
-  slice_end = alternate ? t0 + BENCH_SLICE_MS * 1000000ull : end;
-  next = t0;
-  for (;;) {
+  window_t w;
+  int rc = window_start(c, a, &w, err, errsize);
+  while (rc >= 0) {
     uint64_t now = cl_now_ns();
-    if (now >= slice_end || now >= end) {
-      /* A slice (or the window) is over: count it where it belongs. */
-      uint64_t sum;
-      if ((rc = total_received(c, &sum, err, errsize)) < 0)
-        return rc;
-      now = cl_now_ns();
-      msgs[on] += sum - mark_sum;
-      ns[on] += now - mark;
-      mark = now;
-      mark_sum = sum;
-      if (now >= end)
+    if (now >= w.slice_end || now >= w.end) {
+      if ((rc = slice_over(c, &w, err, errsize)) == 1)
         break;
-      on = !on;
-      slice_end = now + BENCH_SLICE_MS * 1000000ull;
-      next = now;
-      continue;
+    } else if (a->every_ms == 0 || !w.on) {
+      rc = sleep_until(c, now, w.slice_end < w.end ? w.slice_end : w.end, err,
+                       errsize);
+    } else if (now < w.next) {
+      rc = sleep_until(c, now, w.next < w.slice_end ? w.next : w.slice_end,
+                       err, errsize);
+    } else if ((rc = latency_room(r, err, errsize)) == 0) {
+      rc = take_next(c, g, topo, a->every_ms, &w, r, err, errsize);
+    } else if (rc == 1) {
+      break;
     }
-    if (every_ms == 0 || !on) {
-      uint64_t until = slice_end < end ? slice_end : end;
-      rc = cl_cluster_sleep(c, (until - now + 999999) / 1000000, err, errsize);
-    } else if (now < next) {
-      uint64_t until = next < slice_end ? next : slice_end;
-      rc = cl_cluster_sleep(c, (until - now + 999999) / 1000000, err,
-                            errsize);
-    } else {
-      int ok = 0;
-      uint64_t lat = 0, pause_ms;
-      size_t nrec = 0, nruns = 0;
-      if (r->snapshots == r->lat_cap) {
-        size_t ncap = r->lat_cap ? r->lat_cap * 2 : 1024;
-        uint64_t *nv;
-        if (ncap > BENCH_MAX_SNAPSHOTS)
-          break;
-        nv = realloc(r->lat_ns, ncap * sizeof *nv);
-        if (nv == NULL) {
-          snprintf(err, errsize, "out of memory");
-          return CL_ENOMEM;
-        }
-        r->lat_ns = nv;
-        r->lat_cap = ncap;
-      }
-      pause_ms = pause_for(recent, r->snapshots);
-      rc = one_snapshot(c, g, topo, id, (size_t)(id % n), pause_ms, &ok, &lat,
-                        &nrec, &nruns, err, errsize);
-      r->paused += pause_ms > 0;
-      if (rc < 0)
-        return rc;
-      r->lat_ns[r->snapshots++] = lat;
-      recent[(r->snapshots - 1) % BENCH_RECENT] = lat;
-      r->snapshots_ok += ok != 0;
-      if (nrec > r->recorded_max)
-        r->recorded_max = nrec;
-      if (nruns > r->runs_max)
-        r->runs_max = nruns;
-      id++;
-      next += every_ms * 1000000ull;
-      if (next < cl_now_ns())
-        next = cl_now_ns(); /* one at a time: a slow one delays the rest */
-    }
-    if (rc < 0)
-      return rc;
   }
-  r->seconds = (double)(mark - t0) / 1e9;
-  r->messages = msgs[0] + msgs[1];
+  if (rc < 0)
+    return rc;
+  r->seconds = (double)(w.mark - w.t0) / 1e9;
+  r->messages = w.msgs[0] + w.msgs[1];
   /* Without `alternate` everything is counted as "with" (on is 1). */
-  r->tokens_per_s = ns[1] ? (double)msgs[1] / ((double)ns[1] / 1e9) : 0;
-  if (alternate) {
+  r->tokens_per_s =
+      w.ns[1] ? (double)w.msgs[1] / ((double)w.ns[1] / 1e9) : 0;
+  if (a->alternate) {
     r->alternated = 1;
     r->tokens_per_s_without =
-        ns[0] ? (double)msgs[0] / ((double)ns[0] / 1e9) : 0;
+        w.ns[0] ? (double)w.msgs[0] / ((double)w.ns[0] / 1e9) : 0;
   }
   peak_rss(r);
   return 0;
 }
 
-/* Print the results as text or JSON. */
-static void print_result(const bench_args_t *a, size_t nodes, size_t nlinks,
-                         bench_result_t *r) {
-  int mesh = a->mesh;
-  uint64_t tokens = a->tokens_v, every_ms = a->every_ms;
-  uint64_t p50, p99, mx;
-  if (r->snapshots > 0) /* lat_ns is NULL without snapshots */
-    qsort(r->lat_ns, r->snapshots, sizeof *r->lat_ns, cmp_u64);
-  p50 = percentile(r->lat_ns, r->snapshots, 0.50) / 1000;
-  p99 = percentile(r->lat_ns, r->snapshots, 0.99) / 1000;
-  mx = r->snapshots ? r->lat_ns[r->snapshots - 1] / 1000 : 0;
-  if (a->json) {
-    json_t *o = json_object(), *lat = json_object();
-    json_object_set_new(o, "nodes", json_integer((json_int_t)nodes));
-    json_object_set_new(o, "topology", json_string(mesh ? "mesh" : "ring"));
-    json_object_set_new(o, "channels", json_integer((json_int_t)nlinks));
-    json_object_set_new(o, "tokens_per_server",
-                        json_integer((json_int_t)tokens));
-    json_object_set_new(o, "load", json_boolean(!a->idle));
-    json_object_set_new(o, "snapshot_every_ms",
-                        json_integer((json_int_t)every_ms));
-    json_object_set_new(o, "seconds", json_real(r->seconds));
-    json_object_set_new(o, "messages", json_integer((json_int_t)r->messages));
-    json_object_set_new(o, "tokens_per_s", json_real(r->tokens_per_s));
-    if (r->alternated) {
-      json_object_set_new(o, "tokens_per_s_without",
-                          json_real(r->tokens_per_s_without));
-      json_object_set_new(
-          o, "snapshot_cost",
-          json_real(r->tokens_per_s_without > 0
-                        ? 1 - r->tokens_per_s / r->tokens_per_s_without
-                        : 0));
-    }
-    json_object_set_new(o, "snapshots",
-                        json_integer((json_int_t)r->snapshots));
-    json_object_set_new(o, "snapshots_ok",
-                        json_integer((json_int_t)r->snapshots_ok));
-    json_object_set_new(o, "recorded_max",
-                        json_integer((json_int_t)r->recorded_max));
-    json_object_set_new(o, "recorded_runs_max",
-                        json_integer((json_int_t)r->runs_max));
-    json_object_set_new(o, "paused", json_integer((json_int_t)r->paused));
-    json_object_set_new(lat, "p50", json_integer((json_int_t)p50));
-    json_object_set_new(lat, "p99", json_integer((json_int_t)p99));
-    json_object_set_new(lat, "max", json_integer((json_int_t)mx));
-    json_object_set_new(o, "latency_us", lat);
-    json_object_set_new(o, "rss_kib_max", json_integer(r->rss_kib_max));
+/* Latency percentiles of a run, in microseconds. */
+typedef struct latency {
+  uint64_t p50, p99, max;
+} latency_t;
+
+/* The results as one JSON object. */
+static void print_json(const bench_args_t *a, size_t nodes, size_t nlinks,
+                       const bench_result_t *r, const latency_t *l) {
+  json_t *o = json_object(), *lat = json_object();
+  json_object_set_new(o, "nodes", json_integer((json_int_t)nodes));
+  json_object_set_new(o, "topology", json_string(a->mesh ? "mesh" : "ring"));
+  json_object_set_new(o, "channels", json_integer((json_int_t)nlinks));
+  json_object_set_new(o, "tokens_per_server",
+                      json_integer((json_int_t)a->tokens_v));
+  json_object_set_new(o, "load", json_boolean(!a->idle));
+  json_object_set_new(o, "snapshot_every_ms",
+                      json_integer((json_int_t)a->every_ms));
+  json_object_set_new(o, "seconds", json_real(r->seconds));
+  json_object_set_new(o, "messages", json_integer((json_int_t)r->messages));
+  json_object_set_new(o, "tokens_per_s", json_real(r->tokens_per_s));
+  if (r->alternated) {
+    json_object_set_new(o, "tokens_per_s_without",
+                        json_real(r->tokens_per_s_without));
     json_object_set_new(
-        o, "rss_kib_mean",
-        json_integer(r->rss_n ? r->rss_kib_sum / (long)r->rss_n : 0));
-    if (r->have_baseline) {
-      json_t *b = json_object();
-      json_object_set_new(b, "frames_per_s", json_real(r->frames_per_s));
-      json_object_set_new(b, "frame_bytes",
-                          json_integer((json_int_t)r->frame_bytes));
-      json_object_set_new(o, "baseline", b);
-      json_object_set_new(o, "ratio",
-                          json_real(r->frames_per_s > 0
-                                        ? r->tokens_per_s / r->frames_per_s
-                                        : 0));
-    }
-    cl_json_print(o);
-    return;
+        o, "snapshot_cost",
+        json_real(r->tokens_per_s_without > 0
+                      ? 1 - r->tokens_per_s / r->tokens_per_s_without
+                      : 0));
   }
+  json_object_set_new(o, "snapshots", json_integer((json_int_t)r->snapshots));
+  json_object_set_new(o, "snapshots_ok",
+                      json_integer((json_int_t)r->snapshots_ok));
+  json_object_set_new(o, "recorded_max",
+                      json_integer((json_int_t)r->recorded_max));
+  json_object_set_new(o, "recorded_runs_max",
+                      json_integer((json_int_t)r->runs_max));
+  json_object_set_new(o, "paused", json_integer((json_int_t)r->paused));
+  json_object_set_new(lat, "p50", json_integer((json_int_t)l->p50));
+  json_object_set_new(lat, "p99", json_integer((json_int_t)l->p99));
+  json_object_set_new(lat, "max", json_integer((json_int_t)l->max));
+  json_object_set_new(o, "latency_us", lat);
+  json_object_set_new(o, "rss_kib_max", json_integer(r->rss_kib_max));
+  json_object_set_new(
+      o, "rss_kib_mean",
+      json_integer(r->rss_n ? r->rss_kib_sum / (long)r->rss_n : 0));
+  if (r->have_baseline) {
+    json_t *b = json_object();
+    json_object_set_new(b, "frames_per_s", json_real(r->frames_per_s));
+    json_object_set_new(b, "frame_bytes",
+                        json_integer((json_int_t)r->frame_bytes));
+    json_object_set_new(o, "baseline", b);
+    json_object_set_new(o, "ratio",
+                        json_real(r->frames_per_s > 0
+                                      ? r->tokens_per_s / r->frames_per_s
+                                      : 0));
+  }
+  cl_json_print(o);
+}
+
+/* The results as lines of text. */
+static void print_text(const bench_args_t *a, size_t nodes, size_t nlinks,
+                       const bench_result_t *r, const latency_t *l) {
   printf("%zu nodes, %s (%zu channels), %" PRIu64 " tokens each, %s\n",
-         nodes, mesh ? "mesh" : "ring", nlinks, tokens,
+         nodes, a->mesh ? "mesh" : "ring", nlinks, a->tokens_v,
          a->idle ? "idle" : "circulating");
   if (r->have_baseline)
     printf("baseline:    %14.0f frames/s (%" PRIu64 "-byte frames)\n",
@@ -770,14 +886,29 @@ static void print_result(const bench_args_t *a, size_t nodes, size_t nlinks,
            r->tokens_per_s_without,
            100 * fabs(1 - r->tokens_per_s / r->tokens_per_s_without),
            r->tokens_per_s <= r->tokens_per_s_without ? "lower" : "higher");
-  if (every_ms > 0)
+  if (a->every_ms > 0)
     printf("snapshots:   %zu taken, %zu passed; latency us p50 %" PRIu64
            " p99 %" PRIu64 " max %" PRIu64 "; at most %" PRIu64
            " messages in flight recorded (%" PRIu64 " runs)\n",
-           r->snapshots, r->snapshots_ok, p50, p99, mx, r->recorded_max,
-           r->runs_max);
+           r->snapshots, r->snapshots_ok, l->p50, l->p99, l->max,
+           r->recorded_max, r->runs_max);
   printf("peak RSS:    %ld KiB max, %ld KiB mean per daemon\n", r->rss_kib_max,
          r->rss_n ? r->rss_kib_sum / (long)r->rss_n : 0);
+}
+
+/* Print the results as text or JSON (sorts the latencies). */
+static void print_result(const bench_args_t *a, size_t nodes, size_t nlinks,
+                         bench_result_t *r) {
+  latency_t l;
+  if (r->snapshots > 0) /* lat_ns is NULL without snapshots */
+    qsort(r->lat_ns, r->snapshots, sizeof *r->lat_ns, cmp_u64);
+  l.p50 = percentile(r->lat_ns, r->snapshots, 0.50) / 1000;
+  l.p99 = percentile(r->lat_ns, r->snapshots, 0.99) / 1000;
+  l.max = r->snapshots ? r->lat_ns[r->snapshots - 1] / 1000 : 0;
+  if (a->json)
+    print_json(a, nodes, nlinks, r, &l);
+  else
+    print_text(a, nodes, nlinks, r, &l);
 }
 
 /* Check the options against each other and parse the numbers. Returns
