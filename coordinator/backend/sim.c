@@ -559,16 +559,11 @@ static int sim_wait_complete(void *ctx, const uint64_t *ids, size_t n,
   return missing ? CL_ETIMEOUT : 0;
 }
 
+/* A backend over sim; see sim.h. */
 cl_backend_t cl_sim_backend(cl_sim_t *sim) {
-  cl_backend_t b;
-  memset(&b, 0, sizeof b);
-  b.ctx = sim;
-  b.call = sim_call;
-  b.sleep_ms = sim_sleep_ms;
-  b.completed = sim_completed;
-  b.reported = sim_reported;
-  b.wait_complete = sim_wait_complete;
-  b.take_state = sim_take_state;
-  b.forget = sim_forget;
-  return b;
+  return (cl_backend_t){.ctx = sim, .call = sim_call,
+                        .sleep_ms = sim_sleep_ms, .completed = sim_completed,
+                        .reported = sim_reported, .take_state = sim_take_state,
+                        .forget = sim_forget,
+                        .wait_complete = sim_wait_complete};
 }
