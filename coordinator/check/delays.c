@@ -37,15 +37,88 @@ static int diag_set(cl_diag_t *diag, const char *path, int line, int rc,
   return rc;
 }
 
-/* Reads a delay file (format in schedule.h). Returns 0 and *out (free with
+/* The line of a delay file being read. */
+typedef struct line {
+  int no;         /* 1-based */
+  uint64_t value;
+  int digits;     /* a digit seen */
+  int after;      /* a blank after the digits */
+  int blanks;     /* a blank seen */
+} line_t;
+
+/* Append v to d's values (cap: room allocated). 0 or CL_ENOMEM. */
+static int push_delay(cl_delays_t *d, uint64_t *cap, uint32_t v) {
+  if (d->n == *cap) {
+    uint64_t ncap = *cap ? *cap * 2 : 1024;
+    uint32_t *nv = realloc(d->v, ncap * sizeof(*nv));
+    if (nv == NULL)
+      return CL_ENOMEM;
+    d->v = nv;
+    *cap = ncap;
+  }
+  d->v[d->n++] = v;
+  return 0;
+}
+
+/* One character c of line l, neither a newline nor EOF. Returns 0, or
+ * CL_EINVAL with diag naming the line. */
+static int take_char(int c, line_t *l, const char *path, cl_diag_t *diag) {
+  if (c >= '0' && c <= '9') {
+    if (l->after)
+      return diag_set(diag, path, l->no, CL_EINVAL,
+                      "expected one integer >= 0, found more");
+    l->value = l->value * 10 + (uint64_t)(c - '0');
+    l->digits = 1;
+    if (l->value > CL_DELAY_MAX_VALUE)
+      return diag_set(diag, path, l->no, CL_EINVAL,
+                      "delay out of range (largest allowed %u)",
+                      CL_DELAY_MAX_VALUE);
+    return 0;
+  }
+  if (c == ' ' || c == '\t' || c == '\r') {
+    l->blanks = 1;
+    if (l->digits)
+      l->after = 1;
+    return 0;
+  }
+  return diag_set(diag, path, l->no, CL_EINVAL,
+                  "expected one integer >= 0, found '%c'",
+                  (c >= 32 && c < 127) ? c : '?');
+}
+
+/* The end of line l (eof: the end of the file): its value joins d's.
+ * Returns 1 at the end of the file, 0 for the next line, or a negative
+ * code (diag set but for CL_ENOMEM). */
+static int end_line(cl_delays_t *d, uint64_t *cap, line_t *l, int eof,
+                    const char *path, cl_diag_t *diag) {
+  if (!l->digits) {
+    if (eof && !l->blanks)
+      return 1; /* nothing after the last newline */
+    return diag_set(diag, path, l->no, CL_EINVAL,
+                    "blank line (expected one integer >= 0)");
+  }
+  if (d->n >= CL_DELAYS_MAX_COUNT)
+    return diag_set(diag, path, l->no, CL_EINVAL, "more than %llu delays",
+                    (unsigned long long)CL_DELAYS_MAX_COUNT);
+  if (push_delay(d, cap, (uint32_t)l->value) < 0)
+    return CL_ENOMEM;
+  if (eof)
+    return 1;
+  l->no++;
+  l->digits = l->after = l->blanks = 0;
+  l->value = 0;
+  return 0;
+}
+
+/* Reads a delay file (format in delays.h). Returns 0 and *out (free with
  * cl_delays_free), CL_EIO (cannot read), CL_EINVAL (bad line; diag names it)
  * or CL_ENOMEM. */
 int cl_delays_load(const char *path, cl_delays_t **out, cl_diag_t *diag) {
   FILE *f;
   cl_delays_t *d;
-  uint64_t cap = 0, value = 0;
-  int line = 1, c, rc = 0;
-  int digits = 0, after = 0, blanks = 0; /* state of the current line */
+  uint64_t cap = 0;
+  line_t l = {1, 0, 0, 0, 0};
+  int c, rc = 0;
 
   *out = NULL;
   f = fopen(path, "r");
@@ -57,77 +130,24 @@ int cl_delays_load(const char *path, cl_delays_t **out, cl_diag_t *diag) {
     return CL_ENOMEM;
   }
   d->from_file = 1;
-  for (;;) {
+  while (rc == 0) {
     c = getc(f);
-    if (c == EOF || c == '\n') {
-      if (!digits) {
-        if (c == EOF && !blanks)
-          break; /* nothing after the last newline */
-        rc = diag_set(diag, path, line, CL_EINVAL,
-                      "blank line (expected one integer >= 0)");
-        goto fail;
-      }
-      if (d->n >= CL_DELAYS_MAX_COUNT) {
-        rc = diag_set(diag, path, line, CL_EINVAL, "more than %llu delays",
-                      (unsigned long long)CL_DELAYS_MAX_COUNT);
-        goto fail;
-      }
-      if (d->n == cap) {
-        uint64_t ncap = cap ? cap * 2 : 1024;
-        uint32_t *nv = realloc(d->v, ncap * sizeof(*nv));
-        if (nv == NULL) {
-          rc = CL_ENOMEM;
-          goto fail;
-        }
-        d->v = nv;
-        cap = ncap;
-      }
-      d->v[d->n++] = (uint32_t)value;
-      if (c == EOF)
-        break;
-      line++;
-      digits = after = blanks = 0;
-      value = 0;
-    } else if (c >= '0' && c <= '9') {
-      if (after) {
-        rc = diag_set(diag, path, line, CL_EINVAL,
-                      "expected one integer >= 0, found more");
-        goto fail;
-      }
-      value = value * 10 + (uint64_t)(c - '0');
-      digits = 1;
-      if (value > CL_DELAY_MAX_VALUE) {
-        rc = diag_set(diag, path, line, CL_EINVAL,
-                      "delay out of range (largest allowed %u)",
-                      CL_DELAY_MAX_VALUE);
-        goto fail;
-      }
-    } else if (c == ' ' || c == '\t' || c == '\r') {
-      blanks = 1;
-      if (digits)
-        after = 1;
-    } else {
-      rc = diag_set(diag, path, line, CL_EINVAL,
-                    "expected one integer >= 0, found '%c'",
-                    (c >= 32 && c < 127) ? c : '?');
-      goto fail;
-    }
+    if (c == EOF || c == '\n')
+      rc = end_line(d, &cap, &l, c == EOF, path, diag);
+    else
+      rc = take_char(c, &l, path, diag);
   }
-  if (ferror(f)) {
-    rc = diag_set(diag, path, line, CL_EIO, "read error");
-    goto fail;
-  }
-  if (d->n == 0) {
+  if (rc > 0 && ferror(f))
+    rc = diag_set(diag, path, l.no, CL_EIO, "read error");
+  else if (rc > 0 && d->n == 0)
     rc = diag_set(diag, path, 0, CL_EINVAL, "no delays");
-    goto fail;
-  }
   fclose(f);
+  if (rc < 0) {
+    cl_delays_free(d);
+    return rc;
+  }
   *out = d;
   return 0;
-fail:
-  fclose(f);
-  cl_delays_free(d);
-  return rc;
 }
 
 /* A splitmix64 stream; NULL on allocation failure. */

@@ -486,6 +486,91 @@ static int collect_ready(run_t *x) {
   return 0;
 }
 
+/* A `send` event: SEND at its source. */
+static int run_send(run_t *x, const cl_event_t *ev) {
+  cl_msg_t *req = &x->reqs[0];
+  if (ev->n < 1)
+    return failf(x, CL_EINVAL, "events line %d: bad token count", ev->line);
+  req->type = CL_MSG_SEND;
+  memcpy(req->u.send.dest, sid(x, ev->dst), CL_ID_SIZE);
+  req->u.send.n = ev->n;
+  return one_request(x, ev, ev->src);
+}
+
+/* A `snapshot` event: snapshot *k (the k-th of the script) at its
+ * initiator. */
+static int run_snapshot(run_t *x, const cl_event_t *ev, size_t *k) {
+  cl_msg_t *req = &x->reqs[0];
+  int rc;
+  if (*k >= x->r->nsnapshots)
+    return failf(x, CL_EINVAL, "events line %d: more snapshots than the "
+                 "script counted", ev->line);
+  req->type = CL_MSG_SNAPSHOT;
+  req->u.snapshot.has_id = 1;
+  req->u.snapshot.snapshot_id = *k;
+  x->r->ids[*k] = *k;
+  (*k)++;
+  rc = one_request(x, ev, ev->src);
+  x->started = *k;
+  x->r->started = *k;
+  return rc;
+}
+
+/* A `tick N` event: N lockstep ticks, or N times tick_ms of real time. */
+static int run_tick(run_t *x, const cl_event_t *ev) {
+  uint64_t n = (uint64_t)ev->n;
+  if (ev->n < 1)
+    return failf(x, CL_EINVAL, "events line %d: bad tick count", ev->line);
+  if (x->o->lockstep)
+    return ticks(x, n);
+  if (x->o->tick_ms && n > UINT64_MAX / x->o->tick_ms)
+    return failf(x, CL_ERANGE, "events line %d: tick %llu is too long",
+                 ev->line, (unsigned long long)n);
+  return x->be->sleep_ms(x->be->ctx, n * x->o->tick_ms, x->err, x->errsize);
+}
+
+/* One event of the script (snapshots so far: *k), then collect what is
+ * ready. */
+static int run_event(run_t *x, const cl_event_t *ev, size_t *k) {
+  int rc;
+  memset(&x->reqs[0], 0, sizeof(x->reqs[0]));
+  if (ev->src >= x->topo->nservers ||
+      (ev->kind == CL_EV_SEND && ev->dst >= x->topo->nservers))
+    return failf(x, CL_EINVAL, "events line %d: server out of range",
+                 ev->line);
+  switch (ev->kind) {
+  case CL_EV_SEND:
+    rc = run_send(x, ev);
+    break;
+  case CL_EV_SNAPSHOT:
+    rc = run_snapshot(x, ev, k);
+    break;
+  case CL_EV_TICK:
+    rc = run_tick(x, ev);
+    break;
+  default:
+    return failf(x, CL_EINVAL, "events line %d: unknown event", ev->line);
+  }
+  return rc == 0 ? collect_ready(x) : rc;
+}
+
+/* Free-running, after the last event: wait for the k snapshots not
+ * collected yet (a collected one is forgotten by the backend). */
+static int finish_free(run_t *x, size_t k) {
+  uint64_t *left = calloc(k, sizeof(*left));
+  size_t m = 0;
+  int rc;
+  if (left == NULL)
+    return failf(x, CL_ENOMEM, "out of memory");
+  for (size_t i = x->first_open; i < k; i++)
+    if (!x->collected[i])
+      left[m++] = x->r->ids[i];
+  rc = x->be->wait_complete(x->be->ctx, left, m, x->o->timeout_ms, x->err,
+                            x->errsize);
+  free(left);
+  return rc < 0 ? fail_prefix(x, rc, "waiting for snapshots") : 0;
+}
+
 /* Issues the events in order, then waits for and collects every snapshot. */
 static int run_all(run_t *x) {
   size_t k = 0;
@@ -493,84 +578,18 @@ static int run_all(run_t *x) {
   if (rc < 0)
     return rc;
   for (size_t e = 0; e < x->script->nevents; e++) {
-    const cl_event_t *ev = &x->script->events[e];
-    cl_msg_t *req = &x->reqs[0];
     x->event = e + 1;
-    memset(req, 0, sizeof(*req));
-    if (ev->src >= x->topo->nservers ||
-        (ev->kind == CL_EV_SEND && ev->dst >= x->topo->nservers))
-      return failf(x, CL_EINVAL, "events line %d: server out of range",
-                   ev->line);
-    switch (ev->kind) {
-    case CL_EV_SEND:
-      if (ev->n < 1)
-        return failf(x, CL_EINVAL, "events line %d: bad token count",
-                     ev->line);
-      req->type = CL_MSG_SEND;
-      memcpy(req->u.send.dest, sid(x, ev->dst), CL_ID_SIZE);
-      req->u.send.n = ev->n;
-      rc = one_request(x, ev, ev->src);
-      break;
-    case CL_EV_SNAPSHOT:
-      if (k >= x->r->nsnapshots)
-        return failf(x, CL_EINVAL, "events line %d: more snapshots than the "
-                     "script counted", ev->line);
-      req->type = CL_MSG_SNAPSHOT;
-      req->u.snapshot.has_id = 1;
-      req->u.snapshot.snapshot_id = k;
-      x->r->ids[k] = k;
-      k++;
-      rc = one_request(x, ev, ev->src);
-      x->started = k;
-      x->r->started = k;
-      break;
-    case CL_EV_TICK:
-      if (ev->n < 1)
-        return failf(x, CL_EINVAL, "events line %d: bad tick count",
-                     ev->line);
-      if (x->o->lockstep) {
-        rc = ticks(x, (uint64_t)ev->n);
-      } else {
-        uint64_t n = (uint64_t)ev->n, ms;
-        if (x->o->tick_ms && n > UINT64_MAX / x->o->tick_ms)
-          return failf(x, CL_ERANGE, "events line %d: tick %llu is too long",
-                       ev->line, (unsigned long long)n);
-        ms = n * x->o->tick_ms;
-        rc = x->be->sleep_ms(x->be->ctx, ms, x->err, x->errsize);
-      }
-      break;
-    default:
-      return failf(x, CL_EINVAL, "events line %d: unknown event", ev->line);
-    }
-    if (rc == 0)
-      rc = collect_ready(x);
-    if (rc < 0)
+    if ((rc = run_event(x, &x->script->events[e], &k)) < 0)
       return rc;
     progress(x);
   }
   if (k != x->r->nsnapshots)
     return failf(x, CL_EINVAL, "the script counted %zu snapshots but has %zu",
                  x->r->nsnapshots, k);
-  if (x->o->lockstep) {
+  if (x->o->lockstep)
     rc = finish_lockstep(x);
-  } else if (k > 0) {
-    /* Wait for the snapshots not collected yet (a collected one is
-     * forgotten by the backend). */
-    uint64_t *left = calloc(k, sizeof(*left));
-    size_t m = 0;
-    if (left == NULL)
-      return failf(x, CL_ENOMEM, "out of memory");
-    for (size_t i = x->first_open; i < k; i++)
-      if (!x->collected[i])
-        left[m++] = x->r->ids[i];
-    rc = x->be->wait_complete(x->be->ctx, left, m, x->o->timeout_ms, x->err,
-                              x->errsize);
-    free(left);
-    if (rc < 0)
-      rc = fail_prefix(x, rc, "waiting for snapshots");
-  } else {
-    rc = 0;
-  }
+  else if (k > 0)
+    rc = finish_free(x, k);
   if (rc < 0)
     return rc;
   return collect_ready(x);
