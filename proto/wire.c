@@ -983,9 +983,17 @@ static int scan_stash(cl_wire_decoder_t *d, const unsigned char *h,
   return 0;
 }
 
+/* What a msgpack element is, as far as its size goes. */
+typedef enum hdr_kind {
+  HDR_SCALAR,  /* the header is all of it */
+  HDR_PAYLOAD, /* len bytes follow the header */
+  HDR_ARRAY,   /* count elements follow */
+  HDR_MAP      /* count key-value pairs follow */
+} hdr_kind_t;
+
 /* What a msgpack header says about the element it begins. */
 typedef struct hdr {
-  int kind;       /* 0 scalar, 1 payload of len bytes, 2 array, 3 map */
+  hdr_kind_t kind;
   uint64_t len;   /* payload bytes after the header */
   uint64_t count; /* array or map entries */
   unsigned hl;    /* header bytes */
@@ -996,46 +1004,49 @@ typedef struct hdr {
 static int scan_header(const unsigned char *h, unsigned have, hdr_t *x) {
   unsigned char b = h[0];
   unsigned lb = 0; /* bytes of the length or count field */
-  int kind = 0;
+  hdr_kind_t kind = HDR_SCALAR;
   uint64_t len = 0, count = 0;
   unsigned hl = 1;
   if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-    kind = 0;
+    kind = HDR_SCALAR;
   } else if (b <= 0x8f) {
-    kind = 3, count = b & 0x0f;
+    kind = HDR_MAP, count = b & 0x0f;
   } else if (b <= 0x9f) {
-    kind = 2, count = b & 0x0f;
+    kind = HDR_ARRAY, count = b & 0x0f;
   } else if (b <= 0xbf) {
-    kind = 1, len = b & 0x1f;
+    kind = HDR_PAYLOAD, len = b & 0x1f;
   } else {
     switch (b) {
-    case 0xc4: case 0xd9: kind = 1, lb = 1; break;          /* bin8 str8 */
-    case 0xc5: case 0xda: kind = 1, lb = 2; break;
-    case 0xc6: case 0xdb: kind = 1, lb = 4; break;
-    case 0xc7: kind = 1, lb = 1, hl = 2; break;             /* ext8/16/32 */
-    case 0xc8: kind = 1, lb = 2, hl = 2; break;
-    case 0xc9: kind = 1, lb = 4, hl = 2; break;
-    case 0xca: kind = 1, len = 4; break;                    /* float32 */
-    case 0xcb: kind = 1, len = 8; break;
-    case 0xcc: case 0xd0: kind = 1, len = 1; break;         /* ints */
-    case 0xcd: case 0xd1: kind = 1, len = 2; break;
-    case 0xce: case 0xd2: kind = 1, len = 4; break;
-    case 0xcf: case 0xd3: kind = 1, len = 8; break;
-    case 0xd4: kind = 1, len = 2; break;                    /* fixext */
-    case 0xd5: kind = 1, len = 3; break;
-    case 0xd6: kind = 1, len = 5; break;
-    case 0xd7: kind = 1, len = 9; break;
-    case 0xd8: kind = 1, len = 17; break;
-    case 0xdc: kind = 2, lb = 2; break;
-    case 0xdd: kind = 2, lb = 4; break;
-    case 0xde: kind = 3, lb = 2; break;
-    case 0xdf: kind = 3, lb = 4; break;
+    /* bin and str 8/16/32, then ext 8/16/32 (a type byte after the size) */
+    case 0xc4: case 0xd9: kind = HDR_PAYLOAD, lb = 1; break;
+    case 0xc5: case 0xda: kind = HDR_PAYLOAD, lb = 2; break;
+    case 0xc6: case 0xdb: kind = HDR_PAYLOAD, lb = 4; break;
+    case 0xc7: kind = HDR_PAYLOAD, lb = 1, hl = 2; break;
+    case 0xc8: kind = HDR_PAYLOAD, lb = 2, hl = 2; break;
+    case 0xc9: kind = HDR_PAYLOAD, lb = 4, hl = 2; break;
+    /* float 32/64, uint and int 8..64, fixext 1..16 */
+    case 0xca: kind = HDR_PAYLOAD, len = 4; break;
+    case 0xcb: kind = HDR_PAYLOAD, len = 8; break;
+    case 0xcc: case 0xd0: kind = HDR_PAYLOAD, len = 1; break;
+    case 0xcd: case 0xd1: kind = HDR_PAYLOAD, len = 2; break;
+    case 0xce: case 0xd2: kind = HDR_PAYLOAD, len = 4; break;
+    case 0xcf: case 0xd3: kind = HDR_PAYLOAD, len = 8; break;
+    case 0xd4: kind = HDR_PAYLOAD, len = 2; break;
+    case 0xd5: kind = HDR_PAYLOAD, len = 3; break;
+    case 0xd6: kind = HDR_PAYLOAD, len = 5; break;
+    case 0xd7: kind = HDR_PAYLOAD, len = 9; break;
+    case 0xd8: kind = HDR_PAYLOAD, len = 17; break;
+    /* array and map 16/32 */
+    case 0xdc: kind = HDR_ARRAY, lb = 2; break;
+    case 0xdd: kind = HDR_ARRAY, lb = 4; break;
+    case 0xde: kind = HDR_MAP, lb = 2; break;
+    case 0xdf: kind = HDR_MAP, lb = 4; break;
     default: return CL_EPROTO; /* 0xc1: never used */
     }
     if (lb > 0) {
       if (have < 1 + lb)
         return 0;
-      if (kind == 1)
+      if (kind == HDR_PAYLOAD)
         len = be(h + 1, lb);
       else
         count = be(h + 1, lb);
@@ -1083,7 +1094,7 @@ static int scan_container(cl_wire_decoder_t *d, const hdr_t *x) {
   uint32_t i;
   if (count > CL_WIRE_MAX_ITEMS)
     return CL_EPROTO;
-  if (x->kind == 3)
+  if (x->kind == HDR_MAP)
     count *= 2;
   need = count;
   for (i = 0; i < d->depth; i++)
@@ -1129,13 +1140,13 @@ static int scan(cl_wire_decoder_t *d) {
       return scan_stash(d, h, have); /* header still incomplete */
     if (got < 0)
       return got;
-    if (x.kind == 1) {
+    if (x.kind == HDR_PAYLOAD) {
       rc = scan_payload(d, &x);
       continue;
     }
     d->scanned += x.hl - d->nhdr;
     d->nhdr = 0;
-    if (x.kind == 0)
+    if (x.kind == HDR_SCALAR)
       scan_item_done(d);
     else
       rc = scan_container(d, &x);

@@ -10,7 +10,13 @@
 #include "error.h"
 #include "idmap.h"
 
-enum { CONN_IDLE = 0, CONN_CONNECTING, CONN_UP, CONN_DOWN };
+/* Where a control connection is. */
+typedef enum conn_state {
+  CONN_IDLE = 0,   /* not connected yet (zeroed) */
+  CONN_CONNECTING, /* resolved, connect under way */
+  CONN_UP,         /* connected, CLIENT sent */
+  CONN_DOWN        /* failed or lost for good; why says which */
+} conn_state_t;
 
 typedef struct conn {
   cl_cluster_t *c;
@@ -20,7 +26,7 @@ typedef struct conn {
   uv_tcp_t tcp;
   uv_connect_t creq;
   int open;  /* tcp initialised and its close callback not yet run */
-  int state; /* CONN_* */
+  conn_state_t state;
   int watching; /* a WATCH was sent: LOCAL_STATE notifications expected */
   cl_wire_decoder_t *dec;
   char why[256];
