@@ -112,7 +112,8 @@ int cl_cluster_setup(cl_cluster_t *c, const cl_topology_t *topo,
                      int lockstep, uint32_t jitter_ms, uint64_t seed,
                      uint64_t timeout_ms, char *err, size_t errsize) {
   size_t n = topo->nservers, i;
-  cl_msg_t *reqs = calloc(n, sizeof *reqs), *replies = calloc(n, sizeof *replies);
+  cl_msg_t *reqs = calloc(n, sizeof *reqs);
+  cl_msg_t *replies = calloc(n, sizeof *replies);
   uint32_t *servers = calloc(n, sizeof *servers);
   int rc = CL_ENOMEM;
   if (reqs == NULL || replies == NULL || servers == NULL ||

@@ -6,9 +6,9 @@
 Reads every object file the build made for the given source folders and
 their subfolders (BUILD_DIR/SUBDIR/**/*.p/*.o), asks nm which symbols each
 defines and which it uses, and draws an edge from file A to file B when A
-uses a symbol B defines. Any cycle in that graph (a strongly connected set of two or more
-files) is printed and fails the test. Function pointers do not show in
-nm, which is the point: a lower layer reports up through them.
+uses a symbol B defines. Any cycle in that graph (a strongly connected set
+of two or more files) is printed and fails the test. Function pointers do
+not show in nm, which is the point: a lower layer reports up through them.
 """
 import os
 import subprocess
