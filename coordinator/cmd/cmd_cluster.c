@@ -35,26 +35,43 @@ static int session_open(cl_daemons_t *s, const cl_endpoint_t *eps, size_t n,
   return 0;
 }
 
-/* One request of type `type` to every server (each: cl_cluster_call_each);
- * fills reqs via fill (may be NULL). replies has n slots. */
-static int ask_all(cl_daemons_t *s, cl_msg_t *reqs, cl_msg_t *replies,
-                   uint64_t timeout_ms, int strict) {
+/* The request req to every server: strict (cl_cluster_call) or each on its
+ * own (cl_cluster_call_each, a missing reply stays zeroed). Returns the
+ * replies, one per server (free with free_replies), or NULL after printing
+ * why the call failed. */
+static cl_msg_t *ask_all(cl_daemons_t *s, const cl_msg_t *req,
+                         uint64_t timeout_ms, int strict) {
   size_t n = cl_cluster_size(s->cluster), i;
+  cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
+  cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
   uint32_t *sv = cl_xcalloc(n, sizeof *sv);
   char err[512];
   int rc;
-  for (i = 0; i < n; i++)
+  for (i = 0; i < n; i++) {
+    reqs[i] = *req;
     sv[i] = (uint32_t)i;
+  }
   if (strict)
-    rc = cl_cluster_call(s->cluster, n, sv, reqs, replies, timeout_ms, err,
+    rc = cl_cluster_call(s->cluster, n, sv, reqs, reps, timeout_ms, err,
                          sizeof err);
   else
-    rc = cl_cluster_call_each(s->cluster, n, sv, reqs, replies, timeout_ms, err,
+    rc = cl_cluster_call_each(s->cluster, n, sv, reqs, reps, timeout_ms, err,
                               sizeof err);
   free(sv);
-  if (rc < 0)
-    cl_cli_errf("%s", err);
-  return rc;
+  free(reqs);
+  if (rc == 0)
+    return reps;
+  cl_cli_errf("%s", err);
+  free(reps);
+  return NULL;
+}
+
+/* Free the n replies of ask_all (NULL is fine). */
+static void free_replies(cl_msg_t *reps, size_t n) {
+  size_t i;
+  for (i = 0; reps != NULL && i < n; i++)
+    cl_msg_free(&reps[i]);
+  free(reps);
 }
 
 /* The states of snapshot sid from every server into reps[n]: those pushed
@@ -330,15 +347,13 @@ static int ask_one(cl_daemons_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
  * why not. */
 static int check_reach(cl_daemons_t *s, const cl_endpoint_t *file,
                        size_t nfile, size_t at, uint64_t timeout_ms) {
-  cl_msg_t *reqs = cl_xcalloc(nfile, sizeof *reqs);
-  cl_msg_t *reps = cl_xcalloc(nfile, sizeof *reps);
+  cl_msg_t req = {.type = CL_MSG_STATUS};
+  cl_msg_t *reps = ask_all(s, &req, timeout_ms, 1);
   char who[512];
   size_t i;
   int status = CL_EXIT_FAIL;
-  for (i = 0; i < nfile; i++)
-    reqs[i].type = CL_MSG_STATUS;
-  if (ask_all(s, reqs, reps, timeout_ms, 1) < 0)
-    goto done;
+  if (reps == NULL)
+    return CL_EXIT_FAIL;
   for (i = 0; i < nfile; i++)
     if (reps[i].type != CL_MSG_STATUS_R || !reps[i].u.status.configured) {
       cl_cli_errf("snapshot: %s is not configured", file[i].id);
@@ -353,10 +368,7 @@ static int check_reach(cl_daemons_t *s, const cl_endpoint_t *file,
   }
   status = 0;
 done:
-  for (i = 0; i < nfile; i++)
-    cl_msg_free(&reps[i]);
-  free(reqs);
-  free(reps);
+  free_replies(reps, nfile);
   return status;
 }
 
@@ -364,27 +376,21 @@ done:
  * Returns 0 or -1 (printed). */
 static int watch_all(cl_daemons_t *s, const cl_endpoint_t *file,
                      size_t nfile, uint64_t sid, uint64_t timeout_ms) {
-  cl_msg_t *reqs = cl_xcalloc(nfile, sizeof *reqs);
-  cl_msg_t *reps = cl_xcalloc(nfile, sizeof *reps);
+  cl_msg_t req = {.type = CL_MSG_WATCH};
+  cl_msg_t *reps;
   size_t i;
-  int rc;
-  for (i = 0; i < nfile; i++) {
-    reqs[i].type = CL_MSG_WATCH;
-    reqs[i].u.watch.first = sid;
-    reqs[i].u.watch.count = 1;
-  }
-  rc = ask_all(s, reqs, reps, timeout_ms, 1);
-  for (i = 0; rc == 0 && i < nfile; i++)
+  int rc = 0;
+  req.u.watch.first = sid;
+  req.u.watch.count = 1;
+  reps = ask_all(s, &req, timeout_ms, 1);
+  for (i = 0; reps != NULL && rc == 0 && i < nfile; i++)
     if (reps[i].type != CL_MSG_OK) {
       cl_cli_errf("%s refused WATCH: %s", file[i].id,
                   reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text : "?");
       rc = -1;
     }
-  for (i = 0; i < nfile; i++)
-    cl_msg_free(&reps[i]);
-  free(reqs);
-  free(reps);
-  return rc < 0 ? -1 : 0;
+  free_replies(reps, nfile);
+  return reps == NULL ? -1 : rc;
 }
 
 /* SNAPSHOT at server `at`, with the id sid unless it is NULL (then the
@@ -685,15 +691,12 @@ static void status_total(const cl_endpoint_t *file, size_t nfile,
 /* `status`: one STATUS per server, as a table or JSON. */
 static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   cl_daemons_t s;
-  cl_msg_t *reqs = cl_xcalloc(nfile, sizeof *reqs);
-  cl_msg_t *reps = cl_xcalloc(nfile, sizeof *reps);
+  cl_msg_t req = {.type = CL_MSG_STATUS}, *reps = NULL;
   status_sum_t t;
   size_t i;
   int status = CL_EXIT_FAIL;
-  for (i = 0; i < nfile; i++)
-    reqs[i].type = CL_MSG_STATUS;
   if (session_open(&s, file, nfile, a->timeout_ms, 0) == 0 &&
-      ask_all(&s, reqs, reps, a->timeout_ms, 0) == 0) {
+      (reps = ask_all(&s, &req, a->timeout_ms, 0)) != NULL) {
     status_sum(file, nfile, reps, &t);
     if (a->json) {
       status_json(&s, file, nfile, reps, &t);
@@ -707,10 +710,7 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
     status = t.unreachable || t.overflow || t.mixed ? CL_EXIT_FAIL
                                                     : CL_EXIT_OK;
   }
-  for (i = 0; i < nfile; i++)
-    cl_msg_free(&reps[i]);
-  free(reqs);
-  free(reps);
+  free_replies(reps, nfile);
   cl_daemons_close(&s, 0);
   return status;
 }
@@ -718,18 +718,14 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
 /* `shutdown`: SHUTDOWN to every reachable server. */
 static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   cl_daemons_t s;
-  cl_msg_t *reqs = cl_xcalloc(nfile, sizeof *reqs);
-  cl_msg_t *reps = cl_xcalloc(nfile, sizeof *reps);
+  cl_msg_t req = {.type = CL_MSG_SHUTDOWN}, *reps = NULL;
   size_t i, bad = 0;
   int status = CL_EXIT_FAIL;
-  if (session_open(&s, file, nfile, a->timeout_ms, 0) != 0)
-    goto done;
-  cl_cluster_set_notices(s.cluster, 0);
-  for (i = 0; i < nfile; i++)
-    reqs[i].type = CL_MSG_SHUTDOWN;
-  if (ask_all(&s, reqs, reps, a->timeout_ms, 0) < 0)
-    goto done;
-  for (i = 0; i < nfile; i++) {
+  if (session_open(&s, file, nfile, a->timeout_ms, 0) == 0) {
+    cl_cluster_set_notices(s.cluster, 0);
+    reps = ask_all(&s, &req, a->timeout_ms, 0);
+  }
+  for (i = 0; reps != NULL && i < nfile; i++) {
     bad += reps[i].type != CL_MSG_OK;
     if (reps[i].type == CL_MSG_OK)
       printf("%s: shutting down\n", file[i].id);
@@ -738,12 +734,9 @@ static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
     else
       printf("%s: %s\n", file[i].id, no_status(&s, i, &reps[i]));
   }
-  status = bad ? CL_EXIT_FAIL : CL_EXIT_OK;
-done:
-  for (i = 0; i < nfile; i++)
-    cl_msg_free(&reps[i]);
-  free(reqs);
-  free(reps);
+  if (reps != NULL)
+    status = bad ? CL_EXIT_FAIL : CL_EXIT_OK;
+  free_replies(reps, nfile);
   cl_daemons_close(&s, 0);
   return status;
 }
