@@ -821,6 +821,29 @@ int cl_cluster_call_each(cl_cluster_t *c, size_t n, const uint32_t *servers,
   return do_call(c, n, servers, reqs, replies, timeout_ms, 1, err, errsize);
 }
 
+/* One request to everyone; see cluster.h. */
+int cl_cluster_call_all(cl_cluster_t *c, const cl_msg_t *req,
+                        cl_msg_t *replies, uint64_t timeout_ms, int tolerant,
+                        char *err, size_t errsize) {
+  cl_msg_t *reqs = calloc(c->n, sizeof *reqs);
+  uint32_t *sv = calloc(c->n, sizeof *sv);
+  size_t i;
+  int rc = CL_ENOMEM;
+  if (reqs == NULL || sv == NULL) {
+    cl_set_err(err, errsize, "out of memory");
+  } else {
+    for (i = 0; i < c->n; i++) {
+      reqs[i] = *req;
+      sv[i] = (uint32_t)i;
+    }
+    rc = do_call(c, c->n, sv, reqs, replies, timeout_ms, tolerant, err,
+                 errsize);
+  }
+  free(reqs);
+  free(sv);
+  return rc;
+}
+
 /* First lost server, or -1. */
 static int first_lost(const cl_cluster_t *c) {
   size_t i;

@@ -94,6 +94,13 @@ int cl_cluster_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
                     const cl_msg_t *reqs, cl_msg_t *replies,
                     uint64_t timeout_ms, char *err, size_t errsize);
 
+/* The request req to every server (replies[i] from server i, one per
+ * server): as cl_cluster_call, or, if tolerant, as cl_cluster_call_each.
+ * Also CL_ENOMEM. */
+int cl_cluster_call_all(cl_cluster_t *c, const cl_msg_t *req,
+                        cl_msg_t *replies, uint64_t timeout_ms, int tolerant,
+                        char *err, size_t errsize);
+
 /* Like cl_cluster_call, but a server that is lost, not connected or does
  * not answer in time only leaves its reply zeroed (type 0); the others are
  * still waited for. Returns 0, CL_EINVAL or the guard's code. */

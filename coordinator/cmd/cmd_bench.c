@@ -105,31 +105,26 @@ static char *topology_text(size_t n, int mesh, uint64_t tokens) {
   return s;
 }
 
+/* Free n replies and their array (NULL is fine). */
+static void free_all(cl_msg_t *replies, size_t n) {
+  size_t i;
+  for (i = 0; replies != NULL && i < n; i++)
+    cl_msg_free(&replies[i]);
+  free(replies);
+}
+
 /* Send the same request to every server and check every reply is of type
- * `want`. Replies are left in replies[] (caller frees) on success. */
-static int call_all(cl_cluster_t *c, const cl_msg_t *req, cl_msg_t *replies,
-                    uint8_t want, const char *what, char *err,
+ * `want`. Returns 0 and the replies in *out (free with free_all), or
+ * CL_E* with err set. */
+static int call_all(cl_cluster_t *c, const cl_msg_t *req, uint8_t want,
+                    const char *what, cl_msg_t **out, char *err,
                     size_t errsize) {
   size_t n = cl_cluster_size(c), i;
-  cl_msg_t *reqs = calloc(n, sizeof *reqs);
-  uint32_t *sv = calloc(n, sizeof *sv);
-  int rc;
-  if (reqs == NULL || sv == NULL) {
-    free(reqs);
-    free(sv);
-    snprintf(err, errsize, "out of memory");
-    return CL_ENOMEM;
-  }
-  for (i = 0; i < n; i++) {
-    reqs[i] = *req;
-    sv[i] = (uint32_t)i;
-  }
-  rc = cl_cluster_call(c, n, sv, reqs, replies, 30000, err, errsize);
-  free(reqs);
-  free(sv);
-  if (rc < 0)
-    return rc;
-  for (i = 0; i < n; i++) {
+  cl_msg_t *replies = calloc(n, sizeof *replies);
+  int rc = CL_ENOMEM;
+  if (replies != NULL)
+    rc = cl_cluster_call_all(c, req, replies, 30000, 0, err, errsize);
+  for (i = 0; rc == 0 && i < n; i++) {
     if (replies[i].type == want)
       continue;
     if (replies[i].type == CL_MSG_ERROR)
@@ -138,34 +133,30 @@ static int call_all(cl_cluster_t *c, const cl_msg_t *req, cl_msg_t *replies,
     else
       snprintf(err, errsize, "server %s answered %s with %s",
                cl_cluster_id(c, i), what, cl_msg_type_name(replies[i].type));
-    for (i = 0; i < n; i++)
-      cl_msg_free(&replies[i]);
-    return CL_EIO;
+    rc = CL_EIO;
   }
+  if (rc < 0) {
+    free_all(replies, n);
+    return rc;
+  }
+  *out = replies;
   return 0;
 }
 
 /* Sum of inbound `received` counts over every server (one STATUS round). */
 static int total_received(cl_cluster_t *c, uint64_t *sum, char *err,
                           size_t errsize) {
-  size_t n = cl_cluster_size(c), i, k;
-  cl_msg_t req, *reps = calloc(n, sizeof *reps);
-  int rc;
-  if (reps == NULL)
-    return CL_ENOMEM;
-  memset(&req, 0, sizeof req);
-  req.type = CL_MSG_STATUS;
-  rc = call_all(c, &req, reps, CL_MSG_STATUS_R, "STATUS", err, errsize);
-  if (rc == 0) {
-    *sum = 0;
-    for (i = 0; i < n; i++) {
-      for (k = 0; k < reps[i].u.status.nin; k++)
-        *sum += reps[i].u.status.in[k].received;
-      cl_msg_free(&reps[i]);
-    }
-  }
-  free(reps);
-  return rc;
+  cl_msg_t req = {.type = CL_MSG_STATUS}, *reps;
+  size_t i, k;
+  int rc = call_all(c, &req, CL_MSG_STATUS_R, "STATUS", &reps, err, errsize);
+  if (rc < 0)
+    return rc;
+  *sum = 0;
+  for (i = 0; i < cl_cluster_size(c); i++)
+    for (k = 0; k < reps[i].u.status.nin; k++)
+      *sum += reps[i].u.status.in[k].received;
+  free_all(reps, cl_cluster_size(c));
+  return 0;
 }
 
 /* One request everywhere, OK expected: CL_MSG_CIRCULATE (load mode on or
@@ -173,25 +164,18 @@ static int total_received(cl_cluster_t *c, uint64_t *sum, char *err,
  * pushed to this client as they complete). */
 static int switch_all(cl_cluster_t *c, uint8_t type, int on, char *err,
                       size_t errsize) {
-  size_t n = cl_cluster_size(c), i;
-  cl_msg_t req, *reps = calloc(n, sizeof *reps);
+  cl_msg_t req = {.type = type}, *reps;
   int rc;
-  if (reps == NULL)
-    return CL_ENOMEM;
-  memset(&req, 0, sizeof req);
-  req.type = type;
   if (type == CL_MSG_WATCH) {
     req.u.watch.first = 0;
     req.u.watch.count = UINT64_MAX;
   } else {
     req.u.circulate.on = (uint8_t)(on != 0);
   }
-  rc = call_all(c, &req, reps, CL_MSG_OK, cl_msg_type_name(type), err,
+  rc = call_all(c, &req, CL_MSG_OK, cl_msg_type_name(type), &reps, err,
                 errsize);
   if (rc == 0)
-    for (i = 0; i < n; i++)
-      cl_msg_free(&reps[i]);
-  free(reps);
+    free_all(reps, cl_cluster_size(c));
   return rc;
 }
 

@@ -41,25 +41,11 @@ static int session_open(cl_daemons_t *s, const cl_endpoint_t *eps, size_t n,
  * why the call failed. */
 static cl_msg_t *ask_all(cl_daemons_t *s, const cl_msg_t *req,
                          uint64_t timeout_ms, int strict) {
-  size_t n = cl_cluster_size(s->cluster), i;
-  cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
+  size_t n = cl_cluster_size(s->cluster);
   cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
-  uint32_t *sv = cl_xcalloc(n, sizeof *sv);
   char err[512];
-  int rc;
-  for (i = 0; i < n; i++) {
-    reqs[i] = *req;
-    sv[i] = (uint32_t)i;
-  }
-  if (strict)
-    rc = cl_cluster_call(s->cluster, n, sv, reqs, reps, timeout_ms, err,
-                         sizeof err);
-  else
-    rc = cl_cluster_call_each(s->cluster, n, sv, reqs, reps, timeout_ms, err,
-                              sizeof err);
-  free(sv);
-  free(reqs);
-  if (rc == 0)
+  if (cl_cluster_call_all(s->cluster, req, reps, timeout_ms, !strict, err,
+                          sizeof err) == 0)
     return reps;
   cl_cli_errf("%s", err);
   free(reps);
