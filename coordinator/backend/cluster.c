@@ -823,25 +823,39 @@ int cl_cluster_call_each(cl_cluster_t *c, size_t n, const uint32_t *servers,
 
 /* One request to everyone; see cluster.h. */
 int cl_cluster_call_all(cl_cluster_t *c, const cl_msg_t *req,
-                        cl_msg_t *replies, uint64_t timeout_ms, int tolerant,
+                        uint64_t timeout_ms, int tolerant, cl_msg_t **replies,
                         char *err, size_t errsize) {
   cl_msg_t *reqs = calloc(c->n, sizeof *reqs);
+  cl_msg_t *reps = calloc(c->n, sizeof *reps);
   uint32_t *sv = calloc(c->n, sizeof *sv);
   size_t i;
   int rc = CL_ENOMEM;
-  if (reqs == NULL || sv == NULL) {
+  if (reqs == NULL || reps == NULL || sv == NULL) {
     cl_set_err(err, errsize, "out of memory");
   } else {
     for (i = 0; i < c->n; i++) {
       reqs[i] = *req;
       sv[i] = (uint32_t)i;
     }
-    rc = do_call(c, c->n, sv, reqs, replies, timeout_ms, tolerant, err,
+    rc = do_call(c, c->n, sv, reqs, reps, timeout_ms, tolerant, err,
                  errsize);
   }
   free(reqs);
   free(sv);
-  return rc;
+  if (rc < 0) {
+    free(reps); /* a failed call leaves no reply */
+    return rc;
+  }
+  *replies = reps;
+  return 0;
+}
+
+/* See cluster.h. */
+void cl_cluster_free_replies(const cl_cluster_t *c, cl_msg_t *replies) {
+  size_t i;
+  for (i = 0; replies != NULL && i < c->n; i++)
+    cl_msg_free(&replies[i]);
+  free(replies);
 }
 
 /* First lost server, or -1. */

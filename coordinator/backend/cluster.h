@@ -94,12 +94,14 @@ int cl_cluster_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
                     const cl_msg_t *reqs, cl_msg_t *replies,
                     uint64_t timeout_ms, char *err, size_t errsize);
 
-/* The request req to every server (replies[i] from server i, one per
- * server): as cl_cluster_call, or, if tolerant, as cl_cluster_call_each.
- * Also CL_ENOMEM. */
+/* The request req to every server: as cl_cluster_call, or, if tolerant,
+ * as cl_cluster_call_each. On success *replies is a new array of one reply
+ * per server (free it with cl_cluster_free_replies). Also CL_ENOMEM. */
 int cl_cluster_call_all(cl_cluster_t *c, const cl_msg_t *req,
-                        cl_msg_t *replies, uint64_t timeout_ms, int tolerant,
+                        uint64_t timeout_ms, int tolerant, cl_msg_t **replies,
                         char *err, size_t errsize);
+/* Free the replies of cl_cluster_call_all (NULL is fine). */
+void cl_cluster_free_replies(const cl_cluster_t *c, cl_msg_t *replies);
 
 /* Like cl_cluster_call, but a server that is lost, not connected or does
  * not answer in time only leaves its reply zeroed (type 0); the others are

@@ -105,25 +105,15 @@ static char *topology_text(size_t n, int mesh, uint64_t tokens) {
   return s;
 }
 
-/* Free n replies and their array (NULL is fine). */
-static void free_all(cl_msg_t *replies, size_t n) {
-  size_t i;
-  for (i = 0; replies != NULL && i < n; i++)
-    cl_msg_free(&replies[i]);
-  free(replies);
-}
-
 /* Send the same request to every server and check every reply is of type
- * `want`. Returns 0 and the replies in *out (free with free_all), or
- * CL_E* with err set. */
+ * `want`. Returns 0 and the replies in *out (free with
+ * cl_cluster_free_replies), or CL_E* with err set. */
 static int call_all(cl_cluster_t *c, const cl_msg_t *req, uint8_t want,
                     const char *what, cl_msg_t **out, char *err,
                     size_t errsize) {
   size_t n = cl_cluster_size(c), i;
-  cl_msg_t *replies = calloc(n, sizeof *replies);
-  int rc = CL_ENOMEM;
-  if (replies != NULL)
-    rc = cl_cluster_call_all(c, req, replies, 30000, 0, err, errsize);
+  cl_msg_t *replies;
+  int rc = cl_cluster_call_all(c, req, 30000, 0, &replies, err, errsize);
   for (i = 0; rc == 0 && i < n; i++) {
     if (replies[i].type == want)
       continue;
@@ -133,14 +123,12 @@ static int call_all(cl_cluster_t *c, const cl_msg_t *req, uint8_t want,
     else
       snprintf(err, errsize, "server %s answered %s with %s",
                cl_cluster_id(c, i), what, cl_msg_type_name(replies[i].type));
+    cl_cluster_free_replies(c, replies);
     rc = CL_EIO;
   }
-  if (rc < 0) {
-    free_all(replies, n);
-    return rc;
-  }
-  *out = replies;
-  return 0;
+  if (rc == 0)
+    *out = replies;
+  return rc;
 }
 
 /* Sum of inbound `received` counts over every server (one STATUS round). */
@@ -155,7 +143,7 @@ static int total_received(cl_cluster_t *c, uint64_t *sum, char *err,
   for (i = 0; i < cl_cluster_size(c); i++)
     for (k = 0; k < reps[i].u.status.nin; k++)
       *sum += reps[i].u.status.in[k].received;
-  free_all(reps, cl_cluster_size(c));
+  cl_cluster_free_replies(c, reps);
   return 0;
 }
 
@@ -175,7 +163,7 @@ static int switch_all(cl_cluster_t *c, uint8_t type, int on, char *err,
   rc = call_all(c, &req, CL_MSG_OK, cl_msg_type_name(type), &reps, err,
                 errsize);
   if (rc == 0)
-    free_all(reps, cl_cluster_size(c));
+    cl_cluster_free_replies(c, reps);
   return rc;
 }
 

@@ -37,27 +37,17 @@ static int session_open(cl_daemons_t *s, const cl_endpoint_t *eps, size_t n,
 
 /* The request req to every server: strict (cl_cluster_call) or each on its
  * own (cl_cluster_call_each, a missing reply stays zeroed). Returns the
- * replies, one per server (free with free_replies), or NULL after printing
- * why the call failed. */
+ * replies, one per server (free with cl_cluster_free_replies), or NULL
+ * after printing why the call failed. */
 static cl_msg_t *ask_all(cl_daemons_t *s, const cl_msg_t *req,
                          uint64_t timeout_ms, int strict) {
-  size_t n = cl_cluster_size(s->cluster);
-  cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
+  cl_msg_t *reps;
   char err[512];
-  if (cl_cluster_call_all(s->cluster, req, reps, timeout_ms, !strict, err,
+  if (cl_cluster_call_all(s->cluster, req, timeout_ms, !strict, &reps, err,
                           sizeof err) == 0)
     return reps;
   cl_cli_errf("%s", err);
-  free(reps);
   return NULL;
-}
-
-/* Free the n replies of ask_all (NULL is fine). */
-static void free_replies(cl_msg_t *reps, size_t n) {
-  size_t i;
-  for (i = 0; reps != NULL && i < n; i++)
-    cl_msg_free(&reps[i]);
-  free(reps);
 }
 
 /* The states of snapshot sid from every server into reps[n]: those pushed
@@ -354,7 +344,7 @@ static int check_reach(cl_daemons_t *s, const cl_endpoint_t *file,
   }
   status = 0;
 done:
-  free_replies(reps, nfile);
+  cl_cluster_free_replies(s->cluster, reps);
   return status;
 }
 
@@ -375,7 +365,7 @@ static int watch_all(cl_daemons_t *s, const cl_endpoint_t *file,
                   reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text : "?");
       rc = -1;
     }
-  free_replies(reps, nfile);
+  cl_cluster_free_replies(s->cluster, reps);
   return reps == NULL ? -1 : rc;
 }
 
@@ -696,7 +686,7 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
     status = t.unreachable || t.overflow || t.mixed ? CL_EXIT_FAIL
                                                     : CL_EXIT_OK;
   }
-  free_replies(reps, nfile);
+  cl_cluster_free_replies(s.cluster, reps);
   cl_daemons_close(&s, 0);
   return status;
 }
@@ -722,7 +712,7 @@ static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   }
   if (reps != NULL)
     status = bad ? CL_EXIT_FAIL : CL_EXIT_OK;
-  free_replies(reps, nfile);
+  cl_cluster_free_replies(s.cluster, reps);
   cl_daemons_close(&s, 0);
   return status;
 }
