@@ -4,8 +4,9 @@
  * is lost or the caller's guard says stop, so other handles on the same loop
  * (the launcher's processes, signal watchers) keep being served meanwhile.
  *
- * Who may call: clsnap's commands (cmd/cmd_run.c, cmd/cmd_cluster.c). Not
- * re-entrant: one call at a time per cluster.
+ * Who may call: clsnap's commands (cmd/) and the backend modules built on
+ * it (cluster_setup.c, local.c). Not re-entrant: one call at a time per
+ * cluster.
  *
  * What it tracks: replies matched to requests by `req` (they may arrive in
  * any order); COMPLETE notifications per snapshot id as a set of servers,
