@@ -66,13 +66,93 @@ size_t cl_scan_prefix(cl_scan_t *s, char *buf) {
   return s->ncarry;
 }
 
+/* The frame at f[0..left) (left >= 2) if it is a TOKEN or MARKER in the
+ * encoder's forms: 1 with it in *m and its size in *size, 0 when it is cut
+ * (more bytes needed), -1 for anything else (the decoder judges it). */
+static int read_frame(const unsigned char *f, size_t left, cl_msg_t *m,
+                      size_t *size) {
+  uint64_t a, b;
+  size_t l1, l2;
+  int r;
+  memset(m, 0, sizeof *m);
+  if (f[0] == 0x93 && f[1] == CL_MSG_TOKEN) {
+    r = scan_uint(f + 2, left - 2, &a, &l1);
+    if (r > 0)
+      r = scan_uint(f + 2 + l1, left - 2 - l1, &b, &l2);
+    if (r <= 0)
+      return r;
+    if (a < 1 || b < 1 || b > (uint64_t)INT64_MAX)
+      return -1;
+    m->type = CL_MSG_TOKEN;
+    m->u.token.seq = a;
+    m->u.token.n = (int64_t)b;
+    *size = 2 + l1 + l2;
+    return 1;
+  }
+  if (f[0] == 0x92 && f[1] == CL_MSG_MARKER) {
+    r = scan_uint(f + 2, left - 2, &a, &l1);
+    if (r <= 0)
+      return r;
+    m->type = CL_MSG_MARKER;
+    m->u.marker.snapshot_id = a;
+    *size = 2 + l1;
+    return 1;
+  }
+  return -1;
+}
+
+/* A scan under way: where its findings go, and the run of one-token
+ * messages being gathered (seqs first .. first + count - 1). */
+typedef struct scanner {
+  const cl_scan_ops_t *ops;
+  void *ctx;
+  uint64_t first, count;
+} scanner_t;
+
+/* Hand the run gathered so far to ops. Returns non-zero if that stopped
+ * the scan. */
+static int run_flush(scanner_t *x) {
+  int stop = x->count > 0 && x->ops->ones(x->ctx, x->first, x->count) != 0;
+  x->count = 0;
+  return stop;
+}
+
+/* Take the frame m of size bytes found at *off: a one-token message that
+ * continues the run joins it; anything else goes out after the run (a
+ * one-token message then starts a new one). Moves *off past the frame once
+ * it is taken. Returns non-zero if a callback stopped the scan. */
+static int take_frame(scanner_t *x, const cl_msg_t *m, size_t size,
+                      size_t *off) {
+  if (m->type == CL_MSG_TOKEN) {
+    *off += size;
+    if (m->u.token.n == 1 && x->count > 0 &&
+        m->u.token.seq == x->first + x->count) {
+      x->count++;
+      return 0;
+    }
+    if (run_flush(x))
+      return 1;
+    if (m->u.token.n == 1) {
+      x->first = m->u.token.seq;
+      x->count = 1;
+      return 0;
+    }
+  } else {
+    /* Tokens before the marker are handled before it. */
+    if (run_flush(x))
+      return 1;
+    *off += size;
+  }
+  return x->ops->msg(x->ctx, m) != 0;
+}
+
 /* Whole frames of buf[0..n) to ops; see scan.h for the contract. The run
- * being gathered (first, count) goes out before anything that follows
- * it, so the order of messages is the stream's. */
+ * being gathered goes out before anything that follows it, so the order of
+ * messages is the stream's. */
 static size_t scan(const unsigned char *p, size_t n, const cl_scan_ops_t *ops,
                    void *ctx, int *stopped, int *slow) {
-  size_t off = 0, l1, l2;
-  uint64_t a, b, first = 0, count = 0;
+  scanner_t x = {ops, ctx, 0, 0};
+  size_t off = 0, size = 0;
   cl_msg_t m;
   int r;
   *stopped = 0;
@@ -80,14 +160,12 @@ static size_t scan(const unsigned char *p, size_t n, const cl_scan_ops_t *ops,
   while (off < n) {
     const unsigned char *f = p + off;
     size_t left = n - off;
-    if (count > 0) {
-      /* The hot loop: the run goes on while frames are the usual ones. */
-      while (left >= 8 && usual_token(f, first + count)) {
-        count++;
-        f += 8;
-        left -= 8;
-        off += 8;
-      }
+    /* The hot loop: the run goes on while frames are the usual ones. */
+    while (x.count > 0 && left >= 8 && usual_token(f, x.first + x.count)) {
+      x.count++;
+      f += 8;
+      left -= 8;
+      off += 8;
     }
     if (left < 2) {
       /* One byte: wait for the next only if it can begin a frame of ours;
@@ -96,62 +174,17 @@ static size_t scan(const unsigned char *p, size_t n, const cl_scan_ops_t *ops,
         *slow = 1;
       break;
     }
-    memset(&m, 0, sizeof m);
-    if (f[0] == 0x93 && f[1] == CL_MSG_TOKEN) {
-      r = scan_uint(f + 2, left - 2, &a, &l1);
-      if (r > 0)
-        r = scan_uint(f + 2 + l1, left - 2 - l1, &b, &l2);
-      if (r == 0)
-        break;
-      if (r < 0 || a < 1 || b < 1 || b > (uint64_t)INT64_MAX) {
-        *slow = 1;
-        break;
-      }
-      off += 2 + l1 + l2;
-      if (b == 1 && count > 0 && a == first + count) {
-        count++;
-        continue;
-      }
-      if (count > 0 && ops->ones(ctx, first, count) != 0) {
-        *stopped = 1;
-        return off;
-      }
-      count = 0;
-      if (b == 1) {
-        first = a;
-        count = 1;
-        continue;
-      }
-      m.type = CL_MSG_TOKEN;
-      m.u.token.seq = a;
-      m.u.token.n = (int64_t)b;
-    } else if (f[0] == 0x92 && f[1] == CL_MSG_MARKER) {
-      r = scan_uint(f + 2, left - 2, &a, &l1);
-      if (r == 0)
-        break;
-      if (r < 0) {
-        *slow = 1;
-        break;
-      }
-      /* Tokens before the marker are handled before it. */
-      if (count > 0 && ops->ones(ctx, first, count) != 0) {
-        *stopped = 1;
-        return off;
-      }
-      count = 0;
-      off += 2 + l1;
-      m.type = CL_MSG_MARKER;
-      m.u.marker.snapshot_id = a;
-    } else {
-      *slow = 1;
+    r = read_frame(f, left, &m, &size);
+    if (r <= 0) {
+      *slow = r < 0;
       break;
     }
-    if (ops->msg(ctx, &m) != 0) {
+    if (take_frame(&x, &m, size, &off)) {
       *stopped = 1;
       return off;
     }
   }
-  if (count > 0 && ops->ones(ctx, first, count) != 0)
+  if (run_flush(&x))
     *stopped = 1;
   return off;
 }

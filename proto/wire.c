@@ -110,6 +110,45 @@ void cl_msg_free(cl_msg_t *m) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Frames                                                              */
+
+/* Element count of each type's frame, type number included; 0: unknown. */
+static uint32_t frame_len(uint64_t type) {
+  switch (type) {
+  case CL_MSG_HELLO: return 4;
+  case CL_MSG_TOKEN: return 3;
+  case CL_MSG_MARKER: return 2;
+  case CL_MSG_WELCOME: return 2;
+  case CL_MSG_CLIENT: return 2;
+  case CL_MSG_CONFIGURE: return 12;
+  case CL_MSG_CONNECT: return 2;
+  case CL_MSG_SEND: return 4;
+  case CL_MSG_SNAPSHOT: return 3;
+  case CL_MSG_COLLECT: return 4;
+  case CL_MSG_STATUS: return 2;
+  case CL_MSG_DELIVER: return 3;
+  case CL_MSG_SHUTDOWN: return 2;
+  case CL_MSG_CIRCULATE: return 3;
+  case CL_MSG_WATCH: return 4;
+  case CL_MSG_NEXT_ID: return 2;
+  case CL_MSG_OK: return 6;
+  case CL_MSG_ERROR: return 4;
+  case CL_MSG_STATE: return 3;
+  case CL_MSG_STATUS_R: return 3;
+  case CL_MSG_COMPLETE: return 3;
+  case CL_MSG_NOTICE: return 3;
+  case CL_MSG_LOCAL_STATE: return 2;
+  default: return 0;
+  }
+}
+
+/* 1 for the types whose frame carries req right after the type: every
+ * control request and reply. */
+static int has_req(uint64_t type) {
+  return type >= CL_MSG_CONFIGURE && type <= CL_MSG_STATUS_R;
+}
+
+/* ------------------------------------------------------------------ */
 /* Encoding                                                            */
 
 /* A packer that remembers its first failure, so the per-type encoders read
@@ -272,12 +311,8 @@ static void put_status(enc_t *e, const cl_status_t *s) {
   put_u64(e, s->config_id);
 }
 
-static void put_configure(enc_t *e, uint64_t req, const cl_configure_t *c) {
+static void put_configure(enc_t *e, const cl_configure_t *c) {
   uint32_t i;
-  enc_check(e, c->tokens >= 0 && c->nservers >= 1 && c->rank < c->nservers);
-  put_array(e, 12);
-  put_u64(e, CL_MSG_CONFIGURE);
-  put_u64(e, req);
   put_id(e, c->self);
   put_i64(e, c->tokens);
   put_u64(e, c->rank);
@@ -297,157 +332,155 @@ static void put_configure(enc_t *e, uint64_t req, const cl_configure_t *c) {
   put_u64(e, c->config_id);
 }
 
+/* The checks of m's values that come before any byte of its frame. */
+static void check_msg(enc_t *e, const cl_msg_t *m) {
+  const cl_configure_t *c = &m->u.configure;
+  switch (m->type) {
+  case CL_MSG_TOKEN:
+    enc_check(e, m->u.token.seq >= 1 && m->u.token.n >= 1);
+    break;
+  case CL_MSG_CONFIGURE:
+    enc_check(e, c->tokens >= 0 && c->nservers >= 1 && c->rank < c->nservers);
+    break;
+  case CL_MSG_SEND:
+    enc_check(e, m->u.send.n >= 1);
+    break;
+  case CL_MSG_WATCH:
+    enc_check(e, m->u.watch.count <= UINT64_MAX - m->u.watch.first);
+    break;
+  case CL_MSG_OK:
+    enc_check(e, m->u.ok.delivered_kind == 0 ||
+                     m->u.ok.delivered_kind == CL_MSG_TOKEN ||
+                     m->u.ok.delivered_kind == CL_MSG_MARKER);
+    break;
+  default:
+    break;
+  }
+}
+
+/* The fields of a peer-channel frame: HELLO, TOKEN, MARKER, WELCOME. */
+static void put_peer_fields(enc_t *e, const cl_msg_t *m) {
+  switch (m->type) {
+  case CL_MSG_HELLO:
+    put_id(e, m->u.hello.from);
+    put_id(e, m->u.hello.to);
+    put_u64(e, m->u.hello.config_id);
+    break;
+  case CL_MSG_TOKEN:
+    put_u64(e, m->u.token.seq);
+    put_i64(e, m->u.token.n);
+    break;
+  case CL_MSG_MARKER:
+    put_u64(e, m->u.marker.snapshot_id);
+    break;
+  case CL_MSG_WELCOME:
+    put_id(e, m->u.welcome.from);
+    break;
+  default:
+    break;
+  }
+}
+
+/* The fields of CLIENT and of the control requests, after req. */
+static void put_request_fields(enc_t *e, const cl_msg_t *m) {
+  switch (m->type) {
+  case CL_MSG_CLIENT:
+    put_id(e, m->u.client.name);
+    break;
+  case CL_MSG_CONFIGURE:
+    put_configure(e, &m->u.configure);
+    break;
+  case CL_MSG_SEND:
+    put_id(e, m->u.send.dest);
+    put_i64(e, m->u.send.n);
+    break;
+  case CL_MSG_SNAPSHOT:
+    if (m->u.snapshot.has_id)
+      put_u64(e, m->u.snapshot.snapshot_id);
+    else
+      put_nil(e);
+    break;
+  case CL_MSG_COLLECT:
+    put_u64(e, m->u.collect.snapshot_id);
+    put_bool(e, m->u.collect.release);
+    break;
+  case CL_MSG_DELIVER:
+    put_id(e, m->u.deliver.src);
+    break;
+  case CL_MSG_CIRCULATE:
+    put_bool(e, m->u.circulate.on);
+    break;
+  case CL_MSG_WATCH:
+    put_u64(e, m->u.watch.first);
+    put_u64(e, m->u.watch.count);
+    break;
+  default: /* CONNECT, STATUS, SHUTDOWN, NEXT_ID: req only */
+    break;
+  }
+}
+
+/* The fields of the replies (after req) and of the notifications. */
+static void put_reply_fields(enc_t *e, const cl_msg_t *m) {
+  uint32_t i;
+  switch (m->type) {
+  case CL_MSG_OK:
+    put_u64(e, m->u.ok.snapshot_id);
+    put_list(e, m->u.ok.nsent, m->u.ok.sent);
+    for (i = 0; i < m->u.ok.nsent && e->err == 0; i++)
+      put_sent(e, &m->u.ok.sent[i]);
+    put_u64(e, m->u.ok.delivered_kind);
+    put_u64(e, m->u.ok.delivered_value);
+    break;
+  case CL_MSG_ERROR:
+    put_i64(e, m->u.error.code);
+    put_text(e, m->u.error.text);
+    break;
+  case CL_MSG_STATE:
+  case CL_MSG_LOCAL_STATE:
+    put_local_state(e, &m->u.state);
+    break;
+  case CL_MSG_STATUS_R:
+    put_status(e, &m->u.status);
+    break;
+  case CL_MSG_COMPLETE:
+    put_u64(e, m->u.complete.snapshot_id);
+    put_id(e, m->u.complete.server);
+    break;
+  case CL_MSG_NOTICE:
+    put_id(e, m->u.notice.peer);
+    put_text(e, m->u.notice.text);
+    break;
+  default:
+    break;
+  }
+}
+
 /* Append one frame for m to sb. Returns 0, CL_EINVAL (unknown type, invalid
  * id or address, value the decoder would refuse) or CL_ENOMEM; on error sb
  * is left exactly as it was. Never takes ownership of anything in m. */
 int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
   enc_t e;
   size_t start;
-  uint32_t i;
+  uint32_t len;
   if (m == NULL || sb == NULL)
     return CL_EINVAL;
   start = sb->size;
   e.err = 0;
   msgpack_packer_init(&e.pk, sb, msgpack_sbuffer_write);
-  switch (m->type) {
-  case CL_MSG_HELLO:
-    put_array(&e, 4);
-    put_u64(&e, m->type);
-    put_id(&e, m->u.hello.from);
-    put_id(&e, m->u.hello.to);
-    put_u64(&e, m->u.hello.config_id);
-    break;
-  case CL_MSG_TOKEN:
-    enc_check(&e, m->u.token.seq >= 1 && m->u.token.n >= 1);
-    put_array(&e, 3);
-    put_u64(&e, m->type);
-    put_u64(&e, m->u.token.seq);
-    put_i64(&e, m->u.token.n);
-    break;
-  case CL_MSG_MARKER:
-    put_array(&e, 2);
-    put_u64(&e, m->type);
-    put_u64(&e, m->u.marker.snapshot_id);
-    break;
-  case CL_MSG_CLIENT:
-    put_array(&e, 2);
-    put_u64(&e, m->type);
-    put_id(&e, m->u.client.name);
-    break;
-  case CL_MSG_WELCOME:
-    put_array(&e, 2);
-    put_u64(&e, m->type);
-    put_id(&e, m->u.welcome.from);
-    break;
-  case CL_MSG_CONFIGURE:
-    put_configure(&e, m->req, &m->u.configure);
-    break;
-  case CL_MSG_CONNECT:
-  case CL_MSG_STATUS:
-  case CL_MSG_SHUTDOWN:
-  case CL_MSG_NEXT_ID:
-    put_array(&e, 2);
-    put_u64(&e, m->type);
+  len = frame_len(m->type);
+  enc_check(&e, len > 0);
+  check_msg(&e, m);
+  /* [type, req (requests and replies), fields...] */
+  put_array(&e, len);
+  put_u64(&e, m->type);
+  if (has_req(m->type))
     put_u64(&e, m->req);
-    break;
-  case CL_MSG_SEND:
-    enc_check(&e, m->u.send.n >= 1);
-    put_array(&e, 4);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    put_id(&e, m->u.send.dest);
-    put_i64(&e, m->u.send.n);
-    break;
-  case CL_MSG_SNAPSHOT:
-    put_array(&e, 3);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    if (m->u.snapshot.has_id)
-      put_u64(&e, m->u.snapshot.snapshot_id);
-    else
-      put_nil(&e);
-    break;
-  case CL_MSG_COLLECT:
-    put_array(&e, 4);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    put_u64(&e, m->u.collect.snapshot_id);
-    put_bool(&e, m->u.collect.release);
-    break;
-  case CL_MSG_DELIVER:
-    put_array(&e, 3);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    put_id(&e, m->u.deliver.src);
-    break;
-  case CL_MSG_CIRCULATE:
-    put_array(&e, 3);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    put_bool(&e, m->u.circulate.on);
-    break;
-  case CL_MSG_WATCH:
-    enc_check(&e, m->u.watch.count <= UINT64_MAX - m->u.watch.first);
-    put_array(&e, 4);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    put_u64(&e, m->u.watch.first);
-    put_u64(&e, m->u.watch.count);
-    break;
-  case CL_MSG_OK:
-    enc_check(&e, m->u.ok.delivered_kind == 0 ||
-                      m->u.ok.delivered_kind == CL_MSG_TOKEN ||
-                      m->u.ok.delivered_kind == CL_MSG_MARKER);
-    put_array(&e, 6);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    put_u64(&e, m->u.ok.snapshot_id);
-    put_list(&e, m->u.ok.nsent, m->u.ok.sent);
-    for (i = 0; i < m->u.ok.nsent && e.err == 0; i++)
-      put_sent(&e, &m->u.ok.sent[i]);
-    put_u64(&e, m->u.ok.delivered_kind);
-    put_u64(&e, m->u.ok.delivered_value);
-    break;
-  case CL_MSG_ERROR:
-    put_array(&e, 4);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    put_i64(&e, m->u.error.code);
-    put_text(&e, m->u.error.text);
-    break;
-  case CL_MSG_STATE:
-    put_array(&e, 3);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    put_local_state(&e, &m->u.state);
-    break;
-  case CL_MSG_STATUS_R:
-    put_array(&e, 3);
-    put_u64(&e, m->type);
-    put_u64(&e, m->req);
-    put_status(&e, &m->u.status);
-    break;
-  case CL_MSG_COMPLETE:
-    put_array(&e, 3);
-    put_u64(&e, m->type);
-    put_u64(&e, m->u.complete.snapshot_id);
-    put_id(&e, m->u.complete.server);
-    break;
-  case CL_MSG_NOTICE:
-    put_array(&e, 3);
-    put_u64(&e, m->type);
-    put_id(&e, m->u.notice.peer);
-    put_text(&e, m->u.notice.text);
-    break;
-  case CL_MSG_LOCAL_STATE:
-    put_array(&e, 2);
-    put_u64(&e, m->type);
-    put_local_state(&e, &m->u.state);
-    break;
-  default:
-    enc_fail(&e, CL_EINVAL);
-    break;
-  }
+  if (m->type <= CL_MSG_WELCOME)
+    put_peer_fields(&e, m);
+  else if (m->type <= CL_MSG_LAST_REQUEST)
+    put_request_fields(&e, m);
+  else
+    put_reply_fields(&e, m);
   if (e.err != 0)
     sb->size = start;
   return e.err;
@@ -801,59 +834,9 @@ static int get_status(const msgpack_object *o, cl_status_t *s) {
   return get_u64(&f[9], 0, UINT64_MAX, &s->config_id);
 }
 
-/* Element count of each type's frame, type number included; 0: unknown. */
-static uint32_t frame_len(uint64_t type) {
-  switch (type) {
-  case CL_MSG_HELLO: return 4;
-  case CL_MSG_TOKEN: return 3;
-  case CL_MSG_MARKER: return 2;
-  case CL_MSG_WELCOME: return 2;
-  case CL_MSG_CLIENT: return 2;
-  case CL_MSG_CONFIGURE: return 12;
-  case CL_MSG_CONNECT: return 2;
-  case CL_MSG_SEND: return 4;
-  case CL_MSG_SNAPSHOT: return 3;
-  case CL_MSG_COLLECT: return 4;
-  case CL_MSG_STATUS: return 2;
-  case CL_MSG_DELIVER: return 3;
-  case CL_MSG_SHUTDOWN: return 2;
-  case CL_MSG_CIRCULATE: return 3;
-  case CL_MSG_WATCH: return 4;
-  case CL_MSG_NEXT_ID: return 2;
-  case CL_MSG_OK: return 6;
-  case CL_MSG_ERROR: return 4;
-  case CL_MSG_STATE: return 3;
-  case CL_MSG_STATUS_R: return 3;
-  case CL_MSG_COMPLETE: return 3;
-  case CL_MSG_NOTICE: return 3;
-  case CL_MSG_LOCAL_STATE: return 2;
-  default: return 0;
-  }
-}
-
-/* Check one decoded frame and copy it into *m (zeroed by the caller, type
- * set here). Arrays allocated on the way belong to *m even on error. */
-static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
-  const msgpack_object *f;
-  uint64_t type, v;
-  int64_t code;
-  uint32_t want;
-  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0)
-    return CL_EPROTO;
-  f = o->via.array.ptr;
-  if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-    return CL_EPROTO;
-  type = f[0].via.u64;
-  want = frame_len(type);
-  if (want == 0)
-    return CL_ETYPE;
-  if (o->via.array.size != want)
-    return CL_EPROTO;
-  m->type = (uint8_t)type;
-  /* Every control request and reply carries req right after the type. */
-  if (type >= CL_MSG_CONFIGURE && type <= CL_MSG_STATUS_R)
-    TRY(get_u64(&f[1], 0, UINT64_MAX, &m->req));
-  switch (type) {
+/* The fields of a peer-channel frame f[] into *m. */
+static int get_peer_fields(const msgpack_object *f, cl_msg_t *m) {
+  switch (m->type) {
   case CL_MSG_HELLO:
     TRY(get_id(&f[1], m->u.hello.from));
     TRY(get_id(&f[2], m->u.hello.to));
@@ -863,10 +846,18 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
     return get_i64(&f[2], 1, INT64_MAX, &m->u.token.n);
   case CL_MSG_MARKER:
     return get_u64(&f[1], 0, UINT64_MAX, &m->u.marker.snapshot_id);
-  case CL_MSG_CLIENT:
-    return get_id(&f[1], m->u.client.name);
   case CL_MSG_WELCOME:
     return get_id(&f[1], m->u.welcome.from);
+  default:
+    return CL_ETYPE;
+  }
+}
+
+/* The fields of CLIENT or a control request f[] (req is read) into *m. */
+static int get_request_fields(const msgpack_object *f, cl_msg_t *m) {
+  switch (m->type) {
+  case CL_MSG_CLIENT:
+    return get_id(&f[1], m->u.client.name);
   case CL_MSG_CONFIGURE:
     return get_configure(f, &m->u.configure);
   case CL_MSG_CONNECT:
@@ -893,6 +884,16 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.watch.first));
     return get_u64(&f[3], 0, UINT64_MAX - m->u.watch.first,
                    &m->u.watch.count);
+  default:
+    return CL_ETYPE;
+  }
+}
+
+/* The fields of a reply (req is read) or a notification f[] into *m. */
+static int get_reply_fields(const msgpack_object *f, cl_msg_t *m) {
+  uint64_t v;
+  int64_t code;
+  switch (m->type) {
   case CL_MSG_OK:
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.ok.snapshot_id));
     TRY(get_sent_list(&f[3], &m->u.ok.nsent, &m->u.ok.sent));
@@ -920,6 +921,33 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
   default:
     return CL_ETYPE;
   }
+}
+
+/* Check one decoded frame and copy it into *m (zeroed by the caller, type
+ * set here). Arrays allocated on the way belong to *m even on error. */
+static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
+  const msgpack_object *f;
+  uint64_t type;
+  uint32_t want;
+  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0)
+    return CL_EPROTO;
+  f = o->via.array.ptr;
+  if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+    return CL_EPROTO;
+  type = f[0].via.u64;
+  want = frame_len(type);
+  if (want == 0)
+    return CL_ETYPE;
+  if (o->via.array.size != want)
+    return CL_EPROTO;
+  m->type = (uint8_t)type;
+  if (has_req(type))
+    TRY(get_u64(&f[1], 0, UINT64_MAX, &m->req));
+  if (type <= CL_MSG_WELCOME)
+    return get_peer_fields(f, m);
+  if (type <= CL_MSG_LAST_REQUEST)
+    return get_request_fields(f, m);
+  return get_reply_fields(f, m);
 }
 
 /* ------------------------------------------------------------------ */
@@ -955,6 +983,134 @@ static int scan_stash(cl_wire_decoder_t *d, const unsigned char *h,
   return 0;
 }
 
+/* What a msgpack element is, as far as its size goes. */
+typedef enum hdr_kind {
+  HDR_SCALAR,  /* the header is all of it */
+  HDR_PAYLOAD, /* len bytes follow the header */
+  HDR_ARRAY,   /* count elements follow */
+  HDR_MAP      /* count key-value pairs follow */
+} hdr_kind_t;
+
+/* What a msgpack header says about the element it begins. */
+typedef struct hdr {
+  hdr_kind_t kind;
+  uint64_t len;   /* payload bytes after the header */
+  uint64_t count; /* array or map entries */
+  unsigned hl;    /* header bytes */
+} hdr_t;
+
+/* Read the header in h[0..have) (have >= 1). Returns 1 with *x filled, 0
+ * when it is not complete yet, or CL_EPROTO for a byte msgpack never uses. */
+static int scan_header(const unsigned char *h, unsigned have, hdr_t *x) {
+  unsigned char b = h[0];
+  unsigned lb = 0; /* bytes of the length or count field */
+  hdr_kind_t kind = HDR_SCALAR;
+  uint64_t len = 0, count = 0;
+  unsigned hl = 1;
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+    kind = HDR_SCALAR;
+  } else if (b <= 0x8f) {
+    kind = HDR_MAP, count = b & 0x0f;
+  } else if (b <= 0x9f) {
+    kind = HDR_ARRAY, count = b & 0x0f;
+  } else if (b <= 0xbf) {
+    kind = HDR_PAYLOAD, len = b & 0x1f;
+  } else {
+    switch (b) {
+    /* bin and str 8/16/32, then ext 8/16/32 (a type byte after the size) */
+    case 0xc4: case 0xd9: kind = HDR_PAYLOAD, lb = 1; break;
+    case 0xc5: case 0xda: kind = HDR_PAYLOAD, lb = 2; break;
+    case 0xc6: case 0xdb: kind = HDR_PAYLOAD, lb = 4; break;
+    case 0xc7: kind = HDR_PAYLOAD, lb = 1, hl = 2; break;
+    case 0xc8: kind = HDR_PAYLOAD, lb = 2, hl = 2; break;
+    case 0xc9: kind = HDR_PAYLOAD, lb = 4, hl = 2; break;
+    /* float 32/64, uint and int 8..64, fixext 1..16 */
+    case 0xca: kind = HDR_PAYLOAD, len = 4; break;
+    case 0xcb: kind = HDR_PAYLOAD, len = 8; break;
+    case 0xcc: case 0xd0: kind = HDR_PAYLOAD, len = 1; break;
+    case 0xcd: case 0xd1: kind = HDR_PAYLOAD, len = 2; break;
+    case 0xce: case 0xd2: kind = HDR_PAYLOAD, len = 4; break;
+    case 0xcf: case 0xd3: kind = HDR_PAYLOAD, len = 8; break;
+    case 0xd4: kind = HDR_PAYLOAD, len = 2; break;
+    case 0xd5: kind = HDR_PAYLOAD, len = 3; break;
+    case 0xd6: kind = HDR_PAYLOAD, len = 5; break;
+    case 0xd7: kind = HDR_PAYLOAD, len = 9; break;
+    case 0xd8: kind = HDR_PAYLOAD, len = 17; break;
+    /* array and map 16/32 */
+    case 0xdc: kind = HDR_ARRAY, lb = 2; break;
+    case 0xdd: kind = HDR_ARRAY, lb = 4; break;
+    case 0xde: kind = HDR_MAP, lb = 2; break;
+    case 0xdf: kind = HDR_MAP, lb = 4; break;
+    default: return CL_EPROTO; /* 0xc1: never used */
+    }
+    if (lb > 0) {
+      if (have < 1 + lb)
+        return 0;
+      if (kind == HDR_PAYLOAD)
+        len = be(h + 1, lb);
+      else
+        count = be(h + 1, lb);
+      hl += lb;
+    }
+  }
+  x->kind = kind;
+  x->len = len;
+  x->count = count;
+  x->hl = hl;
+  return have >= hl;
+}
+
+/* Skip what is left of a payload, as far as the bytes fed go. */
+static void scan_skip(cl_wire_decoder_t *d) {
+  uint64_t avail = d->fed - d->scanned;
+  uint64_t n = d->skip < avail ? d->skip : avail;
+  d->skip -= n;
+  d->scanned += n;
+  if (d->skip == 0)
+    scan_item_done(d);
+}
+
+/* Past the header of a payload: skip its len bytes. A frame that must grow
+ * past the cap is refused now, not after buffering it. */
+static int scan_payload(cl_wire_decoder_t *d, const hdr_t *x) {
+  if (d->scanned - d->nhdr - d->frame_start + x->hl + x->len > d->cap)
+    return CL_ETOOBIG;
+  d->scanned += x->hl - d->nhdr;
+  d->nhdr = 0;
+  d->skip = x->len;
+  if (x->len == 0)
+    scan_item_done(d);
+  return 0;
+}
+
+/* Past the header of an array or map (already counted as scanned): open
+ * it. Every element takes at least one byte, so a count the cap cannot
+ * hold is refused before msgpack allocates room for it. The elements the
+ * open containers still expect count too (each level's current element is
+ * the one being read): nested headers that fit the cap one by one would
+ * otherwise allocate up to depth times as much. */
+static int scan_container(cl_wire_decoder_t *d, const hdr_t *x) {
+  uint64_t count = x->count, need;
+  uint32_t i;
+  if (count > CL_WIRE_MAX_ITEMS)
+    return CL_EPROTO;
+  if (x->kind == HDR_MAP)
+    count *= 2;
+  need = count;
+  for (i = 0; i < d->depth; i++)
+    need += d->left[i] - 1;
+  if (d->scanned - d->frame_start + need > d->cap)
+    return CL_ETOOBIG;
+  if (count == 0) {
+    scan_item_done(d);
+    return 0;
+  }
+  if (d->depth >= WIRE_MAX_DEPTH)
+    return CL_EPROTO;
+  d->left[d->depth++] = (uint32_t)count;
+  return 0;
+}
+
 /* Walk the bytes fed since the last call, up to the end of the next whole
  * frame (so frames before a bad byte are still delivered) or of the data.
  * Keeps an incomplete header and resumes with it next time. Returns 0,
@@ -962,115 +1118,40 @@ static int scan_stash(cl_wire_decoder_t *d, const unsigned char *h,
 static int scan(cl_wire_decoder_t *d) {
   const unsigned char *end =
       (const unsigned char *)d->u.buffer + d->u.used;
-  while (d->scanned < d->fed && d->ready == 0) {
+  int rc = 0;
+  while (rc == 0 && d->scanned < d->fed && d->ready == 0) {
     const unsigned char *p = end - (d->fed - d->scanned);
-    uint64_t avail = d->fed - d->scanned, len = 0, count = 0, need;
-    uint32_t i;
-    unsigned char h[8], b; /* the header: stashed bytes, then new ones */
-    unsigned have, hl = 1; /* header bytes known, header bytes needed */
-    int kind = 0;    /* 0 scalar, 1 payload of len bytes, 2 array, 3 map */
+    uint64_t avail = d->fed - d->scanned;
+    unsigned char h[8]; /* the header: stashed bytes, then new ones */
+    unsigned have = d->nhdr;
+    hdr_t x;
+    int got;
     if (d->skip > 0) {
-      uint64_t n = d->skip < avail ? d->skip : avail;
-      d->skip -= n;
-      d->scanned += n;
-      if (d->skip == 0)
-        scan_item_done(d);
+      scan_skip(d);
       continue;
     }
-    have = d->nhdr;
     memcpy(h, d->hdr, have);
     if (avail > sizeof h - have)
       avail = sizeof h - have;
     memcpy(h + have, p, (size_t)avail);
     have += (unsigned)avail;
-    b = h[0];
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-      kind = 0;
-    } else if (b <= 0x8f) {
-      kind = 3, count = b & 0x0f;
-    } else if (b <= 0x9f) {
-      kind = 2, count = b & 0x0f;
-    } else if (b <= 0xbf) {
-      kind = 1, len = b & 0x1f;
-    } else {
-      unsigned lb = 0; /* bytes of the length or count field */
-      switch (b) {
-      case 0xc4: case 0xd9: kind = 1, lb = 1; break;          /* bin8 str8 */
-      case 0xc5: case 0xda: kind = 1, lb = 2; break;
-      case 0xc6: case 0xdb: kind = 1, lb = 4; break;
-      case 0xc7: kind = 1, lb = 1, hl = 2; break;             /* ext8/16/32 */
-      case 0xc8: kind = 1, lb = 2, hl = 2; break;
-      case 0xc9: kind = 1, lb = 4, hl = 2; break;
-      case 0xca: kind = 1, len = 4; break;                    /* float32 */
-      case 0xcb: kind = 1, len = 8; break;
-      case 0xcc: case 0xd0: kind = 1, len = 1; break;         /* ints */
-      case 0xcd: case 0xd1: kind = 1, len = 2; break;
-      case 0xce: case 0xd2: kind = 1, len = 4; break;
-      case 0xcf: case 0xd3: kind = 1, len = 8; break;
-      case 0xd4: kind = 1, len = 2; break;                    /* fixext */
-      case 0xd5: kind = 1, len = 3; break;
-      case 0xd6: kind = 1, len = 5; break;
-      case 0xd7: kind = 1, len = 9; break;
-      case 0xd8: kind = 1, len = 17; break;
-      case 0xdc: kind = 2, lb = 2; break;
-      case 0xdd: kind = 2, lb = 4; break;
-      case 0xde: kind = 3, lb = 2; break;
-      case 0xdf: kind = 3, lb = 4; break;
-      default: return CL_EPROTO; /* 0xc1: never used */
-      }
-      if (lb > 0) {
-        if (have < 1 + lb)
-          return scan_stash(d, h, have); /* header still incomplete */
-        if (kind == 1)
-          len = be(h + 1, lb);
-        else
-          count = be(h + 1, lb);
-        hl += lb;
-      }
-    }
-    if (have < hl)
-      return scan_stash(d, h, have);
-    if (kind == 1) {
-      /* A frame that must grow past the cap is refused now, not after
-       * buffering it. */
-      if (d->scanned - d->nhdr - d->frame_start + hl + len > d->cap)
-        return CL_ETOOBIG;
-      d->scanned += hl - d->nhdr;
-      d->nhdr = 0;
-      d->skip = len;
-      if (len == 0)
-        scan_item_done(d);
+    got = scan_header(h, have, &x);
+    if (got == 0)
+      return scan_stash(d, h, have); /* header still incomplete */
+    if (got < 0)
+      return got;
+    if (x.kind == HDR_PAYLOAD) {
+      rc = scan_payload(d, &x);
       continue;
     }
-    d->scanned += hl - d->nhdr;
+    d->scanned += x.hl - d->nhdr;
     d->nhdr = 0;
-    if (kind == 0) {
+    if (x.kind == HDR_SCALAR)
       scan_item_done(d);
-      continue;
-    }
-    /* Containers: every element takes at least one byte, so a count the cap
-     * cannot hold is refused before msgpack allocates room for it. The
-     * elements the open containers still expect count too (each level's
-     * current element is the one being read): nested headers that fit the
-     * cap one by one would otherwise allocate up to depth times as much. */
-    if (count > CL_WIRE_MAX_ITEMS)
-      return CL_EPROTO;
-    if (kind == 3)
-      count *= 2;
-    need = count;
-    for (i = 0; i < d->depth; i++)
-      need += d->left[i] - 1;
-    if (d->scanned - d->frame_start + need > d->cap)
-      return CL_ETOOBIG;
-    if (count == 0) {
-      scan_item_done(d);
-      continue;
-    }
-    if (d->depth >= WIRE_MAX_DEPTH)
-      return CL_EPROTO;
-    d->left[d->depth++] = (uint32_t)count;
+    else
+      rc = scan_container(d, &x);
   }
-  return 0;
+  return rc;
 }
 
 /* ------------------------------------------------------------------ */

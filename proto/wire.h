@@ -4,7 +4,7 @@
  * byte stream back into structs. Pure: no sockets, no logging.
  *
  * Who may call: the daemon's transport and control layers, the coordinator's
- * client, tests and fuzzers.
+ * cluster backend (coordinator/backend/cluster.c), tests and fuzzers.
  *
  * Ownership: a decoded message may own heap arrays (configure peers, reply
  * lists, local states, status); release them with cl_msg_free(), which is

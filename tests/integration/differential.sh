@@ -4,7 +4,7 @@
 #  1. the snapshots refsim.py (an independent reference simulator, checked
 #     against the reference suite by refsim_check.sh) expects, by the
 #     reference's comparison (snapcmp.py): this is what checks the scheduling,
-#     since both clsnap runs below share coordinator/schedule.c;
+#     since both clsnap runs below share coordinator/check/schedule.c;
 #  2. exactly what the in-process replay of the same node core with the same
 #     scheduling rules and delays produces (same bytes).
 #   differential.sh FIRST_SEED COUNT

@@ -3,12 +3,12 @@
 
   cycles.py BUILD_DIR SUBDIR...
 
-Reads every object file the build made for the given source folders
-(BUILD_DIR/SUBDIR/*.p/*.o), asks nm which symbols each defines and which
-it uses, and draws an edge from file A to file B when A uses a symbol B
-defines. Any cycle in that graph (a strongly connected set of two or more
-files) is printed and fails the test. Function pointers do not show in
-nm, which is the point: a lower layer reports up through them.
+Reads every object file the build made for the given source folders and
+their subfolders (BUILD_DIR/SUBDIR/**/*.p/*.o), asks nm which symbols each
+defines and which it uses, and draws an edge from file A to file B when A
+uses a symbol B defines. Any cycle in that graph (a strongly connected set
+of two or more files) is printed and fails the test. Function pointers do
+not show in nm, which is the point: a lower layer reports up through them.
 """
 import os
 import subprocess
@@ -16,13 +16,19 @@ import sys
 
 
 def objects(build, subdir):
+    """(object file, source node) for every object the build made from the
+    sources of subdir and its subfolders: BUILD_DIR/SUB/.../TARGET.p/*.o
+    is SUB/.../NAME for NAME.c."""
     root = os.path.join(build, subdir)
-    for d in sorted(os.listdir(root)):
+    for d, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
         if not d.endswith(".p"):
             continue
-        for f in sorted(os.listdir(os.path.join(root, d))):
-            if f.endswith(".o"):
-                yield os.path.join(root, d, f)
+        folder = os.path.relpath(os.path.dirname(d), build)
+        for f in sorted(files):
+            if f.endswith(".c.o"):
+                yield (os.path.join(d, f),
+                       folder + "/" + f[:-len(".c.o")])
 
 
 def symbols(path):
@@ -72,9 +78,8 @@ def main(argv):
     build, subdirs = argv[1], argv[2:]
     owner, uses = {}, {}
     for sub in subdirs:
-        for o in objects(build, sub):
-            # One node per source file, whatever target compiled it.
-            src = sub + "/" + os.path.basename(o)[:-len(".c.o")]
+        # One node per source file, whatever target compiled it.
+        for o, src in objects(build, sub):
             defined, used = symbols(o)
             for s in defined:
                 owner.setdefault(s, src)

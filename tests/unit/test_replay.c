@@ -1,6 +1,6 @@
-/* Unit tests for coordinator/replay.c over the in-process backend: the seven
- * reference cases replayed in lockstep with the reference's delay stream
- * must give exactly the expected snapshots; plus the failure paths
+/* Unit tests for coordinator/check/replay.c over the in-process backend:
+ * the seven reference cases replayed in lockstep with the reference's delay
+ * stream must give exactly the expected snapshots; plus the failure paths
  * (refused sends, waiting for tokens, a snapshot that cannot complete, a
  * delay file that runs out). */
 #include <stdlib.h>
@@ -165,7 +165,7 @@ static void run_case(const ref_case_t *c) {
         cl_snap_write(r.snaps[k], stderr);
       CHECK(0);
     }
-    cl_verdict_line(k, &r.verdicts[k], line, sizeof(line));
+    cl_verify_line(k, &r.verdicts[k], line, sizeof(line));
     if (!r.verdicts[k].ok)
       fprintf(stderr, "%s: %s\n", c->events, line);
     CHECK(r.verdicts[k].ok);

@@ -1,5 +1,6 @@
-/* Unit tests for coordinator/schedule.c: delay files, the seeded generator
- * and the reference's delivery rules on hand-built topologies. */
+/* Unit tests for coordinator/check/delays.c and schedule.c: delay files,
+ * the seeded generator and the reference's delivery rules on hand-built
+ * topologies. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -192,78 +193,78 @@ static cl_server_t abc_servers[3] = {{"A", 0}, {"B", 0}, {"C", 0}};
 static cl_link_t abc_links[4] = {{0, 1}, {0, 2}, {1, 2}, {2, 0}};
 static cl_topology_t abc = {3, abc_servers, 4, abc_links, 0};
 
-static cl_sched_msg_t tok(uint64_t n, uint64_t seq) {
-  cl_sched_msg_t m = {CL_MSG_TOKEN, n, seq};
+static cl_schedule_msg_t tok(uint64_t n, uint64_t seq) {
+  cl_schedule_msg_t m = {CL_MSG_TOKEN, n, seq};
   return m;
 }
 
-static cl_sched_msg_t marker(uint64_t id) {
-  cl_sched_msg_t m = {CL_MSG_MARKER, id, 0};
+static cl_schedule_msg_t marker(uint64_t id) {
+  cl_schedule_msg_t m = {CL_MSG_MARKER, id, 0};
   return m;
 }
 
 /* A scheduler on abc whose delays are the given file text. */
-static cl_sched_t *sched_with(const char *delays, cl_delays_t **d) {
+static cl_schedule_t *sched_with(const char *delays, cl_delays_t **d) {
   CHECK_EQ_INT(load_text(delays, d, NULL), 0);
-  return cl_sched_new(&abc, *d);
+  return cl_schedule_new(&abc, *d);
 }
 
 static void test_due_times(void) {
   cl_delays_t *d;
-  cl_sched_t *s = sched_with("0\n2\n", &d);
+  cl_schedule_t *s = sched_with("0\n2\n", &d);
   cl_delivery_t out[3];
-  cl_sched_msg_t m1 = tok(1, 1), m2 = tok(5, 2);
-  CHECK_EQ_INT(cl_sched_now(s), 0);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &m1), 0); /* due 0+1+0 = 1 */
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &m2), 0); /* due 0+1+2 = 3 */
-  CHECK_EQ_INT(cl_sched_in_flight(s), 2);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
-  CHECK_EQ_INT(cl_sched_now(s), 1);
+  cl_schedule_msg_t m1 = tok(1, 1), m2 = tok(5, 2);
+  CHECK_EQ_INT(cl_schedule_now(s), 0);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &m1), 0); /* due 0+1+0 = 1 */
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &m2), 0); /* due 0+1+2 = 3 */
+  CHECK_EQ_INT(cl_schedule_in_flight(s), 2);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_now(s), 1);
   CHECK_EQ_INT(out[0].src, 0);
   CHECK_EQ_INT(out[0].dst, 1);
   CHECK_EQ_INT(out[0].msg.kind, CL_MSG_TOKEN);
   CHECK_EQ_INT(out[0].msg.value, 1);
   CHECK_EQ_INT(out[0].msg.seq, 1);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 0); /* time 2 */
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1); /* time 3 */
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 0); /* time 2 */
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1); /* time 3 */
   CHECK_EQ_INT(out[0].msg.value, 5);
   CHECK_EQ_INT(out[0].msg.seq, 2);
-  CHECK_EQ_INT(cl_sched_in_flight(s), 0);
+  CHECK_EQ_INT(cl_schedule_in_flight(s), 0);
   /* No link B->A; the source ran out: neither consumes a delay. */
-  CHECK_EQ_INT(cl_sched_sent(s, 1, 0, &m1), CL_ENOPEER);
-  CHECK_EQ_INT(cl_sched_sent(s, 7, 0, &m1), CL_ENOPEER);
+  CHECK_EQ_INT(cl_schedule_sent(s, 1, 0, &m1), CL_ENOPEER);
+  CHECK_EQ_INT(cl_schedule_sent(s, 7, 0, &m1), CL_ENOPEER);
   CHECK_EQ_INT(cl_delays_used(d), 2);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &m1), CL_ENOENT);
-  CHECK_EQ_INT(cl_sched_in_flight(s), 0);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &m1), CL_ENOENT);
+  CHECK_EQ_INT(cl_schedule_in_flight(s), 0);
   /* A message sent at time 3 with delay 0 is due at 4. */
-  cl_sched_free(s);
+  cl_schedule_free(s);
   cl_delays_free(d);
 
   s = sched_with("0\n", &d);
   for (int i = 0; i < 3; i++)
-    cl_sched_tick(s, out);
-  CHECK_EQ_INT(cl_sched_now(s), 3);
-  CHECK_EQ_INT(cl_sched_sent(s, 2, 0, &m1), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
-  CHECK_EQ_INT(cl_sched_now(s), 4);
+    cl_schedule_tick(s, out);
+  CHECK_EQ_INT(cl_schedule_now(s), 3);
+  CHECK_EQ_INT(cl_schedule_sent(s, 2, 0, &m1), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_now(s), 4);
   CHECK_EQ_INT(out[0].src, 2);
   CHECK_EQ_INT(out[0].dst, 0);
-  cl_sched_free(s);
+  cl_schedule_free(s);
   cl_delays_free(d);
 }
 
 static void test_one_per_source(void) {
   cl_delays_t *d;
-  cl_sched_t *s = sched_with("0\n0\n0\n0\n", &d);
+  cl_schedule_t *s = sched_with("0\n0\n0\n0\n", &d);
   cl_delivery_t out[3];
-  cl_sched_msg_t m = tok(1, 1);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &m), 0); /* A->B */
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 2, &m), 0); /* A->C */
-  CHECK_EQ_INT(cl_sched_sent(s, 1, 2, &m), 0); /* B->C */
-  CHECK_EQ_INT(cl_sched_sent(s, 2, 0, &m), 0); /* C->A */
+  cl_schedule_msg_t m = tok(1, 1);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &m), 0); /* A->B */
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 2, &m), 0); /* A->C */
+  CHECK_EQ_INT(cl_schedule_sent(s, 1, 2, &m), 0); /* B->C */
+  CHECK_EQ_INT(cl_schedule_sent(s, 2, 0, &m), 0); /* C->A */
   /* Tick 1: A delivers only its first link (A->B), then B, then C, in
    * source order. */
-  CHECK_EQ_INT(cl_sched_tick(s, out), 3);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 3);
   CHECK_EQ_INT(out[0].src, 0);
   CHECK_EQ_INT(out[0].dst, 1);
   CHECK_EQ_INT(out[1].src, 1);
@@ -271,74 +272,74 @@ static void test_one_per_source(void) {
   CHECK_EQ_INT(out[2].src, 2);
   CHECK_EQ_INT(out[2].dst, 0);
   /* Tick 2: A->C, left over. */
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
   CHECK_EQ_INT(out[0].src, 0);
   CHECK_EQ_INT(out[0].dst, 2);
-  CHECK_EQ_INT(cl_sched_in_flight(s), 0);
-  cl_sched_free(s);
+  CHECK_EQ_INT(cl_schedule_in_flight(s), 0);
+  cl_schedule_free(s);
   cl_delays_free(d);
 }
 
 static void test_first_due_link(void) {
   cl_delays_t *d;
-  cl_sched_t *s = sched_with("3\n0\n0\n0\n", &d);
+  cl_schedule_t *s = sched_with("3\n0\n0\n0\n", &d);
   cl_delivery_t out[3];
-  cl_sched_msg_t m1 = tok(1, 1), m2 = tok(2, 1), m3 = tok(3, 1);
+  cl_schedule_msg_t m1 = tok(1, 1), m2 = tok(2, 1), m3 = tok(3, 1);
   /* A->B is due at 4, A->C at 1: the first link in destination order is
    * not due, so the next one delivers. */
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &m1), 0);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 2, &m2), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &m1), 0);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 2, &m2), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
   CHECK_EQ_INT(out[0].dst, 2);
   CHECK_EQ_INT(out[0].msg.value, 2);
-  cl_sched_free(s);
+  cl_schedule_free(s);
   cl_delays_free(d);
 
   /* Both due: destination order wins over sending order. */
   s = sched_with("0\n0\n", &d);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 2, &m3), 0);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &m1), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 2, &m3), 0);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &m1), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
   CHECK_EQ_INT(out[0].dst, 1);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
   CHECK_EQ_INT(out[0].dst, 2);
-  cl_sched_free(s);
+  cl_schedule_free(s);
   cl_delays_free(d);
 }
 
 static void test_head_of_line(void) {
   cl_delays_t *d;
-  cl_sched_t *s = sched_with("4\n0\n", &d);
+  cl_schedule_t *s = sched_with("4\n0\n", &d);
   cl_delivery_t out[3];
-  cl_sched_msg_t m1 = tok(1, 1), m2 = tok(2, 2);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &m1), 0); /* due 5 */
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &m2), 0); /* due 1, but behind m1 */
+  cl_schedule_msg_t m1 = tok(1, 1), m2 = tok(2, 2);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &m1), 0); /* due 5 */
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &m2), 0); /* due 1, but behind m1 */
   for (int t = 1; t <= 4; t++)
-    CHECK_EQ_INT(cl_sched_tick(s, out), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1); /* time 5 */
+    CHECK_EQ_INT(cl_schedule_tick(s, out), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1); /* time 5 */
   CHECK_EQ_INT(out[0].msg.seq, 1);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1); /* time 6: one per source */
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1); /* time 6: one per source */
   CHECK_EQ_INT(out[0].msg.seq, 2);
-  CHECK_EQ_INT(cl_sched_now(s), 6);
-  cl_sched_free(s);
+  CHECK_EQ_INT(cl_schedule_now(s), 6);
+  cl_schedule_free(s);
   cl_delays_free(d);
 }
 
 static void test_idle(void) {
   cl_delays_t *d;
-  cl_sched_t *s = sched_with("4\n", &d);
+  cl_schedule_t *s = sched_with("4\n", &d);
   cl_delivery_t out[3];
-  cl_sched_msg_t m = tok(1, 1);
-  CHECK_EQ_INT(cl_sched_idle(s, 10), 10); /* nothing in flight */
-  CHECK_EQ_INT(cl_sched_now(s), 10);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &m), 0); /* due 15 */
-  CHECK_EQ_INT(cl_sched_idle(s, 2), 2);
-  CHECK_EQ_INT(cl_sched_idle(s, 100), 2); /* to 14: tick 15 delivers */
-  CHECK_EQ_INT(cl_sched_now(s), 14);
-  CHECK_EQ_INT(cl_sched_idle(s, 100), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
-  CHECK_EQ_INT(cl_sched_now(s), 15);
-  cl_sched_free(s);
+  cl_schedule_msg_t m = tok(1, 1);
+  CHECK_EQ_INT(cl_schedule_idle(s, 10), 10); /* nothing in flight */
+  CHECK_EQ_INT(cl_schedule_now(s), 10);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &m), 0); /* due 15 */
+  CHECK_EQ_INT(cl_schedule_idle(s, 2), 2);
+  CHECK_EQ_INT(cl_schedule_idle(s, 100), 2); /* to 14: tick 15 delivers */
+  CHECK_EQ_INT(cl_schedule_now(s), 14);
+  CHECK_EQ_INT(cl_schedule_idle(s, 100), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_now(s), 15);
+  cl_schedule_free(s);
   cl_delays_free(d);
 }
 
@@ -357,34 +358,34 @@ static void test_worked_example(void) {
   static cl_link_t lk[2] = {{0, 1}, {1, 0}};
   cl_topology_t t = {2, sv, 2, lk, 1};
   cl_delays_t *d;
-  cl_sched_t *s;
+  cl_schedule_t *s;
   cl_delivery_t out[2];
-  cl_sched_msg_t tk = tok(1, 1), mk = marker(0);
+  cl_schedule_msg_t tk = tok(1, 1), mk = marker(0);
   CHECK_EQ_INT(load_text("3\n2\n3\n", &d, NULL), 0);
-  s = cl_sched_new(&t, d);
+  s = cl_schedule_new(&t, d);
   CHECK(s != NULL);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &tk), 0);
-  CHECK_EQ_INT(cl_sched_sent(s, 1, 0, &mk), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
-  CHECK_EQ_INT(cl_sched_now(s), 3);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &tk), 0);
+  CHECK_EQ_INT(cl_schedule_sent(s, 1, 0, &mk), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_now(s), 3);
   CHECK_EQ_INT(out[0].src, 1);
   CHECK_EQ_INT(out[0].dst, 0);
   CHECK_EQ_INT(out[0].msg.kind, CL_MSG_MARKER);
-  CHECK_EQ_INT(cl_sched_sent(s, 0, 1, &mk), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_sent(s, 0, 1, &mk), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
   CHECK_EQ_INT(out[0].src, 0);
   CHECK_EQ_INT(out[0].msg.kind, CL_MSG_TOKEN);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 0);
-  CHECK_EQ_INT(cl_sched_tick(s, out), 1);
-  CHECK_EQ_INT(cl_sched_now(s), 7);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 0);
+  CHECK_EQ_INT(cl_schedule_tick(s, out), 1);
+  CHECK_EQ_INT(cl_schedule_now(s), 7);
   CHECK_EQ_INT(out[0].msg.kind, CL_MSG_MARKER);
   CHECK_EQ_INT(out[0].msg.value, 0);
-  CHECK_EQ_INT(cl_sched_in_flight(s), 0);
+  CHECK_EQ_INT(cl_schedule_in_flight(s), 0);
   CHECK_EQ_INT(cl_delays_used(d), 3);
-  cl_sched_free(s);
+  cl_schedule_free(s);
   cl_delays_free(d);
 }
 
@@ -392,8 +393,8 @@ static void test_bad_topology(void) {
   static cl_link_t unsorted[2] = {{1, 0}, {0, 1}};
   cl_topology_t t = {2, abc_servers, 2, unsorted, 0};
   cl_delays_t *d = cl_delays_seeded(1, 4);
-  CHECK(cl_sched_new(&t, d) == NULL);
-  CHECK(cl_sched_new(NULL, d) == NULL);
+  CHECK(cl_schedule_new(&t, d) == NULL);
+  CHECK(cl_schedule_new(NULL, d) == NULL);
   cl_delays_free(d);
 }
 

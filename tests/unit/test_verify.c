@@ -1,5 +1,6 @@
-/* Unit tests for coordinator/verify.c: hand-built topologies and local
- * states, one correct snapshot and one defect at a time. */
+/* Unit tests for coordinator/check/verify.c and ledger.c: hand-built
+ * topologies and local states, one correct snapshot and one defect at a
+ * time. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,7 +140,7 @@ static void test_good(void) {
   CHECK_EQ_INT(v.channel_tokens, 7);
   CHECK_EQ_INT(v.nrecorded, 4);
   CHECK_EQ_INT(v.nchannels, 4);
-  cl_verdict_line(7, &v, line, sizeof(line));
+  cl_verify_line(7, &v, line, sizeof(line));
   CHECK_EQ_STR(line, "snapshot 7: ok (tokens 15 = 8 on servers + 7 in 4 "
                      "messages, 4 channels exact)");
 
@@ -172,7 +173,7 @@ static void test_token_missing(void) {
   CHECK(has_problem(&v, "tokens not conserved: 8 on servers + 4 in 3 "
                         "messages, expected 15"));
   CHECK_EQ_INT(v.nproblems, 2);
-  cl_verdict_line(7, &v, line, sizeof(line));
+  cl_verify_line(7, &v, line, sizeof(line));
   CHECK_EQ_STR(line, "snapshot 7: FAILED (channel N1->N2: recorded seq 2 but "
                      "expected 2..3 (N2 received 1 before recording, N1 sent "
                      "3); 1 more problem)");
@@ -375,11 +376,11 @@ static void test_conservation(void) {
   CHECK_EQ_INT(v.server_tokens, 9);
   CHECK(has_problem(&v, "tokens not conserved: 9 on servers + 7 in 4 "
                         "messages, expected 15"));
-  cl_verdict_line(2, &v, line, sizeof(line));
+  cl_verify_line(2, &v, line, sizeof(line));
   CHECK_EQ_STR(line, "snapshot 2: FAILED (tokens not conserved: 9 on servers "
                      "+ 7 in 4 messages, expected 15)");
   /* A tiny buffer is truncated, not overrun. */
-  cl_verdict_line(2, &v, line, 8);
+  cl_verify_line(2, &v, line, 8);
   CHECK_EQ_STR(line, "snapsho");
 }
 
@@ -436,7 +437,7 @@ static void test_global_snap(void) {
   ord[0] = f.st[2];
   ord[1] = f.st[1];
   ord[2] = f.st[0];
-  CHECK_EQ_INT(cl_global_snap(3, ord, 3, &s), 0);
+  CHECK_EQ_INT(cl_verify_global_snap(3, ord, 3, &s), 0);
   CHECK(s != NULL);
   if (s == NULL)
     return;
@@ -462,7 +463,7 @@ static void test_global_snap(void) {
   CHECK_EQ_INT(s->msgs[3].n, 3);
   cl_snap_free(s);
 
-  CHECK_EQ_INT(cl_global_snap(0, NULL, 0, &s), 0);
+  CHECK_EQ_INT(cl_verify_global_snap(0, NULL, 0, &s), 0);
   CHECK_EQ_INT(s->nservers, 0);
   CHECK_EQ_INT(s->nmsgs, 0);
   cl_snap_free(s);
@@ -503,7 +504,7 @@ static void test_runs(void) {
   cl_verify(&run_topo, l, f.st, 2, &v);
   CHECK(v.ok);
   /* Written out message by message for the reference form. */
-  CHECK_EQ_INT(cl_global_snap(1, f.st, 2, &s), 0);
+  CHECK_EQ_INT(cl_verify_global_snap(1, f.st, 2, &s), 0);
   CHECK(s != NULL && s->nmsgs == 4);
   if (s != NULL && s->nmsgs == 4)
     for (size_t i = 0; i < 4; i++) {
@@ -570,13 +571,13 @@ static void test_runs(void) {
   CHECK_EQ_INT(v.nrecorded, UINT64_MAX - 1 > SIZE_MAX ? SIZE_MAX
                                                       : UINT64_MAX - 1);
   /* Too many messages to write out in the reference form. */
-  CHECK_EQ_INT(cl_global_snap(1, f.st, 2, &s), CL_ETOOBIG);
+  CHECK_EQ_INT(cl_verify_global_snap(1, f.st, 2, &s), CL_ETOOBIG);
   CHECK(s == NULL);
   /* A run of a few wire bytes may not make the coordinator allocate more
    * than CL_GLOBAL_SNAP_MSGS_MAX messages: refused before allocating. */
   fx_runs(&f);
   add_run(&f, 1, "A", 2, CL_GLOBAL_SNAP_MSGS_MAX + 1, 1);
-  CHECK_EQ_INT(cl_global_snap(1, f.st, 2, &s), CL_ETOOBIG);
+  CHECK_EQ_INT(cl_verify_global_snap(1, f.st, 2, &s), CL_ETOOBIG);
   CHECK(s == NULL);
 }
 

@@ -8,96 +8,6 @@
 #include "error.h"
 #include "util.h"
 
-/* ---- ledger ------------------------------------------------------------- */
-
-typedef struct ledger_chan {
-  int64_t *v; /* v[seq - 1] = tokens */
-  uint64_t n, cap;
-} ledger_chan_t;
-
-struct cl_ledger {
-  const cl_topology_t *topo; /* borrowed */
-  ledger_chan_t *ch;         /* [topo->nlinks] */
-  uint64_t total;
-};
-
-/* A ledger with one empty list per link of topo (borrowed). NULL on
- * allocation failure. Free with cl_ledger_free. */
-cl_ledger_t *cl_ledger_new(const cl_topology_t *topo) {
-  cl_ledger_t *l;
-  if (topo == NULL)
-    return NULL;
-  l = calloc(1, sizeof(*l));
-  if (l == NULL)
-    return NULL;
-  l->topo = topo;
-  l->ch = calloc(topo->nlinks ? topo->nlinks : 1, sizeof(*l->ch));
-  if (l->ch == NULL) {
-    free(l);
-    return NULL;
-  }
-  return l;
-}
-
-/* Frees the ledger and everything it recorded; NULL is fine. */
-void cl_ledger_free(cl_ledger_t *l) {
-  if (l == NULL)
-    return;
-  for (size_t i = 0; i < l->topo->nlinks; i++)
-    free(l->ch[i].v);
-  free(l->ch);
-  free(l);
-}
-
-/* Appends token message seq on src->dst. 0, CL_ENOPEER, CL_ESEQ (not the
- * next seq), CL_EINVAL (n < 1), CL_EFULL (over CL_LEDGER_MAX_MSGS) or
- * CL_ENOMEM. */
-int cl_ledger_add(cl_ledger_t *l, uint32_t src, uint32_t dst, uint64_t seq,
-                  int64_t n) {
-  long li;
-  ledger_chan_t *c;
-  if (l == NULL)
-    return CL_EINVAL;
-  li = cl_topology_link(l->topo, src, dst);
-  if (li < 0)
-    return CL_ENOPEER;
-  c = &l->ch[li];
-  if (seq != c->n + 1)
-    return CL_ESEQ;
-  if (n < 1)
-    return CL_EINVAL;
-  if (l->total >= CL_LEDGER_MAX_MSGS)
-    return CL_EFULL;
-  if (c->n == c->cap) {
-    uint64_t ncap = c->cap ? c->cap * 2 : 16;
-    int64_t *nv = realloc(c->v, ncap * sizeof(*nv));
-    if (nv == NULL)
-      return CL_ENOMEM;
-    c->v = nv;
-    c->cap = ncap;
-  }
-  c->v[c->n++] = n;
-  l->total++;
-  return 0;
-}
-
-/* Amount of message seq on src->dst: 0, CL_ENOPEER or CL_ENOENT. */
-int cl_ledger_get(const cl_ledger_t *l, uint32_t src, uint32_t dst,
-                  uint64_t seq, int64_t *n) {
-  long li;
-  if (l == NULL)
-    return CL_EINVAL;
-  li = cl_topology_link(l->topo, src, dst);
-  if (li < 0)
-    return CL_ENOPEER;
-  if (seq < 1 || seq > l->ch[li].n)
-    return CL_ENOENT;
-  *n = l->ch[li].v[seq - 1];
-  return 0;
-}
-
-/* ---- verification ------------------------------------------------------- */
-
 /* Counts a problem and keeps its text if there is room. */
 static void problem(cl_verdict_t *v, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -248,8 +158,9 @@ typedef struct chan_info {
 static void check_amounts(const cl_ledger_t *ledger, const char *a,
                           const char *b, const run_ref_t *q, size_t n,
                           cl_verdict_t *v) {
-  long ls = cl_topology_find(ledger->topo, a);
-  long ld = cl_topology_find(ledger->topo, b);
+  const cl_topology_t *t = cl_ledger_topology(ledger);
+  long ls = cl_topology_find(t, a);
+  long ld = cl_topology_find(t, b);
   for (size_t i = 0; i < n; i++)
     for (uint64_t j = 0; j < q[i].count; j++) {
       uint64_t seq = q[i].seq + j;
@@ -276,84 +187,89 @@ static void check_amounts(const cl_ledger_t *ledger, const char *a,
     }
 }
 
-/* The checks proper, against topology t (given or derived). st[i] is the
- * state used for server i, or NULL. */
-static void check_channels(const cl_topology_t *t, int derived,
-                           const cl_ledger_t *ledger,
-                           const cl_local_state_t **st, cl_verdict_t *v) {
-  chan_info_t *ci = calloc(t->nlinks ? t->nlinks : 1, sizeof(*ci));
-  run_ref_t *runs = NULL;
-  size_t total = 0;
-  if (ci == NULL)
-    goto oom;
-
-  /* Channel lists: each end must list exactly its links. */
-  for (size_t i = 0; i < t->nservers; i++) {
-    if (st[i] == NULL)
-      continue;
-    for (uint32_t pass = 0; pass < 2; pass++) {
-      uint32_t n = pass == 0 ? st[i]->nsent : st[i]->nrecv;
-      const cl_chan_count_t *cc = pass == 0 ? st[i]->sent : st[i]->recv;
-      for (uint32_t j = 0; j < n; j++) {
-        long p = cl_topology_find(t, cc[j].peer);
-        long li = -1;
-        const char *a = pass == 0 ? t->servers[i].id : cc[j].peer;
-        const char *b = pass == 0 ? cc[j].peer : t->servers[i].id;
-        if (p >= 0)
-          li = pass == 0 ? cl_topology_link(t, (uint32_t)i, (uint32_t)p)
-                         : cl_topology_link(t, (uint32_t)p, (uint32_t)i);
-        if (li < 0) {
-          if (!derived) { /* derived mode reported these already */
-            problem(v, "channel %s->%s: in %s's %s counts but not in the "
-                       "topology", a, b, t->servers[i].id,
-                    pass == 0 ? "sent" : "received");
-            v->complete = 0;
-          }
-          continue;
-        }
-        if (pass == 0 ? ci[li].has_sent : ci[li].has_recv) {
-          problem(v, "channel %s->%s: listed twice in %s's %s counts", a, b,
-                  t->servers[i].id, pass == 0 ? "sent" : "received");
-          v->complete = 0;
-          continue;
-        }
-        if (pass == 0) {
-          ci[li].has_sent = 1;
-          ci[li].sent = cc[j].count;
-        } else {
-          ci[li].has_recv = 1;
-          ci[li].recv = cc[j].count;
-        }
+/* Take the channel counts of server i's state (sent: pass 0, received:
+ * pass 1) into ci; each must name a link, once. */
+static void take_counts(const cl_topology_t *t, int derived,
+                        const cl_local_state_t *st, size_t i, uint32_t pass,
+                        chan_info_t *ci, cl_verdict_t *v) {
+  uint32_t n = pass == 0 ? st->nsent : st->nrecv;
+  const cl_chan_count_t *cc = pass == 0 ? st->sent : st->recv;
+  for (uint32_t j = 0; j < n; j++) {
+    long p = cl_topology_find(t, cc[j].peer);
+    long li = -1;
+    const char *a = pass == 0 ? t->servers[i].id : cc[j].peer;
+    const char *b = pass == 0 ? cc[j].peer : t->servers[i].id;
+    if (p >= 0)
+      li = pass == 0 ? cl_topology_link(t, (uint32_t)i, (uint32_t)p)
+                     : cl_topology_link(t, (uint32_t)p, (uint32_t)i);
+    if (li < 0) {
+      if (!derived) { /* derived mode reported these already */
+        problem(v, "channel %s->%s: in %s's %s counts but not in the "
+                   "topology", a, b, t->servers[i].id,
+                pass == 0 ? "sent" : "received");
+        v->complete = 0;
       }
+      continue;
+    }
+    if (pass == 0 ? ci[li].has_sent : ci[li].has_recv) {
+      problem(v, "channel %s->%s: listed twice in %s's %s counts", a, b,
+              t->servers[i].id, pass == 0 ? "sent" : "received");
+      v->complete = 0;
+      continue;
+    }
+    if (pass == 0) {
+      ci[li].has_sent = 1;
+      ci[li].sent = cc[j].count;
+    } else {
+      ci[li].has_recv = 1;
+      ci[li].recv = cc[j].count;
     }
   }
+}
+
+/* Channel lists: each end must list exactly its links. */
+static void check_lists(const cl_topology_t *t, int derived,
+                        const cl_local_state_t **st, chan_info_t *ci,
+                        cl_verdict_t *v) {
+  for (size_t i = 0; i < t->nservers; i++)
+    for (uint32_t pass = 0; st[i] != NULL && pass < 2; pass++)
+      take_counts(t, derived, st[i], i, pass, ci, v);
   for (size_t li = 0; li < t->nlinks; li++) {
     const cl_link_t *k = &t->links[li];
     const char *a = t->servers[k->src].id, *b = t->servers[k->dst].id;
+    int miss_sent = !ci[li].has_sent;
     if (st[k->src] == NULL || st[k->dst] == NULL)
       continue; /* the missing state is reported already */
-    if (!ci[li].has_sent || !ci[li].has_recv) {
-      int miss_sent = !ci[li].has_sent;
-      if (derived)
-        problem(v, "channel %s->%s: listed by %s (%s %llu) but not by %s", a,
-                b, miss_sent ? b : a, miss_sent ? "received" : "sent",
-                (unsigned long long)(miss_sent ? ci[li].recv : ci[li].sent),
-                miss_sent ? a : b);
-      else
-        problem(v, "channel %s->%s: missing from %s's %s counts", a, b,
-                miss_sent ? a : b, miss_sent ? "sent" : "received");
-      v->complete = 0;
-    }
-  }
-
-  /* Recorded runs: sums and peers; then bucket by link. */
-  for (size_t d = 0; d < t->nservers; d++) {
-    if (st[d] == NULL)
+    if (ci[li].has_sent && ci[li].has_recv)
       continue;
-    for (uint32_t j = 0; j < st[d]->nrecorded; j++) {
+    if (derived)
+      problem(v, "channel %s->%s: listed by %s (%s %llu) but not by %s", a,
+              b, miss_sent ? b : a, miss_sent ? "received" : "sent",
+              (unsigned long long)(miss_sent ? ci[li].recv : ci[li].sent),
+              miss_sent ? a : b);
+    else
+      problem(v, "channel %s->%s: missing from %s's %s counts", a, b,
+              miss_sent ? a : b, miss_sent ? "sent" : "received");
+    v->complete = 0;
+  }
+}
+
+/* The link a run recorded by server d came in on, or -1. */
+static long run_link(const cl_topology_t *t, size_t d,
+                     const cl_recorded_t *rc) {
+  long s = cl_topology_find(t, rc->src);
+  return s >= 0 ? cl_topology_link(t, (uint32_t)s, (uint32_t)d) : -1;
+}
+
+/* Recorded runs: add up messages and tokens, check their peers and count
+ * them per link. Returns how many lie on a link. */
+static size_t count_runs(const cl_topology_t *t, const cl_local_state_t **st,
+                         chan_info_t *ci, cl_verdict_t *v) {
+  size_t total = 0;
+  for (size_t d = 0; d < t->nservers; d++) {
+    for (uint32_t j = 0; st[d] != NULL && j < st[d]->nrecorded; j++) {
       const cl_recorded_t *rc = &st[d]->recorded[j];
-      long s = cl_topology_find(t, rc->src);
-      long li = s >= 0 ? cl_topology_link(t, (uint32_t)s, (uint32_t)d) : -1;
+      long li = run_link(t, d, rc);
       int64_t tokens;
       v->nrecorded = rc->count > SIZE_MAX - v->nrecorded
                          ? SIZE_MAX
@@ -375,24 +291,23 @@ static void check_channels(const cl_topology_t *t, int derived,
       total++;
     }
   }
-  runs = malloc((total ? total : 1) * sizeof(*runs));
-  if (runs == NULL)
-    goto oom;
-  {
-    size_t off = 0;
-    for (size_t li = 0; li < t->nlinks; li++) {
-      ci[li].off = off;
-      off += ci[li].nrec;
-      ci[li].nrec = 0;
-    }
+  return total;
+}
+
+/* Put the runs of every link together, in arrival order: link li's are
+ * runs[ci[li].off .. ci[li].off + ci[li].nrec). */
+static void bucket_runs(const cl_topology_t *t, const cl_local_state_t **st,
+                        chan_info_t *ci, run_ref_t *runs) {
+  size_t off = 0;
+  for (size_t li = 0; li < t->nlinks; li++) {
+    ci[li].off = off;
+    off += ci[li].nrec;
+    ci[li].nrec = 0;
   }
   for (size_t d = 0; d < t->nservers; d++) {
-    if (st[d] == NULL)
-      continue;
-    for (uint32_t j = 0; j < st[d]->nrecorded; j++) {
+    for (uint32_t j = 0; st[d] != NULL && j < st[d]->nrecorded; j++) {
       const cl_recorded_t *rc = &st[d]->recorded[j];
-      long s = cl_topology_find(t, rc->src);
-      long li = s >= 0 ? cl_topology_link(t, (uint32_t)s, (uint32_t)d) : -1;
+      long li = run_link(t, d, rc);
       if (li >= 0) {
         run_ref_t *q = &runs[ci[li].off + ci[li].nrec++];
         q->seq = rc->seq;
@@ -401,80 +316,85 @@ static void check_channels(const cl_topology_t *t, int derived,
       }
     }
   }
+}
 
-  /* Exactness: the runs recorded on S->D cover exactly r+1..s, in order;
-   * then, with a ledger, each message carries the amount that was sent. */
+/* Exactness of link k: the runs q[n] recorded on S->D cover exactly
+ * r+1..s, in order; then, with a ledger, each message carries the amount
+ * that was sent. */
+static void check_link(const cl_topology_t *t, const cl_link_t *k,
+                       const chan_info_t *c, const run_ref_t *q,
+                       const cl_ledger_t *ledger, cl_verdict_t *v) {
+  const char *a = t->servers[k->src].id, *b = t->servers[k->dst].id;
+  uint64_t s = c->sent, r = c->recv, next = r + 1;
+  size_t n = c->nrec;
+  int exact = 1;
+  char got[160], want[64];
+  if (s < r) {
+    problem(v, "channel %s->%s: inconsistent cut: %s received %llu before "
+               "recording but %s sent only %llu", a, b, b,
+            (unsigned long long)r, a, (unsigned long long)s);
+    v->channels_exact = 0;
+    return;
+  }
+  /* next runs over r+1..s+1; a run must start at next and end by s. */
+  for (size_t i = 0; exact && i < n; i++) {
+    exact = q[i].seq == next && q[i].count >= 1 && q[i].count <= s - next + 1;
+    next += exact ? q[i].count : 0;
+  }
+  if (exact && next == s + 1) {
+    if (ledger != NULL)
+      check_amounts(ledger, a, b, q, n, v);
+    return;
+  }
+  format_runs(q, n, got, sizeof(got));
+  if (s == r)
+    snprintf(want, sizeof(want), "none");
+  else if (s == r + 1)
+    snprintf(want, sizeof(want), "%llu", (unsigned long long)s);
+  else
+    snprintf(want, sizeof(want), "%llu..%llu", (unsigned long long)(r + 1),
+             (unsigned long long)s);
+  problem(v, "channel %s->%s: recorded seq%s %s but expected %s (%s "
+             "received %llu before recording, %s sent %llu)", a, b,
+          n == 1 && q[0].count == 1 ? "" : "s", got, want, b,
+          (unsigned long long)r, a, (unsigned long long)s);
+  v->channels_exact = 0;
+}
+
+/* The checks proper, against topology t (given or derived). st[i] is the
+ * state used for server i, or NULL. */
+static void check_channels(const cl_topology_t *t, int derived,
+                           const cl_ledger_t *ledger,
+                           const cl_local_state_t **st, cl_verdict_t *v) {
+  chan_info_t *ci = calloc(t->nlinks ? t->nlinks : 1, sizeof(*ci));
+  run_ref_t *runs = NULL;
+  size_t total;
+  if (ci != NULL) {
+    check_lists(t, derived, st, ci, v);
+    total = count_runs(t, st, ci, v);
+    runs = malloc((total ? total : 1) * sizeof(*runs));
+  }
+  if (runs == NULL) {
+    free(ci);
+    problem(v, "out of memory while checking");
+    v->complete = 0;
+    return;
+  }
+  bucket_runs(t, st, ci, runs);
   v->nchannels = t->nlinks;
   for (size_t li = 0; li < t->nlinks; li++) {
     const cl_link_t *k = &t->links[li];
-    const char *a = t->servers[k->src].id, *b = t->servers[k->dst].id;
-    uint64_t s = ci[li].sent, r = ci[li].recv, next = r + 1;
-    const run_ref_t *q = runs + ci[li].off;
-    size_t n = ci[li].nrec;
-    int exact;
-    char got[160], want[64];
-    if (st[k->src] == NULL || st[k->dst] == NULL || !ci[li].has_sent ||
-        !ci[li].has_recv)
-      continue;
-    if (s < r) {
-      problem(v, "channel %s->%s: inconsistent cut: %s received %llu before "
-                 "recording but %s sent only %llu", a, b, b,
-              (unsigned long long)r, a, (unsigned long long)s);
-      v->channels_exact = 0;
-      continue;
-    }
-    /* next runs over r+1..s+1; a run must start at next and end by s. */
-    exact = 1;
-    for (size_t i = 0; exact && i < n; i++) {
-      exact = q[i].seq == next && q[i].count >= 1 &&
-              q[i].count <= s - next + 1;
-      next += exact ? q[i].count : 0;
-    }
-    exact = exact && next == s + 1;
-    if (exact) {
-      if (ledger != NULL)
-        check_amounts(ledger, a, b, q, n, v);
-      continue;
-    }
-    format_runs(q, n, got, sizeof(got));
-    if (s == r)
-      snprintf(want, sizeof(want), "none");
-    else if (s == r + 1)
-      snprintf(want, sizeof(want), "%llu", (unsigned long long)s);
-    else
-      snprintf(want, sizeof(want), "%llu..%llu", (unsigned long long)(r + 1),
-               (unsigned long long)s);
-    problem(v, "channel %s->%s: recorded seq%s %s but expected %s (%s "
-               "received %llu before recording, %s sent %llu)", a, b,
-            n == 1 && q[0].count == 1 ? "" : "s", got, want, b,
-            (unsigned long long)r, a, (unsigned long long)s);
-    v->channels_exact = 0;
+    if (st[k->src] != NULL && st[k->dst] != NULL && ci[li].has_sent &&
+        ci[li].has_recv)
+      check_link(t, k, &ci[li], runs + ci[li].off, ledger, v);
   }
   free(runs);
   free(ci);
-  return;
-oom:
-  free(runs);
-  free(ci);
-  problem(v, "out of memory while checking");
-  v->complete = 0;
 }
 
-/* Checks a global snapshot; see verify.h. Never fails: problems (including
- * running out of memory) end up in v. */
-void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
-               const cl_local_state_t *states, size_t nstates,
-               cl_verdict_t *v) {
-  cl_topology_t derived;
-  const cl_topology_t *t = topo;
-  const cl_local_state_t **st = NULL;
-  int sum_overflow = 0;
-
-  memset(v, 0, sizeof(*v));
-  v->complete = v->conserved = v->channels_exact = 1;
-  memset(&derived, 0, sizeof(derived));
-  if (states == NULL)
-    nstates = 0;
+/* Every state must be of the same snapshot as the first. */
+static void check_ids(const cl_local_state_t *states, size_t nstates,
+                      cl_verdict_t *v) {
   if (nstates == 0) {
     problem(v, "no local states");
     v->complete = 0;
@@ -487,22 +407,15 @@ void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
       v->complete = 0;
     }
   }
-  if (t == NULL) {
-    if (derive_topology(states, nstates, v, &derived) < 0) {
-      problem(v, "out of memory while checking");
-      v->complete = 0;
-      goto done;
-    }
-    t = &derived;
-  }
-  v->expected_tokens = t->total_tokens;
+}
 
-  st = calloc(t->nservers ? t->nservers : 1, sizeof(*st));
-  if (st == NULL) {
-    problem(v, "out of memory while checking");
-    v->complete = 0;
-    goto done;
-  }
+/* st[i] = the state of topology server i (NULL if none), each server once;
+ * sums the servers' tokens (given: the topology came from the caller, so
+ * initial tokens must match it). Returns 1 if the sum overflowed. */
+static int index_states(const cl_topology_t *t, int given,
+                        const cl_local_state_t *states, size_t nstates,
+                        const cl_local_state_t **st, cl_verdict_t *v) {
+  int sum_overflow = 0;
   for (size_t i = 0; i < nstates; i++) {
     long idx = cl_topology_find(t, states[i].server);
     if (idx < 0) {
@@ -518,7 +431,7 @@ void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
     st[idx] = &states[i];
     if (add_i64(&v->server_tokens, states[i].tokens))
       sum_overflow = 1;
-    if (topo != NULL && states[i].initial_tokens != t->servers[idx].tokens) {
+    if (given && states[i].initial_tokens != t->servers[idx].tokens) {
       problem(v, "server %s: initial tokens %lld, the topology says %lld",
               states[i].server, (long long)states[i].initial_tokens,
               (long long)t->servers[idx].tokens);
@@ -531,23 +444,57 @@ void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
       v->complete = 0;
     }
   }
-  check_channels(t, topo == NULL, ledger, st, v);
+  return sum_overflow;
+}
 
+/* Tokens on servers plus tokens in recorded messages must be the total. */
+static void check_conserved(int sum_overflow, cl_verdict_t *v) {
+  int64_t sum = v->server_tokens;
   if (sum_overflow) {
     problem(v, "server token counts overflow");
     v->conserved = 0;
   }
-  if (v->conserved) {
-    int64_t sum = v->server_tokens;
-    if (add_i64(&sum, v->channel_tokens) || sum != v->expected_tokens) {
-      problem(v, "tokens not conserved: %lld on servers + %lld in %zu "
-                 "messages, expected %lld", (long long)v->server_tokens,
-              (long long)v->channel_tokens, v->nrecorded,
-              (long long)v->expected_tokens);
-      v->conserved = 0;
-    }
+  if (!v->conserved)
+    return;
+  if (add_i64(&sum, v->channel_tokens) || sum != v->expected_tokens) {
+    problem(v, "tokens not conserved: %lld on servers + %lld in %zu "
+               "messages, expected %lld", (long long)v->server_tokens,
+            (long long)v->channel_tokens, v->nrecorded,
+            (long long)v->expected_tokens);
+    v->conserved = 0;
   }
-done:
+}
+
+/* Checks a global snapshot; see verify.h. Never fails: problems (including
+ * running out of memory) end up in v. */
+void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
+               const cl_local_state_t *states, size_t nstates,
+               cl_verdict_t *v) {
+  cl_topology_t derived;
+  const cl_topology_t *t = topo;
+  const cl_local_state_t **st = NULL;
+
+  memset(v, 0, sizeof(*v));
+  v->complete = v->conserved = v->channels_exact = 1;
+  memset(&derived, 0, sizeof(derived));
+  if (states == NULL)
+    nstates = 0;
+  check_ids(states, nstates, v);
+  if (t == NULL && derive_topology(states, nstates, v, &derived) == 0)
+    t = &derived;
+  if (t != NULL) {
+    v->expected_tokens = t->total_tokens;
+    st = calloc(t->nservers ? t->nservers : 1, sizeof(*st));
+  }
+  if (st == NULL) {
+    problem(v, "out of memory while checking");
+    v->complete = 0;
+  } else {
+    int sum_overflow;
+    sum_overflow = index_states(t, topo != NULL, states, nstates, st, v);
+    check_channels(t, topo == NULL, ledger, st, v);
+    check_conserved(sum_overflow, v);
+  }
   free(st);
   free(derived.servers);
   free(derived.links);
@@ -555,8 +502,8 @@ done:
 }
 
 /* Builds the reference form; the caller owns *out (cl_snap_free). */
-int cl_global_snap(uint64_t id, const cl_local_state_t *states,
-                   size_t nstates, cl_snap_t **out) {
+int cl_verify_global_snap(uint64_t id, const cl_local_state_t *states,
+                          size_t nstates, cl_snap_t **out) {
   const cl_local_state_t **ord;
   cl_snap_t *s;
   size_t nmsgs = 0, m = 0;
@@ -610,8 +557,8 @@ fail:
 }
 
 /* One summary line into buf (always NUL-terminated when size > 0). */
-void cl_verdict_line(uint64_t id, const cl_verdict_t *v, char *buf,
-                     size_t size) {
+void cl_verify_line(uint64_t id, const cl_verdict_t *v, char *buf,
+                    size_t size) {
   if (size == 0)
     return;
   if (v->ok) {

@@ -1,4 +1,4 @@
-#include "client.h"
+#include "cluster.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -10,7 +10,13 @@
 #include "error.h"
 #include "idmap.h"
 
-enum { CONN_IDLE = 0, CONN_CONNECTING, CONN_UP, CONN_DOWN };
+/* Where a control connection is. */
+typedef enum conn_state {
+  CONN_IDLE = 0,   /* not connected yet (zeroed) */
+  CONN_CONNECTING, /* resolved, connect under way */
+  CONN_UP,         /* connected, CLIENT sent */
+  CONN_DOWN        /* failed or lost for good; why says which */
+} conn_state_t;
 
 typedef struct conn {
   cl_cluster_t *c;
@@ -20,7 +26,7 @@ typedef struct conn {
   uv_tcp_t tcp;
   uv_connect_t creq;
   int open;  /* tcp initialised and its close callback not yet run */
-  int state; /* CONN_* */
+  conn_state_t state;
   int watching; /* a WATCH was sent: LOCAL_STATE notifications expected */
   cl_wire_decoder_t *dec;
   char why[256];
@@ -82,7 +88,7 @@ static track_t *track_find(const cl_cluster_t *c, uint64_t id) {
 static track_t *track_add(cl_cluster_t *c, uint64_t id, uint32_t server) {
   track_t *t = track_find(c, id);
   if (t == NULL) {
-    if (c->tracks.n >= CL_CLIENT_MAX_TRACKED ||
+    if (c->tracks.n >= CL_CLUSTER_MAX_TRACKED ||
         cl_idmap_reserve(&c->tracks, 1) < 0 ||
         (t = calloc(1, sizeof *t)) == NULL)
       return NULL;
@@ -126,7 +132,7 @@ static void track_free(cl_cluster_t *c, track_t *t) {
   free(t);
 }
 
-/* The pushed state of server i for id, moved out; see client.h. */
+/* The pushed state of server i for id, moved out; see cluster.h. */
 int cl_cluster_take_state(cl_cluster_t *c, uint64_t id, size_t i,
                           cl_msg_t *out) {
   track_t *t = track_find(c, id);
@@ -138,13 +144,13 @@ int cl_cluster_take_state(cl_cluster_t *c, uint64_t id, size_t i,
   return 1;
 }
 
-/* Servers that reported id complete; see client.h. */
+/* Servers that reported id complete; see cluster.h. */
 size_t cl_cluster_completed(const cl_cluster_t *c, uint64_t id) {
   const track_t *t = track_find(c, id);
   return t ? t->count : 0;
 }
 
-/* Whether server i reported id complete; see client.h. */
+/* Whether server i reported id complete; see cluster.h. */
 int cl_cluster_has_completed(const cl_cluster_t *c, uint64_t id, size_t i) {
   const track_t *t = track_find(c, id);
   if (t == NULL || i >= c->n)
@@ -323,24 +329,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       conn_down(k, "server %s lost (connection closed)", k->id);
     else if (nread == UV_ENOBUFS)
       conn_down(k, "server %s lost (reply larger than %u bytes)", k->id,
-                CL_CLIENT_DECODER_CAP);
+                CL_CLUSTER_DECODER_CAP);
     else
       conn_down(k, "server %s lost (%s)", k->id, uv_strerror((int)nread));
     return;
   }
   cl_wire_decoder_consumed(k->dec, (size_t)nread);
-  while (k->state == CONN_UP) {
+  for (rc = 1; rc > 0 && k->state == CONN_UP;) {
     memset(&m, 0, sizeof m);
-    rc = cl_wire_next(k->dec, &m);
-    if (rc == 0)
-      break;
-    if (rc < 0) {
-      conn_down(k, "server %s lost (protocol error: %s)", k->id,
-                cl_strerror(rc));
-      break;
-    }
-    handle_msg(k, &m);
+    if ((rc = cl_wire_next(k->dec, &m)) > 0)
+      handle_msg(k, &m);
   }
+  if (rc < 0)
+    conn_down(k, "server %s lost (protocol error: %s)", k->id,
+              cl_strerror(rc));
 }
 
 /* Connected (or not): start reading and greet with CLIENT. */
@@ -500,7 +502,7 @@ void cl_cluster_free(cl_cluster_t *c) {
   free(c);
 }
 
-/* Accessors; see client.h. */
+/* Accessors; see cluster.h. */
 size_t cl_cluster_size(const cl_cluster_t *c) { return c->n; }
 const char *cl_cluster_id(const cl_cluster_t *c, size_t i) {
   return c->conns[i].id;
@@ -548,61 +550,95 @@ static int check_guard(cl_cluster_t *c, char *err, size_t errsize) {
   return rc < 0 ? rc : 0;
 }
 
-/* Start every connect, then run the loop until all settle or time runs out. */
-int cl_cluster_connect(cl_cluster_t *c, uint64_t timeout_ms, char *err,
-                       size_t errsize) {
-  size_t i;
-  int rc = 0, busy;
-  for (i = 0; i < c->n; i++) {
-    conn_t *k = &c->conns[i];
-    struct sockaddr_storage ss;
-    char why[160];
-    if (k->state != CONN_IDLE)
-      continue;
-    k->why[0] = '\0';
-    if (resolve(c->loop, k->addr, &ss, why, sizeof why) != 0) {
-      k->state = CONN_DOWN;
-      snprintf(k->why, sizeof k->why, "cannot connect to %s: %s", k->id, why);
-      continue;
-    }
-    k->dec = cl_wire_decoder_new(CL_CLIENT_DECODER_CAP);
-    if (k->dec == NULL) {
-      k->state = CONN_DOWN;
-      snprintf(k->why, sizeof k->why, "cannot connect to %s: out of memory",
-               k->id);
-      continue;
-    }
-    uv_tcp_init(c->loop, &k->tcp);
-    k->tcp.data = k;
-    k->creq.data = k;
-    k->open = 1;
-    k->state = CONN_CONNECTING;
-    rc = uv_tcp_connect(&k->creq, &k->tcp, (const struct sockaddr *)&ss,
-                        on_connect);
-    if (rc < 0)
-      conn_down(k, "cannot connect to %s at %s: %s", k->id, k->addr,
-                uv_strerror(rc));
-  }
-  rc = 0;
-  deadline_start(c, timeout_ms);
+/* One look at what a wait is waiting for (arg: the wait's own). Before the
+ * deadline (timed_out 0): 1 when done, 0 to keep waiting, or a negative
+ * CL_E* code (with err) to give up. At the deadline (timed_out 1): what
+ * the wait returns then, 0 or a negative code. */
+typedef int (*wait_step_fn)(cl_cluster_t *c, void *arg, int timed_out,
+                            char *err, size_t errsize);
+
+/* The one way this file waits: run the loop a turn at a time until step
+ * says done or fails, the guard says stop, or ms pass. Returns 0 or a
+ * negative CL_E* code with err set. */
+static int run_until(cl_cluster_t *c, uint64_t ms, wait_step_fn step,
+                     void *arg, char *err, size_t errsize) {
+  int rc;
+  deadline_start(c, ms);
   for (;;) {
-    busy = 0;
-    for (i = 0; i < c->n; i++)
-      busy |= c->conns[i].state == CONN_CONNECTING;
-    if (!busy)
+    if ((rc = step(c, arg, 0, err, errsize)) != 0)
       break;
     if ((rc = check_guard(c, err, errsize)) < 0)
       break;
     if (c->timer_fired) {
-      for (i = 0; i < c->n; i++)
-        if (c->conns[i].state == CONN_CONNECTING)
-          conn_down(&c->conns[i], "cannot connect to %s at %s: timed out",
-                    c->conns[i].id, c->conns[i].addr);
+      rc = step(c, arg, 1, err, errsize);
       break;
     }
     uv_run(c->loop, UV_RUN_ONCE);
   }
   deadline_stop(c);
+  return rc < 0 ? rc : 0;
+}
+
+/* Resolve connection k's address and start connecting (a failure marks it
+ * down with the reason). */
+static void conn_start(cl_cluster_t *c, conn_t *k) {
+  struct sockaddr_storage ss;
+  char why[160];
+  int rc;
+  k->why[0] = '\0';
+  if (resolve(c->loop, k->addr, &ss, why, sizeof why) != 0) {
+    k->state = CONN_DOWN;
+    snprintf(k->why, sizeof k->why, "cannot connect to %s: %s", k->id, why);
+    return;
+  }
+  k->dec = cl_wire_decoder_new(CL_CLUSTER_DECODER_CAP);
+  if (k->dec == NULL) {
+    k->state = CONN_DOWN;
+    snprintf(k->why, sizeof k->why, "cannot connect to %s: out of memory",
+             k->id);
+    return;
+  }
+  uv_tcp_init(c->loop, &k->tcp);
+  k->tcp.data = k;
+  k->creq.data = k;
+  k->open = 1;
+  k->state = CONN_CONNECTING;
+  rc = uv_tcp_connect(&k->creq, &k->tcp, (const struct sockaddr *)&ss,
+                      on_connect);
+  if (rc < 0)
+    conn_down(k, "cannot connect to %s at %s: %s", k->id, k->addr,
+              uv_strerror(rc));
+}
+
+/* Waiting for connects: done when none is still connecting; at the
+ * deadline those still connecting are given up. */
+static int connect_step(cl_cluster_t *c, void *arg, int timed_out, char *err,
+                        size_t errsize) {
+  size_t i;
+  int busy = 0;
+  (void)arg;
+  (void)err;
+  (void)errsize;
+  for (i = 0; i < c->n; i++) {
+    conn_t *k = &c->conns[i];
+    if (k->state != CONN_CONNECTING)
+      continue;
+    busy = 1;
+    if (timed_out)
+      conn_down(k, "cannot connect to %s at %s: timed out", k->id, k->addr);
+  }
+  return timed_out || busy ? 0 : 1;
+}
+
+/* Start every connect, then run the loop until all settle or time runs out. */
+int cl_cluster_connect(cl_cluster_t *c, uint64_t timeout_ms, char *err,
+                       size_t errsize) {
+  size_t i;
+  int rc;
+  for (i = 0; i < c->n; i++)
+    if (c->conns[i].state == CONN_IDLE)
+      conn_start(c, &c->conns[i]);
+  rc = run_until(c, timeout_ms, connect_step, NULL, err, errsize);
   if (rc < 0)
     return rc;
   for (i = 0; i < c->n; i++) {
@@ -626,18 +662,14 @@ static void call_end(cl_cluster_t *c, int failed) {
   c->call_n = c->call_left = 0;
 }
 
-/* Send n requests (one write per server) and wait for the replies; tolerant
- * calls give up on lost servers instead of failing. */
-static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
-                   const cl_msg_t *reqs, cl_msg_t *replies,
-                   uint64_t timeout_ms, int tolerant, char *err,
-                   size_t errsize) {
-  msgpack_sbuffer *sbs;
+/* The arguments of a call: n within CL_CLUSTER_MAX_CALL, server indexes
+ * that exist and, unless tolerant, whose connections are up. Zeroes the
+ * replies once n is known to fit. */
+static int call_check(const cl_cluster_t *c, size_t n, const uint32_t *servers,
+                      cl_msg_t *replies, int tolerant, char *err,
+                      size_t errsize) {
   size_t i;
-  int rc = 0;
-  if (n == 0)
-    return 0;
-  if (n > CL_CLIENT_MAX_CALL) {
+  if (n > CL_CLUSTER_MAX_CALL) {
     cl_set_err(err, errsize, "too many requests in one call (%zu)", n);
     return CL_EINVAL;
   }
@@ -652,22 +684,18 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
       return CL_ELOST;
     }
   }
-  if ((rc = check_guard(c, err, errsize)) < 0)
-    return rc;
-  c->slots = calloc(n, sizeof *c->slots);
-  sbs = calloc(c->n, sizeof *sbs); /* zeroed == empty msgpack_sbuffer */
-  if (c->slots == NULL || sbs == NULL) {
-    free(sbs);
-    free(c->slots);
-    c->slots = NULL;
-    cl_set_err(err, errsize, "out of memory");
-    return CL_ENOMEM;
-  }
-  c->replies = replies;
-  c->call_base = c->next_req;
-  c->next_req += n;
-  c->call_n = c->call_left = n;
-  /* Requests to one server go out in one write, in order. */
+  return 0;
+}
+
+/* Encode the call's requests into one buffer per server (sbs[c->n], zeroed
+ * == empty), in order, and write each buffer at once. A request for a
+ * server that is down (tolerant calls) gets no reply and is given up.
+ * Frees sbs. Returns 0 or the encoder's code with err set. */
+static int call_send(cl_cluster_t *c, size_t n, const uint32_t *servers,
+                     const cl_msg_t *reqs, msgpack_sbuffer *sbs, char *err,
+                     size_t errsize) {
+  size_t i;
+  int rc = 0;
   for (i = 0; i < n && rc == 0; i++) {
     cl_msg_t m = reqs[i];
     c->slots[i].server = servers[i];
@@ -691,44 +719,90 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
     msgpack_sbuffer_destroy(&sbs[i]);
   }
   free(sbs);
-  if (rc < 0) {
-    call_end(c, 1);
+  return rc;
+}
+
+/* Servers of the call that are lost before replying: the call fails at
+ * once, or (tolerant) stops waiting for them. Returns 0 or CL_ELOST. */
+static int call_lost(cl_cluster_t *c, int tolerant, char *err,
+                     size_t errsize) {
+  size_t i;
+  for (i = 0; i < c->call_n; i++) {
+    conn_t *k = &c->conns[c->slots[i].server];
+    if (c->slots[i].done != 0 || k->state == CONN_UP)
+      continue;
+    if (!tolerant) {
+      cl_set_err(err, errsize, "%s", k->why);
+      return CL_ELOST;
+    }
+    c->slots[i].done = -1;
+    c->call_left--;
+  }
+  return 0;
+}
+
+/* What a call's wait needs to know. */
+typedef struct call_wait {
+  const cl_msg_t *reqs;
+  uint64_t timeout_ms;
+  int tolerant;
+} call_wait_t;
+
+/* Waiting for a call's replies: done when every reply is in (or given up);
+ * at the deadline a strict call fails naming the first server that did not
+ * answer, a tolerant one leaves the missing replies zeroed. */
+static int call_step(cl_cluster_t *c, void *arg, int timed_out, char *err,
+                     size_t errsize) {
+  const call_wait_t *w = arg;
+  size_t i;
+  int rc;
+  if (!timed_out) {
+    if (c->call_left > 0 && (rc = call_lost(c, w->tolerant, err, errsize)) < 0)
+      return rc;
+    return c->call_left == 0 ? 1 : 0;
+  }
+  if (w->tolerant)
+    return 0;
+  for (i = 0; i < c->call_n && c->slots[i].done != 0; i++)
+    ;
+  cl_set_err(err, errsize, "no reply from %s to %s within %" PRIu64 " ms",
+             c->conns[c->slots[i].server].id,
+             cl_msg_type_name(w->reqs[i].type), w->timeout_ms);
+  return CL_ETIMEOUT;
+}
+
+/* Send n requests (one write per server) and wait for the replies; tolerant
+ * calls give up on lost servers instead of failing. */
+static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
+                   const cl_msg_t *reqs, cl_msg_t *replies,
+                   uint64_t timeout_ms, int tolerant, char *err,
+                   size_t errsize) {
+  msgpack_sbuffer *sbs;
+  int rc;
+  if (n == 0)
+    return 0;
+  if ((rc = call_check(c, n, servers, replies, tolerant, err, errsize)) < 0 ||
+      (rc = check_guard(c, err, errsize)) < 0)
     return rc;
+  c->slots = calloc(n, sizeof *c->slots);
+  sbs = calloc(c->n, sizeof *sbs); /* zeroed == empty msgpack_sbuffer */
+  if (c->slots == NULL || sbs == NULL) {
+    free(sbs);
+    free(c->slots);
+    c->slots = NULL;
+    cl_set_err(err, errsize, "out of memory");
+    return CL_ENOMEM;
   }
-  deadline_start(c, timeout_ms);
-  while (c->call_left > 0) {
-    /* Fail fast on a lost server; tolerant calls just stop waiting for it. */
-    for (i = 0; i < n && rc == 0; i++) {
-      conn_t *k = &c->conns[c->slots[i].server];
-      if (c->slots[i].done == 0 && k->state != CONN_UP) {
-        if (!tolerant) {
-          cl_set_err(err, errsize, "%s", k->why);
-          rc = CL_ELOST;
-        } else {
-          c->slots[i].done = -1;
-          c->call_left--;
-        }
-      }
-    }
-    if (rc < 0 || c->call_left == 0)
-      break;
-    if ((rc = check_guard(c, err, errsize)) < 0)
-      break;
-    if (c->timer_fired) {
-      for (i = 0; i < n; i++)
-        if (c->slots[i].done == 0)
-          break;
-      if (!tolerant) {
-        cl_set_err(err, errsize, "no reply from %s to %s within %" PRIu64 " ms",
-                   c->conns[c->slots[i].server].id,
-                   cl_msg_type_name(reqs[i].type), timeout_ms);
-        rc = CL_ETIMEOUT;
-      }
-      break;
-    }
-    uv_run(c->loop, UV_RUN_ONCE);
+  c->replies = replies;
+  c->call_base = c->next_req;
+  c->next_req += n;
+  c->call_n = c->call_left = n;
+  /* Requests to one server go out in one write, in order. */
+  rc = call_send(c, n, servers, reqs, sbs, err, errsize);
+  if (rc == 0) {
+    call_wait_t w = {reqs, timeout_ms, tolerant};
+    rc = run_until(c, timeout_ms, call_step, &w, err, errsize);
   }
-  deadline_stop(c);
   call_end(c, rc < 0);
   return rc;
 }
@@ -747,6 +821,43 @@ int cl_cluster_call_each(cl_cluster_t *c, size_t n, const uint32_t *servers,
   return do_call(c, n, servers, reqs, replies, timeout_ms, 1, err, errsize);
 }
 
+/* One request to everyone; see cluster.h. */
+int cl_cluster_call_all(cl_cluster_t *c, const cl_msg_t *req,
+                        uint64_t timeout_ms, int tolerant, cl_msg_t **replies,
+                        char *err, size_t errsize) {
+  cl_msg_t *reqs = calloc(c->n, sizeof *reqs);
+  cl_msg_t *reps = calloc(c->n, sizeof *reps);
+  uint32_t *sv = calloc(c->n, sizeof *sv);
+  size_t i;
+  int rc = CL_ENOMEM;
+  if (reqs == NULL || reps == NULL || sv == NULL) {
+    cl_set_err(err, errsize, "out of memory");
+  } else {
+    for (i = 0; i < c->n; i++) {
+      reqs[i] = *req;
+      sv[i] = (uint32_t)i;
+    }
+    rc = do_call(c, c->n, sv, reqs, reps, timeout_ms, tolerant, err,
+                 errsize);
+  }
+  free(reqs);
+  free(sv);
+  if (rc < 0) {
+    free(reps); /* a failed call leaves no reply */
+    return rc;
+  }
+  *replies = reps;
+  return 0;
+}
+
+/* See cluster.h. */
+void cl_cluster_free_replies(const cl_cluster_t *c, cl_msg_t *replies) {
+  size_t i;
+  for (i = 0; replies != NULL && i < c->n; i++)
+    cl_msg_free(&replies[i]);
+  free(replies);
+}
+
 /* First lost server, or -1. */
 static int first_lost(const cl_cluster_t *c) {
   size_t i;
@@ -756,23 +867,21 @@ static int first_lost(const cl_cluster_t *c) {
   return -1;
 }
 
+/* Sleeping: only a lost server ends it early. */
+static int sleep_step(cl_cluster_t *c, void *arg, int timed_out, char *err,
+                      size_t errsize) {
+  int lost = timed_out ? -1 : first_lost(c);
+  (void)arg;
+  if (lost < 0)
+    return 0;
+  cl_set_err(err, errsize, "%s", c->conns[lost].why);
+  return CL_ELOST;
+}
+
 /* Let ms pass with the loop running, so notifications keep flowing. */
 int cl_cluster_sleep(cl_cluster_t *c, uint64_t ms, char *err,
                      size_t errsize) {
-  int rc = 0, lost;
-  deadline_start(c, ms);
-  for (;;) {
-    if ((lost = first_lost(c)) >= 0) {
-      cl_set_err(err, errsize, "%s", c->conns[lost].why);
-      rc = CL_ELOST;
-      break;
-    }
-    if ((rc = check_guard(c, err, errsize)) < 0 || c->timer_fired)
-      break;
-    uv_run(c->loop, UV_RUN_ONCE);
-  }
-  deadline_stop(c);
-  return rc;
+  return run_until(c, ms, sleep_step, NULL, err, errsize);
 }
 
 /* Describe which servers miss which of ids into err; returns how many
@@ -813,39 +922,45 @@ static size_t describe_missing(const cl_cluster_t *c, const uint64_t *ids,
   return missing;
 }
 
+/* What waiting for snapshots needs to know. */
+typedef struct complete_wait {
+  const uint64_t *ids;
+  size_t n;
+  uint64_t timeout_ms;
+} complete_wait_t;
+
+/* Waiting for snapshots: done when every server reported every id; a lost
+ * server that misses one, or the deadline, ends it naming what is
+ * missing. */
+static int complete_step(cl_cluster_t *c, void *arg, int timed_out,
+                         char *err, size_t errsize) {
+  const complete_wait_t *w = arg;
+  char what[512];
+  int lost;
+  if (!timed_out) {
+    if (describe_missing(c, w->ids, w->n, &lost, NULL, 0) == 0)
+      return 1;
+    if (lost < 0)
+      return 0;
+  }
+  describe_missing(c, w->ids, w->n, NULL, what, sizeof what);
+  if (timed_out) {
+    cl_set_err(err, errsize, "timed out after %" PRIu64 " ms: %s",
+               w->timeout_ms, what);
+    return CL_ETIMEOUT;
+  }
+  /* Name the snapshots as well as the server: the user asked for those. */
+  cl_set_err(err, errsize, "%s, so these cannot complete: %s",
+             c->conns[lost].why, what);
+  return CL_ELOST;
+}
+
 /* Run the loop until every server reported every id complete. */
 int cl_cluster_wait_complete(cl_cluster_t *c, const uint64_t *ids, size_t n,
                              uint64_t timeout_ms, char *err,
                              size_t errsize) {
-  int rc = 0, lost;
-  deadline_start(c, timeout_ms);
-  for (;;) {
-    if (describe_missing(c, ids, n, &lost, NULL, 0) == 0)
-      break;
-    if (lost >= 0) {
-      /* Name the snapshots as well as the server: the user asked for
-       * those. */
-      char what[512];
-      describe_missing(c, ids, n, NULL, what, sizeof what);
-      cl_set_err(err, errsize, "%s, so these cannot complete: %s",
-                 c->conns[lost].why, what);
-      rc = CL_ELOST;
-      break;
-    }
-    if ((rc = check_guard(c, err, errsize)) < 0)
-      break;
-    if (c->timer_fired) {
-      char what[512];
-      describe_missing(c, ids, n, NULL, what, sizeof what);
-      cl_set_err(err, errsize, "timed out after %" PRIu64 " ms: %s", timeout_ms,
-                 what);
-      rc = CL_ETIMEOUT;
-      break;
-    }
-    uv_run(c->loop, UV_RUN_ONCE);
-  }
-  deadline_stop(c);
-  return rc;
+  complete_wait_t w = {ids, n, timeout_ms};
+  return run_until(c, timeout_ms, complete_step, &w, err, errsize);
 }
 
 /* ---- backend ------------------------------------------------------------ */
@@ -885,15 +1000,8 @@ static int be_reported(void *ctx, uint64_t id, size_t server) {
 
 /* The replay backend of this cluster. */
 cl_backend_t cl_cluster_backend(cl_cluster_t *c) {
-  cl_backend_t b;
-  memset(&b, 0, sizeof b);
-  b.ctx = c;
-  b.call = be_call;
-  b.sleep_ms = be_sleep;
-  b.completed = be_completed;
-  b.reported = be_reported;
-  b.wait_complete = be_wait;
-  b.take_state = be_take_state;
-  b.forget = be_forget;
-  return b;
+  return (cl_backend_t){.ctx = c, .call = be_call, .sleep_ms = be_sleep,
+                        .completed = be_completed, .reported = be_reported,
+                        .take_state = be_take_state, .forget = be_forget,
+                        .wait_complete = be_wait};
 }

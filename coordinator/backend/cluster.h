@@ -4,8 +4,9 @@
  * is lost or the caller's guard says stop, so other handles on the same loop
  * (the launcher's processes, signal watchers) keep being served meanwhile.
  *
- * Who may call: clsnap's commands (cmd_run.c, cmd_cluster.c). Not
- * re-entrant: one call at a time per cluster.
+ * Who may call: clsnap's commands (cmd/) and the backend modules built on
+ * it (cluster_setup.c, local.c). Not re-entrant: one call at a time per
+ * cluster.
  *
  * What it tracks: replies matched to requests by `req` (they may arrive in
  * any order); COMPLETE notifications per snapshot id as a set of servers,
@@ -21,8 +22,8 @@
  * opened and runs the loop until they are closed; the loop stays the
  * caller's.
  */
-#ifndef CL_CLIENT_H
-#define CL_CLIENT_H
+#ifndef CL_CLUSTER_H
+#define CL_CLUSTER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -44,12 +45,12 @@ typedef struct cl_cluster cl_cluster_t;
 /* Bytes of one reply frame plus what is buffered behind it. Local states of
  * long load runs can hold many recorded messages, hence more than the
  * daemon-side default. */
-#define CL_CLIENT_DECODER_CAP (64u << 20)
+#define CL_CLUSTER_DECODER_CAP (64u << 20)
 /* Snapshot ids whose COMPLETE notifications are tracked at once; later ids
  * are not tracked (waiting for them times out) until some are forgotten. */
-#define CL_CLIENT_MAX_TRACKED 65536
+#define CL_CLUSTER_MAX_TRACKED 65536
 /* Requests in one call. */
-#define CL_CLIENT_MAX_CALL 65536
+#define CL_CLUSTER_MAX_CALL 65536
 
 /* Called after every loop turn while the cluster waits. Return 0 to go on,
  * or a negative CL_E* code with a message in err to abort the wait (a daemon
@@ -93,6 +94,15 @@ int cl_cluster_connect(cl_cluster_t *c, uint64_t timeout_ms, char *err,
 int cl_cluster_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
                     const cl_msg_t *reqs, cl_msg_t *replies,
                     uint64_t timeout_ms, char *err, size_t errsize);
+
+/* The request req to every server: as cl_cluster_call, or, if tolerant,
+ * as cl_cluster_call_each. On success *replies is a new array of one reply
+ * per server (free it with cl_cluster_free_replies). Also CL_ENOMEM. */
+int cl_cluster_call_all(cl_cluster_t *c, const cl_msg_t *req,
+                        uint64_t timeout_ms, int tolerant, cl_msg_t **replies,
+                        char *err, size_t errsize);
+/* Free the replies of cl_cluster_call_all (NULL is fine). */
+void cl_cluster_free_replies(const cl_cluster_t *c, cl_msg_t *replies);
 
 /* Like cl_cluster_call, but a server that is lost, not connected or does
  * not answer in time only leaves its reply zeroed (type 0); the others are

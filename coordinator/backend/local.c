@@ -7,7 +7,7 @@
 #include "error.h"
 
 /* See local.h. */
-int cl_start_local(uv_loop_t *loop, const cl_topology_t *topo,
+int cl_local_start(uv_loop_t *loop, const cl_topology_t *topo,
                    const cl_launch_opts_t *lo, cl_launcher_t **launcher,
                    cl_endpoint_t **eps_out, char *err, size_t errsize) {
   char(*ids)[CL_ID_SIZE] = calloc(topo->nservers, sizeof *ids);
@@ -39,7 +39,7 @@ int cl_start_local(uv_loop_t *loop, const cl_topology_t *topo,
 }
 
 /* See local.h. */
-int cl_stop_local(cl_cluster_t *cluster, cl_launcher_t *launcher, char *err,
+int cl_local_stop(cl_cluster_t *cluster, cl_launcher_t *launcher, char *err,
                   size_t errsize) {
   size_t n = cluster != NULL ? cl_cluster_size(cluster) : 0, k = 0, i;
   uint8_t *asked = calloc(n ? n : 1, 1);

@@ -19,7 +19,7 @@ typedef struct run {
   char *err;
   size_t errsize;
   cl_ledger_t *ledger;
-  cl_sched_t *sched;     /* lockstep only */
+  cl_schedule_t *sched;  /* lockstep only */
   uint64_t req;          /* request ids, for backends that want them */
   cl_delivery_t *deliv;  /* [nservers] */
   uint32_t *servers;     /* [nservers] */
@@ -83,9 +83,9 @@ static void progress(run_t *x) {
   fprintf(x->o->progress,
           "replay: event %zu/%zu, tick %llu, %llu messages, %zu in flight\n",
           x->event, x->script->nevents,
-          (unsigned long long)(x->sched ? cl_sched_now(x->sched) : 0),
+          (unsigned long long)(x->sched ? cl_schedule_now(x->sched) : 0),
           (unsigned long long)x->r->messages,
-          x->sched ? cl_sched_in_flight(x->sched) : (size_t)0);
+          x->sched ? cl_schedule_in_flight(x->sched) : (size_t)0);
   fflush(x->o->progress);
 }
 
@@ -141,8 +141,8 @@ static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
     }
     x->r->messages++;
     if (x->sched != NULL) {
-      cl_sched_msg_t m = {.kind = e->kind, .value = e->value, .seq = e->seq};
-      rc = cl_sched_sent(x->sched, src, (uint32_t)dst, &m);
+      cl_schedule_msg_t m = {.kind = e->kind, .value = e->value, .seq = e->seq};
+      rc = cl_schedule_sent(x->sched, src, (uint32_t)dst, &m);
       if (rc == CL_ENOENT)
         return failf(x, rc, "delay file ran out after %llu delays",
                      (unsigned long long)cl_delays_used(x->o->delays));
@@ -287,10 +287,10 @@ static int deliver(run_t *x, size_t n) {
 static int ticks(run_t *x, uint64_t n) {
   while (n > 0) {
     size_t k;
-    n -= cl_sched_idle(x->sched, n);
+    n -= cl_schedule_idle(x->sched, n);
     if (n == 0)
       break;
-    k = cl_sched_tick(x->sched, x->deliv);
+    k = cl_schedule_tick(x->sched, x->deliv);
     n--;
     if (k > 0) {
       int rc = deliver(x, k);
@@ -357,12 +357,12 @@ static int explain_stuck(run_t *x, uint64_t id) {
  * collected (each is as soon as every server completed it), failing when
  * nothing is left in flight or the cap is hit. */
 static int finish_lockstep(run_t *x) {
-  uint64_t start = cl_sched_now(x->sched);
+  uint64_t start = cl_schedule_now(x->sched);
   int rc = collect_ready(x);
   while (rc == 0 && x->first_open < x->r->nsnapshots) {
-    if (cl_sched_in_flight(x->sched) == 0)
+    if (cl_schedule_in_flight(x->sched) == 0)
       return explain_stuck(x, x->r->ids[x->first_open]);
-    if (cl_sched_now(x->sched) - start >= CL_REPLAY_MAX_TAIL_TICKS) {
+    if (cl_schedule_now(x->sched) - start >= CL_REPLAY_MAX_TAIL_TICKS) {
       size_t left = x->r->nsnapshots - x->first_open;
       return failf(x, CL_ETIMEOUT, "%zu snapshot%s still incomplete after "
                    "%llu ticks", left, left == 1 ? "" : "s",
@@ -423,7 +423,7 @@ static int collect(run_t *x, size_t k) {
   }
   if (rc == 0) {
     cl_verify(x->topo, x->ledger, states, n, &x->r->verdicts[k]);
-    rc = cl_global_snap(k, states, n, &x->r->snaps[k]);
+    rc = cl_verify_global_snap(k, states, n, &x->r->snaps[k]);
     if (rc < 0)
       rc = failf(x, rc, "snapshot %llu: %s", (unsigned long long)id,
                  rc == CL_ETOOBIG ? "too many recorded messages to list"
@@ -496,6 +496,91 @@ static int collect_ready(run_t *x) {
   return 0;
 }
 
+/* A `send` event: SEND at its source. */
+static int run_send(run_t *x, const cl_event_t *ev) {
+  cl_msg_t *req = &x->reqs[0];
+  if (ev->n < 1)
+    return failf(x, CL_EINVAL, "events line %d: bad token count", ev->line);
+  req->type = CL_MSG_SEND;
+  memcpy(req->u.send.dest, sid(x, ev->dst), CL_ID_SIZE);
+  req->u.send.n = ev->n;
+  return one_request(x, ev, ev->src);
+}
+
+/* A `snapshot` event: snapshot *k (the k-th of the script) at its
+ * initiator. */
+static int run_snapshot(run_t *x, const cl_event_t *ev, size_t *k) {
+  cl_msg_t *req = &x->reqs[0];
+  int rc;
+  if (*k >= x->r->nsnapshots)
+    return failf(x, CL_EINVAL, "events line %d: more snapshots than the "
+                 "script counted", ev->line);
+  req->type = CL_MSG_SNAPSHOT;
+  req->u.snapshot.has_id = 1;
+  req->u.snapshot.snapshot_id = *k;
+  x->r->ids[*k] = *k;
+  (*k)++;
+  rc = one_request(x, ev, ev->src);
+  x->started = *k;
+  x->r->started = *k;
+  return rc;
+}
+
+/* A `tick N` event: N lockstep ticks, or N times tick_ms of real time. */
+static int run_tick(run_t *x, const cl_event_t *ev) {
+  uint64_t n = (uint64_t)ev->n;
+  if (ev->n < 1)
+    return failf(x, CL_EINVAL, "events line %d: bad tick count", ev->line);
+  if (x->o->lockstep)
+    return ticks(x, n);
+  if (x->o->tick_ms && n > UINT64_MAX / x->o->tick_ms)
+    return failf(x, CL_ERANGE, "events line %d: tick %llu is too long",
+                 ev->line, (unsigned long long)n);
+  return x->be->sleep_ms(x->be->ctx, n * x->o->tick_ms, x->err, x->errsize);
+}
+
+/* One event of the script (snapshots so far: *k), then collect what is
+ * ready. */
+static int run_event(run_t *x, const cl_event_t *ev, size_t *k) {
+  int rc;
+  memset(&x->reqs[0], 0, sizeof(x->reqs[0]));
+  if (ev->src >= x->topo->nservers ||
+      (ev->kind == CL_EV_SEND && ev->dst >= x->topo->nservers))
+    return failf(x, CL_EINVAL, "events line %d: server out of range",
+                 ev->line);
+  switch (ev->kind) {
+  case CL_EV_SEND:
+    rc = run_send(x, ev);
+    break;
+  case CL_EV_SNAPSHOT:
+    rc = run_snapshot(x, ev, k);
+    break;
+  case CL_EV_TICK:
+    rc = run_tick(x, ev);
+    break;
+  default:
+    return failf(x, CL_EINVAL, "events line %d: unknown event", ev->line);
+  }
+  return rc == 0 ? collect_ready(x) : rc;
+}
+
+/* Free-running, after the last event: wait for the k snapshots not
+ * collected yet (a collected one is forgotten by the backend). */
+static int finish_free(run_t *x, size_t k) {
+  uint64_t *left = calloc(k, sizeof(*left));
+  size_t m = 0;
+  int rc;
+  if (left == NULL)
+    return failf(x, CL_ENOMEM, "out of memory");
+  for (size_t i = x->first_open; i < k; i++)
+    if (!x->collected[i])
+      left[m++] = x->r->ids[i];
+  rc = x->be->wait_complete(x->be->ctx, left, m, x->o->timeout_ms, x->err,
+                            x->errsize);
+  free(left);
+  return rc < 0 ? fail_prefix(x, rc, "waiting for snapshots") : 0;
+}
+
 /* Issues the events in order, then waits for and collects every snapshot. */
 static int run_all(run_t *x) {
   size_t k = 0;
@@ -503,84 +588,18 @@ static int run_all(run_t *x) {
   if (rc < 0)
     return rc;
   for (size_t e = 0; e < x->script->nevents; e++) {
-    const cl_event_t *ev = &x->script->events[e];
-    cl_msg_t *req = &x->reqs[0];
     x->event = e + 1;
-    memset(req, 0, sizeof(*req));
-    if (ev->src >= x->topo->nservers ||
-        (ev->kind == CL_EV_SEND && ev->dst >= x->topo->nservers))
-      return failf(x, CL_EINVAL, "events line %d: server out of range",
-                   ev->line);
-    switch (ev->kind) {
-    case CL_EV_SEND:
-      if (ev->n < 1)
-        return failf(x, CL_EINVAL, "events line %d: bad token count",
-                     ev->line);
-      req->type = CL_MSG_SEND;
-      memcpy(req->u.send.dest, sid(x, ev->dst), CL_ID_SIZE);
-      req->u.send.n = ev->n;
-      rc = one_request(x, ev, ev->src);
-      break;
-    case CL_EV_SNAPSHOT:
-      if (k >= x->r->nsnapshots)
-        return failf(x, CL_EINVAL, "events line %d: more snapshots than the "
-                     "script counted", ev->line);
-      req->type = CL_MSG_SNAPSHOT;
-      req->u.snapshot.has_id = 1;
-      req->u.snapshot.snapshot_id = k;
-      x->r->ids[k] = k;
-      k++;
-      rc = one_request(x, ev, ev->src);
-      x->started = k;
-      x->r->started = k;
-      break;
-    case CL_EV_TICK:
-      if (ev->n < 1)
-        return failf(x, CL_EINVAL, "events line %d: bad tick count",
-                     ev->line);
-      if (x->o->lockstep) {
-        rc = ticks(x, (uint64_t)ev->n);
-      } else {
-        uint64_t n = (uint64_t)ev->n, ms;
-        if (x->o->tick_ms && n > UINT64_MAX / x->o->tick_ms)
-          return failf(x, CL_ERANGE, "events line %d: tick %llu is too long",
-                       ev->line, (unsigned long long)n);
-        ms = n * x->o->tick_ms;
-        rc = x->be->sleep_ms(x->be->ctx, ms, x->err, x->errsize);
-      }
-      break;
-    default:
-      return failf(x, CL_EINVAL, "events line %d: unknown event", ev->line);
-    }
-    if (rc == 0)
-      rc = collect_ready(x);
-    if (rc < 0)
+    if ((rc = run_event(x, &x->script->events[e], &k)) < 0)
       return rc;
     progress(x);
   }
   if (k != x->r->nsnapshots)
     return failf(x, CL_EINVAL, "the script counted %zu snapshots but has %zu",
                  x->r->nsnapshots, k);
-  if (x->o->lockstep) {
+  if (x->o->lockstep)
     rc = finish_lockstep(x);
-  } else if (k > 0) {
-    /* Wait for the snapshots not collected yet (a collected one is
-     * forgotten by the backend). */
-    uint64_t *left = calloc(k, sizeof(*left));
-    size_t m = 0;
-    if (left == NULL)
-      return failf(x, CL_ENOMEM, "out of memory");
-    for (size_t i = x->first_open; i < k; i++)
-      if (!x->collected[i])
-        left[m++] = x->r->ids[i];
-    rc = x->be->wait_complete(x->be->ctx, left, m, x->o->timeout_ms, x->err,
-                              x->errsize);
-    free(left);
-    if (rc < 0)
-      rc = fail_prefix(x, rc, "waiting for snapshots");
-  } else {
-    rc = 0;
-  }
+  else if (k > 0)
+    rc = finish_free(x, k);
   if (rc < 0)
     return rc;
   return collect_ready(x);
@@ -652,7 +671,7 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   x.collected = calloc(k ? k : 1, 1);
   x.ledger = cl_ledger_new(topo);
   if (opts->lockstep)
-    x.sched = cl_sched_new(topo, opts->delays);
+    x.sched = cl_schedule_new(topo, opts->delays);
   if (r->ids == NULL || r->snaps == NULL || r->verdicts == NULL ||
       (opts->keep_states && r->states == NULL) || x.deliv == NULL ||
       x.servers == NULL || x.reqs == NULL ||
@@ -664,11 +683,11 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
     rc = run_all(&x);
   }
   if (x.sched != NULL)
-    r->ticks = cl_sched_now(x.sched);
+    r->ticks = cl_schedule_now(x.sched);
   if (opts->lockstep && opts->delays != NULL)
     r->delays_used = cl_delays_used(opts->delays);
   r->seconds = (double)(cl_now_ns() - t0) / 1e9;
-  cl_sched_free(x.sched);
+  cl_schedule_free(x.sched);
   cl_ledger_free(x.ledger);
   free(x.deliv);
   free(x.servers);

@@ -272,6 +272,55 @@ static int setup_call(cl_sim_t *sim, uint32_t s, const cl_msg_t *q) {
   return rc;
 }
 
+/* Server s's session (not configured yet), with the room for where its
+ * nout outbound channels arrive. Returns 0 or -1. */
+static int server_open(cl_sim_t *sim, size_t s) {
+  sim_srv_t *v = &sim->srv[s];
+  cl_session_config_t sc;
+  v->sim = sim;
+  v->idx = (uint32_t)s;
+  v->dst = calloc(v->nout ? v->nout : 1, sizeof *v->dst);
+  v->dst_in = calloc(v->nout ? v->nout : 1, sizeof *v->dst_in);
+  if (v->dst == NULL || v->dst_in == NULL)
+    return -1;
+  memset(&sc, 0, sizeof sc);
+  sc.self = sim->ids[s];
+  sc.write_cap = CL_SIM_QUEUE_MAX * CL_FRAME_EST;
+  sc.log_level = CL_SLOG_ERROR + 1; /* no log lines */
+  sc.env.ctx = v;
+  sc.env.reserve = env_reserve;
+  sc.env.queued = env_queued;
+  sc.env.configure = env_configure;
+  if (cl_session_new(&sc, &v->s) < 0 ||
+      (v->client = cl_session_client_open(v->s, v)) == NULL)
+    return -1;
+  return 0;
+}
+
+/* Where each outbound channel arrives: links are sorted by (src, dst) and
+ * ids byte-wise, the order sessions index their channels in, so the links
+ * into b are met in src order and a link's inbound index at b is how many
+ * into b came before it. Returns 0 or -1. */
+static int wire_channels(cl_sim_t *sim, const cl_topology_t *topo) {
+  size_t n = sim->n, l;
+  size_t *k = calloc(n ? n : 1, sizeof *k);  /* outbound filled so far */
+  size_t *in = calloc(n ? n : 1, sizeof *in); /* inbound counted so far */
+  if (k == NULL || in == NULL) {
+    free(k);
+    free(in);
+    return -1;
+  }
+  for (l = 0; l < topo->nlinks; l++) {
+    uint32_t a = topo->links[l].src, b = topo->links[l].dst;
+    sim->srv[a].dst[k[a]] = b;
+    sim->srv[a].dst_in[k[a]] = (uint32_t)in[b]++;
+    k[a]++;
+  }
+  free(k);
+  free(in);
+  return 0;
+}
+
 /* CONFIGURE server s for topo, as `clsnap run` configures a daemon. */
 static int configure_one(cl_sim_t *sim, const cl_topology_t *topo,
                          uint32_t s) {
@@ -308,6 +357,25 @@ static int configure_one(cl_sim_t *sim, const cl_topology_t *topo,
   return rc;
 }
 
+/* CONFIGURE every server, then CONNECT each: only after every server is
+ * configured, as a HELLO needs its receiver configured. Returns 0 or -1. */
+static int configure_all(cl_sim_t *sim, const cl_topology_t *topo) {
+  size_t s;
+  for (s = 0; s < sim->n; s++)
+    if (configure_one(sim, topo, (uint32_t)s) < 0)
+      return -1;
+  for (s = 0; s < sim->n; s++) {
+    cl_msg_t q;
+    memset(&q, 0, sizeof q);
+    q.type = CL_MSG_CONNECT;
+    q.req = 2;
+    if (setup_call(sim, (uint32_t)s, &q) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* Sessions configured and connected as clsnapd's are; see sim.h. */
 cl_sim_t *cl_sim_new(const cl_topology_t *topo) {
   cl_sim_t *sim;
   size_t s, l, n;
@@ -330,63 +398,13 @@ cl_sim_t *cl_sim_new(const cl_topology_t *topo) {
   for (s = 0; s < n; s++)
     if (cl_id_copy(sim->ids[s], topo->servers[s].id) < 0)
       goto fail;
-  /* Where each outbound channel arrives: links are sorted by (src, dst)
-   * and ids byte-wise, the order sessions index their channels in. */
   for (l = 0; l < topo->nlinks; l++)
     sim->srv[topo->links[l].src].nout++;
-  for (s = 0; s < n; s++) {
-    sim_srv_t *v = &sim->srv[s];
-    cl_session_config_t sc;
-    v->sim = sim;
-    v->idx = (uint32_t)s;
-    v->dst = calloc(v->nout ? v->nout : 1, sizeof *v->dst);
-    v->dst_in = calloc(v->nout ? v->nout : 1, sizeof *v->dst_in);
-    if (v->dst == NULL || v->dst_in == NULL)
-      goto fail;
-    memset(&sc, 0, sizeof sc);
-    sc.self = sim->ids[s];
-    sc.write_cap = CL_SIM_QUEUE_MAX * CL_FRAME_EST;
-    sc.log_level = CL_SLOG_ERROR + 1; /* no log lines */
-    sc.env.ctx = v;
-    sc.env.reserve = env_reserve;
-    sc.env.queued = env_queued;
-    sc.env.configure = env_configure;
-    if (cl_session_new(&sc, &v->s) < 0 ||
-        (v->client = cl_session_client_open(v->s, v)) == NULL)
-      goto fail;
-  }
-  {
-    /* Links come sorted by src, so the links into b are met in src order:
-     * a link's inbound index at b is how many into b came before it. */
-    size_t *k = calloc(n ? n : 1, sizeof *k);  /* outbound filled so far */
-    size_t *in = calloc(n ? n : 1, sizeof *in); /* inbound counted so far */
-    if (k == NULL || in == NULL) {
-      free(k);
-      free(in);
-      goto fail;
-    }
-    for (l = 0; l < topo->nlinks; l++) {
-      uint32_t a = topo->links[l].src, b = topo->links[l].dst;
-      sim->srv[a].dst[k[a]] = b;
-      sim->srv[a].dst_in[k[a]] = (uint32_t)in[b]++;
-      k[a]++;
-    }
-    free(k);
-    free(in);
-  }
   for (s = 0; s < n; s++)
-    if (configure_one(sim, topo, (uint32_t)s) < 0)
+    if (server_open(sim, s) < 0)
       goto fail;
-  /* CONNECT only after every server is configured: a HELLO needs its
-   * receiver configured. */
-  for (s = 0; s < n; s++) {
-    cl_msg_t q;
-    memset(&q, 0, sizeof q);
-    q.type = CL_MSG_CONNECT;
-    q.req = 2;
-    if (setup_call(sim, (uint32_t)s, &q) < 0)
-      goto fail;
-  }
+  if (wire_channels(sim, topo) < 0 || configure_all(sim, topo) < 0)
+    goto fail;
   return sim;
 fail:
   cl_sim_free(sim);
@@ -553,16 +571,11 @@ static int sim_wait_complete(void *ctx, const uint64_t *ids, size_t n,
   return missing ? CL_ETIMEOUT : 0;
 }
 
+/* A backend over sim; see sim.h. */
 cl_backend_t cl_sim_backend(cl_sim_t *sim) {
-  cl_backend_t b;
-  memset(&b, 0, sizeof b);
-  b.ctx = sim;
-  b.call = sim_call;
-  b.sleep_ms = sim_sleep_ms;
-  b.completed = sim_completed;
-  b.reported = sim_reported;
-  b.wait_complete = sim_wait_complete;
-  b.take_state = sim_take_state;
-  b.forget = sim_forget;
-  return b;
+  return (cl_backend_t){.ctx = sim, .call = sim_call,
+                        .sleep_ms = sim_sleep_ms, .completed = sim_completed,
+                        .reported = sim_reported, .take_state = sim_take_state,
+                        .forget = sim_forget,
+                        .wait_complete = sim_wait_complete};
 }

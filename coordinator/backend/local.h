@@ -10,7 +10,7 @@
 
 #include <uv.h>
 
-#include "client.h"
+#include "cluster.h"
 #include "launcher.h"
 #include "scenario.h"
 
@@ -18,7 +18,7 @@
  * give their endpoints in *eps (malloc'd, caller frees). Returns 0, or a
  * negative CL_E* code with err set; *launcher may be set even on failure
  * (it holds what must still be stopped). */
-int cl_start_local(uv_loop_t *loop, const cl_topology_t *topo,
+int cl_local_start(uv_loop_t *loop, const cl_topology_t *topo,
                    const cl_launch_opts_t *lo, cl_launcher_t **launcher,
                    cl_endpoint_t **eps, char *err, size_t errsize);
 
@@ -26,7 +26,7 @@ int cl_start_local(uv_loop_t *loop, const cl_topology_t *topo,
  * then stop the launcher. Returns 0, or CL_EIO with err naming a daemon
  * that stopped badly (a non-zero status at exit, as a sanitizer's leak
  * report gives, a signal, or the kill after the grace). */
-int cl_stop_local(cl_cluster_t *cluster, cl_launcher_t *launcher, char *err,
+int cl_local_stop(cl_cluster_t *cluster, cl_launcher_t *launcher, char *err,
                   size_t errsize);
 
 #endif

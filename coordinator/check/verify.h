@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ledger.h"
 #include "scenario.h"
 #include "wire.h"
 
@@ -32,27 +33,8 @@ typedef struct cl_verdict {
   size_t nproblems;       /* total found; the first CL_VERIFY_MAX_PROBLEMS
                              are described in problems[] */
   char problems[CL_VERIFY_MAX_PROBLEMS][256]; /* "channel N1->N2: ..." */
-  size_t nchannels;       /* channels checked (for cl_verdict_line) */
+  size_t nchannels;       /* channels checked (for cl_verify_line) */
 } cl_verdict_t;
-
-/* Amounts of the token messages sent on each channel, by sequence number,
- * as reported by the daemons when they sent them. Optional input to
- * cl_verify. */
-typedef struct cl_ledger cl_ledger_t;
-cl_ledger_t *cl_ledger_new(const cl_topology_t *topo);
-void cl_ledger_free(cl_ledger_t *l);
-/* Record that src sent token message seq (n tokens) to dst. CL_ENOPEER if
- * the link does not exist, CL_ESEQ if seq is not the next on that channel. */
-int cl_ledger_add(cl_ledger_t *l, uint32_t src, uint32_t dst, uint64_t seq,
-                  int64_t n);
-/* the ledger borrows topo (it must outlive the ledger) and holds at
- * most CL_LEDGER_MAX_MSGS messages in all; cl_ledger_add returns CL_EFULL
- * beyond that and CL_ENOMEM when memory runs out. */
-#define CL_LEDGER_MAX_MSGS ((uint64_t)1 << 26)
-/* amount of token message seq on src->dst: 0 and *n, or CL_ENOENT
- * (never sent) / CL_ENOPEER (no such link). */
-int cl_ledger_get(const cl_ledger_t *l, uint32_t src, uint32_t dst,
-                  uint64_t seq, int64_t *n);
 
 /* Check one global snapshot made of nstates local states (any order).
  * topo may be NULL: the channel set is then taken from the states
@@ -70,12 +52,11 @@ void cl_verify(const cl_topology_t *topo, const cl_ledger_t *ledger,
  * Returns 0, CL_ETOOBIG (more than CL_GLOBAL_SNAP_MSGS_MAX messages: a run
  * of a few bytes on the wire may claim billions) or CL_ENOMEM. */
 #define CL_GLOBAL_SNAP_MSGS_MAX ((size_t)1 << 20)
-int cl_global_snap(uint64_t id, const cl_local_state_t *states,
-                   size_t nstates, cl_snap_t **out);
+int cl_verify_global_snap(uint64_t id, const cl_local_state_t *states,
+                          size_t nstates, cl_snap_t **out);
 
 /* One line: "snapshot 3: ok (tokens 40 = 36 on servers + 4 in 2 messages,
  * 18 channels exact)" or "snapshot 3: FAILED (...first problem...)". */
-void cl_verdict_line(uint64_t id, const cl_verdict_t *v, char *buf,
-                     size_t size);
+void cl_verify_line(uint64_t id, const cl_verdict_t *v, char *buf, size_t size);
 
 #endif

@@ -1,7 +1,8 @@
 /* Running an event script against a set of servers, in either mode, then
  * collecting and checking every snapshot. The servers are behind a backend:
- * real daemons (client.c) or in-process node cores (sim.c). Lockstep is a
- * delivery policy on top of the same backend calls, not a second engine.
+ * real daemons (backend/cluster.c) or in-process sessions (backend/sim.c).
+ * Lockstep is a delivery policy on top of the same backend calls, not a
+ * second engine.
  */
 #ifndef CL_REPLAY_H
 #define CL_REPLAY_H

@@ -1,10 +1,11 @@
-/* An in-process backend: one cl_node per server and a FIFO queue per
- * channel, no sockets. Lockstep replay over it is the reference model the
- * multi-process run is compared with (tests/), and it is handy for trying a
- * scenario without starting processes.
+/* An in-process backend: one daemon session (daemon/session.h) per server,
+ * frames handed from one to another in memory, no sockets. Lockstep replay
+ * over it is the reference model the multi-process run is compared with
+ * (tests/), and it is handy for trying a scenario without starting
+ * processes.
  *
- * Only lockstep delivery makes sense here: DELIVER pops the head of the
- * channel queue src->server and hands it to the server's node.
+ * Only lockstep delivery makes sense here: DELIVER hands the next frame
+ * held on channel src->server to the server's session.
  */
 #ifndef CL_SIM_H
 #define CL_SIM_H

@@ -1,0 +1,796 @@
+/* The commands that act on an already running cluster named by a cluster
+ * file: configure, send, snapshot, collect, status, shutdown.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cluster_file.h"
+#include "cluster_setup.h"
+#include "cmds.h"
+#include "daemons.h"
+#include "error.h"
+#include "output.h"
+#include "usage.h"
+#include "verify.h"
+
+/* ---- shared steps --------------------------------------------------------- */
+
+/* Open connections to eps on a fresh loop. strict: every server must
+ * answer (exit 1 otherwise, printed). Returns 0 or -1. */
+static int session_open(cl_daemons_t *s, const cl_endpoint_t *eps, size_t n,
+                        uint64_t timeout_ms, int strict) {
+  char err[512];
+  if (cl_daemons_init(s) < 0 || cl_daemons_attach(s, eps, n, timeout_ms) < 0)
+    return -1;
+  if (cl_cluster_connect(s->cluster, timeout_ms < 10000 ? timeout_ms : 10000,
+                         err, sizeof err) < 0 &&
+      strict) {
+    cl_cli_errf("%s", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* The request req to every server: strict (cl_cluster_call) or each on its
+ * own (cl_cluster_call_each, a missing reply stays zeroed). Returns the
+ * replies, one per server (free with cl_cluster_free_replies), or NULL
+ * after printing why the call failed. */
+static cl_msg_t *ask_all(cl_daemons_t *s, const cl_msg_t *req,
+                         uint64_t timeout_ms, int strict) {
+  cl_msg_t *reps;
+  char err[512];
+  if (cl_cluster_call_all(s->cluster, req, timeout_ms, !strict, &reps, err,
+                          sizeof err) == 0)
+    return reps;
+  cl_cli_errf("%s", err);
+  return NULL;
+}
+
+/* The states of snapshot sid from every server into reps[n]: those pushed
+ * (WATCH) are here already, the others are asked for with COLLECT (kept on
+ * the servers). Returns 0 or -1 (printed). */
+static int gather_states(cl_daemons_t *s, uint64_t sid, cl_msg_t *reps,
+                         uint64_t timeout_ms) {
+  size_t n = cl_cluster_size(s->cluster), i, nask = 0;
+  cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
+  cl_msg_t *got = cl_xcalloc(n, sizeof *got);
+  uint32_t *sv = cl_xcalloc(n, sizeof *sv);
+  char err[512];
+  int rc = 0;
+  for (i = 0; i < n; i++) {
+    if (cl_cluster_take_state(s->cluster, sid, i, &reps[i]))
+      continue;
+    reqs[nask].type = CL_MSG_COLLECT;
+    reqs[nask].u.collect.snapshot_id = sid;
+    reqs[nask].u.collect.release = 0;
+    sv[nask++] = (uint32_t)i;
+  }
+  if (nask > 0)
+    rc = cl_cluster_call(s->cluster, nask, sv, reqs, got, timeout_ms, err,
+                         sizeof err);
+  if (rc < 0)
+    cl_cli_errf("%s", err);
+  for (i = 0; rc == 0 && i < nask; i++)
+    reps[sv[i]] = got[i];
+  free(reqs);
+  free(got);
+  free(sv);
+  return rc < 0 ? -1 : 0;
+}
+
+/* The local states in reps[n] into states[n] (borrowed). Returns 0, or -1
+ * after naming every server that sent none. */
+static int take_states(const cl_daemons_t *s, const cl_msg_t *reps, size_t n,
+                       cl_local_state_t *states) {
+  size_t i, nbad = 0;
+  for (i = 0; i < n; i++) {
+    if (reps[i].type == CL_MSG_STATE || reps[i].type == CL_MSG_LOCAL_STATE) {
+      states[i] = reps[i].u.state;
+      continue;
+    }
+    nbad++;
+    if (reps[i].type == CL_MSG_ERROR)
+      cl_cli_errf("%s: %s (%s)", cl_cluster_id(s->cluster, i),
+                  reps[i].u.error.text, cl_err_name(reps[i].u.error.code));
+    else
+      cl_cli_errf("server %s answered COLLECT with %s",
+                  cl_cluster_id(s->cluster, i), cl_msg_type_name(reps[i].type));
+  }
+  return nbad > 0 ? -1 : 0;
+}
+
+/* Check the global snapshot sid made of states[n] and print it (and write
+ * its .snap file into snap_dir if given). Returns the exit status. */
+static int check_and_print(uint64_t sid, const cl_local_state_t *states,
+                           size_t n, int json, int quiet,
+                           const char *snap_dir) {
+  cl_verdict_t v;
+  cl_snap_t *snap = NULL;
+  int status, rc;
+  cl_verify(NULL, NULL, states, n, &v);
+  rc = cl_verify_global_snap(sid, states, n, &snap);
+  if (rc == CL_ETOOBIG) /* the verdict still stands; only the list is cut */
+    cl_cli_errf("snapshot %" PRIu64 ": %zu recorded messages are too many to "
+                "list (at most %zu); the check below covers them all",
+                sid, v.nrecorded, (size_t)CL_GLOBAL_SNAP_MSGS_MAX);
+  else if (rc < 0) {
+    cl_cli_errf("snapshot %" PRIu64 ": out of memory", sid);
+    return CL_EXIT_FAIL;
+  }
+  if (json)
+    cl_json_print(cl_json_checked(sid, snap, &v, states, n));
+  else
+    cl_output_checked(stdout, sid, snap, &v, quiet);
+  status = v.ok ? CL_EXIT_OK : CL_EXIT_FAIL;
+  if (snap_dir != NULL && snap == NULL) {
+    cl_cli_errf("snapshot %" PRIu64 ": no %s/%" PRIu64 ".snap written "
+                "(too many messages to list)", sid, snap_dir, sid);
+    status = CL_EXIT_FAIL;
+  } else if (snap_dir != NULL &&
+             cl_output_snap_file(snap_dir, sid, snap) != 0) {
+    status = CL_EXIT_FAIL;
+  }
+  if (snap != NULL)
+    cl_snap_free(snap);
+  return status;
+}
+
+/* Gather snapshot sid from everyone, check, print. Returns the exit
+ * status. */
+static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
+                             int quiet, const char *snap_dir,
+                             uint64_t timeout_ms) {
+  size_t n = cl_cluster_size(s->cluster), i;
+  cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
+  cl_local_state_t *states = cl_xcalloc(n, sizeof *states);
+  int status = CL_EXIT_FAIL;
+  if (gather_states(s, sid, reps, timeout_ms) == 0 &&
+      take_states(s, reps, n, states) == 0)
+    status = check_and_print(sid, states, n, json, quiet, snap_dir);
+  for (i = 0; i < n; i++)
+    cl_msg_free(&reps[i]);
+  free(states);
+  free(reps);
+  return status;
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
+typedef struct cargs {
+  const char *timeout, *jitter, *seed, *snap_dir, *cluster;
+  int lockstep, json, quiet, help, no_wait;
+  uint64_t timeout_ms;
+} cargs_t;
+
+/* `configure TOPOLOGY`: CONFIGURE then CONNECT every server. */
+static int cmd_configure(cargs_t *a, const char *const *pos,
+                         const cl_endpoint_t *file, size_t nfile,
+                         const char *file_name) {
+  cl_topology_t *topo = NULL;
+  cl_endpoint_t *eps = NULL;
+  cl_diag_t diag;
+  char buf[1024], why[CL_CMD_WHY_SIZE];
+  uint64_t jitter = 0, seed;
+  cl_daemons_t s;
+  int status = CL_EXIT_FAIL;
+  seed = cl_now_ns() ^ ((uint64_t)getpid() << 32);
+  if (cl_cli_u64("--jitter-ms", a->jitter, 0, 60000, &jitter) ||
+      cl_cli_u64("--seed", a->seed, 0, UINT64_MAX, &seed))
+    return CL_EXIT_USAGE;
+  if (cl_topology_load(pos[0], &topo, &diag) < 0) {
+    cl_diag_format(&diag, buf, sizeof buf);
+    cl_cli_errf("%s", buf);
+    return CL_EXIT_USAGE;
+  }
+  if (cl_cluster_file_endpoints(topo, file, nfile, file_name, &eps, why,
+                                sizeof why) < 0) {
+    cl_cli_errf("%s", why);
+    cl_topology_free(topo);
+    return CL_EXIT_USAGE;
+  }
+  if (session_open(&s, eps, topo->nservers, a->timeout_ms, 1) == 0) {
+    if (cl_cluster_setup(s.cluster, topo, a->lockstep, (uint32_t)jitter, seed,
+                         a->timeout_ms, buf, sizeof buf) < 0) {
+      cl_cli_errf("%s", buf);
+    } else {
+      printf("configured and connected %zu servers (%s, %zu channels, "
+             "%" PRId64 " tokens)\n",
+             topo->nservers,
+             a->lockstep ? "lockstep" : "free-running", topo->nlinks,
+             topo->total_tokens);
+      status = CL_EXIT_OK;
+    }
+  }
+  cl_daemons_close(&s, 0);
+  free(eps);
+  cl_topology_free(topo);
+  return status;
+}
+
+/* `send SRC DEST N`: one SEND at SRC; prints the token sent or the refusal. */
+static int cmd_send(cargs_t *a, const char *const *pos,
+                    const cl_endpoint_t *file, size_t nfile) {
+  int src = cl_cluster_file_find(file, nfile, pos[0]);
+  int dst = cl_cluster_file_find(file, nfile, pos[1]);
+  uint64_t n = 0;
+  cl_daemons_t s;
+  cl_msg_t req, rep;
+  uint32_t server = 0;
+  char err[512];
+  int status = CL_EXIT_FAIL;
+  if (src < 0 || dst < 0) {
+    cl_cli_errf("send: unknown server '%s' (not in the cluster file)",
+                src < 0 ? pos[0] : pos[1]);
+    return CL_EXIT_USAGE;
+  }
+  if (cl_cli_u64("send: N", pos[2], 1, (uint64_t)CL_TOKENS_MAX, &n))
+    return CL_EXIT_USAGE;
+  memset(&req, 0, sizeof req);
+  memset(&rep, 0, sizeof rep);
+  req.type = CL_MSG_SEND;
+  memcpy(req.u.send.dest, file[dst].id, CL_ID_SIZE);
+  req.u.send.n = (int64_t)n;
+  if (session_open(&s, &file[src], 1, a->timeout_ms, 1) == 0) {
+    if (cl_cluster_call(s.cluster, 1, &server, &req, &rep, a->timeout_ms, err,
+                        sizeof err) < 0) {
+      cl_cli_errf("%s", err);
+    } else if (rep.type == CL_MSG_ERROR) {
+      cl_cli_errf("%s refused: %s (%s)", file[src].id, rep.u.error.text,
+                  cl_err_name(rep.u.error.code));
+    } else if (rep.type == CL_MSG_OK && rep.u.ok.nsent >= 1) {
+      printf("%s -> %s: %" PRIu64 " token%s (seq %" PRIu64 ")\n",
+             file[src].id, rep.u.ok.sent[0].dest, rep.u.ok.sent[0].value,
+             rep.u.ok.sent[0].value == 1 ? "" : "s", rep.u.ok.sent[0].seq);
+      status = CL_EXIT_OK;
+    } else if (rep.type == CL_MSG_OK) {
+      printf("%s -> %s: %" PRIu64 " token%s\n", file[src].id, file[dst].id, n,
+             n == 1 ? "" : "s");
+      status = CL_EXIT_OK;
+    } else {
+      cl_cli_errf("%s answered SEND with %s", file[src].id,
+                  cl_msg_type_name(rep.type));
+    }
+    cl_msg_free(&rep);
+  }
+  cl_daemons_close(&s, 0);
+  return status;
+}
+
+/* Servers no marker from server `at` can reach, from the outbound
+ * channels each server reported in its STATUS: "N4, N7" into buf; returns
+ * how many. */
+static size_t unreachable_from(const cl_endpoint_t *file, size_t nfile,
+                               size_t at, const cl_msg_t *st, char *buf,
+                               size_t size) {
+  uint8_t *seen = cl_xcalloc(nfile, 1);
+  size_t *queue = cl_xcalloc(nfile, sizeof *queue), head = 0, tail = 0, i,
+         j, n = 0, len = 0;
+  buf[0] = '\0';
+  seen[at] = 1;
+  queue[tail++] = at;
+  while (head < tail) {
+    const cl_status_t *ss = &st[queue[head++]].u.status;
+    for (j = 0; j < ss->nout; j++) {
+      int k = cl_cluster_file_find(file, nfile, ss->out[j].peer);
+      if (k >= 0 && !seen[k]) {
+        seen[k] = 1;
+        queue[tail++] = (size_t)k;
+      }
+    }
+  }
+  for (i = 0; i < nfile; i++)
+    if (!seen[i]) {
+      n++;
+      if (len + CL_ID_SIZE + 3 < size)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? ", " : "",
+                                file[i].id);
+    }
+  free(seen);
+  free(queue);
+  return n;
+}
+
+/* One request to server `at`; 0 and its OK reply in *rep, or -1 after
+ * printing why (`what` names the request). */
+static int ask_one(cl_daemons_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
+                   const char *what, uint64_t timeout_ms) {
+  uint32_t server = (uint32_t)at;
+  char err[1024];
+  if (cl_cluster_call(s->cluster, 1, &server, req, rep, timeout_ms, err,
+                      sizeof err) < 0) {
+    cl_cli_errf("%s", err);
+    return -1;
+  }
+  if (rep->type == CL_MSG_OK)
+    return 0;
+  if (rep->type == CL_MSG_ERROR)
+    cl_cli_errf("%s refused %s: %s (%s)", cl_cluster_id(s->cluster, at), what,
+                rep->u.error.text, cl_err_name(rep->u.error.code));
+  else
+    cl_cli_errf("%s answered %s with %s", cl_cluster_id(s->cluster, at), what,
+                cl_msg_type_name(rep->type));
+  cl_msg_free(rep);
+  return -1;
+}
+
+/* Every server's channels first (a snapshot that cannot reach a server
+ * would only time out): all must be configured, and all reachable by
+ * markers from server `at`. Returns 0, or the exit status after printing
+ * why not. */
+static int check_reach(cl_daemons_t *s, const cl_endpoint_t *file,
+                       size_t nfile, size_t at, uint64_t timeout_ms) {
+  cl_msg_t req = {.type = CL_MSG_STATUS};
+  cl_msg_t *reps = ask_all(s, &req, timeout_ms, 1);
+  char who[512];
+  size_t i;
+  int status = CL_EXIT_FAIL;
+  if (reps == NULL)
+    return CL_EXIT_FAIL;
+  for (i = 0; i < nfile; i++)
+    if (reps[i].type != CL_MSG_STATUS_R || !reps[i].u.status.configured) {
+      cl_cli_errf("snapshot: %s is not configured", file[i].id);
+      goto done;
+    }
+  if (unreachable_from(file, nfile, at, reps, who, sizeof who) > 0) {
+    cl_cli_errf("snapshot: no marker from %s can reach %s (no path of "
+                "channels), so the snapshot could never complete",
+                file[at].id, who);
+    status = CL_EXIT_USAGE;
+    goto done;
+  }
+  status = 0;
+done:
+  cl_cluster_free_replies(s->cluster, reps);
+  return status;
+}
+
+/* Ask every server to push snapshot sid's state to this connection.
+ * Returns 0 or -1 (printed). */
+static int watch_all(cl_daemons_t *s, const cl_endpoint_t *file,
+                     size_t nfile, uint64_t sid, uint64_t timeout_ms) {
+  cl_msg_t req = {.type = CL_MSG_WATCH};
+  cl_msg_t *reps;
+  size_t i;
+  int rc = 0;
+  req.u.watch.first = sid;
+  req.u.watch.count = 1;
+  reps = ask_all(s, &req, timeout_ms, 1);
+  for (i = 0; reps != NULL && rc == 0 && i < nfile; i++)
+    if (reps[i].type != CL_MSG_OK) {
+      cl_cli_errf("%s refused WATCH: %s", file[i].id,
+                  reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text : "?");
+      rc = -1;
+    }
+  cl_cluster_free_replies(s->cluster, reps);
+  return reps == NULL ? -1 : rc;
+}
+
+/* SNAPSHOT at server `at`, with the id sid unless it is NULL (then the
+ * server picks one). Returns 0 and the snapshot's id in *id, or -1 as
+ * ask_one. */
+static int start_at(cl_daemons_t *s, size_t at, const uint64_t *sid,
+                    uint64_t timeout_ms, uint64_t *id) {
+  cl_msg_t req, rep;
+  memset(&req, 0, sizeof req);
+  memset(&rep, 0, sizeof rep);
+  req.type = CL_MSG_SNAPSHOT;
+  req.u.snapshot.has_id = sid != NULL;
+  req.u.snapshot.snapshot_id = sid != NULL ? *sid : 0;
+  if (ask_one(s, at, &req, &rep, "SNAPSHOT", timeout_ms) < 0)
+    return -1;
+  *id = rep.u.ok.snapshot_id;
+  cl_msg_free(&rep);
+  return 0;
+}
+
+/* A fresh id from server `at`, every server asked to push that snapshot's
+ * state here before it starts, start it, wait for the states, check.
+ * Returns the exit status. */
+static int snapshot_watched(cl_daemons_t *s, const cargs_t *a,
+                            const cl_endpoint_t *file, size_t nfile,
+                            size_t at) {
+  cl_msg_t req, rep;
+  char err[1024];
+  uint64_t sid, id;
+  memset(&req, 0, sizeof req);
+  memset(&rep, 0, sizeof rep);
+  req.type = CL_MSG_NEXT_ID;
+  if (ask_one(s, at, &req, &rep, "NEXT_ID", a->timeout_ms) < 0)
+    return CL_EXIT_FAIL;
+  sid = rep.u.ok.snapshot_id;
+  cl_msg_free(&rep);
+  if (watch_all(s, file, nfile, sid, a->timeout_ms) < 0 ||
+      start_at(s, at, &sid, a->timeout_ms, &id) < 0)
+    return CL_EXIT_FAIL;
+  if (cl_cluster_wait_complete(s->cluster, &sid, 1, a->timeout_ms, err,
+                               sizeof err) < 0) {
+    cl_cli_errf("%s", err); /* names the snapshot and the servers missing */
+    return CL_EXIT_FAIL;
+  }
+  return collect_and_check(s, sid, a->json, a->quiet, a->snap_dir,
+                           a->timeout_ms);
+}
+
+/* `snapshot ID`: check that it can complete, then start it at ID. With
+ * --no-wait only start it and say its id: nobody watches it, so its states
+ * stay kept (within --max-kept) for a later `collect`. Otherwise watch it
+ * and check it; however many callers do this at once, each gets its own
+ * snapshot and no server drops a state one of them waits for. */
+static int cmd_snapshot(cargs_t *a, const char *const *pos,
+                        const cl_endpoint_t *file, size_t nfile) {
+  int at = cl_cluster_file_find(file, nfile, pos[0]);
+  cl_daemons_t s;
+  uint64_t id;
+  int status = CL_EXIT_FAIL;
+  if (at < 0) {
+    cl_cli_errf("snapshot: unknown server '%s' (not in the cluster file)",
+                pos[0]);
+    return CL_EXIT_USAGE;
+  }
+  if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0)
+    status = check_reach(&s, file, nfile, (size_t)at, a->timeout_ms);
+  if (status == 0 && a->no_wait) {
+    status = start_at(&s, (size_t)at, NULL, a->timeout_ms, &id) < 0
+                 ? CL_EXIT_FAIL
+                 : CL_EXIT_OK;
+    if (status == CL_EXIT_OK)
+      printf("%" PRIu64 "\n", id);
+  } else if (status == 0) {
+    status = snapshot_watched(&s, a, file, nfile, (size_t)at);
+  }
+  cl_daemons_close(&s, 0);
+  return status;
+}
+
+/* `collect SNAPSHOT_ID`: collect and check a kept snapshot. */
+static int cmd_collect(cargs_t *a, const char *const *pos,
+                       const cl_endpoint_t *file, size_t nfile) {
+  uint64_t sid = 0;
+  cl_daemons_t s;
+  int status = CL_EXIT_FAIL;
+  if (cl_cli_u64("collect: SNAPSHOT_ID", pos[0], 0, UINT64_MAX, &sid))
+    return CL_EXIT_USAGE;
+  if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0)
+    status = collect_and_check(&s, sid, a->json, a->quiet, a->snap_dir,
+                               a->timeout_ms);
+  cl_daemons_close(&s, 0);
+  return status;
+}
+
+/* "1000001 1000004" (at most what fits). */
+static void id_list(const uint64_t *ids, size_t n, char *buf, size_t size) {
+  size_t i, len = 0;
+  buf[0] = '\0';
+  for (i = 0; i < n && len + 24 < size; i++)
+    len += (size_t)snprintf(buf + len, size - len, "%s%" PRIu64, i ? " " : "",
+                            ids[i]);
+  if (i < n)
+    snprintf(buf + len, size - len, " ...");
+}
+
+/* Snapshot ids as a JSON array. */
+static json_t *json_ids(const uint64_t *ids, size_t n) {
+  json_t *arr = json_array();
+  size_t i;
+  for (i = 0; i < n; i++)
+    json_array_append_new(arr, json_integer((json_int_t)ids[i]));
+  return arr;
+}
+
+/* Why server i gave no STATUS_R (rep): its refusal, no reply, or why its
+ * connection is not up. */
+static const char *no_status(const cl_daemons_t *s, size_t i,
+                             const cl_msg_t *rep) {
+  if (rep->type == CL_MSG_ERROR)
+    return rep->u.error.text;
+  return cl_cluster_up(s->cluster, i) ? "no reply"
+                                      : cl_cluster_why(s->cluster, i);
+}
+
+/* What the STATUS replies add up to, and the widths of the table. */
+typedef struct status_sum {
+  size_t idw, addrw, unreachable;
+  int64_t total, initial;
+  uint64_t config;
+  int overflow, mixed;
+} status_sum_t;
+
+/* Add up the replies reps[nfile]. */
+static void status_sum(const cl_endpoint_t *file, size_t nfile,
+                       const cl_msg_t *reps, status_sum_t *t) {
+  size_t i;
+  memset(t, 0, sizeof *t);
+  t->idw = 6;
+  t->addrw = 7;
+  for (i = 0; i < nfile; i++) {
+    const cl_status_t *st = &reps[i].u.status;
+    if (strlen(file[i].id) > t->idw)
+      t->idw = strlen(file[i].id);
+    if (strlen(file[i].addr) > t->addrw)
+      t->addrw = strlen(file[i].addr);
+    if (reps[i].type != CL_MSG_STATUS_R) {
+      t->unreachable++;
+      continue;
+    }
+    /* The numbers come from daemons: a sum that does not fit is said, not
+     * wrapped. */
+    t->overflow |= __builtin_add_overflow(t->total, st->tokens, &t->total);
+    t->overflow |= __builtin_add_overflow(t->initial, st->initial_tokens,
+                                          &t->initial);
+    if (st->configured) {
+      if (t->config != 0 && st->config_id != t->config)
+        t->mixed = 1;
+      t->config = st->config_id;
+    }
+  }
+}
+
+/* A server's channels as JSON arrays: out (outbound) and in (inbound). */
+static void json_channels(json_t *sv, const cl_status_t *st) {
+  json_t *outs = json_array(), *ins = json_array();
+  size_t j;
+  for (j = 0; j < st->nout; j++) {
+    json_t *c = json_object();
+    json_object_set_new(c, "peer", json_string(st->out[j].peer));
+    json_object_set_new(c, "sent", json_integer((json_int_t)st->out[j].sent));
+    json_object_set_new(c, "connected", json_boolean(st->out[j].connected));
+    json_object_set_new(c, "queued_bytes",
+                        json_integer((json_int_t)st->out[j].queued_bytes));
+    json_array_append_new(outs, c);
+  }
+  for (j = 0; j < st->nin; j++) {
+    json_t *c = json_object();
+    json_object_set_new(c, "peer", json_string(st->in[j].peer));
+    json_object_set_new(c, "received",
+                        json_integer((json_int_t)st->in[j].received));
+    json_object_set_new(c, "connected", json_boolean(st->in[j].connected));
+    json_object_set_new(c, "held", json_integer((json_int_t)st->in[j].held));
+    json_array_append_new(ins, c);
+  }
+  json_object_set_new(sv, "outbound", outs);
+  json_object_set_new(sv, "inbound", ins);
+}
+
+/* Server i (endpoint ep, STATUS reply rep) as a JSON object. */
+static json_t *json_server(const cl_daemons_t *s, size_t i,
+                           const cl_endpoint_t *ep, const cl_msg_t *rep) {
+  json_t *sv = json_object();
+  const cl_status_t *st = &rep->u.status;
+  json_object_set_new(sv, "id", json_string(ep->id));
+  json_object_set_new(sv, "address", json_string(ep->addr));
+  json_object_set_new(sv, "reachable",
+                      json_boolean(rep->type == CL_MSG_STATUS_R));
+  if (rep->type != CL_MSG_STATUS_R) {
+    json_object_set_new(sv, "error", json_string(no_status(s, i, rep)));
+    return sv;
+  }
+  json_object_set_new(sv, "tokens", json_integer(st->tokens));
+  json_object_set_new(sv, "initial_tokens", json_integer(st->initial_tokens));
+  json_object_set_new(sv, "configured", json_boolean(st->configured));
+  json_object_set_new(sv, "lockstep", json_boolean(st->lockstep));
+  json_channels(sv, st);
+  json_object_set_new(sv, "in_progress", json_ids(st->active, st->nactive));
+  json_object_set_new(sv, "kept", json_ids(st->done, st->ndone));
+  return sv;
+}
+
+/* status --json. */
+static void status_json(const cl_daemons_t *s, const cl_endpoint_t *file,
+                        size_t nfile, const cl_msg_t *reps,
+                        const status_sum_t *t) {
+  json_t *o = json_object(), *arr = json_array();
+  size_t i;
+  for (i = 0; i < nfile; i++)
+    json_array_append_new(arr, json_server(s, i, &file[i], &reps[i]));
+  json_object_set_new(o, "servers", arr);
+  json_object_set_new(o, "tokens",
+                      t->overflow ? json_null() : json_integer(t->total));
+  json_object_set_new(o, "initial_tokens",
+                      t->overflow ? json_null() : json_integer(t->initial));
+  json_object_set_new(o, "in_flight",
+                      t->overflow || t->unreachable
+                          ? json_null()
+                          : json_integer(t->initial - t->total));
+  json_object_set_new(o, "unreachable",
+                      json_integer((json_int_t)t->unreachable));
+  json_object_set_new(o, "mixed_topologies", json_boolean(t->mixed));
+  cl_json_print(o);
+}
+
+/* Server i's lines of the status table. */
+static void status_server(const cl_daemons_t *s, size_t i,
+                          const cl_endpoint_t *ep, const cl_msg_t *rep,
+                          const status_sum_t *t) {
+  const cl_status_t *st = &rep->u.status;
+  int idw = (int)t->idw, addrw = (int)t->addrw;
+  char buf[512];
+  size_t j;
+  if (rep->type != CL_MSG_STATUS_R) {
+    printf("%-*s  %-*s  unreachable: %s\n", idw, ep->id, addrw, ep->addr,
+           no_status(s, i, rep));
+    return;
+  }
+  printf("%-*s  %-*s  %10" PRId64 "  %-9s  %8" PRIu32 "  %5" PRIu32 "\n",
+         idw, ep->id, addrw, ep->addr, st->tokens,
+         !st->configured ? "unconfig" : st->lockstep ? "lockstep" : "free",
+         st->nactive, st->ndone);
+  for (j = 0; j < st->nout; j++)
+    printf("%*s-> %-*s  sent %8" PRIu64 "  %-12s  queued %" PRIu64 " B\n", 2,
+           "", idw, st->out[j].peer, st->out[j].sent,
+           st->out[j].connected ? "connected" : "DISCONNECTED",
+           st->out[j].queued_bytes);
+  for (j = 0; j < st->nin; j++)
+    printf("%*s<- %-*s  recv %8" PRIu64 "  %-12s  held %" PRIu64 "\n", 2, "",
+           idw, st->in[j].peer, st->in[j].received,
+           st->in[j].connected ? "connected" : "DISCONNECTED", st->in[j].held);
+  if (st->nactive > 0) {
+    id_list(st->active, st->nactive, buf, sizeof buf);
+    printf("  snapshots in progress: %s\n", buf);
+  }
+  if (st->ndone > 0) {
+    id_list(st->done, st->ndone, buf, sizeof buf);
+    printf("  snapshots kept: %s\n", buf);
+  }
+}
+
+/* The status table's last lines: mixed topologies, then the total. */
+static void status_total(const cl_endpoint_t *file, size_t nfile,
+                         const cl_msg_t *reps, const status_sum_t *t) {
+  size_t i;
+  if (t->mixed) {
+    printf("warning: the servers were configured from different "
+           "topologies:");
+    for (i = 0; i < nfile; i++)
+      if (reps[i].type == CL_MSG_STATUS_R && reps[i].u.status.configured)
+        printf(" %s (config %016" PRIx64 ")", file[i].id,
+               reps[i].u.status.config_id);
+    printf("; their channels refuse each other: configure them again\n");
+  }
+  if (t->overflow)
+    printf("total: unknown: the token counts the servers report do not "
+           "add up within 64 bits (a server reports wrong numbers)\n");
+  else if (t->unreachable)
+    printf("total: %" PRId64 " tokens on the %zu reachable servers of %"
+           PRId64 " configured on them (in flight unknown: %zu server%s "
+           "unreachable)\n", t->total, nfile - t->unreachable, t->initial,
+           t->unreachable, t->unreachable == 1 ? "" : "s");
+  else
+    printf("total: %" PRId64 " tokens on servers of %" PRId64
+           " configured (%" PRId64 " in flight)\n",
+           t->total, t->initial, t->initial - t->total);
+}
+
+/* `status`: one STATUS per server, as a table or JSON. */
+static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
+  cl_daemons_t s;
+  cl_msg_t req = {.type = CL_MSG_STATUS}, *reps = NULL;
+  status_sum_t t;
+  size_t i;
+  int status = CL_EXIT_FAIL;
+  if (session_open(&s, file, nfile, a->timeout_ms, 0) == 0 &&
+      (reps = ask_all(&s, &req, a->timeout_ms, 0)) != NULL) {
+    status_sum(file, nfile, reps, &t);
+    if (a->json) {
+      status_json(&s, file, nfile, reps, &t);
+    } else {
+      printf("%-*s  %-*s  %10s  %-9s  %8s  %5s\n", (int)t.idw, "SERVER",
+             (int)t.addrw, "ADDRESS", "TOKENS", "MODE", "ACTIVE", "KEPT");
+      for (i = 0; i < nfile; i++)
+        status_server(&s, i, &file[i], &reps[i], &t);
+      status_total(file, nfile, reps, &t);
+    }
+    status = t.unreachable || t.overflow || t.mixed ? CL_EXIT_FAIL
+                                                    : CL_EXIT_OK;
+  }
+  cl_cluster_free_replies(s.cluster, reps);
+  cl_daemons_close(&s, 0);
+  return status;
+}
+
+/* `shutdown`: SHUTDOWN to every reachable server. */
+static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
+  cl_daemons_t s;
+  cl_msg_t req = {.type = CL_MSG_SHUTDOWN}, *reps = NULL;
+  size_t i, bad = 0;
+  int status = CL_EXIT_FAIL;
+  if (session_open(&s, file, nfile, a->timeout_ms, 0) == 0) {
+    cl_cluster_set_notices(s.cluster, 0);
+    reps = ask_all(&s, &req, a->timeout_ms, 0);
+  }
+  for (i = 0; reps != NULL && i < nfile; i++) {
+    bad += reps[i].type != CL_MSG_OK;
+    if (reps[i].type == CL_MSG_OK)
+      printf("%s: shutting down\n", file[i].id);
+    else if (reps[i].type == CL_MSG_ERROR)
+      printf("%s: refused: %s\n", file[i].id, reps[i].u.error.text);
+    else
+      printf("%s: %s\n", file[i].id, no_status(&s, i, &reps[i]));
+  }
+  if (reps != NULL)
+    status = bad ? CL_EXIT_FAIL : CL_EXIT_OK;
+  cl_cluster_free_replies(s.cluster, reps);
+  cl_daemons_close(&s, 0);
+  return status;
+}
+
+/* Parse a cluster command's options and run it. Returns the exit status. */
+int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
+  const char *cmd = argv[0];
+  cargs_t a;
+  const char *pos[3];
+  int npos, want, status;
+  uint64_t timeout_s = 30;
+  cl_endpoint_t *file = NULL;
+  size_t nfile = 0;
+  char why[CL_CMD_WHY_SIZE];
+  cl_opt_t opts[9];
+  int no = 0;
+  memset(&a, 0, sizeof a);
+  memset(opts, 0, sizeof opts);
+  a.cluster = cluster_file;
+  opts[no++] = (cl_opt_t){"--timeout", 1, &a.timeout, NULL};
+  opts[no++] = (cl_opt_t){"--cluster", 1, &a.cluster, NULL};
+  if (strcmp(cmd, "configure") == 0) {
+    opts[no++] = (cl_opt_t){"--jitter-ms", 1, &a.jitter, NULL};
+    opts[no++] = (cl_opt_t){"--seed", 1, &a.seed, NULL};
+    opts[no++] = (cl_opt_t){"--lockstep", 0, NULL, &a.lockstep};
+    want = 1;
+  } else if (strcmp(cmd, "send") == 0) {
+    want = 3;
+  } else if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "collect") == 0) {
+    if (strcmp(cmd, "snapshot") == 0)
+      opts[no++] = (cl_opt_t){"--no-wait", 0, NULL, &a.no_wait};
+    opts[no++] = (cl_opt_t){"--json", 0, NULL, &a.json};
+    opts[no++] = (cl_opt_t){"--snap-dir", 1, &a.snap_dir, NULL};
+    opts[no++] = (cl_opt_t){"--quiet", 0, NULL, &a.quiet};
+    want = 1;
+  } else if (strcmp(cmd, "status") == 0) {
+    opts[no++] = (cl_opt_t){"--json", 0, NULL, &a.json};
+    want = 0;
+  } else {
+    want = 0; /* shutdown */
+  }
+  npos = cl_cli_parse(cmd, argc, argv, opts, pos, want, &a.help);
+  if (npos < 0)
+    return CL_EXIT_USAGE;
+  if (a.help) {
+    cl_usage(cmd, stdout);
+    return CL_EXIT_OK;
+  }
+  if (npos != want) {
+    cl_cli_errf("%s: expected %d argument%s", cmd, want, want == 1 ? "" : "s");
+    cl_usage_hint(cmd);
+    return CL_EXIT_USAGE;
+  }
+  if (a.cluster == NULL) {
+    cl_cli_errf("%s: needs the running daemons: clsnap --cluster FILE %s ...",
+                cmd, cmd);
+    cl_usage_hint(cmd);
+    return CL_EXIT_USAGE;
+  }
+  if (cl_cli_u64("--timeout", a.timeout, 1, 86400, &timeout_s))
+    return CL_EXIT_USAGE;
+  a.timeout_ms = timeout_s * 1000;
+  if (cl_cluster_file_load(a.cluster, &file, &nfile, why, sizeof why) < 0) {
+    cl_cli_errf("%s", why);
+    return CL_EXIT_USAGE;
+  }
+  if (strcmp(cmd, "configure") == 0)
+    status = cmd_configure(&a, pos, file, nfile, a.cluster);
+  else if (strcmp(cmd, "send") == 0)
+    status = cmd_send(&a, pos, file, nfile);
+  else if (strcmp(cmd, "snapshot") == 0)
+    status = cmd_snapshot(&a, pos, file, nfile);
+  else if (strcmp(cmd, "collect") == 0)
+    status = cmd_collect(&a, pos, file, nfile);
+  else if (strcmp(cmd, "status") == 0)
+    status = cmd_status(&a, file, nfile);
+  else
+    status = cmd_shutdown(&a, file, nfile);
+  free(file);
+  return status;
+}

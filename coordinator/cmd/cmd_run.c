@@ -1,0 +1,425 @@
+/* `clsnap run`: start (or borrow) a cluster, configure it for a topology,
+ * replay an event script, check and print every snapshot.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cluster_file.h"
+#include "cluster_setup.h"
+#include "cmds.h"
+#include "daemons.h"
+#include "delays.h"
+#include "error.h"
+#include "output.h"
+#include "replay.h"
+#include "sim.h"
+#include "usage.h"
+
+/* The options as given, and the numbers parsed from them. */
+typedef struct run_args {
+  const char *topo_path, *events_path;
+  const char *delays, *seed, *max_delay, *tick_ms, *jitter_ms, *timeout;
+  const char *snap_dir, *cluster, *daemon, *log_dir;
+  int lockstep, json, in_process, quiet, help;
+  int has_seed; /* seed is printed: given, lockstep's, or free-running's */
+  uint64_t seed_v, max_delay_v, tick_ms_v, jitter_ms_v, timeout_s;
+} run_args_t;
+
+/* Everything one run holds, released by run_close. */
+typedef struct run {
+  run_args_t a;
+  cl_topology_t *topo;
+  cl_script_t *script;
+  cl_delays_t *delays;
+  cl_sim_t *sim;         /* --in-process */
+  cl_daemons_t d;        /* otherwise */
+  cl_endpoint_t *file;   /* --cluster: the file's entries */
+  cl_endpoint_t *eps;    /* --cluster: the topology's, in its order */
+  cl_backend_t backend;
+  cl_replay_result_t res;
+  char err[1024];
+} run_t;
+
+/* parse_args and load_inputs: go on with the run. */
+#define RUN_GO (-1)
+
+/* What the run found, for printing. */
+static int print_results(const run_args_t *a, const cl_topology_t *topo,
+                         const cl_replay_result_t *r) {
+  int has_seed = a->has_seed;
+  uint64_t seed = a->seed_v;
+  size_t k, passed = 0, failed = 0;
+  int write_failed = 0;
+  char dur[32];
+  for (k = 0; k < r->nsnapshots; k++) {
+    if (r->verdicts[k].ok)
+      passed++;
+    else
+      failed++;
+    if (a->snap_dir != NULL && r->snaps[k] != NULL &&
+        cl_output_snap_file(a->snap_dir, k, r->snaps[k]) != 0)
+      write_failed = 1;
+  }
+  if (a->json) {
+    json_t *o = json_object(), *arr = json_array();
+    json_object_set_new(o, "mode", json_string(a->lockstep ? "lockstep" : "free"));
+    json_object_set_new(o, "topology", json_string(a->topo_path));
+    json_object_set_new(o, "events", json_string(a->events_path));
+    json_object_set_new(o, "servers", json_integer((json_int_t)topo->nservers));
+    if (has_seed)
+      json_object_set_new(o, "seed", json_integer((json_int_t)seed));
+    for (k = 0; k < r->nsnapshots; k++)
+      json_array_append_new(
+          arr, cl_json_checked(k, r->snaps[k], &r->verdicts[k],
+                               r->states ? r->states[k] : NULL, r->nservers));
+    json_object_set_new(o, "snapshots", arr);
+    json_object_set_new(o, "passed", json_integer((json_int_t)passed));
+    json_object_set_new(o, "failed", json_integer((json_int_t)failed));
+    json_object_set_new(o, "seconds", json_real(r->seconds));
+    json_object_set_new(o, "messages", json_integer((json_int_t)r->messages));
+    json_object_set_new(o, "ticks", json_integer((json_int_t)r->ticks));
+    cl_json_print(o);
+  } else {
+    for (k = 0; k < r->nsnapshots; k++)
+      cl_output_checked(stdout, k, r->snaps[k], &r->verdicts[k], a->quiet);
+    printf("%zu snapshot%s: %zu passed, %zu failed\n", r->nsnapshots,
+           r->nsnapshots == 1 ? "" : "s", passed, failed);
+  }
+  fflush(stdout);
+  /* Wall time goes to stderr so that stdout of a lockstep run is the same
+   * bytes every time. */
+  cl_output_duration(r->seconds, dur, sizeof dur);
+  if (a->lockstep)
+    fprintf(stderr, "ran in %s: %" PRIu64 " ticks, %" PRIu64 " peer messages\n",
+            dur, r->ticks, r->messages);
+  else
+    fprintf(stderr, "ran in %s\n", dur);
+  /* Free-running timing is not reproducible, but the jitter stream is. */
+  if (failed > 0 && !a->lockstep && has_seed)
+    cl_cli_errf("jitter seed was %" PRIu64 " (--seed %" PRIu64 " repeats it)",
+                seed, seed);
+  return failed == 0 && !write_failed ? 0 : -1;
+}
+
+/* Append the ids of snapshots 0..k-1 with done(id) == want as ranges
+ * ("0 2-5 9") to buf; returns how many there are. */
+static size_t id_ranges(const cl_cluster_t *c, size_t k, int want, char *buf,
+                        size_t size) {
+  size_t i = 0, count = 0, len = strlen(buf);
+  size_t nserv = cl_cluster_size(c);
+  while (i < k) {
+    size_t j = i;
+    if ((cl_cluster_completed(c, i) == nserv) != want) {
+      i++;
+      continue;
+    }
+    while (j + 1 < k && (cl_cluster_completed(c, j + 1) == nserv) == want)
+      j++;
+    count += j - i + 1;
+    if (len + 48 < size) {
+      len += (size_t)snprintf(buf + len, size - len,
+                              j > i ? "%s%zu-%zu" : "%s%zu", len ? " " : "",
+                              i, j);
+    }
+    i = j + 1;
+  }
+  return count;
+}
+
+/* After a failed run on daemons: say which of the snapshots started (ids
+ * 0..started-1) cannot complete now and which did complete everywhere (they
+ * are not reported: a failed run prints no results), and which of the
+ * script's total were never started. */
+static void report_unfinished(const cl_cluster_t *c, size_t started,
+                              size_t total) {
+  char bad[400] = "", done[400] = "";
+  size_t nbad = id_ranges(c, started, 0, bad, sizeof bad);
+  size_t ndone = id_ranges(c, started, 1, done, sizeof done);
+  if (nbad > 0)
+    cl_cli_errf("snapshot%s %s cannot complete%s%s%s", nbad == 1 ? "" : "s",
+                bad, ndone ? " (" : "", done,
+                ndone ? " completed on every server, not reported)" : "");
+  else if (ndone > 0)
+    cl_cli_errf("snapshot%s %s completed on every server (not reported)",
+                ndone == 1 ? "" : "s", done);
+  if (total > started + 1)
+    cl_cli_errf("snapshots %zu-%zu cannot complete: never started", started,
+                total - 1);
+  else if (total == started + 1)
+    cl_cli_errf("snapshot %zu cannot complete: never started", started);
+}
+
+/* The JSON printed instead of results when the run failed. */
+static void print_json_error(const run_args_t *a, const char *msg) {
+  json_t *o = json_object();
+  json_object_set_new(o, "mode", json_string(a->lockstep ? "lockstep" : "free"));
+  json_object_set_new(o, "topology", json_string(a->topo_path));
+  json_object_set_new(o, "events", json_string(a->events_path));
+  json_object_set_new(o, "error", json_string(msg));
+  cl_json_print(o);
+}
+
+/* 0 if every snapshot event's markers can reach every server; else -1
+ * after naming the first that cannot (events line, initiator, servers). */
+static int check_reachable(const char *events_path, const cl_topology_t *topo,
+                           const cl_script_t *script) {
+  uint32_t *miss = calloc(topo->nservers, sizeof *miss);
+  uint8_t *checked = calloc(topo->nservers, 1);
+  size_t e, n, i, len;
+  char who[512];
+  int rc = 0;
+  if (miss == NULL || checked == NULL) {
+    free(miss);
+    free(checked);
+    return 0; /* the run itself would then say what is missing */
+  }
+  for (e = 0; e < script->nevents && rc == 0; e++) {
+    const cl_event_t *ev = &script->events[e];
+    if (ev->kind != CL_EV_SNAPSHOT || checked[ev->src])
+      continue;
+    checked[ev->src] = 1;
+    n = cl_topology_unreachable(topo, ev->src, miss);
+    if (n == 0)
+      continue;
+    for (i = 0, len = 0; i < n && len + CL_ID_SIZE + 8 < sizeof who; i++)
+      len += (size_t)snprintf(who + len, sizeof who - len, "%s%s",
+                              i ? ", " : "", topo->servers[miss[i]].id);
+    cl_cli_errf("%s:%d: no marker from %s can reach %s (no path of channels), "
+                "so this snapshot could never complete",
+                events_path, ev->line, topo->servers[ev->src].id, who);
+    rc = -1;
+  }
+  free(miss);
+  free(checked);
+  return rc;
+}
+
+
+/* Check the options that exclude or need each other and parse the numbers.
+ * Returns RUN_GO or CL_EXIT_USAGE (printed). */
+static int check_args(run_args_t *a) {
+  a->seed_v = 1;
+  a->max_delay_v = 4;
+  a->tick_ms_v = 5;
+  a->timeout_s = 30;
+  a->has_seed = a->seed != NULL;
+  if (cl_cli_u64("--seed", a->seed, 0, UINT64_MAX, &a->seed_v) ||
+      cl_cli_u64("--max-delay", a->max_delay, 0, 1000000, &a->max_delay_v) ||
+      cl_cli_u64("--tick-ms", a->tick_ms, 0, 3600000, &a->tick_ms_v) ||
+      cl_cli_u64("--jitter-ms", a->jitter_ms, 0, 60000, &a->jitter_ms_v) ||
+      cl_cli_u64("--timeout", a->timeout, 1, 86400, &a->timeout_s))
+    return CL_EXIT_USAGE;
+  if (a->delays != NULL && !a->lockstep)
+    cl_cli_errf("run: --delays needs --lockstep");
+  else if (a->delays != NULL && a->seed != NULL)
+    cl_cli_errf("run: use either --delays or --seed, not both");
+  else if (a->in_process && !a->lockstep)
+    cl_cli_errf("run: --in-process needs --lockstep");
+  else if (a->in_process && a->cluster != NULL)
+    cl_cli_errf("run: --in-process and --cluster exclude each other");
+  else
+    return RUN_GO;
+  return CL_EXIT_USAGE;
+}
+
+/* Parse run's command line into a (cluster_file: the global --cluster).
+ * Returns RUN_GO, or the exit status after --help or a usage error. */
+static int parse_args(run_args_t *a, int argc, char **argv,
+                      const char *cluster_file) {
+  const char *pos[2];
+  cl_opt_t opts[] = {
+      {"--lockstep", 0, NULL, &a->lockstep},
+      {"--delays", 1, &a->delays, NULL},
+      {"--seed", 1, &a->seed, NULL},
+      {"--max-delay", 1, &a->max_delay, NULL},
+      {"--tick-ms", 1, &a->tick_ms, NULL},
+      {"--jitter-ms", 1, &a->jitter_ms, NULL},
+      {"--timeout", 1, &a->timeout, NULL},
+      {"--snap-dir", 1, &a->snap_dir, NULL},
+      {"--json", 0, NULL, &a->json},
+      {"--in-process", 0, NULL, &a->in_process},
+      {"--cluster", 1, &a->cluster, NULL},
+      {"--daemon", 1, &a->daemon, NULL},
+      {"--log-dir", 1, &a->log_dir, NULL},
+      {"--quiet", 0, NULL, &a->quiet},
+      {NULL, 0, NULL, NULL}};
+  int npos;
+  a->cluster = cluster_file;
+  npos = cl_cli_parse("run", argc, argv, opts, pos, 2, &a->help);
+  if (npos < 0)
+    return CL_EXIT_USAGE;
+  if (a->help) {
+    cl_usage("run", stdout);
+    return CL_EXIT_OK;
+  }
+  if (npos != 2) {
+    cl_cli_errf("run: needs TOPOLOGY and EVENTS files");
+    cl_usage_hint("run");
+    return CL_EXIT_USAGE;
+  }
+  a->topo_path = pos[0];
+  a->events_path = pos[1];
+  return check_args(a);
+}
+
+/* Print a reader's complaint; returns CL_EXIT_USAGE. */
+static int bad_input(const cl_diag_t *diag) {
+  char buf[600];
+  cl_diag_format(diag, buf, sizeof buf);
+  cl_cli_errf("%s", buf);
+  return CL_EXIT_USAGE;
+}
+
+/* Read the topology and the script and check that every snapshot can
+ * complete; pick the delays (lockstep) or the jitter seed (free-running).
+ * Returns RUN_GO or the exit status (printed). */
+static int load_inputs(run_t *r) {
+  run_args_t *a = &r->a;
+  cl_diag_t diag;
+  if (cl_topology_load(a->topo_path, &r->topo, &diag) < 0 ||
+      cl_script_load(a->events_path, r->topo, &r->script, &diag) < 0)
+    return bad_input(&diag);
+  if (check_reachable(a->events_path, r->topo, r->script) < 0)
+    return CL_EXIT_USAGE;
+  if (!a->lockstep) {
+    if (!a->has_seed)
+      a->seed_v = cl_now_ns() ^ ((uint64_t)getpid() << 32);
+    a->has_seed = 1;
+    return RUN_GO;
+  }
+  if (a->delays != NULL) {
+    if (cl_delays_load(a->delays, &r->delays, &diag) < 0)
+      return bad_input(&diag);
+  } else {
+    r->delays = cl_delays_seeded(a->seed_v, (uint32_t)a->max_delay_v);
+    a->has_seed = 1;
+  }
+  if (r->delays == NULL) {
+    cl_cli_errf("out of memory");
+    return CL_EXIT_FAIL;
+  }
+  return RUN_GO;
+}
+
+/* Daemons: started here, or those of the cluster file, connected and
+ * configured for the topology. Returns 0, an exit status (printed), or a
+ * negative CL_E* code with r->err set. */
+static int open_daemons(run_t *r) {
+  run_args_t *a = &r->a;
+  uint64_t tmo = a->timeout_s * 1000;
+  size_t nfile = 0;
+  int rc;
+  if (cl_daemons_init(&r->d) < 0)
+    return CL_EXIT_FAIL;
+  if (a->cluster != NULL) {
+    char why[CL_CMD_WHY_SIZE];
+    if (cl_cluster_file_load(a->cluster, &r->file, &nfile, why,
+                             sizeof why) < 0 ||
+        cl_cluster_file_endpoints(r->topo, r->file, nfile, a->cluster,
+                                  &r->eps, why, sizeof why) < 0) {
+      cl_cli_errf("%s", why);
+      return CL_EXIT_USAGE;
+    }
+  } else {
+    cl_launch_opts_t lo;
+    memset(&lo, 0, sizeof lo);
+    lo.daemon = a->daemon;
+    lo.log_dir = a->log_dir;
+    if ((rc = cl_daemons_start(&r->d, r->topo, &lo, r->err,
+                               sizeof r->err)) < 0)
+      return rc;
+  }
+  if (cl_daemons_attach(&r->d, r->eps ? r->eps : r->d.started,
+                        r->topo->nservers, tmo) < 0)
+    return CL_EXIT_FAIL;
+  rc = cl_cluster_connect(r->d.cluster, 10000, r->err, sizeof r->err);
+  if (rc == 0)
+    rc = cl_cluster_setup(r->d.cluster, r->topo, a->lockstep,
+                          (uint32_t)a->jitter_ms_v, a->seed_v, tmo, r->err,
+                          sizeof r->err);
+  if (rc == 0)
+    r->backend = cl_cluster_backend(r->d.cluster);
+  return rc;
+}
+
+/* The backend: in-process sessions or daemons. Returns as open_daemons. */
+static int open_backend(run_t *r) {
+  if (!r->a.in_process)
+    return open_daemons(r);
+  r->sim = cl_sim_new(r->topo);
+  if (r->sim == NULL) {
+    cl_cli_errf("cannot set up the in-process servers");
+    return CL_EXIT_FAIL;
+  }
+  r->backend = cl_sim_backend(r->sim);
+  return 0;
+}
+
+/* Open the backend, replay, print. Returns the exit status. */
+static int run_replay(run_t *r) {
+  run_args_t *a = &r->a;
+  cl_replay_opts_t ro;
+  int rc = open_backend(r), replayed = 0;
+  if (rc > 0)
+    return rc;
+  if (rc == 0) {
+    memset(&ro, 0, sizeof ro);
+    ro.lockstep = a->lockstep;
+    ro.delays = r->delays;
+    ro.tick_ms = a->tick_ms_v;
+    ro.timeout_ms = a->timeout_s * 1000;
+    ro.progress = NULL;
+    ro.keep_states = a->json; /* the JSON lists each channel's raw counts */
+    replayed = 1;
+    rc = cl_replay_run(r->topo, r->script, &r->backend, &ro, &r->res, r->err,
+                       sizeof r->err);
+  }
+  if (rc == 0)
+    return print_results(a, r->topo, &r->res) == 0 ? CL_EXIT_OK
+                                                    : CL_EXIT_FAIL;
+  rc = cl_daemons_failed(&r->d, "run", r->err, rc);
+  if (replayed && r->d.cluster != NULL)
+    report_unfinished(r->d.cluster, r->res.started, r->script->nsnapshots);
+  if (a->json)
+    print_json_error(a, r->err);
+  return rc;
+}
+
+/* Stop what the run started and free what it holds. Returns the final
+ * exit status. */
+static int run_close(run_t *r, int status) {
+  status = cl_daemons_stop(&r->d, status);
+  status = cl_daemons_interrupted(&r->d, status);
+  cl_daemons_close(&r->d, status != CL_EXIT_OK);
+  cl_replay_result_free(&r->res);
+  if (r->sim != NULL)
+    cl_sim_free(r->sim);
+  if (r->delays != NULL)
+    cl_delays_free(r->delays);
+  if (r->script != NULL)
+    cl_script_free(r->script);
+  if (r->topo != NULL)
+    cl_topology_free(r->topo);
+  free(r->eps);
+  free(r->file);
+  return status;
+}
+
+/* `clsnap run`: parse, load, open the backend, replay, print, clean up.
+ * Returns the exit status. */
+int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
+  run_t r;
+  int status;
+  memset(&r, 0, sizeof r);
+  status = parse_args(&r.a, argc, argv, cluster_file);
+  if (status != RUN_GO)
+    return status;
+  status = load_inputs(&r);
+  if (status == RUN_GO)
+    status = run_replay(&r);
+  return run_close(&r, status);
+}

@@ -1,0 +1,25 @@
+/* clsnap's commands. Each takes the argument vector starting at the command
+ * name and the global --cluster option (or NULL), and returns the process
+ * exit status (CL_EXIT_*).
+ */
+#ifndef CL_CMDS_H
+#define CL_CMDS_H
+
+#include <limits.h>
+
+/* Room for a message that names a file: any path, a line and the problem. */
+#define CL_CMD_WHY_SIZE (PATH_MAX + 512)
+
+/* `clsnap run TOPOLOGY EVENTS [options]`. */
+int cl_cmd_run(int argc, char **argv, const char *cluster_file);
+
+/* configure, send, snapshot, collect, status, shutdown against the daemons
+ * of a cluster file. */
+int cl_cmd_cluster(int argc, char **argv, const char *cluster_file);
+
+/* `clsnap bench --nodes N --topology ring|mesh --seconds S [options]`:
+ * throughput and snapshot cost of a local cluster in circulate mode (it
+ * starts its own daemons: cluster_file is not used). */
+int cl_cmd_bench(int argc, char **argv, const char *cluster_file);
+
+#endif

@@ -1,0 +1,220 @@
+#include "output.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "error.h"
+#include "util.h"
+
+/* Snapshot text, verdict and problems, as `run` and `snapshot` print them. */
+void cl_output_checked(FILE *f, uint64_t id, const cl_snap_t *snap,
+                       const cl_verdict_t *v, int quiet) {
+  char line[1024];
+  size_t i, shown;
+  if (!quiet && snap != NULL)
+    cl_snap_write(snap, f);
+  cl_verify_line(id, v, line, sizeof line);
+  fprintf(f, "%s\n", line);
+  if (!v->ok) {
+    shown = v->nproblems < CL_VERIFY_MAX_PROBLEMS ? v->nproblems
+                                                   : CL_VERIFY_MAX_PROBLEMS;
+    for (i = 0; i < shown; i++)
+      fprintf(f, "  %s\n", v->problems[i]);
+    if (v->nproblems > shown)
+      fprintf(f, "  ... and %zu more problems\n", v->nproblems - shown);
+  }
+  if (!quiet)
+    fputc('\n', f);
+}
+
+/* One fact a local state reports about channel src->dst: the sender's
+ * count, the receiver's count, or one recorded run (order: its place in the
+ * receiver's arrival order, from 1; 0 for the counts). */
+typedef struct chan_fact {
+  const char *src, *dst;
+  const uint64_t *sent, *received;
+  const cl_recorded_t *run;
+  uint64_t order;
+} chan_fact_t;
+
+static int cmp_fact(const void *a, const void *b) {
+  const chan_fact_t *x = a, *y = b;
+  int c = strcmp(x->src, y->src);
+  if (c == 0)
+    c = strcmp(x->dst, y->dst);
+  if (c == 0)
+    c = (x->order > y->order) - (x->order < y->order);
+  return c;
+}
+
+/* A count, or null when no local state reported it. */
+static json_t *json_count(const uint64_t *count) {
+  return count != NULL ? json_integer((json_int_t)*count) : json_null();
+}
+
+/* The "channels" array: every channel any local state names, sorted by src
+ * then dst, with the raw counts and runs the servers reported (nothing
+ * taken from the verdict, so a checker can redo the checks from it). */
+static json_t *json_channels(const cl_local_state_t *states, size_t nstates) {
+  json_t *arr = json_array();
+  chan_fact_t *f;
+  size_t nf = 0, i, j;
+  uint32_t k;
+  for (i = 0; i < nstates; i++)
+    nf += (size_t)states[i].nsent + states[i].nrecv + states[i].nrecorded;
+  f = cl_xcalloc(nf ? nf : 1, sizeof *f);
+  nf = 0;
+  for (i = 0; i < nstates; i++) {
+    const cl_local_state_t *s = &states[i];
+    for (k = 0; k < s->nsent; k++)
+      f[nf++] = (chan_fact_t){.src = s->server, .dst = s->sent[k].peer,
+                              .sent = &s->sent[k].count};
+    for (k = 0; k < s->nrecv; k++)
+      f[nf++] = (chan_fact_t){.src = s->recv[k].peer, .dst = s->server,
+                              .received = &s->recv[k].count};
+    for (k = 0; k < s->nrecorded; k++)
+      f[nf++] = (chan_fact_t){.src = s->recorded[k].src, .dst = s->server,
+                              .run = &s->recorded[k], .order = k + 1u};
+  }
+  qsort(f, nf, sizeof *f, cmp_fact);
+  for (i = 0; i < nf; i = j) {
+    json_t *c = json_object(), *runs = json_array();
+    const uint64_t *sent = NULL, *received = NULL;
+    for (j = i; j < nf && strcmp(f[j].src, f[i].src) == 0 &&
+                strcmp(f[j].dst, f[i].dst) == 0;
+         j++) {
+      if (f[j].sent != NULL && sent == NULL)
+        sent = f[j].sent;
+      if (f[j].received != NULL && received == NULL)
+        received = f[j].received;
+      if (f[j].run != NULL)
+        json_array_append_new(
+            runs, json_pack("[I, I, I]", (json_int_t)f[j].run->seq,
+                            (json_int_t)f[j].run->count,
+                            (json_int_t)f[j].run->n));
+    }
+    json_object_set_new(c, "src", json_string(f[i].src));
+    json_object_set_new(c, "dst", json_string(f[i].dst));
+    json_object_set_new(c, "sent", json_count(sent));
+    json_object_set_new(c, "received", json_count(received));
+    json_object_set_new(c, "recorded", runs);
+    json_array_append_new(arr, c);
+  }
+  free(f);
+  return arr;
+}
+
+/* One checked snapshot as a JSON object. */
+json_t *cl_json_checked(uint64_t id, const cl_snap_t *snap,
+                        const cl_verdict_t *v, const cl_local_state_t *states,
+                        size_t nstates) {
+  json_t *o = json_object(), *tokens = json_object(), *servers = json_object(),
+         *msgs = json_array(), *problems = json_array();
+  size_t i, shown;
+  json_object_set_new(o, "id", json_integer((json_int_t)id));
+  json_object_set_new(o, "ok", json_boolean(v->ok));
+  json_object_set_new(o, "conserved", json_boolean(v->conserved));
+  json_object_set_new(o, "channels_exact", json_boolean(v->channels_exact));
+  json_object_set_new(o, "complete", json_boolean(v->complete));
+  json_object_set_new(tokens, "expected", json_integer(v->expected_tokens));
+  json_object_set_new(tokens, "servers", json_integer(v->server_tokens));
+  json_object_set_new(tokens, "channels", json_integer(v->channel_tokens));
+  json_object_set_new(o, "tokens", tokens);
+  if (snap != NULL) {
+    for (i = 0; i < snap->nservers; i++)
+      json_object_set_new(servers, snap->servers[i].id,
+                          json_integer(snap->servers[i].tokens));
+    for (i = 0; i < snap->nmsgs; i++) {
+      json_t *m = json_object();
+      json_object_set_new(m, "src", json_string(snap->msgs[i].src));
+      json_object_set_new(m, "dst", json_string(snap->msgs[i].dst));
+      json_object_set_new(m, "tokens", json_integer(snap->msgs[i].n));
+      json_array_append_new(msgs, m);
+    }
+  } else {
+    for (i = 0; states != NULL && i < nstates; i++)
+      json_object_set_new(servers, states[i].server,
+                          json_integer(states[i].tokens));
+  }
+  json_object_set_new(o, "servers", servers);
+  json_object_set_new(o, "messages", msgs);
+  if (states != NULL)
+    json_object_set_new(o, "channels", json_channels(states, nstates));
+  shown = v->nproblems < CL_VERIFY_MAX_PROBLEMS ? v->nproblems
+                                                 : CL_VERIFY_MAX_PROBLEMS;
+  for (i = 0; i < shown; i++)
+    json_array_append_new(problems, json_string(v->problems[i]));
+  if (v->nproblems > shown) {
+    char more[64];
+    snprintf(more, sizeof more, "... and %zu more problems",
+             v->nproblems - shown);
+    json_array_append_new(problems, json_string(more));
+  }
+  json_object_set_new(o, "problems", problems);
+  return o;
+}
+
+/* Dump and release a JSON value. */
+void cl_json_print(json_t *j) {
+  json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  fputc('\n', stdout);
+  json_decref(j);
+}
+
+/* mkdir -p. Returns 0 or -1 with errno. */
+static int mkdirs(const char *dir) {
+  char buf[4096];
+  size_t i, len = strlen(dir);
+  if (len == 0 || len >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(buf, dir, len + 1);
+  for (i = 1; i <= len; i++) {
+    if (buf[i] == '/' || buf[i] == '\0') {
+      char c = buf[i];
+      buf[i] = '\0';
+      if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return -1;
+      buf[i] = c;
+    }
+  }
+  return 0;
+}
+
+/* Write DIR/<id>.snap, creating DIR first. */
+int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap) {
+  char path[4200];
+  FILE *f;
+  int bad;
+  if (mkdirs(dir) != 0) {
+    cl_cli_errf("cannot create directory %s: %s", dir, strerror(errno));
+    return -1;
+  }
+  snprintf(path, sizeof path, "%s/%" PRIu64 ".snap", dir, id);
+  f = fopen(path, "w");
+  if (f == NULL) {
+    cl_cli_errf("cannot write %s: %s", path, strerror(errno));
+    return -1;
+  }
+  bad = cl_snap_write(snap, f) < 0;
+  bad |= ferror(f) != 0;
+  bad |= fclose(f) != 0;
+  if (bad) {
+    cl_cli_errf("cannot write %s", path);
+    return -1;
+  }
+  return 0;
+}
+
+/* Milliseconds below a second, seconds above. */
+void cl_output_duration(double seconds, char *buf, size_t size) {
+  if (seconds < 1.0)
+    snprintf(buf, size, "%.1f ms", seconds * 1000.0);
+  else
+    snprintf(buf, size, "%.2f s", seconds);
+}

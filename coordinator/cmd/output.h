@@ -1,0 +1,43 @@
+/* The ways clsnap's commands print a checked global snapshot (text, .snap
+ * files, JSON), and durations. Only the clsnap executable uses it; unlike
+ * the library modules it prints, because printing is its job.
+ */
+#ifndef CL_OUTPUT_H
+#define CL_OUTPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "scenario.h"
+#include "verify.h"
+
+/* Print the .snap text (unless quiet), the verdict line and, on failure, one
+ * indented line per problem. */
+void cl_output_checked(FILE *f, uint64_t id, const cl_snap_t *snap,
+                       const cl_verdict_t *v, int quiet);
+
+/* The JSON object of one checked snapshot: id, ok, conserved,
+ * channels_exact, complete, tokens{expected,servers,channels},
+ * servers{ID:n}, messages[{src,dst,tokens}], problems[]; and, when the
+ * nstates local states it was checked from are given (states not NULL),
+ * channels[{src,dst,sent,received,recorded[[seq,count,n]...]}] copied from
+ * them, not from the verdict (README.md, "File formats"). servers comes
+ * from snap, or from the states when snap is NULL. New reference. */
+json_t *cl_json_checked(uint64_t id, const cl_snap_t *snap,
+                        const cl_verdict_t *v, const cl_local_state_t *states,
+                        size_t nstates);
+
+/* Print a JSON value on stdout (indented, newline). Takes the reference. */
+void cl_json_print(json_t *j);
+
+/* Create dir (and parents) if needed and write dir/<id>.snap. Returns 0, or
+ * -1 after printing why. */
+int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap);
+
+/* "12.3 ms" or "4.56 s". */
+void cl_output_duration(double seconds, char *buf, size_t size);
+
+#endif

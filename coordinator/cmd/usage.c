@@ -1,0 +1,235 @@
+#include "usage.h"
+
+#include <string.h>
+
+static const char usage_main[] =
+    "Usage: clsnap [--cluster FILE] COMMAND [ARGS...]\n"
+    "\n"
+    "Consistent global snapshots of a token-passing system with the\n"
+    "Chandy-Lamport algorithm: each server is a clsnapd process; clsnap\n"
+    "configures them, injects transfers, starts snapshots and checks them.\n"
+    "\n"
+    "Commands:\n"
+    "  run TOPOLOGY EVENTS        start a local cluster (or use --cluster),\n"
+    "                             replay the events, collect and check every\n"
+    "                             snapshot\n"
+    "  configure TOPOLOGY         configure and connect a running cluster\n"
+    "  send SRC DEST N            move N tokens from SRC to DEST\n"
+    "  snapshot ID                start a snapshot at server ID, wait, check\n"
+    "  collect SNAPSHOT_ID        collect and check a completed snapshot\n"
+    "  status                     show every server's state\n"
+    "  shutdown                   stop every server\n"
+    "  bench [options]            start a cluster under load: throughput,\n"
+    "                             snapshot latency and cost, memory\n"
+    "  help [COMMAND]             show help\n"
+    "\n"
+    "Global options:\n"
+    "  --cluster FILE             the running daemons: lines `ID HOST:PORT`,\n"
+    "                             `#` comments (needed by the cluster\n"
+    "                             commands)\n"
+    "  -h, --help                 show this help\n"
+    "  -V, --version              show the version\n"
+    "\n"
+    "Exit status: 0 success; 1 a snapshot failed its checks or the cluster\n"
+    "failed; 2 bad usage or bad input file.\n"
+    "Run 'clsnap COMMAND --help' for a command's options.\n";
+
+static const char usage_run[] =
+    "Usage: clsnap run TOPOLOGY EVENTS [options]\n"
+    "\n"
+    "Start one clsnapd per server of TOPOLOGY on 127.0.0.1, configure and\n"
+    "connect them, replay EVENTS, then collect every snapshot (the k-th\n"
+    "`snapshot` event is snapshot k), check it (token conservation and exact\n"
+    "channel states) and print it in the reference .snap format followed by\n"
+    "its verdict, and a summary line.\n"
+    "\n"
+    "Modes:\n"
+    "  (default)             free-running: daemons handle messages as they\n"
+    "                        arrive; `tick` lets --tick-ms pass\n"
+    "  --lockstep            deterministic: clsnap is the clock and follows\n"
+    "                        the reference simulator's scheduling rules\n"
+    "\n"
+    "Options:\n"
+    "  --lockstep            deterministic replay\n"
+    "  --delays FILE         lockstep: message delays, one per line (e.g.\n"
+    "                        conformance/go-delays.txt)\n"
+    "  --seed N              lockstep: seed of the delay generator (default\n"
+    "                        1); free-running: seed of the daemons' jitter\n"
+    "                        (default: from the clock)\n"
+    "  --max-delay D         lockstep: generated delays are 0..D (default 4)\n"
+    "  --tick-ms MS          free-running: wall time of one tick (default 5)\n"
+    "  --jitter-ms MS        random 0..MS ms send delay per message at the\n"
+    "                        sender, FIFO kept (default 0)\n"
+    "  --timeout SEC         give up waiting for replies or snapshots after\n"
+    "                        SEC seconds (default 30)\n"
+    "  --snap-dir DIR        also write DIR/<k>.snap per snapshot\n"
+    "  --json                print only JSON on stdout\n"
+    "  --quiet               print verdicts and the summary, not .snap texts\n"
+    "  --in-process          lockstep over in-process node cores, no daemons\n"
+    "  --cluster FILE        use these running daemons instead of starting\n"
+    "                        new ones (they must not be configured yet)\n"
+    "  --daemon PATH         clsnapd to start (default: next to clsnap, then\n"
+    "                        ../daemon/clsnapd, then PATH)\n"
+    "  --log-dir DIR         daemon logs as DIR/<id>.log (default: a\n"
+    "                        temporary directory, removed after a successful\n"
+    "                        run, kept and named on failure)\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Exit status: 0 every snapshot passed; 1 a check failed or the cluster\n"
+    "failed; 2 bad usage or bad input file.\n";
+
+static const char usage_configure[] =
+    "Usage: clsnap --cluster FILE configure TOPOLOGY [options]\n"
+    "\n"
+    "Send CONFIGURE to every server of TOPOLOGY (each must be in FILE), wait\n"
+    "for all, then CONNECT them all (opens the peer channels).\n"
+    "\n"
+    "Options:\n"
+    "  --lockstep            servers hold messages until told to deliver\n"
+    "  --jitter-ms MS        random 0..MS ms send delay (default 0)\n"
+    "  --seed N              seed of the jitter (default: from the clock)\n"
+    "  --timeout SEC         default 30\n"
+    "  -h, --help            show this help\n";
+
+static const char usage_send[] =
+    "Usage: clsnap --cluster FILE send SRC DEST N\n"
+    "\n"
+    "Move N tokens from server SRC to server DEST over their channel.\n"
+    "Prints `SRC -> DEST: N tokens (seq S)`; a refusal (not enough tokens,\n"
+    "no such channel) is printed and exits 1.\n"
+    "\n"
+    "Options:\n"
+    "  --timeout SEC         default 30\n"
+    "  -h, --help            show this help\n";
+
+static const char usage_snapshot[] =
+    "Usage: clsnap --cluster FILE snapshot ID [options]\n"
+    "\n"
+    "Start a snapshot at server ID (that server picks a fresh id), have\n"
+    "every server send its local state here as soon as it completes, check\n"
+    "the global snapshot and print it with its verdict. Several invocations\n"
+    "may run at once; each gets its own snapshot, and no server drops a\n"
+    "state one of them waits for. A snapshot whose markers cannot reach\n"
+    "every server from ID is refused before it starts (exit 2).\n"
+    "\n"
+    "Options:\n"
+    "  --no-wait             start it, print its id and return; its states\n"
+    "                        stay kept on the servers (up to their\n"
+    "                        --max-kept) for `collect`\n"
+    "  --timeout SEC         wait at most SEC seconds (default 30)\n"
+    "  --json                print JSON\n"
+    "  --quiet               print the verdict, not the .snap text\n"
+    "  --snap-dir DIR        also write DIR/<snapshot id>.snap\n"
+    "  -h, --help            show this help\n";
+
+static const char usage_collect[] =
+    "Usage: clsnap --cluster FILE collect SNAPSHOT_ID [options]\n"
+    "\n"
+    "Collect a completed snapshot's local states from every server, check\n"
+    "the global snapshot and print it with its verdict.\n"
+    "\n"
+    "Options:\n"
+    "  --json                print JSON\n"
+    "  --quiet               print the verdict, not the .snap text\n"
+    "  --snap-dir DIR        also write DIR/<snapshot id>.snap\n"
+    "  --timeout SEC         default 30\n"
+    "  -h, --help            show this help\n";
+
+static const char usage_status[] =
+    "Usage: clsnap --cluster FILE status [options]\n"
+    "\n"
+    "Show every server: address, tokens, per-channel sent/received counts\n"
+    "and connection state, snapshots in progress and kept; then the total.\n"
+    "Exits 1 if a server cannot be reached.\n"
+    "\n"
+    "Options:\n"
+    "  --json                print JSON\n"
+    "  --timeout SEC         default 30\n"
+    "  -h, --help            show this help\n";
+
+static const char usage_shutdown[] =
+    "Usage: clsnap --cluster FILE shutdown [options]\n"
+    "\n"
+    "Tell every server to close its connections and exit.\n"
+    "\n"
+    "Options:\n"
+    "  --timeout SEC         default 30\n"
+    "  -h, --help            show this help\n";
+
+static const char usage_bench[] =
+    "Usage: clsnap bench --nodes N --topology ring|mesh --seconds S [options]\n"
+    "\n"
+    "Start N clsnapd processes on 127.0.0.1 (ids N01, N02, ...), connect\n"
+    "them as a ring (Ni -> Ni+1) or a full mesh (every directed pair), give\n"
+    "each server --tokens tokens and switch them to circulate mode: every\n"
+    "daemon forwards the tokens it holds to its outbound peers, one token per\n"
+    "message, as fast as the channels take them. After a warm-up, measure\n"
+    "for S seconds: token messages delivered per second, and, with\n"
+    "--snapshot-every-ms, snapshots taken under that load (each one\n"
+    "collected and checked: conservation and exact channel states), their\n"
+    "latency (SNAPSHOT sent to the last local state received) and the\n"
+    "daemons' peak RSS.\n"
+    "\n"
+    "Options:\n"
+    "  --nodes N               servers, 2..256\n"
+    "  --topology ring|mesh\n"
+    "  --seconds S             measured window, 1..3600\n"
+    "  --snapshot-every-ms M   start a snapshot every M ms (0: none, the\n"
+    "                          default); one at a time, initiator rotating\n"
+    "  --tokens T              tokens per server (default 262144 / N: 2 MiB\n"
+    "                          of TOKEN frames in flight in all)\n"
+    "  --warmup-ms W           load before measuring (default 500)\n"
+    "  --idle                  no load: measure snapshots of an idle cluster\n"
+    "  --alternate             with --snapshot-every-ms: 1-second slices\n"
+    "                          without and with snapshots in turn, in the\n"
+    "                          same cluster; report both rates and the\n"
+    "                          difference (what snapshots cost the load)\n"
+    "  --baseline              first run clsnap-baseline with the same N,\n"
+    "                          topology and seconds; print both and the ratio\n"
+    "                          tokens_per_s / frames_per_s\n"
+    "  --baseline-program P    the clsnap-baseline executable (default: next\n"
+    "                          to clsnap, ../tests/bench/ in a build tree, or\n"
+    "                          PATH)\n"
+    "  --json                  one JSON object: tokens_per_s, snapshots,\n"
+    "                          snapshots_ok, latency_us{p50,p99,max},\n"
+    "                          rss_kib_max, and more\n"
+    "  --daemon PATH           the clsnapd executable\n"
+    "  --log-dir DIR           keep the daemons' logs in DIR\n"
+    "\n"
+    "Exit status: 0 every snapshot passed; 1 a snapshot failed its checks or\n"
+    "the cluster failed; 2 bad usage.\n";
+
+static const struct {
+  const char *cmd;
+  const char *text;
+} usages[] = {
+    {"run", usage_run},           {"configure", usage_configure},
+    {"send", usage_send},         {"snapshot", usage_snapshot},
+    {"collect", usage_collect},   {"status", usage_status},
+    {"shutdown", usage_shutdown}, {"bench", usage_bench},
+    {"help", usage_main},
+};
+
+/* Print the help of clsnap or of one command. */
+int cl_usage(const char *cmd, FILE *f) {
+  size_t i;
+  if (cmd == NULL) {
+    fputs(usage_main, f);
+    return 0;
+  }
+  for (i = 0; i < sizeof usages / sizeof usages[0]; i++) {
+    if (strcmp(usages[i].cmd, cmd) == 0) {
+      fputs(usages[i].text, f);
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Point at the right --help after a usage error. */
+void cl_usage_hint(const char *cmd) {
+  if (cmd != NULL && strcmp(cmd, "clsnap") != 0)
+    fprintf(stderr, "Try 'clsnap %s --help'.\n", cmd);
+  else
+    fprintf(stderr, "Try 'clsnap --help'.\n");
+}
