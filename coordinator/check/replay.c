@@ -29,7 +29,6 @@ typedef struct run {
   uint64_t stamp;
   size_t event;          /* events issued so far, for progress lines */
   size_t started;        /* snapshots started so far */
-  uint8_t *collected;    /* [nsnapshots] */
   size_t first_open;     /* every snapshot before this one is collected */
   uint64_t last_progress_ns;
 } run_t;
@@ -483,15 +482,15 @@ static int watch_all(run_t *x) {
 static int collect_ready(run_t *x) {
   for (size_t i = x->first_open; i < x->started; i++) {
     int rc;
-    if (x->collected[i] ||
+    if (x->r->collected[i] ||
         x->be->completed(x->be->ctx, x->r->ids[i]) != x->topo->nservers)
       continue;
     rc = collect(x, i);
     if (rc < 0)
       return rc;
-    x->collected[i] = 1;
+    x->r->collected[i] = 1;
   }
-  while (x->first_open < x->started && x->collected[x->first_open])
+  while (x->first_open < x->started && x->r->collected[x->first_open])
     x->first_open++;
   return 0;
 }
@@ -573,7 +572,7 @@ static int finish_free(run_t *x, size_t k) {
   if (left == NULL)
     return failf(x, CL_ENOMEM, "out of memory");
   for (size_t i = x->first_open; i < k; i++)
-    if (!x->collected[i])
+    if (!x->r->collected[i])
       left[m++] = x->r->ids[i];
   rc = x->be->wait_complete(x->be->ctx, left, m, x->o->timeout_ms, x->err,
                             x->errsize);
@@ -624,6 +623,7 @@ void cl_replay_result_free(cl_replay_result_t *r) {
   free(r->states);
   free(r->ids);
   free(r->verdicts);
+  free(r->collected);
   memset(r, 0, sizeof(*r));
 }
 
@@ -668,14 +668,14 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   x.reqs = calloc(n, sizeof(*x.reqs));
   x.replies = calloc(n, sizeof(*x.replies));
   x.seen = calloc(n, sizeof(*x.seen));
-  x.collected = calloc(k ? k : 1, 1);
+  r->collected = calloc(k ? k : 1, 1);
   x.ledger = cl_ledger_new(topo);
   if (opts->lockstep)
     x.sched = cl_schedule_new(topo, opts->delays);
   if (r->ids == NULL || r->snaps == NULL || r->verdicts == NULL ||
       (opts->keep_states && r->states == NULL) || x.deliv == NULL ||
       x.servers == NULL || x.reqs == NULL ||
-      x.replies == NULL || x.seen == NULL || x.collected == NULL ||
+      x.replies == NULL || x.seen == NULL || r->collected == NULL ||
       x.ledger == NULL ||
       (opts->lockstep && x.sched == NULL)) {
     rc = failf(&x, CL_ENOMEM, "out of memory");
@@ -694,6 +694,5 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   free(x.reqs);
   free(x.replies);
   free(x.seen);
-  free(x.collected);
   return rc;
 }

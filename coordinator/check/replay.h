@@ -63,6 +63,8 @@ typedef struct cl_replay_result {
   uint64_t *ids;          /* [nsnapshots] daemon snapshot id of the k-th */
   cl_snap_t **snaps;      /* [nsnapshots] reference form, id = k */
   cl_verdict_t *verdicts; /* [nsnapshots] */
+  uint8_t *collected;     /* [nsnapshots] 1 once collected and checked
+                             (its verdict and snap are filled in) */
   cl_local_state_t **states; /* with keep_states: [nsnapshots], each NULL
                                 (not collected) or the nservers local states
                                 as the servers sent them, topology order */

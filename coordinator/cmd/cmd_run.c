@@ -105,19 +105,27 @@ static int print_results(const run_args_t *a, const cl_topology_t *topo,
   return failed == 0 && !write_failed ? 0 : -1;
 }
 
-/* Append the ids of snapshots 0..k-1 with done(id) == want as ranges
+/* Whether snapshot i of a failed run got to the end: collected and checked
+ * by the replay (and so forgotten by the cluster), or completed on every
+ * server. */
+static int finished(const cl_cluster_t *c, const cl_replay_result_t *res,
+                    size_t i) {
+  return (res->collected != NULL && res->collected[i]) ||
+         cl_cluster_completed(c, i) == cl_cluster_size(c);
+}
+
+/* Append the ids of snapshots 0..k-1 with finished(id) == want as ranges
  * ("0 2-5 9") to buf; returns how many there are. */
-static size_t id_ranges(const cl_cluster_t *c, size_t k, int want, char *buf,
-                        size_t size) {
+static size_t id_ranges(const cl_cluster_t *c, const cl_replay_result_t *res,
+                        size_t k, int want, char *buf, size_t size) {
   size_t i = 0, count = 0, len = strlen(buf);
-  size_t nserv = cl_cluster_size(c);
   while (i < k) {
     size_t j = i;
-    if ((cl_cluster_completed(c, i) == nserv) != want) {
+    if (finished(c, res, i) != want) {
       i++;
       continue;
     }
-    while (j + 1 < k && (cl_cluster_completed(c, j + 1) == nserv) == want)
+    while (j + 1 < k && finished(c, res, j + 1) == want)
       j++;
     count += j - i + 1;
     if (len + 48 < size) {
@@ -134,11 +142,12 @@ static size_t id_ranges(const cl_cluster_t *c, size_t k, int want, char *buf,
  * 0..started-1) cannot complete now and which did complete everywhere (they
  * are not reported: a failed run prints no results), and which of the
  * script's total were never started. */
-static void report_unfinished(const cl_cluster_t *c, size_t started,
-                              size_t total) {
+static void report_unfinished(const cl_cluster_t *c,
+                              const cl_replay_result_t *res, size_t total) {
   char bad[400] = "", done[400] = "";
-  size_t nbad = id_ranges(c, started, 0, bad, sizeof bad);
-  size_t ndone = id_ranges(c, started, 1, done, sizeof done);
+  size_t started = res->started;
+  size_t nbad = id_ranges(c, res, started, 0, bad, sizeof bad);
+  size_t ndone = id_ranges(c, res, started, 1, done, sizeof done);
   if (nbad > 0)
     cl_cli_errf("snapshot%s %s cannot complete%s%s%s", nbad == 1 ? "" : "s",
                 bad, ndone ? " (" : "", done,
@@ -383,7 +392,7 @@ static int run_replay(run_t *r) {
                                                     : CL_EXIT_FAIL;
   rc = cl_daemons_failed(&r->d, "run", r->err, rc);
   if (replayed && r->d.cluster != NULL)
-    report_unfinished(r->d.cluster, r->res.started, r->script->nsnapshots);
+    report_unfinished(r->d.cluster, &r->res, r->script->nsnapshots);
   if (a->json)
     print_json_error(a, r->err);
   return rc;

@@ -10,6 +10,8 @@
 #                                cluster, nobody delivers) ends at --timeout
 #   failure.sh coordinator-kill  kill -9 clsnap mid-snapshot; the daemons
 #                                keep running for the next coordinator
+#   failure.sh checked-then-fail a run that fails after a snapshot was
+#                                checked says it completed
 #   failure.sh slow-exit         daemons that acknowledge SHUTDOWN but take
 #                                3 s to exit (as under ASan on a busy
 #                                machine) are waited for, not killed
@@ -28,6 +30,22 @@ wait_file() {
 }
 
 case ${1:-} in
+checked-then-fail)
+  # Snapshot 0 completes and is checked; then an event fails the run. The
+  # summary must not call the finished snapshot unfinishable.
+  printf '2\na 5\nb 5\na b\nb a\n' >"$WORK/two.top"
+  printf 'snapshot a\ntick 50\nsend a b 100\n' >"$WORK/fail.events"
+  rc=0
+  "$CLSNAP" run "$WORK/two.top" "$WORK/fail.events" --lockstep \
+    --log-dir "$WORK/logs" >"$WORK/out.txt" 2>"$WORK/err.txt" || rc=$?
+  cat "$WORK/err.txt"
+  [ $rc -eq 1 ] || fail "clsnap run exited $rc, expected 1"
+  grep -q "a has 5 tokens, cannot send 100 to b" "$WORK/err.txt" || fail "the cause is not named"
+  grep -q "snapshot 0 completed on every server (not reported)" "$WORK/err.txt" ||
+    fail "snapshot 0, checked before the failure, is not reported as completed"
+  ! grep -q "cannot complete" "$WORK/err.txt" || fail "a finished snapshot is called unfinishable"
+  echo "ok: a snapshot checked before the run failed is reported as completed"
+  ;;
 slow-exit)
   # A wrapper that runs the real daemon, then lingers before exiting with
   # its status: the launcher must wait for it, since it said OK to SHUTDOWN.
