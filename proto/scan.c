@@ -120,28 +120,24 @@ static int run_flush(scanner_t *x) {
 /* Take the frame m of size bytes found at *off: a one-token message that
  * continues the run joins it; anything else goes out after the run (a
  * one-token message then starts a new one). Moves *off past the frame once
- * it is taken. Returns non-zero if a callback stopped the scan. */
+ * it is taken, and only then: a stop while the run goes out leaves the
+ * frame unconsumed. Returns non-zero if a callback stopped the scan. */
 static int take_frame(scanner_t *x, const cl_msg_t *m, size_t size,
                       size_t *off) {
-  if (m->type == CL_MSG_TOKEN) {
+  int one = m->type == CL_MSG_TOKEN && m->u.token.n == 1;
+  if (one && x->count > 0 && m->u.token.seq == x->first + x->count) {
     *off += size;
-    if (m->u.token.n == 1 && x->count > 0 &&
-        m->u.token.seq == x->first + x->count) {
-      x->count++;
-      return 0;
-    }
-    if (run_flush(x))
-      return 1;
-    if (m->u.token.n == 1) {
-      x->first = m->u.token.seq;
-      x->count = 1;
-      return 0;
-    }
-  } else {
-    /* Tokens before the marker are handled before it. */
-    if (run_flush(x))
-      return 1;
-    *off += size;
+    x->count++;
+    return 0;
+  }
+  /* Messages before this one are handled before it. */
+  if (run_flush(x))
+    return 1;
+  *off += size;
+  if (one) {
+    x->first = m->u.token.seq;
+    x->count = 1;
+    return 0;
   }
   return x->ops->msg(x->ctx, m) != 0;
 }

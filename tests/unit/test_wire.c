@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "error.h"
+#include "scan.h"
 #include "wire.h"
 
 /* ------------------------------------------------------------------ */
@@ -1554,6 +1555,88 @@ static void test_split_header(void) {
   }
 }
 
+/* ------------------------------------------------------------------ */
+/* The in-place scanner, stopped by a callback                         */
+
+typedef struct scan_log {
+  int stop_ones, stop_msg; /* which callback stops the scan */
+  char seen[256];          /* "ones 1+2;token 7 n3;marker 9;" */
+} scan_log_t;
+
+static void scan_logf(scan_log_t *l, const char *fmt, ...) {
+  size_t len = strlen(l->seen);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(l->seen + len, sizeof l->seen - len, fmt, ap);
+  va_end(ap);
+}
+
+static int scan_ones(void *ctx, uint64_t first, uint64_t count) {
+  scan_log_t *l = ctx;
+  scan_logf(l, "ones %llu+%llu;", (unsigned long long)first,
+            (unsigned long long)count);
+  return l->stop_ones;
+}
+
+static int scan_msg(void *ctx, const cl_msg_t *m) {
+  scan_log_t *l = ctx;
+  if (m->type == CL_MSG_TOKEN)
+    scan_logf(l, "token %llu n%lld;", (unsigned long long)m->u.token.seq,
+              (long long)m->u.token.n);
+  else
+    scan_logf(l, "marker %llu;",
+              (unsigned long long)m->u.marker.snapshot_id);
+  return l->stop_msg;
+}
+
+/* A callback that stops the scan leaves every frame it has not been handed
+ * unconsumed: the bytes returned are exactly those of what was delivered,
+ * and feeding the rest delivers the rest. (Once, a one-token run stopped
+ * while going out counted the next frame as consumed and lost it.) */
+static void test_scan_stop(void) {
+  static const cl_scan_ops_t ops = {scan_ones, scan_msg};
+  msgpack_sbuffer sb;
+  size_t one, two, three, used, rest;
+  cl_scan_t s;
+  scan_log_t l;
+  int stopped;
+  msgpack_sbuffer_init(&sb);
+  CHECK_EQ_INT(cl_wire_encode_token(&sb, 1, 1), 0);
+  one = sb.size;
+  CHECK_EQ_INT(cl_wire_encode_token(&sb, 2, 1), 0);
+  two = sb.size;
+  CHECK_EQ_INT(cl_wire_encode_token(&sb, 7, 3), 0);
+  three = sb.size;
+  CHECK_EQ_INT(cl_wire_encode_marker(&sb, 9), 0);
+  CHECK(one > 0 && two == 2 * one); /* [2, seq, 1]: as long as each other */
+
+  /* The run 1..2 goes out when token 7 comes, and stops the scan there. */
+  memset(&s, 0, sizeof s);
+  memset(&l, 0, sizeof l);
+  l.stop_ones = 1;
+  used = cl_scan_feed(&s, sb.data, sb.size, &ops, &l, &stopped);
+  CHECK_EQ_INT(stopped, 1);
+  CHECK_EQ_INT((int)used, (int)two);
+  CHECK_EQ_STR(l.seen, "ones 1+2;");
+  l.stop_ones = 0;
+  l.seen[0] = '\0';
+  rest = cl_scan_feed(&s, sb.data + used, sb.size - used, &ops, &l, &stopped);
+  CHECK_EQ_INT(stopped, 0);
+  CHECK_EQ_INT((int)(used + rest), (int)sb.size);
+  CHECK_EQ_STR(l.seen, "token 7 n3;marker 9;");
+
+  /* A stop by the message itself: that message was delivered, so it is
+   * consumed; the marker is not. */
+  memset(&s, 0, sizeof s);
+  memset(&l, 0, sizeof l);
+  l.stop_msg = 1;
+  used = cl_scan_feed(&s, sb.data, sb.size, &ops, &l, &stopped);
+  CHECK_EQ_INT(stopped, 1);
+  CHECK_EQ_INT((int)used, (int)three);
+  CHECK_EQ_STR(l.seen, "ones 1+2;token 7 n3;");
+  msgpack_sbuffer_destroy(&sb);
+}
+
 int main(void) {
   test_names();
   test_encode();
@@ -1568,6 +1651,7 @@ int main(void) {
   test_limits();
   test_long_stream();
   test_split_header();
+  test_scan_stop();
   test_buffer_bound(CL_WIRE_DEFAULT_CAP, 65536);
   test_buffer_bound(CL_WIRE_DEFAULT_CAP, 1000);
   test_buffer_bound(5000, 1);
