@@ -12,6 +12,9 @@
 #                                keep running for the next coordinator
 #   failure.sh checked-then-fail a run that fails after a snapshot was
 #                                checked says it completed
+#   failure.sh unreachable       a snapshot whose markers cannot reach a
+#                                server is refused before it starts (run,
+#                                and snapshot on a deployed cluster)
 #   failure.sh slow-exit         daemons that acknowledge SHUTDOWN but take
 #                                3 s to exit (as under ASan on a busy
 #                                machine) are waited for, not killed
@@ -30,6 +33,31 @@ wait_file() {
 }
 
 case ${1:-} in
+unreachable)
+  # c sends to a, but nothing reaches c: a snapshot from a can never
+  # complete. The run is refused before any daemon starts; so is a
+  # `clsnap snapshot` from a on a deployed cluster, while one from c works.
+  printf '3\na 5\nb 5\nc 5\na b\nc a\n' >"$WORK/un.top"
+  printf 'send a b 1\nsnapshot a\n' >"$WORK/un.events"
+  for mode in "" --lockstep; do
+    rc=0
+    "$CLSNAP" run "$WORK/un.top" "$WORK/un.events" $mode --log-dir "$WORK/unlogs" \
+      >"$WORK/out.txt" 2>"$WORK/err.txt" || rc=$?
+    [ $rc -eq 2 ] || { cat "$WORK/err.txt"; fail "run $mode exited $rc, expected 2"; }
+    grep -qF "un.events:2: no marker from a can reach c (no path of channels)" "$WORK/err.txt" ||
+      { cat "$WORK/err.txt"; fail "run $mode: the error does not name FILE:LINE, the initiator and c"; }
+    [ ! -e "$WORK/unlogs" ] || fail "run $mode started daemons before refusing"
+  done
+  cluster_up "$WORK/un.top" "$WORK/run"
+  rc=0
+  "$CLSNAP" --cluster "$WORK/run/cluster" snapshot a >"$WORK/out.txt" 2>"$WORK/err.txt" || rc=$?
+  [ $rc -eq 2 ] || { cat "$WORK/err.txt"; fail "snapshot a exited $rc, expected 2"; }
+  grep -qF "no marker from a can reach c" "$WORK/err.txt" || { cat "$WORK/err.txt"; fail "snapshot a: c is not named"; }
+  "$CLSNAP" --cluster "$WORK/run/cluster" snapshot c >"$WORK/out.txt" 2>"$WORK/err.txt" ||
+    { cat "$WORK/err.txt"; fail "snapshot c (which reaches everyone) failed"; }
+  grep -q ": ok (tokens 15 = " "$WORK/out.txt" || { cat "$WORK/out.txt"; fail "snapshot c is not ok"; }
+  echo "ok: snapshots no marker can complete are refused at once, naming the servers"
+  ;;
 checked-then-fail)
   # Snapshot 0 completes and is checked; then an event fails the run. The
   # summary must not call the finished snapshot unfinishable.
