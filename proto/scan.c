@@ -156,12 +156,17 @@ static size_t scan(const unsigned char *p, size_t n, const cl_scan_ops_t *ops,
   while (off < n) {
     const unsigned char *f = p + off;
     size_t left = n - off;
-    /* The hot loop: the run goes on while frames are the usual ones. */
-    while (x.count > 0 && left >= 8 && usual_token(f, x.first + x.count)) {
-      x.count++;
-      f += 8;
-      left -= 8;
-      off += 8;
+    /* The hot loop: the run goes on while frames are the usual ones (in
+     * locals: x's address is taken below, which would keep it in memory). */
+    if (x.count > 0) {
+      uint64_t next = x.first + x.count, start = next;
+      while (left >= 8 && usual_token(f, next)) {
+        next++;
+        f += 8;
+        left -= 8;
+      }
+      x.count += next - start;
+      off += (size_t)(next - start) * 8;
     }
     if (left < 2) {
       /* One byte: wait for the next only if it can begin a frame of ours;
