@@ -15,6 +15,8 @@
 #   failure.sh unreachable       a snapshot whose markers cannot reach a
 #                                server is refused before it starts (run,
 #                                and snapshot on a deployed cluster)
+#   failure.sh term-while-exiting a SIGTERM after the daemon's loop ended
+#                                does not kill it
 #   failure.sh slow-exit         daemons that acknowledge SHUTDOWN but take
 #                                3 s to exit (as under ASan on a busy
 #                                machine) are waited for, not killed
@@ -33,6 +35,23 @@ wait_file() {
 }
 
 case ${1:-} in
+term-while-exiting)
+  # A SIGTERM that reaches a daemon after its loop ended (a coordinator
+  # whose SHUTDOWN reply timed out sends one) must not kill it: it exits 0.
+  CLSNAPD_EXIT_DELAY_MS=3000 "$CLSNAPD" --id T1 --listen 127.0.0.1:0 \
+    >"$WORK/t1.out" 2>"$WORK/t1.log" &
+  pid=$!
+  cleanup_hooks+=("kill -9 $pid 2>/dev/null")
+  wait_file "$WORK/t1.out" "^READY T1 " 10 || fail "T1 not ready"
+  kill -TERM "$pid"
+  wait_file "$WORK/t1.log" "loop ended; exiting" 10 || { cat "$WORK/t1.log"; fail "T1 did not reach its way out"; }
+  kill -TERM "$pid" 2>/dev/null || true
+  rc=0
+  wait "$pid" || rc=$?
+  [ $rc -eq 0 ] || { cat "$WORK/t1.log"; fail "a SIGTERM while exiting ended the daemon with status $rc"; }
+  grep -q "stopped" "$WORK/t1.log" || { cat "$WORK/t1.log"; fail "T1 did not log that it stopped"; }
+  echo "ok: a SIGTERM while the daemon exits changes nothing (exit 0)"
+  ;;
 unreachable)
   # c sends to a, but nothing reaches c: a snapshot from a can never
   # complete. The run is refused before any daemon starts; so is a
