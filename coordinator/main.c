@@ -1,6 +1,7 @@
 /* clsnap: the coordinator command line. Global options, then dispatch to a
  * command (cmd/).
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,14 +37,11 @@ static int help(const char *cmd) {
   return CL_EXIT_OK;
 }
 
-/* Returns the exit status. */
-int main(int argc, char **argv) {
+/* The global options, then the command. Returns the exit status. */
+static int run(int argc, char **argv) {
   const char *cluster_file = NULL;
   size_t k;
   int i = 1;
-  /* A daemon that goes away mid-write must surface as an error, not kill
-   * clsnap. */
-  signal(SIGPIPE, SIG_IGN);
   for (; i < argc && argv[i][0] == '-'; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -69,4 +67,23 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], commands[k].name) == 0)
       return commands[k].run(argc - i, argv + i, cluster_file);
   return usage_error("unknown command '%s'", argv[i]);
+}
+
+/* Output that could not be written is a failure (as GNU close_stdout):
+ * `clsnap run ... > /dev/full` must not exit 0. */
+static int close_stdout(int status) {
+  int bad = ferror(stdout) != 0;
+  bad |= fclose(stdout) != 0;
+  if (!bad)
+    return status;
+  fprintf(stderr, "clsnap: write error on standard output: %s\n",
+          strerror(errno));
+  return status == CL_EXIT_OK ? CL_EXIT_FAIL : status;
+}
+
+int main(int argc, char **argv) {
+  /* A daemon that goes away mid-write must surface as an error, not kill
+   * clsnap. */
+  signal(SIGPIPE, SIG_IGN);
+  return close_stdout(run(argc, argv));
 }

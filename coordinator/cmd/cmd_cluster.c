@@ -775,6 +775,8 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   if (cl_cli_u64("--timeout", a.timeout, 1, 86400, &timeout_s))
     return CL_EXIT_USAGE;
   a.timeout_ms = timeout_s * 1000;
+  if (a.snap_dir != NULL && cl_output_snap_dir(a.snap_dir) < 0)
+    return CL_EXIT_USAGE;
   if (cl_cluster_file_load(a.cluster, &file, &nfile, why, sizeof why) < 0) {
     cl_cli_errf("%s", why);
     return CL_EXIT_USAGE;

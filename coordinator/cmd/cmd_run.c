@@ -294,6 +294,8 @@ static int load_inputs(run_t *r) {
     return bad_input(&diag);
   if (check_reachable(a->events_path, r->topo, r->script) < 0)
     return CL_EXIT_USAGE;
+  if (a->snap_dir != NULL && cl_output_snap_dir(a->snap_dir) < 0)
+    return CL_EXIT_USAGE;
   if (!a->lockstep) {
     if (!a->has_seed)
       a->seed_v = cl_now_ns() ^ ((uint64_t)getpid() << 32);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "error.h"
@@ -182,6 +183,24 @@ static int mkdirs(const char *dir) {
         return -1;
       buf[i] = c;
     }
+  }
+  return 0;
+}
+
+/* See output.h. */
+int cl_output_snap_dir(const char *dir) {
+  struct stat st;
+  if (mkdirs(dir) != 0 || stat(dir, &st) != 0) {
+    cl_cli_errf("--snap-dir %s: cannot create it: %s", dir, strerror(errno));
+    return -1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    cl_cli_errf("--snap-dir %s: not a directory", dir);
+    return -1;
+  }
+  if (access(dir, W_OK | X_OK) != 0) {
+    cl_cli_errf("--snap-dir %s: cannot write in it: %s", dir, strerror(errno));
+    return -1;
   }
   return 0;
 }

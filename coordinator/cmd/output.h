@@ -33,6 +33,10 @@ json_t *cl_json_checked(uint64_t id, const cl_snap_t *snap,
 /* Print a JSON value on stdout (indented, newline). Takes the reference. */
 void cl_json_print(json_t *j);
 
+/* Before any work: create dir (and parents) if needed and check that it is
+ * a directory clsnap can write in. 0, or -1 after printing why. */
+int cl_output_snap_dir(const char *dir);
+
 /* Create dir (and parents) if needed and write dir/<id>.snap. Returns 0, or
  * -1 after printing why. */
 int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap);
