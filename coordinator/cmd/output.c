@@ -205,15 +205,11 @@ int cl_output_snap_dir(const char *dir) {
   return 0;
 }
 
-/* Write DIR/<id>.snap, creating DIR first. */
+/* Write DIR/<id>.snap (DIR made by cl_output_snap_dir). */
 int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap) {
   char path[4200];
   FILE *f;
   int bad;
-  if (mkdirs(dir) != 0) {
-    cl_cli_errf("cannot create directory %s: %s", dir, strerror(errno));
-    return -1;
-  }
   snprintf(path, sizeof path, "%s/%" PRIu64 ".snap", dir, id);
   f = fopen(path, "w");
   if (f == NULL) {

@@ -37,8 +37,8 @@ void cl_json_print(json_t *j);
  * a directory clsnap can write in. 0, or -1 after printing why. */
 int cl_output_snap_dir(const char *dir);
 
-/* Create dir (and parents) if needed and write dir/<id>.snap. Returns 0, or
- * -1 after printing why. */
+/* Write dir/<id>.snap into a dir cl_output_snap_dir has made and checked.
+ * Returns 0, or -1 after printing why. */
 int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap);
 
 /* "12.3 ms" or "4.56 s". */
