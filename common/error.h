@@ -26,7 +26,8 @@
   X(RANGE, "number out of range")                                             \
   X(IO, "input/output error")                                                 \
   X(TIMEOUT, "timed out")                                                     \
-  X(LOST, "connection lost")
+  X(LOST, "connection lost")                                                  \
+  X(INTR, "interrupted")
 
 typedef enum {
   CL_OK = 0,

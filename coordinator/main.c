@@ -2,6 +2,7 @@
  * command (cmd/).
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,52 +22,56 @@ static const struct {
     {"status", cl_cmd_cluster},    {"shutdown", cl_cmd_cluster},
 };
 
-/* A usage error of the global part: the message, then the hint. */
-static int usage_error(const char *fmt, const char *arg) {
-  cl_cli_errf(fmt, arg);
-  cl_usage_hint(NULL);
-  return CL_EXIT_USAGE;
-}
-
 /* `clsnap help [COMMAND]`. Returns the exit status. */
 static int help(const char *cmd) {
   if (cmd == NULL)
     cl_usage(NULL, stdout);
   else if (cl_usage(cmd, stdout) != 0)
-    return usage_error("unknown command '%s'", cmd);
+    return cl_cli_usage("unknown command '%s'", cmd);
   return CL_EXIT_OK;
 }
 
-/* The global options, then the command. Returns the exit status. */
+/* The global options (getopt_long, stopping at the command), then the
+ * command. Returns the exit status. */
 static int run(int argc, char **argv) {
+  static const struct option lo[] = {{"cluster", required_argument, NULL, 'c'},
+                                     {"help", no_argument, NULL, 'h'},
+                                     {"version", no_argument, NULL, 'V'},
+                                     {NULL, 0, NULL, 0}};
   const char *cluster_file = NULL;
   size_t k;
-  int i = 1;
-  for (; i < argc && argv[i][0] == '-'; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+  int c;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "+:hV", lo, NULL)) != -1) {
+    if (c == 'h')
       return help(NULL);
-    if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
+    if (c == 'V') {
       printf("clsnap %s\n", CL_VERSION);
       return CL_EXIT_OK;
     }
-    if (strcmp(a, "--cluster") == 0 && i + 1 >= argc)
-      return usage_error("option '%s' needs a value", a);
-    if (strcmp(a, "--cluster") == 0)
-      cluster_file = argv[++i];
-    else if (strncmp(a, "--cluster=", 10) == 0)
-      cluster_file = a + 10;
+    if (c == 'c')
+      cluster_file = optarg;
+    else if (c == ':')
+      return cl_cli_usage("option '%s' requires an argument",
+                          argv[optind - 1]);
+    else if (optopt != 0 && strncmp(argv[optind - 1], "--", 2) != 0)
+      return cl_cli_usage("invalid option -- '%c'", optopt);
+    else if (optopt != 0)
+      return cl_cli_usage("option '%.*s' doesn't allow an argument",
+                          (int)strcspn(argv[optind - 1], "="),
+                          argv[optind - 1]);
     else
-      return usage_error("unknown option '%s'", a);
+      return cl_cli_usage("unrecognized option '%s' (command options go "
+                          "after the command)", argv[optind - 1]);
   }
-  if (i >= argc)
-    return usage_error("%s", "no command given");
-  if (strcmp(argv[i], "help") == 0)
-    return help(i + 1 < argc ? argv[i + 1] : NULL);
+  if (optind >= argc)
+    return cl_cli_usage("no command given");
+  if (strcmp(argv[optind], "help") == 0)
+    return help(optind + 1 < argc ? argv[optind + 1] : NULL);
   for (k = 0; k < sizeof commands / sizeof commands[0]; k++)
-    if (strcmp(argv[i], commands[k].name) == 0)
-      return commands[k].run(argc - i, argv + i, cluster_file);
-  return usage_error("unknown command '%s'", argv[i]);
+    if (strcmp(argv[optind], commands[k].name) == 0)
+      return commands[k].run(argc - optind, argv + optind, cluster_file);
+  return cl_cli_usage("unknown command '%s'", argv[optind]);
 }
 
 /* Output that could not be written is a failure (as GNU close_stdout):
@@ -85,5 +90,5 @@ int main(int argc, char **argv) {
   /* A daemon that goes away mid-write must surface as an error, not kill
    * clsnap. */
   signal(SIGPIPE, SIG_IGN);
-  return close_stdout(run(argc, argv));
+  return close_stdout(cl_cli_finish(run(argc, argv)));
 }

@@ -4,6 +4,7 @@
  */
 #include "daemon.h"
 
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,25 +13,28 @@
 #include <unistd.h>
 
 static const char usage_text[] =
-    "usage: clsnapd --id ID --listen HOST:PORT [options]\n"
+    "Usage: clsnapd --id ID --listen HOST:PORT [options]\n"
     "\n"
     "One Chandy-Lamport snapshot server. Listens on HOST:PORT (port 0: the\n"
     "kernel picks one) for peers and the coordinator, prints\n"
     "`READY <id> <host>:<port>` on stdout once listening, logs to stderr.\n"
     "\n"
-    "  --id ID               server id: 1-63 characters of [A-Za-z0-9._-]\n"
-    "  --listen HOST:PORT    address to listen on ([v6]:port for IPv6)\n"
-    "  --log-level LEVEL     debug, info (default), warn or error\n"
-    "  --die-with-parent     exit (SIGTERM) when the parent process dies\n"
-    "  --max-kept N          completed snapshot states kept that no client\n"
-    "                        watches, until collected (default 256)\n"
-    "  --max-active N        snapshots in progress at once (default 1024)\n"
-    "  --write-cap BYTES     per outbound channel queue cap (default 64 MiB);\n"
-    "                        a SEND beyond it is refused\n"
-    "  --input-cap BYTES     per connection input cap (default 1 MiB)\n"
-    "  --frame-timeout MS    close a connection whose first frame, or any\n"
-    "                        frame once begun, takes longer (default 10000)\n"
-    "  --help                show this help\n"
+    "  -i, --id ID             server id: 1-63 characters of [A-Za-z0-9._-]\n"
+    "  -l, --listen HOST:PORT  address to listen on ([v6]:port for IPv6)\n"
+    "      --log-level LEVEL   debug, info (default), warn or error\n"
+    "      --die-with-parent   exit (SIGTERM) when the parent process dies\n"
+    "      --max-kept N        completed snapshot states kept that no client\n"
+    "                          watches, until collected (default 256)\n"
+    "      --max-active N      snapshots in progress at once (default 1024)\n"
+    "      --write-cap BYTES   per outbound channel queue cap (default 64\n"
+    "                          MiB); a SEND beyond it is refused\n"
+    "      --input-cap BYTES   per connection input cap (default 1 MiB)\n"
+    "      --frame-timeout MS  close a connection whose first frame, or any\n"
+    "                          frame once begun, takes longer (default 10000)\n"
+    "  -h, --help              show this help\n"
+    "  -V, --version           show the version\n"
+    "\n"
+    "Long options may be abbreviated where unambiguous (--lis for --listen).\n"
     "\n"
     "Exit status: 0 after SIGTERM/SIGINT/SHUTDOWN, 1 if it cannot listen,\n"
     "2 on bad usage.\n";
@@ -64,74 +68,108 @@ static uint64_t parse_num(const char *name, const char *v, uint64_t min,
   return x;
 }
 
-/* Parse argv into o; exits 0 for --help, 2 on bad usage. Accepts
- * "--opt value" and "--opt=value". */
+/* Why getopt_long refused argv[optind - 1] (its '?' or ':' with optopt):
+ * the GNU wordings; exits 2. */
+static void refused(const struct option *lo, char **argv, int c) {
+  const char *arg = argv[optind - 1];
+  char msg[256];
+  size_t len = strcspn(arg + 2, "="), matches = 0;
+  const struct option *o;
+  if (strncmp(arg, "--", 2) != 0) {
+    snprintf(msg, sizeof msg, c == ':' ? "option requires an argument -- '%c'"
+                                       : "invalid option -- '%c'",
+             optopt);
+    bad_usage("%s", msg);
+  }
+  if (c == ':')
+    bad_usage("option '%s' requires an argument", arg);
+  if (optopt != 0) {
+    snprintf(msg, sizeof msg, "option '%.*s' doesn't allow an argument",
+             (int)len + 2, arg);
+    bad_usage("%s", msg);
+  }
+  for (o = lo; o->name != NULL; o++)
+    matches += strncmp(o->name, arg + 2, len) == 0;
+  snprintf(msg, sizeof msg, "%s option '%%s'",
+           matches > 1 ? "ambiguous" : "unrecognized");
+  bad_usage(msg, arg);
+}
+
+/* Parse argv into o with getopt_long(3): abbreviations, --opt=value; exits
+ * 0 for --help and --version, 2 on bad usage. */
 static void parse_args(int argc, char **argv, opts_t *o) {
-  int i;
+  enum { O_MAX_KEPT = 256, O_MAX_ACTIVE, O_WRITE_CAP, O_INPUT_CAP,
+         O_FRAME_TIMEOUT, O_LOG_LEVEL, O_DIE };
+  static const struct option lo[] = {
+      {"id", required_argument, NULL, 'i'},
+      {"listen", required_argument, NULL, 'l'},
+      {"log-level", required_argument, NULL, O_LOG_LEVEL},
+      {"die-with-parent", no_argument, NULL, O_DIE},
+      {"max-kept", required_argument, NULL, O_MAX_KEPT},
+      {"max-active", required_argument, NULL, O_MAX_ACTIVE},
+      {"write-cap", required_argument, NULL, O_WRITE_CAP},
+      {"input-cap", required_argument, NULL, O_INPUT_CAP},
+      {"frame-timeout", required_argument, NULL, O_FRAME_TIMEOUT},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0}};
+  char host[CL_ADDR_SIZE];
+  int c, port;
   memset(o, 0, sizeof *o);
   o->level = CL_LOG_INFO;
   o->write_cap = CL_DEFAULT_WRITE_CAP;
   o->input_cap = CL_DEFAULT_INPUT_CAP;
   o->frame_timeout = CL_DEFAULT_FRAME_TIMEOUT_MS;
-  for (i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = NULL, *eq;
-    char name[32];
-    size_t len;
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":i:l:hV", lo, NULL)) != -1) {
+    switch (c) {
+    case 'h':
       fputs(usage_text, stdout);
       exit(0);
-    }
-    if (strcmp(a, "--die-with-parent") == 0) {
-      o->die_with_parent = 1;
-      continue;
-    }
-    if (strncmp(a, "--", 2) != 0)
-      bad_usage("unexpected argument '%s'", a);
-    eq = strchr(a, '=');
-    len = eq != NULL ? (size_t)(eq - a) : strlen(a);
-    if (len >= sizeof name)
-      bad_usage("unknown option '%s'", a);
-    memcpy(name, a, len);
-    name[len] = '\0';
-    if (strcmp(name, "--id") != 0 && strcmp(name, "--listen") != 0 &&
-        strcmp(name, "--log-level") != 0 && strcmp(name, "--max-kept") != 0 &&
-        strcmp(name, "--max-active") != 0 &&
-        strcmp(name, "--write-cap") != 0 && strcmp(name, "--input-cap") != 0 &&
-        strcmp(name, "--frame-timeout") != 0)
-      bad_usage("unknown option '%s'", a);
-    if (eq != NULL) {
-      v = eq + 1;
-    } else {
-      if (i + 1 >= argc)
-        bad_usage("option '%s' needs a value", a);
-      v = argv[++i];
-    }
-    if (strcmp(name, "--id") == 0) {
-      if (!cl_id_valid(v))
-        bad_usage("bad --id '%s' (1-63 characters of [A-Za-z0-9._-])", v);
-      o->id = v;
-    } else if (strcmp(name, "--listen") == 0) {
-      char host[CL_ADDR_SIZE];
-      int port;
-      if (cl_addr_split(v, host, &port) < 0)
-        bad_usage("bad --listen '%s' (expected HOST:PORT)", v);
-      o->listen = v;
-    } else if (strcmp(name, "--log-level") == 0) {
-      o->level = cl_log_parse_level(v);
+    case 'V':
+      printf("clsnapd %s\n", CL_VERSION);
+      exit(0);
+    case 'i':
+      if (!cl_id_valid(optarg))
+        bad_usage("bad --id '%s' (1-63 characters of [A-Za-z0-9._-])",
+                  optarg);
+      o->id = optarg;
+      break;
+    case 'l':
+      if (cl_addr_split(optarg, host, &port) < 0)
+        bad_usage("bad --listen '%s' (expected HOST:PORT)", optarg);
+      o->listen = optarg;
+      break;
+    case O_LOG_LEVEL:
+      o->level = cl_log_parse_level(optarg);
       if (o->level < 0)
-        bad_usage("bad --log-level '%s' (debug, info, warn or error)", v);
-    } else if (strcmp(name, "--max-kept") == 0) {
-      o->max_kept = parse_num("--max-kept", v, 1, 1000000);
-    } else if (strcmp(name, "--max-active") == 0) {
-      o->max_active = parse_num("--max-active", v, 1, 1000000);
-    } else if (strcmp(name, "--write-cap") == 0) {
-      o->write_cap = parse_num("--write-cap", v, 64, (uint64_t)1 << 30);
-    } else if (strcmp(name, "--frame-timeout") == 0) {
-      o->frame_timeout = parse_num("--frame-timeout", v, 10, 86400000);
-    } else {
-      o->input_cap = parse_num("--input-cap", v, 64, (uint64_t)1 << 30);
+        bad_usage("bad --log-level '%s' (debug, info, warn or error)",
+                  optarg);
+      break;
+    case O_DIE:
+      o->die_with_parent = 1;
+      break;
+    case O_MAX_KEPT:
+      o->max_kept = parse_num("--max-kept", optarg, 1, 1000000);
+      break;
+    case O_MAX_ACTIVE:
+      o->max_active = parse_num("--max-active", optarg, 1, 1000000);
+      break;
+    case O_WRITE_CAP:
+      o->write_cap = parse_num("--write-cap", optarg, 64, (uint64_t)1 << 30);
+      break;
+    case O_INPUT_CAP:
+      o->input_cap = parse_num("--input-cap", optarg, 64, (uint64_t)1 << 30);
+      break;
+    case O_FRAME_TIMEOUT:
+      o->frame_timeout = parse_num("--frame-timeout", optarg, 10, 86400000);
+      break;
+    default:
+      refused(lo, argv, c);
     }
   }
+  if (optind < argc)
+    bad_usage("unexpected argument '%s'", argv[optind]);
   if (o->id == NULL)
     bad_usage("missing %s", "--id");
   if (o->listen == NULL)

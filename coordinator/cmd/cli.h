@@ -1,10 +1,12 @@
-/* clsnap's command line: exit statuses, error lines, long options and
- * numbers. Only the clsnap executable uses it; unlike the library modules
- * it prints, because talking to the user is its job.
+/* clsnap's command line: exit statuses, the one option parser (getopt_long),
+ * usage errors, error lines, the cluster file lookup and the --json error
+ * object. Only the clsnap executable uses it; unlike the library modules it
+ * prints, because talking to the user is its job.
  */
 #ifndef CL_CLI_H
 #define CL_CLI_H
 
+#include <limits.h>
 #include <stdint.h>
 
 /* From meson's project(version), so there is one place to bump it. */
@@ -14,33 +16,86 @@
 
 enum { CL_EXIT_OK = 0, CL_EXIT_FAIL = 1, CL_EXIT_USAGE = 2, CL_EXIT_INTR = 130 };
 
-/* "clsnap: <message>\n" on stderr. */
+/* The one invocation: its command and the output choices every command
+ * shares (the common options -h -j -q --progress), and the first failure,
+ * which --json prints as {"error": {...}} when no result was printed. One
+ * per process: clsnap runs one command. */
+typedef struct cl_cli {
+  const char *cmd; /* "run"; "clsnap" before the command is known */
+  int help, json, quiet, progress;
+  int printed; /* a JSON result went to stdout */
+  struct {
+    int set, code, line;
+    char message[1024], server[64], file[PATH_MAX];
+  } err;
+} cl_cli_t;
+
+extern cl_cli_t cl_cli;
+
+/* "clsnap: <message>\n" on stderr; the first one is also kept as the
+ * --json error's message. */
 void cl_cli_errf(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
 
-/* One long option. Flags (arg == 0) set *flag to 1; options with an
- * argument store a pointer into argv in *value (the last one wins). */
+/* The same, with what --json's error object says besides the message: code
+ * (a CL_E* code, 0 if none), server (NULL if none), file and line (NULL, 0
+ * if none). Only the first failure of a run is kept. */
+void cl_cli_fail(int code, const char *server, const char *file, int line,
+                 const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+/* A usage error: "clsnap: CMD: <message>", then "Try 'clsnap CMD --help'.".
+ * Returns CL_EXIT_USAGE. */
+int cl_cli_usage(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* A complaint about an input file: "clsnap: FILE:LINE: message", kept with
+ * its file and line (code CL_EINVAL). Returns CL_EXIT_USAGE. */
+struct cl_diag;
+int cl_cli_bad_input(const struct cl_diag *diag);
+
+/* One option of a command, besides the common ones (-h/--help, -j/--json,
+ * -q/--quiet, --progress), which every command takes. Flags (arg == 0) set
+ * *flag to 1; options with an argument store a pointer into argv in *value
+ * (the last one wins). */
 typedef struct cl_opt {
-  const char *name; /* "--tick-ms" */
+  const char *name; /* "tick-ms", without the dashes */
+  int key;          /* its short option ('o'), or 0 */
   int arg;
   const char **value;
   int *flag;
 } cl_opt_t;
 
-/* Parse argv[1..argc-1] (argv[0] is the command name) against opts, which
- * ends with a zeroed entry. `--help`/`-h` sets *help. `--name=value` works;
- * `--` ends options. Positional arguments go to pos (at most maxpos).
- * Returns the number of positionals, or -1 after printing the problem and a
- * usage hint for cmd. */
-int cl_cli_parse(const char *cmd, int argc, char **argv, const cl_opt_t *opts,
-                 const char **pos, int maxpos, int *help);
+/* Parse the options of command argv[0] (cl_cli.cmd is set to it) with
+ * getopt_long(3): unambiguous abbreviations, --name=value, options after
+ * operands, `--` ends options. The operands go to pos (at most maxpos).
+ * opts ends with a zeroed entry. Returns the number of operands, or -1
+ * after a usage error (printed). */
+int cl_cli_parse(int argc, char **argv, const cl_opt_t *opts, const char **pos,
+                 int maxpos);
 
-/* Parse a number for option or argument `what` in [min, max] (a NULL s
- * leaves *out alone). Returns 0, or -1 after printing why. */
+/* Parse a number for option or operand `what` in [min, max] (a NULL s
+ * leaves *out alone). Returns 0, or -1 after a usage error naming it. */
 int cl_cli_u64(const char *what, const char *s, uint64_t min, uint64_t max,
                uint64_t *out);
+
+/* The cluster file: `given` (--cluster) if not NULL, else $CLSNAP_CLUSTER
+ * if set and not empty, else ./.clsnap/cluster if it exists. NULL after a
+ * usage error naming all three. */
+const char *cl_cli_cluster(const char *given);
+
+/* At exit: with --json, a failure (status not 0) that printed no JSON
+ * result prints {"error": {"code", "message", "server", "file", "line"}}.
+ * Returns status. */
+int cl_cli_finish(int status);
 
 #endif

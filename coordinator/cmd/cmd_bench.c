@@ -51,7 +51,7 @@
 typedef struct bench_args {
   const char *nodes, *topology, *seconds, *every, *tokens, *warmup;
   const char *baseline_program, *daemon, *log_dir;
-  int idle, baseline, alternate, json, help;
+  int idle, baseline, alternate, json, quiet;
   int mesh;
   uint64_t nodes_v, seconds_v, every_ms, tokens_v, warmup_ms;
 } bench_args_t;
@@ -887,15 +887,11 @@ static void print_result(const bench_args_t *a, size_t nodes, size_t nlinks,
  * BENCH_GO or CL_EXIT_USAGE (printed). */
 static int check_args(bench_args_t *a) {
   if (a->nodes == NULL || a->topology == NULL || a->seconds == NULL) {
-    cl_cli_errf("bench: needs --nodes, --topology and --seconds");
-    cl_usage_hint("bench");
-    return CL_EXIT_USAGE;
+    return cl_cli_usage("needs --nodes, --topology and --seconds");
   }
   if (strcmp(a->topology, "ring") != 0 && strcmp(a->topology, "mesh") != 0) {
-    cl_cli_errf("bench: --topology must be ring or mesh, not '%s'",
-                a->topology);
-    cl_usage_hint("bench");
-    return CL_EXIT_USAGE;
+    return cl_cli_usage("--topology must be ring or mesh, not '%s'",
+                        a->topology);
   }
   a->mesh = strcmp(a->topology, "mesh") == 0;
   a->warmup_ms = BENCH_DEFAULT_WARMUP_MS;
@@ -908,39 +904,39 @@ static int check_args(bench_args_t *a) {
   if (a->tokens == NULL)
     a->tokens_v = BENCH_DEFAULT_TOTAL_TOKENS / a->nodes_v;
   if (a->idle && a->baseline)
-    cl_cli_errf("bench: --idle and --baseline exclude each other");
-  else if (a->alternate && (a->every_ms == 0 || a->seconds_v < 2))
-    cl_cli_errf("bench: --alternate needs --snapshot-every-ms and --seconds 2 "
-                "or more");
-  else
-    return BENCH_GO;
-  return CL_EXIT_USAGE;
+    return cl_cli_usage("--idle and --baseline exclude each other");
+  if (a->alternate && (a->every_ms == 0 || a->seconds_v < 2))
+    return cl_cli_usage("--alternate needs --snapshot-every-ms and --seconds "
+                        "2 or more");
+  return BENCH_GO;
 }
 
 /* Parse bench's command line into a. Returns BENCH_GO, or the exit status
  * after --help or a usage error. */
 static int parse_args(bench_args_t *a, int argc, char **argv) {
-  cl_opt_t opts[] = {{"--nodes", 1, &a->nodes, NULL},
-                     {"--topology", 1, &a->topology, NULL},
-                     {"--seconds", 1, &a->seconds, NULL},
-                     {"--snapshot-every-ms", 1, &a->every, NULL},
-                     {"--tokens", 1, &a->tokens, NULL},
-                     {"--warmup-ms", 1, &a->warmup, NULL},
-                     {"--idle", 0, NULL, &a->idle},
-                     {"--alternate", 0, NULL, &a->alternate},
-                     {"--baseline", 0, NULL, &a->baseline},
-                     {"--baseline-program", 1, &a->baseline_program, NULL},
-                     {"--json", 0, NULL, &a->json},
-                     {"--daemon", 1, &a->daemon, NULL},
-                     {"--log-dir", 1, &a->log_dir, NULL},
-                     {NULL, 0, NULL, NULL}};
+  const cl_opt_t opts[] = {{"nodes", 0, 1, &a->nodes, NULL},
+                           {"topology", 0, 1, &a->topology, NULL},
+                           {"seconds", 0, 1, &a->seconds, NULL},
+                           {"snapshot-every-ms", 0, 1, &a->every, NULL},
+                           {"tokens", 0, 1, &a->tokens, NULL},
+                           {"warmup-ms", 0, 1, &a->warmup, NULL},
+                           {"idle", 0, 0, NULL, &a->idle},
+                           {"alternate", 0, 0, NULL, &a->alternate},
+                           {"baseline", 0, 0, NULL, &a->baseline},
+                           {"baseline-program", 0, 1, &a->baseline_program,
+                            NULL},
+                           {"daemon", 0, 1, &a->daemon, NULL},
+                           {"log-dir", 0, 1, &a->log_dir, NULL},
+                           {NULL, 0, 0, NULL, NULL}};
   const char *pos[1];
-  if (cl_cli_parse("bench", argc, argv, opts, pos, 0, &a->help) < 0)
+  if (cl_cli_parse(argc, argv, opts, pos, 0) < 0)
     return CL_EXIT_USAGE;
-  if (a->help) {
+  if (cl_cli.help) {
     cl_usage("bench", stdout);
     return CL_EXIT_OK;
   }
+  a->json = cl_cli.json;
+  a->quiet = cl_cli.quiet;
   return check_args(a);
 }
 

@@ -162,7 +162,7 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
 
 typedef struct cargs {
   const char *timeout, *jitter, *seed, *snap_dir, *cluster;
-  int lockstep, json, quiet, help, no_wait;
+  int lockstep, json, quiet, no_wait;
   uint64_t timeout_ms;
 } cargs_t;
 
@@ -181,11 +181,8 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
   if (cl_cli_u64("--jitter-ms", a->jitter, 0, 60000, &jitter) ||
       cl_cli_u64("--seed", a->seed, 0, UINT64_MAX, &seed))
     return CL_EXIT_USAGE;
-  if (cl_topology_load(pos[0], &topo, &diag) < 0) {
-    cl_diag_format(&diag, buf, sizeof buf);
-    cl_cli_errf("%s", buf);
-    return CL_EXIT_USAGE;
-  }
+  if (cl_topology_load(pos[0], &topo, &diag) < 0)
+    return cl_cli_bad_input(&diag);
   if (cl_cluster_file_endpoints(topo, file, nfile, file_name, &eps, why,
                                 sizeof why) < 0) {
     cl_cli_errf("%s", why);
@@ -223,11 +220,10 @@ static int cmd_send(cargs_t *a, const char *const *pos,
   char err[512];
   int status = CL_EXIT_FAIL;
   if (src < 0 || dst < 0) {
-    cl_cli_errf("send: unknown server '%s' (not in the cluster file)",
-                src < 0 ? pos[0] : pos[1]);
-    return CL_EXIT_USAGE;
+    return cl_cli_usage("unknown server '%s' (not in the cluster file %s)",
+                        src < 0 ? pos[0] : pos[1], a->cluster);
   }
-  if (cl_cli_u64("send: N", pos[2], 1, (uint64_t)CL_TOKENS_MAX, &n))
+  if (cl_cli_u64("N", pos[2], 1, (uint64_t)CL_TOKENS_MAX, &n))
     return CL_EXIT_USAGE;
   memset(&req, 0, sizeof req);
   memset(&rep, 0, sizeof rep);
@@ -427,9 +423,8 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
   uint64_t id;
   int status = CL_EXIT_FAIL;
   if (at < 0) {
-    cl_cli_errf("snapshot: unknown server '%s' (not in the cluster file)",
-                pos[0]);
-    return CL_EXIT_USAGE;
+    return cl_cli_usage("unknown server '%s' (not in the cluster file %s)",
+                        pos[0], a->cluster);
   }
   if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0)
     status = check_reach(&s, file, nfile, (size_t)at, a->timeout_ms);
@@ -452,7 +447,7 @@ static int cmd_collect(cargs_t *a, const char *const *pos,
   uint64_t sid = 0;
   cl_daemons_t s;
   int status = CL_EXIT_FAIL;
-  if (cl_cli_u64("collect: SNAPSHOT_ID", pos[0], 0, UINT64_MAX, &sid))
+  if (cl_cli_u64("SNAPSHOT_ID", pos[0], 0, UINT64_MAX, &sid))
     return CL_EXIT_USAGE;
   if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0)
     status = collect_and_check(&s, sid, a->json, a->quiet, a->snap_dir,
@@ -717,6 +712,40 @@ static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   return status;
 }
 
+/* The options of cluster command cmd (all take --timeout and --cluster)
+ * into opts (room for 8), and how many operands it wants. */
+static int cluster_opts(const char *cmd, cargs_t *a, cl_opt_t *opts) {
+  int no = 0, want = 0;
+  opts[no++] = (cl_opt_t){"timeout", 0, 1, &a->timeout, NULL};
+  opts[no++] = (cl_opt_t){"cluster", 0, 1, &a->cluster, NULL};
+  if (strcmp(cmd, "configure") == 0) {
+    opts[no++] = (cl_opt_t){"jitter-ms", 0, 1, &a->jitter, NULL};
+    opts[no++] = (cl_opt_t){"seed", 0, 1, &a->seed, NULL};
+    opts[no++] = (cl_opt_t){"lockstep", 0, 0, NULL, &a->lockstep};
+    want = 1;
+  } else if (strcmp(cmd, "send") == 0) {
+    want = 3;
+  } else if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "collect") == 0) {
+    if (strcmp(cmd, "snapshot") == 0)
+      opts[no++] = (cl_opt_t){"no-wait", 0, 0, NULL, &a->no_wait};
+    opts[no++] = (cl_opt_t){"snap-dir", 0, 1, &a->snap_dir, NULL};
+    want = 1;
+  }
+  opts[no] = (cl_opt_t){NULL, 0, 0, NULL, NULL};
+  return want;
+}
+
+/* What each cluster command needs as operands, for its usage error. */
+static const char *operands(const char *cmd) {
+  if (strcmp(cmd, "configure") == 0)
+    return "needs the TOPOLOGY file";
+  if (strcmp(cmd, "send") == 0)
+    return "needs SRC, DEST and N";
+  if (strcmp(cmd, "snapshot") == 0)
+    return "needs the server ID to start it at";
+  return "needs the SNAPSHOT_ID";
+}
+
 /* Parse a cluster command's options and run it. Returns the exit status. */
 int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   const char *cmd = argv[0];
@@ -727,54 +756,26 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   cl_endpoint_t *file = NULL;
   size_t nfile = 0;
   char why[CL_CMD_WHY_SIZE];
-  cl_opt_t opts[9];
-  int no = 0;
+  cl_opt_t opts[8];
   memset(&a, 0, sizeof a);
-  memset(opts, 0, sizeof opts);
   a.cluster = cluster_file;
-  opts[no++] = (cl_opt_t){"--timeout", 1, &a.timeout, NULL};
-  opts[no++] = (cl_opt_t){"--cluster", 1, &a.cluster, NULL};
-  if (strcmp(cmd, "configure") == 0) {
-    opts[no++] = (cl_opt_t){"--jitter-ms", 1, &a.jitter, NULL};
-    opts[no++] = (cl_opt_t){"--seed", 1, &a.seed, NULL};
-    opts[no++] = (cl_opt_t){"--lockstep", 0, NULL, &a.lockstep};
-    want = 1;
-  } else if (strcmp(cmd, "send") == 0) {
-    want = 3;
-  } else if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "collect") == 0) {
-    if (strcmp(cmd, "snapshot") == 0)
-      opts[no++] = (cl_opt_t){"--no-wait", 0, NULL, &a.no_wait};
-    opts[no++] = (cl_opt_t){"--json", 0, NULL, &a.json};
-    opts[no++] = (cl_opt_t){"--snap-dir", 1, &a.snap_dir, NULL};
-    opts[no++] = (cl_opt_t){"--quiet", 0, NULL, &a.quiet};
-    want = 1;
-  } else if (strcmp(cmd, "status") == 0) {
-    opts[no++] = (cl_opt_t){"--json", 0, NULL, &a.json};
-    want = 0;
-  } else {
-    want = 0; /* shutdown */
-  }
-  npos = cl_cli_parse(cmd, argc, argv, opts, pos, want, &a.help);
+  want = cluster_opts(cmd, &a, opts);
+  npos = cl_cli_parse(argc, argv, opts, pos, want);
   if (npos < 0)
     return CL_EXIT_USAGE;
-  if (a.help) {
+  if (cl_cli.help) {
     cl_usage(cmd, stdout);
     return CL_EXIT_OK;
   }
-  if (npos != want) {
-    cl_cli_errf("%s: expected %d argument%s", cmd, want, want == 1 ? "" : "s");
-    cl_usage_hint(cmd);
-    return CL_EXIT_USAGE;
-  }
-  if (a.cluster == NULL) {
-    cl_cli_errf("%s: needs the running daemons: clsnap --cluster FILE %s ...",
-                cmd, cmd);
-    cl_usage_hint(cmd);
-    return CL_EXIT_USAGE;
-  }
+  if (npos != want)
+    return cl_cli_usage("%s", operands(cmd));
+  a.json = cl_cli.json;
+  a.quiet = cl_cli.quiet;
   if (cl_cli_u64("--timeout", a.timeout, 1, 86400, &timeout_s))
     return CL_EXIT_USAGE;
   a.timeout_ms = timeout_s * 1000;
+  if ((a.cluster = cl_cli_cluster(a.cluster)) == NULL)
+    return CL_EXIT_USAGE;
   if (a.snap_dir != NULL && cl_output_snap_dir(a.snap_dir) < 0)
     return CL_EXIT_USAGE;
   if (cl_cluster_file_load(a.cluster, &file, &nfile, why, sizeof why) < 0) {

@@ -24,7 +24,7 @@ typedef struct run_args {
   const char *topo_path, *events_path;
   const char *delays, *seed, *max_delay, *tick_ms, *jitter_ms, *timeout;
   const char *snap_dir, *cluster, *daemon, *log_dir;
-  int lockstep, json, in_process, quiet, help;
+  int lockstep, json, in_process, quiet;
   int has_seed; /* seed is printed: given, lockstep's, or free-running's */
   uint64_t seed_v, max_delay_v, tick_ms_v, jitter_ms_v, timeout_s;
 } run_args_t;
@@ -162,16 +162,6 @@ static void report_unfinished(const cl_cluster_t *c,
     cl_cli_errf("snapshot %zu cannot complete: never started", started);
 }
 
-/* The JSON printed instead of results when the run failed. */
-static void print_json_error(const run_args_t *a, const char *msg) {
-  json_t *o = json_object();
-  json_object_set_new(o, "mode", json_string(a->lockstep ? "lockstep" : "free"));
-  json_object_set_new(o, "topology", json_string(a->topo_path));
-  json_object_set_new(o, "events", json_string(a->events_path));
-  json_object_set_new(o, "error", json_string(msg));
-  cl_json_print(o);
-}
-
 /* 0 if every snapshot event's markers can reach every server; else -1
  * after naming the first that cannot (events line, initiator, servers). */
 static int check_reachable(const char *events_path, const cl_topology_t *topo,
@@ -209,7 +199,9 @@ static int check_reachable(const char *events_path, const cl_topology_t *topo,
 
 
 /* Check the options that exclude or need each other and parse the numbers.
- * Returns RUN_GO or CL_EXIT_USAGE (printed). */
+ * --delays, --max-delay and --in-process imply --lockstep (--seed does
+ * not: it also seeds free-running jitter). Returns RUN_GO or CL_EXIT_USAGE
+ * (printed). */
 static int check_args(run_args_t *a) {
   a->seed_v = 1;
   a->max_delay_v = 4;
@@ -222,17 +214,18 @@ static int check_args(run_args_t *a) {
       cl_cli_u64("--jitter-ms", a->jitter_ms, 0, 60000, &a->jitter_ms_v) ||
       cl_cli_u64("--timeout", a->timeout, 1, 86400, &a->timeout_s))
     return CL_EXIT_USAGE;
-  if (a->delays != NULL && !a->lockstep)
-    cl_cli_errf("run: --delays needs --lockstep");
-  else if (a->delays != NULL && a->seed != NULL)
-    cl_cli_errf("run: use either --delays or --seed, not both");
-  else if (a->in_process && !a->lockstep)
-    cl_cli_errf("run: --in-process needs --lockstep");
-  else if (a->in_process && a->cluster != NULL)
-    cl_cli_errf("run: --in-process and --cluster exclude each other");
-  else
-    return RUN_GO;
-  return CL_EXIT_USAGE;
+  if (a->delays != NULL || a->max_delay != NULL || a->in_process)
+    a->lockstep = 1;
+  if (a->delays != NULL && a->seed != NULL)
+    return cl_cli_usage("use either --delays or --seed, not both");
+  if (a->delays != NULL && a->max_delay != NULL)
+    return cl_cli_usage("use either --delays or --max-delay, not both");
+  if (a->in_process && a->cluster != NULL)
+    return cl_cli_usage("--in-process and --cluster exclude each other");
+  if (a->lockstep && a->tick_ms != NULL)
+    return cl_cli_usage("--tick-ms is for free-running runs; a lockstep "
+                        "run's ticks take no wall time");
+  return RUN_GO;
 }
 
 /* Parse run's command line into a (cluster_file: the global --cluster).
@@ -240,47 +233,36 @@ static int check_args(run_args_t *a) {
 static int parse_args(run_args_t *a, int argc, char **argv,
                       const char *cluster_file) {
   const char *pos[2];
-  cl_opt_t opts[] = {
-      {"--lockstep", 0, NULL, &a->lockstep},
-      {"--delays", 1, &a->delays, NULL},
-      {"--seed", 1, &a->seed, NULL},
-      {"--max-delay", 1, &a->max_delay, NULL},
-      {"--tick-ms", 1, &a->tick_ms, NULL},
-      {"--jitter-ms", 1, &a->jitter_ms, NULL},
-      {"--timeout", 1, &a->timeout, NULL},
-      {"--snap-dir", 1, &a->snap_dir, NULL},
-      {"--json", 0, NULL, &a->json},
-      {"--in-process", 0, NULL, &a->in_process},
-      {"--cluster", 1, &a->cluster, NULL},
-      {"--daemon", 1, &a->daemon, NULL},
-      {"--log-dir", 1, &a->log_dir, NULL},
-      {"--quiet", 0, NULL, &a->quiet},
-      {NULL, 0, NULL, NULL}};
+  const cl_opt_t opts[] = {
+      {"lockstep", 0, 0, NULL, &a->lockstep},
+      {"delays", 0, 1, &a->delays, NULL},
+      {"seed", 0, 1, &a->seed, NULL},
+      {"max-delay", 0, 1, &a->max_delay, NULL},
+      {"tick-ms", 0, 1, &a->tick_ms, NULL},
+      {"jitter-ms", 0, 1, &a->jitter_ms, NULL},
+      {"timeout", 0, 1, &a->timeout, NULL},
+      {"snap-dir", 0, 1, &a->snap_dir, NULL},
+      {"in-process", 0, 0, NULL, &a->in_process},
+      {"cluster", 0, 1, &a->cluster, NULL},
+      {"daemon", 0, 1, &a->daemon, NULL},
+      {"log-dir", 0, 1, &a->log_dir, NULL},
+      {NULL, 0, 0, NULL, NULL}};
   int npos;
   a->cluster = cluster_file;
-  npos = cl_cli_parse("run", argc, argv, opts, pos, 2, &a->help);
+  npos = cl_cli_parse(argc, argv, opts, pos, 2);
   if (npos < 0)
     return CL_EXIT_USAGE;
-  if (a->help) {
+  if (cl_cli.help) {
     cl_usage("run", stdout);
     return CL_EXIT_OK;
   }
-  if (npos != 2) {
-    cl_cli_errf("run: needs TOPOLOGY and EVENTS files");
-    cl_usage_hint("run");
-    return CL_EXIT_USAGE;
-  }
+  if (npos != 2)
+    return cl_cli_usage("needs TOPOLOGY and EVENTS files");
   a->topo_path = pos[0];
   a->events_path = pos[1];
+  a->json = cl_cli.json;
+  a->quiet = cl_cli.quiet;
   return check_args(a);
-}
-
-/* Print a reader's complaint; returns CL_EXIT_USAGE. */
-static int bad_input(const cl_diag_t *diag) {
-  char buf[600];
-  cl_diag_format(diag, buf, sizeof buf);
-  cl_cli_errf("%s", buf);
-  return CL_EXIT_USAGE;
 }
 
 /* Read the topology and the script and check that every snapshot can
@@ -291,7 +273,7 @@ static int load_inputs(run_t *r) {
   cl_diag_t diag;
   if (cl_topology_load(a->topo_path, &r->topo, &diag) < 0 ||
       cl_script_load(a->events_path, r->topo, &r->script, &diag) < 0)
-    return bad_input(&diag);
+    return cl_cli_bad_input(&diag);
   if (check_reachable(a->events_path, r->topo, r->script) < 0)
     return CL_EXIT_USAGE;
   if (a->snap_dir != NULL && cl_output_snap_dir(a->snap_dir) < 0)
@@ -304,7 +286,7 @@ static int load_inputs(run_t *r) {
   }
   if (a->delays != NULL) {
     if (cl_delays_load(a->delays, &r->delays, &diag) < 0)
-      return bad_input(&diag);
+      return cl_cli_bad_input(&diag);
   } else {
     r->delays = cl_delays_seeded(a->seed_v, (uint32_t)a->max_delay_v);
     a->has_seed = 1;
@@ -395,8 +377,6 @@ static int run_replay(run_t *r) {
   rc = cl_daemons_failed(&r->d, "run", r->err, rc);
   if (replayed && r->d.cluster != NULL)
     report_unfinished(r->d.cluster, &r->res, r->script->nsnapshots);
-  if (a->json)
-    print_json_error(a, r->err);
   return rc;
 }
 

@@ -55,7 +55,8 @@ int cl_daemons_failed(cl_daemons_t *d, const char *what, const char *err,
     cl_cli_errf("interrupted; stopping the servers");
     return CL_EXIT_INTR;
   }
-  cl_cli_errf("%s failed: %s", what, err[0] ? err : cl_strerror(rc));
+  cl_cli_fail(rc < 0 ? rc : 0, NULL, NULL, 0, "%s failed: %s", what,
+              err[0] ? err : cl_strerror(rc));
   return CL_EXIT_FAIL;
 }
 

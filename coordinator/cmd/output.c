@@ -161,6 +161,7 @@ json_t *cl_json_checked(uint64_t id, const cl_snap_t *snap,
 
 /* Dump and release a JSON value. */
 void cl_json_print(json_t *j) {
+  cl_cli.printed = 1; /* a result: no {"error": ...} after it */
   json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   fputc('\n', stdout);
   json_decref(j);

@@ -25,10 +25,18 @@ static const char usage_main[] =
     "\n"
     "Global options:\n"
     "  --cluster FILE             the running daemons: lines `ID HOST:PORT`,\n"
-    "                             `#` comments (needed by the cluster\n"
-    "                             commands)\n"
+    "                             `#` comments. The cluster commands use\n"
+    "                             --cluster, else $CLSNAP_CLUSTER, else\n"
+    "                             ./.clsnap/cluster (deploy/cluster.sh up\n"
+    "                             writes it); run uses only --cluster\n"
     "  -h, --help                 show this help\n"
     "  -V, --version              show the version\n"
+    "\n"
+    "Every command takes -h/--help, -j/--json (only JSON on stdout, also\n"
+    "for failures: {\"error\": {\"code\", \"message\", ...}}), -q/--quiet\n"
+    "and --progress (a status line even when stderr is not a terminal).\n"
+    "Long options may be abbreviated where unambiguous and may follow the\n"
+    "operands; `--` ends the options.\n"
     "\n"
     "Exit status: 0 success; 1 a snapshot failed its checks or the cluster\n"
     "failed; 2 bad usage or bad input file.\n"
@@ -48,6 +56,8 @@ static const char usage_run[] =
     "                        arrive; `tick` lets --tick-ms pass\n"
     "  --lockstep            deterministic: clsnap is the clock and follows\n"
     "                        the reference simulator's scheduling rules\n"
+    "                        (--delays, --max-delay and --in-process imply\n"
+    "                        it)\n"
     "\n"
     "Options:\n"
     "  --lockstep            deterministic replay\n"
@@ -63,8 +73,10 @@ static const char usage_run[] =
     "  --timeout SEC         give up waiting for replies or snapshots after\n"
     "                        SEC seconds (default 30)\n"
     "  --snap-dir DIR        also write DIR/<k>.snap per snapshot\n"
-    "  --json                print only JSON on stdout\n"
-    "  --quiet               print verdicts and the summary, not .snap texts\n"
+    "  -j, --json            print only JSON on stdout\n"
+    "  -q, --quiet           print verdicts and the summary, not .snap texts\n"
+    "  --progress            show ticks and snapshots done on stderr even\n"
+    "                        when it is not a terminal\n"
     "  --in-process          lockstep over in-process node cores, no daemons\n"
     "  --cluster FILE        use these running daemons instead of starting\n"
     "                        new ones (they must not be configured yet)\n"
@@ -79,7 +91,7 @@ static const char usage_run[] =
     "failed; 2 bad usage or bad input file.\n";
 
 static const char usage_configure[] =
-    "Usage: clsnap --cluster FILE configure TOPOLOGY [options]\n"
+    "Usage: clsnap [--cluster FILE] configure TOPOLOGY [options]\n"
     "\n"
     "Send CONFIGURE to every server of TOPOLOGY (each must be in FILE), wait\n"
     "for all, then CONNECT them all (opens the peer channels).\n"
@@ -89,10 +101,11 @@ static const char usage_configure[] =
     "  --jitter-ms MS        random 0..MS ms send delay (default 0)\n"
     "  --seed N              seed of the jitter (default: from the clock)\n"
     "  --timeout SEC         default 30\n"
+    "  -j, --json            print JSON\n"
     "  -h, --help            show this help\n";
 
 static const char usage_send[] =
-    "Usage: clsnap --cluster FILE send SRC DEST N\n"
+    "Usage: clsnap [--cluster FILE] send SRC DEST N\n"
     "\n"
     "Move N tokens from server SRC to server DEST over their channel.\n"
     "Prints `SRC -> DEST: N tokens (seq S)`; a refusal (not enough tokens,\n"
@@ -100,10 +113,11 @@ static const char usage_send[] =
     "\n"
     "Options:\n"
     "  --timeout SEC         default 30\n"
+    "  -j, --json            print JSON\n"
     "  -h, --help            show this help\n";
 
 static const char usage_snapshot[] =
-    "Usage: clsnap --cluster FILE snapshot ID [options]\n"
+    "Usage: clsnap [--cluster FILE] snapshot ID [options]\n"
     "\n"
     "Start a snapshot at server ID (that server picks a fresh id), have\n"
     "every server send its local state here as soon as it completes, check\n"
@@ -117,43 +131,44 @@ static const char usage_snapshot[] =
     "                        stay kept on the servers (up to their\n"
     "                        --max-kept) for `collect`\n"
     "  --timeout SEC         wait at most SEC seconds (default 30)\n"
-    "  --json                print JSON\n"
-    "  --quiet               print the verdict, not the .snap text\n"
+    "  -j, --json            print JSON\n"
+    "  -q, --quiet           print the verdict, not the .snap text\n"
     "  --snap-dir DIR        also write DIR/<snapshot id>.snap\n"
     "  -h, --help            show this help\n";
 
 static const char usage_collect[] =
-    "Usage: clsnap --cluster FILE collect SNAPSHOT_ID [options]\n"
+    "Usage: clsnap [--cluster FILE] collect SNAPSHOT_ID [options]\n"
     "\n"
     "Collect a completed snapshot's local states from every server, check\n"
     "the global snapshot and print it with its verdict.\n"
     "\n"
     "Options:\n"
-    "  --json                print JSON\n"
-    "  --quiet               print the verdict, not the .snap text\n"
+    "  -j, --json            print JSON\n"
+    "  -q, --quiet           print the verdict, not the .snap text\n"
     "  --snap-dir DIR        also write DIR/<snapshot id>.snap\n"
     "  --timeout SEC         default 30\n"
     "  -h, --help            show this help\n";
 
 static const char usage_status[] =
-    "Usage: clsnap --cluster FILE status [options]\n"
+    "Usage: clsnap [--cluster FILE] status [options]\n"
     "\n"
     "Show every server: address, tokens, per-channel sent/received counts\n"
     "and connection state, snapshots in progress and kept; then the total.\n"
     "Exits 1 if a server cannot be reached.\n"
     "\n"
     "Options:\n"
-    "  --json                print JSON\n"
+    "  -j, --json            print JSON\n"
     "  --timeout SEC         default 30\n"
     "  -h, --help            show this help\n";
 
 static const char usage_shutdown[] =
-    "Usage: clsnap --cluster FILE shutdown [options]\n"
+    "Usage: clsnap [--cluster FILE] shutdown [options]\n"
     "\n"
     "Tell every server to close its connections and exit.\n"
     "\n"
     "Options:\n"
     "  --timeout SEC         default 30\n"
+    "  -j, --json            print JSON\n"
     "  -h, --help            show this help\n";
 
 static const char usage_bench[] =
@@ -190,11 +205,14 @@ static const char usage_bench[] =
     "  --baseline-program P    the clsnap-baseline executable (default: next\n"
     "                          to clsnap, ../tests/bench/ in a build tree, or\n"
     "                          PATH)\n"
-    "  --json                  one JSON object: tokens_per_s, snapshots,\n"
+    "  -j, --json              one JSON object: tokens_per_s, snapshots,\n"
     "                          snapshots_ok, latency_us{p50,p99,max},\n"
     "                          rss_kib_max, and more\n"
     "  --daemon PATH           the clsnapd executable\n"
     "  --log-dir DIR           keep the daemons' logs in DIR\n"
+    "  --progress              per-second rates on stderr even when it is\n"
+    "                          not a terminal\n"
+    "  -h, --help              show this help\n"
     "\n"
     "Exit status: 0 every snapshot passed; 1 a snapshot failed its checks or\n"
     "the cluster failed; 2 bad usage.\n";
