@@ -56,6 +56,31 @@ static int fail_prefix(run_t *x, int rc, const char *prefix) {
   return failf(x, rc, "%s: %s", prefix, tmp[0] ? tmp : cl_strerror(rc));
 }
 
+static int fail_at(run_t *x, const cl_event_t *ev, int rc, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
+/* failf for an event: the message starts with the event's place in the
+ * events file, "PATH:LINE: ", as the file readers name theirs. */
+static int fail_at(run_t *x, const cl_event_t *ev, int rc, const char *fmt,
+                   ...) {
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  return failf(x, rc, "%s:%d: %s",
+               x->o->events_path ? x->o->events_path : "events", ev->line,
+               msg);
+}
+
+/* fail_prefix for an event: the backend's message after "PATH:LINE: ". */
+static int fail_prefix_at(run_t *x, const cl_event_t *ev, int rc) {
+  char tmp[512];
+  if (x->err == NULL || x->errsize == 0)
+    return rc;
+  snprintf(tmp, sizeof(tmp), "%s", x->err);
+  return fail_at(x, ev, rc, "%s", tmp[0] ? tmp : cl_strerror(rc));
+}
+
 /* An ERROR reply's code as a negative CL_E* value (daemons send the
  * negative code; accept the positive form too), or CL_EIO when unknown. */
 static int reply_code(const cl_msg_t *m) {
@@ -171,25 +196,18 @@ static int one_request(run_t *x, const cl_event_t *ev, uint32_t server) {
     rc = call(x, 1);
     if (rc < 0) {
       free_replies(x, 1);
-      char prefix[64];
-      snprintf(prefix, sizeof(prefix), "events line %d", ev->line);
-      return fail_prefix(x, rc, prefix);
+      return fail_prefix_at(x, ev, rc);
     }
     if (rep->type == CL_MSG_OK) {
       rc = take_sent(x, server, rep);
       free_replies(x, 1);
-      if (rc < 0) {
-        char prefix[64];
-        snprintf(prefix, sizeof(prefix), "events line %d", ev->line);
-        return fail_prefix(x, rc, prefix);
-      }
-      return 0;
+      return rc < 0 ? fail_prefix_at(x, ev, rc) : 0;
     }
     if (rep->type != CL_MSG_ERROR) {
       int type = rep->type;
       free_replies(x, 1);
-      return failf(x, CL_EPROTO, "events line %d: unexpected %s reply from "
-                   "%s", ev->line, cl_msg_type_name(type), sid(x, server));
+      return fail_at(x, ev, CL_EPROTO, "unexpected %s reply from %s",
+                     cl_msg_type_name(type), sid(x, server));
     }
     code = reply_code(rep);
     if (code == CL_ENOTOKENS && ev->kind == CL_EV_SEND && !x->o->lockstep &&
@@ -202,10 +220,10 @@ static int one_request(run_t *x, const cl_event_t *ev, uint32_t server) {
       continue;
     }
     if (code == CL_ENOTOKENS && ev->kind == CL_EV_SEND && !x->o->lockstep)
-      rc = failf(x, code, "events line %d: %s (waited %llu ms)", ev->line,
-                 rep->u.error.text, (unsigned long long)waited);
+      rc = fail_at(x, ev, code, "%s (waited %llu ms)", rep->u.error.text,
+                   (unsigned long long)waited);
     else
-      rc = failf(x, code, "events line %d: %s", ev->line, rep->u.error.text);
+      rc = fail_at(x, ev, code, "%s", rep->u.error.text);
     free_replies(x, 1);
     return rc;
   }
@@ -499,7 +517,7 @@ static int collect_ready(run_t *x) {
 static int run_send(run_t *x, const cl_event_t *ev) {
   cl_msg_t *req = &x->reqs[0];
   if (ev->n < 1)
-    return failf(x, CL_EINVAL, "events line %d: bad token count", ev->line);
+    return fail_at(x, ev, CL_EINVAL, "bad token count");
   req->type = CL_MSG_SEND;
   memcpy(req->u.send.dest, sid(x, ev->dst), CL_ID_SIZE);
   req->u.send.n = ev->n;
@@ -512,8 +530,8 @@ static int run_snapshot(run_t *x, const cl_event_t *ev, size_t *k) {
   cl_msg_t *req = &x->reqs[0];
   int rc;
   if (*k >= x->r->nsnapshots)
-    return failf(x, CL_EINVAL, "events line %d: more snapshots than the "
-                 "script counted", ev->line);
+    return fail_at(x, ev, CL_EINVAL, "more snapshots than the script "
+                   "counted");
   req->type = CL_MSG_SNAPSHOT;
   req->u.snapshot.has_id = 1;
   req->u.snapshot.snapshot_id = *k;
@@ -529,12 +547,12 @@ static int run_snapshot(run_t *x, const cl_event_t *ev, size_t *k) {
 static int run_tick(run_t *x, const cl_event_t *ev) {
   uint64_t n = (uint64_t)ev->n;
   if (ev->n < 1)
-    return failf(x, CL_EINVAL, "events line %d: bad tick count", ev->line);
+    return fail_at(x, ev, CL_EINVAL, "bad tick count");
   if (x->o->lockstep)
     return ticks(x, n);
   if (x->o->tick_ms && n > UINT64_MAX / x->o->tick_ms)
-    return failf(x, CL_ERANGE, "events line %d: tick %llu is too long",
-                 ev->line, (unsigned long long)n);
+    return fail_at(x, ev, CL_ERANGE, "tick %llu is too long",
+                   (unsigned long long)n);
   return x->be->sleep_ms(x->be->ctx, n * x->o->tick_ms, x->err, x->errsize);
 }
 
@@ -545,8 +563,7 @@ static int run_event(run_t *x, const cl_event_t *ev, size_t *k) {
   memset(&x->reqs[0], 0, sizeof(x->reqs[0]));
   if (ev->src >= x->topo->nservers ||
       (ev->kind == CL_EV_SEND && ev->dst >= x->topo->nservers))
-    return failf(x, CL_EINVAL, "events line %d: server out of range",
-                 ev->line);
+    return fail_at(x, ev, CL_EINVAL, "server out of range");
   switch (ev->kind) {
   case CL_EV_SEND:
     rc = run_send(x, ev);
@@ -558,7 +575,7 @@ static int run_event(run_t *x, const cl_event_t *ev, size_t *k) {
     rc = run_tick(x, ev);
     break;
   default:
-    return failf(x, CL_EINVAL, "events line %d: unknown event", ev->line);
+    return fail_at(x, ev, CL_EINVAL, "unknown event");
   }
   return rc == 0 ? collect_ready(x) : rc;
 }

@@ -52,6 +52,8 @@ typedef struct cl_replay_opts {
   cl_delays_t *delays;  /* lockstep: borrowed */
   uint64_t tick_ms;     /* free-running: wall time per tick */
   uint64_t timeout_ms;  /* waiting for snapshots (and for tokens in flight) */
+  const char *events_path; /* named in errors about an event ("PATH:LINE:
+                              ..."); NULL: "events" */
   FILE *progress;       /* NULL, or where to print progress lines */
   int keep_states;      /* keep each snapshot's local states in r->states */
 } cl_replay_opts_t;
@@ -89,7 +91,8 @@ void cl_replay_result_free(cl_replay_result_t *r);
  * everything ran and every snapshot was collected and checked (check
  * results are in r->verdicts: a failed check is not an error here); CL_E*
  * with err set when the run could not complete (refused send, lost server,
- * timeout, delay file exhausted). r is zeroed first and may be partly
+ * timeout, delay file exhausted). An error caused by an event starts
+ * with "EVENTS_PATH:LINE: ". r is zeroed first and may be partly
  * filled on failure: always release it with cl_replay_result_free. */
 int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
                   const cl_backend_t *backend, const cl_replay_opts_t *opts,

@@ -256,9 +256,10 @@ static void test_refused_send(void) {
   opts.delays = d;
   opts.tick_ms = 10;
   opts.timeout_ms = 50;
+  opts.events_path = "dir/ex.events";
   CHECK_EQ_INT(cl_replay_run(t, s, &be, &opts, &r, err, sizeof(err)),
                CL_ENOTOKENS);
-  CHECK_EQ_STR(err, "events line 2: N1 has 1 tokens, cannot send 5 to N2");
+  CHECK_EQ_STR(err, "dir/ex.events:2: N1 has 1 tokens, cannot send 5 to N2");
   CHECK_EQ_INT(spy.sleeps, 0);
   cl_replay_result_free(&r);
   cl_sim_free(sim);
@@ -270,7 +271,7 @@ static void test_refused_send(void) {
   opts.delays = NULL;
   CHECK_EQ_INT(cl_replay_run(t, s, &be, &opts, &r, err, sizeof(err)),
                CL_ENOTOKENS);
-  CHECK_EQ_STR(err, "events line 2: N1 has 1 tokens, cannot send 5 to N2 "
+  CHECK_EQ_STR(err, "dir/ex.events:2: N1 has 1 tokens, cannot send 5 to N2 "
                     "(waited 50 ms)");
   CHECK_EQ_INT(spy.sleeps, 1 + 5); /* the tick, then 5 retries */
   CHECK_EQ_INT(spy.slept_ms, 10 + 50);
@@ -379,7 +380,8 @@ static void test_delays_run_out(void) {
   opts.delays = d;
   CHECK_EQ_INT(cl_replay_run(t, s, &be, &opts, &r, err, sizeof(err)),
                CL_ENOENT);
-  CHECK_EQ_STR(err, "events line 2: delay file ran out after 1 delays");
+  /* No events_path given: errors name the file "events". */
+  CHECK_EQ_STR(err, "events:2: delay file ran out after 1 delays");
   cl_replay_result_free(&r);
   cl_sim_free(sim);
   cl_script_free(s);
