@@ -182,14 +182,88 @@ static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
   return 0;
 }
 
+/* Free-running: asks server dst for its STATUS and sets *in_flight to 1
+ * if a token message is on its way to it: one the replay saw sent on a
+ * channel into dst (the ledger, from the OK replies) that dst has not
+ * received yet, whether it waits in the sender's jitter queue, a socket or
+ * a hold queue. Every token message of a run is sent by one of the
+ * replay's own SENDs, so the ledger is the whole of them. *tokens gets
+ * what dst holds. 0 or a CL_E* code with err set. */
+static int tokens_towards(run_t *x, const cl_event_t *ev, uint32_t dst,
+                          int *in_flight, int64_t *tokens) {
+  const cl_msg_t *rep = &x->replies[0];
+  int rc;
+  memset(&x->reqs[0], 0, sizeof(x->reqs[0]));
+  x->reqs[0].type = CL_MSG_STATUS;
+  x->servers[0] = dst;
+  rc = call(x, 1);
+  if (rc < 0) {
+    free_replies(x, 1);
+    return fail_prefix_at(x, ev, rc);
+  }
+  if (rep->type != CL_MSG_STATUS_R) {
+    rc = fail_at(x, ev, rep->type == CL_MSG_ERROR ? reply_code(rep)
+                                                  : CL_EPROTO,
+                 "%s answered STATUS with %s%s%s", sid(x, dst),
+                 cl_msg_type_name(rep->type),
+                 rep->type == CL_MSG_ERROR ? ": " : "",
+                 rep->type == CL_MSG_ERROR ? rep->u.error.text : "");
+    free_replies(x, 1);
+    return rc;
+  }
+  *in_flight = 0;
+  *tokens = rep->u.status.tokens;
+  for (uint32_t i = 0; i < rep->u.status.nin && !*in_flight; i++) {
+    const cl_in_status_t *in = &rep->u.status.in[i];
+    long src = cl_topology_find(x->topo, in->peer);
+    int64_t n;
+    /* The next message after the last one received was sent. */
+    if (src >= 0 && in->received < UINT64_MAX &&
+        cl_ledger_get(x->ledger, (uint32_t)src, dst, in->received + 1,
+                      &n) == 0)
+      *in_flight = 1;
+  }
+  free_replies(x, 1);
+  return 0;
+}
+
+/* Free-running: the SEND of event ev was refused for lack of tokens
+ * (reason: the server's text), *waited ms after the first try. Tokens
+ * still on their way to the sender may cover it, so it is worth another
+ * try after a tick, until timeout_ms; with none on their way (and too few
+ * held) it can never succeed and fails at once. Returns 0 when the caller
+ * should try again, or a CL_E* code with err set. */
+static int await_tokens(run_t *x, const cl_event_t *ev, const char *reason,
+                        uint64_t *waited) {
+  uint64_t step = x->o->tick_ms ? x->o->tick_ms : 1;
+  int64_t have = 0;
+  int in_flight = 0;
+  int rc = tokens_towards(x, ev, ev->src, &in_flight, &have);
+  if (rc < 0)
+    return rc;
+  if (!in_flight && have < ev->n)
+    return fail_at(x, ev, CL_ENOTOKENS, "%s refused to send %lld tokens to "
+                   "%s: %s (%s has %lld, none on their way to it)",
+                   sid(x, ev->src), (long long)ev->n, sid(x, ev->dst),
+                   cl_strerror(CL_ENOTOKENS), sid(x, ev->src),
+                   (long long)have);
+  if (*waited >= x->o->timeout_ms)
+    return fail_at(x, ev, CL_ENOTOKENS, "%s (waited %llu ms)", reason,
+                   (unsigned long long)*waited);
+  rc = x->be->sleep_ms(x->be->ctx, step, x->err, x->errsize);
+  *waited += step;
+  return rc;
+}
+
 /* One event request to one server; an OK reply's sent list is taken. In
- * free-running mode a SEND refused for lack of tokens is retried every tick
- * until timeout_ms, since tokens may still be in flight. */
+ * free-running mode a SEND refused for lack of tokens is tried again every
+ * tick while tokens are on their way to its server (await_tokens). */
 static int one_request(run_t *x, const cl_event_t *ev, uint32_t server) {
-  uint64_t waited = 0, step = x->o->tick_ms ? x->o->tick_ms : 1;
+  uint64_t waited = 0;
   cl_msg_t req = x->reqs[0];
   for (;;) {
     cl_msg_t *rep = &x->replies[0];
+    char reason[CL_TEXT_SIZE];
     int rc, code;
     x->reqs[0] = req;
     x->servers[0] = server;
@@ -210,22 +284,13 @@ static int one_request(run_t *x, const cl_event_t *ev, uint32_t server) {
                      cl_msg_type_name(type), sid(x, server));
     }
     code = reply_code(rep);
-    if (code == CL_ENOTOKENS && ev->kind == CL_EV_SEND && !x->o->lockstep &&
-        waited < x->o->timeout_ms) {
-      free_replies(x, 1);
-      rc = x->be->sleep_ms(x->be->ctx, step, x->err, x->errsize);
-      if (rc < 0)
-        return rc;
-      waited += step;
-      continue;
-    }
-    if (code == CL_ENOTOKENS && ev->kind == CL_EV_SEND && !x->o->lockstep)
-      rc = fail_at(x, ev, code, "%s (waited %llu ms)", rep->u.error.text,
-                   (unsigned long long)waited);
-    else
-      rc = fail_at(x, ev, code, "%s", rep->u.error.text);
+    snprintf(reason, sizeof(reason), "%s", rep->u.error.text);
     free_replies(x, 1);
-    return rc;
+    if (code != CL_ENOTOKENS || ev->kind != CL_EV_SEND || x->o->lockstep)
+      return fail_at(x, ev, code, "%s", reason);
+    rc = await_tokens(x, ev, reason, &waited);
+    if (rc < 0)
+      return rc;
   }
 }
 
