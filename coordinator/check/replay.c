@@ -56,6 +56,31 @@ static int fail_prefix(run_t *x, int rc, const char *prefix) {
   return failf(x, rc, "%s: %s", prefix, tmp[0] ? tmp : cl_strerror(rc));
 }
 
+static int fail_at(run_t *x, const cl_event_t *ev, int rc, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
+/* failf for an event: the message starts with the event's place in the
+ * events file, "PATH:LINE: ", as the file readers name theirs. */
+static int fail_at(run_t *x, const cl_event_t *ev, int rc, const char *fmt,
+                   ...) {
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  return failf(x, rc, "%s:%d: %s",
+               x->o->events_path ? x->o->events_path : "events", ev->line,
+               msg);
+}
+
+/* fail_prefix for an event: the backend's message after "PATH:LINE: ". */
+static int fail_prefix_at(run_t *x, const cl_event_t *ev, int rc) {
+  char tmp[512];
+  if (x->err == NULL || x->errsize == 0)
+    return rc;
+  snprintf(tmp, sizeof(tmp), "%s", x->err);
+  return fail_at(x, ev, rc, "%s", tmp[0] ? tmp : cl_strerror(rc));
+}
+
 /* An ERROR reply's code as a negative CL_E* value (daemons send the
  * negative code; accept the positive form too), or CL_EIO when unknown. */
 static int reply_code(const cl_msg_t *m) {
@@ -157,57 +182,115 @@ static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
   return 0;
 }
 
+/* Free-running: asks server dst for its STATUS and sets *in_flight to 1
+ * if a token message is on its way to it: one the replay saw sent on a
+ * channel into dst (the ledger, from the OK replies) that dst has not
+ * received yet, whether it waits in the sender's jitter queue, a socket or
+ * a hold queue. Every token message of a run is sent by one of the
+ * replay's own SENDs, so the ledger is the whole of them. *tokens gets
+ * what dst holds. 0 or a CL_E* code with err set. */
+static int tokens_towards(run_t *x, const cl_event_t *ev, uint32_t dst,
+                          int *in_flight, int64_t *tokens) {
+  const cl_msg_t *rep = &x->replies[0];
+  int rc;
+  memset(&x->reqs[0], 0, sizeof(x->reqs[0]));
+  x->reqs[0].type = CL_MSG_STATUS;
+  x->servers[0] = dst;
+  rc = call(x, 1);
+  if (rc < 0) {
+    free_replies(x, 1);
+    return fail_prefix_at(x, ev, rc);
+  }
+  if (rep->type != CL_MSG_STATUS_R) {
+    rc = fail_at(x, ev, rep->type == CL_MSG_ERROR ? reply_code(rep)
+                                                  : CL_EPROTO,
+                 "%s answered STATUS with %s%s%s", sid(x, dst),
+                 cl_msg_type_name(rep->type),
+                 rep->type == CL_MSG_ERROR ? ": " : "",
+                 rep->type == CL_MSG_ERROR ? rep->u.error.text : "");
+    free_replies(x, 1);
+    return rc;
+  }
+  *in_flight = 0;
+  *tokens = rep->u.status.tokens;
+  for (uint32_t i = 0; i < rep->u.status.nin && !*in_flight; i++) {
+    const cl_in_status_t *in = &rep->u.status.in[i];
+    long src = cl_topology_find(x->topo, in->peer);
+    int64_t n;
+    /* The next message after the last one received was sent. */
+    if (src >= 0 && in->received < UINT64_MAX &&
+        cl_ledger_get(x->ledger, (uint32_t)src, dst, in->received + 1,
+                      &n) == 0)
+      *in_flight = 1;
+  }
+  free_replies(x, 1);
+  return 0;
+}
+
+/* Free-running: the SEND of event ev was refused for lack of tokens
+ * (reason: the server's text), *waited ms after the first try. Tokens
+ * still on their way to the sender may cover it, so it is worth another
+ * try after a tick, until timeout_ms; with none on their way (and too few
+ * held) it can never succeed and fails at once. Returns 0 when the caller
+ * should try again, or a CL_E* code with err set. */
+static int await_tokens(run_t *x, const cl_event_t *ev, const char *reason,
+                        uint64_t *waited) {
+  uint64_t step = x->o->tick_ms ? x->o->tick_ms : 1;
+  int64_t have = 0;
+  int in_flight = 0;
+  int rc = tokens_towards(x, ev, ev->src, &in_flight, &have);
+  if (rc < 0)
+    return rc;
+  if (!in_flight && have < ev->n)
+    return fail_at(x, ev, CL_ENOTOKENS, "%s refused to send %lld tokens to "
+                   "%s: %s (%s has %lld, none on their way to it)",
+                   sid(x, ev->src), (long long)ev->n, sid(x, ev->dst),
+                   cl_strerror(CL_ENOTOKENS), sid(x, ev->src),
+                   (long long)have);
+  if (*waited >= x->o->timeout_ms)
+    return fail_at(x, ev, CL_ENOTOKENS, "%s (waited %llu ms)", reason,
+                   (unsigned long long)*waited);
+  rc = x->be->sleep_ms(x->be->ctx, step, x->err, x->errsize);
+  *waited += step;
+  return rc;
+}
+
 /* One event request to one server; an OK reply's sent list is taken. In
- * free-running mode a SEND refused for lack of tokens is retried every tick
- * until timeout_ms, since tokens may still be in flight. */
+ * free-running mode a SEND refused for lack of tokens is tried again every
+ * tick while tokens are on their way to its server (await_tokens). */
 static int one_request(run_t *x, const cl_event_t *ev, uint32_t server) {
-  uint64_t waited = 0, step = x->o->tick_ms ? x->o->tick_ms : 1;
+  uint64_t waited = 0;
   cl_msg_t req = x->reqs[0];
   for (;;) {
     cl_msg_t *rep = &x->replies[0];
+    char reason[CL_TEXT_SIZE];
     int rc, code;
     x->reqs[0] = req;
     x->servers[0] = server;
     rc = call(x, 1);
     if (rc < 0) {
       free_replies(x, 1);
-      char prefix[64];
-      snprintf(prefix, sizeof(prefix), "events line %d", ev->line);
-      return fail_prefix(x, rc, prefix);
+      return fail_prefix_at(x, ev, rc);
     }
     if (rep->type == CL_MSG_OK) {
       rc = take_sent(x, server, rep);
       free_replies(x, 1);
-      if (rc < 0) {
-        char prefix[64];
-        snprintf(prefix, sizeof(prefix), "events line %d", ev->line);
-        return fail_prefix(x, rc, prefix);
-      }
-      return 0;
+      return rc < 0 ? fail_prefix_at(x, ev, rc) : 0;
     }
     if (rep->type != CL_MSG_ERROR) {
       int type = rep->type;
       free_replies(x, 1);
-      return failf(x, CL_EPROTO, "events line %d: unexpected %s reply from "
-                   "%s", ev->line, cl_msg_type_name(type), sid(x, server));
+      return fail_at(x, ev, CL_EPROTO, "unexpected %s reply from %s",
+                     cl_msg_type_name(type), sid(x, server));
     }
     code = reply_code(rep);
-    if (code == CL_ENOTOKENS && ev->kind == CL_EV_SEND && !x->o->lockstep &&
-        waited < x->o->timeout_ms) {
-      free_replies(x, 1);
-      rc = x->be->sleep_ms(x->be->ctx, step, x->err, x->errsize);
-      if (rc < 0)
-        return rc;
-      waited += step;
-      continue;
-    }
-    if (code == CL_ENOTOKENS && ev->kind == CL_EV_SEND && !x->o->lockstep)
-      rc = failf(x, code, "events line %d: %s (waited %llu ms)", ev->line,
-                 rep->u.error.text, (unsigned long long)waited);
-    else
-      rc = failf(x, code, "events line %d: %s", ev->line, rep->u.error.text);
+    snprintf(reason, sizeof(reason), "%s", rep->u.error.text);
     free_replies(x, 1);
-    return rc;
+    if (code != CL_ENOTOKENS || ev->kind != CL_EV_SEND || x->o->lockstep)
+      return fail_at(x, ev, code, "%s", reason);
+    rc = await_tokens(x, ev, reason, &waited);
+    if (rc < 0)
+      return rc;
   }
 }
 
@@ -499,7 +582,7 @@ static int collect_ready(run_t *x) {
 static int run_send(run_t *x, const cl_event_t *ev) {
   cl_msg_t *req = &x->reqs[0];
   if (ev->n < 1)
-    return failf(x, CL_EINVAL, "events line %d: bad token count", ev->line);
+    return fail_at(x, ev, CL_EINVAL, "bad token count");
   req->type = CL_MSG_SEND;
   memcpy(req->u.send.dest, sid(x, ev->dst), CL_ID_SIZE);
   req->u.send.n = ev->n;
@@ -512,8 +595,8 @@ static int run_snapshot(run_t *x, const cl_event_t *ev, size_t *k) {
   cl_msg_t *req = &x->reqs[0];
   int rc;
   if (*k >= x->r->nsnapshots)
-    return failf(x, CL_EINVAL, "events line %d: more snapshots than the "
-                 "script counted", ev->line);
+    return fail_at(x, ev, CL_EINVAL, "more snapshots than the script "
+                   "counted");
   req->type = CL_MSG_SNAPSHOT;
   req->u.snapshot.has_id = 1;
   req->u.snapshot.snapshot_id = *k;
@@ -529,12 +612,12 @@ static int run_snapshot(run_t *x, const cl_event_t *ev, size_t *k) {
 static int run_tick(run_t *x, const cl_event_t *ev) {
   uint64_t n = (uint64_t)ev->n;
   if (ev->n < 1)
-    return failf(x, CL_EINVAL, "events line %d: bad tick count", ev->line);
+    return fail_at(x, ev, CL_EINVAL, "bad tick count");
   if (x->o->lockstep)
     return ticks(x, n);
   if (x->o->tick_ms && n > UINT64_MAX / x->o->tick_ms)
-    return failf(x, CL_ERANGE, "events line %d: tick %llu is too long",
-                 ev->line, (unsigned long long)n);
+    return fail_at(x, ev, CL_ERANGE, "tick %llu is too long",
+                   (unsigned long long)n);
   return x->be->sleep_ms(x->be->ctx, n * x->o->tick_ms, x->err, x->errsize);
 }
 
@@ -545,8 +628,7 @@ static int run_event(run_t *x, const cl_event_t *ev, size_t *k) {
   memset(&x->reqs[0], 0, sizeof(x->reqs[0]));
   if (ev->src >= x->topo->nservers ||
       (ev->kind == CL_EV_SEND && ev->dst >= x->topo->nservers))
-    return failf(x, CL_EINVAL, "events line %d: server out of range",
-                 ev->line);
+    return fail_at(x, ev, CL_EINVAL, "server out of range");
   switch (ev->kind) {
   case CL_EV_SEND:
     rc = run_send(x, ev);
@@ -558,7 +640,7 @@ static int run_event(run_t *x, const cl_event_t *ev, size_t *k) {
     rc = run_tick(x, ev);
     break;
   default:
-    return failf(x, CL_EINVAL, "events line %d: unknown event", ev->line);
+    return fail_at(x, ev, CL_EINVAL, "unknown event");
   }
   return rc == 0 ? collect_ready(x) : rc;
 }

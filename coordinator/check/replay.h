@@ -21,11 +21,11 @@
  * in err naming the server at fault (a lost server is CL_ELOST). */
 typedef struct cl_backend {
   void *ctx;
-  /* Send n control requests (SEND, SNAPSHOT, DELIVER, COLLECT) to the given
-   * servers, concurrently where the backend can, and wait for every reply.
-   * replies[i] becomes OK, ERROR or STATE (caller frees each with
-   * cl_msg_free). A request the server refuses is an ERROR reply, not a
-   * failure of call. */
+  /* Send n control requests (SEND, SNAPSHOT, DELIVER, COLLECT, WATCH,
+   * STATUS) to the given servers, concurrently where the backend can, and
+   * wait for every reply. replies[i] becomes OK, ERROR, STATE or STATUS_R
+   * (caller frees each with cl_msg_free). A request the server refuses is
+   * an ERROR reply, not a failure of call. */
   int (*call)(void *ctx, size_t n, const uint32_t *servers,
               const cl_msg_t *reqs, cl_msg_t *replies, char *err,
               size_t errsize);
@@ -52,6 +52,8 @@ typedef struct cl_replay_opts {
   cl_delays_t *delays;  /* lockstep: borrowed */
   uint64_t tick_ms;     /* free-running: wall time per tick */
   uint64_t timeout_ms;  /* waiting for snapshots (and for tokens in flight) */
+  const char *events_path; /* named in errors about an event ("PATH:LINE:
+                              ..."); NULL: "events" */
   FILE *progress;       /* NULL, or where to print progress lines */
   int keep_states;      /* keep each snapshot's local states in r->states */
 } cl_replay_opts_t;
@@ -89,7 +91,11 @@ void cl_replay_result_free(cl_replay_result_t *r);
  * everything ran and every snapshot was collected and checked (check
  * results are in r->verdicts: a failed check is not an error here); CL_E*
  * with err set when the run could not complete (refused send, lost server,
- * timeout, delay file exhausted). r is zeroed first and may be partly
+ * timeout, delay file exhausted). A refused send fails the run at once,
+ * but in free-running mode a SEND refused for lack of tokens is tried
+ * again every tick, until timeout_ms, while token messages are on their
+ * way to its server (asked with STATUS). An error caused by an event
+ * starts with "EVENTS_PATH:LINE: ". r is zeroed first and may be partly
  * filled on failure: always release it with cl_replay_result_free. */
 int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
                   const cl_backend_t *backend, const cl_replay_opts_t *opts,

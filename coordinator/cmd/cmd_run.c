@@ -163,7 +163,8 @@ static void report_unfinished(const cl_cluster_t *c,
 }
 
 /* 0 if every snapshot event's markers can reach every server; else -1
- * after naming the first that cannot (events line, initiator, servers). */
+ * after naming the first that cannot (events file and line, initiator,
+ * servers). */
 static int check_reachable(const char *events_path, const cl_topology_t *topo,
                            const cl_script_t *script) {
   uint32_t *miss = calloc(topo->nservers, sizeof *miss);
@@ -365,6 +366,7 @@ static int run_replay(run_t *r) {
     ro.delays = r->delays;
     ro.tick_ms = a->tick_ms_v;
     ro.timeout_ms = a->timeout_s * 1000;
+    ro.events_path = a->events_path;
     ro.progress = NULL;
     ro.keep_states = a->json; /* the JSON lists each channel's raw counts */
     replayed = 1;

@@ -73,7 +73,7 @@ cap)
     rc=0
     "$CLSNAP" run "$top" "$WORK/cap1025.events" $mode --quiet >"$WORK/cap.txt" 2>"$WORK/cap.err" || rc=$?
     [ $rc -eq 1 ] || { cat "$WORK/cap.err" >&2; fail "1025 in progress ($mode): exit $rc, expected 1"; }
-    grep -q "events line 1026: S0 has 1024 snapshots in progress, the most allowed (--max-active 1024); refusing snapshot 1024" "$WORK/cap.err" ||
+    grep -qF "$WORK/cap1025.events:1026: S0 has 1024 snapshots in progress, the most allowed (--max-active 1024); refusing snapshot 1024" "$WORK/cap.err" ||
       { cat "$WORK/cap.err" >&2; fail "1025 in progress ($mode): the error does not name the server, snapshot, bound and option"; }
     head -n 1 "$WORK/cap.err" | grep -q "max-active" || fail "the first error line is not the cause: $(head -n 1 "$WORK/cap.err")"
   done

@@ -22,8 +22,8 @@ grep -q '^300 snapshots: 300 passed, 0 failed$' "$WORK/lock.txt" || { tail -3 "$
 printf 'snapshot a\ntick\nsnapshot b\nsend b a 9\nsnapshot a\ntick\nsnapshot b\n' >"$WORK/stop.events"
 if "$CLSNAP" run "$WORK/two.top" "$WORK/stop.events" --lockstep --log-dir "$WORK/logs3" \
     >"$WORK/stop.txt" 2>&1; then fail "a send of 9 tokens by b (holding 5) was accepted"; fi
-grep -q "events line 4: b has 5 tokens, cannot send 9 to a" "$WORK/stop.txt" ||
-  { cat "$WORK/stop.txt" >&2; fail "refusal does not name the events line and server"; }
+grep -qF "$WORK/stop.events:4: b has 5 tokens, cannot send 9 to a" "$WORK/stop.txt" ||
+  { cat "$WORK/stop.txt" >&2; fail "refusal does not name the events file, line and server"; }
 # Snapshots 0 and 1 were started (the events before line 4); 2 and 3 never.
 grep -Eq "snapshots? (0-1|1) cannot complete" "$WORK/stop.txt" ||
   { cat "$WORK/stop.txt" >&2; fail "expected only started snapshots (0, 1) to be named as unfinished"; }

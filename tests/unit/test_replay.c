@@ -1,8 +1,8 @@
 /* Unit tests for coordinator/check/replay.c over the in-process backend:
  * the seven reference cases replayed in lockstep with the reference's delay
  * stream must give exactly the expected snapshots; plus the failure paths
- * (refused sends, waiting for tokens, a snapshot that cannot complete, a
- * delay file that runs out). */
+ * (refused sends, waiting for tokens only while some are on their way, a
+ * snapshot that cannot complete, a delay file that runs out). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,10 +38,15 @@ static void path_of(char *buf, size_t size, const char *sub,
   snprintf(buf, size, "%s/%s%s", cdir, sub, name);
 }
 
-/* A backend that forwards to the sim but counts what replay asks of it. */
+/* A backend that forwards to the sim but counts what replay asks of it.
+ * With arrive_from set, the next STATUS request is preceded by a DELIVER
+ * of the message held from that server (not counted): a message that
+ * arrives between a refusal and the question whether any are on their
+ * way. */
 typedef struct spy {
   cl_backend_t inner;
   uint64_t slept_ms, sleeps, calls, waits;
+  const char *arrive_from;
 } spy_t;
 
 static int spy_call(void *ctx, size_t n, const uint32_t *servers,
@@ -49,6 +54,18 @@ static int spy_call(void *ctx, size_t n, const uint32_t *servers,
                     size_t errsize) {
   spy_t *s = ctx;
   s->calls++;
+  if (s->arrive_from != NULL && n == 1 && reqs[0].type == CL_MSG_STATUS) {
+    cl_msg_t q, rep;
+    memset(&q, 0, sizeof(q));
+    q.type = CL_MSG_DELIVER;
+    q.req = reqs[0].req;
+    snprintf(q.u.deliver.src, CL_ID_SIZE, "%s", s->arrive_from);
+    s->arrive_from = NULL;
+    CHECK_EQ_INT(s->inner.call(s->inner.ctx, 1, servers, &q, &rep, err,
+                               errsize), 0);
+    CHECK_EQ_INT(rep.type, CL_MSG_OK);
+    cl_msg_free(&rep);
+  }
   return s->inner.call(s->inner.ctx, n, servers, reqs, replies, err, errsize);
 }
 
@@ -256,25 +273,62 @@ static void test_refused_send(void) {
   opts.delays = d;
   opts.tick_ms = 10;
   opts.timeout_ms = 50;
+  opts.events_path = "dir/ex.events";
   CHECK_EQ_INT(cl_replay_run(t, s, &be, &opts, &r, err, sizeof(err)),
                CL_ENOTOKENS);
-  CHECK_EQ_STR(err, "events line 2: N1 has 1 tokens, cannot send 5 to N2");
+  CHECK_EQ_STR(err, "dir/ex.events:2: N1 has 1 tokens, cannot send 5 to N2");
   CHECK_EQ_INT(spy.sleeps, 0);
   cl_replay_result_free(&r);
   cl_sim_free(sim);
 
-  /* Free-running: retried every tick_ms until timeout_ms. */
+  /* Free-running, no token on its way to N1: refused at once too, after
+   * one STATUS, instead of being retried until timeout_ms. */
   sim = cl_sim_new(t);
   be = spy_backend(&spy, sim);
   opts.lockstep = 0;
   opts.delays = NULL;
   CHECK_EQ_INT(cl_replay_run(t, s, &be, &opts, &r, err, sizeof(err)),
                CL_ENOTOKENS);
-  CHECK_EQ_STR(err, "events line 2: N1 has 1 tokens, cannot send 5 to N2 "
+  CHECK_EQ_STR(err, "dir/ex.events:2: N1 refused to send 5 tokens to N2: "
+                    "not enough tokens (N1 has 1, none on their way to it)");
+  CHECK_EQ_INT(spy.sleeps, 1); /* the tick only */
+  CHECK_EQ_INT(spy.slept_ms, 10);
+  CHECK_EQ_INT(spy.calls, 2); /* SEND, STATUS */
+  cl_replay_result_free(&r);
+  cl_sim_free(sim);
+  cl_script_free(s);
+  cl_topology_free(t);
+
+  /* Free-running, N2's 2 tokens on their way to N1 (the in-process servers
+   * hold them until a DELIVER, which free-running replay never sends):
+   * retried every tick_ms until timeout_ms. */
+  if (load_text("2\nN1 1\nN2 2\nN1 N2\nN2 N1\n",
+                "send N2 N1 2\nsend N1 N2 3\n", &t, &s) < 0) {
+    cl_delays_free(d);
+    return;
+  }
+  sim = cl_sim_new(t);
+  be = spy_backend(&spy, sim);
+  CHECK_EQ_INT(cl_replay_run(t, s, &be, &opts, &r, err, sizeof(err)),
+               CL_ENOTOKENS);
+  CHECK_EQ_STR(err, "dir/ex.events:2: N1 has 1 tokens, cannot send 3 to N2 "
                     "(waited 50 ms)");
-  CHECK_EQ_INT(spy.sleeps, 1 + 5); /* the tick, then 5 retries */
-  CHECK_EQ_INT(spy.slept_ms, 10 + 50);
-  CHECK_EQ_INT(spy.calls, 6);
+  CHECK_EQ_INT(spy.sleeps, 5);
+  CHECK_EQ_INT(spy.slept_ms, 50);
+  CHECK_EQ_INT(spy.calls, 1 + 6 + 6); /* N2's SEND; 6 x (SEND, STATUS) */
+  cl_replay_result_free(&r);
+  cl_sim_free(sim);
+
+  /* The tokens arrive between the refusal and the STATUS: none is on its
+   * way any more, but N1 now holds enough, so the SEND is tried again
+   * (and succeeds) rather than failed. */
+  sim = cl_sim_new(t);
+  be = spy_backend(&spy, sim);
+  spy.arrive_from = "N2";
+  CHECK_EQ_INT(cl_replay_run(t, s, &be, &opts, &r, err, sizeof(err)), 0);
+  CHECK_EQ_INT(spy.sleeps, 1);
+  CHECK_EQ_INT(spy.calls, 1 + 2 + 1); /* N2's SEND; SEND, STATUS; SEND */
+  CHECK_EQ_INT(r.messages, 2);
   cl_replay_result_free(&r);
   cl_sim_free(sim);
   cl_script_free(s);
@@ -379,7 +433,8 @@ static void test_delays_run_out(void) {
   opts.delays = d;
   CHECK_EQ_INT(cl_replay_run(t, s, &be, &opts, &r, err, sizeof(err)),
                CL_ENOENT);
-  CHECK_EQ_STR(err, "events line 2: delay file ran out after 1 delays");
+  /* No events_path given: errors name the file "events". */
+  CHECK_EQ_STR(err, "events:2: delay file ran out after 1 delays");
   cl_replay_result_free(&r);
   cl_sim_free(sim);
   cl_script_free(s);
