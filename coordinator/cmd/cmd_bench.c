@@ -908,7 +908,8 @@ static int check_args(bench_args_t *a) {
   if (a->alternate && (a->every_ms == 0 || a->seconds_v < 2))
     return cl_cli_usage("--alternate needs --snapshot-every-ms and --seconds "
                         "2 or more");
-  return BENCH_GO;
+  return cl_daemons_check(a->daemon, a->log_dir) < 0 ? CL_EXIT_USAGE
+                                                     : BENCH_GO;
 }
 
 /* Parse bench's command line into a. Returns BENCH_GO, or the exit status

@@ -776,7 +776,7 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   a.timeout_ms = timeout_s * 1000;
   if ((a.cluster = cl_cli_cluster(a.cluster)) == NULL)
     return CL_EXIT_USAGE;
-  if (a.snap_dir != NULL && cl_output_snap_dir(a.snap_dir) < 0)
+  if (a.snap_dir != NULL && cl_output_dir("--snap-dir", a.snap_dir) < 0)
     return CL_EXIT_USAGE;
   if (cl_cluster_file_load(a.cluster, &file, &nfile, why, sizeof why) < 0) {
     cl_cli_errf("%s", why);

@@ -277,7 +277,10 @@ static int load_inputs(run_t *r) {
     return cl_cli_bad_input(&diag);
   if (check_reachable(a->events_path, r->topo, r->script) < 0)
     return CL_EXIT_USAGE;
-  if (a->snap_dir != NULL && cl_output_snap_dir(a->snap_dir) < 0)
+  if (a->snap_dir != NULL && cl_output_dir("--snap-dir", a->snap_dir) < 0)
+    return CL_EXIT_USAGE;
+  if (!a->in_process && a->cluster == NULL &&
+      cl_daemons_check(a->daemon, a->log_dir) < 0)
     return CL_EXIT_USAGE;
   if (!a->lockstep) {
     if (!a->has_seed)

@@ -1,11 +1,13 @@
 #include "daemons.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "error.h"
 #include "local.h"
+#include "output.h"
 
 /* See daemons.h. */
 int cl_daemons_init(cl_daemons_t *d) {
@@ -37,6 +39,17 @@ int cl_daemons_attach(cl_daemons_t *d, const cl_endpoint_t *eps, size_t n,
     cl_cluster_set_guard(d->cluster, cl_launcher_guard, d->launcher);
   cl_cluster_set_call_timeout(d->cluster, call_timeout_ms);
   return 0;
+}
+
+/* See daemons.h. */
+int cl_daemons_check(const char *daemon, const char *log_dir) {
+  char path[PATH_MAX], err[PATH_MAX + 128];
+  if (cl_launcher_find_daemon(daemon, path, sizeof path, err, sizeof err) <
+      0) {
+    cl_cli_fail(CL_ENOENT, NULL, daemon, 0, "%s", err);
+    return -1;
+  }
+  return log_dir != NULL ? cl_output_dir("--log-dir", log_dir) : 0;
 }
 
 /* See daemons.h. */

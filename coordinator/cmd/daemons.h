@@ -30,6 +30,11 @@ typedef struct cl_daemons {
 /* Zero d and create its loop. Returns 0, or -1 after printing why. */
 int cl_daemons_init(cl_daemons_t *d);
 
+/* Before any daemon starts: the clsnapd to run can be found (daemon:
+ * --daemon or NULL) and log_dir (--log-dir or NULL) is a directory clsnap
+ * can write in. Returns 0, or -1 after printing why. */
+int cl_daemons_check(const char *daemon, const char *log_dir);
+
 /* Start one local clsnapd per topology server (in topology order); their
  * endpoints are then d->started. Returns 0, or a negative CL_E* code with
  * err set (d->launcher may be set even then: what did start is stopped by

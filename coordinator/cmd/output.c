@@ -189,24 +189,25 @@ static int mkdirs(const char *dir) {
 }
 
 /* See output.h. */
-int cl_output_snap_dir(const char *dir) {
+int cl_output_dir(const char *option, const char *dir) {
   struct stat st;
   if (mkdirs(dir) != 0 || stat(dir, &st) != 0) {
-    cl_cli_errf("--snap-dir %s: cannot create it: %s", dir, strerror(errno));
+    cl_cli_errf("%s %s: cannot create it: %s", option, dir, strerror(errno));
     return -1;
   }
   if (!S_ISDIR(st.st_mode)) {
-    cl_cli_errf("--snap-dir %s: not a directory", dir);
+    cl_cli_errf("%s %s: not a directory", option, dir);
     return -1;
   }
   if (access(dir, W_OK | X_OK) != 0) {
-    cl_cli_errf("--snap-dir %s: cannot write in it: %s", dir, strerror(errno));
+    cl_cli_errf("%s %s: cannot write in it: %s", option, dir,
+                strerror(errno));
     return -1;
   }
   return 0;
 }
 
-/* Write DIR/<id>.snap (DIR made by cl_output_snap_dir). */
+/* Write DIR/<id>.snap (DIR made by cl_output_dir). */
 int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap) {
   char path[4200];
   FILE *f;

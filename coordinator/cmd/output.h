@@ -34,10 +34,11 @@ json_t *cl_json_checked(uint64_t id, const cl_snap_t *snap,
 void cl_json_print(json_t *j);
 
 /* Before any work: create dir (and parents) if needed and check that it is
- * a directory clsnap can write in. 0, or -1 after printing why. */
-int cl_output_snap_dir(const char *dir);
+ * a directory clsnap can write in; option ("--snap-dir") names it in the
+ * complaint. 0, or -1 after printing why. */
+int cl_output_dir(const char *option, const char *dir);
 
-/* Write dir/<id>.snap into a dir cl_output_snap_dir has made and checked.
+/* Write dir/<id>.snap into a dir cl_output_dir has made and checked.
  * Returns 0, or -1 after printing why. */
 int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap);
 
