@@ -27,3 +27,9 @@ const char *cl_err_name(int err) {
     return "EUNKNOWN";
   }
 }
+
+int cl_err_from_wire(long code) {
+  if (code > 0)
+    code = -code;
+  return code > CL_E_FIRST_ && code <= CL_EINTR ? (int)code : CL_EIO;
+}

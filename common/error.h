@@ -41,5 +41,9 @@ typedef enum {
 const char *cl_strerror(int err);
 /* "ENOTOKENS" for CL_ENOTOKENS. */
 const char *cl_err_name(int err);
+/* The code of an ERROR message as a negative CL_E* value: daemons send the
+ * negative code, the positive form is accepted too; anything else (a peer
+ * that speaks another version) is CL_EIO. */
+int cl_err_from_wire(long code);
 
 #endif

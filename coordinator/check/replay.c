@@ -37,13 +37,17 @@ static int failf(run_t *x, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int collect_ready(run_t *x);
 /* Writes the reason into err and returns rc. */
-static int failf(run_t *x, int rc, const char *fmt, ...) {
-  if (x->err != NULL && x->errsize > 0) {
-    va_list ap;
-    va_start(ap, fmt);
+static int vfailf(run_t *x, int rc, const char *fmt, va_list ap) {
+  if (x->err != NULL && x->errsize > 0)
     vsnprintf(x->err, x->errsize, fmt, ap);
-    va_end(ap);
-  }
+  return rc;
+}
+
+static int failf(run_t *x, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  rc = vfailf(x, rc, fmt, ap);
+  va_end(ap);
   return rc;
 }
 
@@ -56,10 +60,31 @@ static int fail_prefix(run_t *x, int rc, const char *prefix) {
   return failf(x, rc, "%s: %s", prefix, tmp[0] ? tmp : cl_strerror(rc));
 }
 
+static const char *sid(const run_t *x, uint32_t i);
+
+/* Name server i as the one at fault, unless one already is. */
+static void blame(run_t *x, uint32_t i) {
+  if (x->r->fail_server == NULL && i < x->topo->nservers)
+    x->r->fail_server = sid(x, i);
+}
+
+/* failf about server i (see blame). */
+static int fail_on(run_t *x, uint32_t i, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_on(run_t *x, uint32_t i, int rc, const char *fmt, ...) {
+  va_list ap;
+  blame(x, i);
+  va_start(ap, fmt);
+  rc = vfailf(x, rc, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
 static int fail_at(run_t *x, const cl_event_t *ev, int rc, const char *fmt,
                    ...) __attribute__((format(printf, 4, 5)));
 /* failf for an event: the message starts with the event's place in the
- * events file, "PATH:LINE: ", as the file readers name theirs. */
+ * events file, "PATH:LINE: ", as the file readers name theirs; the line is
+ * kept, and the event's server is blamed unless one already is. */
 static int fail_at(run_t *x, const cl_event_t *ev, int rc, const char *fmt,
                    ...) {
   char msg[768];
@@ -67,6 +92,9 @@ static int fail_at(run_t *x, const cl_event_t *ev, int rc, const char *fmt,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  x->r->fail_line = ev->line;
+  if (ev->kind != CL_EV_TICK)
+    blame(x, ev->src);
   return failf(x, rc, "%s:%d: %s",
                x->o->events_path ? x->o->events_path : "events", ev->line,
                msg);
@@ -81,13 +109,9 @@ static int fail_prefix_at(run_t *x, const cl_event_t *ev, int rc) {
   return fail_at(x, ev, rc, "%s", tmp[0] ? tmp : cl_strerror(rc));
 }
 
-/* An ERROR reply's code as a negative CL_E* value (daemons send the
- * negative code; accept the positive form too), or CL_EIO when unknown. */
+/* An ERROR reply's code as a negative CL_E* value. */
 static int reply_code(const cl_msg_t *m) {
-  int32_t c = m->u.error.code;
-  if (c > 0)
-    c = -c;
-  return c > CL_E_FIRST_ && c <= CL_ELOST ? c : CL_EIO;
+  return cl_err_from_wire(m->u.error.code);
 }
 
 static const char *sid(const run_t *x, uint32_t i) {
@@ -137,31 +161,38 @@ static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
     long dst = cl_topology_find(x->topo, e->dest);
     int rc;
     if (dst < 0)
-      return failf(x, CL_EPROTO, "%s reported a message to unknown server %s",
-                   sid(x, src), e->dest);
+      return fail_on(x, src, CL_EPROTO,
+                     "%s reported a message to unknown server %s", sid(x, src),
+                     e->dest);
     if (e->kind == CL_MSG_TOKEN) {
       if (e->value < 1 || e->value > (uint64_t)INT64_MAX)
-        return failf(x, CL_EPROTO, "channel %s->%s: %s reported a token "
-                     "message of %llu tokens", sid(x, src), e->dest,
-                     sid(x, src), (unsigned long long)e->value);
+        return fail_on(x, src, CL_EPROTO,
+                       "channel %s->%s: %s reported a token "
+                       "message of %llu tokens",
+                       sid(x, src), e->dest, sid(x, src),
+                       (unsigned long long)e->value);
       rc = cl_ledger_add(x->ledger, src, (uint32_t)dst, e->seq,
                          (int64_t)e->value);
       if (rc == CL_ENOPEER)
-        return failf(x, CL_EPROTO, "channel %s->%s: %s reported sending on "
-                     "a channel the topology does not have", sid(x, src),
-                     e->dest, sid(x, src));
+        return fail_on(x, src, CL_EPROTO,
+                       "channel %s->%s: %s reported sending on "
+                       "a channel the topology does not have",
+                       sid(x, src), e->dest, sid(x, src));
       if (rc == CL_ESEQ)
-        return failf(x, CL_EPROTO, "channel %s->%s: %s reported token seq "
-                     "%llu out of order", sid(x, src), e->dest, sid(x, src),
-                     (unsigned long long)e->seq);
+        return fail_on(x, src, CL_EPROTO,
+                       "channel %s->%s: %s reported token seq "
+                       "%llu out of order",
+                       sid(x, src), e->dest, sid(x, src),
+                       (unsigned long long)e->seq);
       if (rc < 0)
-        return failf(x, rc, "channel %s->%s: cannot record token seq %llu: "
-                     "%s", sid(x, src), e->dest, (unsigned long long)e->seq,
-                     cl_strerror(rc));
+        return fail_on(x, src, rc,
+                       "channel %s->%s: cannot record token seq %llu: %s",
+                       sid(x, src), e->dest, (unsigned long long)e->seq,
+                       cl_strerror(rc));
     } else if (e->kind != CL_MSG_MARKER) {
-      return failf(x, CL_EPROTO, "channel %s->%s: %s reported a message of "
-                   "unknown kind %u", sid(x, src), e->dest, sid(x, src),
-                   (unsigned)e->kind);
+      return fail_on(x, src, CL_EPROTO,
+                     "channel %s->%s: %s reported a message of unknown kind %u",
+                     sid(x, src), e->dest, sid(x, src), (unsigned)e->kind);
     }
     x->r->messages++;
     if (x->sched != NULL) {
@@ -171,9 +202,10 @@ static int take_sent(run_t *x, uint32_t src, const cl_msg_t *ok) {
         return failf(x, rc, "delay file ran out after %llu delays",
                      (unsigned long long)cl_delays_used(x->o->delays));
       if (rc == CL_ENOPEER)
-        return failf(x, CL_EPROTO, "channel %s->%s: %s reported sending on "
-                     "a channel the topology does not have", sid(x, src),
-                     e->dest, sid(x, src));
+        return fail_on(x, src, CL_EPROTO,
+                       "channel %s->%s: %s reported sending on "
+                       "a channel the topology does not have",
+                       sid(x, src), e->dest, sid(x, src));
       if (rc < 0)
         return failf(x, rc, "channel %s->%s: cannot schedule: %s",
                      sid(x, src), e->dest, cl_strerror(rc));
@@ -316,21 +348,25 @@ static int deliver_batch(run_t *x, size_t from, size_t to) {
     const cl_msg_t *rep = &x->replies[i];
     const char *a = sid(x, d->src), *b = sid(x, d->dst);
     if (rep->type == CL_MSG_ERROR) {
-      rc = failf(x, reply_code(rep), "channel %s->%s: delivery refused by "
-                 "%s: %s", a, b, b, rep->u.error.text);
+      rc = fail_on(x, d->dst, reply_code(rep),
+                   "channel %s->%s: delivery refused by %s: %s",
+                   a, b, b, rep->u.error.text);
     } else if (rep->type != CL_MSG_OK) {
-      rc = failf(x, CL_EPROTO, "channel %s->%s: unexpected %s reply to "
-                 "DELIVER", a, b, cl_msg_type_name(rep->type));
+      rc = fail_on(x, d->dst, CL_EPROTO,
+                   "channel %s->%s: unexpected %s reply to DELIVER",
+                   a, b, cl_msg_type_name(rep->type));
     } else if (rep->u.ok.delivered_kind != d->msg.kind ||
                rep->u.ok.delivered_value != d->msg.value) {
-      rc = failf(x, CL_EPROTO, "channel %s->%s: %s handled %s %llu but the "
-                 "schedule delivers %s %llu", a, b, b,
-                 rep->u.ok.delivered_kind == CL_MSG_TOKEN ? "TOKEN"
-                 : rep->u.ok.delivered_kind == CL_MSG_MARKER ? "MARKER"
-                                                              : "nothing",
-                 (unsigned long long)rep->u.ok.delivered_value,
-                 d->msg.kind == CL_MSG_TOKEN ? "TOKEN" : "MARKER",
-                 (unsigned long long)d->msg.value);
+      rc = fail_on(x, d->dst, CL_EPROTO,
+                   "channel %s->%s: %s handled %s %llu but the "
+                   "schedule delivers %s %llu",
+                   a, b, b,
+                   rep->u.ok.delivered_kind == CL_MSG_TOKEN    ? "TOKEN"
+                   : rep->u.ok.delivered_kind == CL_MSG_MARKER ? "MARKER"
+                                                               : "nothing",
+                   (unsigned long long)rep->u.ok.delivered_value,
+                   d->msg.kind == CL_MSG_TOKEN ? "TOKEN" : "MARKER",
+                   (unsigned long long)d->msg.value);
     } else {
       rc = take_sent(x, d->dst, rep);
     }
@@ -494,12 +530,13 @@ static int collect(run_t *x, size_t k) {
     const cl_msg_t *rep = &x->replies[j];
     const char *who = sid(x, x->servers[j]);
     if (rep->type == CL_MSG_ERROR)
-      rc = failf(x, reply_code(rep), "collecting snapshot %llu from %s: %s",
-                 (unsigned long long)id, who, rep->u.error.text);
+      rc = fail_on(x, x->servers[j], reply_code(rep),
+                   "collecting snapshot %llu from %s: %s",
+                   (unsigned long long)id, who, rep->u.error.text);
     else if (rep->type != CL_MSG_STATE)
-      rc = failf(x, CL_EPROTO, "collecting snapshot %llu from %s: "
-                 "unexpected %s reply", (unsigned long long)id, who,
-                 cl_msg_type_name(rep->type));
+      rc = fail_on(x, x->servers[j], CL_EPROTO,
+                   "collecting snapshot %llu from %s: unexpected %s reply",
+                   (unsigned long long)id, who, cl_msg_type_name(rep->type));
     else
       states[x->servers[j]] = rep->u.state; /* borrowed until free_replies */
   }
@@ -551,11 +588,13 @@ static int watch_all(run_t *x) {
   }
   for (size_t i = 0; i < n && rc == 0; i++)
     if (x->replies[i].type != CL_MSG_OK)
-      rc = failf(x, x->replies[i].type == CL_MSG_ERROR
-                        ? reply_code(&x->replies[i]) : CL_EPROTO,
-                 "%s refused WATCH: %s", sid(x, (uint32_t)i),
-                 x->replies[i].type == CL_MSG_ERROR
-                     ? x->replies[i].u.error.text : "unexpected reply");
+      rc = fail_on(
+          x, (uint32_t)i,
+          x->replies[i].type == CL_MSG_ERROR ? reply_code(&x->replies[i])
+                                             : CL_EPROTO,
+          "%s refused WATCH: %s", sid(x, (uint32_t)i),
+          x->replies[i].type == CL_MSG_ERROR ? x->replies[i].u.error.text
+                                             : "unexpected reply");
   free_replies(x, n);
   return rc;
 }

@@ -75,6 +75,13 @@ typedef struct cl_replay_result {
   uint64_t delays_used;   /* lockstep */
   uint64_t messages;      /* peer messages sent (from reply lists) */
   double seconds;         /* wall time of the replay */
+  /* On failure, where it was, for a report with fields: the line in the
+   * events file of the event that failed (0: not an event's failure) and
+   * the server that refused or failed (borrowed from the topology; NULL:
+   * no one server, or the backend's own failure on one, which the
+   * backend names). */
+  int fail_line;
+  const char *fail_server;
 } cl_replay_result_t;
 
 /* Frees what r holds and zeroes it; safe on a zeroed or partly filled r. */
@@ -95,7 +102,8 @@ void cl_replay_result_free(cl_replay_result_t *r);
  * but in free-running mode a SEND refused for lack of tokens is tried
  * again every tick, until timeout_ms, while token messages are on their
  * way to its server (asked with STATUS). An error caused by an event
- * starts with "EVENTS_PATH:LINE: ". r is zeroed first and may be partly
+ * starts with "EVENTS_PATH:LINE: " (LINE also in r->fail_line). r is
+ * zeroed first and may be partly
  * filled on failure: always release it with cl_replay_result_free. */
 int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
                   const cl_backend_t *backend, const cl_replay_opts_t *opts,
