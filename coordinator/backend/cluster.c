@@ -28,6 +28,7 @@ typedef struct conn {
   int open;  /* tcp initialised and its close callback not yet run */
   conn_state_t state;
   int watching; /* a WATCH was sent: LOCAL_STATE notifications expected */
+  int timed_out; /* its connect was given up at the deadline */
   cl_wire_decoder_t *dec;
   char why[256];
 } conn_t;
@@ -66,6 +67,7 @@ struct cl_cluster {
   int notices;
   cl_guard_fn guard;
   void *guard_ctx;
+  long culprit; /* the server the last failure was about, or -1 */
   /* the call in progress */
   uint64_t call_base;
   size_t call_n, call_left;
@@ -452,6 +454,7 @@ cl_cluster_t *cl_cluster_new(uv_loop_t *loop, const cl_endpoint_t *eps,
   c->next_req = 1;
   c->call_timeout_ms = 30000;
   c->notices = 1;
+  c->culprit = -1;
   snprintf(c->name, sizeof c->name, "clsnap-%ld", (long)getpid());
   for (i = 0; i < n; i++) {
     conn_t *k = &c->conns[i];
@@ -516,7 +519,21 @@ int cl_cluster_up(const cl_cluster_t *c, size_t i) {
 const char *cl_cluster_why(const cl_cluster_t *c, size_t i) {
   return c->conns[i].state == CONN_UP ? "" : c->conns[i].why;
 }
+void cl_cluster_blame(cl_cluster_t *c, size_t i) {
+  c->culprit = i < c->n ? (long)i : -1;
+}
+const char *cl_cluster_culprit(const cl_cluster_t *c) {
+  return c->culprit >= 0 ? c->conns[c->culprit].id : NULL;
+}
 
+/* A failure because server i is not up: its reason into err, and it is
+ * the culprit. Returns rc. */
+static int fail_down(cl_cluster_t *c, size_t i, int rc, char *err,
+                     size_t errsize) {
+  cl_set_err(err, errsize, "%s", c->conns[i].why);
+  c->culprit = (long)i;
+  return rc;
+}
 
 /* Install the check run after every loop turn while waiting. */
 void cl_cluster_set_guard(cl_cluster_t *c, cl_guard_fn fn, void *ctx) {
@@ -563,6 +580,7 @@ typedef int (*wait_step_fn)(cl_cluster_t *c, void *arg, int timed_out,
 static int run_until(cl_cluster_t *c, uint64_t ms, wait_step_fn step,
                      void *arg, char *err, size_t errsize) {
   int rc;
+  c->culprit = -1;
   deadline_start(c, ms);
   for (;;) {
     if ((rc = step(c, arg, 0, err, errsize)) != 0)
@@ -624,8 +642,10 @@ static int connect_step(cl_cluster_t *c, void *arg, int timed_out, char *err,
     if (k->state != CONN_CONNECTING)
       continue;
     busy = 1;
-    if (timed_out)
+    if (timed_out) {
+      k->timed_out = 1;
       conn_down(k, "cannot connect to %s at %s: timed out", k->id, k->addr);
+    }
   }
   return timed_out || busy ? 0 : 1;
 }
@@ -641,12 +661,10 @@ int cl_cluster_connect(cl_cluster_t *c, uint64_t timeout_ms, char *err,
   rc = run_until(c, timeout_ms, connect_step, NULL, err, errsize);
   if (rc < 0)
     return rc;
-  for (i = 0; i < c->n; i++) {
-    if (c->conns[i].state != CONN_UP) {
-      cl_set_err(err, errsize, "%s", c->conns[i].why);
-      return CL_EIO;
-    }
-  }
+  for (i = 0; i < c->n; i++)
+    if (c->conns[i].state != CONN_UP)
+      return fail_down(c, i, c->conns[i].timed_out ? CL_ETIMEOUT : CL_ELOST,
+                       err, errsize);
   return 0;
 }
 
@@ -665,7 +683,7 @@ static void call_end(cl_cluster_t *c, int failed) {
 /* The arguments of a call: n within CL_CLUSTER_MAX_CALL, server indexes
  * that exist and, unless tolerant, whose connections are up. Zeroes the
  * replies once n is known to fit. */
-static int call_check(const cl_cluster_t *c, size_t n, const uint32_t *servers,
+static int call_check(cl_cluster_t *c, size_t n, const uint32_t *servers,
                       cl_msg_t *replies, int tolerant, char *err,
                       size_t errsize) {
   size_t i;
@@ -679,10 +697,8 @@ static int call_check(const cl_cluster_t *c, size_t n, const uint32_t *servers,
       cl_set_err(err, errsize, "no server with index %" PRIu32, servers[i]);
       return CL_EINVAL;
     }
-    if (!tolerant && c->conns[servers[i]].state != CONN_UP) {
-      cl_set_err(err, errsize, "%s", c->conns[servers[i]].why);
-      return CL_ELOST;
-    }
+    if (!tolerant && c->conns[servers[i]].state != CONN_UP)
+      return fail_down(c, servers[i], CL_ELOST, err, errsize);
   }
   return 0;
 }
@@ -708,10 +724,12 @@ static int call_send(cl_cluster_t *c, size_t n, const uint32_t *servers,
     if (m.type == CL_MSG_WATCH)
       c->conns[servers[i]].watching = 1;
     rc = cl_wire_encode(&m, &sbs[servers[i]]);
-    if (rc < 0)
+    if (rc < 0) {
       cl_set_err(err, errsize, "cannot encode %s request for %s: %s",
                  cl_msg_type_name(m.type), c->conns[servers[i]].id,
                  cl_strerror(rc));
+      c->culprit = (long)servers[i];
+    }
   }
   for (i = 0; i < c->n; i++) {
     if (rc == 0 && sbs[i].size > 0)
@@ -731,10 +749,8 @@ static int call_lost(cl_cluster_t *c, int tolerant, char *err,
     conn_t *k = &c->conns[c->slots[i].server];
     if (c->slots[i].done != 0 || k->state == CONN_UP)
       continue;
-    if (!tolerant) {
-      cl_set_err(err, errsize, "%s", k->why);
-      return CL_ELOST;
-    }
+    if (!tolerant)
+      return fail_down(c, c->slots[i].server, CL_ELOST, err, errsize);
     c->slots[i].done = -1;
     c->call_left--;
   }
@@ -768,6 +784,7 @@ static int call_step(cl_cluster_t *c, void *arg, int timed_out, char *err,
   cl_set_err(err, errsize, "no reply from %s to %s within %" PRIu64 " ms",
              c->conns[c->slots[i].server].id,
              cl_msg_type_name(w->reqs[i].type), w->timeout_ms);
+  c->culprit = (long)c->slots[i].server;
   return CL_ETIMEOUT;
 }
 
@@ -781,6 +798,7 @@ static int do_call(cl_cluster_t *c, size_t n, const uint32_t *servers,
   int rc;
   if (n == 0)
     return 0;
+  c->culprit = -1;
   if ((rc = call_check(c, n, servers, replies, tolerant, err, errsize)) < 0 ||
       (rc = check_guard(c, err, errsize)) < 0)
     return rc;
@@ -874,8 +892,7 @@ static int sleep_step(cl_cluster_t *c, void *arg, int timed_out, char *err,
   (void)arg;
   if (lost < 0)
     return 0;
-  cl_set_err(err, errsize, "%s", c->conns[lost].why);
-  return CL_ELOST;
+  return fail_down(c, (size_t)lost, CL_ELOST, err, errsize);
 }
 
 /* Let ms pass with the loop running, so notifications keep flowing. */
@@ -952,6 +969,7 @@ static int complete_step(cl_cluster_t *c, void *arg, int timed_out,
   /* Name the snapshots as well as the server: the user asked for those. */
   cl_set_err(err, errsize, "%s, so these cannot complete: %s",
              c->conns[lost].why, what);
+  c->culprit = lost;
   return CL_ELOST;
 }
 

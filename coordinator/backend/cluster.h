@@ -71,6 +71,13 @@ const char *cl_cluster_addr(const cl_cluster_t *c, size_t i);
 int cl_cluster_up(const cl_cluster_t *c, size_t i);
 /* Why connection i is not up ("" if it is). */
 const char *cl_cluster_why(const cl_cluster_t *c, size_t i);
+/* The id of the server the last failed call, connect, sleep or wait was
+ * about (lost, not connected, no reply in time), for an error report that
+ * names it apart from the message; NULL when it was about no one server.
+ * Code built on the cluster that fails because of server i's reply says
+ * so with cl_cluster_blame. */
+const char *cl_cluster_culprit(const cl_cluster_t *c);
+void cl_cluster_blame(cl_cluster_t *c, size_t i);
 
 void cl_cluster_set_guard(cl_cluster_t *c, cl_guard_fn fn, void *ctx);
 /* Deadline of each backend call (default 30 s). */
@@ -79,9 +86,10 @@ void cl_cluster_set_call_timeout(cl_cluster_t *c, uint64_t ms);
 void cl_cluster_set_notices(cl_cluster_t *c, int on);
 
 /* Connect to every endpoint and send CLIENT first. Returns 0 when all are
- * up; otherwise CL_EIO (or the guard's code) with err naming the first
- * server that failed. Servers that did connect stay up either way, so a
- * caller that tolerates missing servers can go on (cl_cluster_up). */
+ * up; otherwise, with err naming the first server that failed (the
+ * culprit), CL_ETIMEOUT if its connect did not finish in time, CL_ELOST if
+ * it failed, or the guard's code. Servers that did connect stay up either way,
+ * so a caller that tolerates missing servers can go on (cl_cluster_up). */
 int cl_cluster_connect(cl_cluster_t *c, uint64_t timeout_ms, char *err,
                        size_t errsize);
 

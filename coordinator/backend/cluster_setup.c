@@ -6,23 +6,27 @@
 
 #include "error.h"
 
-/* Check that every reply is OK; err names the first server that refused. */
-static int all_ok(const cl_cluster_t *c, const char *what, size_t n,
+/* Check that every reply is OK; err names the first server that refused
+ * (the cluster's culprit), and the refusal's code is returned (CL_EPROTO
+ * for a reply that is no answer). */
+static int all_ok(cl_cluster_t *c, const char *what, size_t n,
                   const uint32_t *servers, const cl_msg_t *replies, char *err,
                   size_t errsize) {
   size_t i;
   for (i = 0; i < n; i++) {
     if (replies[i].type == CL_MSG_OK)
       continue;
-    if (replies[i].type == CL_MSG_ERROR)
+    cl_cluster_blame(c, servers[i]);
+    if (replies[i].type == CL_MSG_ERROR) {
       snprintf(err, errsize, "server %s refused %s: %s (%s)",
                cl_cluster_id(c, servers[i]), what, replies[i].u.error.text,
                cl_err_name(replies[i].u.error.code));
-    else
-      snprintf(err, errsize, "server %s answered %s with %s",
-               cl_cluster_id(c, servers[i]), what,
-               cl_msg_type_name(replies[i].type));
-    return CL_EIO;
+      return cl_err_from_wire(replies[i].u.error.code);
+    }
+    snprintf(err, errsize, "server %s answered %s with %s",
+             cl_cluster_id(c, servers[i]), what,
+             cl_msg_type_name(replies[i].type));
+    return CL_EPROTO;
   }
   return 0;
 }
