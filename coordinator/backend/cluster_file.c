@@ -6,43 +6,41 @@
 
 #include "error.h"
 
-/* A cluster-file problem as FILE:LINE: message (FILE: message for line 0)
- * into err. Returns CL_EINVAL. */
-static int file_err(char *err, size_t errsize, const char *path, int line,
+/* A cluster-file problem at line (0: the whole file) into diag. Returns
+ * CL_EINVAL. */
+static int file_err(cl_diag_t *diag, const char *path, int line,
                     const char *fmt, const char *a) {
-  char msg[300];
-  snprintf(msg, sizeof msg, fmt, a);
-  if (line > 0)
-    cl_set_err(err, errsize, "%s:%d: %s", path, line, msg);
-  else
-    cl_set_err(err, errsize, "%s: %s", path, msg);
+  snprintf(diag->file, sizeof diag->file, "%s", path);
+  diag->line = line;
+  snprintf(diag->msg, sizeof diag->msg, fmt, a);
   return CL_EINVAL;
 }
 
 /* Check one `ID HOST:PORT` line p (line number line) against the eps[0..n)
- * read so far and copy it into *ep. Returns 0, or CL_EINVAL with err set. */
+ * read so far and copy it into *ep. Returns 0, or CL_EINVAL with diag
+ * set. */
 static int parse_line(const char *path, int line, const char *p,
                       const cl_endpoint_t *eps, size_t n, cl_endpoint_t *ep,
-                      char *err, size_t errsize) {
+                      cl_diag_t *diag) {
   char id[CL_ID_SIZE + 2], addr[CL_ADDR_SIZE + 2], junk[2], host[CL_ADDR_SIZE];
   char fmt[64];
   int port, got;
   snprintf(fmt, sizeof fmt, "%%%ds %%%ds %%1s", CL_ID_SIZE, CL_ADDR_SIZE);
   got = sscanf(p, fmt, id, addr, junk);
   if (got != 2)
-    return file_err(err, errsize, path, line, "%s",
+    return file_err(diag, path, line, "%s",
                     got < 2 ? "expected `ID HOST:PORT`"
                             : "unexpected text after HOST:PORT");
   if (!cl_id_valid(id))
-    return file_err(err, errsize, path, line, "invalid server id '%s'", id);
+    return file_err(diag, path, line, "invalid server id '%s'", id);
   if (strlen(addr) >= CL_ADDR_SIZE || cl_addr_split(addr, host, &port) != 0 ||
       port == 0)
-    return file_err(err, errsize, path, line,
+    return file_err(diag, path, line,
                     "invalid address '%s' (want HOST:PORT)", addr);
   if (cl_cluster_file_find(eps, n, id) >= 0)
-    return file_err(err, errsize, path, line, "server %s listed twice", id);
+    return file_err(diag, path, line, "server %s listed twice", id);
   if (n >= CL_SERVERS_MAX)
-    return file_err(err, errsize, path, line, "more than %s servers", "4096");
+    return file_err(diag, path, line, "more than %s servers", "4096");
   memcpy(ep->id, id, strlen(id) + 1);       /* lengths checked above */
   memcpy(ep->addr, addr, strlen(addr) + 1);
   return 0;
@@ -50,18 +48,15 @@ static int parse_line(const char *path, int line, const char *p,
 
 /* Parse `ID HOST:PORT` lines; see cluster_file.h. */
 int cl_cluster_file_load(const char *path, cl_endpoint_t **out, size_t *n,
-                         char *err, size_t errsize) {
+                         cl_diag_t *diag) {
   char *text = NULL, *p, *next;
   size_t len, cnt = 0, cap = 0;
   int line = 0, rc = 0;
   cl_endpoint_t *eps = NULL;
-  cl_diag_t diag;
   *out = NULL;
   *n = 0;
-  if ((rc = cl_read_file(path, &text, &len, &diag)) < 0) {
-    cl_diag_format(&diag, err, errsize);
+  if ((rc = cl_read_file(path, &text, &len, diag)) < 0)
     return rc;
-  }
   for (p = text; p != NULL && *p != '\0' && rc == 0; p = next) {
     line++;
     next = strchr(p, '\n');
@@ -75,11 +70,11 @@ int cl_cluster_file_load(const char *path, cl_endpoint_t **out, size_t *n,
       cap = cap ? cap * 2 : 16;
       eps = cl_xrealloc(eps, cap * sizeof *eps);
     }
-    rc = parse_line(path, line, p, eps, cnt, &eps[cnt], err, errsize);
+    rc = parse_line(path, line, p, eps, cnt, &eps[cnt], diag);
     cnt += rc == 0;
   }
   if (rc == 0 && cnt == 0)
-    rc = file_err(err, errsize, path, 0, "%s", "no servers listed");
+    rc = file_err(diag, path, 0, "%s", "no servers listed");
   free(text);
   if (rc < 0) {
     free(eps);

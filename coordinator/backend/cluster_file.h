@@ -4,7 +4,7 @@
  * servers from it in topology order.
  *
  * Who may call: the commands that work on running daemons. Nothing here
- * prints: problems come back in err, ready to print as they are.
+ * prints: problems come back in a cl_diag_t or err, ready to print.
  */
 #ifndef CL_CLUSTER_FILE_H
 #define CL_CLUSTER_FILE_H
@@ -15,10 +15,10 @@
 #include "scenario.h"
 
 /* Read a cluster file. Returns 0 and a malloc'd array in *out (caller
- * frees) of *n >= 1 entries, or CL_EINVAL (or the reader's code) with
- * "FILE:LINE: message" in err. */
+ * frees) of *n >= 1 entries, or CL_EINVAL (or the reader's code) with the
+ * file, line and problem in diag. */
 int cl_cluster_file_load(const char *path, cl_endpoint_t **out, size_t *n,
-                         char *err, size_t errsize);
+                         cl_diag_t *diag);
 
 /* Index of server id among eps[0..n), or -1. */
 int cl_cluster_file_find(const cl_endpoint_t *eps, size_t n, const char *id);

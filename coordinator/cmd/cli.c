@@ -17,22 +17,31 @@
 
 cl_cli_t cl_cli = {.cmd = "clsnap"};
 
+/* The fields of a failure that the kept one lacks: code, server, and file
+ * with its line. */
+static void fill_error(int code, const char *server, const char *file,
+                       int line) {
+  if (cl_cli.err.code == 0)
+    cl_cli.err.code = code;
+  if (cl_cli.err.server[0] == '\0' && server != NULL)
+    snprintf(cl_cli.err.server, sizeof cl_cli.err.server, "%s", server);
+  if (cl_cli.err.file[0] == '\0' && file != NULL && file[0] != '\0') {
+    snprintf(cl_cli.err.file, sizeof cl_cli.err.file, "%s", file);
+    cl_cli.err.line = line;
+  }
+}
+
 /* Keep the first failure for --json's error object: the first message,
- * and the first code any failure gave (the first message is often the
- * cause, a later line the classification). */
+ * and each field from the first failure that gave it (the first message is
+ * often the cause, a later line the classification: "run failed: ..."
+ * with the code, or the server and the events file's line). */
 static void keep_error(int code, const char *server, const char *file,
                        int line, const char *fmt, va_list ap) {
-  if (cl_cli.err.set && cl_cli.err.code == 0)
-    cl_cli.err.code = code;
-  if (cl_cli.err.set)
-    return;
-  cl_cli.err.set = 1;
-  cl_cli.err.code = code;
-  cl_cli.err.line = line;
-  vsnprintf(cl_cli.err.message, sizeof cl_cli.err.message, fmt, ap);
-  snprintf(cl_cli.err.server, sizeof cl_cli.err.server, "%s",
-           server ? server : "");
-  snprintf(cl_cli.err.file, sizeof cl_cli.err.file, "%s", file ? file : "");
+  if (!cl_cli.err.set) {
+    cl_cli.err.set = 1;
+    vsnprintf(cl_cli.err.message, sizeof cl_cli.err.message, fmt, ap);
+  }
+  fill_error(code, server, file, line);
 }
 
 /* "clsnap: " (and "CMD: " when with_cmd), the message, a newline. */
@@ -75,6 +84,13 @@ int cl_cli_usage(const char *fmt, ...) {
   keep_error(CL_EINVAL, NULL, NULL, 0, fmt, ap);
   va_end(ap);
   cl_usage_hint(cl_cli.cmd);
+  return CL_EXIT_USAGE;
+}
+
+int cl_cli_unknown_server(const char *id, const char *cluster_file) {
+  cl_cli_usage("unknown server '%s' (not in the cluster file %s)", id,
+               cluster_file);
+  fill_error(CL_EINVAL, id, NULL, 0);
   return CL_EXIT_USAGE;
 }
 
@@ -261,9 +277,8 @@ const char *cl_cli_cluster(const char *given) {
 
 /* ---- --json failures ------------------------------------------------------ */
 
-/* A JSON string of s; bytes that are not UTF-8 (a path can hold any) become
- * '?'. */
-static json_t *json_text(const char *s) {
+/* See cli.h. */
+json_t *cl_cli_json_text(const char *s) {
   json_t *j = json_string(s);
   char *copy;
   size_t i;
@@ -292,12 +307,12 @@ int cl_cli_finish(int status) {
   e = json_object();
   json_object_set_new(e, "code", json_string(cl_err_name(code)));
   json_object_set_new(e, "message",
-                      json_text(cl_cli.err.set ? cl_cli.err.message
+                      cl_cli_json_text(cl_cli.err.set ? cl_cli.err.message
                                                : cl_strerror(code)));
   if (cl_cli.err.server[0] != '\0')
-    json_object_set_new(e, "server", json_text(cl_cli.err.server));
+    json_object_set_new(e, "server", cl_cli_json_text(cl_cli.err.server));
   if (cl_cli.err.file[0] != '\0')
-    json_object_set_new(e, "file", json_text(cl_cli.err.file));
+    json_object_set_new(e, "file", cl_cli_json_text(cl_cli.err.file));
   if (cl_cli.err.line > 0)
     json_object_set_new(e, "line", json_integer(cl_cli.err.line));
   o = json_pack("{s:o}", "error", e);

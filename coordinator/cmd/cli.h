@@ -9,6 +9,8 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 /* From meson's project(version), so there is one place to bump it. */
 #ifndef CL_VERSION
 #define CL_VERSION "unknown"
@@ -42,7 +44,8 @@ void cl_cli_errf(const char *fmt, ...)
 
 /* The same, with what --json's error object says besides the message: code
  * (a CL_E* code, 0 if none), server (NULL if none), file and line (NULL, 0
- * if none). Only the first failure of a run is kept. */
+ * if none). The first message of a run is kept, and each field from the
+ * first failure that gave it. */
 void cl_cli_fail(int code, const char *server, const char *file, int line,
                  const char *fmt, ...)
 #if defined(__GNUC__)
@@ -57,6 +60,10 @@ int cl_cli_usage(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
+
+/* The usage error of a server id that cluster_file does not list, with
+ * the id as the --json error's server. Returns CL_EXIT_USAGE. */
+int cl_cli_unknown_server(const char *id, const char *cluster_file);
 
 /* A complaint about an input file: "clsnap: FILE:LINE: message", kept with
  * its file and line (code CL_EINVAL). Returns CL_EXIT_USAGE. */
@@ -92,6 +99,10 @@ int cl_cli_u64(const char *what, const char *s, uint64_t min, uint64_t max,
  * if set and not empty, else ./.clsnap/cluster if it exists. NULL after a
  * usage error naming all three. */
 const char *cl_cli_cluster(const char *given);
+
+/* A JSON string of s (new reference); bytes that are not UTF-8 (a path or
+ * a daemon's text can hold any) become '?'. */
+json_t *cl_cli_json_text(const char *s);
 
 /* At exit: with --json, a failure (status not 0) that printed no JSON
  * result prints {"error": {"code", "message", "server", "file", "line"}}.

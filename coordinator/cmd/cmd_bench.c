@@ -986,7 +986,8 @@ static int bench_daemons(const bench_args_t *a, const cl_topology_t *topo,
     print_result(a, topo->nservers, topo->nlinks, res);
     status = res->snapshots_ok == res->snapshots ? CL_EXIT_OK : CL_EXIT_FAIL;
   } else {
-    status = rc < 0 ? cl_daemons_failed(&d, "bench", err, rc) : rc;
+    status = rc < 0 ? cl_daemons_failed(&d, "bench", err, rc, NULL, NULL, 0)
+                    : rc;
   }
   status = cl_daemons_stop(&d, status);
   cl_daemons_close(&d, status != CL_EXIT_OK);

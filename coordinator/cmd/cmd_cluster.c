@@ -19,17 +19,39 @@
 
 /* ---- shared steps --------------------------------------------------------- */
 
+/* A call to the cluster failed with rc and err: print it, kept for --json
+ * with the server it was about. */
+static void call_failed(const cl_daemons_t *s, int rc, const char *err) {
+  cl_cli_fail(rc, cl_cluster_culprit(s->cluster), NULL, 0, "%s", err);
+}
+
+/* Server id answered `what` with rep, neither the answer wanted nor OK:
+ * print it as "ID refused WHAT: TEXT (ECODE)" (an ERROR) or "ID answered
+ * WHAT with TYPE", kept for --json with the server and the refusal's
+ * code. */
+static void reply_failed(const char *id, const char *what,
+                         const cl_msg_t *rep) {
+  if (rep->type == CL_MSG_ERROR)
+    cl_cli_fail(cl_err_from_wire(rep->u.error.code), id, NULL, 0,
+                "%s refused %s: %s (%s)", id, what, rep->u.error.text,
+                cl_err_name(rep->u.error.code));
+  else
+    cl_cli_fail(CL_EPROTO, id, NULL, 0, "%s answered %s with %s", id, what,
+                cl_msg_type_name(rep->type));
+}
+
 /* Open connections to eps on a fresh loop. strict: every server must
  * answer (exit 1 otherwise, printed). Returns 0 or -1. */
 static int session_open(cl_daemons_t *s, const cl_endpoint_t *eps, size_t n,
                         uint64_t timeout_ms, int strict) {
   char err[512];
+  int rc;
   if (cl_daemons_init(s) < 0 || cl_daemons_attach(s, eps, n, timeout_ms) < 0)
     return -1;
-  if (cl_cluster_connect(s->cluster, timeout_ms < 10000 ? timeout_ms : 10000,
-                         err, sizeof err) < 0 &&
-      strict) {
-    cl_cli_errf("%s", err);
+  rc = cl_cluster_connect(s->cluster, timeout_ms < 10000 ? timeout_ms : 10000,
+                          err, sizeof err);
+  if (rc < 0 && strict) {
+    call_failed(s, rc, err);
     return -1;
   }
   return 0;
@@ -43,10 +65,11 @@ static cl_msg_t *ask_all(cl_daemons_t *s, const cl_msg_t *req,
                          uint64_t timeout_ms, int strict) {
   cl_msg_t *reps;
   char err[512];
-  if (cl_cluster_call_all(s->cluster, req, timeout_ms, !strict, &reps, err,
-                          sizeof err) == 0)
+  int rc = cl_cluster_call_all(s->cluster, req, timeout_ms, !strict, &reps,
+                               err, sizeof err);
+  if (rc == 0)
     return reps;
-  cl_cli_errf("%s", err);
+  call_failed(s, rc, err);
   return NULL;
 }
 
@@ -73,7 +96,7 @@ static int gather_states(cl_daemons_t *s, uint64_t sid, cl_msg_t *reps,
     rc = cl_cluster_call(s->cluster, nask, sv, reqs, got, timeout_ms, err,
                          sizeof err);
   if (rc < 0)
-    cl_cli_errf("%s", err);
+    call_failed(s, rc, err);
   for (i = 0; rc == 0 && i < nask; i++)
     reps[sv[i]] = got[i];
   free(reqs);
@@ -94,10 +117,13 @@ static int take_states(const cl_daemons_t *s, const cl_msg_t *reps, size_t n,
     }
     nbad++;
     if (reps[i].type == CL_MSG_ERROR)
-      cl_cli_errf("%s: %s (%s)", cl_cluster_id(s->cluster, i),
-                  reps[i].u.error.text, cl_err_name(reps[i].u.error.code));
+      cl_cli_fail(cl_err_from_wire(reps[i].u.error.code),
+                  cl_cluster_id(s->cluster, i), NULL, 0, "%s: %s (%s)",
+                  cl_cluster_id(s->cluster, i), reps[i].u.error.text,
+                  cl_err_name(reps[i].u.error.code));
     else
-      cl_cli_errf("server %s answered COLLECT with %s",
+      cl_cli_fail(CL_EPROTO, cl_cluster_id(s->cluster, i), NULL, 0,
+                  "server %s answered COLLECT with %s",
                   cl_cluster_id(s->cluster, i), cl_msg_type_name(reps[i].type));
   }
   return nbad > 0 ? -1 : 0;
@@ -173,7 +199,7 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
   cl_topology_t *topo = NULL;
   cl_endpoint_t *eps = NULL;
   cl_diag_t diag;
-  char buf[1024], why[CL_CMD_WHY_SIZE];
+  char buf[1024];
   uint64_t jitter = 0, seed;
   cl_daemons_t s;
   int status = CL_EXIT_FAIL;
@@ -183,16 +209,15 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
     return CL_EXIT_USAGE;
   if (cl_topology_load(pos[0], &topo, &diag) < 0)
     return cl_cli_bad_input(&diag);
-  if (cl_cluster_file_endpoints(topo, file, nfile, file_name, &eps, why,
-                                sizeof why) < 0) {
-    cl_cli_errf("%s", why);
+  if (cl_daemons_file_endpoints(topo, file, nfile, file_name, &eps) != 0) {
     cl_topology_free(topo);
     return CL_EXIT_USAGE;
   }
   if (session_open(&s, eps, topo->nservers, a->timeout_ms, 1) == 0) {
-    if (cl_cluster_setup(s.cluster, topo, a->lockstep, (uint32_t)jitter, seed,
-                         a->timeout_ms, buf, sizeof buf) < 0) {
-      cl_cli_errf("%s", buf);
+    int rc = cl_cluster_setup(s.cluster, topo, a->lockstep, (uint32_t)jitter,
+                              seed, a->timeout_ms, buf, sizeof buf);
+    if (rc < 0) {
+      call_failed(&s, rc, buf);
     } else {
       printf("configured and connected %zu servers (%s, %zu channels, "
              "%" PRId64 " tokens)\n",
@@ -219,10 +244,8 @@ static int cmd_send(cargs_t *a, const char *const *pos,
   uint32_t server = 0;
   char err[512];
   int status = CL_EXIT_FAIL;
-  if (src < 0 || dst < 0) {
-    return cl_cli_usage("unknown server '%s' (not in the cluster file %s)",
-                        src < 0 ? pos[0] : pos[1], a->cluster);
-  }
+  if (src < 0 || dst < 0)
+    return cl_cli_unknown_server(src < 0 ? pos[0] : pos[1], a->cluster);
   if (cl_cli_u64("N", pos[2], 1, (uint64_t)CL_TOKENS_MAX, &n))
     return CL_EXIT_USAGE;
   memset(&req, 0, sizeof req);
@@ -231,11 +254,13 @@ static int cmd_send(cargs_t *a, const char *const *pos,
   memcpy(req.u.send.dest, file[dst].id, CL_ID_SIZE);
   req.u.send.n = (int64_t)n;
   if (session_open(&s, &file[src], 1, a->timeout_ms, 1) == 0) {
-    if (cl_cluster_call(s.cluster, 1, &server, &req, &rep, a->timeout_ms, err,
-                        sizeof err) < 0) {
-      cl_cli_errf("%s", err);
+    int rc = cl_cluster_call(s.cluster, 1, &server, &req, &rep, a->timeout_ms,
+                             err, sizeof err);
+    if (rc < 0) {
+      call_failed(&s, rc, err);
     } else if (rep.type == CL_MSG_ERROR) {
-      cl_cli_errf("%s refused: %s (%s)", file[src].id, rep.u.error.text,
+      cl_cli_fail(cl_err_from_wire(rep.u.error.code), file[src].id, NULL, 0,
+                  "%s refused: %s (%s)", file[src].id, rep.u.error.text,
                   cl_err_name(rep.u.error.code));
     } else if (rep.type == CL_MSG_OK && rep.u.ok.nsent >= 1) {
       printf("%s -> %s: %" PRIu64 " token%s (seq %" PRIu64 ")\n",
@@ -247,8 +272,7 @@ static int cmd_send(cargs_t *a, const char *const *pos,
              n == 1 ? "" : "s");
       status = CL_EXIT_OK;
     } else {
-      cl_cli_errf("%s answered SEND with %s", file[src].id,
-                  cl_msg_type_name(rep.type));
+      reply_failed(file[src].id, "SEND", &rep);
     }
     cl_msg_free(&rep);
   }
@@ -296,19 +320,15 @@ static int ask_one(cl_daemons_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
                    const char *what, uint64_t timeout_ms) {
   uint32_t server = (uint32_t)at;
   char err[1024];
-  if (cl_cluster_call(s->cluster, 1, &server, req, rep, timeout_ms, err,
-                      sizeof err) < 0) {
-    cl_cli_errf("%s", err);
+  int rc = cl_cluster_call(s->cluster, 1, &server, req, rep, timeout_ms, err,
+                           sizeof err);
+  if (rc < 0) {
+    call_failed(s, rc, err);
     return -1;
   }
   if (rep->type == CL_MSG_OK)
     return 0;
-  if (rep->type == CL_MSG_ERROR)
-    cl_cli_errf("%s refused %s: %s (%s)", cl_cluster_id(s->cluster, at), what,
-                rep->u.error.text, cl_err_name(rep->u.error.code));
-  else
-    cl_cli_errf("%s answered %s with %s", cl_cluster_id(s->cluster, at), what,
-                cl_msg_type_name(rep->type));
+  reply_failed(cl_cluster_id(s->cluster, at), what, rep);
   cl_msg_free(rep);
   return -1;
 }
@@ -328,11 +348,13 @@ static int check_reach(cl_daemons_t *s, const cl_endpoint_t *file,
     return CL_EXIT_FAIL;
   for (i = 0; i < nfile; i++)
     if (reps[i].type != CL_MSG_STATUS_R || !reps[i].u.status.configured) {
-      cl_cli_errf("snapshot: %s is not configured", file[i].id);
+      cl_cli_fail(CL_ESTATE, file[i].id, NULL, 0,
+                  "snapshot: %s is not configured", file[i].id);
       goto done;
     }
   if (unreachable_from(file, nfile, at, reps, who, sizeof who) > 0) {
-    cl_cli_errf("snapshot: no marker from %s can reach %s (no path of "
+    cl_cli_fail(CL_EINVAL, file[at].id, NULL, 0,
+                "snapshot: no marker from %s can reach %s (no path of "
                 "channels), so the snapshot could never complete",
                 file[at].id, who);
     status = CL_EXIT_USAGE;
@@ -357,8 +379,7 @@ static int watch_all(cl_daemons_t *s, const cl_endpoint_t *file,
   reps = ask_all(s, &req, timeout_ms, 1);
   for (i = 0; reps != NULL && rc == 0 && i < nfile; i++)
     if (reps[i].type != CL_MSG_OK) {
-      cl_cli_errf("%s refused WATCH: %s", file[i].id,
-                  reps[i].type == CL_MSG_ERROR ? reps[i].u.error.text : "?");
+      reply_failed(file[i].id, "WATCH", &reps[i]);
       rc = -1;
     }
   cl_cluster_free_replies(s->cluster, reps);
@@ -392,6 +413,7 @@ static int snapshot_watched(cl_daemons_t *s, const cargs_t *a,
   cl_msg_t req, rep;
   char err[1024];
   uint64_t sid, id;
+  int rc;
   memset(&req, 0, sizeof req);
   memset(&rep, 0, sizeof rep);
   req.type = CL_MSG_NEXT_ID;
@@ -402,9 +424,10 @@ static int snapshot_watched(cl_daemons_t *s, const cargs_t *a,
   if (watch_all(s, file, nfile, sid, a->timeout_ms) < 0 ||
       start_at(s, at, &sid, a->timeout_ms, &id) < 0)
     return CL_EXIT_FAIL;
-  if (cl_cluster_wait_complete(s->cluster, &sid, 1, a->timeout_ms, err,
-                               sizeof err) < 0) {
-    cl_cli_errf("%s", err); /* names the snapshot and the servers missing */
+  rc = cl_cluster_wait_complete(s->cluster, &sid, 1, a->timeout_ms, err,
+                                sizeof err);
+  if (rc < 0) {
+    call_failed(s, rc, err); /* names the snapshot and the servers missing */
     return CL_EXIT_FAIL;
   }
   return collect_and_check(s, sid, a->json, a->quiet, a->snap_dir,
@@ -422,10 +445,8 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
   cl_daemons_t s;
   uint64_t id;
   int status = CL_EXIT_FAIL;
-  if (at < 0) {
-    return cl_cli_usage("unknown server '%s' (not in the cluster file %s)",
-                        pos[0], a->cluster);
-  }
+  if (at < 0)
+    return cl_cli_unknown_server(pos[0], a->cluster);
   if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0)
     status = check_reach(&s, file, nfile, (size_t)at, a->timeout_ms);
   if (status == 0 && a->no_wait) {
@@ -560,7 +581,7 @@ static json_t *json_server(const cl_daemons_t *s, size_t i,
   json_object_set_new(sv, "reachable",
                       json_boolean(rep->type == CL_MSG_STATUS_R));
   if (rep->type != CL_MSG_STATUS_R) {
-    json_object_set_new(sv, "error", json_string(no_status(s, i, rep)));
+    json_object_set_new(sv, "error", cl_cli_json_text(no_status(s, i, rep)));
     return sv;
   }
   json_object_set_new(sv, "tokens", json_integer(st->tokens));
@@ -755,7 +776,6 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   uint64_t timeout_s = 30;
   cl_endpoint_t *file = NULL;
   size_t nfile = 0;
-  char why[CL_CMD_WHY_SIZE];
   cl_opt_t opts[8];
   memset(&a, 0, sizeof a);
   a.cluster = cluster_file;
@@ -778,10 +798,8 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
     return CL_EXIT_USAGE;
   if (a.snap_dir != NULL && cl_output_dir("--snap-dir", a.snap_dir) < 0)
     return CL_EXIT_USAGE;
-  if (cl_cluster_file_load(a.cluster, &file, &nfile, why, sizeof why) < 0) {
-    cl_cli_errf("%s", why);
+  if (cl_daemons_file_load(a.cluster, &file, &nfile) != 0)
     return CL_EXIT_USAGE;
-  }
   if (strcmp(cmd, "configure") == 0)
     status = cmd_configure(&a, pos, file, nfile, a.cluster);
   else if (strcmp(cmd, "send") == 0)

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "cluster_file.h"
 #include "cluster_setup.h"
 #include "cmds.h"
 #include "daemons.h"
@@ -188,7 +187,8 @@ static int check_reachable(const char *events_path, const cl_topology_t *topo,
     for (i = 0, len = 0; i < n && len + CL_ID_SIZE + 8 < sizeof who; i++)
       len += (size_t)snprintf(who + len, sizeof who - len, "%s%s",
                               i ? ", " : "", topo->servers[miss[i]].id);
-    cl_cli_errf("%s:%d: no marker from %s can reach %s (no path of channels), "
+    cl_cli_fail(CL_EINVAL, topo->servers[ev->src].id, events_path, ev->line,
+                "%s:%d: no marker from %s can reach %s (no path of channels), "
                 "so this snapshot could never complete",
                 events_path, ev->line, topo->servers[ev->src].id, who);
     rc = -1;
@@ -313,14 +313,10 @@ static int open_daemons(run_t *r) {
   if (cl_daemons_init(&r->d) < 0)
     return CL_EXIT_FAIL;
   if (a->cluster != NULL) {
-    char why[CL_CMD_WHY_SIZE];
-    if (cl_cluster_file_load(a->cluster, &r->file, &nfile, why,
-                             sizeof why) < 0 ||
-        cl_cluster_file_endpoints(r->topo, r->file, nfile, a->cluster,
-                                  &r->eps, why, sizeof why) < 0) {
-      cl_cli_errf("%s", why);
+    if (cl_daemons_file_load(a->cluster, &r->file, &nfile) != 0 ||
+        cl_daemons_file_endpoints(r->topo, r->file, nfile, a->cluster,
+                                  &r->eps) != 0)
       return CL_EXIT_USAGE;
-    }
   } else {
     cl_launch_opts_t lo;
     memset(&lo, 0, sizeof lo);
@@ -379,7 +375,9 @@ static int run_replay(run_t *r) {
   if (rc == 0)
     return print_results(a, r->topo, &r->res) == 0 ? CL_EXIT_OK
                                                     : CL_EXIT_FAIL;
-  rc = cl_daemons_failed(&r->d, "run", r->err, rc);
+  rc = cl_daemons_failed(&r->d, "run", r->err, rc, r->res.fail_server,
+                         r->res.fail_line > 0 ? a->events_path : NULL,
+                         r->res.fail_line);
   if (replayed && r->d.cluster != NULL)
     report_unfinished(r->d.cluster, &r->res, r->script->nsnapshots);
   return rc;

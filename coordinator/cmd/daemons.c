@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cluster_file.h"
+#include "cmds.h"
 #include "error.h"
 #include "local.h"
 #include "output.h"
@@ -25,6 +27,31 @@ int cl_daemons_start(cl_daemons_t *d, const cl_topology_t *topo,
                      const cl_launch_opts_t *lo, char *err, size_t errsize) {
   return cl_local_start(&d->loop, topo, lo, &d->launcher, &d->started, err,
                         errsize);
+}
+
+/* See daemons.h. */
+int cl_daemons_file_load(const char *path, cl_endpoint_t **file, size_t *n) {
+  cl_diag_t diag;
+  if (cl_cluster_file_load(path, file, n, &diag) < 0)
+    return cl_cli_bad_input(&diag);
+  return 0;
+}
+
+/* See daemons.h. */
+int cl_daemons_file_endpoints(const cl_topology_t *topo,
+                              const cl_endpoint_t *file, size_t nfile,
+                              const char *path, cl_endpoint_t **eps) {
+  char why[CL_CMD_WHY_SIZE];
+  size_t i = 0;
+  int rc = cl_cluster_file_endpoints(topo, file, nfile, path, eps, why,
+                                     sizeof why);
+  if (rc == 0)
+    return 0;
+  while (i + 1 < topo->nservers &&
+         cl_cluster_file_find(file, nfile, topo->servers[i].id) >= 0)
+    i++;
+  cl_cli_fail(rc, topo->servers[i].id, path, 0, "%s", why);
+  return CL_EXIT_USAGE;
 }
 
 /* See daemons.h. */
@@ -54,7 +81,7 @@ int cl_daemons_check(const char *daemon, const char *log_dir) {
 
 /* See daemons.h. */
 int cl_daemons_failed(cl_daemons_t *d, const char *what, const char *err,
-                      int rc) {
+                      int rc, const char *server, const char *file, int line) {
   cl_launcher_t *l = d->launcher;
   /* A broken connection is often a dead process: give its exit a moment to
    * be reaped so the message names the real cause. */
@@ -68,7 +95,9 @@ int cl_daemons_failed(cl_daemons_t *d, const char *what, const char *err,
     cl_cli_errf("interrupted; stopping the servers");
     return CL_EXIT_INTR;
   }
-  cl_cli_fail(rc < 0 ? rc : 0, NULL, NULL, 0, "%s failed: %s", what,
+  if (server == NULL && d->cluster != NULL)
+    server = cl_cluster_culprit(d->cluster);
+  cl_cli_fail(rc < 0 ? rc : 0, server, file, line, "%s failed: %s", what,
               err[0] ? err : cl_strerror(rc));
   return CL_EXIT_FAIL;
 }

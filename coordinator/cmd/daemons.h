@@ -42,6 +42,18 @@ int cl_daemons_check(const char *daemon, const char *log_dir);
 int cl_daemons_start(cl_daemons_t *d, const cl_topology_t *topo,
                      const cl_launch_opts_t *lo, char *err, size_t errsize);
 
+/* Read the cluster file at path into *file (*n >= 1 entries, caller
+ * frees). Returns 0, or CL_EXIT_USAGE after printing why (its file and
+ * line kept for --json). */
+int cl_daemons_file_load(const char *path, cl_endpoint_t **file, size_t *n);
+
+/* The topology's servers, in topology order, from the nfile entries of the
+ * cluster file at path into *eps (caller frees). Returns 0, or
+ * CL_EXIT_USAGE after naming the first server the file lacks. */
+int cl_daemons_file_endpoints(const cl_topology_t *topo,
+                              const cl_endpoint_t *file, size_t nfile,
+                              const char *path, cl_endpoint_t **eps);
+
 /* Create the cluster of n endpoints on d's loop (not connected yet), with
  * the launcher as its guard if there is one and call_timeout_ms as the
  * deadline of backend calls. Returns 0, or -1 after printing why. */
@@ -49,10 +61,13 @@ int cl_daemons_attach(cl_daemons_t *d, const cl_endpoint_t *eps, size_t n,
                       uint64_t call_timeout_ms);
 
 /* After a command on the daemons failed with rc and err: name the daemon
- * whose exit broke it, then print "WHAT failed: ERR". Returns the exit
- * status: CL_EXIT_INTR if clsnap was interrupted, CL_EXIT_FAIL otherwise. */
+ * whose exit broke it, then print "WHAT failed: ERR", kept for --json's
+ * error object with the code rc, the server at fault (server, else the
+ * cluster's culprit) and the input file and line at fault (file NULL if
+ * none). Returns the exit status: CL_EXIT_INTR if clsnap was interrupted,
+ * CL_EXIT_FAIL otherwise. */
 int cl_daemons_failed(cl_daemons_t *d, const char *what, const char *err,
-                      int rc);
+                      int rc, const char *server, const char *file, int line);
 
 /* Stop the daemons d started (nothing for a cluster file's): SHUTDOWN to
  * those still connected, then the launcher stops them all. Returns status,
