@@ -46,6 +46,53 @@ typedef struct run {
 /* parse_args and load_inputs: go on with the run. */
 #define RUN_GO (-1)
 
+/* The run's servers in topology order, as [{"id": ID}, ...]. */
+static json_t *json_servers(const cl_topology_t *topo) {
+  json_t *arr = json_array();
+  size_t i;
+  for (i = 0; i < topo->nservers; i++)
+    json_array_append_new(arr, json_pack("{s:s}", "id", topo->servers[i].id));
+  return arr;
+}
+
+/* Where a lockstep run's delays came from: the --delays file's path, or
+ * {"seed", "max"} of the seeded generator. */
+static json_t *json_delays(const run_args_t *a) {
+  if (a->delays != NULL)
+    return cl_cli_json_text(a->delays);
+  return json_pack("{s:I, s:I}", "seed", (json_int_t)a->seed_v, "max",
+                   (json_int_t)a->max_delay_v);
+}
+
+/* run --json: the run, then every checked snapshot (README.md, "JSON
+ * output"; docs/clsnap.schema.json). */
+static json_t *run_json(const run_args_t *a, const cl_topology_t *topo,
+                        const cl_replay_result_t *r, size_t passed,
+                        size_t failed) {
+  json_t *o = json_object(), *arr = json_array();
+  size_t k;
+  json_object_set_new(o, "mode",
+                      json_string(a->lockstep ? "lockstep" : "free"));
+  json_object_set_new(o, "topology", cl_cli_json_text(a->topo_path));
+  json_object_set_new(o, "events", cl_cli_json_text(a->events_path));
+  json_object_set_new(o, "servers", json_servers(topo));
+  if (a->has_seed)
+    json_object_set_new(o, "seed", json_integer((json_int_t)a->seed_v));
+  if (a->lockstep)
+    json_object_set_new(o, "delays", json_delays(a));
+  for (k = 0; k < r->nsnapshots; k++)
+    json_array_append_new(
+        arr, cl_json_checked(k, r->snaps[k], &r->verdicts[k],
+                             r->states ? r->states[k] : NULL, r->nservers));
+  json_object_set_new(o, "snapshots", arr);
+  json_object_set_new(o, "passed", json_integer((json_int_t)passed));
+  json_object_set_new(o, "failed", json_integer((json_int_t)failed));
+  json_object_set_new(o, "seconds", json_real(r->seconds));
+  json_object_set_new(o, "messages", json_integer((json_int_t)r->messages));
+  json_object_set_new(o, "ticks", json_integer((json_int_t)r->ticks));
+  return o;
+}
+
 /* What the run found, for printing. */
 static int print_results(const run_args_t *a, const cl_topology_t *topo,
                          const cl_replay_result_t *r) {
@@ -64,24 +111,7 @@ static int print_results(const run_args_t *a, const cl_topology_t *topo,
       write_failed = 1;
   }
   if (a->json) {
-    json_t *o = json_object(), *arr = json_array();
-    json_object_set_new(o, "mode", json_string(a->lockstep ? "lockstep" : "free"));
-    json_object_set_new(o, "topology", json_string(a->topo_path));
-    json_object_set_new(o, "events", json_string(a->events_path));
-    json_object_set_new(o, "servers", json_integer((json_int_t)topo->nservers));
-    if (has_seed)
-      json_object_set_new(o, "seed", json_integer((json_int_t)seed));
-    for (k = 0; k < r->nsnapshots; k++)
-      json_array_append_new(
-          arr, cl_json_checked(k, r->snaps[k], &r->verdicts[k],
-                               r->states ? r->states[k] : NULL, r->nservers));
-    json_object_set_new(o, "snapshots", arr);
-    json_object_set_new(o, "passed", json_integer((json_int_t)passed));
-    json_object_set_new(o, "failed", json_integer((json_int_t)failed));
-    json_object_set_new(o, "seconds", json_real(r->seconds));
-    json_object_set_new(o, "messages", json_integer((json_int_t)r->messages));
-    json_object_set_new(o, "ticks", json_integer((json_int_t)r->ticks));
-    cl_json_print(o);
+    cl_json_print(run_json(a, topo, r, passed, failed));
   } else {
     for (k = 0; k < r->nsnapshots; k++)
       cl_output_checked(stdout, k, r->snaps[k], &r->verdicts[k], a->quiet);

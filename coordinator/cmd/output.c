@@ -109,11 +109,16 @@ static json_t *json_channels(const cl_local_state_t *states, size_t nstates) {
   return arr;
 }
 
+/* {"id": ID, "tokens": N}: one server's tokens in a snapshot. */
+static json_t *json_server_tokens(const char *id, int64_t tokens) {
+  return json_pack("{s:s, s:I}", "id", id, "tokens", (json_int_t)tokens);
+}
+
 /* One checked snapshot as a JSON object. */
 json_t *cl_json_checked(uint64_t id, const cl_snap_t *snap,
                         const cl_verdict_t *v, const cl_local_state_t *states,
                         size_t nstates) {
-  json_t *o = json_object(), *tokens = json_object(), *servers = json_object(),
+  json_t *o = json_object(), *tokens = json_object(), *servers = json_array(),
          *msgs = json_array(), *problems = json_array();
   size_t i, shown;
   json_object_set_new(o, "id", json_integer((json_int_t)id));
@@ -127,8 +132,9 @@ json_t *cl_json_checked(uint64_t id, const cl_snap_t *snap,
   json_object_set_new(o, "tokens", tokens);
   if (snap != NULL) {
     for (i = 0; i < snap->nservers; i++)
-      json_object_set_new(servers, snap->servers[i].id,
-                          json_integer(snap->servers[i].tokens));
+      json_array_append_new(servers,
+                            json_server_tokens(snap->servers[i].id,
+                                               snap->servers[i].tokens));
     for (i = 0; i < snap->nmsgs; i++) {
       json_t *m = json_object();
       json_object_set_new(m, "src", json_string(snap->msgs[i].src));
@@ -138,8 +144,8 @@ json_t *cl_json_checked(uint64_t id, const cl_snap_t *snap,
     }
   } else {
     for (i = 0; states != NULL && i < nstates; i++)
-      json_object_set_new(servers, states[i].server,
-                          json_integer(states[i].tokens));
+      json_array_append_new(servers, json_server_tokens(states[i].server,
+                                                        states[i].tokens));
   }
   json_object_set_new(o, "servers", servers);
   json_object_set_new(o, "messages", msgs);

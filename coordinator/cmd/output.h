@@ -19,13 +19,15 @@
 void cl_output_checked(FILE *f, uint64_t id, const cl_snap_t *snap,
                        const cl_verdict_t *v, int quiet);
 
-/* The JSON object of one checked snapshot: id, ok, conserved,
+/* The JSON object of one checked snapshot, the same wherever it appears
+ * (run's "snapshots", snapshot, collect): id, ok, conserved,
  * channels_exact, complete, tokens{expected,servers,channels},
- * servers{ID:n}, messages[{src,dst,tokens}], problems[]; and, when the
- * nstates local states it was checked from are given (states not NULL),
- * channels[{src,dst,sent,received,recorded[[seq,count,n]...]}] copied from
- * them, not from the verdict (README.md, "File formats"). servers comes
- * from snap, or from the states when snap is NULL. New reference. */
+ * servers[{id,tokens}], messages[{src,dst,tokens}], problems[]; and, when
+ * the nstates local states it was checked from are given (states not
+ * NULL), channels[{src,dst,sent,received,recorded[[seq,count,n]...]}]
+ * copied from them, not from the verdict (README.md, "JSON output";
+ * docs/clsnap.schema.json). servers comes from snap (sorted by id), or
+ * from the states (in their order) when snap is NULL. New reference. */
 json_t *cl_json_checked(uint64_t id, const cl_snap_t *snap,
                         const cl_verdict_t *v, const cl_local_state_t *states,
                         size_t nstates);

@@ -7,8 +7,9 @@
 Reads the output of `clsnap run ... --json` (an object with "snapshots") or
 of `clsnap --cluster F snapshot|collect ... --json` (one snapshot object),
 from the files named or stdin; several JSON values may follow each other.
-Only the raw facts the servers reported are used: "servers" (each server's
-tokens when it recorded its state) and "channels" (per channel the count of
+Only the raw facts the servers reported are used: "servers" (one
+{"id", "tokens"} object per server: its tokens when it recorded its state)
+and "channels" (per channel the count of
 token messages the source had sent when it recorded, the count the
 destination had received when it recorded, and the runs [seq, count, n] the
 destination recorded as the channel's state: count messages, sequence
@@ -142,12 +143,30 @@ class Checker:
         self.failures += 1
         print(f"snapshot {sid}: {what}" if sid is not None else f"jsoncheck: {what}")
 
+    def balances(self, sid, servers):
+        """{id: tokens} of a snapshot's "servers" list, or None (failed)."""
+        if not isinstance(servers, list) or not all(
+                isinstance(s, dict) and isinstance(s.get("id"), str)
+                for s in servers):
+            self.fail(sid, "\"servers\" is not a list of {\"id\", \"tokens\"} "
+                           "objects")
+            return None
+        out = {}
+        for s in servers:
+            if s["id"] in out:
+                self.fail(sid, f"server {s['id']}: listed twice")
+            out[s["id"]] = s.get("tokens")
+        return out
+
     def snapshot(self, snap):
         sid = snap.get("id", "?")
         self.snapshots += 1
         balances, channels = snap.get("servers"), snap.get("channels")
-        if not isinstance(balances, dict) or not isinstance(channels, list):
-            self.fail(sid, "no \"servers\" object or \"channels\" list")
+        if not isinstance(channels, list):
+            self.fail(sid, "no \"channels\" list")
+            return
+        balances = self.balances(sid, balances)
+        if balances is None:
             return
         for s in sorted(set(self.servers) - set(balances)):
             self.fail(sid, f"server {s}: no local state")
