@@ -184,6 +184,39 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
   return status;
 }
 
+/* ---- JSON results ---------------------------------------------------------- */
+
+/* {"id", "address"} of a server of the cluster file. */
+static json_t *json_endpoint(const cl_endpoint_t *ep) {
+  return json_pack("{s:s, s:o}", "id", ep->id, "address",
+                   cl_cli_json_text(ep->addr));
+}
+
+/* configure --json: the servers configured (topology order) and how. */
+static json_t *configure_json(const cl_topology_t *topo,
+                              const cl_endpoint_t *eps, int lockstep,
+                              uint64_t jitter_ms, uint64_t seed) {
+  json_t *o = json_object(), *arr = json_array();
+  size_t i;
+  for (i = 0; i < topo->nservers; i++)
+    json_array_append_new(arr, json_endpoint(&eps[i]));
+  json_object_set_new(o, "servers", arr);
+  json_object_set_new(o, "mode", json_string(lockstep ? "lockstep" : "free"));
+  json_object_set_new(o, "channels", json_integer((json_int_t)topo->nlinks));
+  json_object_set_new(o, "tokens", json_integer(topo->total_tokens));
+  json_object_set_new(o, "jitter_ms", json_integer((json_int_t)jitter_ms));
+  json_object_set_new(o, "seed", json_integer((json_int_t)seed));
+  return o;
+}
+
+/* send --json: the token message sent (seq NULL: the server did not say). */
+static json_t *send_json(const char *src, const char *dst, uint64_t tokens,
+                         const uint64_t *seq) {
+  return json_pack("{s:s, s:s, s:I, s:o}", "src", src, "dst", dst, "tokens",
+                   (json_int_t)tokens,
+                   "seq", seq ? json_integer((json_int_t)*seq) : json_null());
+}
+
 /* ---- commands ------------------------------------------------------------- */
 
 typedef struct cargs {
@@ -218,6 +251,9 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
                               seed, a->timeout_ms, buf, sizeof buf);
     if (rc < 0) {
       call_failed(&s, rc, buf);
+    } else if (a->json) {
+      cl_json_print(configure_json(topo, eps, a->lockstep, jitter, seed));
+      status = CL_EXIT_OK;
     } else {
       printf("configured and connected %zu servers (%s, %zu channels, "
              "%" PRId64 " tokens)\n",
@@ -231,6 +267,24 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
   free(eps);
   cl_topology_free(topo);
   return status;
+}
+
+/* What `send` sent, as the OK reply ok of src says (its first sent
+ * message; without one, the n tokens asked for to dst). */
+static void print_sent(int json, const char *src, const char *dst, uint64_t n,
+                       const cl_msg_t *ok) {
+  const cl_sent_t *m = ok->u.ok.nsent >= 1 ? &ok->u.ok.sent[0] : NULL;
+  if (m != NULL) {
+    dst = m->dest;
+    n = m->value;
+  }
+  if (json)
+    cl_json_print(send_json(src, dst, n, m ? &m->seq : NULL));
+  else if (m != NULL)
+    printf("%s -> %s: %" PRIu64 " token%s (seq %" PRIu64 ")\n", src, dst, n,
+           n == 1 ? "" : "s", m->seq);
+  else
+    printf("%s -> %s: %" PRIu64 " token%s\n", src, dst, n, n == 1 ? "" : "s");
 }
 
 /* `send SRC DEST N`: one SEND at SRC; prints the token sent or the refusal. */
@@ -262,14 +316,8 @@ static int cmd_send(cargs_t *a, const char *const *pos,
       cl_cli_fail(cl_err_from_wire(rep.u.error.code), file[src].id, NULL, 0,
                   "%s refused: %s (%s)", file[src].id, rep.u.error.text,
                   cl_err_name(rep.u.error.code));
-    } else if (rep.type == CL_MSG_OK && rep.u.ok.nsent >= 1) {
-      printf("%s -> %s: %" PRIu64 " token%s (seq %" PRIu64 ")\n",
-             file[src].id, rep.u.ok.sent[0].dest, rep.u.ok.sent[0].value,
-             rep.u.ok.sent[0].value == 1 ? "" : "s", rep.u.ok.sent[0].seq);
-      status = CL_EXIT_OK;
     } else if (rep.type == CL_MSG_OK) {
-      printf("%s -> %s: %" PRIu64 " token%s\n", file[src].id, file[dst].id, n,
-             n == 1 ? "" : "s");
+      print_sent(a->json, file[src].id, file[dst].id, n, &rep);
       status = CL_EXIT_OK;
     } else {
       reply_failed(file[src].id, "SEND", &rep);
@@ -453,7 +501,10 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
     status = start_at(&s, (size_t)at, NULL, a->timeout_ms, &id) < 0
                  ? CL_EXIT_FAIL
                  : CL_EXIT_OK;
-    if (status == CL_EXIT_OK)
+    if (status == CL_EXIT_OK && a->json)
+      cl_json_print(json_pack("{s:I, s:s}", "id", (json_int_t)id, "server",
+                              file[at].id));
+    else if (status == CL_EXIT_OK)
       printf("%" PRIu64 "\n", id);
   } else if (status == 0) {
     status = snapshot_watched(&s, a, file, nfile, (size_t)at);
@@ -574,10 +625,8 @@ static void json_channels(json_t *sv, const cl_status_t *st) {
 /* Server i (endpoint ep, STATUS reply rep) as a JSON object. */
 static json_t *json_server(const cl_daemons_t *s, size_t i,
                            const cl_endpoint_t *ep, const cl_msg_t *rep) {
-  json_t *sv = json_object();
+  json_t *sv = json_endpoint(ep);
   const cl_status_t *st = &rep->u.status;
-  json_object_set_new(sv, "id", json_string(ep->id));
-  json_object_set_new(sv, "address", json_string(ep->addr));
   json_object_set_new(sv, "reachable",
                       json_boolean(rep->type == CL_MSG_STATUS_R));
   if (rep->type != CL_MSG_STATUS_R) {
@@ -707,10 +756,22 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   return status;
 }
 
+/* shutdown --json: server i of the cluster file (endpoint ep, reply rep):
+ * whether it is shutting down, and why not. */
+static json_t *shutdown_json(const cl_daemons_t *s, size_t i,
+                             const cl_endpoint_t *ep, const cl_msg_t *rep) {
+  json_t *o = json_endpoint(ep);
+  json_object_set_new(o, "ok", json_boolean(rep->type == CL_MSG_OK));
+  if (rep->type != CL_MSG_OK)
+    json_object_set_new(o, "error", cl_cli_json_text(no_status(s, i, rep)));
+  return o;
+}
+
 /* `shutdown`: SHUTDOWN to every reachable server. */
 static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   cl_daemons_t s;
   cl_msg_t req = {.type = CL_MSG_SHUTDOWN}, *reps = NULL;
+  json_t *arr = json_array();
   size_t i, bad = 0;
   int status = CL_EXIT_FAIL;
   if (session_open(&s, file, nfile, a->timeout_ms, 0) == 0) {
@@ -719,13 +780,18 @@ static int cmd_shutdown(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   }
   for (i = 0; reps != NULL && i < nfile; i++) {
     bad += reps[i].type != CL_MSG_OK;
-    if (reps[i].type == CL_MSG_OK)
+    if (a->json)
+      json_array_append_new(arr, shutdown_json(&s, i, &file[i], &reps[i]));
+    else if (reps[i].type == CL_MSG_OK)
       printf("%s: shutting down\n", file[i].id);
     else if (reps[i].type == CL_MSG_ERROR)
       printf("%s: refused: %s\n", file[i].id, reps[i].u.error.text);
     else
       printf("%s: %s\n", file[i].id, no_status(&s, i, &reps[i]));
   }
+  if (reps != NULL && a->json)
+    cl_json_print(json_pack("{s:O}", "servers", arr));
+  json_decref(arr);
   if (reps != NULL)
     status = bad ? CL_EXIT_FAIL : CL_EXIT_OK;
   cl_cluster_free_replies(s.cluster, reps);
