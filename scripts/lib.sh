@@ -3,8 +3,11 @@
 
 CLSNAP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Debian packages the build and the tests need.
-CLSNAP_PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmsgpack-dev libjansson-dev python3)
+# Debian packages the build and the tests need (python3-jsonschema: the JSON
+# contract test validates every command's --json output against
+# docs/clsnap.schema.json).
+CLSNAP_PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmsgpack-dev libjansson-dev python3
+  python3-jsonschema)
 
 have_pkg() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -24,6 +27,7 @@ ensure_packages() {
     done
     pkg-config --exists msgpack 2>/dev/null || pkg-config --exists msgpack-c 2>/dev/null ||
       missing+=("msgpack-c (pkg-config)")
+    python3 -c 'import jsonschema' 2>/dev/null || missing+=("the python3 jsonschema module")
     if [ ${#missing[@]} -gt 0 ]; then
       echo "clsnap: missing: ${missing[*]}; install them with your package manager" >&2
       exit 2
