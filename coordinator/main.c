@@ -31,6 +31,15 @@ static int help(const char *cmd) {
   return CL_EXIT_OK;
 }
 
+/* Whether -j or --json is among the arguments (up to a `--`). */
+static int wants_json(int argc, char **argv) {
+  int i;
+  for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+    if (strcmp(argv[i], "-j") == 0 || strcmp(argv[i], "--json") == 0)
+      return 1;
+  return 0;
+}
+
 /* The global options (getopt_long, stopping at the command), then the
  * command. Returns the exit status. */
 static int run(int argc, char **argv) {
@@ -41,6 +50,10 @@ static int run(int argc, char **argv) {
   const char *cluster_file = NULL;
   size_t k;
   int c;
+  /* A usage error before any command has parsed its options (an unknown
+   * command, a bad global option) is JSON too if --json was asked for;
+   * the command itself then decides from its own options. */
+  cl_cli.json = wants_json(argc, argv);
   opterr = 0;
   while ((c = getopt_long(argc, argv, "+:hV", lo, NULL)) != -1) {
     if (c == 'h')
@@ -69,8 +82,10 @@ static int run(int argc, char **argv) {
   if (strcmp(argv[optind], "help") == 0)
     return help(optind + 1 < argc ? argv[optind + 1] : NULL);
   for (k = 0; k < sizeof commands / sizeof commands[0]; k++)
-    if (strcmp(argv[optind], commands[k].name) == 0)
+    if (strcmp(argv[optind], commands[k].name) == 0) {
+      cl_cli.json = 0;
       return commands[k].run(argc - optind, argv + optind, cluster_file);
+    }
   return cl_cli_usage("unknown command '%s'", argv[optind]);
 }
 

@@ -198,16 +198,18 @@ static int mkdirs(const char *dir) {
 int cl_output_dir(const char *option, const char *dir) {
   struct stat st;
   if (mkdirs(dir) != 0 || stat(dir, &st) != 0) {
-    cl_cli_errf("%s %s: cannot create it: %s", option, dir, strerror(errno));
+    cl_cli_fail(CL_EINVAL, NULL, dir, 0, "%s %s: cannot create it: %s",
+                option, dir, strerror(errno));
     return -1;
   }
   if (!S_ISDIR(st.st_mode)) {
-    cl_cli_errf("%s %s: not a directory", option, dir);
+    cl_cli_fail(CL_EINVAL, NULL, dir, 0, "%s %s: not a directory", option,
+                dir);
     return -1;
   }
   if (access(dir, W_OK | X_OK) != 0) {
-    cl_cli_errf("%s %s: cannot write in it: %s", option, dir,
-                strerror(errno));
+    cl_cli_fail(CL_EINVAL, NULL, dir, 0, "%s %s: cannot write in it: %s",
+                option, dir, strerror(errno));
     return -1;
   }
   return 0;
@@ -221,14 +223,15 @@ int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap) {
   snprintf(path, sizeof path, "%s/%" PRIu64 ".snap", dir, id);
   f = fopen(path, "w");
   if (f == NULL) {
-    cl_cli_errf("cannot write %s: %s", path, strerror(errno));
+    cl_cli_fail(CL_EIO, NULL, path, 0, "cannot write %s: %s", path,
+                strerror(errno));
     return -1;
   }
   bad = cl_snap_write(snap, f) < 0;
   bad |= ferror(f) != 0;
   bad |= fclose(f) != 0;
   if (bad) {
-    cl_cli_errf("cannot write %s", path);
+    cl_cli_fail(CL_EIO, NULL, path, 0, "cannot write %s", path);
     return -1;
   }
   return 0;

@@ -13,10 +13,10 @@
 #     (ESTATE), collect of a missing id (ENOENT), a cluster that is gone
 #     (ELOST) or does not answer (ETIMEOUT), a bad topology or cluster file
 #     (EINVAL with file and line), a snapshot no marker can complete, run's
-#     refused event (events file, line, server)); the exit status is the
-#     expected one and the same as without --json. status and shutdown of a
-#     cluster that is gone print their result (every server unreachable),
-#     exit 1.
+#     refused event (events file, line, server), a bad --snap-dir, an
+#     unknown command); the exit status is the expected one and the same
+#     as without --json. status and shutdown of a cluster that is gone
+#     print their result (every server unreachable), exit 1.
 # Every expected value is written here by hand, or read from an input file
 # (the cluster file), never taken from clsnap's output.
 . "$(dirname "$0")/common.sh"
@@ -79,7 +79,15 @@ expect 1 error --expect "{\"code\": \"ENOTOKENS\", \"server\": \"B\", \"file\": 
   run "$WORK/abc.top" "$WORK/refused.events" --log-dir "$WORK/logs"
 expect 1 error --expect "{\"code\": \"ENOTOKENS\", \"server\": \"B\", \"file\": \"$WORK/refused.events\", \"line\": 2}" -- \
   run "$WORK/abc.top" "$WORK/refused.events" --in-process
+: >"$WORK/afile"
+expect 2 error --expect "{\"code\": \"EINVAL\", \"file\": \"$WORK/afile\"}" -- \
+  run "$WORK/abc.top" "$WORK/abc.events" --in-process --snap-dir "$WORK/afile"
 echo "ok: run"
+
+# Before any command has parsed its options.
+expect 2 error --expect '{"code": "EINVAL"}' -- frob
+expect 2 error --expect '{"code": "EINVAL"}' -- --bogus status
+echo "ok: an unknown command or global option"
 
 # ---- bench ----------------------------------------------------------------
 expect 0 bench --expect '{"nodes": 2, "topology": "ring", "snapshot_every_ms": 200}' -- \
