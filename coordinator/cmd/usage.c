@@ -153,11 +153,14 @@ static const char usage_status[] =
     "Usage: clsnap [--cluster FILE] status [options]\n"
     "\n"
     "Show every server: address, tokens, per-channel sent/received counts\n"
-    "and connection state, snapshots in progress and kept; then the total.\n"
-    "Exits 1 if a server cannot be reached.\n"
+    "and connection state, snapshots in progress and kept (sorted, runs of\n"
+    "consecutive ids as FIRST..LAST, at most 8 ranges a line); then the\n"
+    "total. Exits 1 if a server cannot be reached.\n"
     "\n"
     "Options:\n"
-    "  -j, --json            print JSON\n"
+    "  --brief               one line per server: tokens, mode, how many\n"
+    "                        snapshots in progress and kept, channels down\n"
+    "  -j, --json            print JSON (instead of the table or --brief)\n"
     "  --timeout SEC         default 30\n"
     "  -h, --help            show this help\n";
 

@@ -231,7 +231,7 @@ coordinator-kill)
   done
   "$CLSNAP" --cluster "$run/cluster" status >"$WORK/status.txt" 2>&1 ||
     { cat "$WORK/status.txt"; fail "status after the coordinator died failed"; }
-  grep -q "snapshots in progress: 1000000" "$WORK/status.txt" ||
+  grep -q "^  1 in progress: 1000000$" "$WORK/status.txt" ||
     { cat "$WORK/status.txt"; fail "status does not show the unfinished snapshot"; }
   bash "$DEPLOY" down "$run" >/dev/null
   no_sanitizer_reports "$run"/*.log
