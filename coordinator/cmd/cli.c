@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "progress.h"
 #include "scenario.h"
 #include "usage.h"
 #include "util.h"
@@ -37,6 +38,7 @@ static void keep_error(int code, const char *server, const char *file,
 
 /* "clsnap: " (and "CMD: " when with_cmd), the message, a newline. */
 static void print_error(int with_cmd, const char *fmt, va_list ap) {
+  cl_progress_clear(); /* not behind a half-drawn status line */
   fflush(stdout); /* keep stdout and stderr in order on a terminal */
   fputs("clsnap: ", stderr);
   if (with_cmd && strcmp(cl_cli.cmd, "clsnap") != 0)
