@@ -34,6 +34,31 @@ wait_file() {
   done
 }
 
+# accounted OUT ERR TOTAL: after a run that failed, each of snapshots
+# 0..TOTAL-1 is either printed with its verdict in OUT ("snapshot K: ...")
+# or named in ERR as one that did not get there ("snapshots 3-9 cannot
+# complete", "snapshot 2 completed on every server, not checked ..."), and
+# not both. The ids of OUT's checked snapshots go to stdout.
+accounted() {
+  awk -v total="$3" '
+    FNR == 1 { file++ }
+    file == 1 && /^snapshot [0-9]+: / { id = $2; sub(/:/, "", id); seen[id]++; print id; next }
+    file == 2 && /^clsnap: snapshots? [0-9]/ && /cannot complete|not checked|never started|had not completed/ {
+      n = split($0, w, " ")
+      for (i = 3; i <= n; i++) {
+        if (w[i] !~ /^[0-9]+(-[0-9]+)?$/) break
+        split(w[i], r, "-"); hi = (2 in r) ? r[2] : r[1]
+        for (k = r[1] + 0; k <= hi + 0; k++) seen[k]++
+        delete r
+      }
+    }
+    END {
+      for (k = 0; k < total; k++)
+        if (seen[k] != 1) { printf "snapshot %d accounted for %d times\n", k, seen[k] > "/dev/stderr"; bad = 1 }
+      exit bad
+    }' "$1" "$2"
+}
+
 case ${1:-} in
 term-while-exiting)
   # A SIGTERM that reaches a daemon after its loop ended (a coordinator
@@ -86,12 +111,18 @@ checked-then-fail)
   "$CLSNAP" run "$WORK/two.top" "$WORK/fail.events" --lockstep \
     --log-dir "$WORK/logs" >"$WORK/out.txt" 2>"$WORK/err.txt" || rc=$?
   cat "$WORK/err.txt"
+  cat "$WORK/out.txt"
   [ $rc -eq 1 ] || fail "clsnap run exited $rc, expected 1"
   grep -q "a has 5 tokens, cannot send 100 to b" "$WORK/err.txt" || fail "the cause is not named"
-  grep -q "snapshot 0 completed on every server (not reported)" "$WORK/err.txt" ||
-    fail "snapshot 0, checked before the failure, is not reported as completed"
+  # Printed as a whole run prints it: the .snap text, the verdict, then
+  # a summary that says the run did not finish.
+  grep -qx "snapshot 0: ok (tokens 10 = 10 on servers + 0 in 0 messages, 2 channels exact)" "$WORK/out.txt" ||
+    fail "snapshot 0, checked before the failure, is not printed with its verdict"
+  grep -qx "a 5" "$WORK/out.txt" || fail "snapshot 0's .snap text is not printed"
+  grep -qx "1 of 1 snapshot checked before the run failed: 1 passed, 0 failed" "$WORK/out.txt" ||
+    fail "no summary of the checked snapshots"
   ! grep -q "cannot complete" "$WORK/err.txt" || fail "a finished snapshot is called unfinishable"
-  echo "ok: a snapshot checked before the run failed is reported as completed"
+  echo "ok: a snapshot checked before the run failed is printed with its verdict"
   ;;
 slow-exit)
   # A wrapper that runs the real daemon, then lingers before exiting with
@@ -130,7 +161,12 @@ run-kill)
   [ $took -lt $((timeout * 1000)) ] || fail "clsnap run took $took ms to give up, over its --timeout of $timeout s"
   grep -q "server $victim .*exited with signal 9" "$WORK/err.txt" || fail "the error does not say $victim was killed"
   grep -Eq "snapshots? [0-9].* cannot complete" "$WORK/err.txt" || fail "the error does not say which snapshots cannot complete"
-  grep -q "^snapshot [0-9]*: ok" "$WORK/out.txt" && fail "a snapshot was reported ok although $victim died"
+  # A snapshot that completed everywhere before the kill is printed with
+  # its verdict, and must pass; every other one is named as unfinished.
+  checked=$(accounted "$WORK/out.txt" "$WORK/err.txt" 10) || { cat "$WORK/out.txt"; fail "the snapshots are not all accounted for"; }
+  grep -q "^snapshot [0-9]*: FAILED" "$WORK/out.txt" && fail "a snapshot checked before $victim died failed"
+  grep -Eqx "$(echo $checked | wc -w) of 10 snapshots checked before the run failed: [0-9]+ passed, 0 failed" "$WORK/out.txt" ||
+    { cat "$WORK/out.txt"; fail "no summary of the snapshots checked before the kill"; }
   for p in $daemons; do
     if running "$p"; then fail "daemon pid $p outlived clsnap run"; fi
   done
