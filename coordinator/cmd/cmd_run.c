@@ -410,15 +410,18 @@ static void show_progress(void *ctx, const cl_replay_progress_t *p) {
 }
 
 /* The replay failed with rc (r->err says why): say so, print the
- * snapshots it checked before (as a whole run prints them) and what
- * became of the others. Returns the exit status. */
+ * snapshots it checked before, if any (as a whole run prints them), and
+ * what became of the others. Returns the exit status. */
 static int report_failed(run_t *r, int rc) {
   int status = cl_daemons_failed(&r->d, "run", r->err, rc);
   int interrupted = status == CL_EXIT_INTR;
   if (r->res.collected == NULL) /* failed before it began */
     return status;
-  print_results(&r->a, r->topo, &r->res,
-                interrupted ? "was interrupted" : "failed", status);
+  /* With nothing checked there is no result: only the error (and with
+   * --json the error object) says what happened. */
+  if (r->res.checked > 0)
+    print_results(&r->a, r->topo, &r->res,
+                  interrupted ? "was interrupted" : "failed", status);
   report_unfinished(&r->backend, &r->res, r->script->nsnapshots,
                     interrupted);
   return status;
