@@ -93,6 +93,12 @@ int cl_cli_u64(const char *what, const char *s, uint64_t min, uint64_t max,
  * usage error naming all three. */
 const char *cl_cli_cluster(const char *given);
 
+/* The --json error object of a failure with exit status `status`: {"code",
+ * "message", "server", "file", "line"} from the first failure kept (the
+ * last three where they apply). New reference. */
+struct json_t;
+struct json_t *cl_cli_error_json(int status);
+
 /* At exit: with --json, a failure (status not 0) that printed no JSON
  * result prints {"error": {"code", "message", "server", "file", "line"}}.
  * Returns status. */

@@ -75,8 +75,9 @@ static const char usage_run[] =
     "  --snap-dir DIR        also write DIR/<k>.snap per snapshot\n"
     "  -j, --json            print only JSON on stdout\n"
     "  -q, --quiet           print verdicts and the summary, not .snap texts\n"
-    "  --progress            show ticks and snapshots done on stderr even\n"
-    "                        when it is not a terminal\n"
+    "  --progress            show events, ticks and snapshots done on\n"
+    "                        stderr also when it is not a terminal (as a\n"
+    "                        line a second; never with -q or -j)\n"
     "  --in-process          lockstep over in-process node cores, no daemons\n"
     "  --cluster FILE        use these running daemons instead of starting\n"
     "                        new ones (they must not be configured yet)\n"
@@ -87,8 +88,11 @@ static const char usage_run[] =
     "                        run, kept and named on failure)\n"
     "  -h, --help            show this help\n"
     "\n"
+    "A run that stops early (Ctrl-C, a lost server) still prints the\n"
+    "snapshots it checked, then how many of all; stderr names the others.\n"
+    "\n"
     "Exit status: 0 every snapshot passed; 1 a check failed or the cluster\n"
-    "failed; 2 bad usage or bad input file.\n";
+    "failed; 2 bad usage or bad input file; 130 interrupted.\n";
 
 static const char usage_configure[] =
     "Usage: clsnap [--cluster FILE] configure TOPOLOGY [options]\n"
@@ -213,8 +217,10 @@ static const char usage_bench[] =
     "                          rss_kib_max, and more\n"
     "  --daemon PATH           the clsnapd executable\n"
     "  --log-dir DIR           keep the daemons' logs in DIR\n"
-    "  --progress              per-second rates on stderr even when it is\n"
-    "                          not a terminal\n"
+    "  --progress              the per-second status line (seconds done,\n"
+    "                          rate of the last second, snapshots) on stderr\n"
+    "                          also when it is not a terminal (never with -q\n"
+    "                          or -j); each costs one STATUS round\n"
     "  -h, --help              show this help\n"
     "\n"
     "Exit status: 0 every snapshot passed; 1 a snapshot failed its checks or\n"
