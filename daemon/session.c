@@ -83,7 +83,8 @@ struct cl_session {
   size_t nclients;
   plist_t connects;
   size_t nparked;
-  uint64_t next_k; /* next k for automatic ids */
+  uint64_t max_seen; /* the largest snapshot id >= CL_AUTO_ID_BASE seen
+                        here (started, issued, met in a marker); 0: none */
   cl_fx_list_t fx;   /* effects, in order */
   cl_fx_list_t logs; /* LOG effects, apart: a log line never takes a slot
                         a handler reserved for an effect */
@@ -423,14 +424,11 @@ static size_t fx_for_actions(const cl_session_t *s) {
   return s->nout + s->nclients + 2;
 }
 
-/* Note an id seen here, for the automatic-id rule. */
+/* Note a snapshot id seen here, for the automatic-id rule. Ids below
+ * CL_AUTO_ID_BASE (a scripted run's 0, 1, 2 ...) do not move it. */
 static void seen_id(cl_session_t *s, uint64_t id) {
-  uint64_t k;
-  if (id < CL_AUTO_ID_BASE || s->nservers == 0)
-    return;
-  k = (id - CL_AUTO_ID_BASE) / s->nservers;
-  if (k >= s->next_k && k < UINT64_MAX)
-    s->next_k = k + 1;
+  if (id >= CL_AUTO_ID_BASE && id > s->max_seen)
+    s->max_seen = id;
 }
 
 /* Carry out the node's actions: frames (and the reply's sent list),
@@ -962,23 +960,25 @@ static void sends_progress(cl_session_t *s, uint32_t i) {
 
 /* ---- SNAPSHOT, NEXT_ID -------------------------------------------------- */
 
-/* The next automatic id: 0 and *id, or CL_ERANGE when k ran out. */
+/* The next automatic id (session.h): the smallest id above every id seen
+ * here that is CL_AUTO_ID_BASE + rank modulo nservers. It is seen from
+ * now on, so the caller restores max_seen if the request fails. 0 and *id,
+ * or CL_ERANGE when no such id fits in 64 bits. Every id the node knows
+ * at or above the base was seen, so the new id is unknown to it. */
 static int next_auto_id(cl_session_t *s, uint64_t *id) {
-  uint64_t k = s->next_k;
-  for (;; k++) {
-    if (k > (UINT64_MAX - CL_AUTO_ID_BASE - s->rank) / s->nservers)
-      return CL_ERANGE;
-    *id = CL_AUTO_ID_BASE + k * s->nservers + s->rank;
-    if (!cl_node_has_snapshot(s->node, *id))
-      break;
-  }
-  s->next_k = k + 1;
+  uint64_t k = 0;
+  if (s->max_seen >= CL_AUTO_ID_BASE + s->rank)
+    k = (s->max_seen - CL_AUTO_ID_BASE - s->rank) / s->nservers + 1;
+  if (k > (UINT64_MAX - CL_AUTO_ID_BASE - s->rank) / s->nservers)
+    return CL_ERANGE;
+  *id = CL_AUTO_ID_BASE + k * s->nservers + s->rank;
+  s->max_seen = *id;
   return 0;
 }
 
 static void do_next_id(cl_session_t *s, cl_session_client_t *c,
                        const cl_msg_t *m) {
-  uint64_t id, saved = s->next_k;
+  uint64_t id, saved = s->max_seen;
   cl_msg_t *ok = ok_new(m->req, 0);
   if (ok == NULL || fx_reserve(s, 1) < 0) {
     msg_del(ok);
@@ -986,7 +986,7 @@ static void do_next_id(cl_session_t *s, cl_session_client_t *c,
     return;
   }
   if (next_auto_id(s, &id) < 0) {
-    s->next_k = saved;
+    s->max_seen = saved;
     msg_del(ok);
     reply_error(s, c, m->req, CL_ERANGE, "%s has run out of snapshot ids",
                 s->self);
@@ -998,7 +998,7 @@ static void do_next_id(cl_session_t *s, cl_session_client_t *c,
 
 static void do_snapshot(cl_session_t *s, cl_session_client_t *c,
                         const cl_msg_t *m) {
-  uint64_t id, saved = s->next_k;
+  uint64_t id, saved = s->max_seen;
   cl_msg_t *ok;
   size_t i;
   int r;
@@ -1026,14 +1026,14 @@ static void do_snapshot(cl_session_t *s, cl_session_client_t *c,
   ok = ok_new(m->req, s->nout);
   if (ok == NULL || fx_reserve(s, fx_for_actions(s) + 1) < 0 ||
       reserve_all_out(s) < 0) {
-    s->next_k = saved;
+    s->max_seen = saved;
     msg_del(ok);
     reply_error(s, c, m->req, CL_ENOMEM, "out of memory");
     return;
   }
   r = cl_node_start_snapshot(s->node, id, &s->acts);
   if (r < 0) {
-    s->next_k = saved;
+    s->max_seen = saved;
     msg_del(ok);
     if (r == CL_EFULL)
       reply_error(s, c, m->req, r, "%s has %zu snapshots in progress, the "

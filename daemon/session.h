@@ -45,10 +45,12 @@ enum { CL_SLOG_DEBUG = 0, CL_SLOG_INFO, CL_SLOG_WARN, CL_SLOG_ERROR };
 /* Completed states kept when no client watches them, by default
  * (--max-kept); beyond it the oldest is dropped, with a log line. */
 #define CL_SESSION_DEFAULT_KEPT 256
-/* Snapshot ids a server picks itself (SNAPSHOT nil, NEXT_ID) are
- * CL_AUTO_ID_BASE + k * nservers + rank: disjoint across servers, apart
- * from the small ids of scripted runs, and growing with k, which each
- * server keeps above every auto id it has seen. */
+/* Snapshot ids a server picks itself (SNAPSHOT nil, NEXT_ID): the
+ * smallest id above every id >= CL_AUTO_ID_BASE the server has seen
+ * (started, issued, met in a marker) that is CL_AUTO_ID_BASE + rank
+ * modulo nservers. The residue keeps servers' ids disjoint; max seen + 1
+ * makes a snapshot started after another one's marker reached the server
+ * get the larger id; ids below the base (scripted runs) move nothing. */
 #define CL_AUTO_ID_BASE ((uint64_t)1000000)
 
 typedef enum {

@@ -141,7 +141,12 @@ cmd_up() {
     die "configuring the cluster failed; stopped it"
   fi
   echo "cluster up: $n servers, $rundir/cluster"
-  echo "try: $clsnap --cluster $rundir/cluster status"
+  # clsnap finds ./.clsnap/cluster by itself, and $CLSNAP_CLUSTER anywhere.
+  if [ "$rundir" -ef ./.clsnap ]; then
+    echo "try: $clsnap status"
+  else
+    echo "try: export CLSNAP_CLUSTER=$rundir/cluster; $clsnap status"
+  fi
 }
 
 cmd_status() {

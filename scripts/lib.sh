@@ -51,16 +51,36 @@ ensure_packages() {
   fi
 }
 
+# Colour and cursor control only on a terminal, and no colour with NO_COLOR
+# set and not empty (https://no-color.org).
+use_color() { [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; }
+
+# compile_dir DIR: ninja in DIR. On a terminal its own status line shows how far
+# the build is ([N/M], redrawn in place), with plain [N/M] lines instead
+# (TERM=dumb) and no compiler colour under NO_COLOR; otherwise it is quiet
+# unless it fails, and then prints no escape either (meson builds with
+# -fdiagnostics-color=always; an empty GCC_COLORS turns that off).
+compile_dir() {
+  local dir=$CLSNAP_ROOT/$1
+  if use_color; then
+    ninja -C "$dir"
+  elif [ -t 1 ]; then
+    TERM=dumb GCC_COLORS='' ninja -C "$dir"
+  else
+    GCC_COLORS='' ninja -C "$dir" >/dev/null || { GCC_COLORS='' ninja -C "$dir"; return 1; }
+  fi
+}
+
 # build DIR [meson options...]: configure once, then compile.
 build() {
   local dir=$1
   shift
   if [ ! -f "$CLSNAP_ROOT/$dir/build.ninja" ]; then
+    echo "clsnap: configuring $dir/ (meson setup), then building it"
     meson setup "$CLSNAP_ROOT/$dir" "$CLSNAP_ROOT" "$@" >/dev/null ||
       { echo "clsnap: meson setup $dir failed" >&2; exit 1; }
   elif [ $# -gt 0 ]; then
     meson configure "$CLSNAP_ROOT/$dir" "$@" >/dev/null
   fi
-  meson compile -C "$CLSNAP_ROOT/$dir" >/dev/null ||
-    { meson compile -C "$CLSNAP_ROOT/$dir"; echo "clsnap: build failed" >&2; exit 1; }
+  compile_dir "$dir" || { echo "clsnap: build failed" >&2; exit 1; }
 }

@@ -65,6 +65,7 @@ struct cl_cluster {
   uint64_t next_req;
   uint64_t call_timeout_ms;
   int notices;
+  void (*before_notice)(void);
   cl_guard_fn guard;
   void *guard_ctx;
   long culprit; /* the server the last failure was about, or -1 */
@@ -289,6 +290,8 @@ static void handle_msg(conn_t *k, cl_msg_t *m) {
     break;
   case CL_MSG_NOTICE:
     /* The text names the peer already; the field is for programs. */
+    if (k->c->notices && k->c->before_notice != NULL)
+      k->c->before_notice();
     if (k->c->notices)
       fprintf(stderr, "notice from %s: %s\n", k->id,
               m->u.notice.text[0] ? m->u.notice.text : m->u.notice.peer);
@@ -548,6 +551,10 @@ void cl_cluster_set_call_timeout(cl_cluster_t *c, uint64_t ms) {
 
 /* Turn NOTICE printing on or off. */
 void cl_cluster_set_notices(cl_cluster_t *c, int on) { c->notices = on; }
+
+void cl_cluster_set_before_notice(cl_cluster_t *c, void (*fn)(void)) {
+  c->before_notice = fn;
+}
 
 /* Arm the single deadline timer; waits are never nested. */
 static void deadline_start(cl_cluster_t *c, uint64_t ms) {

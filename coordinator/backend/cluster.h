@@ -84,6 +84,9 @@ void cl_cluster_set_guard(cl_cluster_t *c, cl_guard_fn fn, void *ctx);
 void cl_cluster_set_call_timeout(cl_cluster_t *c, uint64_t ms);
 /* 0: stop printing NOTICE lines (e.g. while shutting servers down). */
 void cl_cluster_set_notices(cl_cluster_t *c, int on);
+/* fn (or NULL) is called right before a NOTICE line is printed, so that the
+ * caller can first erase a status line it keeps on the terminal. */
+void cl_cluster_set_before_notice(cl_cluster_t *c, void (*fn)(void));
 
 /* Connect to every endpoint and send CLIENT first. Returns 0 when all are
  * up; otherwise, with err naming the first server that failed (the

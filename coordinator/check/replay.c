@@ -30,7 +30,8 @@ typedef struct run {
   size_t event;          /* events issued so far, for progress lines */
   size_t started;        /* snapshots started so far */
   size_t first_open;     /* every snapshot before this one is collected */
-  uint64_t last_progress_ns;
+  int ledger_partial;    /* a SEND's reply was lost or not taken in full:
+                            the ledger may lack what it sent */
 } run_t;
 
 static int failf(run_t *x, int rc, const char *fmt, ...)
@@ -119,32 +120,34 @@ static const char *sid(const run_t *x, uint32_t i) {
 }
 
 
-/* At most one progress line a second, however fast events and ticks go. */
+/* Tell the caller where the run is, if it asked. Called on every event
+ * and lockstep tick: without a callback it costs one test. */
 static void progress(run_t *x) {
-  uint64_t now;
+  cl_replay_progress_t p;
   if (x->o->progress == NULL)
     return;
-  now = cl_now_ns();
-  if (now - x->last_progress_ns < 1000000000ull)
-    return;
-  x->last_progress_ns = now;
-  fprintf(x->o->progress,
-          "replay: event %zu/%zu, tick %llu, %llu messages, %zu in flight\n",
-          x->event, x->script->nevents,
-          (unsigned long long)(x->sched ? cl_schedule_now(x->sched) : 0),
-          (unsigned long long)x->r->messages,
-          x->sched ? cl_schedule_in_flight(x->sched) : (size_t)0);
-  fflush(x->o->progress);
+  p.events = x->event;
+  p.nevents = x->script->nevents;
+  p.tick = x->sched ? cl_schedule_now(x->sched) : 0;
+  p.checked = x->r->checked;
+  p.nsnapshots = x->r->nsnapshots;
+  p.messages = x->r->messages;
+  x->o->progress(x->o->progress_ctx, &p);
 }
 
 /* Sends x->reqs[0..n) to x->servers[0..n) in one backend call. Replies land
  * in x->replies (zeroed first); the caller frees them with free_replies. */
 static int call(run_t *x, size_t n) {
+  int rc;
   memset(x->replies, 0, n * sizeof(*x->replies));
   for (size_t i = 0; i < n; i++)
     x->reqs[i].req = ++x->req;
-  return x->be->call(x->be->ctx, n, x->servers, x->reqs, x->replies, x->err,
-                     x->errsize);
+  rc = x->be->call(x->be->ctx, n, x->servers, x->reqs, x->replies, x->err,
+                   x->errsize);
+  /* The server may have sent what was asked without the reply coming. */
+  if (rc < 0 && n > 0 && x->reqs[0].type == CL_MSG_SEND)
+    x->ledger_partial = 1;
+  return rc;
 }
 
 static void free_replies(run_t *x, size_t n) {
@@ -306,6 +309,8 @@ static int one_request(run_t *x, const cl_event_t *ev, uint32_t server) {
     }
     if (rep->type == CL_MSG_OK) {
       rc = take_sent(x, server, rep);
+      if (rc < 0)
+        x->ledger_partial = 1;
       free_replies(x, 1);
       return rc < 0 ? fail_prefix_at(x, ev, rc) : 0;
     }
@@ -496,8 +501,9 @@ static int finish_lockstep(run_t *x) {
 /* Collects snapshot k from every server, checks it and builds its
  * reference form. The states were pushed (WATCH); a server that reported
  * completion without its state (it could not push it) is asked with
- * COLLECT, whose answer then says why. */
-static int collect(run_t *x, size_t k) {
+ * COLLECT, whose answer then says why, unless in_hand_only: then such a
+ * snapshot is given up (CL_EAGAIN, err untouched). */
+static int collect(run_t *x, size_t k, int in_hand_only) {
   size_t n = x->topo->nservers, nask = 0;
   uint64_t id = x->r->ids[k];
   cl_local_state_t *states = calloc(n ? n : 1, sizeof(*states));
@@ -519,7 +525,10 @@ static int collect(run_t *x, size_t k) {
     x->reqs[nask].u.collect.release = 1;
     x->servers[nask++] = (uint32_t)i;
   }
-  if (nask > 0 && (rc = call(x, nask)) < 0) {
+  if (nask > 0 && in_hand_only) {
+    rc = CL_EAGAIN;
+    nask = 0;
+  } else if (nask > 0 && (rc = call(x, nask)) < 0) {
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "collecting snapshot %llu",
              (unsigned long long)id);
@@ -541,7 +550,8 @@ static int collect(run_t *x, size_t k) {
       states[x->servers[j]] = rep->u.state; /* borrowed until free_replies */
   }
   if (rc == 0) {
-    cl_verify(x->topo, x->ledger, states, n, &x->r->verdicts[k]);
+    cl_verify(x->topo, x->ledger_partial ? NULL : x->ledger, states, n,
+              &x->r->verdicts[k]);
     rc = cl_verify_global_snap(k, states, n, &x->r->snaps[k]);
     if (rc < 0)
       rc = failf(x, rc, "snapshot %llu: %s", (unsigned long long)id,
@@ -563,7 +573,10 @@ static int collect(run_t *x, size_t k) {
     cl_msg_free(&pushed[i]);
   free(pushed);
   free(states);
-  x->be->forget(x->be->ctx, id);
+  /* A snapshot given up after a failure stays tracked, so that the caller
+   * can still see it completed everywhere. */
+  if (rc == 0 || !in_hand_only)
+    x->be->forget(x->be->ctx, id);
   return rc;
 }
 
@@ -607,10 +620,11 @@ static int collect_ready(run_t *x) {
     if (x->r->collected[i] ||
         x->be->completed(x->be->ctx, x->r->ids[i]) != x->topo->nservers)
       continue;
-    rc = collect(x, i);
+    rc = collect(x, i, 0);
     if (rc < 0)
       return rc;
     x->r->collected[i] = 1;
+    x->r->checked++;
   }
   while (x->first_open < x->started && x->r->collected[x->first_open])
     x->first_open++;
@@ -701,6 +715,26 @@ static int finish_free(run_t *x, size_t k) {
   return rc < 0 ? fail_prefix(x, rc, "waiting for snapshots") : 0;
 }
 
+/* After a failure: check every started snapshot that every server reported
+ * complete and whose states are all here, without asking the backend (an
+ * interrupted cluster refuses calls), so that one which finished is not
+ * lost with the run. The failure's message in err is kept. */
+static void salvage(run_t *x) {
+  char keep[1024] = "";
+  if (x->err != NULL && x->errsize > 0)
+    snprintf(keep, sizeof(keep), "%s", x->err);
+  for (size_t i = x->first_open; i < x->started; i++) {
+    if (x->r->collected[i] ||
+        x->be->completed(x->be->ctx, x->r->ids[i]) != x->topo->nservers ||
+        collect(x, i, 1) < 0)
+      continue;
+    x->r->collected[i] = 1;
+    x->r->checked++;
+  }
+  if (x->err != NULL && x->errsize > 0)
+    snprintf(x->err, x->errsize, "%s", keep);
+}
+
 /* Issues the events in order, then waits for and collects every snapshot. */
 static int run_all(run_t *x) {
   size_t k = 0;
@@ -720,9 +754,11 @@ static int run_all(run_t *x) {
     rc = finish_lockstep(x);
   else if (k > 0)
     rc = finish_free(x, k);
-  if (rc < 0)
-    return rc;
-  return collect_ready(x);
+  if (rc == 0)
+    rc = collect_ready(x);
+  if (rc == 0)
+    progress(x); /* the last word: every snapshot done */
+  return rc;
 }
 
 void cl_replay_result_free(cl_replay_result_t *r) {
@@ -766,7 +802,6 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   x.r = r;
   x.err = err;
   x.errsize = errsize;
-  x.last_progress_ns = t0;
   if (err != NULL && errsize > 0)
     err[0] = '\0';
   if (topo == NULL || script == NULL || backend == NULL || opts == NULL ||
@@ -802,6 +837,8 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
     rc = failf(&x, CL_ENOMEM, "out of memory");
   } else {
     rc = run_all(&x);
+    if (rc < 0)
+      salvage(&x);
   }
   if (x.sched != NULL)
     r->ticks = cl_schedule_now(x.sched);

@@ -47,6 +47,16 @@ typedef struct cl_backend {
                        uint64_t timeout_ms, char *err, size_t errsize);
 } cl_backend_t;
 
+/* Where a run is, for a progress line: handed to cl_replay_opts_t.progress
+ * after every event and every lockstep tick that delivers something. */
+typedef struct cl_replay_progress {
+  size_t events, nevents;       /* events issued, of the script's */
+  uint64_t tick;                /* lockstep: the schedule's time; else 0 */
+  size_t checked, nsnapshots;   /* snapshots collected and checked, of the
+                                   script's */
+  uint64_t messages;            /* peer messages sent so far */
+} cl_replay_progress_t;
+
 typedef struct cl_replay_opts {
   int lockstep;
   cl_delays_t *delays;  /* lockstep: borrowed */
@@ -54,7 +64,10 @@ typedef struct cl_replay_opts {
   uint64_t timeout_ms;  /* waiting for snapshots (and for tokens in flight) */
   const char *events_path; /* named in errors about an event ("PATH:LINE:
                               ..."); NULL: "events" */
-  FILE *progress;       /* NULL, or where to print progress lines */
+  /* NULL, or called with where the run is; it runs on every event and
+   * lockstep tick, so it must be cheap (throttle there, not here). */
+  void (*progress)(void *ctx, const cl_replay_progress_t *p);
+  void *progress_ctx;
   int keep_states;      /* keep each snapshot's local states in r->states */
 } cl_replay_opts_t;
 
@@ -66,7 +79,10 @@ typedef struct cl_replay_result {
   cl_snap_t **snaps;      /* [nsnapshots] reference form, id = k */
   cl_verdict_t *verdicts; /* [nsnapshots] */
   uint8_t *collected;     /* [nsnapshots] 1 once collected and checked
-                             (its verdict and snap are filled in) */
+                             (its verdict and snap are filled in); after a
+                             failure also those completed whose states
+                             were all in hand (see cl_replay_run) */
+  size_t checked;         /* how many collected[] are set */
   cl_local_state_t **states; /* with keep_states: [nsnapshots], each NULL
                                 (not collected) or the nservers local states
                                 as the servers sent them, topology order */
@@ -103,8 +119,16 @@ void cl_replay_result_free(cl_replay_result_t *r);
  * again every tick, until timeout_ms, while token messages are on their
  * way to its server (asked with STATUS). An error caused by an event
  * starts with "EVENTS_PATH:LINE: " (LINE also in r->fail_line). r is
- * zeroed first and may be partly
- * filled on failure: always release it with cl_replay_result_free. */
+ * zeroed first and may be partly filled on failure: always release it with
+ * cl_replay_result_free.
+ *
+ * On failure, every started snapshot that every server reported complete
+ * and whose states were all pushed already is still checked, without
+ * asking the backend anything (after an interrupt it may not be asked), so
+ * that r->collected holds every snapshot that finished. If a SEND was cut
+ * off (its reply never came), what it sent is unknown and those late
+ * checks leave out the ledger's amounts; conservation and the channels'
+ * sequence numbers are still checked. */
 int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
                   const cl_backend_t *backend, const cl_replay_opts_t *opts,
                   cl_replay_result_t *r, char *err, size_t errsize);

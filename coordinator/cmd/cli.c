@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "progress.h"
 #include "scenario.h"
 #include "usage.h"
 #include "util.h"
@@ -46,6 +47,7 @@ static void keep_error(int code, const char *server, const char *file,
 
 /* "clsnap: " (and "CMD: " when with_cmd), the message, a newline. */
 static void print_error(int with_cmd, const char *fmt, va_list ap) {
+  cl_progress_clear(); /* not behind a half-drawn status line */
   fflush(stdout); /* keep stdout and stderr in order on a terminal */
   fputs("clsnap: ", stderr);
   if (with_cmd && strcmp(cl_cli.cmd, "clsnap") != 0)
@@ -294,12 +296,9 @@ json_t *cl_cli_json_text(const char *s) {
   return j;
 }
 
-int cl_cli_finish(int status) {
-  json_t *o, *e;
-  int code;
-  if (!cl_cli.json || status == CL_EXIT_OK || cl_cli.printed)
-    return status;
-  code = cl_cli.err.code;
+json_t *cl_cli_error_json(int status) {
+  json_t *e;
+  int code = cl_cli.err.code;
   if (code == 0)
     code = status == CL_EXIT_USAGE  ? CL_EINVAL
            : status == CL_EXIT_INTR ? CL_EINTR
@@ -315,7 +314,14 @@ int cl_cli_finish(int status) {
     json_object_set_new(e, "file", cl_cli_json_text(cl_cli.err.file));
   if (cl_cli.err.line > 0)
     json_object_set_new(e, "line", json_integer(cl_cli.err.line));
-  o = json_pack("{s:o}", "error", e);
+  return e;
+}
+
+int cl_cli_finish(int status) {
+  json_t *o;
+  if (!cl_cli.json || status == CL_EXIT_OK || cl_cli.printed)
+    return status;
+  o = json_pack("{s:o}", "error", cl_cli_error_json(status));
   json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   fputc('\n', stdout);
   json_decref(o);

@@ -104,6 +104,11 @@ const char *cl_cli_cluster(const char *given);
  * a daemon's text can hold any) become '?'. */
 json_t *cl_cli_json_text(const char *s);
 
+/* The --json error object of a failure with exit status `status`: {"code",
+ * "message", "server", "file", "line"} from the first failure kept (the
+ * last three where they apply). New reference. */
+json_t *cl_cli_error_json(int status);
+
 /* At exit: with --json, a failure (status not 0) that printed no JSON
  * result prints {"error": {"code", "message", "server", "file", "line"}}.
  * Returns status. */

@@ -33,6 +33,7 @@
 #include "daemons.h"
 #include "error.h"
 #include "output.h"
+#include "progress.h"
 #include "usage.h"
 #include "verify.h"
 
@@ -629,6 +630,8 @@ typedef struct window {
   uint64_t recent[BENCH_RECENT]; /* latest latencies, ns (ring) */
   uint64_t msgs[2], ns[2]; /* [0] slices without snapshots, [1] with */
   int on;                  /* snapshots in this slice */
+  uint64_t show;           /* next status line, or 0: none (cmd/progress) */
+  uint64_t show_at, show_sum; /* time and messages at the last one */
 } window_t;
 
 /* Watch every snapshot, circulate on (unless idle), warm up, then open the
@@ -653,6 +656,46 @@ static int window_start(cl_cluster_t *c, const bench_args_t *a, window_t *w,
       a->alternate ? w->t0 + BENCH_SLICE_MS * 1000000ull : w->end;
   w->next = w->t0;
   w->on = !a->alternate;
+  if (cl_progress_mode() != CL_PROGRESS_OFF) {
+    w->show = w->t0 + 1000000000ull;
+    w->show_at = w->t0;
+    w->show_sum = sum0;
+  }
+  return 0;
+}
+
+/* The earlier of t and the next status line. */
+static uint64_t or_show(const window_t *w, uint64_t t) {
+  return w->show != 0 && w->show < t ? w->show : t;
+}
+
+/* Once a second while the status line is on (never otherwise): the rate
+ * since the last one, which takes a STATUS round (the counts are in the
+ * daemons; a few hundred bytes each way, against the millions of token
+ * messages of that second), and one line. */
+static int show_rate(cl_cluster_t *c, window_t *w, const bench_args_t *a,
+                     const bench_result_t *r, char *err, size_t errsize) {
+  uint64_t sum, done, now = cl_now_ns();
+  double secs, mps;
+  int rc;
+  w->show = now + 1000000000ull;
+  if (!cl_progress_due())
+    return 0;
+  if ((rc = total_received(c, &sum, err, errsize)) < 0)
+    return rc;
+  now = cl_now_ns();
+  secs = (double)(now - w->show_at) / 1e9;
+  done = (now - w->t0 + 500000000ull) / 1000000000ull;
+  mps = (double)(sum - w->show_sum) / secs / 1e6;
+  if (a->every_ms > 0)
+    cl_progress_show("bench: %" PRIu64 "/%" PRIu64 " s, %.1f M token "
+                     "messages/s, snapshots %zu (%zu passed)",
+                     done, a->seconds_v, mps, r->snapshots, r->snapshots_ok);
+  else
+    cl_progress_show("bench: %" PRIu64 "/%" PRIu64 " s, %.1f M token "
+                     "messages/s", done, a->seconds_v, mps);
+  w->show_at = now;
+  w->show_sum = sum;
   return 0;
 }
 
@@ -747,12 +790,16 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
     if (now >= w.slice_end || now >= w.end) {
       if ((rc = slice_over(c, &w, err, errsize)) == 1)
         break;
+    } else if (w.show != 0 && now >= w.show) {
+      rc = show_rate(c, &w, a, r, err, errsize);
     } else if (a->every_ms == 0 || !w.on) {
-      rc = sleep_until(c, now, w.slice_end < w.end ? w.slice_end : w.end, err,
-                       errsize);
+      rc = sleep_until(
+          c, now, or_show(&w, w.slice_end < w.end ? w.slice_end : w.end), err,
+          errsize);
     } else if (now < w.next) {
-      rc = sleep_until(c, now, w.next < w.slice_end ? w.next : w.slice_end,
-                       err, errsize);
+      rc = sleep_until(
+          c, now, or_show(&w, w.next < w.slice_end ? w.next : w.slice_end),
+          err, errsize);
     } else if ((rc = latency_room(r, err, errsize)) == 0) {
       rc = take_next(c, g, topo, a->every_ms, &w, r, err, errsize);
     } else if (rc == 1) {
@@ -982,6 +1029,7 @@ static int bench_daemons(const bench_args_t *a, const cl_topology_t *topo,
     rc = cl_cluster_setup(d.cluster, topo, 0, 0, 1, 30000, err, sizeof err);
   if (rc == 0)
     rc = measure(d.cluster, &guard, topo, a, res, err, sizeof err);
+  cl_progress_clear();
   if (rc == 0) {
     print_result(a, topo->nservers, topo->nlinks, res);
     status = res->snapshots_ok == res->snapshots ? CL_EXIT_OK : CL_EXIT_FAIL;
@@ -1009,6 +1057,7 @@ int cl_cmd_bench(int argc, char **argv, const char *cluster_file) {
   status = parse_args(&a, argc, argv);
   if (status != BENCH_GO)
     return status;
+  cl_progress_init(cl_cli.quiet, cl_cli.json, cl_cli.progress);
   text = topology_text((size_t)a.nodes_v, a.mesh, a.tokens_v);
   if (text == NULL || cl_topology_parse("bench", text, &topo, &diag) < 0) {
     cl_cli_errf("bench: cannot build the topology");

@@ -221,7 +221,7 @@ static json_t *send_json(const char *src, const char *dst, uint64_t tokens,
 
 typedef struct cargs {
   const char *timeout, *jitter, *seed, *snap_dir, *cluster;
-  int lockstep, json, quiet, no_wait;
+  int lockstep, json, quiet, no_wait, brief;
   uint64_t timeout_ms;
 } cargs_t;
 
@@ -528,17 +528,6 @@ static int cmd_collect(cargs_t *a, const char *const *pos,
   return status;
 }
 
-/* "1000001 1000004" (at most what fits). */
-static void id_list(const uint64_t *ids, size_t n, char *buf, size_t size) {
-  size_t i, len = 0;
-  buf[0] = '\0';
-  for (i = 0; i < n && len + 24 < size; i++)
-    len += (size_t)snprintf(buf + len, size - len, "%s%" PRIu64, i ? " " : "",
-                            ids[i]);
-  if (i < n)
-    snprintf(buf + len, size - len, " ...");
-}
-
 /* Snapshot ids as a JSON array. */
 static json_t *json_ids(const uint64_t *ids, size_t n) {
   json_t *arr = json_array();
@@ -666,13 +655,64 @@ static void status_json(const cl_daemons_t *s, const cl_endpoint_t *file,
   cl_json_print(o);
 }
 
+/* Ranges shown on one line of snapshot ids in status; the rest is
+ * counted, so a server with thousands kept still takes one short line. */
+#define STATUS_ID_RANGES 8
+
+/* A server's mode as status shows it. */
+static const char *status_mode(const cl_status_t *st) {
+  return !st->configured ? "unconfig" : st->lockstep ? "lockstep" : "free";
+}
+
+/* "  N WHAT: ranges" for a non-empty id list (WHAT: kept, in progress). */
+static void status_ids(const char *what, const uint64_t *ids, uint32_t n) {
+  char buf[64 + 44 * STATUS_ID_RANGES];
+  if (n == 0)
+    return;
+  cl_output_id_ranges(ids, n, STATUS_ID_RANGES, buf, sizeof buf);
+  printf("  %" PRIu32 " %s: %s\n", n, what, buf);
+}
+
+/* "connected", "N of M channels down", or "no channels". */
+static void status_channels(const cl_status_t *st, char *buf, size_t size) {
+  uint32_t j, down = 0, all = st->nout + st->nin;
+  for (j = 0; j < st->nout; j++)
+    down += !st->out[j].connected;
+  for (j = 0; j < st->nin; j++)
+    down += !st->in[j].connected;
+  if (all == 0)
+    snprintf(buf, size, "no channels");
+  else if (down == 0)
+    snprintf(buf, size, "connected");
+  else
+    snprintf(buf, size, "%" PRIu32 " of %" PRIu32 " channels down", down, all);
+}
+
+/* Server i as its one line of status --brief. */
+static void status_brief_server(const cl_daemons_t *s, size_t i,
+                                const cl_endpoint_t *ep, const cl_msg_t *rep,
+                                const status_sum_t *t) {
+  const cl_status_t *st = &rep->u.status;
+  int idw = (int)t->idw, addrw = (int)t->addrw;
+  char chans[64];
+  if (rep->type != CL_MSG_STATUS_R) {
+    printf("%-*s  %-*s  unreachable: %s\n", idw, ep->id, addrw, ep->addr,
+           no_status(s, i, rep));
+    return;
+  }
+  status_channels(st, chans, sizeof chans);
+  printf("%-*s  %-*s  %6" PRId64 " tokens  %-8s  %3" PRIu32
+         " in progress  %3" PRIu32 " kept  %s\n", idw, ep->id, addrw,
+         ep->addr, st->tokens, status_mode(st), st->nactive, st->ndone,
+         chans);
+}
+
 /* Server i's lines of the status table. */
 static void status_server(const cl_daemons_t *s, size_t i,
                           const cl_endpoint_t *ep, const cl_msg_t *rep,
                           const status_sum_t *t) {
   const cl_status_t *st = &rep->u.status;
   int idw = (int)t->idw, addrw = (int)t->addrw;
-  char buf[512];
   size_t j;
   if (rep->type != CL_MSG_STATUS_R) {
     printf("%-*s  %-*s  unreachable: %s\n", idw, ep->id, addrw, ep->addr,
@@ -680,8 +720,7 @@ static void status_server(const cl_daemons_t *s, size_t i,
     return;
   }
   printf("%-*s  %-*s  %10" PRId64 "  %-9s  %8" PRIu32 "  %5" PRIu32 "\n",
-         idw, ep->id, addrw, ep->addr, st->tokens,
-         !st->configured ? "unconfig" : st->lockstep ? "lockstep" : "free",
+         idw, ep->id, addrw, ep->addr, st->tokens, status_mode(st),
          st->nactive, st->ndone);
   for (j = 0; j < st->nout; j++)
     printf("%*s-> %-*s  sent %8" PRIu64 "  %-12s  queued %" PRIu64 " B\n", 2,
@@ -692,14 +731,8 @@ static void status_server(const cl_daemons_t *s, size_t i,
     printf("%*s<- %-*s  recv %8" PRIu64 "  %-12s  held %" PRIu64 "\n", 2, "",
            idw, st->in[j].peer, st->in[j].received,
            st->in[j].connected ? "connected" : "DISCONNECTED", st->in[j].held);
-  if (st->nactive > 0) {
-    id_list(st->active, st->nactive, buf, sizeof buf);
-    printf("  snapshots in progress: %s\n", buf);
-  }
-  if (st->ndone > 0) {
-    id_list(st->done, st->ndone, buf, sizeof buf);
-    printf("  snapshots kept: %s\n", buf);
-  }
+  status_ids("in progress", st->active, st->nactive);
+  status_ids("kept", st->done, st->ndone);
 }
 
 /* The status table's last lines: mixed topologies, then the total. */
@@ -741,6 +774,10 @@ static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
     status_sum(file, nfile, reps, &t);
     if (a->json) {
       status_json(&s, file, nfile, reps, &t);
+    } else if (a->brief) {
+      for (i = 0; i < nfile; i++)
+        status_brief_server(&s, i, &file[i], &reps[i], &t);
+      status_total(file, nfile, reps, &t);
     } else {
       printf("%-*s  %-*s  %10s  %-9s  %8s  %5s\n", (int)t.idw, "SERVER",
              (int)t.addrw, "ADDRESS", "TOKENS", "MODE", "ACTIVE", "KEPT");
@@ -817,6 +854,8 @@ static int cluster_opts(const char *cmd, cargs_t *a, cl_opt_t *opts) {
       opts[no++] = (cl_opt_t){"no-wait", 0, 0, NULL, &a->no_wait};
     opts[no++] = (cl_opt_t){"snap-dir", 0, 1, &a->snap_dir, NULL};
     want = 1;
+  } else if (strcmp(cmd, "status") == 0) {
+    opts[no++] = (cl_opt_t){"brief", 0, 0, NULL, &a->brief};
   }
   opts[no] = (cl_opt_t){NULL, 0, 0, NULL, NULL};
   return want;

@@ -14,6 +14,7 @@
 #include "delays.h"
 #include "error.h"
 #include "output.h"
+#include "progress.h"
 #include "replay.h"
 #include "sim.h"
 #include "usage.h"
@@ -64,7 +65,7 @@ static json_t *json_delays(const run_args_t *a) {
                    (json_int_t)a->max_delay_v);
 }
 
-/* run --json: the run, then every checked snapshot (README.md, "JSON
+/* run --json: the run, then every snapshot checked (README.md, "JSON
  * output"; docs/clsnap.schema.json). */
 static json_t *run_json(const run_args_t *a, const cl_topology_t *topo,
                         const cl_replay_result_t *r, size_t passed,
@@ -81,9 +82,10 @@ static json_t *run_json(const run_args_t *a, const cl_topology_t *topo,
   if (a->lockstep)
     json_object_set_new(o, "delays", json_delays(a));
   for (k = 0; k < r->nsnapshots; k++)
-    json_array_append_new(
-        arr, cl_json_checked(k, r->snaps[k], &r->verdicts[k],
-                             r->states ? r->states[k] : NULL, r->nservers));
+    if (r->collected[k])
+      json_array_append_new(
+          arr, cl_json_checked(k, r->snaps[k], &r->verdicts[k],
+                               r->states ? r->states[k] : NULL, r->nservers));
   json_object_set_new(o, "snapshots", arr);
   json_object_set_new(o, "passed", json_integer((json_int_t)passed));
   json_object_set_new(o, "failed", json_integer((json_int_t)failed));
@@ -93,15 +95,33 @@ static json_t *run_json(const run_args_t *a, const cl_topology_t *topo,
   return o;
 }
 
-/* What the run found, for printing. */
+/* With a run that stopped early (stopped: how it ended, status: its exit
+ * status), the JSON also says why and which snapshots were not checked. */
+static void json_stopped(json_t *o, const cl_replay_result_t *r, int status) {
+  json_t *left = json_array();
+  size_t k;
+  for (k = 0; k < r->nsnapshots; k++)
+    if (!r->collected[k])
+      json_array_append_new(left, json_integer((json_int_t)k));
+  json_object_set_new(o, "unchecked", left);
+  json_object_set_new(o, "error", cl_cli_error_json(status));
+}
+
+/* What the run found, for printing: every snapshot checked, then the
+ * summary. A run that stopped early (stopped: "was interrupted" or
+ * "failed", status: its exit status; NULL and 0 for a whole run) prints
+ * the snapshots it checked the same way. */
 static int print_results(const run_args_t *a, const cl_topology_t *topo,
-                         const cl_replay_result_t *r) {
+                         const cl_replay_result_t *r, const char *stopped,
+                         int status) {
   int has_seed = a->has_seed;
   uint64_t seed = a->seed_v;
   size_t k, passed = 0, failed = 0;
   int write_failed = 0;
   char dur[32];
   for (k = 0; k < r->nsnapshots; k++) {
+    if (!r->collected[k])
+      continue;
     if (r->verdicts[k].ok)
       passed++;
     else
@@ -111,12 +131,21 @@ static int print_results(const run_args_t *a, const cl_topology_t *topo,
       write_failed = 1;
   }
   if (a->json) {
-    cl_json_print(run_json(a, topo, r, passed, failed));
+    json_t *o = run_json(a, topo, r, passed, failed);
+    if (stopped != NULL)
+      json_stopped(o, r, status);
+    cl_json_print(o);
   } else {
     for (k = 0; k < r->nsnapshots; k++)
-      cl_output_checked(stdout, k, r->snaps[k], &r->verdicts[k], a->quiet);
-    printf("%zu snapshot%s: %zu passed, %zu failed\n", r->nsnapshots,
-           r->nsnapshots == 1 ? "" : "s", passed, failed);
+      if (r->collected[k])
+        cl_output_checked(stdout, k, r->snaps[k], &r->verdicts[k], a->quiet);
+    if (stopped != NULL)
+      printf("%zu of %zu snapshot%s checked before the run %s: %zu passed, "
+             "%zu failed\n", r->checked, r->nsnapshots,
+             r->nsnapshots == 1 ? "" : "s", stopped, passed, failed);
+    else
+      printf("%zu snapshot%s: %zu passed, %zu failed\n", r->nsnapshots,
+             r->nsnapshots == 1 ? "" : "s", passed, failed);
   }
   fflush(stdout);
   /* Wall time goes to stderr so that stdout of a lockstep run is the same
@@ -134,27 +163,32 @@ static int print_results(const run_args_t *a, const cl_topology_t *topo,
   return failed == 0 && !write_failed ? 0 : -1;
 }
 
-/* Whether snapshot i of a failed run got to the end: collected and checked
- * by the replay (and so forgotten by the cluster), or completed on every
- * server. */
-static int finished(const cl_cluster_t *c, const cl_replay_result_t *res,
-                    size_t i) {
-  return (res->collected != NULL && res->collected[i]) ||
-         cl_cluster_completed(c, i) == cl_cluster_size(c);
+/* Where snapshot i of a run that stopped early got to. */
+enum { SNAP_CHECKED, SNAP_UNCHECKED, SNAP_INCOMPLETE };
+
+/* Snapshot i's place: checked (printed), completed on every server but
+ * not checked (not every state had come in), or not complete. */
+static int snap_state(const cl_backend_t *be, const cl_replay_result_t *res,
+                      size_t i) {
+  if (res->collected[i])
+    return SNAP_CHECKED;
+  return be->completed(be->ctx, res->ids[i]) == res->nservers
+             ? SNAP_UNCHECKED
+             : SNAP_INCOMPLETE;
 }
 
-/* Append the ids of snapshots 0..k-1 with finished(id) == want as ranges
- * ("0 2-5 9") to buf; returns how many there are. */
-static size_t id_ranges(const cl_cluster_t *c, const cl_replay_result_t *res,
+/* Append the ids of snapshots 0..k-1 in state `want` as ranges ("0 2-5
+ * 9") to buf; returns how many there are. */
+static size_t id_ranges(const cl_backend_t *be, const cl_replay_result_t *res,
                         size_t k, int want, char *buf, size_t size) {
   size_t i = 0, count = 0, len = strlen(buf);
   while (i < k) {
     size_t j = i;
-    if (finished(c, res, i) != want) {
+    if (snap_state(be, res, i) != want) {
       i++;
       continue;
     }
-    while (j + 1 < k && finished(c, res, j + 1) == want)
+    while (j + 1 < k && snap_state(be, res, j + 1) == want)
       j++;
     count += j - i + 1;
     if (len + 48 < size) {
@@ -167,28 +201,34 @@ static size_t id_ranges(const cl_cluster_t *c, const cl_replay_result_t *res,
   return count;
 }
 
-/* After a failed run on daemons: say which of the snapshots started (ids
- * 0..started-1) cannot complete now and which did complete everywhere (they
- * are not reported: a failed run prints no results), and which of the
- * script's total were never started. */
-static void report_unfinished(const cl_cluster_t *c,
-                              const cl_replay_result_t *res, size_t total) {
+/* After a run that stopped early (the checked snapshots are printed): say
+ * which of the snapshots started (ids 0..started-1) completed everywhere
+ * but could not be checked, which did not complete (interrupted) or cannot
+ * complete now (failed), and which of the script's total never started. */
+static void report_unfinished(const cl_backend_t *be,
+                              const cl_replay_result_t *res, size_t total,
+                              int interrupted) {
   char bad[400] = "", done[400] = "";
   size_t started = res->started;
-  size_t nbad = id_ranges(c, res, started, 0, bad, sizeof bad);
-  size_t ndone = id_ranges(c, res, started, 1, done, sizeof done);
-  if (nbad > 0)
-    cl_cli_errf("snapshot%s %s cannot complete%s%s%s", nbad == 1 ? "" : "s",
-                bad, ndone ? " (" : "", done,
-                ndone ? " completed on every server, not reported)" : "");
-  else if (ndone > 0)
-    cl_cli_errf("snapshot%s %s completed on every server (not reported)",
+  size_t nbad = id_ranges(be, res, started, SNAP_INCOMPLETE, bad, sizeof bad);
+  size_t ndone = id_ranges(be, res, started, SNAP_UNCHECKED, done,
+                           sizeof done);
+  if (ndone > 0)
+    cl_cli_errf("snapshot%s %s completed on every server, not checked: not "
+                "every server's state had reached clsnap",
                 ndone == 1 ? "" : "s", done);
-  if (total > started + 1)
-    cl_cli_errf("snapshots %zu-%zu cannot complete: never started", started,
-                total - 1);
-  else if (total == started + 1)
-    cl_cli_errf("snapshot %zu cannot complete: never started", started);
+  if (nbad > 0)
+    cl_cli_errf("snapshot%s %s %s", nbad == 1 ? "" : "s", bad,
+                interrupted ? "had not completed" : "cannot complete");
+  if (total > started) {
+    char ids[64];
+    if (total == started + 1)
+      snprintf(ids, sizeof ids, "snapshot %zu", started);
+    else
+      snprintf(ids, sizeof ids, "snapshots %zu-%zu", started, total - 1);
+    cl_cli_errf("%s %s", ids,
+                interrupted ? "never started" : "cannot complete: never started");
+  }
 }
 
 /* 0 if every snapshot event's markers can reach every server; else -1
@@ -382,35 +422,66 @@ static int open_backend(run_t *r) {
   return 0;
 }
 
+/* cl_replay_opts_t.progress of run (ctx: its args): the status line. */
+static void show_progress(void *ctx, const cl_replay_progress_t *p) {
+  const run_args_t *a = ctx;
+  if (a->lockstep)
+    cl_progress_show("run: event %zu/%zu, tick %" PRIu64
+                     ", snapshots %zu/%zu done",
+                     p->events, p->nevents, p->tick, p->checked,
+                     p->nsnapshots);
+  else
+    cl_progress_show("run: event %zu/%zu, snapshots %zu/%zu done", p->events,
+                     p->nevents, p->checked, p->nsnapshots);
+}
+
+/* The replay failed with rc (r->err says why): say so, print the
+ * snapshots it checked before, if any (as a whole run prints them), and
+ * what became of the others. Returns the exit status. */
+static int report_failed(run_t *r, int rc) {
+  const char *events = r->res.fail_line > 0 ? r->a.events_path : NULL;
+  int status = cl_daemons_failed(&r->d, "run", r->err, rc, r->res.fail_server,
+                                 events, r->res.fail_line);
+  int interrupted = status == CL_EXIT_INTR;
+  if (r->res.collected == NULL) /* failed before it began */
+    return status;
+  /* With nothing checked there is no result: only the error (and with
+   * --json the error object) says what happened. */
+  if (r->res.checked > 0)
+    print_results(&r->a, r->topo, &r->res,
+                  interrupted ? "was interrupted" : "failed", status);
+  report_unfinished(&r->backend, &r->res, r->script->nsnapshots,
+                    interrupted);
+  return status;
+}
+
 /* Open the backend, replay, print. Returns the exit status. */
 static int run_replay(run_t *r) {
   run_args_t *a = &r->a;
   cl_replay_opts_t ro;
-  int rc = open_backend(r), replayed = 0;
+  int rc = open_backend(r);
   if (rc > 0)
     return rc;
-  if (rc == 0) {
-    memset(&ro, 0, sizeof ro);
-    ro.lockstep = a->lockstep;
-    ro.delays = r->delays;
-    ro.tick_ms = a->tick_ms_v;
-    ro.timeout_ms = a->timeout_s * 1000;
-    ro.events_path = a->events_path;
-    ro.progress = NULL;
-    ro.keep_states = a->json; /* the JSON lists each channel's raw counts */
-    replayed = 1;
-    rc = cl_replay_run(r->topo, r->script, &r->backend, &ro, &r->res, r->err,
-                       sizeof r->err);
+  if (rc < 0)
+    return cl_daemons_failed(&r->d, "run", r->err, rc, NULL, NULL, 0);
+  memset(&ro, 0, sizeof ro);
+  ro.lockstep = a->lockstep;
+  ro.delays = r->delays;
+  ro.tick_ms = a->tick_ms_v;
+  ro.timeout_ms = a->timeout_s * 1000;
+  ro.events_path = a->events_path;
+  if (cl_progress_mode() != CL_PROGRESS_OFF) {
+    ro.progress = show_progress;
+    ro.progress_ctx = a;
   }
-  if (rc == 0)
-    return print_results(a, r->topo, &r->res) == 0 ? CL_EXIT_OK
-                                                    : CL_EXIT_FAIL;
-  rc = cl_daemons_failed(&r->d, "run", r->err, rc, r->res.fail_server,
-                         r->res.fail_line > 0 ? a->events_path : NULL,
-                         r->res.fail_line);
-  if (replayed && r->d.cluster != NULL)
-    report_unfinished(r->d.cluster, &r->res, r->script->nsnapshots);
-  return rc;
+  ro.keep_states = a->json; /* the JSON lists each channel's raw counts */
+  rc = cl_replay_run(r->topo, r->script, &r->backend, &ro, &r->res, r->err,
+                     sizeof r->err);
+  cl_progress_clear();
+  if (rc < 0)
+    return report_failed(r, rc);
+  return print_results(a, r->topo, &r->res, NULL, 0) == 0 ? CL_EXIT_OK
+                                                          : CL_EXIT_FAIL;
 }
 
 /* Stop what the run started and free what it holds. Returns the final
@@ -442,6 +513,7 @@ int cl_cmd_run(int argc, char **argv, const char *cluster_file) {
   status = parse_args(&r.a, argc, argv, cluster_file);
   if (status != RUN_GO)
     return status;
+  cl_progress_init(cl_cli.quiet, cl_cli.json, cl_cli.progress);
   status = load_inputs(&r);
   if (status == RUN_GO)
     status = run_replay(&r);

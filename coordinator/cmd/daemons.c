@@ -10,6 +10,7 @@
 #include "error.h"
 #include "local.h"
 #include "output.h"
+#include "progress.h"
 
 /* See daemons.h. */
 int cl_daemons_init(cl_daemons_t *d) {
@@ -64,6 +65,7 @@ int cl_daemons_attach(cl_daemons_t *d, const cl_endpoint_t *eps, size_t n,
   }
   if (d->launcher != NULL)
     cl_cluster_set_guard(d->cluster, cl_launcher_guard, d->launcher);
+  cl_cluster_set_before_notice(d->cluster, cl_progress_clear);
   cl_cluster_set_call_timeout(d->cluster, call_timeout_ms);
   return 0;
 }

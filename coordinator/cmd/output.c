@@ -237,6 +237,50 @@ int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap) {
   return 0;
 }
 
+/* qsort order of snapshot ids. */
+static int id_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Room kept at the end of cl_output_id_ranges' buf for the longest tail,
+ * ", ... (18446744073709551615 more)" and its NUL. */
+#define ID_TAIL_ROOM 40
+
+/* Sorted ids as ranges (see output.h). */
+void cl_output_id_ranges(const uint64_t *ids, size_t n, size_t max_ranges,
+                         char *buf, size_t size) {
+  uint64_t *v;
+  size_t i = 0, len = 0, nranges = 0;
+  buf[0] = '\0';
+  if (n == 0 || size < ID_TAIL_ROOM)
+    return;
+  v = cl_xmalloc(n * sizeof *v);
+  memcpy(v, ids, n * sizeof *v);
+  qsort(v, n, sizeof *v, id_cmp);
+  while (i < n && nranges < max_ranges) {
+    char range[48];
+    size_t j = i, rlen;
+    while (j + 1 < n && v[j + 1] == v[j] + 1)
+      j++;
+    if (j == i)
+      rlen = (size_t)snprintf(range, sizeof range, "%" PRIu64, v[i]);
+    else
+      rlen = (size_t)snprintf(range, sizeof range, "%" PRIu64 "..%" PRIu64,
+                              v[i], v[j]);
+    if (len + 2 + rlen + ID_TAIL_ROOM > size)
+      break;
+    len += (size_t)snprintf(buf + len, size - len, "%s%s",
+                            nranges > 0 ? ", " : "", range);
+    nranges++;
+    i = j + 1;
+  }
+  if (i < n)
+    snprintf(buf + len, size - len, "%s... (%zu more)", len > 0 ? ", " : "",
+             n - i);
+  free(v);
+}
+
 /* Milliseconds below a second, seconds above. */
 void cl_output_duration(double seconds, char *buf, size_t size) {
   if (seconds < 1.0)

@@ -44,6 +44,14 @@ int cl_output_dir(const char *option, const char *dir);
  * Returns 0, or -1 after printing why. */
 int cl_output_snap_file(const char *dir, uint64_t id, const cl_snap_t *snap);
 
+/* Snapshot ids for a person: sorted, runs of consecutive ids as
+ * "FIRST..LAST", ranges joined by ", ", at most max_ranges of them and then
+ * ", ... (K more)" with K the ids not shown ("1000001..1000003, 1000007").
+ * ids is not changed. Cut short (with the same tail) where buf ends; a buf
+ * of 64 + 44 * max_ranges bytes always holds all max_ranges. */
+void cl_output_id_ranges(const uint64_t *ids, size_t n, size_t max_ranges,
+                         char *buf, size_t size);
+
 /* "12.3 ms" or "4.56 s". */
 void cl_output_duration(double seconds, char *buf, size_t size);
 

@@ -114,3 +114,28 @@ no_sanitizer_reports() {
   hit=$(grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$@" 2>/dev/null || true)
   [ -z "$hit" ] || { grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" $hit >&2; fail "sanitizer report in $hit"; }
 }
+
+# accounted OUT ERR TOTAL: after a run that failed, each of snapshots
+# 0..TOTAL-1 is either printed with its verdict in OUT ("snapshot K: ...")
+# or named in ERR as one that did not get there ("snapshots 3-9 cannot
+# complete", "snapshot 2 completed on every server, not checked ..."), and
+# not both. The ids of OUT's checked snapshots go to stdout.
+accounted() {
+  awk -v total="$3" '
+    { file = FILENAME == ARGV[1] ? 1 : 2 }
+    file == 1 && /^snapshot [0-9]+: / { id = $2; sub(/:/, "", id); seen[id]++; print id; next }
+    file == 2 && /^clsnap: snapshots? [0-9]/ && /cannot complete|not checked|never started|had not completed/ {
+      n = split($0, w, " ")
+      for (i = 3; i <= n; i++) {
+        if (w[i] !~ /^[0-9]+(-[0-9]+)?$/) break
+        split(w[i], r, "-"); hi = (2 in r) ? r[2] : r[1]
+        for (k = r[1] + 0; k <= hi + 0; k++) seen[k]++
+        delete r
+      }
+    }
+    END {
+      for (k = 0; k < total; k++)
+        if (seen[k] != 1) { printf "snapshot %d accounted for %d times\n", k, seen[k] > "/dev/stderr"; bad = 1 }
+      exit bad
+    }' "$1" "$2"
+}

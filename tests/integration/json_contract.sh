@@ -13,10 +13,11 @@
 #     (ESTATE), collect of a missing id (ENOENT), a cluster that is gone
 #     (ELOST) or does not answer (ETIMEOUT), a bad topology or cluster file
 #     (EINVAL with file and line), a snapshot no marker can complete, run's
-#     refused event (events file, line, server), a bad --snap-dir, an
-#     unknown command); the exit status is the expected one and the same
-#     as without --json. status and shutdown of a cluster that is gone
-#     print their result (every server unreachable), exit 1.
+#     refused event (events file, line, server; with the snapshots checked
+#     before it, in run's result), a bad --snap-dir, an unknown command);
+#     the exit status is the expected one and the same as without --json.
+#     status and shutdown of a cluster that is gone print their result
+#     (every server unreachable), exit 1.
 # Every expected value is written here by hand, or read from an input file
 # (the cluster file), never taken from clsnap's output.
 . "$(dirname "$0")/common.sh"
@@ -79,6 +80,11 @@ expect 1 error --expect "{\"code\": \"ENOTOKENS\", \"server\": \"B\", \"file\": 
   run "$WORK/abc.top" "$WORK/refused.events" --log-dir "$WORK/logs"
 expect 1 error --expect "{\"code\": \"ENOTOKENS\", \"server\": \"B\", \"file\": \"$WORK/refused.events\", \"line\": 2}" -- \
   run "$WORK/abc.top" "$WORK/refused.events" --in-process
+# Stopped after checking snapshot 0: the run's result, with the error.
+printf 'snapshot A\ntick 20\nsnapshot B\ntick 20\nsend B C 100\n' >"$WORK/late.events"
+expect 1 run --ids "$ids" --expect '{"mode": "lockstep", "passed": 2, "failed": 0, "unchecked": []}' \
+  --error "{\"code\": \"ENOTOKENS\", \"server\": \"B\", \"file\": \"$WORK/late.events\", \"line\": 5}" -- \
+  run "$WORK/abc.top" "$WORK/late.events" --in-process
 : >"$WORK/afile"
 expect 2 error --expect "{\"code\": \"EINVAL\", \"file\": \"$WORK/afile\"}" -- \
   run "$WORK/abc.top" "$WORK/abc.events" --in-process --snap-dir "$WORK/afile"

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Check one `clsnap ... --json` output against docs/clsnap.schema.json.
 
-  schema_check.py SCHEMA DEF OUTPUT [--expect JSON] [--ids JSON]
+  schema_check.py SCHEMA DEF OUTPUT [--expect JSON] [--ids JSON] [--error JSON]
 
 OUTPUT (a file, or - for stdin) must be exactly one JSON document, valid
 against the whole schema (its oneOf) and against its definition DEF
 ("run", "snapshot", "error", ...). With --expect, every key of that JSON
-object must be in the output with the same value, and for "error" the
-error object must have exactly the keys given besides "message" (so an
-error whose server or file was expected but left out fails, and so does
-one that names a server where none was expected). With --ids, the ids of
+object must be in the output with the same value; for DEF "error" the
+keys are those of the error object, which must have exactly the keys given
+besides "message" (so an error whose server or file was expected but left
+out fails, and so does one that names a server where none was expected).
+--error checks the "error" member of any result that way (a run that
+stopped early). With --ids, the ids of
 the output's "servers" list must be that list, in that order. The expected
 values come from the test, written by hand, never from the output.
 
@@ -47,25 +49,34 @@ def errors(validator_cls, schema, instance):
     return out
 
 
-def mismatches(defn, doc, expect, ids):
+def error_mismatches(got, expect):
+    """What in an error object differs: expect's values, and no other key
+    than expect's and "message"."""
+    out = [f"error {k}: {json.dumps(got.get(k))}, expected {json.dumps(v)}"
+           for k, v in expect.items() if got.get(k) != v]
+    out += [f"error {k}: {json.dumps(got[k])} given, none expected"
+            for k in sorted(set(got) - set(expect) - {"message"})]
+    return out
+
+
+def mismatches(defn, doc, expect, ids, error):
     """What in doc differs from the hand-written expectations."""
     out = []
+    if error is not None:
+        out += error_mismatches(doc.get("error") or {}, error)
     if ids is not None:
         got_ids = [s.get("id") if isinstance(s, dict) else s
                    for s in doc.get("servers", [])]
         if got_ids != ids:
             out.append(f"servers: ids {json.dumps(got_ids)}, expected "
                        f"{json.dumps(ids)}")
-    got = doc.get("error", {}) if defn == "error" else doc
-    for k, want in expect.items():
-        if k not in got:
-            out.append(f"{k}: missing, expected {json.dumps(want)}")
-        elif got[k] != want:
-            out.append(f"{k}: {json.dumps(got[k])}, expected {json.dumps(want)}")
     if defn == "error":
-        extra = set(got) - set(expect) - {"message"}
-        for k in sorted(extra):
-            out.append(f"{k}: {json.dumps(got[k])} given, none expected")
+        return out + error_mismatches(doc.get("error") or {}, expect)
+    for k, want in expect.items():
+        if k not in doc:
+            out.append(f"{k}: missing, expected {json.dumps(want)}")
+        elif doc[k] != want:
+            out.append(f"{k}: {json.dumps(doc[k])}, expected {json.dumps(want)}")
     return out
 
 
@@ -76,6 +87,7 @@ def main():
     ap.add_argument("output")
     ap.add_argument("--expect", type=json.loads, default={})
     ap.add_argument("--ids", type=json.loads)
+    ap.add_argument("--error", type=json.loads)
     a = ap.parse_args()
     validator_cls = load_validator()
     with open(a.schema) as f:
@@ -98,7 +110,7 @@ def main():
     problems = [f"as {a.defn}: {p}" for p in errors(validator_cls, one, doc)]
     problems += [f"as any output: {p}"
                  for p in errors(validator_cls, schema, doc)][:4]
-    problems += [f"expected {p}" for p in mismatches(a.defn, doc, a.expect, a.ids)]
+    problems += [f"expected {p}" for p in mismatches(a.defn, doc, a.expect, a.ids, a.error)]
     if problems:
         print(f"schema_check: {a.output} ({a.defn}):", file=sys.stderr)
         for p in problems:

@@ -14,6 +14,12 @@ it should be.
   status.py unreachable CLSNAP CLSNAPD WORKDIR
       One server of the cluster file is down: status prints the total of
       the reachable ones, says the in-flight count is unknown, exits 1.
+  status.py lists CLSNAP WORKDIR
+      Four fake daemons report snapshot ids out of order, with runs, gaps,
+      more ranges than a line shows and ids next to 2^64, and channels up
+      and down: the table shows each list sorted and as ranges, --brief one
+      line per server; both end with the same total line. Every expected
+      line is written out here.
 """
 import os
 import socket
@@ -95,6 +101,89 @@ class FakeDaemon(FakeServer):
                            [], [], [], [], 5]]
 
 
+class ListDaemon(FakeServer):
+    """Answers STATUS with the given fields (lockstep, channels, ids)."""
+
+    def __init__(self, sid, tokens, lockstep, outs, ins, active, kept):
+        self.sid = sid
+        self.reply = [sid, tokens, tokens, lockstep, True, outs, ins,
+                      active, kept, 5]
+        super().__init__(self.status)
+
+    def status(self, m):
+        return [33, m[1], self.reply] if m[0] == 16 else None
+
+
+def squeezed(text):
+    """The lines of text with runs of spaces made one (the columns' widths
+    depend on the fake servers' port numbers)."""
+    return [" ".join(line.split()) for line in text.splitlines()]
+
+
+def lists(binary, workdir):
+    top = 2 ** 64 - 1
+    fakes = [
+        ListDaemon("N1", 7, False, [["N2", 3, True, 0]], [["N2", 1, True, 0]],
+                   [1000009, 1000001, 1000005],
+                   [1000012, 1000010, 1000011, 7, 1000000, 1000003, 1000001,
+                    1000002, 5, 6]),
+        ListDaemon("N2", 3, True, [["N1", 1, False, 0]], [["N1", 3, True, 2]],
+                   [1000000 + 2 * k for k in range(19, -1, -1)], []),
+        ListDaemon("N3", 0, False, [], [],
+                   [19, 17, 18, 15, 13, 11, 9, 7, 5, 3, 1],
+                   [16, 14, 12, 10, 8, 6, 4, 2]),
+        ListDaemon("N4", 0, False, [], [], [], [top, 0, top - 1]),
+    ]
+    cluster = os.path.join(workdir, "cluster")
+    write_cluster(cluster, [(f.sid, f.addr) for f in fakes])
+    a = [f.addr for f in fakes]
+    total = "total: 10 tokens on servers of 10 configured (0 in flight)"
+    rc, out, err = clsnap(binary, cluster, "status")
+    check(rc == 0, "status exited %d: %s" % (rc, err))
+    want = [
+        "SERVER ADDRESS TOKENS MODE ACTIVE KEPT",
+        "N1 %s 7 free 3 10" % a[0],
+        "-> N2 sent 3 connected queued 0 B",
+        "<- N2 recv 1 connected held 0",
+        "3 in progress: 1000001, 1000005, 1000009",
+        "10 kept: 5..7, 1000000..1000003, 1000010..1000012",
+        "N2 %s 3 lockstep 20 0" % a[1],
+        "-> N1 sent 1 DISCONNECTED queued 0 B",
+        "<- N1 recv 3 connected held 2",
+        "20 in progress: 1000000, 1000002, 1000004, 1000006, 1000008, "
+        "1000010, 1000012, 1000014, ... (12 more)",
+        "N3 %s 0 free 11 8" % a[2],
+        "11 in progress: 1, 3, 5, 7, 9, 11, 13, 15, ... (3 more)",
+        "8 kept: 2, 4, 6, 8, 10, 12, 14, 16",
+        "N4 %s 0 free 0 3" % a[3],
+        "3 kept: 0, 18446744073709551614..18446744073709551615",
+        total,
+    ]
+    got = squeezed(out)
+    check(got == [" ".join(w.split()) for w in want],
+          "status printed:\n%s\nexpected (spaces squeezed):\n%s" %
+          (out, "\n".join(want)))
+    # The id lines keep their two-space indent, and the total its bytes.
+    check("\n  10 kept: 5..7, 1000000..1000003, 1000010..1000012\n" in out,
+          "kept line not indented by two spaces:\n" + out)
+    check(out.endswith("\n" + total + "\n"), "total line:\n" + out)
+    rc, out, err = clsnap(binary, cluster, "status", "--brief")
+    check(rc == 0, "status --brief exited %d: %s" % (rc, err))
+    want = [
+        "N1 %s 7 tokens free 3 in progress 10 kept connected" % a[0],
+        "N2 %s 3 tokens lockstep 20 in progress 0 kept 1 of 2 channels down"
+        % a[1],
+        "N3 %s 0 tokens free 11 in progress 8 kept no channels" % a[2],
+        "N4 %s 0 tokens free 0 in progress 3 kept no channels" % a[3],
+        total,
+    ]
+    check(squeezed(out) == want, "status --brief printed:\n%s\nexpected "
+          "(spaces squeezed):\n%s" % (out, "\n".join(want)))
+    check(out.endswith("\n" + total + "\n"), "--brief total line:\n" + out)
+    print("ok: status lists ids sorted as ranges; --brief: " +
+          out.splitlines()[1])
+
+
 def overflow(binary, workdir):
     fakes = [FakeDaemon("N1", 1 << 62), FakeDaemon("N2", 1 << 62)]
     cluster = os.path.join(workdir, "cluster")
@@ -137,6 +226,8 @@ def main(argv):
             mixed(argv[2], argv[3], argv[4])
         elif argv[1] == "overflow":
             overflow(argv[2], argv[3])
+        elif argv[1] == "lists":
+            lists(argv[2], argv[3])
         elif argv[1] == "unreachable":
             unreachable(argv[2], argv[3], argv[4])
         else:

@@ -47,6 +47,10 @@ typedef struct spy {
   cl_backend_t inner;
   uint64_t slept_ms, sleeps, calls, waits;
   const char *arrive_from;
+  /* Not 0: the first DELIVER after this many servers completed snapshot 0
+   * fails, as a call does when clsnap is interrupted; calls counts it. */
+  size_t fail_when_done;
+  uint64_t calls_at_fail;
 } spy_t;
 
 static int spy_call(void *ctx, size_t n, const uint32_t *servers,
@@ -54,6 +58,12 @@ static int spy_call(void *ctx, size_t n, const uint32_t *servers,
                     size_t errsize) {
   spy_t *s = ctx;
   s->calls++;
+  if (s->fail_when_done > 0 && reqs[0].type == CL_MSG_DELIVER &&
+      s->inner.completed(s->inner.ctx, 0) == s->fail_when_done) {
+    s->calls_at_fail = s->calls;
+    snprintf(err, errsize, "interrupted by Interrupt");
+    return CL_EIO;
+  }
   if (s->arrive_from != NULL && n == 1 && reqs[0].type == CL_MSG_STATUS) {
     cl_msg_t q, rep;
     memset(&q, 0, sizeof(q));
@@ -125,6 +135,93 @@ static cl_delays_t *go_delays(void) {
   snprintf(path, sizeof(path), "%s/go-delays.txt", cdir);
   CHECK_EQ_INT(cl_delays_load(path, &d, &diag), 0);
   return d;
+}
+
+/* The reference case's topology and events (cos418/TOP, cos418/EVENTS).
+ * Returns 0, or -1 after a failed check with nothing left to free. */
+static int load_case(const char *top, const char *events, cl_topology_t **t,
+                     cl_script_t **s) {
+  char path[512];
+  cl_diag_t diag;
+  *t = NULL;
+  *s = NULL;
+  path_of(path, sizeof(path), "cos418/", top);
+  CHECK_EQ_INT(cl_topology_load(path, t, &diag), 0);
+  path_of(path, sizeof(path), "cos418/", events);
+  if (*t == NULL || cl_script_load(path, *t, s, &diag) < 0) {
+    CHECK(0);
+    cl_topology_free(*t);
+    *t = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+/* Delays read from a file holding text (as --delays reads them), or NULL
+ * after a failed check. */
+static cl_delays_t *delays_text(const char *text) {
+  char path[] = "/tmp/clsnap-test-replay-XXXXXX";
+  cl_delays_t *d = NULL;
+  cl_diag_t diag;
+  size_t len = strlen(text);
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  if (fd < 0)
+    return NULL;
+  CHECK_EQ_INT(write(fd, text, len), (ssize_t)len);
+  close(fd);
+  CHECK_EQ_INT(cl_delays_load(path, &d, &diag), 0);
+  unlink(path);
+  return d;
+}
+
+/* One lockstep replay over in-process servers: fx_start, fx_run, then
+ * fx_free. */
+typedef struct fx {
+  cl_topology_t *t;
+  cl_script_t *s;
+  cl_delays_t *d;
+  cl_sim_t *sim;
+  cl_backend_t be;
+  cl_replay_opts_t opts;
+  cl_replay_result_t r;
+  char err[256];
+} fx_t;
+
+/* Frees what x holds (each part may be missing). */
+static void fx_free(fx_t *x) {
+  cl_replay_result_free(&x->r);
+  cl_sim_free(x->sim);
+  cl_script_free(x->s);
+  cl_topology_free(x->t);
+  cl_delays_free(x->d);
+  memset(x, 0, sizeof(*x));
+}
+
+/* Take t, s and d (any NULL: a load failed, already checked) and set up
+ * the servers. Returns 0, or -1 after freeing them. */
+static int fx_start(fx_t *x, cl_topology_t *t, cl_script_t *s,
+                    cl_delays_t *d) {
+  memset(x, 0, sizeof(*x));
+  x->t = t;
+  x->s = s;
+  x->d = d;
+  if (t == NULL || s == NULL || d == NULL ||
+      (x->sim = cl_sim_new(t)) == NULL) {
+    CHECK(x->sim != NULL);
+    fx_free(x);
+    return -1;
+  }
+  x->be = cl_sim_backend(x->sim);
+  x->opts.lockstep = 1;
+  x->opts.delays = d;
+  return 0;
+}
+
+/* Replay; returns cl_replay_run's code (x->r and x->err hold the rest). */
+static int fx_run(fx_t *x) {
+  return cl_replay_run(x->t, x->s, &x->be, &x->opts, &x->r, x->err,
+                       sizeof(x->err));
 }
 
 /* Replays one reference case and compares every snapshot. */
@@ -410,54 +507,25 @@ static void test_stuck(void) {
 static void test_delays_run_out(void) {
   cl_topology_t *t;
   cl_script_t *s;
-  cl_delays_t *d;
-  cl_sim_t *sim;
-  cl_backend_t be;
-  cl_replay_opts_t opts = {0};
-  cl_replay_result_t r;
-  cl_diag_t diag;
-  char err[256], path[] = "/tmp/clsnap-test-replay-XXXXXX";
-  int fd = mkstemp(path);
-  CHECK(fd >= 0);
-  if (fd < 0)
+  fx_t x;
+  load_text(two_nodes, "send N1 N2 1\nsnapshot N2\ntick\n", &t, &s);
+  if (fx_start(&x, t, s, delays_text("1\n")) < 0)
     return;
-  CHECK_EQ_INT(write(fd, "1\n", 2), 2);
-  close(fd);
-  CHECK_EQ_INT(cl_delays_load(path, &d, &diag), 0);
-  unlink(path);
-  if (load_text(two_nodes, "send N1 N2 1\nsnapshot N2\ntick\n", &t, &s) < 0)
-    return;
-  sim = cl_sim_new(t);
-  be = cl_sim_backend(sim);
-  opts.lockstep = 1;
-  opts.delays = d;
-  CHECK_EQ_INT(cl_replay_run(t, s, &be, &opts, &r, err, sizeof(err)),
-               CL_ENOENT);
+  CHECK_EQ_INT(fx_run(&x), CL_ENOENT);
   /* No events_path given: errors name the file "events". */
-  CHECK_EQ_STR(err, "events:2: delay file ran out after 1 delays");
-  cl_replay_result_free(&r);
-  cl_sim_free(sim);
-  cl_script_free(s);
-  cl_topology_free(t);
-  cl_delays_free(d);
+  CHECK_EQ_STR(x.err, "events:2: delay file ran out after 1 delays");
+  fx_free(&x);
 }
 
 /* The project's own generator: same seed, same snapshots; all checks pass
  * on the biggest reference case; long ticks are cheap. */
 static void test_seeded(void) {
-  char path[512], why[256], err[256];
-  cl_topology_t *t = NULL;
-  cl_script_t *s = NULL;
-  cl_diag_t diag;
+  char why[256], err[256];
+  cl_topology_t *t;
+  cl_script_t *s;
   cl_replay_result_t r[2];
-  path_of(path, sizeof(path), "cos418/", "10nodes.top");
-  CHECK_EQ_INT(cl_topology_load(path, &t, &diag), 0);
-  path_of(path, sizeof(path), "cos418/", "10nodes.events");
-  if (t == NULL || cl_script_load(path, t, &s, &diag) < 0) {
-    CHECK(0);
-    cl_topology_free(t);
+  if (load_case("10nodes.top", "10nodes.events", &t, &s) < 0)
     return;
-  }
   for (int i = 0; i < 2; i++) {
     cl_delays_t *d = cl_delays_seeded(12345, 9);
     cl_sim_t *sim = cl_sim_new(t);
@@ -537,6 +605,78 @@ static void test_batching(void) {
   }
 }
 
+/* What the progress callback saw (ctx of count_progress). */
+typedef struct seen {
+  size_t calls, backwards;
+  cl_replay_progress_t last;
+} seen_t;
+
+static void count_progress(void *ctx, const cl_replay_progress_t *p) {
+  seen_t *s = ctx;
+  if (s->calls > 0 && (p->events < s->last.events ||
+                       p->checked < s->last.checked || p->tick < s->last.tick))
+    s->backwards++;
+  s->calls++;
+  s->last = *p;
+}
+
+/* The progress callback: called on every event (and more, on lockstep
+ * ticks), never going back, and last with everything done. */
+static void test_progress(void) {
+  cl_topology_t *t;
+  cl_script_t *s;
+  seen_t seen;
+  fx_t x;
+  load_case("10nodes.top", "10nodes.events", &t, &s);
+  if (fx_start(&x, t, s, cl_delays_seeded(7, 4)) < 0)
+    return;
+  memset(&seen, 0, sizeof(seen));
+  x.opts.progress = count_progress;
+  x.opts.progress_ctx = &seen;
+  CHECK_EQ_INT(fx_run(&x), 0);
+  CHECK(seen.calls > s->nevents);
+  CHECK_EQ_INT(seen.backwards, 0);
+  CHECK_EQ_INT(seen.last.events, s->nevents);
+  CHECK_EQ_INT(seen.last.nevents, s->nevents);
+  CHECK_EQ_INT(seen.last.checked, 10);
+  CHECK_EQ_INT(seen.last.nsnapshots, 10);
+  CHECK_EQ_INT(seen.last.tick, x.r.ticks);
+  CHECK_EQ_INT(seen.last.messages, x.r.messages);
+  CHECK_EQ_INT(x.r.checked, 10);
+  fx_free(&x);
+}
+
+/* A run that fails after a snapshot completed everywhere, before it was
+ * collected: the states pushed already are checked without another call.
+ * Delays 1, 9, 1: N2's marker reaches N1 at tick 2 and N1's reaches N2 at
+ * tick 4 (snapshot 0 complete), N2's token reaches N1 at tick 11, and that
+ * DELIVER fails. */
+static void test_salvage(void) {
+  cl_topology_t *t;
+  cl_script_t *s;
+  spy_t spy;
+  fx_t x;
+  load_text("2\nN1 0\nN2 1\nN1 N2\nN2 N1\n",
+            "snapshot N2\nsend N2 N1 1\ntick 20\n", &t, &s);
+  if (fx_start(&x, t, s, delays_text("1\n9\n1\n")) < 0)
+    return;
+  x.be = spy_backend(&spy, x.sim);
+  spy.fail_when_done = 2;
+  CHECK_EQ_INT(fx_run(&x), CL_EIO);
+  /* The failure's message is kept, and nothing was asked after it. */
+  CHECK_EQ_STR(x.err, "delivering: interrupted by Interrupt");
+  CHECK(spy.calls_at_fail > 0);
+  CHECK_EQ_INT(spy.calls, spy.calls_at_fail);
+  CHECK_EQ_INT(x.r.started, 1);
+  CHECK_EQ_INT(x.r.checked, 1);
+  CHECK_EQ_INT(x.r.collected[0], 1);
+  CHECK(x.r.verdicts[0].ok);
+  CHECK_EQ_INT(x.r.verdicts[0].expected_tokens, 1);
+  CHECK_EQ_INT(x.r.verdicts[0].server_tokens, 1); /* N2 recorded 1, N1 0 */
+  CHECK(x.r.snaps[0] != NULL);
+  fx_free(&x);
+}
+
 int main(void) {
   cdir = getenv("CONFORMANCE_DIR");
   if (cdir == NULL) {
@@ -552,5 +692,7 @@ int main(void) {
   test_delays_run_out();
   test_seeded();
   test_batching();
+  test_progress();
+  test_salvage();
   return check_done("replay");
 }

@@ -172,13 +172,15 @@ static cl_msg_t configure_msg(int lockstep) {
   return m;
 }
 
-/* A configured, connected session (both ways). */
-static void ready(t_t *t, int lockstep, size_t max_kept) {
+/* A configured, connected session (both ways), at rank `rank` of 3 (only
+ * the id rule looks at the rank). */
+static void ready_at(t_t *t, int lockstep, size_t max_kept, uint32_t rank) {
   cl_msg_t m = configure_msg(lockstep), h;
   uint32_t in;
   char why[256];
   memset(t, 0, sizeof *t);
   new_session(t, max_kept);
+  m.u.configure.rank = rank;
   CHECK_EQ_INT(reply_of(t, &t->tag1, ask(t, t->c1, &m), NULL, NULL, NULL),
                CL_MSG_OK);
   memset(&m, 0, sizeof m);
@@ -198,6 +200,11 @@ static void ready(t_t *t, int lockstep, size_t max_kept) {
   CHECK_EQ_INT(cl_session_hello(t->s, &h, &in, why, sizeof why), 0);
   CHECK_EQ_INT(in, 1);
   take(t);
+}
+
+/* ready_at B's own rank, 1. */
+static void ready(t_t *t, int lockstep, size_t max_kept) {
+  ready_at(t, lockstep, max_kept, 1);
 }
 
 static void done(t_t *t) {
@@ -406,59 +413,136 @@ static void test_send(void) {
   done(&t);
 }
 
-/* Automatic ids: CL_AUTO_ID_BASE + k * 3 + 1 for B, k above every auto id
- * seen; explicit ids; the overflow. */
+/* The id of an OK answering m from c1; 0 (and a failed check) if the
+ * answer is not OK. */
+static uint64_t id_of(t_t *t, cl_msg_t m) {
+  const cl_msg_t *ok = NULL;
+  const char *text = "";
+  int type = reply_of(t, &t->tag1, ask(t, t->c1, &m), NULL, &text, &ok);
+  CHECK_EQ_INT(type, CL_MSG_OK);
+  if (type != CL_MSG_OK) {
+    fprintf(stderr, "  %s refused: %s\n", cl_msg_type_name(m.type), text);
+    return 0;
+  }
+  return ok->u.ok.snapshot_id;
+}
+
+static uint64_t next_id(t_t *t) { return id_of(t, simple(CL_MSG_NEXT_ID)); }
+
+/* Snapshots in progress, as STATUS reports them. */
+static size_t nactive(t_t *t) {
+  const cl_msg_t *st = NULL;
+  cl_msg_t m = simple(CL_MSG_STATUS);
+  CHECK_EQ_INT(reply_of(t, &t->tag1, ask(t, t->c1, &m), NULL, NULL, &st),
+               CL_MSG_STATUS_R);
+  return st != NULL ? st->u.status.nactive : 0;
+}
+
+/* Automatic ids at B, rank 1 of 3: the smallest id above every id >=
+ * 1000000 seen that is 1000001 modulo 3. The expected ids are worked out
+ * by hand. */
 static void test_ids(void) {
   t_t t;
   cl_msg_t m;
   const cl_msg_t *ok = NULL;
   const char *text = NULL;
+  size_t active;
   int code = 0;
-  ready(&t, 1, 0);
-  m = simple(CL_MSG_NEXT_ID);
-  ask(&t, t.c1, &m);
-  CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, NULL, NULL, &ok), CL_MSG_OK);
-  CHECK_EQ_INT(ok->u.ok.snapshot_id, CL_AUTO_ID_BASE + 1);
+  ready(&t, 0, 0);
+  CHECK_EQ_INT(next_id(&t), 1000001);
+  CHECK_EQ_INT(next_id(&t), 1000004);
   m = snapshot_msg(0, 0);
   ask(&t, t.c1, &m);
   CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, NULL, NULL, &ok), CL_MSG_OK);
-  CHECK_EQ_INT(ok->u.ok.snapshot_id, CL_AUTO_ID_BASE + 4);
+  CHECK_EQ_INT(ok->u.ok.snapshot_id, 1000007);
   CHECK_EQ_INT(ok->u.ok.nsent, 2); /* markers to A, C in id order */
   CHECK_EQ_STR(ok->u.ok.sent[0].dest, "A");
   CHECK_EQ_STR(ok->u.ok.sent[1].dest, "C");
-  /* A marker of A's snapshot k = 5 (held in lockstep, then delivered):
-   * B's next id is above it. */
-  CHECK_EQ_INT(peer(&t, 0, 1, CL_AUTO_ID_BASE + 15, 0), 0);
-  m = simple(CL_MSG_DELIVER);
-  strcpy(m.u.deliver.src, "A");
-  ask(&t, t.c1, &m);
-  CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, NULL, NULL, NULL), CL_MSG_OK);
-  m = simple(CL_MSG_NEXT_ID);
-  ask(&t, t.c1, &m);
-  CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, NULL, NULL, &ok), CL_MSG_OK);
-  CHECK_EQ_INT(ok->u.ok.snapshot_id, CL_AUTO_ID_BASE + 6 * 3 + 1);
-  m = snapshot_msg(1, CL_AUTO_ID_BASE + 4);
+  /* Explicit ids below the base (a scripted run's) move nothing. */
+  CHECK_EQ_INT(id_of(&t, snapshot_msg(1, 5)), 5);
+  CHECK_EQ_INT(id_of(&t, snapshot_msg(1, 999999)), 999999);
+  CHECK_EQ_INT(next_id(&t), 1000010);
+  /* A marker of another server's snapshot 1000015: the next id is the
+   * first above it, not a whole round of 3 further. */
+  CHECK_EQ_INT(peer(&t, 0, 1, 1000015, 0), 0);
+  CHECK_EQ_INT(next_id(&t), 1000016);
+  CHECK_EQ_INT(peer(&t, 1, 1, 1000017, 0), 0);
+  CHECK_EQ_INT(next_id(&t), 1000019);
+  /* A smaller id met later does not take the next one back. */
+  CHECK_EQ_INT(peer(&t, 0, 1, 1000011, 0), 0);
+  CHECK_EQ_INT(next_id(&t), 1000022);
+  /* An explicit id above the base counts once the snapshot started. */
+  CHECK_EQ_INT(id_of(&t, snapshot_msg(1, 1000030)), 1000030);
+  CHECK_EQ_INT(next_id(&t), 1000031);
+  m = snapshot_msg(1, 1000007);
   ask(&t, t.c1, &m);
   CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, &code, &text, NULL),
                CL_MSG_ERROR);
   CHECK_EQ_INT(code, CL_EEXIST);
-  CHECK_EQ_STR(text, "snapshot 1000004 already exists on B");
-  /* An explicit id near the top leaves no automatic id: ERANGE, and
-   * nothing starts. */
-  m = snapshot_msg(1, UINT64_MAX - 1);
+  CHECK_EQ_STR(text, "snapshot 1000007 already exists on B");
+  /* A SNAPSHOT that fails after picking its id (its reply cannot be
+   * allocated) uses none up. */
+  m = snapshot_msg(0, 0);
+  CHECK(ask_failing(&t, t.c1, &m, 1));
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, &code, NULL, NULL),
+               CL_MSG_ERROR);
+  CHECK_EQ_INT(code, CL_ENOMEM);
+  CHECK_EQ_INT(id_of(&t, snapshot_msg(0, 0)), 1000034);
+  /* The overflow, a boundary pair: 2^64 - 1 is 0 modulo 3 and 1000001 is
+   * 2, so 2^64 - 2 is B's last id. After 2^64 - 3 it is still given out;
+   * after it, ERANGE, and nothing starts. */
+  CHECK_EQ_INT(id_of(&t, snapshot_msg(1, UINT64_MAX - 2)), UINT64_MAX - 2);
+  CHECK(next_id(&t) == UINT64_MAX - 1);
+  active = nactive(&t);
+  m = simple(CL_MSG_NEXT_ID);
   ask(&t, t.c1, &m);
-  CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, NULL, NULL, NULL), CL_MSG_OK);
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, &code, &text, NULL),
+               CL_MSG_ERROR);
+  CHECK_EQ_INT(code, CL_ERANGE);
+  CHECK_EQ_STR(text, "B has run out of snapshot ids");
   m = snapshot_msg(0, 0);
   ask(&t, t.c1, &m);
   CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, &code, &text, NULL),
                CL_MSG_ERROR);
   CHECK_EQ_INT(code, CL_ERANGE);
   CHECK_EQ_STR(text, "B has run out of snapshot ids");
-  m = simple(CL_MSG_NEXT_ID);
-  ask(&t, t.c1, &m);
-  CHECK_EQ_INT(reply_of(&t, &t.tag1, t.req, &code, NULL, NULL), CL_MSG_ERROR);
-  CHECK_EQ_INT(code, CL_ERANGE);
+  CHECK_EQ_INT(nactive(&t), active);
   done(&t);
+}
+
+/* Three servers' sessions, ranks 0, 1 and 2 of 3 (the id rule needs no
+ * more of a server than its rank), asked for ids in turn: each gets its
+ * own residue, so no two ids are equal; and once a server has met another
+ * one's snapshot in a marker, its next id is larger than that snapshot's,
+ * the rank breaking the tie. The ids are worked out by hand. */
+static void test_ids_servers(void) {
+  static const uint64_t want[3][3] = {{1000000, 1000003, 1000006},
+                                      {1000001, 1000004, 1000007},
+                                      {1000002, 1000005, 1000008}};
+  t_t t[3];
+  uint64_t got[9];
+  size_t r, i, j;
+  for (r = 0; r < 3; r++)
+    ready_at(&t[r], 0, 0, (uint32_t)r);
+  for (i = 0; i < 3; i++)
+    for (r = 0; r < 3; r++) {
+      got[i * 3 + r] = next_id(&t[r]);
+      CHECK_EQ_INT(got[i * 3 + r], want[r][i]);
+    }
+  for (i = 0; i < 9; i++)
+    for (j = i + 1; j < 9; j++)
+      CHECK(got[i] != got[j]);
+  /* Rank 2 starts one (1000011); its marker reaches rank 0, which starts
+   * the next, whose marker reaches rank 1: each id is above the last. */
+  CHECK_EQ_INT(id_of(&t[2], snapshot_msg(0, 0)), 1000011);
+  CHECK_EQ_INT(peer(&t[0], 1, 1, 1000011, 0), 0);
+  CHECK_EQ_INT(id_of(&t[0], snapshot_msg(0, 0)), 1000012);
+  CHECK_EQ_INT(peer(&t[1], 0, 1, 1000012, 0), 0);
+  CHECK_EQ_INT(id_of(&t[1], snapshot_msg(0, 0)), 1000013);
+  /* Rank 2 has not met either: it goes on from its own. */
+  CHECK_EQ_INT(next_id(&t[2]), 1000014);
+  for (r = 0; r < 3; r++)
+    done(&t[r]);
 }
 
 /* Lockstep: frames are held until DELIVER; a DELIVER with nothing held
@@ -822,6 +906,7 @@ int main(void) {
   test_connect();
   test_send();
   test_ids();
+  test_ids_servers();
   test_lockstep();
   test_watch();
   test_peer();
