@@ -71,7 +71,7 @@ cap)
   grep -q '^1024 snapshots: 1024 passed, 0 failed$' "$WORK/in1024.txt" || fail "1024 in progress in-process: not all passed"
   for mode in --lockstep "--lockstep --in-process"; do
     rc=0
-    "$CLSNAP" run "$top" "$WORK/cap1025.events" $mode --quiet >"$WORK/cap.txt" 2>"$WORK/cap.err" || rc=$?
+    "$CLSNAP" run "$top" "$WORK/cap1025.events" $mode --quiet --log-dir "$WORK/logs1025" >"$WORK/cap.txt" 2>"$WORK/cap.err" || rc=$?
     [ $rc -eq 1 ] || { cat "$WORK/cap.err" >&2; fail "1025 in progress ($mode): exit $rc, expected 1"; }
     grep -qF "$WORK/cap1025.events:1026: S0 has 1024 snapshots in progress, the most allowed (--max-active 1024); refusing snapshot 1024" "$WORK/cap.err" ||
       { cat "$WORK/cap.err" >&2; fail "1025 in progress ($mode): the error does not name the server, snapshot, bound and option"; }
