@@ -130,27 +130,39 @@ typedef struct cl_hooks {
   int (*client_open)(cl_conn_t *c);
   void (*request)(cl_conn_t *c, const cl_msg_t *m);
   void (*client_closed)(cl_conn_t *c);
-  /* A new connection's HELLO: 0 and c->in set, or <0 with why. */
-  int (*hello)(cl_conn_t *c, const cl_msg_t *m, char *why, size_t whysz);
+  /* A new connection's HELLO: 0, c->in set and *received (for WELCOME),
+   * or <0 with why. */
+  int (*hello)(cl_conn_t *c, const cl_msg_t *m, uint64_t *received,
+               char *why, size_t whysz);
   /* TOKEN or MARKER: 0; 1 stop reading; <0 with why (close it). */
   int (*peer_msg)(cl_conn_t *c, const cl_msg_t *m, char *why, size_t whysz);
   /* count one-token messages, seqs first..: 0 or <0 with why. */
   int (*peer_ones)(cl_conn_t *c, uint64_t first, uint64_t count, char *why,
                    size_t whysz);
-  /* A peer connection that carried its channel is gone. */
-  void (*peer_closed)(cl_conn_t *c, const char *why);
-  /* Outbound channel chan is now in state st (cl_chan_state_t). */
+  /* A peer connection that carried its channel is gone: it broke the
+   * protocol (broken: the channel is lost), or it ended (the sender may
+   * reconnect). */
+  void (*peer_closed)(cl_conn_t *c, int broken, const char *why);
+  /* Outbound channel chan is now in state st (cl_chan_state_t; not UP). */
   void (*out_state)(cl_daemon_t *d, uint32_t chan, cl_chan_state_t st,
                     const char *why);
+  /* The receiver of outbound chan said WELCOME / ACK with its count of
+   * frames: 0, or <0 with why (close; the channel is lost). */
+  int (*out_welcome)(cl_daemon_t *d, uint32_t chan, uint64_t received,
+                     char *why, size_t whysz);
+  int (*out_ack)(cl_daemon_t *d, uint32_t chan, uint64_t received,
+                 char *why, size_t whysz);
 } cl_hooks_t;
 
 typedef enum {
   CL_OUT_IDLE,       /* configured, CONNECT not yet asked */
   CL_OUT_CONNECTING, /* resolving, connecting, saying HELLO (until the
-                        receiver's WELCOME) or waiting to retry */
+                        receiver's WELCOME) or waiting to retry; also
+                        reconnecting after the connection ended */
   CL_OUT_UP,
   CL_OUT_FAILED,     /* gave up after CL_CONNECT_WINDOW_MS */
-  CL_OUT_LOST        /* was up, then lost */
+  CL_OUT_LOST        /* was up, then not back within the peer-lost
+                        bound (or broke the protocol) */
 } cl_out_state_t;
 
 /* A message waiting out its jitter delay. */
@@ -176,10 +188,13 @@ typedef struct cl_out_chan {
   struct sockaddr_storage sa;
   int have_sa;
   uint64_t deadline;
+  int was_up;      /* connecting again after a break: give up = LOST */
   unsigned backoff_ms;
   int last_err;
   char refusal[CL_TEXT_SIZE]; /* what the receiver said when it refused */
-  cl_wire_decoder_t *rdec;    /* WELCOME or a refusal from the receiver */
+  int refusal_code;           /* and its CL_E code */
+  cl_wire_decoder_t *rdec;    /* from the receiver: WELCOME or a refusal,
+                                 then ACKs */
   msgpack_sbuffer hello;      /* written first on every connection */
   uv_write_t hreq;
   cl_outbuf_t out; /* frames, written once the receiver said WELCOME */
@@ -194,6 +209,8 @@ struct cl_daemon {
   char id[CL_ID_SIZE];
   size_t max_kept, max_active, write_cap, input_cap;
   uint64_t frame_timeout_ms;
+  uint64_t peer_timeout_ms, peer_lost_ms;
+  uint64_t incarnation; /* this process's, in every HELLO */
   int log_level;
 
   uv_tcp_t listener;
@@ -202,6 +219,7 @@ struct cl_daemon {
   uv_timer_t jitter_timer;
   uv_timer_t stop_timer;
   uv_timer_t sweep; /* closes connections stuck before or inside a frame */
+  uv_timer_t tick;  /* the session's clock: ACKs, stalls, lost channels */
   int stopping;
   int exit_code;
 
@@ -235,6 +253,8 @@ int cl_dispatch_init(cl_daemon_t *d);
 void cl_daemon_stop(cl_daemon_t *d, int exit_code);
 /* Before the loop sleeps: circulate, then one write per channel/client. */
 void cl_dispatch_flush(cl_daemon_t *d);
+/* Start the session's clock (cl_session_tick every CL_TICK_MS). */
+void cl_dispatch_tick_start(cl_daemon_t *d);
 /* After the loop is closed. */
 void cl_dispatch_free(cl_daemon_t *d);
 
@@ -260,6 +280,8 @@ const char *cl_conn_label(const cl_conn_t *c);
 void cl_server_resume_in(cl_daemon_t *d, uint32_t i);
 /* Close inbound channel i's connection; its loss is already known. */
 void cl_server_close_in(cl_daemon_t *d, uint32_t i);
+/* Queue ACK{received} on inbound channel i's connection, if it has one. */
+void cl_server_ack(cl_daemon_t *d, uint32_t i, uint64_t received);
 void cl_server_flush(cl_daemon_t *d);
 void cl_server_stop(cl_daemon_t *d, int force);
 /* Start the timer that closes connections which sent no complete first
@@ -276,6 +298,12 @@ int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
 /* Start connecting outbound channel i (idle or failed) within the CONNECT
  * window; its states go to hooks.out_state. */
 void cl_peer_connect(cl_daemon_t *d, uint32_t i);
+/* Outbound channel i's connection makes no progress (why): close it and
+ * reconnect, as after a reset. */
+void cl_peer_break(cl_daemon_t *d, uint32_t i, const char *why);
+/* Set TCP_USER_TIMEOUT and keepalive on a connected socket so that a dead
+ * path is noticed within about timeout_ms. */
+void cl_tcp_timeouts(uv_tcp_t *t, uint64_t timeout_ms);
 /* Bytes queued on outbound channel i (buffers + jitter queue). */
 size_t cl_peer_queued(const cl_daemon_t *d, uint32_t i);
 /* Room for `frames` more cl_peer_emit calls on channel i without

@@ -16,8 +16,18 @@
 static void perform_one(cl_daemon_t *d, const cl_fx_t *f) {
   cl_msg_t m;
   switch (f->kind) {
-  case CL_FX_FRAME:
-    cl_peer_emit(d, f->chan, f->frame, f->a, f->n);
+  case CL_FX_FRAME: {
+    uint64_t k;
+    for (k = 0; k < f->count; k++)
+      cl_peer_emit(d, f->chan, f->frame, f->a + (f->frame == CL_MSG_TOKEN
+                                                     ? k : 0), f->n);
+    break;
+  }
+  case CL_FX_ACK:
+    cl_server_ack(d, f->chan, f->a);
+    break;
+  case CL_FX_BREAK:
+    cl_peer_break(d, f->chan, f->text);
     break;
   case CL_FX_MSG:
     if (cl_conn_send(f->client, f->msg) == 0 && f->has_release)
@@ -88,10 +98,10 @@ static void on_client_closed(cl_conn_t *c) {
   perform(c->d);
 }
 
-static int on_hello(cl_conn_t *c, const cl_msg_t *m, char *why,
-                    size_t whysz) {
+static int on_hello(cl_conn_t *c, const cl_msg_t *m, uint64_t *received,
+                    char *why, size_t whysz) {
   uint32_t in;
-  int r = cl_session_hello(c->d->session, m, &in, why, whysz);
+  int r = cl_session_hello(c->d->session, m, &in, received, why, whysz);
   if (r == 0)
     c->in = (int)in;
   perform(c->d);
@@ -114,8 +124,11 @@ static int on_peer_ones(cl_conn_t *c, uint64_t first, uint64_t count,
   return r;
 }
 
-static void on_peer_closed(cl_conn_t *c, const char *why) {
-  cl_session_in_lost(c->d->session, (uint32_t)c->in, why);
+static void on_peer_closed(cl_conn_t *c, int broken, const char *why) {
+  if (broken)
+    cl_session_in_lost(c->d->session, (uint32_t)c->in, why);
+  else
+    cl_session_in_down(c->d->session, (uint32_t)c->in, why);
   perform(c->d);
 }
 
@@ -123,6 +136,34 @@ static void on_out_state(cl_daemon_t *d, uint32_t chan, cl_chan_state_t st,
                          const char *why) {
   cl_session_out_state(d->session, chan, st, why);
   perform(d);
+}
+
+static int on_out_welcome(cl_daemon_t *d, uint32_t chan, uint64_t received,
+                          char *why, size_t whysz) {
+  int r = cl_session_out_welcome(d->session, chan, received, why, whysz);
+  perform(d);
+  return r;
+}
+
+static int on_out_ack(cl_daemon_t *d, uint32_t chan, uint64_t received,
+                      char *why, size_t whysz) {
+  return cl_session_out_ack(d->session, chan, received, why, whysz);
+}
+
+/* The session's clock. */
+static void tick_cb(uv_timer_t *t) {
+  cl_daemon_t *d = t->data;
+  cl_session_tick(d->session, uv_now(d->loop));
+  perform(d);
+}
+
+void cl_dispatch_tick_start(cl_daemon_t *d) {
+  /* The session's time starts now, not at 0 (loop time is monotonic
+   * time, not time since start). */
+  cl_session_tick(d->session, uv_now(d->loop));
+  uv_timer_init(d->loop, &d->tick);
+  d->tick.data = d;
+  uv_timer_start(&d->tick, tick_cb, CL_TICK_MS, CL_TICK_MS);
 }
 
 /* ---- the session's environment ------------------------------------------ */
@@ -148,6 +189,8 @@ int cl_dispatch_init(cl_daemon_t *d) {
   sc.max_active = d->max_active;
   sc.write_cap = d->write_cap;
   sc.log_level = d->log_level;
+  sc.peer_timeout_ms = d->peer_timeout_ms;
+  sc.peer_lost_ms = d->peer_lost_ms;
   sc.env.ctx = d;
   sc.env.reserve = env_reserve;
   sc.env.queued = env_queued;
@@ -160,6 +203,8 @@ int cl_dispatch_init(cl_daemon_t *d) {
   d->hooks.peer_ones = on_peer_ones;
   d->hooks.peer_closed = on_peer_closed;
   d->hooks.out_state = on_out_state;
+  d->hooks.out_welcome = on_out_welcome;
+  d->hooks.out_ack = on_out_ack;
   return cl_session_new(&sc, &d->session);
 }
 
@@ -201,6 +246,7 @@ void cl_daemon_stop(cl_daemon_t *d, int exit_code) {
   close_if_open((uv_handle_t *)&d->prepare);
   close_if_open((uv_handle_t *)&d->jitter_timer);
   close_if_open((uv_handle_t *)&d->sweep);
+  close_if_open((uv_handle_t *)&d->tick);
   /* The grace timer does not keep the loop alive: once every client has
    * its replies, uv_run returns and main closes the timer. */
   uv_timer_start(&d->stop_timer, stop_timer_cb, CL_STOP_GRACE_MS, 0);

@@ -31,6 +31,11 @@ static const char usage_text[] =
     "      --input-cap BYTES   per connection input cap (default 1 MiB)\n"
     "      --frame-timeout MS  close a connection whose first frame, or any\n"
     "                          frame once begun, takes longer (default 10000)\n"
+    "      --peer-timeout MS   a peer connection whose frames get no\n"
+    "                          acknowledgement this long is broken and\n"
+    "                          reconnected (default 5000)\n"
+    "      --peer-lost MS      a channel not reconnected within this long is\n"
+    "                          lost (default 30000)\n"
     "  -h, --help              show this help\n"
     "  -V, --version           show the version\n"
     "\n"
@@ -52,6 +57,7 @@ typedef struct opts {
   int level;
   int die_with_parent;
   uint64_t max_kept, max_active, write_cap, input_cap, frame_timeout;
+  uint64_t peer_timeout, peer_lost;
 } opts_t;
 
 /* Parse a byte count/limit option or exit 2. */
@@ -99,7 +105,7 @@ static void refused(const struct option *lo, char **argv, int c) {
  * 0 for --help and --version, 2 on bad usage. */
 static void parse_args(int argc, char **argv, opts_t *o) {
   enum { O_MAX_KEPT = 256, O_MAX_ACTIVE, O_WRITE_CAP, O_INPUT_CAP,
-         O_FRAME_TIMEOUT, O_LOG_LEVEL, O_DIE };
+         O_FRAME_TIMEOUT, O_LOG_LEVEL, O_DIE, O_PEER_TIMEOUT, O_PEER_LOST };
   static const struct option lo[] = {
       {"id", required_argument, NULL, 'i'},
       {"listen", required_argument, NULL, 'l'},
@@ -110,6 +116,8 @@ static void parse_args(int argc, char **argv, opts_t *o) {
       {"write-cap", required_argument, NULL, O_WRITE_CAP},
       {"input-cap", required_argument, NULL, O_INPUT_CAP},
       {"frame-timeout", required_argument, NULL, O_FRAME_TIMEOUT},
+      {"peer-timeout", required_argument, NULL, O_PEER_TIMEOUT},
+      {"peer-lost", required_argument, NULL, O_PEER_LOST},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -120,6 +128,8 @@ static void parse_args(int argc, char **argv, opts_t *o) {
   o->write_cap = CL_DEFAULT_WRITE_CAP;
   o->input_cap = CL_DEFAULT_INPUT_CAP;
   o->frame_timeout = CL_DEFAULT_FRAME_TIMEOUT_MS;
+  o->peer_timeout = CL_DEFAULT_PEER_TIMEOUT_MS;
+  o->peer_lost = CL_DEFAULT_PEER_LOST_MS;
   opterr = 0;
   while ((c = getopt_long(argc, argv, ":i:l:hV", lo, NULL)) != -1) {
     switch (c) {
@@ -163,6 +173,12 @@ static void parse_args(int argc, char **argv, opts_t *o) {
       break;
     case O_FRAME_TIMEOUT:
       o->frame_timeout = parse_num("--frame-timeout", optarg, 10, 86400000);
+      break;
+    case O_PEER_TIMEOUT:
+      o->peer_timeout = parse_num("--peer-timeout", optarg, 100, 86400000);
+      break;
+    case O_PEER_LOST:
+      o->peer_lost = parse_num("--peer-lost", optarg, 100, 86400000);
       break;
     default:
       refused(lo, argv, c);
@@ -233,6 +249,13 @@ int main(int argc, char **argv) {
   d->write_cap = (size_t)o.write_cap;
   d->input_cap = (size_t)o.input_cap;
   d->frame_timeout_ms = o.frame_timeout;
+  d->peer_timeout_ms = o.peer_timeout;
+  d->peer_lost_ms = o.peer_lost;
+  /* Names this process in its HELLOs: a receiver takes a reconnect only
+   * from the process that opened the channel. */
+  if (uv_random(NULL, NULL, &d->incarnation, sizeof d->incarnation, 0,
+                NULL) != 0)
+    d->incarnation = ((uint64_t)getpid() << 32) ^ uv_hrtime();
   d->exit_code = 0;
 
   uv_timer_init(&loop, &d->stop_timer);
@@ -258,6 +281,7 @@ int main(int argc, char **argv) {
   } else {
     uv_prepare_start(&d->prepare, prepare_cb);
     cl_server_sweep_start(d);
+    cl_dispatch_tick_start(d);
     uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&d->sigint, signal_cb, SIGINT);
     printf("READY %s %s\n", d->id, bound);

@@ -62,6 +62,7 @@ int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
     memcpy(hello.u.hello.from, cfg->self, CL_ID_SIZE);
     memcpy(hello.u.hello.to, ch->id, CL_ID_SIZE);
     hello.u.hello.config_id = cfg->config_id;
+    hello.u.hello.incarnation = d->incarnation;
     if ((r = cl_wire_encode(&hello, &ch->hello)) < 0)
       goto fail;
     r = CL_EINVAL;
@@ -206,18 +207,52 @@ static void out_closed_cb(uv_handle_t *h) {
 
 static void out_retry_close_cb(uv_handle_t *h);
 
-/* Outbound channel ch is gone after being up: drop its queue (those
- * messages can no longer be delivered) and report it. */
+/* Outbound channel ch is lost for good (the receiver broke the protocol,
+ * or it was not back within the peer-lost bound): drop its queue (the
+ * session forgets what was not confirmed) and report it. */
 static void out_lost(cl_out_chan_t *ch, int err, const char *why) {
-  if (ch->state != CL_OUT_UP)
+  if (ch->state == CL_OUT_LOST || ch->state == CL_OUT_FAILED ||
+      ch->state == CL_OUT_IDLE)
     return;
   ch->state = CL_OUT_LOST;
   ch->last_err = err;
+  uv_timer_stop(&ch->retry);
   if (ch->tcp_open && !uv_is_closing((uv_handle_t *)&ch->tcp))
     uv_close((uv_handle_t *)&ch->tcp, out_closed_cb);
   ch->out.pend.size = 0;
   cl_ring_clear(&ch->jq);
   out_report(ch, why);
+}
+
+/* Outbound channel ch's connection ended (reset, closed, a write failed,
+ * or no acknowledgement for the peer timeout): drop what is queued (the
+ * session keeps every frame not confirmed and resends it after the next
+ * WELCOME), report CONNECTING, and reconnect with backoff within the
+ * peer-lost bound. */
+static void out_down(cl_out_chan_t *ch, int err, const char *why) {
+  cl_daemon_t *d = ch->d;
+  if (ch->state != CL_OUT_UP || d->stopping)
+    return;
+  cl_log_warn("channel %s->%s (%s): %s; reconnecting", d->id, ch->id,
+              ch->addr, why);
+  ch->state = CL_OUT_CONNECTING;
+  ch->was_up = 1;
+  ch->last_err = err;
+  ch->refusal[0] = '\0';
+  ch->refusal_code = 0;
+  ch->deadline = uv_now(d->loop) + d->peer_lost_ms;
+  ch->backoff_ms = CL_BACKOFF_FIRST_MS;
+  ch->out.pend.size = 0;
+  cl_ring_clear(&ch->jq);
+  out_report(ch, why);
+  /* Its close callback starts the first attempt after a backoff. */
+  if (ch->tcp_open && !uv_is_closing((uv_handle_t *)&ch->tcp))
+    uv_close((uv_handle_t *)&ch->tcp, out_retry_close_cb);
+}
+
+void cl_peer_break(cl_daemon_t *d, uint32_t i, const char *why) {
+  if (i < d->nout)
+    out_down(&d->out[i], UV_ETIMEDOUT, why);
 }
 
 /* Backoff over: try again. */
@@ -229,14 +264,31 @@ static void out_retry_later(cl_out_chan_t *ch) {
   cl_daemon_t *d = ch->d;
   uint64_t now = uv_now(d->loop), delay = ch->backoff_ms;
   char why[CL_TEXT_SIZE + 16];
-  if (d->stopping)
+  if (d->stopping || ch->state != CL_OUT_CONNECTING)
     return;
-  if (now >= ch->deadline) {
-    ch->state = CL_OUT_FAILED;
+  /* Past the window, or refused for good: the receiver counts the channel
+   * lost, or this process is not the sender it knows, or nothing listens
+   * at its address any more (its process is gone; a broken path times out
+   * instead). */
+  if (now >= ch->deadline ||
+      (ch->was_up && (ch->refusal_code == CL_ELOST ||
+                      ch->refusal_code == CL_EDUP ||
+                      ch->last_err == UV_ECONNREFUSED))) {
     if (ch->refusal[0] != '\0')
       snprintf(why, sizeof why, "refused: %s", ch->refusal);
     else
       snprintf(why, sizeof why, "%s", cl_daemon_strerror(ch->last_err));
+    if (ch->was_up) {
+      char text[sizeof why + 64];
+      if (now >= ch->deadline)
+        snprintf(text, sizeof text, "not reconnected within %llu ms: %s",
+                 (unsigned long long)d->peer_lost_ms, why);
+      else
+        snprintf(text, sizeof text, "cannot reconnect: %s", why);
+      out_lost(ch, ch->last_err, text);
+      return;
+    }
+    ch->state = CL_OUT_FAILED;
     out_report(ch, why);
     return;
   }
@@ -291,9 +343,11 @@ static void out_attempt_failed(cl_out_chan_t *ch, int err) {
     uv_close((uv_handle_t *)&ch->tcp, out_retry_close_cb);
 }
 
-/* The receiver took HELLO: the channel is up, queued frames may go. */
+/* The receiver took HELLO: the channel is up; the session resends what
+ * the receiver does not have, then new frames may go. */
 static void out_welcome(cl_out_chan_t *ch, const cl_msg_t *m) {
   cl_daemon_t *d = ch->d;
+  char why[CL_TEXT_SIZE];
   if (strcmp(m->u.welcome.from, ch->id) != 0) {
     snprintf(ch->refusal, sizeof ch->refusal, "WELCOME from %s, expected "
              "%s", m->u.welcome.from, ch->id);
@@ -303,49 +357,87 @@ static void out_welcome(cl_out_chan_t *ch, const cl_msg_t *m) {
   uv_timer_stop(&ch->retry); /* the attempt's deadline */
   ch->state = CL_OUT_UP;
   cl_log_info("channel %s->%s up (%s)", d->id, ch->id, ch->addr);
-  out_report(ch, "");
+  if (d->stopping)
+    return;
+  if (d->hooks.out_welcome(d, ch->index, m->u.welcome.received, why,
+                           sizeof why) < 0) {
+    cl_log_error("channel %s->%s: %s", d->id, ch->id, why);
+    out_lost(ch, CL_EPROTO, why);
+  }
 }
 
-/* Reading an outbound channel: the handshake, then only its end. */
+/* A frame from the receiver once the channel is up: only ACKs. */
+static void out_reply(cl_out_chan_t *ch, const cl_msg_t *m) {
+  cl_daemon_t *d = ch->d;
+  char why[CL_TEXT_SIZE];
+  if (m->type != CL_MSG_ACK) {
+    snprintf(why, sizeof why, "unexpected %s from the receiver",
+             cl_msg_type_name(m->type));
+    out_lost(ch, CL_EPROTO, why);
+    return;
+  }
+  if (d->hooks.out_ack(d, ch->index, m->u.ack.received, why, sizeof why) <
+      0) {
+    cl_log_error("channel %s->%s: %s", d->id, ch->id, why);
+    out_lost(ch, CL_EPROTO, why);
+  }
+}
+
+/* Reading an outbound channel: the handshake (WELCOME, or an ERROR saying
+ * why the receiver refuses), then ACKs, then its end. */
 static void out_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cl_out_chan_t *ch = s->data;
   char why[CL_TEXT_SIZE + CL_ID_SIZE + 16];
   cl_msg_t m;
   int r;
   (void)buf;
-  if (nread > 0 && ch->rdec != NULL && ch->state == CL_OUT_CONNECTING) {
+  if (nread > 0 && ch->rdec == NULL) {
+    /* More than the decoder's bound: whatever this is, it is wrong. */
+    if (ch->state == CL_OUT_UP)
+      out_lost(ch, CL_EPROTO, "too many bytes from the receiver");
+    else
+      out_attempt_failed(ch, CL_EPROTO);
+    return;
+  }
+  if (nread > 0) {
     cl_wire_decoder_consumed(ch->rdec, (size_t)nread);
-    while (ch->state == CL_OUT_CONNECTING) {
+    while (ch->state == CL_OUT_CONNECTING || ch->state == CL_OUT_UP) {
+      int was_up = ch->state == CL_OUT_UP;
       memset(&m, 0, sizeof m);
       r = cl_wire_next(ch->rdec, &m);
       if (r == 0)
         return;
-      if (r == 1 && m.type == CL_MSG_WELCOME)
+      if (r == 1 && was_up) {
+        out_reply(ch, &m);
+      } else if (r == 1 && m.type == CL_MSG_WELCOME) {
         out_welcome(ch, &m);
-      else if (r == 1 && m.type == CL_MSG_ERROR)
+      } else if (r == 1 && m.type == CL_MSG_ERROR) {
         snprintf(ch->refusal, sizeof ch->refusal, "%s", m.u.error.text);
-      else
+        ch->refusal_code = m.u.error.code;
+      } else {
         r = -1;
+      }
       cl_msg_free(&m);
       if (r < 0) {
-        snprintf(ch->refusal, sizeof ch->refusal, "not a clsnapd handshake");
-        out_attempt_failed(ch, CL_EPROTO);
+        if (was_up) {
+          out_lost(ch, CL_EPROTO, "not a clsnapd frame from the receiver");
+        } else {
+          snprintf(ch->refusal, sizeof ch->refusal,
+                   "not a clsnapd handshake");
+          out_attempt_failed(ch, CL_EPROTO);
+        }
         return;
       }
     }
-    if (ch->rdec == NULL || cl_wire_decoder_buffered(ch->rdec) == 0)
-      return;
-    nread = 1; /* bytes after WELCOME */
+    return;
   }
+  if (nread == 0)
+    return;
   if (ch->state == CL_OUT_UP) {
-    if (nread > 0) {
-      out_lost(ch, CL_EPROTO, "unexpected bytes from the receiver");
-    } else if (nread < 0) {
-      snprintf(why, sizeof why, "%s", cl_daemon_strerror((int)nread));
-      out_lost(ch, (int)nread, why);
-    }
-  } else if (ch->state == CL_OUT_CONNECTING && nread != 0) {
-    out_attempt_failed(ch, nread < 0 ? (int)nread : CL_EPROTO);
+    snprintf(why, sizeof why, "%s", cl_daemon_strerror((int)nread));
+    out_down(ch, (int)nread, why);
+  } else if (ch->state == CL_OUT_CONNECTING) {
+    out_attempt_failed(ch, (int)nread);
   }
 }
 
@@ -373,6 +465,7 @@ static void out_connect_cb(uv_connect_t *req, int status) {
     return;
   }
   uv_tcp_nodelay(&ch->tcp, 1);
+  cl_tcp_timeouts(&ch->tcp, d->peer_timeout_ms);
   cl_wire_decoder_free(ch->rdec);
   ch->rdec = NULL;
   r = uv_read_start((uv_stream_t *)&ch->tcp, out_alloc_cb, out_read_cb);
@@ -487,6 +580,7 @@ void cl_peer_connect(cl_daemon_t *d, uint32_t i) {
   ch->backoff_ms = CL_BACKOFF_FIRST_MS;
   ch->last_err = 0;
   ch->refusal[0] = '\0';
+  ch->refusal_code = 0;
   out_attempt(ch);
 }
 
@@ -509,7 +603,7 @@ static void out_write_cb(uv_write_t *req, int status) {
     msgpack_sbuffer_init(&ch->out.fly);
   }
   if (status < 0 && status != UV_ECANCELED)
-    out_lost(ch, status, cl_daemon_strerror(status));
+    out_down(ch, status, cl_daemon_strerror(status));
 }
 
 /* Write everything queued on ch since its last write. Most turns the
@@ -523,7 +617,7 @@ static void out_flush(cl_out_chan_t *ch) {
   r = cl_outbuf_write(&ch->out, (uv_stream_t *)&ch->tcp, out_write_cb, ch,
                       out_keep(ch->d));
   if (r < 0)
-    out_lost(ch, r, cl_daemon_strerror(r));
+    out_down(ch, r, cl_daemon_strerror(r));
 }
 
 /* Circulate k tokens to outbound channel i (up, no jitter), one per TOKEN

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 static int conn_read_start(cl_conn_t *c);
 
@@ -100,9 +103,11 @@ static void conn_close_cb(uv_handle_t *h) {
   free(c);
 }
 
-/* Close c; a peer connection that still carries its channel loses it with
- * `why` (logged and NOTICEd unless the daemon is stopping). */
-static void conn_close_why(cl_conn_t *c, const char *why) {
+/* Close c. A peer connection that still carries its channel reports why:
+ * broken (a protocol error: the channel is lost, logged and NOTICEd) or
+ * not (the connection ended: the sender may reconnect). Nothing is
+ * reported while the daemon stops. */
+static void conn_close_why(cl_conn_t *c, int broken, const char *why) {
   cl_daemon_t *d = c->d;
   if (c->closing)
     return;
@@ -113,13 +118,13 @@ static void conn_close_why(cl_conn_t *c, const char *why) {
       d->in_conn[c->in] == c) {
     d->in_conn[c->in] = NULL;
     if (!d->stopping)
-      d->hooks.peer_closed(c, why);
+      d->hooks.peer_closed(c, broken, why);
   }
   uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
 }
 
 /* Close without a reason of our own (the caller logged already). */
-void cl_conn_close(cl_conn_t *c) { conn_close_why(c, "closed"); }
+void cl_conn_close(cl_conn_t *c) { conn_close_why(c, 1, "closed"); }
 
 /* Protocol error: one log line naming the connection and why, then close.
  * For a peer connection the lost-channel line carries the reason. */
@@ -135,11 +140,11 @@ void cl_conn_fail(cl_conn_t *c, const char *fmt, ...) {
       c->d->in_conn[c->in] == c) {
     char text[560];
     snprintf(text, sizeof text, "protocol error: %s", why);
-    conn_close_why(c, text);
+    conn_close_why(c, 1, text);
     return;
   }
   cl_log_warn("%s: %s; closing it", cl_conn_label(c), why);
-  conn_close_why(c, why);
+  conn_close_why(c, 1, why);
 }
 
 /* Queue one message for a control client. Encoding appends to the pending
@@ -194,7 +199,7 @@ static void ctrl_write_cb(uv_write_t *req, int status) {
     if (status != UV_ECANCELED && !c->closing) {
       cl_log_warn("%s: write failed: %s; closing it", cl_conn_label(c),
                   cl_daemon_strerror(status));
-      cl_conn_close(c);
+      conn_close_why(c, 0, cl_daemon_strerror(status));
     }
     return;
   }
@@ -249,7 +254,7 @@ static int ctrl_write(cl_conn_t *c) {
   if (r < 0) {
     cl_log_warn("%s: write failed: %s; closing it", cl_conn_label(c),
                 cl_daemon_strerror(r));
-    cl_conn_close(c);
+    conn_close_why(c, 0, cl_daemon_strerror(r));
     return 0;
   }
   return r;
@@ -348,20 +353,30 @@ static void peer_refuse(cl_conn_t *c, int code, const char *why) {
 static void conn_hello(cl_conn_t *c, const cl_msg_t *m) {
   cl_daemon_t *d = c->d;
   char why[CL_TEXT_SIZE];
+  cl_conn_t *old;
   cl_msg_t w;
-  int r = d->hooks.hello(c, m, why, sizeof why);
+  uint64_t received = 0;
+  int r = d->hooks.hello(c, m, &received, why, sizeof why);
   if (r < 0) {
     peer_refuse(c, r, why);
     return;
   }
   c->kind = CL_CONN_PEER;
   memcpy(c->name, m->u.hello.from, sizeof c->name);
+  /* A reconnect may find the old connection still open here (its end not
+   * seen yet): it goes, unread bytes and all, without a report; the
+   * sender resends what it had not delivered. */
+  old = d->in_conn[c->in];
   d->in_conn[c->in] = c;
+  if (old != NULL && old != c)
+    conn_close_why(old, 0, "replaced");
+  cl_tcp_timeouts(&c->tcp, d->peer_timeout_ms);
   /* The sender waits for this before it sends anything: from now on its
-   * frames are accepted. */
+   * frames are accepted, from frame received + 1 on. */
   memset(&w, 0, sizeof w);
   w.type = CL_MSG_WELCOME;
   memcpy(w.u.welcome.from, d->id, CL_ID_SIZE);
+  w.u.welcome.received = received;
   if (cl_conn_send(c, &w) < 0)
     return; /* closed, logged */
   cl_log_info("channel %s->%s up (%s)", c->name, d->id, c->addr);
@@ -563,6 +578,38 @@ void cl_server_close_in(cl_daemon_t *d, uint32_t i) {
   cl_conn_close(c);
 }
 
+/* See daemon.h. Keepalive probes start after a third of the timeout and
+ * three unanswered ones end the connection; TCP_USER_TIMEOUT bounds how
+ * long written data may stay unacknowledged by the peer's kernel. Best
+ * effort: a socket that refuses an option keeps the kernel's default. */
+void cl_tcp_timeouts(uv_tcp_t *t, uint64_t timeout_ms) {
+  uv_os_fd_t fd;
+  unsigned secs = (unsigned)(timeout_ms / 3000);
+  unsigned int user = (unsigned int)timeout_ms;
+  int intvl, cnt = 3;
+  if (secs < 1)
+    secs = 1;
+  intvl = (int)secs;
+  (void)uv_tcp_keepalive(t, 1, secs);
+  if (uv_fileno((uv_handle_t *)t, &fd) != 0)
+    return;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user, sizeof user);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+/* ACK effect: the count goes out with this turn's writes. */
+void cl_server_ack(cl_daemon_t *d, uint32_t i, uint64_t received) {
+  cl_conn_t *c = d->in_conn != NULL && i < d->nin ? d->in_conn[i] : NULL;
+  cl_msg_t m;
+  if (c == NULL || c->closing)
+    return;
+  memset(&m, 0, sizeof m);
+  m.type = CL_MSG_ACK;
+  m.u.ack.received = received;
+  (void)cl_conn_send(c, &m); /* on failure c is closed and reported */
+}
+
 /* Zero-copy read: libuv reads straight into the decoder's buffer. Never
  * offers more room than the input cap leaves. */
 static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -627,7 +674,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   switch (c->kind) {
   case CL_CONN_PEER:
-    conn_close_why(c, cl_daemon_strerror((int)nread));
+    conn_close_why(c, 0, cl_daemon_strerror((int)nread));
     break;
   case CL_CONN_CONTROL:
     cl_log_info("%s disconnected (%s)", cl_conn_label(c),
@@ -759,7 +806,14 @@ static void sweep_cb(uv_timer_t *t) {
       cl_conn_fail(c, "no complete first frame within %llu ms (%zu bytes "
                    "received)", (unsigned long long)limit,
                    c->dec != NULL ? cl_wire_decoder_buffered(c->dec) : 0);
-    else if (!c->paused)
+    else if (c->kind == CL_CONN_PEER && !c->paused) {
+      /* A stalled sender: the part of a frame is dropped with the
+       * connection; the sender reconnects and resends it. */
+      char why[96];
+      snprintf(why, sizeof why, "frame incomplete for %llu ms",
+               (unsigned long long)limit);
+      conn_close_why(c, 0, why);
+    } else if (!c->paused)
       cl_conn_fail(c, "frame incomplete for %llu ms (%zu bytes buffered)",
                    (unsigned long long)limit,
                    cl_wire_decoder_buffered(c->dec));

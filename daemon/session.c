@@ -40,18 +40,43 @@ typedef struct held {
   int64_t n;    /* TOKEN: tokens */
 } held_t;
 
+/* States of an inbound channel: IDLE until its first HELLO, UP while a
+ * connection carries it, CONNECTING while it waits for the sender to
+ * reconnect (at most peer_lost ms), LOST for good. */
 typedef struct in_chan {
   cl_chan_state_t state;
   cl_ring_t held; /* of held_t */
   int paused;
   plist_t delivers; /* parked DELIVERs, FIFO */
+  uint64_t frames;      /* frames received, all connections (held too) */
+  uint64_t acked;       /* the count the last ACK or WELCOME carried */
+  uint64_t incarnation; /* of the first HELLO: a reconnect must repeat it */
+  uint64_t down_at;     /* CONNECTING: session time the connection ended */
 } in_chan_t;
 
+/* Frames sent and not yet acknowledged, as runs: `count` frames of one
+ * kind; TOKEN: seqs a, a+1, ..., n tokens each; MARKER: count 1, a = id. */
+typedef struct unacked {
+  uint8_t kind;
+  uint64_t a;
+  int64_t n;
+  uint64_t count;
+} unacked_t;
+
+/* States of an outbound channel: IDLE, CONNECTING (first connection, or
+ * reconnecting once it was up: then frames are kept, not written), UP,
+ * FAILED, LOST. */
 typedef struct out_chan {
   cl_chan_state_t state;
   char addr[CL_ADDR_SIZE];
   char why[CL_TEXT_SIZE]; /* last error (FAILED, LOST) */
   plist_t sends;          /* SENDs waiting for the connection, FIFO */
+  uint64_t frames;        /* frames sent on the channel, numbered 1.. */
+  uint64_t acked;         /* frames the receiver confirmed having */
+  cl_ring_t unacked;      /* of unacked_t: frames acked+1 .. frames */
+  uint64_t progress_at;   /* session time acked last moved (or the first
+                             unacknowledged frame was sent, or UP) */
+  int was_up;             /* reconnects keep the channel's numbering */
 } out_chan_t;
 
 typedef struct range {
@@ -85,6 +110,9 @@ struct cl_session {
   size_t nparked;
   uint64_t max_seen; /* the largest snapshot id >= CL_AUTO_ID_BASE seen
                         here (started, issued, met in a marker); 0: none */
+  uint64_t now;             /* ms, the last cl_session_tick's time */
+  uint64_t peer_timeout_ms; /* no acknowledgement this long: break */
+  uint64_t peer_lost_ms;    /* not reconnected this long: lost */
   cl_fx_list_t fx;   /* effects, in order */
   cl_fx_list_t logs; /* LOG effects, apart: a log line never takes a slot
                         a handler reserved for an effect */
@@ -210,6 +238,19 @@ static cl_fx_t *fx_text(cl_session_t *s, uint8_t kind, const char *fmt,
     f->text = (char *)oom_text;
     f->text_static = 1;
   }
+  return f;
+}
+
+/* fx_text with the arguments inline; a slot must be free. */
+static cl_fx_t *fx_textf(cl_session_t *s, uint8_t kind, const char *fmt,
+                         ...) __attribute__((format(printf, 3, 4)));
+static cl_fx_t *fx_textf(cl_session_t *s, uint8_t kind, const char *fmt,
+                         ...) {
+  cl_fx_t *f;
+  va_list ap;
+  va_start(ap, fmt);
+  f = fx_text(s, kind, fmt, ap);
+  va_end(ap);
   return f;
 }
 
@@ -431,6 +472,63 @@ static void seen_id(cl_session_t *s, uint64_t id) {
     s->max_seen = id;
 }
 
+/* ---- frame numbers, acknowledgements, resending ------------------------- */
+
+/* Room for `frames` more frames on outbound i: in the transport (when
+ * they are written now) and among the kept runs (one run each at worst).
+ * 0 or CL_ENOMEM. */
+static int reserve_out(cl_session_t *s, uint32_t i, size_t frames) {
+  int r = cl_ring_reserve(&s->out[i].unacked, frames);
+  if (r == 0 && s->out[i].state == CL_CHAN_UP)
+    r = s->env.reserve(s->env.ctx, i, frames);
+  return r;
+}
+
+/* Keep `count` frames just sent on outbound i until the receiver has
+ * them: TOKEN seqs a.. with n tokens each, or a MARKER (a = id). A token
+ * run that continues the last kept one lengthens it. Room was reserved. */
+static void keep_frame(cl_session_t *s, uint32_t i, uint8_t kind,
+                       uint64_t a, int64_t n, uint64_t count) {
+  out_chan_t *o = &s->out[i];
+  unacked_t *u;
+  if (o->unacked.n == 0)
+    o->progress_at = s->now;
+  o->frames += count;
+  if (kind == CL_MSG_TOKEN && o->unacked.n > 0) {
+    u = cl_ring_at(&o->unacked, o->unacked.n - 1);
+    if (u->kind == CL_MSG_TOKEN && u->n == n && u->a + u->count == a) {
+      u->count += count;
+      return;
+    }
+  }
+  u = cl_ring_push(&o->unacked);
+  u->kind = kind;
+  u->a = a;
+  u->n = n;
+  u->count = count;
+}
+
+/* The receiver has frames 1..received of outbound i: forget them. The
+ * caller checked acked <= received <= frames. */
+static void forget_acked(cl_session_t *s, uint32_t i, uint64_t received) {
+  out_chan_t *o = &s->out[i];
+  uint64_t drop = received - o->acked;
+  if (drop > 0)
+    o->progress_at = s->now;
+  o->acked = received;
+  while (drop > 0) {
+    unacked_t *u = cl_ring_at(&o->unacked, 0);
+    if (u->count > drop) {
+      u->count -= drop;
+      if (u->kind == CL_MSG_TOKEN)
+        u->a += drop;
+      break;
+    }
+    drop -= u->count;
+    cl_ring_pop(&o->unacked);
+  }
+}
+
 /* Carry out the node's actions: frames (and the reply's sent list),
  * completions, evictions. Slots and frame room were reserved. */
 static void apply_actions(cl_session_t *s) {
@@ -454,11 +552,18 @@ static void apply_actions(cl_session_t *s) {
                cl_node_out_id(s->node, a->peer));
         continue;
       }
-      cl_fx_t *f = fx_push(s, CL_FX_FRAME);
-      f->chan = a->peer;
-      f->frame = token ? CL_MSG_TOKEN : CL_MSG_MARKER;
-      f->a = token ? a->seq : a->snapshot_id;
-      f->n = token ? a->n : 0;
+      keep_frame(s, a->peer, token ? CL_MSG_TOKEN : CL_MSG_MARKER,
+                 token ? a->seq : a->snapshot_id, token ? a->n : 0, 1);
+      /* Not up (yet, or again): kept, and written once WELCOME says from
+       * where. */
+      if (s->out[a->peer].state == CL_CHAN_UP) {
+        cl_fx_t *f = fx_push(s, CL_FX_FRAME);
+        f->chan = a->peer;
+        f->frame = token ? CL_MSG_TOKEN : CL_MSG_MARKER;
+        f->a = token ? a->seq : a->snapshot_id;
+        f->n = token ? a->n : 0;
+        f->count = 1;
+      }
       if (debug_on(s)) {
         if (token)
           slog(s, CL_SLOG_DEBUG, "send TOKEN seq %" PRIu64 " n %" PRId64
@@ -480,7 +585,7 @@ static int reserve_all_out(cl_session_t *s) {
   size_t i;
   int r;
   for (i = 0; i < s->nout; i++)
-    if ((r = s->env.reserve(s->env.ctx, (uint32_t)i, 1)) < 0)
+    if ((r = reserve_out(s, (uint32_t)i, 1)) < 0)
       return r;
   return 0;
 }
@@ -564,6 +669,10 @@ int cl_session_new(const cl_session_config_t *cfg, cl_session_t **out) {
   s->max_active = cfg->max_active ? cfg->max_active : CL_NODE_ACTIVE_MAX;
   s->write_cap = cfg->write_cap;
   s->log_level = cfg->log_level;
+  s->peer_timeout_ms = cfg->peer_timeout_ms ? cfg->peer_timeout_ms
+                                            : CL_DEFAULT_PEER_TIMEOUT_MS;
+  s->peer_lost_ms = cfg->peer_lost_ms ? cfg->peer_lost_ms
+                                      : CL_DEFAULT_PEER_LOST_MS;
   cl_actions_init(&s->acts);
   if (fx_reserve(s, FX_SPARE) < 0) {
     free(s);
@@ -580,8 +689,10 @@ static void channels_free(cl_session_t *s) {
     cl_ring_free(&s->in[i].held);
     plist_free(&s->in[i].delivers);
   }
-  for (i = 0; s->out != NULL && i < s->nout; i++)
+  for (i = 0; s->out != NULL && i < s->nout; i++) {
     plist_free(&s->out[i].sends);
+    cl_ring_free(&s->out[i].unacked);
+  }
   free(s->in);
   free(s->out);
   s->in = NULL;
@@ -730,6 +841,8 @@ static void do_configure(cl_session_t *s, cl_session_client_t *c,
     goto fail;
   for (i = 0; i < cl_node_nin(node); i++)
     cl_ring_init(&ich[i].held, sizeof(held_t));
+  for (i = 0; i < nout; i++)
+    cl_ring_init(&och[i].unacked, sizeof(unacked_t));
   for (i = 0; i < nout; i++) {
     outs[i] = cl_node_out_id(node, i); /* node order for the transport */
     for (j = 0; j < cfg->nout; j++)
@@ -877,7 +990,7 @@ static void send_now(cl_session_t *s, cl_session_client_t *c, uint64_t req,
   }
   ok = ok_new(req, 1);
   if (ok == NULL || fx_reserve(s, fx_for_actions(s) + 1) < 0 ||
-      s->env.reserve(s->env.ctx, i, 1) < 0) {
+      reserve_out(s, i, 1) < 0) {
     msg_del(ok);
     reply_error(s, c, req, CL_ENOMEM, "out of memory");
     return;
@@ -1416,9 +1529,30 @@ void cl_session_request(cl_session_t *s, cl_session_client_t *c,
 
 /* ---- peers -------------------------------------------------------------- */
 
+/* ACK frames had on inbound i (its connection is up). */
+static void ack_in(cl_session_t *s, uint32_t i) {
+  cl_fx_t *f;
+  if (fx_reserve(s, 1) < 0)
+    return; /* the next tick tries again */
+  f = fx_push(s, CL_FX_ACK);
+  f->chan = i;
+  f->a = s->in[i].frames;
+  s->in[i].acked = s->in[i].frames;
+}
+
+/* `count` frames arrived on inbound i: count them, and acknowledge every
+ * CL_ACK_FRAMES (the tick acknowledges the rest). */
+static void received(cl_session_t *s, uint32_t i, uint64_t count) {
+  in_chan_t *ch = &s->in[i];
+  ch->frames += count;
+  if (ch->frames - ch->acked >= CL_ACK_FRAMES && ch->state == CL_CHAN_UP)
+    ack_in(s, i);
+}
+
 int cl_session_hello(cl_session_t *s, const cl_msg_t *m, uint32_t *in,
-                     char *why, size_t whysz) {
+                     uint64_t *received, char *why, size_t whysz) {
   const char *from = m->u.hello.from;
+  in_chan_t *ch;
   int i;
   if (!s->configured) {
     snprintf(why, whysz, "HELLO from %s before CONFIGURE", from);
@@ -1441,18 +1575,33 @@ int cl_session_hello(cl_session_t *s, const cl_msg_t *m, uint32_t *in,
              m->u.hello.config_id, s->self, s->config_id);
     return CL_ESTATE;
   }
-  if (s->in[i].state == CL_CHAN_UP) {
-    snprintf(why, whysz, "duplicate HELLO for channel %s->%s (already "
-             "connected)", from, s->self);
-    return CL_EDUP;
-  }
-  if (s->in[i].state == CL_CHAN_LOST) {
+  ch = &s->in[i];
+  if (ch->state == CL_CHAN_LOST) {
     snprintf(why, whysz, "HELLO for channel %s->%s, which was lost", from,
              s->self);
     return CL_ELOST;
   }
-  s->in[i].state = CL_CHAN_UP;
+  if (ch->state != CL_CHAN_IDLE && m->u.hello.incarnation != ch->incarnation) {
+    /* Another process calling itself `from`: its frames would not
+     * continue this channel's numbering. */
+    snprintf(why, whysz, "HELLO for channel %s->%s from another %s process "
+             "(incarnation %016" PRIx64 ", the channel's is %016" PRIx64 ")",
+             from, s->self, from, m->u.hello.incarnation, ch->incarnation);
+    return CL_EDUP;
+  }
+  if (ch->state == CL_CHAN_IDLE) {
+    ch->incarnation = m->u.hello.incarnation;
+  } else {
+    /* The sender reconnected: its old connection (if this side still has
+     * it) is closed by the transport, unread bytes and all; it resends
+     * everything after `frames`. */
+    slog(s, CL_SLOG_INFO, "channel %s->%s reconnected; %" PRIu64 " frames "
+         "received so far", from, s->self, ch->frames);
+  }
+  ch->state = CL_CHAN_UP;
+  ch->acked = ch->frames;
   *in = (uint32_t)i;
+  *received = ch->frames;
   return 0;
 }
 
@@ -1468,14 +1617,19 @@ int cl_session_peer(cl_session_t *s, uint32_t in, const cl_msg_t *m,
   h.kind = m->type;
   h.a = h.kind == CL_MSG_TOKEN ? m->u.token.seq : m->u.marker.snapshot_id;
   h.n = h.kind == CL_MSG_TOKEN ? m->u.token.n : 0;
-  if (!s->lockstep)
-    return handle_peer(s, in, &h, why, whysz);
   ch = &s->in[in];
+  if (!s->lockstep) {
+    int r = handle_peer(s, in, &h, why, whysz);
+    if (r == 0)
+      received(s, in, 1);
+    return r;
+  }
   if (cl_ring_reserve(&ch->held, 1) < 0) {
     snprintf(why, whysz, "out of memory holding messages");
     return CL_ENOMEM;
   }
   *(held_t *)cl_ring_push(&ch->held) = h;
+  received(s, in, 1);
   if (debug_on(s))
     slog(s, CL_SLOG_DEBUG, "holding %s %" PRIu64 " from %s (%zu held)",
          h.kind == CL_MSG_TOKEN ? "TOKEN seq" : "MARKER", h.a,
@@ -1501,6 +1655,7 @@ int cl_session_receive_ones(cl_session_t *s, uint32_t in, uint64_t first,
     return CL_EPROTO;
   }
   r = cl_node_receive_ones(s->node, in, first, count, &done);
+  received(s, in, done);
   if (debug_on(s))
     for (k = 0; k < done; k++)
       slog(s, CL_SLOG_DEBUG, "received TOKEN seq %" PRIu64 " on %s->%s",
@@ -1513,9 +1668,95 @@ int cl_session_receive_ones(cl_session_t *s, uint32_t in, uint64_t first,
 }
 
 void cl_session_in_lost(cl_session_t *s, uint32_t in, const char *why) {
-  if (!s->configured || in >= s->nin || s->in[in].state != CL_CHAN_UP)
+  if (!s->configured || in >= s->nin || s->in[in].state == CL_CHAN_IDLE)
     return;
   in_lost(s, in, why);
+}
+
+void cl_session_in_down(cl_session_t *s, uint32_t in, const char *why) {
+  in_chan_t *ch;
+  if (!s->configured || in >= s->nin || s->in[in].state != CL_CHAN_UP)
+    return;
+  ch = &s->in[in];
+  ch->state = CL_CHAN_CONNECTING;
+  ch->down_at = s->now;
+  slog(s, CL_SLOG_INFO, "channel %s->%s: connection ended (%s) after %"
+       PRIu64 " frames; waiting up to %" PRIu64 " ms for %s to reconnect",
+       cl_node_in_id(s->node, in), s->self, why, ch->frames, s->peer_lost_ms,
+       cl_node_in_id(s->node, in));
+}
+
+/* Outbound i is up again (or for the first time) and the receiver has its
+ * frames 1..received: write the rest, in order, before anything new. */
+static int out_resume(cl_session_t *s, uint32_t i, uint64_t received,
+                      char *why, size_t whysz) {
+  out_chan_t *o = &s->out[i];
+  const char *peer = cl_node_out_id(s->node, i);
+  size_t k, runs;
+  uint64_t frames;
+  if (received < o->acked || received > o->frames) {
+    snprintf(why, whysz, "%s says it has %" PRIu64 " frames of channel "
+             "%s->%s, but %" PRIu64 " were sent and %" PRIu64 " confirmed",
+             peer, received, s->self, peer, o->frames, o->acked);
+    return CL_EPROTO;
+  }
+  forget_acked(s, i, received);
+  runs = o->unacked.n;
+  frames = o->frames - o->acked;
+  if (fx_reserve(s, runs + 1) < 0 ||
+      (frames > 0 && s->env.reserve(s->env.ctx, i, (size_t)frames) < 0)) {
+    snprintf(why, whysz, "out of memory resending %" PRIu64 " frames on "
+             "%s->%s", frames, s->self, peer);
+    return CL_ENOMEM;
+  }
+  for (k = 0; k < runs; k++) {
+    const unacked_t *u = cl_ring_at(&o->unacked, k);
+    cl_fx_t *f = fx_push(s, CL_FX_FRAME);
+    f->chan = i;
+    f->frame = u->kind;
+    f->a = u->a;
+    f->n = u->n;
+    f->count = u->count;
+  }
+  if (o->was_up)
+    slog(s, CL_SLOG_INFO, "channel %s->%s reconnected: %s has %" PRIu64
+         " frames, resending %" PRIu64, s->self, peer, peer, received,
+         frames);
+  o->was_up = 1;
+  o->progress_at = s->now;
+  return 0;
+}
+
+int cl_session_out_welcome(cl_session_t *s, uint32_t chan, uint64_t received,
+                           char *why, size_t whysz) {
+  int r;
+  if (!s->configured || chan >= s->nout ||
+      s->out[chan].state != CL_CHAN_CONNECTING) {
+    snprintf(why, whysz, "unexpected WELCOME");
+    return CL_EPROTO;
+  }
+  if ((r = out_resume(s, chan, received, why, whysz)) < 0)
+    return r;
+  cl_session_out_state(s, chan, CL_CHAN_UP, "");
+  return 0;
+}
+
+int cl_session_out_ack(cl_session_t *s, uint32_t chan, uint64_t received,
+                       char *why, size_t whysz) {
+  out_chan_t *o;
+  if (!s->configured || chan >= s->nout) {
+    snprintf(why, whysz, "unexpected ACK");
+    return CL_EPROTO;
+  }
+  o = &s->out[chan];
+  if (received < o->acked || received > o->frames) {
+    snprintf(why, whysz, "ACK of %" PRIu64 " frames on %s->%s, but %"
+             PRIu64 " were sent and %" PRIu64 " confirmed", received,
+             s->self, cl_node_out_id(s->node, chan), o->frames, o->acked);
+    return CL_EPROTO;
+  }
+  forget_acked(s, chan, received);
+  return 0;
 }
 
 void cl_session_out_state(cl_session_t *s, uint32_t chan, cl_chan_state_t st,
@@ -1527,14 +1768,22 @@ void cl_session_out_state(cl_session_t *s, uint32_t chan, cl_chan_state_t st,
     return;
   ch = &s->out[chan];
   peer = cl_node_out_id(s->node, chan);
-  if (st == CL_CHAN_LOST && ch->state != CL_CHAN_UP)
+  if (st == CL_CHAN_LOST && ch->state != CL_CHAN_UP &&
+      !(ch->state == CL_CHAN_CONNECTING && ch->was_up))
     return;
+  if (st == CL_CHAN_CONNECTING && ch->state == CL_CHAN_UP)
+    slog(s, CL_SLOG_INFO, "channel %s->%s: connection ended (%s); "
+         "reconnecting, %" PRIu64 " frames unconfirmed", s->self, peer,
+         why ? why : "", ch->frames - ch->acked);
   ch->state = st;
   snprintf(ch->why, sizeof ch->why, "%s", why ? why : "");
   if (st == CL_CHAN_FAILED) {
     slog(s, CL_SLOG_WARN, "cannot connect channel %s->%s to %s: %s", s->self,
          peer, ch->addr, ch->why);
   } else if (st == CL_CHAN_LOST) {
+    /* What was not confirmed can no longer be delivered. */
+    cl_ring_clear(&ch->unacked);
+    ch->acked = ch->frames;
     snprintf(text, sizeof text, "lost channel %s->%s: %s", s->self, peer,
              ch->why);
     slog(s, CL_SLOG_WARN, "%s", text);
@@ -1542,6 +1791,38 @@ void cl_session_out_state(cl_session_t *s, uint32_t chan, cl_chan_state_t st,
   }
   sends_progress(s, chan);
   connect_progress(s);
+}
+
+void cl_session_tick(cl_session_t *s, uint64_t now) {
+  size_t i;
+  char why[CL_ID_SIZE + 64];
+  s->now = now;
+  if (!s->configured)
+    return;
+  for (i = 0; i < s->nin; i++) {
+    in_chan_t *ch = &s->in[i];
+    if (ch->state == CL_CHAN_UP && ch->frames > ch->acked)
+      ack_in(s, (uint32_t)i);
+    else if (ch->state == CL_CHAN_CONNECTING && now - ch->down_at >=
+                                                   s->peer_lost_ms) {
+      snprintf(why, sizeof why, "%s did not reconnect within %" PRIu64
+               " ms", cl_node_in_id(s->node, i), s->peer_lost_ms);
+      in_lost(s, (uint32_t)i, why);
+    }
+  }
+  for (i = 0; i < s->nout; i++) {
+    out_chan_t *o = &s->out[i];
+    cl_fx_t *f;
+    if (o->state != CL_CHAN_UP || o->frames == o->acked ||
+        now - o->progress_at < s->peer_timeout_ms || fx_reserve(s, 1) < 0)
+      continue;
+    f = fx_textf(s, CL_FX_BREAK, "%s acknowledged nothing for %" PRIu64
+                " ms (%" PRIu64 " frames unconfirmed)",
+                cl_node_out_id(s->node, i), now - o->progress_at,
+                o->frames - o->acked);
+    f->chan = (uint32_t)i;
+    o->progress_at = now; /* one break per timeout */
+  }
 }
 
 /* ---- load mode ---------------------------------------------------------- */
@@ -1574,7 +1855,23 @@ uint64_t cl_session_sent(const cl_session_t *s, size_t out) {
 
 int cl_session_send_ones(cl_session_t *s, uint32_t out, uint64_t count,
                          uint64_t *first) {
+  int r;
   if (!s->configured || out >= s->nout || s->out[out].state != CL_CHAN_UP)
     return CL_EINVAL;
-  return cl_node_send_ones(s->node, out, count, first);
+  if (cl_ring_reserve(&s->out[out].unacked, 1) < 0)
+    return CL_ENOMEM;
+  r = cl_node_send_ones(s->node, out, count, first);
+  if (r == 0)
+    keep_frame(s, out, CL_MSG_TOKEN, *first, 1, count);
+  return r;
+}
+
+uint64_t cl_session_unacked(const cl_session_t *s, size_t out) {
+  return s->out != NULL && out < s->nout
+             ? s->out[out].frames - s->out[out].acked
+             : 0;
+}
+
+size_t cl_session_unacked_runs(const cl_session_t *s, size_t out) {
+  return s->out != NULL && out < s->nout ? s->out[out].unacked.n : 0;
 }

@@ -52,18 +52,32 @@ enum { CL_SLOG_DEBUG = 0, CL_SLOG_INFO, CL_SLOG_WARN, CL_SLOG_ERROR };
  * makes a snapshot started after another one's marker reached the server
  * get the larger id; ids below the base (scripted runs) move nothing. */
 #define CL_AUTO_ID_BASE ((uint64_t)1000000)
+/* A receiver acknowledges every CL_ACK_FRAMES frames, and on every tick
+ * the frames had since its last ACK. */
+#define CL_ACK_FRAMES 8192
+/* How often the transport calls cl_session_tick, ms. */
+#define CL_TICK_MS 100
+/* A sender whose unconfirmed frames get no acknowledgement for this long
+ * breaks the connection and reconnects (--peer-timeout). */
+#define CL_DEFAULT_PEER_TIMEOUT_MS 5000
+/* A channel not back within this long after its connection ended is lost
+ * (--peer-lost). */
+#define CL_DEFAULT_PEER_LOST_MS 30000
 
 typedef enum {
   CL_CHAN_IDLE = 0,   /* outbound: configured, not asked to connect;
                          inbound: waiting for its HELLO */
-  CL_CHAN_CONNECTING, /* outbound: connecting or retrying */
+  CL_CHAN_CONNECTING, /* outbound: connecting or retrying, or reconnecting
+                         after it was up; inbound: its connection ended,
+                         waiting for the sender to reconnect */
   CL_CHAN_UP,
   CL_CHAN_FAILED,     /* outbound: could not connect within its window */
   CL_CHAN_LOST        /* was up, then closed */
 } cl_chan_state_t;
 
 typedef enum {
-  CL_FX_FRAME = 1, /* TOKEN{a = seq, n} or MARKER{a = id} on outbound `chan`;
+  CL_FX_FRAME = 1, /* `count` frames on outbound `chan`: TOKENs{seq a, a+1,
+                      ..., n tokens each} or a MARKER{a = id} (count 1);
                       room was reserved through env.reserve */
   CL_FX_MSG,       /* queue *msg for client `client`; if has_release, call
                       cl_session_queued(release) once it is queued (COLLECT
@@ -78,7 +92,10 @@ typedef enum {
   CL_FX_LOG,       /* text at level (CL_SLOG_*); in the log list only */
   CL_FX_DROP,      /* close client `client`: a notification for it could not
                       be made (text: why) */
-  CL_FX_STOP       /* shut down once queued replies are written */
+  CL_FX_STOP,      /* shut down once queued replies are written */
+  CL_FX_ACK,       /* send ACK{received = a} on inbound `chan` */
+  CL_FX_BREAK      /* outbound `chan` makes no progress (text: why): close
+                      its connection and reconnect */
 } cl_fx_kind_t;
 
 typedef struct cl_fx {
@@ -91,6 +108,7 @@ typedef struct cl_fx {
   void *client;   /* MSG, ERROR, DROP: the tag given to client_open */
   uint64_t a;     /* FRAME: seq or snapshot id; ERROR: req */
   int64_t n;      /* FRAME TOKEN: tokens */
+  uint64_t count; /* FRAME: frames (>= 1) */
   uint64_t release;
   cl_msg_t *msg;  /* MSG; owned by the list */
   char *text;     /* ERROR, LOG, DROP, CLOSE_IN; owned unless static */
@@ -131,6 +149,8 @@ typedef struct cl_session_config {
   size_t max_active; /* snapshots in progress; 0: CL_NODE_ACTIVE_MAX */
   size_t write_cap;  /* bytes queued per outbound channel for SEND */
   int log_level;     /* LOG effects below it are not made */
+  uint64_t peer_timeout_ms; /* 0: CL_DEFAULT_PEER_TIMEOUT_MS */
+  uint64_t peer_lost_ms;    /* 0: CL_DEFAULT_PEER_LOST_MS */
   cl_session_env_t env;
 } cl_session_config_t;
 
@@ -165,10 +185,21 @@ void cl_session_queued(cl_session_t *s, uint64_t snapshot_id);
 
 /* ---- peers -------------------------------------------------------------- */
 
-/* A new connection's HELLO: 0 and *in (inbound channel from->self is now
- * up), or a CL_E code with why (refuse and close it). */
+/* Frames on a channel, tokens and markers alike, are numbered 1, 2, 3 ...
+ * by their position, across connections. The receiver counts the frames
+ * it has had (held ones too) and acknowledges them (CL_FX_ACK); the sender
+ * keeps every frame not yet acknowledged, as runs. When a connection ends,
+ * the sender reconnects with the same HELLO; WELCOME carries the
+ * receiver's count, and the sender resends every frame after it, in
+ * order, before anything new: each channel stays FIFO and exactly-once
+ * across reconnections. */
+
+/* A new connection's HELLO: 0, *in and *received (the frames the channel
+ * has had, for WELCOME; inbound `in` is now up, and a connection that
+ * carried it before must be closed, unread bytes and all), or a CL_E code
+ * with why (refuse and close it). */
 int cl_session_hello(cl_session_t *s, const cl_msg_t *hello, uint32_t *in,
-                     char *why, size_t whysz);
+                     uint64_t *received, char *why, size_t whysz);
 /* A TOKEN or MARKER arrived on inbound `in`. Returns 0; 1 in lockstep when
  * the channel holds more than CL_HELD_MAX messages (stop reading it until
  * CL_FX_RESUME); or a CL_E code with why: the peer broke the protocol,
@@ -180,12 +211,37 @@ int cl_session_peer(cl_session_t *s, uint32_t in, const cl_msg_t *m,
  * before the refused one were taken). */
 int cl_session_receive_ones(cl_session_t *s, uint32_t in, uint64_t first,
                             uint64_t count, char *why, size_t whysz);
-/* Inbound `in`'s connection is gone. */
+/* Inbound `in`'s connection ended (reset, closed, stalled): the channel
+ * waits for its sender to reconnect, at most peer_lost ms. */
+void cl_session_in_down(cl_session_t *s, uint32_t in, const char *why);
+/* Inbound `in` broke the protocol or cannot be used: lost for good. */
 void cl_session_in_lost(cl_session_t *s, uint32_t in, const char *why);
-/* Outbound `chan` is now CONNECTING, UP, FAILED (why: the last error) or
- * LOST (why). */
+/* Outbound `chan` is now CONNECTING (also: its connection ended and the
+ * transport reconnects), FAILED (why: the last error) or LOST (why: the
+ * transport gave up reconnecting). UP comes through out_welcome. */
 void cl_session_out_state(cl_session_t *s, uint32_t chan,
                           cl_chan_state_t st, const char *why);
+/* The receiver of outbound `chan` said WELCOME with `received` frames:
+ * the channel is up, and the frames after those are resent (FRAME
+ * effects) before any new one. 0, or a CL_E code with why (a count
+ * outside what was sent and confirmed; close the connection and count
+ * the channel lost). */
+int cl_session_out_welcome(cl_session_t *s, uint32_t chan, uint64_t received,
+                           char *why, size_t whysz);
+/* The receiver of outbound `chan` acknowledged `received` frames. 0, or
+ * CL_EPROTO with why (close and count the channel lost). */
+int cl_session_out_ack(cl_session_t *s, uint32_t chan, uint64_t received,
+                       char *why, size_t whysz);
+/* The transport's clock, every CL_TICK_MS or so (ms, monotonic): ACKs for
+ * inbound channels with frames not yet acknowledged, BREAKs for outbound
+ * channels that got no acknowledgement for peer_timeout ms while frames
+ * wait for one, and inbound channels not reconnected within peer_lost ms
+ * become lost. */
+void cl_session_tick(cl_session_t *s, uint64_t now);
+/* Frames sent on outbound `out` and not yet acknowledged. */
+uint64_t cl_session_unacked(const cl_session_t *s, size_t out);
+/* Runs those frames are kept in (what they cost: 32 bytes each). */
+size_t cl_session_unacked_runs(const cl_session_t *s, size_t out);
 
 /* ---- load mode (the transport's circulate loop) ------------------------- */
 
@@ -200,8 +256,9 @@ int64_t cl_session_tokens(const cl_session_t *s);
 /* Messages held (lockstep) on inbound `in`. */
 size_t cl_session_held(const cl_session_t *s, size_t in);
 uint64_t cl_session_sent(const cl_session_t *s, size_t out);
-/* `count` one-token messages to outbound `out`, seqs *first..; the caller
- * writes the frames. See cl_node_send_ones. */
+/* `count` one-token messages to outbound `out` (up), seqs *first..; the
+ * caller writes the frames, and the session keeps them until acknowledged.
+ * See cl_node_send_ones; also CL_ENOMEM. */
 int cl_session_send_ones(cl_session_t *s, uint32_t out, uint64_t count,
                          uint64_t *first);
 

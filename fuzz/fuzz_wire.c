@@ -162,9 +162,13 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   case CL_MSG_HELLO:
     return id_eq(a->u.hello.from, b->u.hello.from) &&
            id_eq(a->u.hello.to, b->u.hello.to) &&
-           a->u.hello.config_id == b->u.hello.config_id;
+           a->u.hello.config_id == b->u.hello.config_id &&
+           a->u.hello.incarnation == b->u.hello.incarnation;
   case CL_MSG_WELCOME:
-    return id_eq(a->u.welcome.from, b->u.welcome.from);
+    return id_eq(a->u.welcome.from, b->u.welcome.from) &&
+           a->u.welcome.received == b->u.welcome.received;
+  case CL_MSG_ACK:
+    return a->u.ack.received == b->u.ack.received;
   case CL_MSG_TOKEN:
     return a->u.token.seq == b->u.token.seq && a->u.token.n == b->u.token.n;
   case CL_MSG_MARKER:

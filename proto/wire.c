@@ -55,6 +55,7 @@ const char *cl_msg_type_name(int type) {
   case CL_MSG_TOKEN: return "TOKEN";
   case CL_MSG_MARKER: return "MARKER";
   case CL_MSG_WELCOME: return "WELCOME";
+  case CL_MSG_ACK: return "ACK";
   case CL_MSG_CLIENT: return "CLIENT";
   case CL_MSG_CONFIGURE: return "CONFIGURE";
   case CL_MSG_CONNECT: return "CONNECT";
@@ -115,10 +116,11 @@ void cl_msg_free(cl_msg_t *m) {
 /* Element count of each type's frame, type number included; 0: unknown. */
 static uint32_t frame_len(uint64_t type) {
   switch (type) {
-  case CL_MSG_HELLO: return 4;
+  case CL_MSG_HELLO: return 5;
   case CL_MSG_TOKEN: return 3;
   case CL_MSG_MARKER: return 2;
-  case CL_MSG_WELCOME: return 2;
+  case CL_MSG_WELCOME: return 3;
+  case CL_MSG_ACK: return 2;
   case CL_MSG_CLIENT: return 2;
   case CL_MSG_CONFIGURE: return 12;
   case CL_MSG_CONNECT: return 2;
@@ -358,13 +360,15 @@ static void check_msg(enc_t *e, const cl_msg_t *m) {
   }
 }
 
-/* The fields of a peer-channel frame: HELLO, TOKEN, MARKER, WELCOME. */
+/* The fields of a peer-channel frame: HELLO, TOKEN, MARKER, WELCOME,
+ * ACK. */
 static void put_peer_fields(enc_t *e, const cl_msg_t *m) {
   switch (m->type) {
   case CL_MSG_HELLO:
     put_id(e, m->u.hello.from);
     put_id(e, m->u.hello.to);
     put_u64(e, m->u.hello.config_id);
+    put_u64(e, m->u.hello.incarnation);
     break;
   case CL_MSG_TOKEN:
     put_u64(e, m->u.token.seq);
@@ -375,6 +379,10 @@ static void put_peer_fields(enc_t *e, const cl_msg_t *m) {
     break;
   case CL_MSG_WELCOME:
     put_id(e, m->u.welcome.from);
+    put_u64(e, m->u.welcome.received);
+    break;
+  case CL_MSG_ACK:
+    put_u64(e, m->u.ack.received);
     break;
   default:
     break;
@@ -475,7 +483,7 @@ int cl_wire_encode(const cl_msg_t *m, msgpack_sbuffer *sb) {
   put_u64(&e, m->type);
   if (has_req(m->type))
     put_u64(&e, m->req);
-  if (m->type <= CL_MSG_WELCOME)
+  if (m->type <= CL_MSG_LAST_PEER)
     put_peer_fields(&e, m);
   else if (m->type <= CL_MSG_LAST_REQUEST)
     put_request_fields(&e, m);
@@ -840,14 +848,18 @@ static int get_peer_fields(const msgpack_object *f, cl_msg_t *m) {
   case CL_MSG_HELLO:
     TRY(get_id(&f[1], m->u.hello.from));
     TRY(get_id(&f[2], m->u.hello.to));
-    return get_u64(&f[3], 0, UINT64_MAX, &m->u.hello.config_id);
+    TRY(get_u64(&f[3], 0, UINT64_MAX, &m->u.hello.config_id));
+    return get_u64(&f[4], 0, UINT64_MAX, &m->u.hello.incarnation);
   case CL_MSG_TOKEN:
     TRY(get_u64(&f[1], 1, UINT64_MAX, &m->u.token.seq));
     return get_i64(&f[2], 1, INT64_MAX, &m->u.token.n);
   case CL_MSG_MARKER:
     return get_u64(&f[1], 0, UINT64_MAX, &m->u.marker.snapshot_id);
   case CL_MSG_WELCOME:
-    return get_id(&f[1], m->u.welcome.from);
+    TRY(get_id(&f[1], m->u.welcome.from));
+    return get_u64(&f[2], 0, UINT64_MAX, &m->u.welcome.received);
+  case CL_MSG_ACK:
+    return get_u64(&f[1], 0, UINT64_MAX, &m->u.ack.received);
   default:
     return CL_ETYPE;
   }
@@ -943,7 +955,7 @@ static int decode_fields(const msgpack_object *o, cl_msg_t *m) {
   m->type = (uint8_t)type;
   if (has_req(type))
     TRY(get_u64(&f[1], 0, UINT64_MAX, &m->req));
-  if (type <= CL_MSG_WELCOME)
+  if (type <= CL_MSG_LAST_PEER)
     return get_peer_fields(f, m);
   if (type <= CL_MSG_LAST_REQUEST)
     return get_request_fields(f, m);

@@ -12,13 +12,24 @@
  *
  * Field layouts (all integers msgpack ints, ids and text msgpack str):
  *   peer channel (opened by the sender; HELLO must be the first frame)
- *     HELLO      [1, from, to, config_id]    config_id: the sender's
- *                                           CONFIGURE config_id
- *     WELCOME    [4, from]                  receiver -> sender, once: HELLO
- *                                           accepted (a refusal is an ERROR
+ *     HELLO      [1, from, to, config_id, incarnation]
+ *                                           config_id: the sender's
+ *                                           CONFIGURE config_id;
+ *                                           incarnation: the sending
+ *                                           process's channel epoch (a
+ *                                           reconnect repeats it)
+ *     WELCOME    [4, from, received]        receiver -> sender, once per
+ *                                           connection: HELLO accepted;
+ *                                           received: frames it has had on
+ *                                           this channel, all connections
+ *                                           (a refusal is an ERROR
  *                                           [31, 0, code, text], then close)
  *     TOKEN      [2, seq, n]                 seq >= 1, n >= 1
  *     MARKER     [3, snapshot_id]
+ *     ACK        [8, received]              receiver -> sender: frames had
+ *                                           on this channel (cumulative)
+ *   Frames on a channel (TOKEN and MARKER) are numbered 1, 2, 3 ... by
+ *   their position, across reconnections; the number is implicit.
  *   control requests (coordinator -> daemon; CLIENT must be the first frame)
  *     CLIENT     [10, name]
  *     CONFIGURE  [11, req, self, tokens, rank, nservers, lockstep, jitter_ms,
@@ -74,6 +85,7 @@ typedef enum {
   CL_MSG_TOKEN = 2,
   CL_MSG_MARKER = 3,
   CL_MSG_WELCOME = 4,
+  CL_MSG_ACK = 8,
   CL_MSG_CLIENT = 10,
   CL_MSG_CONFIGURE = 11,
   CL_MSG_CONNECT = 12,
@@ -94,6 +106,10 @@ typedef enum {
   CL_MSG_NOTICE = 41,
   CL_MSG_LOCAL_STATE = 42
 } cl_msg_type_t;
+
+/* Types 1..CL_MSG_LAST_PEER open connections and travel on peer
+ * channels; they carry no request id. */
+#define CL_MSG_LAST_PEER 9
 
 /* Control requests are the types CL_MSG_FIRST_REQUEST..CL_MSG_LAST_REQUEST
  * (CLIENT, which opens a control connection, comes before them). */
@@ -205,10 +221,12 @@ typedef struct cl_msg {
     struct {
       char from[CL_ID_SIZE], to[CL_ID_SIZE];
       uint64_t config_id;
+      uint64_t incarnation;
     } hello;
     struct { uint64_t seq; int64_t n; } token;
     struct { uint64_t snapshot_id; } marker;
-    struct { char from[CL_ID_SIZE]; } welcome;
+    struct { char from[CL_ID_SIZE]; uint64_t received; } welcome;
+    struct { uint64_t received; } ack;
     struct { char name[CL_ID_SIZE]; } client;
     cl_configure_t configure;
     struct { char dest[CL_ID_SIZE]; int64_t n; } send;

@@ -130,31 +130,54 @@ static void to_coordinator(cl_sim_t *sim, uint32_t s, cl_msg_t *m) {
   }
 }
 
+/* Server s acknowledged `received` frames on its inbound channel `in`:
+ * the sender forgets them (in memory every frame arrives at once). */
+static void sim_ack(cl_sim_t *sim, size_t s, uint32_t in, uint64_t received) {
+  size_t a, i;
+  char why[CL_TEXT_SIZE];
+  for (a = 0; a < sim->n; a++)
+    for (i = 0; i < sim->srv[a].nout; i++)
+      if (sim->srv[a].dst[i] == s && sim->srv[a].dst_in[i] == in &&
+          cl_session_out_ack(sim->srv[a].s, (uint32_t)i, received, why,
+                             sizeof why) < 0 && !sim->failed) {
+        sim->failed = CL_EPROTO;
+        snprintf(sim->why, sizeof sim->why, "%.200s", why);
+      }
+}
+
 /* Carry out one effect of server s. */
 static void perform_one(cl_sim_t *sim, uint32_t s, cl_fx_t *f) {
   sim_srv_t *v = &sim->srv[s];
   char why[CL_TEXT_SIZE];
   cl_msg_t m;
   uint32_t in;
+  uint64_t received;
   int r;
   switch (f->kind) {
-  case CL_FX_FRAME:
-    memset(&m, 0, sizeof m);
-    m.type = f->frame;
-    if (f->frame == CL_MSG_TOKEN) {
-      m.u.token.seq = f->a;
-      m.u.token.n = f->n;
-    } else {
-      m.u.marker.snapshot_id = f->a;
+  case CL_FX_FRAME: {
+    uint64_t k;
+    for (k = 0; k < f->count; k++) {
+      memset(&m, 0, sizeof m);
+      m.type = f->frame;
+      if (f->frame == CL_MSG_TOKEN) {
+        m.u.token.seq = f->a + k;
+        m.u.token.n = f->n;
+      } else {
+        m.u.marker.snapshot_id = f->a;
+      }
+      /* The receiver is in lockstep: it holds the frame until DELIVER. */
+      r = cl_session_peer(sim->srv[v->dst[f->chan]].s, v->dst_in[f->chan],
+                          &m, why, sizeof why);
+      if (r < 0 && !sim->failed) {
+        sim->failed = r;
+        snprintf(sim->why, sizeof sim->why, "channel %s->%s: %s",
+                 sim->ids[s], sim->ids[v->dst[f->chan]], why);
+      }
     }
-    /* The receiver is in lockstep: it holds the frame until DELIVER. */
-    r = cl_session_peer(sim->srv[v->dst[f->chan]].s, v->dst_in[f->chan], &m,
-                        why, sizeof why);
-    if (r < 0 && !sim->failed) {
-      sim->failed = r;
-      snprintf(sim->why, sizeof sim->why, "channel %s->%s: %s", sim->ids[s],
-               sim->ids[v->dst[f->chan]], why);
-    }
+    break;
+  }
+  case CL_FX_ACK:
+    sim_ack(sim, s, f->chan, f->a);
     break;
   case CL_FX_MSG:
     to_coordinator(sim, s, f->msg);
@@ -173,14 +196,16 @@ static void perform_one(cl_sim_t *sim, uint32_t s, cl_fx_t *f) {
     memcpy(m.u.hello.from, sim->ids[s], CL_ID_SIZE);
     memcpy(m.u.hello.to, sim->ids[v->dst[f->chan]], CL_ID_SIZE);
     m.u.hello.config_id = sim->config_id;
-    r = cl_session_hello(sim->srv[v->dst[f->chan]].s, &m, &in, why,
-                         sizeof why);
+    r = cl_session_hello(sim->srv[v->dst[f->chan]].s, &m, &in, &received,
+                         why, sizeof why);
+    if (r == 0)
+      r = cl_session_out_welcome(v->s, f->chan, received, why, sizeof why);
     if (r < 0 && !sim->failed) {
       sim->failed = r;
       snprintf(sim->why, sizeof sim->why, "%.200s", why);
     }
-    cl_session_out_state(v->s, f->chan, r < 0 ? CL_CHAN_FAILED : CL_CHAN_UP,
-                         r < 0 ? why : "");
+    if (r < 0)
+      cl_session_out_state(v->s, f->chan, CL_CHAN_FAILED, why);
     break;
   case CL_FX_CLOSE_IN:
   case CL_FX_DROP:

@@ -413,8 +413,9 @@ class Garbage:
         self.cfg = c.status()["config"]
         c.close()
 
-    def hello(self, src, dst, cfg=None):
-        return pack([1, src, dst, self.cfg if cfg is None else cfg])
+    def hello(self, src, dst, cfg=None, incarnation=0):
+        return pack([1, src, dst, self.cfg if cfg is None else cfg,
+                     incarnation])
 
     def cluster_ok(self):
         """Every daemon runs and a checked snapshot accounts for every
@@ -537,12 +538,15 @@ class Garbage:
         check(b"configured from another topology" in reply,
               "a refused peer was not told why: %r" % reply[:80])
         self.expect_line(who, ["configured from another topology"])
-        # N2->N1 is up: a second HELLO for it must not disturb the real one
-        # (cluster_ok takes a snapshot over that channel).
+        # N2->N1 is up: a HELLO for it from another process (not the real
+        # N2's incarnation) must not take it over (cluster_ok takes a
+        # snapshot over that channel).
         self.expect_refused(self.hello("N2", "N1"),
-                            "duplicate HELLO for channel N2->N1")
+                            "HELLO for channel N2->N1 from another N2 "
+                            "process")
         self.expect_refused(self.hello("N2", "N1") + pack([2, 1, 5]),
-                            "duplicate HELLO for channel N2->N1")
+                            "HELLO for channel N2->N1 from another N2 "
+                            "process")
 
     def case_before_hello(self):
         self.expect_refused(pack([2, 1, 5]), "first frame is TOKEN")
@@ -794,13 +798,16 @@ def write_cap(clsnapd, workdir):
     sink.bind(("127.0.0.1", 0))
     sink.listen(1)
     peer = "127.0.0.1:%d" % sink.getsockname()[1]
-    d = Daemon(clsnapd, workdir, "A", "--write-cap", str(cap))
+    # The peer never acknowledges either: a long peer timeout keeps the
+    # daemon from breaking and reconnecting while the test fills the cap.
+    d = Daemon(clsnapd, workdir, "A", "--write-cap", str(cap),
+               "--peer-timeout", "3600000")
     tokens = 10 ** 7
     accepted = []
 
     def welcome():
         s, _ = sink.accept()
-        s.sendall(pack([4, "B"]))
+        s.sendall(pack([4, "B", 0]))
         accepted.append(s)
 
     try:
@@ -921,7 +928,7 @@ def active_cap(clsnapd, workdir):
         # in one write. The first `cap` are taken, the next one fails the
         # channel, the rest are never read.
         n = 50000
-        send_quietly(p, pack([1, "P", "A", 0]) +
+        send_quietly(p, pack([1, "P", "A", 0, 0]) +
                      b"".join(pack([3, k]) for k in range(1, n + 1)))
         check(closed_by_peer(p, 20), "a marker past the cap kept the channel")
         why = ("MARKER for snapshot %d would start one more than the %d "
@@ -1022,9 +1029,9 @@ def record_runs(addr, sid, nrec):
     so no two of them share a run: the state lists nrec runs. Returns the
     two peer sockets (the caller closes them)."""
     p = connect(addr)
-    p.sendall(pack([1, "P", sid, 0]) + pack([3, 1]))
+    p.sendall(pack([1, "P", sid, 0, 0]) + pack([3, 1]))
     q = connect(addr)
-    q.sendall(pack([1, "Q", sid, 0]) + b"".join(
+    q.sendall(pack([1, "Q", sid, 0, 0]) + b"".join(
         b"\x93\x02\xce" + struct.pack(">I", k) + bytes([1 + k % 2])
         for k in range(1, nrec + 1)) + pack([3, 1]))
     return p, q

@@ -172,11 +172,18 @@ static cl_msg_t configure_msg(int lockstep) {
   return m;
 }
 
+/* Outbound chan's receiver said WELCOME with no frames had: it is up. */
+static void welcome(cl_session_t *s, uint32_t chan) {
+  char why[256];
+  CHECK_EQ_INT(cl_session_out_welcome(s, chan, 0, why, sizeof why), 0);
+}
+
 /* A configured, connected session (both ways), at rank `rank` of 3 (only
  * the id rule looks at the rank). */
 static void ready_at(t_t *t, int lockstep, size_t max_kept, uint32_t rank) {
   cl_msg_t m = configure_msg(lockstep), h;
   uint32_t in;
+  uint64_t rcv;
   char why[256];
   memset(t, 0, sizeof *t);
   new_session(t, max_kept);
@@ -186,18 +193,18 @@ static void ready_at(t_t *t, int lockstep, size_t max_kept, uint32_t rank) {
   memset(&m, 0, sizeof m);
   m.type = CL_MSG_CONNECT;
   ask(t, t->c1, &m);
-  cl_session_out_state(t->s, 0, CL_CHAN_UP, "");
-  cl_session_out_state(t->s, 1, CL_CHAN_UP, "");
+  welcome(t->s, 0);
+  welcome(t->s, 1);
   take(t);
   memset(&h, 0, sizeof h);
   h.type = CL_MSG_HELLO;
   strcpy(h.u.hello.to, "B");
   h.u.hello.config_id = 77;
   strcpy(h.u.hello.from, "A");
-  CHECK_EQ_INT(cl_session_hello(t->s, &h, &in, why, sizeof why), 0);
+  CHECK_EQ_INT(cl_session_hello(t->s, &h, &in, &rcv, why, sizeof why), 0);
   CHECK_EQ_INT(in, 0);
   strcpy(h.u.hello.from, "C");
-  CHECK_EQ_INT(cl_session_hello(t->s, &h, &in, why, sizeof why), 0);
+  CHECK_EQ_INT(cl_session_hello(t->s, &h, &in, &rcv, why, sizeof why), 0);
   CHECK_EQ_INT(in, 1);
   take(t);
 }
@@ -313,7 +320,7 @@ static void test_connect(void) {
   req = ask(&t, t.c1, c);
   CHECK_EQ_INT(count_fx(&t, CL_FX_CONNECT, 0, NULL), 2);
   CHECK_EQ_INT(reply_of(&t, &t.tag1, req, NULL, NULL, NULL), 0); /* parked */
-  cl_session_out_state(t.s, 0, CL_CHAN_UP, "");
+  welcome(t.s, 0);
   take(&t);
   CHECK_EQ_INT(reply_of(&t, &t.tag1, req, NULL, NULL, NULL), 0);
   cl_session_out_state(t.s, 1, CL_CHAN_FAILED, "connection refused");
@@ -326,7 +333,7 @@ static void test_connect(void) {
   req = ask(&t, t.c1, c);
   CHECK_EQ_INT(count_fx(&t, CL_FX_CONNECT, 0, NULL), 1);
   CHECK_EQ_INT(t.fx.v[0].chan, 1);
-  cl_session_out_state(t.s, 1, CL_CHAN_UP, "");
+  welcome(t.s, 1);
   take(&t);
   CHECK_EQ_INT(reply_of(&t, &t.tag1, req, NULL, NULL, NULL), CL_MSG_OK);
   /* All up: answered at once. */
@@ -362,7 +369,7 @@ static void test_send(void) {
   CHECK_EQ_INT(cl_session_tokens(t.s), 10);
   m = send_msg("C", 4);
   ask(&t, t.c2, &m); /* waits on C */
-  cl_session_out_state(t.s, 0, CL_CHAN_UP, "");
+  welcome(t.s, 0);
   take(&t);
   CHECK_EQ_INT(reply_of(&t, &t.tag2, req, NULL, NULL, &ok), CL_MSG_OK);
   CHECK_EQ_INT(ok->u.ok.nsent, 1);
@@ -692,6 +699,7 @@ static void test_peer(void) {
   cl_msg_t h;
   char why[256];
   uint32_t in;
+  uint64_t rcv;
   ready(&t, 0, 0);
   CHECK_EQ_INT(peer(&t, 0, 0, 1, 3), 0);
   CHECK_EQ_INT(cl_session_tokens(t.s), 13);
@@ -726,18 +734,23 @@ static void test_peer(void) {
   strcpy(h.u.hello.from, "A");
   strcpy(h.u.hello.to, "B");
   h.u.hello.config_id = 77;
-  CHECK_EQ_INT(cl_session_hello(t.s, &h, &in, why, sizeof why), CL_ELOST);
+  CHECK_EQ_INT(cl_session_hello(t.s, &h, &in, &rcv, why, sizeof why), CL_ELOST);
   CHECK_EQ_STR(why, "HELLO for channel A->B, which was lost");
   strcpy(h.u.hello.from, "C");
-  CHECK_EQ_INT(cl_session_hello(t.s, &h, &in, why, sizeof why), CL_EDUP);
+  h.u.hello.incarnation = 99; /* not the process that opened C->B */
+  CHECK_EQ_INT(cl_session_hello(t.s, &h, &in, &rcv, why, sizeof why), CL_EDUP);
+  CHECK_EQ_STR(why, "HELLO for channel C->B from another C process "
+                    "(incarnation 0000000000000063, the channel's is "
+                    "0000000000000000)");
+  h.u.hello.incarnation = 0;
   h.u.hello.config_id = 78;
   strcpy(h.u.hello.from, "C");
-  CHECK_EQ_INT(cl_session_hello(t.s, &h, &in, why, sizeof why), CL_ESTATE);
+  CHECK_EQ_INT(cl_session_hello(t.s, &h, &in, &rcv, why, sizeof why), CL_ESTATE);
   CHECK_EQ_STR(why, "HELLO from C, which was configured from another "
                     "topology (config 000000000000004e, B has "
                     "000000000000004d)");
   strcpy(h.u.hello.to, "Q");
-  CHECK_EQ_INT(cl_session_hello(t.s, &h, &in, why, sizeof why), CL_EINVAL);
+  CHECK_EQ_INT(cl_session_hello(t.s, &h, &in, &rcv, why, sizeof why), CL_EINVAL);
   done(&t);
 }
 
@@ -901,6 +914,388 @@ static void test_oom_configure(void) {
   CHECK(n > 1 && n < 200);
 }
 
+/* Effects of a kind in a list. */
+static size_t count_fx_list(const cl_fx_list_t *l, int kind) {
+  size_t i, n = 0;
+  for (i = 0; i < l->n; i++)
+    n += l->v[i].kind == kind;
+  return n;
+}
+
+/* 1 if a log line in l contains s. */
+static int list_logged(const cl_fx_list_t *l, const char *s) {
+  size_t i;
+  for (i = 0; i < l->n; i++)
+    if (strstr(l->v[i].text, s) != NULL)
+      return 1;
+  return 0;
+}
+
+/* ---- reconnection: two sessions joined by a wire that can break ---------- */
+
+/* Servers A (100 tokens) and B (0) with a channel each way. Frames the
+ * sessions make go onto a per-direction wire; deliver() hands them to the
+ * receiving session as the transport would; cut() loses what is on the
+ * wire, as a reset loses bytes in the kernel, and reports the ends. */
+typedef struct frame {
+  uint8_t kind;
+  uint64_t a;
+  int64_t n;
+} frame_t;
+
+typedef struct pair {
+  cl_session_t *s[2]; /* A, B */
+  env_t env[2];
+  int tag[2];
+  cl_session_client_t *c[2];
+  frame_t wire[2][256]; /* [from] in flight, FIFO */
+  size_t nwire[2];
+  int faults;           /* cl_session_peer refusals seen */
+  uint64_t req;
+  cl_fx_list_t fx, logs;
+} pair_t;
+
+/* Perform what session k made: frames onto its wire, ACKs to the other
+ * side; replies and the rest are dropped (the test asks STATUS). */
+static void pair_run(pair_t *p, int k) {
+  size_t i;
+  uint64_t j;
+  char why[256];
+  cl_session_take(p->s[k], &p->fx, &p->logs);
+  for (i = 0; i < p->fx.n; i++) {
+    const cl_fx_t *f = &p->fx.v[i];
+    if (f->kind == CL_FX_FRAME) {
+      for (j = 0; j < f->count; j++) {
+        frame_t *w = &p->wire[k][p->nwire[k]++];
+        CHECK(p->nwire[k] <= 256);
+        w->kind = f->frame;
+        w->a = f->frame == CL_MSG_TOKEN ? f->a + j : f->a;
+        w->n = f->n;
+      }
+    } else if (f->kind == CL_FX_ACK) {
+      CHECK_EQ_INT(cl_session_out_ack(p->s[!k], 0, f->a, why, sizeof why),
+                   0);
+    } else if (f->kind == CL_FX_MSG && f->has_release) {
+      cl_session_queued(p->s[k], f->release); /* COLLECT with release */
+    }
+  }
+  cl_fx_list_clear(&p->fx);
+  cl_fx_list_clear(&p->logs);
+}
+
+/* Deliver the first n frames on the wire from k. */
+static void pair_deliver(pair_t *p, int k, size_t n) {
+  size_t i;
+  char why[256];
+  for (i = 0; i < n && i < p->nwire[k]; i++) {
+    cl_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.type = p->wire[k][i].kind;
+    if (m.type == CL_MSG_TOKEN) {
+      m.u.token.seq = p->wire[k][i].a;
+      m.u.token.n = p->wire[k][i].n;
+    } else {
+      m.u.marker.snapshot_id = p->wire[k][i].a;
+    }
+    if (cl_session_peer(p->s[!k], 0, &m, why, sizeof why) != 0)
+      p->faults++;
+    pair_run(p, !k);
+    pair_run(p, k);
+  }
+  memmove(p->wire[k], p->wire[k] + i, (p->nwire[k] - i) * sizeof(frame_t));
+  p->nwire[k] -= i;
+}
+
+/* The connection from k to the other breaks: what is in flight is lost;
+ * the sender reconnects, and the receiver's WELCOME count decides what is
+ * resent. Returns that count. */
+static uint64_t pair_reconnect(pair_t *p, int k) {
+  const char *ids[2] = {"A", "B"};
+  cl_msg_t h;
+  uint32_t in;
+  uint64_t rcv = 0;
+  char why[256];
+  p->nwire[k] = 0;
+  cl_session_out_state(p->s[k], 0, CL_CHAN_CONNECTING, "connection reset");
+  cl_session_in_down(p->s[!k], 0, "connection reset");
+  pair_run(p, k);
+  pair_run(p, !k);
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_HELLO;
+  strcpy(h.u.hello.from, ids[k]);
+  strcpy(h.u.hello.to, ids[!k]);
+  h.u.hello.config_id = 5;
+  h.u.hello.incarnation = 1000 + (uint64_t)k;
+  CHECK_EQ_INT(cl_session_hello(p->s[!k], &h, &in, &rcv, why, sizeof why), 0);
+  CHECK_EQ_INT(cl_session_out_welcome(p->s[k], 0, rcv, why, sizeof why), 0);
+  pair_run(p, k);
+  return rcv;
+}
+
+static void pair_ask(pair_t *p, int k, cl_msg_t *m) {
+  m->req = ++p->req;
+  cl_session_request(p->s[k], p->c[k], m);
+  pair_run(p, k);
+}
+
+static void pair_init(pair_t *p) {
+  static const char *ids[2] = {"A", "B"};
+  int k;
+  memset(p, 0, sizeof *p);
+  for (k = 0; k < 2; k++) {
+    cl_session_config_t sc;
+    cl_peer_addr_t out;
+    char in[1][CL_ID_SIZE];
+    cl_msg_t m;
+    memset(&sc, 0, sizeof sc);
+    sc.self = ids[k];
+    sc.write_cap = 1 << 20;
+    sc.env.ctx = &p->env[k];
+    sc.env.reserve = env_reserve;
+    sc.env.queued = env_queued;
+    sc.env.configure = env_configure;
+    CHECK_EQ_INT(cl_session_new(&sc, &p->s[k]), 0);
+    p->c[k] = cl_session_client_open(p->s[k], &p->tag[k]);
+    cl_session_tick(p->s[k], 1000);
+    memset(&m, 0, sizeof m);
+    m.type = CL_MSG_CONFIGURE;
+    strcpy(m.u.configure.self, ids[k]);
+    m.u.configure.tokens = k == 0 ? 100 : 0;
+    m.u.configure.rank = (uint32_t)k;
+    m.u.configure.nservers = 2;
+    strcpy(out.id, ids[!k]);
+    strcpy(out.addr, "127.0.0.1:9");
+    strcpy(in[0], ids[!k]);
+    m.u.configure.nout = 1;
+    m.u.configure.out = &out;
+    m.u.configure.nin = 1;
+    m.u.configure.in = in;
+    m.u.configure.config_id = 5;
+    pair_ask(p, k, &m);
+    m = simple(CL_MSG_CONNECT);
+    pair_ask(p, k, &m);
+  }
+  for (k = 0; k < 2; k++) {
+    cl_msg_t h;
+    uint32_t in;
+    uint64_t rcv;
+    char why[256];
+    memset(&h, 0, sizeof h);
+    h.type = CL_MSG_HELLO;
+    strcpy(h.u.hello.from, ids[k]);
+    strcpy(h.u.hello.to, ids[!k]);
+    h.u.hello.config_id = 5;
+    h.u.hello.incarnation = 1000 + (uint64_t)k;
+    CHECK_EQ_INT(cl_session_hello(p->s[!k], &h, &in, &rcv, why, sizeof why),
+                 0);
+    CHECK_EQ_INT(rcv, 0);
+    CHECK_EQ_INT(cl_session_out_welcome(p->s[k], 0, 0, why, sizeof why), 0);
+    pair_run(p, k);
+  }
+}
+
+static void pair_free(pair_t *p) {
+  cl_fx_list_free(&p->fx);
+  cl_fx_list_free(&p->logs);
+  cl_session_free(p->s[0]);
+  cl_session_free(p->s[1]);
+}
+
+/* Tokens held plus tokens on the wires (what the sessions still owe). */
+static int64_t pair_tokens(const pair_t *p) {
+  int64_t t = cl_session_tokens(p->s[0]) + cl_session_tokens(p->s[1]);
+  size_t k, i;
+  for (k = 0; k < 2; k++)
+    for (i = 0; i < p->nwire[k]; i++)
+      if (p->wire[k][i].kind == CL_MSG_TOKEN)
+        t += p->wire[k][i].n;
+  return t;
+}
+
+/* Frames lost on a broken connection are resent from the receiver's
+ * count, in order, once; frames made while reconnecting wait for it; a
+ * marker the receiver already had (its snapshot completed and released
+ * since) is not resent, so it starts nothing. */
+static void test_reconnect(void) {
+  pair_t p;
+  cl_msg_t m;
+  uint64_t rcv;
+  char why[256];
+  int i;
+  pair_init(&p);
+  for (i = 1; i <= 5; i++) {
+    m = send_msg("B", i); /* 15 tokens in 5 frames */
+    pair_ask(&p, 0, &m);
+  }
+  CHECK_EQ_INT(p.nwire[0], 5);
+  CHECK_EQ_INT(cl_session_unacked(p.s[0], 0), 5);
+  pair_deliver(&p, 0, 2); /* B has frames 1, 2 (3 tokens) */
+  cl_session_tick(p.s[1], 1100);
+  pair_run(&p, 1); /* B acknowledges 2 */
+  CHECK_EQ_INT(cl_session_unacked(p.s[0], 0), 3);
+  CHECK_EQ_INT(cl_session_unacked_runs(p.s[0], 0), 3);
+  pair_deliver(&p, 0, 1); /* frame 3 arrives, not acknowledged yet */
+  /* The connection breaks with frames 4 and 5 in flight. */
+  CHECK_EQ_INT(pair_tokens(&p), 100);
+  p.nwire[0] = 0;
+  cl_session_out_state(p.s[0], 0, CL_CHAN_CONNECTING, "connection reset");
+  cl_session_in_down(p.s[1], 0, "connection reset");
+  pair_run(&p, 0);
+  pair_run(&p, 1);
+  /* While reconnecting: a snapshot's marker is kept, not written; a SEND
+   * waits for the connection. */
+  m = snapshot_msg(1, 7);
+  pair_ask(&p, 0, &m);
+  m = send_msg("B", 6);
+  pair_ask(&p, 0, &m);
+  CHECK_EQ_INT(p.nwire[0], 0);
+  /* 3 (had, not acknowledged), 4, 5 and the marker */
+  CHECK_EQ_INT(cl_session_unacked(p.s[0], 0), 4);
+  /* A's tokens: 100 - 15 sent; the SEND of 6 still waits. */
+  CHECK_EQ_INT(cl_session_tokens(p.s[0]), 85);
+  /* Reconnect: B has 3 frames; 4, 5, the marker, then the SEND. */
+  {
+    cl_msg_t h;
+    uint32_t in;
+    memset(&h, 0, sizeof h);
+    h.type = CL_MSG_HELLO;
+    strcpy(h.u.hello.from, "A");
+    strcpy(h.u.hello.to, "B");
+    h.u.hello.config_id = 5;
+    h.u.hello.incarnation = 1000;
+    CHECK_EQ_INT(cl_session_hello(p.s[1], &h, &in, &rcv, why, sizeof why), 0);
+    CHECK_EQ_INT(rcv, 3);
+    /* A count outside what was sent and confirmed is refused. */
+    CHECK_EQ_INT(cl_session_out_welcome(p.s[0], 0, 9, why, sizeof why),
+                 CL_EPROTO);
+    CHECK_EQ_STR(why, "B says it has 9 frames of channel A->B, but 6 were "
+                      "sent and 2 confirmed");
+    CHECK_EQ_INT(cl_session_out_welcome(p.s[0], 0, 1, why, sizeof why),
+                 CL_EPROTO);
+    CHECK_EQ_INT(cl_session_out_welcome(p.s[0], 0, rcv, why, sizeof why), 0);
+    pair_run(&p, 0);
+  }
+  CHECK_EQ_INT(p.nwire[0], 4);
+  CHECK(p.wire[0][0].kind == CL_MSG_TOKEN && p.wire[0][0].a == 4 &&
+        p.wire[0][0].n == 4);
+  CHECK(p.wire[0][1].kind == CL_MSG_TOKEN && p.wire[0][1].a == 5 &&
+        p.wire[0][1].n == 5);
+  CHECK(p.wire[0][2].kind == CL_MSG_MARKER && p.wire[0][2].a == 7);
+  CHECK(p.wire[0][3].kind == CL_MSG_TOKEN && p.wire[0][3].a == 6 &&
+        p.wire[0][3].n == 6);
+  pair_deliver(&p, 0, 4);
+  pair_deliver(&p, 1, p.nwire[1]); /* B's marker back to A */
+  CHECK_EQ_INT(p.faults, 0);
+  CHECK_EQ_INT(cl_session_tokens(p.s[1]), 21);
+  CHECK_EQ_INT(pair_tokens(&p), 100);
+  /* Snapshot 7 completed on both: A recorded 85 tokens, B 15 (the marker
+   * came after frames 1..5), nothing in flight either way. */
+  m = simple(CL_MSG_COLLECT);
+  m.u.collect.snapshot_id = 7;
+  m.u.collect.release = 1;
+  pair_ask(&p, 1, &m); /* B's state released */
+  /* B had the marker (its count says so) but A has no ACK for it yet:
+   * the connection breaks again now. The marker must not come back: its
+   * snapshot is gone from B, and a marker of an unknown id would start a
+   * new snapshot 7 there. */
+  CHECK(cl_session_unacked(p.s[0], 0) > 0);
+  rcv = pair_reconnect(&p, 0);
+  CHECK_EQ_INT(rcv, 7);
+  CHECK_EQ_INT(p.nwire[0], 0);
+  CHECK_EQ_INT(cl_session_unacked(p.s[0], 0), 0);
+  /* B knows no snapshot: 7 was released, none was started again. */
+  m = simple(CL_MSG_STATUS);
+  p.req++;
+  m.req = p.req;
+  cl_session_request(p.s[1], p.c[1], &m);
+  cl_session_take(p.s[1], &p.fx, &p.logs);
+  CHECK_EQ_INT(p.fx.n, 1);
+  CHECK(p.fx.v[0].kind == CL_FX_MSG &&
+        p.fx.v[0].msg->type == CL_MSG_STATUS_R);
+  CHECK_EQ_INT(p.fx.v[0].msg->u.status.nactive, 0);
+  CHECK_EQ_INT(p.fx.v[0].msg->u.status.ndone, 0);
+  cl_fx_list_clear(&p.fx);
+  cl_fx_list_clear(&p.logs);
+  /* Runs: 1000 one-token messages are one kept run; a partial ACK trims
+   * it; a reconnect resends the rest as one FRAME effect. */
+  {
+    uint64_t first, unacked0 = cl_session_unacked(p.s[0], 0);
+    CHECK_EQ_INT(unacked0, 0);
+    CHECK_EQ_INT(cl_session_send_ones(p.s[0], 0, 60, &first), 0);
+    CHECK_EQ_INT(first, 7);
+    CHECK_EQ_INT(cl_session_unacked_runs(p.s[0], 0), 1);
+    CHECK_EQ_INT(cl_session_out_ack(p.s[0], 0, 7 + 20, why, sizeof why), 0);
+    CHECK_EQ_INT(cl_session_unacked(p.s[0], 0), 40);
+    CHECK_EQ_INT(cl_session_out_ack(p.s[0], 0, 7 + 70, why, sizeof why),
+                 CL_EPROTO);
+    cl_session_out_state(p.s[0], 0, CL_CHAN_CONNECTING, "reset");
+    CHECK_EQ_INT(cl_session_out_welcome(p.s[0], 0, 7 + 25, why, sizeof why),
+                 0);
+    cl_session_take(p.s[0], &p.fx, &p.logs);
+    CHECK_EQ_INT(count_fx_list(&p.fx, CL_FX_FRAME), 1);
+    CHECK_EQ_INT(p.fx.v[0].count, 35);
+    CHECK_EQ_INT(p.fx.v[0].a, 7 + 25);
+    cl_fx_list_clear(&p.fx);
+    cl_fx_list_clear(&p.logs);
+  }
+  pair_free(&p);
+}
+
+/* The clock: ACKs for what arrived since the last one; a sender that gets
+ * none for the peer timeout breaks its connection (once per timeout); a
+ * receiver whose sender does not come back within peer_lost loses the
+ * channel for good, and then refuses its HELLO. */
+static void test_ticks(void) {
+  pair_t p;
+  cl_msg_t m, h;
+  uint32_t in;
+  uint64_t rcv;
+  char why[256];
+  pair_init(&p);
+  m = send_msg("B", 1);
+  pair_ask(&p, 0, &m);
+  cl_session_tick(p.s[0], 1000 + CL_DEFAULT_PEER_TIMEOUT_MS - 1);
+  cl_session_take(p.s[0], &p.fx, &p.logs);
+  CHECK_EQ_INT(count_fx_list(&p.fx, CL_FX_BREAK), 0);
+  cl_session_tick(p.s[0], 1000 + CL_DEFAULT_PEER_TIMEOUT_MS);
+  cl_session_take(p.s[0], &p.fx, &p.logs);
+  CHECK_EQ_INT(count_fx_list(&p.fx, CL_FX_BREAK), 1);
+  CHECK_EQ_STR(p.fx.v[0].text, "B acknowledged nothing for 5000 ms (1 "
+                               "frames unconfirmed)");
+  cl_session_tick(p.s[0], 1000 + CL_DEFAULT_PEER_TIMEOUT_MS + 100);
+  cl_session_take(p.s[0], &p.fx, &p.logs);
+  CHECK_EQ_INT(count_fx_list(&p.fx, CL_FX_BREAK), 0);
+  /* B: one frame, acknowledged on the next tick, not again after. */
+  pair_deliver(&p, 0, 1);
+  cl_session_tick(p.s[1], 2000);
+  cl_session_take(p.s[1], &p.fx, &p.logs);
+  CHECK_EQ_INT(count_fx_list(&p.fx, CL_FX_ACK), 1);
+  CHECK_EQ_INT(p.fx.v[0].a, 1);
+  cl_session_tick(p.s[1], 2100);
+  cl_session_take(p.s[1], &p.fx, &p.logs);
+  CHECK_EQ_INT(count_fx_list(&p.fx, CL_FX_ACK), 0);
+  /* B's inbound goes down and stays away. */
+  cl_session_in_down(p.s[1], 0, "connection reset");
+  cl_session_tick(p.s[1], 2100 + CL_DEFAULT_PEER_LOST_MS - 1);
+  cl_session_take(p.s[1], &p.fx, &p.logs);
+  CHECK(!list_logged(&p.logs, "lost channel A->B"));
+  cl_session_tick(p.s[1], 2100 + CL_DEFAULT_PEER_LOST_MS);
+  cl_session_take(p.s[1], &p.fx, &p.logs);
+  CHECK(list_logged(&p.logs, "lost channel A->B: A did not reconnect "
+                             "within 30000 ms"));
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_HELLO;
+  strcpy(h.u.hello.from, "A");
+  strcpy(h.u.hello.to, "B");
+  h.u.hello.config_id = 5;
+  h.u.hello.incarnation = 1000;
+  CHECK_EQ_INT(cl_session_hello(p.s[1], &h, &in, &rcv, why, sizeof why),
+               CL_ELOST);
+  cl_fx_list_clear(&p.fx);
+  cl_fx_list_clear(&p.logs);
+  pair_free(&p);
+}
+
 int main(void) {
   test_configure();
   test_connect();
@@ -912,5 +1307,7 @@ int main(void) {
   test_peer();
   test_oom();
   test_oom_configure();
+  test_reconnect();
+  test_ticks();
   return check_done("session");
 }

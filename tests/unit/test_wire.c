@@ -124,7 +124,7 @@ static void expect_err(msgpack_sbuffer *sb, size_t cap, int want, int line) {
 
 static const int all_types[] = {
     CL_MSG_HELLO,    CL_MSG_TOKEN,    CL_MSG_MARKER,   CL_MSG_WELCOME,
-    CL_MSG_CLIENT,
+    CL_MSG_ACK,      CL_MSG_CLIENT,
     CL_MSG_CONFIGURE, CL_MSG_CONNECT, CL_MSG_SEND,     CL_MSG_SNAPSHOT,
     CL_MSG_COLLECT,  CL_MSG_STATUS,   CL_MSG_DELIVER,  CL_MSG_SHUTDOWN,
     CL_MSG_CIRCULATE, CL_MSG_WATCH,   CL_MSG_NEXT_ID,  CL_MSG_OK,
@@ -138,10 +138,11 @@ static unsigned layout_len(int type) {
   switch (type) {
   case CL_MSG_CONFIGURE: return 12;
   case CL_MSG_OK: return 6;
+  case CL_MSG_HELLO: return 5;
   case CL_MSG_SEND: case CL_MSG_COLLECT: case CL_MSG_ERROR:
-  case CL_MSG_HELLO: case CL_MSG_WATCH: return 4;
+  case CL_MSG_WATCH: return 4;
   case CL_MSG_MARKER: case CL_MSG_CLIENT: case CL_MSG_CONNECT:
-  case CL_MSG_WELCOME:
+  case CL_MSG_ACK:
   case CL_MSG_STATUS: case CL_MSG_SHUTDOWN: case CL_MSG_LOCAL_STATE:
   case CL_MSG_NEXT_ID:
     return 2;
@@ -159,6 +160,7 @@ static void make_sample(int type, cl_msg_t *m) {
     set_id(m->u.hello.from, "N1");
     set_id(m->u.hello.to, "server-2.b_c");
     m->u.hello.config_id = 0x0123456789abcdefULL;
+    m->u.hello.incarnation = 0xfedcba9876543210ULL;
     break;
   case CL_MSG_TOKEN:
     m->req = 0;
@@ -176,6 +178,11 @@ static void make_sample(int type, cl_msg_t *m) {
   case CL_MSG_WELCOME:
     m->req = 0;
     set_id(m->u.welcome.from, "N7");
+    m->u.welcome.received = 1ULL << 40;
+    break;
+  case CL_MSG_ACK:
+    m->req = 0;
+    m->u.ack.received = 123456789;
     break;
   case CL_MSG_CONFIGURE: {
     cl_configure_t *c = &m->u.configure;
@@ -337,11 +344,14 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     return 0;
   switch (a->type) {
   case CL_MSG_HELLO:
-    return EQS(u.hello.from) && EQS(u.hello.to) && EQ(u.hello.config_id);
+    return EQS(u.hello.from) && EQS(u.hello.to) && EQ(u.hello.config_id) &&
+           EQ(u.hello.incarnation);
   case CL_MSG_TOKEN: return EQ(u.token.seq) && EQ(u.token.n);
   case CL_MSG_MARKER: return EQ(u.marker.snapshot_id);
   case CL_MSG_CLIENT: return EQS(u.client.name);
-  case CL_MSG_WELCOME: return EQS(u.welcome.from);
+  case CL_MSG_WELCOME:
+    return EQS(u.welcome.from) && EQ(u.welcome.received);
+  case CL_MSG_ACK: return EQ(u.ack.received);
   case CL_MSG_CONFIGURE:
     if (!EQS(u.configure.self) || !EQ(u.configure.tokens) ||
         !EQ(u.configure.rank) || !EQ(u.configure.nservers) ||
@@ -618,8 +628,8 @@ static void test_text_truncation(void) {
 static void test_encode(void) {
   static const unsigned char token[] = {0x93, 0x02, 0x07, 0x05};
   static const unsigned char marker[] = {0x92, 0x03, 0xcd, 0x01, 0x2c};
-  static const unsigned char hello[] = {0x94, 0x01, 0xa1, 'a',
-                                        0xa1, 'b',  0x00};
+  static const unsigned char hello[] = {0x95, 0x01, 0xa1, 'a', 0xa1,
+                                        'b',  0x00, 0x2a};
   msgpack_sbuffer sb;
   cl_msg_t m;
   size_t before;
@@ -637,6 +647,7 @@ static void test_encode(void) {
   m.type = CL_MSG_HELLO;
   set_id(m.u.hello.from, "a");
   set_id(m.u.hello.to, "b");
+  m.u.hello.incarnation = 42;
   CHECK_EQ_INT(cl_wire_encode(&m, &sb), 0);
   CHECK(sb.size == sizeof hello && memcmp(sb.data, hello, sizeof hello) == 0);
 
@@ -823,7 +834,7 @@ static void test_streams(void) {
     }
     if (msgs[i].type == CL_MSG_HELLO || msgs[i].type == CL_MSG_TOKEN ||
         msgs[i].type == CL_MSG_MARKER || msgs[i].type == CL_MSG_CLIENT ||
-        msgs[i].type == CL_MSG_WELCOME ||
+        msgs[i].type == CL_MSG_WELCOME || msgs[i].type == CL_MSG_ACK ||
         msgs[i].type == CL_MSG_COMPLETE || msgs[i].type == CL_MSG_NOTICE ||
         msgs[i].type == CL_MSG_LOCAL_STATE)
       msgs[i].req = 0; /* these frames carry no req */
