@@ -54,7 +54,7 @@ enum { CL_SLOG_DEBUG = 0, CL_SLOG_INFO, CL_SLOG_WARN, CL_SLOG_ERROR };
 #define CL_AUTO_ID_BASE ((uint64_t)1000000)
 /* A receiver acknowledges every CL_ACK_FRAMES frames, and on every tick
  * the frames had since its last ACK. */
-#define CL_ACK_FRAMES 8192
+#define CL_ACK_FRAMES ((uint64_t)1 << 20)
 /* How often the transport calls cl_session_tick, ms. */
 #define CL_TICK_MS 100
 /* A sender whose unconfirmed frames get no acknowledgement for this long
