@@ -565,6 +565,10 @@ static void out_attempt(cl_out_chan_t *ch) {
   }
   now = uv_now(d->loop);
   left = ch->deadline > now ? ch->deadline - now : 0;
+  /* A reconnect tries again every peer timeout: after a cut link the
+   * kernel's own SYN retries would wait ever longer (1, 3, 7, 15 s ...). */
+  if (ch->was_up && left > d->peer_timeout_ms)
+    left = d->peer_timeout_ms;
   if (left < CL_CONNECT_ATTEMPT_MIN_MS)
     left = CL_CONNECT_ATTEMPT_MIN_MS;
   uv_timer_start(&ch->retry, out_connect_timeout_cb, left, 0);
