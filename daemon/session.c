@@ -1769,7 +1769,7 @@ void cl_session_out_state(cl_session_t *s, uint32_t chan, cl_chan_state_t st,
   ch = &s->out[chan];
   peer = cl_node_out_id(s->node, chan);
   if (st == CL_CHAN_LOST && ch->state != CL_CHAN_UP &&
-      !(ch->state == CL_CHAN_CONNECTING && ch->was_up))
+      ch->state != CL_CHAN_CONNECTING)
     return;
   if (st == CL_CHAN_CONNECTING && ch->state == CL_CHAN_UP)
     slog(s, CL_SLOG_INFO, "channel %s->%s: connection ended (%s); "

@@ -1296,6 +1296,30 @@ static void test_ticks(void) {
   pair_free(&p);
 }
 
+/* A receiver that claims frames never sent on a new channel: refused, and
+ * the transport's LOST then answers the waiting CONNECT. */
+static void test_welcome_lie(void) {
+  t_t t;
+  cl_msg_t m = configure_msg(0);
+  uint64_t req;
+  const char *text = NULL;
+  char why[256];
+  memset(&t, 0, sizeof t);
+  new_session(&t, 0);
+  ask(&t, t.c1, &m);
+  m = simple(CL_MSG_CONNECT);
+  req = ask(&t, t.c1, &m);
+  CHECK_EQ_INT(cl_session_out_welcome(t.s, 0, 5, why, sizeof why), CL_EPROTO);
+  CHECK_EQ_STR(why, "A says it has 5 frames of channel B->A, but 0 were "
+                    "sent and 0 confirmed");
+  cl_session_out_state(t.s, 0, CL_CHAN_LOST, why);
+  take(&t);
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, req, NULL, &text, NULL), CL_MSG_ERROR);
+  CHECK(text != NULL && strstr(text, "channel B->A (127.0.0.1:1) was lost")
+                            != NULL);
+  done(&t);
+}
+
 int main(void) {
   test_configure();
   test_connect();
@@ -1308,6 +1332,7 @@ int main(void) {
   test_oom();
   test_oom_configure();
   test_reconnect();
+  test_welcome_lie();
   test_ticks();
   return check_done("session");
 }
