@@ -31,5 +31,5 @@ const char *cl_err_name(int err) {
 int cl_err_from_wire(long code) {
   if (code > 0)
     code = -code;
-  return code > CL_E_FIRST_ && code <= CL_EINTR ? (int)code : CL_EIO;
+  return code > CL_E_FIRST_ && code <= CL_EAUTH ? (int)code : CL_EIO;
 }

@@ -27,7 +27,8 @@
   X(IO, "input/output error")                                                 \
   X(TIMEOUT, "timed out")                                                     \
   X(LOST, "connection lost")                                                  \
-  X(INTR, "interrupted")
+  X(INTR, "interrupted")                                                     \
+  X(AUTH, "authentication failed")
 
 typedef enum {
   CL_OK = 0,

@@ -56,6 +56,9 @@ const char *cl_msg_type_name(int type) {
   case CL_MSG_MARKER: return "MARKER";
   case CL_MSG_WELCOME: return "WELCOME";
   case CL_MSG_ACK: return "ACK";
+  case CL_MSG_CHALLENGE: return "CHALLENGE";
+  case CL_MSG_AUTH: return "AUTH";
+  case CL_MSG_AUTH_OK: return "AUTH_OK";
   case CL_MSG_CLIENT: return "CLIENT";
   case CL_MSG_CONFIGURE: return "CONFIGURE";
   case CL_MSG_CONNECT: return "CONNECT";
@@ -121,6 +124,9 @@ static uint32_t frame_len(uint64_t type) {
   case CL_MSG_MARKER: return 2;
   case CL_MSG_WELCOME: return 3;
   case CL_MSG_ACK: return 2;
+  case CL_MSG_CHALLENGE: return 3;
+  case CL_MSG_AUTH: return 3;
+  case CL_MSG_AUTH_OK: return 2;
   case CL_MSG_CLIENT: return 2;
   case CL_MSG_CONFIGURE: return 12;
   case CL_MSG_CONNECT: return 2;
@@ -189,6 +195,14 @@ static void put_nil(enc_t *e) {
 
 static void put_array(enc_t *e, size_t n) {
   if (e->err == 0 && msgpack_pack_array(&e->pk, n) != 0)
+    enc_fail(e, CL_ENOMEM);
+}
+
+static void put_bin(enc_t *e, const uint8_t *b, size_t len) {
+  if (e->err != 0)
+    return;
+  if (msgpack_pack_bin(&e->pk, len) != 0 ||
+      msgpack_pack_bin_body(&e->pk, b, len) != 0)
     enc_fail(e, CL_ENOMEM);
 }
 
@@ -383,6 +397,17 @@ static void put_peer_fields(enc_t *e, const cl_msg_t *m) {
     break;
   case CL_MSG_ACK:
     put_u64(e, m->u.ack.received);
+    break;
+  case CL_MSG_CHALLENGE:
+    put_bin(e, m->u.challenge.nonce, CL_AUTH_NONCE);
+    put_bool(e, m->u.challenge.required);
+    break;
+  case CL_MSG_AUTH:
+    put_bin(e, m->u.auth.nonce, CL_AUTH_NONCE);
+    put_bin(e, m->u.auth.mac, CL_AUTH_MAC);
+    break;
+  case CL_MSG_AUTH_OK:
+    put_bin(e, m->u.auth_ok.mac, CL_AUTH_MAC);
     break;
   default:
     break;
@@ -604,6 +629,14 @@ static int get_bool(const msgpack_object *o, uint8_t *out) {
     return 0;
   }
   return CL_EPROTO;
+}
+
+/* Exactly n bytes of bin. */
+static int get_bin(const msgpack_object *o, uint8_t *dst, uint32_t n) {
+  if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != n)
+    return CL_EPROTO;
+  memcpy(dst, o->via.bin.ptr, n);
+  return 0;
 }
 
 static int get_id(const msgpack_object *o, char dst[CL_ID_SIZE]) {
@@ -860,6 +893,14 @@ static int get_peer_fields(const msgpack_object *f, cl_msg_t *m) {
     return get_u64(&f[2], 0, UINT64_MAX, &m->u.welcome.received);
   case CL_MSG_ACK:
     return get_u64(&f[1], 0, UINT64_MAX, &m->u.ack.received);
+  case CL_MSG_CHALLENGE:
+    TRY(get_bin(&f[1], m->u.challenge.nonce, CL_AUTH_NONCE));
+    return get_bool(&f[2], &m->u.challenge.required);
+  case CL_MSG_AUTH:
+    TRY(get_bin(&f[1], m->u.auth.nonce, CL_AUTH_NONCE));
+    return get_bin(&f[2], m->u.auth.mac, CL_AUTH_MAC);
+  case CL_MSG_AUTH_OK:
+    return get_bin(&f[1], m->u.auth_ok.mac, CL_AUTH_MAC);
   default:
     return CL_ETYPE;
   }

@@ -11,7 +11,20 @@
  * also safe on messages that own nothing. Encoding never takes ownership.
  *
  * Field layouts (all integers msgpack ints, ids and text msgpack str):
- *   peer channel (opened by the sender; HELLO must be the first frame)
+ *   handshake (every connection; the daemon speaks first)
+ *     CHALLENGE  [5, nonce, required]       daemon -> client: nonce: 32
+ *                                           fresh random bytes (bin);
+ *                                           required: the client must
+ *                                           prove it knows the secret
+ *     AUTH       [6, nonce, mac]            client -> daemon: its own nonce
+ *                                           and HMAC-SHA-256(secret,
+ *                                           "clsnap-auth-client" || the
+ *                                           daemon's nonce || its nonce)
+ *     AUTH_OK    [7, mac]                   daemon -> client: HMAC(secret,
+ *                                           "clsnap-auth-server" || the
+ *                                           client's nonce || the daemon's)
+ *   peer channel (opened by the sender; HELLO the first frame after the
+ *   handshake)
  *     HELLO      [1, from, to, config_id, incarnation]
  *                                           config_id: the sender's
  *                                           CONFIGURE config_id;
@@ -85,6 +98,9 @@ typedef enum {
   CL_MSG_TOKEN = 2,
   CL_MSG_MARKER = 3,
   CL_MSG_WELCOME = 4,
+  CL_MSG_CHALLENGE = 5,
+  CL_MSG_AUTH = 6,
+  CL_MSG_AUTH_OK = 7,
   CL_MSG_ACK = 8,
   CL_MSG_CLIENT = 10,
   CL_MSG_CONFIGURE = 11,
@@ -124,6 +140,9 @@ typedef enum {
  * taken under full load can record ~10^5 messages); larger counts are
  * rejected before anything is allocated. */
 #define CL_WIRE_MAX_ITEMS (1u << 20)
+/* Bytes of a handshake nonce and of an HMAC-SHA-256. */
+#define CL_AUTH_NONCE 32
+#define CL_AUTH_MAC 32
 
 
 typedef struct cl_peer_addr {
@@ -227,6 +246,15 @@ typedef struct cl_msg {
     struct { uint64_t snapshot_id; } marker;
     struct { char from[CL_ID_SIZE]; uint64_t received; } welcome;
     struct { uint64_t received; } ack;
+    struct {
+      uint8_t nonce[CL_AUTH_NONCE];
+      uint8_t required;
+    } challenge;
+    struct {
+      uint8_t nonce[CL_AUTH_NONCE];
+      uint8_t mac[CL_AUTH_MAC];
+    } auth;
+    struct { uint8_t mac[CL_AUTH_MAC]; } auth_ok;
     struct { char name[CL_ID_SIZE]; } client;
     cl_configure_t configure;
     struct { char dest[CL_ID_SIZE]; int64_t n; } send;
