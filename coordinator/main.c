@@ -3,12 +3,15 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "cmds.h"
+#include "error.h"
 #include "usage.h"
 
 /* Every command and its entry point. */
@@ -40,10 +43,29 @@ static int wants_json(int argc, char **argv) {
   return 0;
 }
 
+/* The secret of --secret-file, else of $CLSNAP_SECRET_FILE if set and not
+ * empty, into cl_cli.secret. Returns the exit status so far. */
+static int load_secret(void) {
+  char err[PATH_MAX + 256];
+  const char *env = getenv("CLSNAP_SECRET_FILE");
+  if (cl_cli.secret_file == NULL && env != NULL && *env != '\0')
+    cl_cli.secret_file = env;
+  if (cl_cli.secret_file == NULL)
+    return CL_EXIT_OK;
+  if (cl_secret_load(cl_cli.secret_file, &cl_cli.secret, err, sizeof err) <
+      0) {
+    cl_cli_fail(CL_EINVAL, NULL, cl_cli.secret_file, 0, "%s", err);
+    return CL_EXIT_USAGE;
+  }
+  return CL_EXIT_OK;
+}
+
 /* The global options (getopt_long, stopping at the command), then the
  * command. Returns the exit status. */
 static int run(int argc, char **argv) {
   static const struct option lo[] = {{"cluster", required_argument, NULL, 'c'},
+                                     {"secret-file", required_argument, NULL,
+                                      's'},
                                      {"help", no_argument, NULL, 'h'},
                                      {"version", no_argument, NULL, 'V'},
                                      {NULL, 0, NULL, 0}};
@@ -64,6 +86,8 @@ static int run(int argc, char **argv) {
     }
     if (c == 'c')
       cluster_file = optarg;
+    else if (c == 's')
+      cl_cli.secret_file = optarg;
     else if (c == ':')
       return cl_cli_usage("option '%s' requires an argument",
                           argv[optind - 1]);
@@ -81,6 +105,8 @@ static int run(int argc, char **argv) {
     return cl_cli_usage("no command given");
   if (strcmp(argv[optind], "help") == 0)
     return help(optind + 1 < argc ? argv[optind + 1] : NULL);
+  if ((c = load_secret()) != CL_EXIT_OK)
+    return c;
   for (k = 0; k < sizeof commands / sizeof commands[0]; k++)
     if (strcmp(argv[optind], commands[k].name) == 0) {
       cl_cli.json = 0;
@@ -105,5 +131,7 @@ int main(int argc, char **argv) {
   /* A daemon that goes away mid-write must surface as an error, not kill
    * clsnap. */
   signal(SIGPIPE, SIG_IGN);
-  return close_stdout(cl_cli_finish(run(argc, argv)));
+  int status = cl_cli_finish(run(argc, argv));
+  cl_secret_free(&cl_cli.secret);
+  return close_stdout(status);
 }

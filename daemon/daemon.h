@@ -28,6 +28,7 @@
 
 #include <uv.h>
 
+#include "auth.h"
 #include "error.h"
 #include "log.h"
 #include "ring.h"
@@ -115,6 +116,8 @@ typedef struct cl_conn {
   cl_session_client_t *client; /* control: the session's client */
   cl_parse_t parse;
   cl_scan_t scan;   /* CL_PARSE_FAST: the scanner's own state */
+  uint8_t nonce[CL_AUTH_NONCE]; /* this connection's CHALLENGE */
+  int authed;       /* proved it knows the secret (AUTH) */
   uint64_t since; /* loop ms: accepted (new) or waiting for the rest of a
                      frame since (0: nothing pending); see the sweep */
   cl_wire_decoder_t *dec;
@@ -195,8 +198,14 @@ typedef struct cl_out_chan {
   int refusal_code;           /* and its CL_E code */
   cl_wire_decoder_t *rdec;    /* from the receiver: WELCOME or a refusal,
                                  then ACKs */
-  msgpack_sbuffer hello;      /* written first on every connection */
+  msgpack_sbuffer hello;      /* written on every connection, after the
+                                 handshake */
   uv_write_t hreq;
+  int hs;                     /* handshake: 0 waiting for CHALLENGE, 1 for
+                                 AUTH_OK, 2 for WELCOME (HELLO sent) */
+  uint8_t nonce_s[CL_AUTH_NONCE], nonce_c[CL_AUTH_NONCE];
+  msgpack_sbuffer auth;       /* our AUTH on this connection */
+  uv_write_t areq;
   cl_outbuf_t out; /* frames, written once the receiver said WELCOME */
   size_t reserved; /* frames promised room by cl_peer_reserve */
   cl_ring_t jq;    /* of cl_jit_t; bounded by the write cap (markers
@@ -211,6 +220,7 @@ struct cl_daemon {
   uint64_t frame_timeout_ms;
   uint64_t peer_timeout_ms, peer_lost_ms;
   uint64_t incarnation; /* this process's, in every HELLO */
+  cl_secret_t secret;   /* --secret-file; len 0: none */
   int log_level;
 
   uv_tcp_t listener;

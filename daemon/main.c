@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -36,13 +38,16 @@ static const char usage_text[] =
     "                          reconnected (default 5000)\n"
     "      --peer-lost MS      a channel not reconnected within this long is\n"
     "                          lost (default 30000)\n"
+    "      --secret-file FILE  every connection, peer or control, must prove\n"
+    "                          it knows the secret in FILE (raw bytes, one\n"
+    "                          trailing newline ignored; mode 600 or stricter)\n"
     "  -h, --help              show this help\n"
     "  -V, --version           show the version\n"
     "\n"
     "Long options may be abbreviated where unambiguous (--lis for --listen).\n"
     "\n"
     "Exit status: 0 after SIGTERM/SIGINT/SHUTDOWN, 1 if it cannot listen,\n"
-    "2 on bad usage.\n";
+    "2 on bad usage or a secret file it refuses.\n";
 
 /* Print a usage error naming the bad argument; exit 2. */
 static void bad_usage(const char *fmt, const char *arg) {
@@ -58,6 +63,7 @@ typedef struct opts {
   int die_with_parent;
   uint64_t max_kept, max_active, write_cap, input_cap, frame_timeout;
   uint64_t peer_timeout, peer_lost;
+  const char *secret_file;
 } opts_t;
 
 /* Parse a byte count/limit option or exit 2. */
@@ -105,7 +111,8 @@ static void refused(const struct option *lo, char **argv, int c) {
  * 0 for --help and --version, 2 on bad usage. */
 static void parse_args(int argc, char **argv, opts_t *o) {
   enum { O_MAX_KEPT = 256, O_MAX_ACTIVE, O_WRITE_CAP, O_INPUT_CAP,
-         O_FRAME_TIMEOUT, O_LOG_LEVEL, O_DIE, O_PEER_TIMEOUT, O_PEER_LOST };
+         O_FRAME_TIMEOUT, O_LOG_LEVEL, O_DIE, O_PEER_TIMEOUT, O_PEER_LOST,
+         O_SECRET_FILE };
   static const struct option lo[] = {
       {"id", required_argument, NULL, 'i'},
       {"listen", required_argument, NULL, 'l'},
@@ -118,6 +125,7 @@ static void parse_args(int argc, char **argv, opts_t *o) {
       {"frame-timeout", required_argument, NULL, O_FRAME_TIMEOUT},
       {"peer-timeout", required_argument, NULL, O_PEER_TIMEOUT},
       {"peer-lost", required_argument, NULL, O_PEER_LOST},
+      {"secret-file", required_argument, NULL, O_SECRET_FILE},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -180,6 +188,9 @@ static void parse_args(int argc, char **argv, opts_t *o) {
     case O_PEER_LOST:
       o->peer_lost = parse_num("--peer-lost", optarg, 100, 86400000);
       break;
+    case O_SECRET_FILE:
+      o->secret_file = optarg;
+      break;
     default:
       refused(lo, argv, c);
     }
@@ -190,6 +201,19 @@ static void parse_args(int argc, char **argv, opts_t *o) {
     bad_usage("missing %s", "--id");
   if (o->listen == NULL)
     bad_usage("missing %s", "--listen");
+}
+
+/* 1 if host is a loopback address (127.0.0.0/8, ::1, localhost). */
+static int loopback(const char *host) {
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (strcmp(host, "localhost") == 0)
+    return 1;
+  if (inet_pton(AF_INET, host, &a4) == 1)
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET6, host, &a6) == 1)
+    return IN6_IS_ADDR_LOOPBACK(&a6);
+  return 0;
 }
 
 /* SIGTERM/SIGINT: clean exit 0. */
@@ -235,8 +259,19 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   cl_log_init(o.id, o.level);
   cl_addr_split(o.listen, host, &port);
-
   memset(d, 0, sizeof *d);
+  if (o.secret_file != NULL) {
+    char err[600];
+    if (cl_secret_load(o.secret_file, &d->secret, err, sizeof err) < 0) {
+      fprintf(stderr, "clsnapd: %s\n", err);
+      return 2;
+    }
+  } else if (!loopback(host)) {
+    cl_log_warn("listening on %s without --secret-file: anyone who can "
+                "reach it can reconfigure or stop this server",
+                o.listen);
+  }
+
   if (uv_loop_init(&loop) != 0) {
     cl_log_error("cannot create the event loop");
     return 1;
@@ -308,6 +343,7 @@ int main(int argc, char **argv) {
   }
   code = d->exit_code;
   cl_dispatch_free(d);
+  cl_secret_free(&d->secret);
   if (code == 0) {
     uv_rusage_t ru;
     if (uv_getrusage(&ru) == 0)

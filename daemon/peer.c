@@ -24,6 +24,7 @@ static void chans_free(cl_out_chan_t *out, size_t n) {
   size_t i;
   for (i = 0; out != NULL && i < n; i++) {
     msgpack_sbuffer_destroy(&out[i].hello);
+    msgpack_sbuffer_destroy(&out[i].auth);
     msgpack_sbuffer_destroy(&out[i].out.pend);
     msgpack_sbuffer_destroy(&out[i].out.fly);
     cl_wire_decoder_free(out[i].rdec);
@@ -50,6 +51,7 @@ int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
     ch->index = (uint32_t)i;
     cl_ring_init(&ch->jq, sizeof(cl_jit_t));
     msgpack_sbuffer_init(&ch->hello);
+    msgpack_sbuffer_init(&ch->auth);
     msgpack_sbuffer_init(&ch->out.pend);
     msgpack_sbuffer_init(&ch->out.fly);
     snprintf(ch->id, sizeof ch->id, "%s", out_ids[i]);
@@ -366,6 +368,63 @@ static void out_welcome(cl_out_chan_t *ch, const cl_msg_t *m) {
   }
 }
 
+static void out_hello_cb(uv_write_t *req, int status);
+
+/* Write HELLO (or AUTH first): the buffers live in ch until it is freed. */
+static void out_say(cl_out_chan_t *ch, msgpack_sbuffer *sb, uv_write_t *req) {
+  uv_buf_t b = uv_buf_init(sb->data, (unsigned)sb->size);
+  int r;
+  req->data = ch;
+  r = uv_write(req, (uv_stream_t *)&ch->tcp, &b, 1, out_hello_cb);
+  if (r < 0)
+    out_attempt_failed(ch, r);
+}
+
+/* The receiver's CHALLENGE, then its AUTH_OK if we had to prove the
+ * secret (proto/auth.h); then HELLO. A failure is a refusal like a HELLO
+ * refusal: retried within the window, then the channel fails with it. */
+static void out_handshake(cl_out_chan_t *ch, const cl_msg_t *m) {
+  cl_daemon_t *d = ch->d;
+  cl_msg_t auth;
+  int r;
+  if (m->type == CL_MSG_CHALLENGE && ch->hs == 0) {
+    memcpy(ch->nonce_s, m->u.challenge.nonce, CL_AUTH_NONCE);
+    cl_auth_nonce(ch->nonce_c);
+    r = cl_auth_answer(&d->secret, m, ch->nonce_c, &auth, ch->refusal,
+                       sizeof ch->refusal);
+    if (r < 0) {
+      ch->refusal_code = CL_EAUTH;
+      out_attempt_failed(ch, CL_EAUTH);
+      return;
+    }
+    if (r == 1) {
+      ch->auth.size = 0;
+      if (cl_wire_encode(&auth, &ch->auth) < 0) {
+        out_attempt_failed(ch, CL_ENOMEM);
+        return;
+      }
+      ch->hs = 1;
+      out_say(ch, &ch->auth, &ch->areq);
+      return;
+    }
+  } else if (m->type == CL_MSG_AUTH_OK && ch->hs == 1) {
+    if (cl_auth_verify(&d->secret, ch->nonce_s, ch->nonce_c, m) < 0) {
+      snprintf(ch->refusal, sizeof ch->refusal, "authentication failed: "
+               "%s does not know the secret", ch->id);
+      ch->refusal_code = CL_EAUTH;
+      out_attempt_failed(ch, CL_EAUTH);
+      return;
+    }
+  } else {
+    snprintf(ch->refusal, sizeof ch->refusal, "unexpected %s in the "
+             "handshake", cl_msg_type_name(m->type));
+    out_attempt_failed(ch, CL_EPROTO);
+    return;
+  }
+  ch->hs = 2;
+  out_say(ch, &ch->hello, &ch->hreq);
+}
+
 /* A frame from the receiver once the channel is up: only ACKs. */
 static void out_reply(cl_out_chan_t *ch, const cl_msg_t *m) {
   cl_daemon_t *d = ch->d;
@@ -409,7 +468,10 @@ static void out_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return;
       if (r == 1 && was_up) {
         out_reply(ch, &m);
-      } else if (r == 1 && m.type == CL_MSG_WELCOME) {
+      } else if (r == 1 && (m.type == CL_MSG_CHALLENGE ||
+                            m.type == CL_MSG_AUTH_OK)) {
+        out_handshake(ch, &m);
+      } else if (r == 1 && m.type == CL_MSG_WELCOME && ch->hs == 2) {
         out_welcome(ch, &m);
       } else if (r == 1 && m.type == CL_MSG_ERROR) {
         snprintf(ch->refusal, sizeof ch->refusal, "%s", m.u.error.text);
@@ -454,7 +516,6 @@ static void out_hello_cb(uv_write_t *req, int status) {
 static void out_connect_cb(uv_connect_t *req, int status) {
   cl_out_chan_t *ch = req->data;
   cl_daemon_t *d = ch->d;
-  uv_buf_t b;
   int r;
   if (d->stopping || status == UV_ECANCELED)
     return;
@@ -468,13 +529,9 @@ static void out_connect_cb(uv_connect_t *req, int status) {
   cl_tcp_timeouts(&ch->tcp, d->peer_timeout_ms);
   cl_wire_decoder_free(ch->rdec);
   ch->rdec = NULL;
+  /* The receiver speaks first (CHALLENGE); HELLO follows the handshake. */
+  ch->hs = 0;
   r = uv_read_start((uv_stream_t *)&ch->tcp, out_alloc_cb, out_read_cb);
-  if (r == 0) {
-    /* The bytes live in ch->hello until the channel is freed. */
-    b = uv_buf_init(ch->hello.data, (unsigned)ch->hello.size);
-    ch->hreq.data = ch;
-    r = uv_write(&ch->hreq, (uv_stream_t *)&ch->tcp, &b, 1, out_hello_cb);
-  }
   if (r < 0)
     out_attempt_failed(ch, r);
 }

@@ -288,8 +288,8 @@ void cl_server_flush(cl_daemon_t *d) {
   cl_conn_t *c, *next;
   for (c = d->conns; c != NULL; c = next) {
     next = c->next;
-    if (c->kind != CL_CONN_NEW && !c->stopping)
-      ctrl_write(c);
+    if (!c->stopping)
+      ctrl_write(c); /* a new connection's handshake frames too */
   }
 }
 
@@ -348,6 +348,53 @@ static void peer_refuse(cl_conn_t *c, int code, const char *why) {
   cl_conn_fail(c, "%s", why);
 }
 
+/* Queue a handshake frame on a connection that has not said what it is
+ * (cl_conn_send takes only those that have); it goes out with this turn's
+ * writes. 0 or the encoder's error (c is then closed). */
+static int conn_queue(cl_conn_t *c, const cl_msg_t *m) {
+  size_t before = c->out.pend.size;
+  int r = cl_wire_encode(m, &c->out.pend);
+  if (r < 0) {
+    c->out.pend.size = before;
+    cl_log_error("%s: cannot encode %s: %s", cl_conn_label(c),
+                 cl_msg_type_name(m->type), cl_strerror(r));
+    cl_conn_close(c);
+  }
+  return r;
+}
+
+/* A new connection: the daemon speaks first, with a fresh nonce and
+ * whether the client must prove it knows the secret (proto/auth.h). */
+static void conn_challenge(cl_conn_t *c) {
+  cl_msg_t m;
+  cl_auth_nonce(c->nonce);
+  cl_auth_challenge(&m, c->nonce, c->d->secret.len > 0);
+  (void)conn_queue(c, &m);
+}
+
+/* AUTH on a new connection: the client's proof. Wrong, repeated, or sent
+ * to a daemon without a secret: refused (one log line naming the address,
+ * an ERROR the client can print, closed; nothing else changes). */
+static void conn_auth(cl_conn_t *c, const cl_msg_t *m) {
+  cl_daemon_t *d = c->d;
+  cl_msg_t ok;
+  if (d->secret.len == 0) {
+    peer_refuse(c, CL_EAUTH, "authentication failed: this server does not "
+                "authenticate (started without --secret-file)");
+    return;
+  }
+  if (c->authed) {
+    peer_refuse(c, CL_EAUTH, "authentication failed: a second AUTH");
+    return;
+  }
+  if (cl_auth_check(&d->secret, c->nonce, m, &ok) < 0) {
+    peer_refuse(c, CL_EAUTH, "authentication failed: wrong secret");
+    return;
+  }
+  c->authed = 1;
+  (void)conn_queue(c, &ok);
+}
+
 /* HELLO as a first frame: the connection becomes an inbound channel if the
  * session takes it. */
 static void conn_hello(cl_conn_t *c, const cl_msg_t *m) {
@@ -400,7 +447,17 @@ static void conn_peer_msg(cl_conn_t *c, const cl_msg_t *m) {
 static void conn_dispatch(cl_conn_t *c, const cl_msg_t *m) {
   switch (c->kind) {
   case CL_CONN_NEW:
-    if (m->type == CL_MSG_HELLO) {
+    if (m->type == CL_MSG_AUTH) {
+      conn_auth(c, m);
+    } else if (c->d->secret.len > 0 && !c->authed) {
+      peer_refuse(c, CL_EAUTH, m->type == CL_MSG_HELLO ||
+                                       m->type == CL_MSG_CLIENT
+                                   ? "authentication required: this "
+                                     "server has a secret; give "
+                                     "--secret-file"
+                                   : "authentication required: expected "
+                                     "AUTH");
+    } else if (m->type == CL_MSG_HELLO) {
       conn_hello(c, m);
     } else if (m->type == CL_MSG_CLIENT) {
       c->kind = CL_CONN_CONTROL;
@@ -682,8 +739,14 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     cl_conn_close(c);
     break;
   default:
-    cl_log_debug("%s: %s before its first frame", cl_conn_label(c),
-                 cl_daemon_strerror((int)nread));
+    /* With a secret, a connection that leaves without proving it is one
+     * log line (a client without the secret stops at the CHALLENGE). */
+    if (c->d->secret.len > 0 && !c->authed)
+      cl_log_warn("%s: closed without authenticating (%s)", cl_conn_label(c),
+                  cl_daemon_strerror((int)nread));
+    else
+      cl_log_debug("%s: %s before its first frame", cl_conn_label(c),
+                   cl_daemon_strerror((int)nread));
     cl_conn_close(c);
     break;
   }
@@ -790,6 +853,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   cl_log_debug("accepted %s", c->addr);
+  conn_challenge(c);
 }
 
 /* Sweep: close connections that hold a slot without making progress, a

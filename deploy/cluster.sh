@@ -16,6 +16,8 @@
 # `cluster` (one `ID HOST:PORT` line per server), which
 # `clsnap --cluster RUNDIR/cluster ...` reads.
 # Binaries: $CLSNAPD and $CLSNAP if set, else the build tree, else PATH.
+# $CLSNAP_SECRET_FILE, if set, is every daemon's --secret-file (and clsnap
+# reads it too), so the cluster takes only connections that know it.
 # $CLSNAPD_ARGS, if set, is appended to every daemon's command line (e.g.
 # "--max-kept 2 --write-cap 4096"; split on spaces), and $CLSNAP_CONFIGURE_ARGS
 # to `clsnap configure` (e.g. "--lockstep").
@@ -94,6 +96,11 @@ cmd_up() {
   local ids extra=() cfgargs=()
   read -r -a extra <<<"${CLSNAPD_ARGS:-}"
   read -r -a cfgargs <<<"${CLSNAP_CONFIGURE_ARGS:-}"
+  # A secret for clsnap (CLSNAP_SECRET_FILE) is the daemons' secret too.
+  if [ -n "${CLSNAP_SECRET_FILE:-}" ]; then
+    [ -r "$CLSNAP_SECRET_FILE" ] || die "cannot read \$CLSNAP_SECRET_FILE ($CLSNAP_SECRET_FILE)" 2
+    extra+=(--secret-file "$(cd "$(dirname "$CLSNAP_SECRET_FILE")" && pwd)/$(basename "$CLSNAP_SECRET_FILE")")
+  fi
   ids=$(server_ids "$top")
   [ -n "$ids" ] || die "$top: no servers found" 2
   for id in $ids; do

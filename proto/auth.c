@@ -60,7 +60,7 @@ int cl_auth_answer(const cl_secret_t *key, const cl_msg_t *ch,
     return CL_EAUTH;
   }
   if (ch->u.challenge.required && !have) {
-    snprintf(why, whysz, "authentication required: the server has a "
+    snprintf(why, whysz, "authentication failed: the server requires a "
              "secret; give --secret-file");
     return CL_EAUTH;
   }

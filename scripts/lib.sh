@@ -6,8 +6,8 @@ CLSNAP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Debian packages the build and the tests need (python3-jsonschema: the JSON
 # contract test validates every command's --json output against
 # docs/clsnap.schema.json).
-CLSNAP_PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmsgpack-dev libjansson-dev python3
-  python3-jsonschema)
+CLSNAP_PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmsgpack-dev libjansson-dev
+  libsodium-dev python3 python3-jsonschema)
 
 have_pkg() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -22,7 +22,7 @@ ensure_packages() {
     for p in meson ninja pkg-config cc python3; do
       command -v "$p" >/dev/null 2>&1 || missing+=("$p")
     done
-    for p in libuv jansson; do
+    for p in libuv jansson libsodium; do
       pkg-config --exists "$p" 2>/dev/null || missing+=("$p (pkg-config)")
     done
     pkg-config --exists msgpack 2>/dev/null || pkg-config --exists msgpack-c 2>/dev/null ||

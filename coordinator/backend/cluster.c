@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "error.h"
 #include "idmap.h"
 
@@ -14,6 +15,7 @@
 typedef enum conn_state {
   CONN_IDLE = 0,   /* not connected yet (zeroed) */
   CONN_CONNECTING, /* resolved, connect under way */
+  CONN_HANDSHAKE,  /* connected: waiting for CHALLENGE, or for AUTH_OK */
   CONN_UP,         /* connected, CLIENT sent */
   CONN_DOWN        /* failed or lost for good; why says which */
 } conn_state_t;
@@ -29,6 +31,9 @@ typedef struct conn {
   conn_state_t state;
   int watching; /* a WATCH was sent: LOCAL_STATE notifications expected */
   int timed_out; /* its connect was given up at the deadline */
+  int code;      /* why it is down, when not lost or timed out (CL_EAUTH) */
+  int proving;   /* AUTH sent, waiting for AUTH_OK */
+  uint8_t nonce_s[CL_AUTH_NONCE], nonce_c[CL_AUTH_NONCE];
   cl_wire_decoder_t *dec;
   char why[256];
 } conn_t;
@@ -74,6 +79,7 @@ struct cl_cluster {
   size_t call_n, call_left;
   slot_t *slots;
   cl_msg_t *replies;
+  const cl_secret_t *secret; /* borrowed; NULL or len 0: none */
   cl_idmap_t tracks; /* snapshot id -> track_t * */
   size_t words;      /* bitset words per track */
 };
@@ -211,7 +217,7 @@ static int conn_write(conn_t *k, msgpack_sbuffer *sb) {
   wreq_t *r;
   uv_buf_t buf;
   int rc;
-  if (k->state != CONN_UP)
+  if (k->state != CONN_UP && k->state != CONN_HANDSHAKE)
     return CL_ELOST;
   /* Synchronously when the socket takes it all: no write request, no
    * completion round (an extra loop turn and epoll_ctl in libuv 1.44). */
@@ -305,6 +311,72 @@ static void handle_msg(conn_t *k, cl_msg_t *m) {
   }
 }
 
+/* Encode m and write it on k; a failure marks k down. */
+static void conn_say(conn_t *k, const cl_msg_t *m) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  if (cl_wire_encode(m, &sb) != 0)
+    conn_down(k, "cannot greet %s: encoding failed", k->id);
+  else
+    (void)conn_write(k, &sb); /* failure shows as lost */
+  msgpack_sbuffer_destroy(&sb);
+}
+
+/* The handshake done (or none asked): say CLIENT; k is up. */
+static void conn_greet(conn_t *k) {
+  cl_msg_t hello;
+  memset(&hello, 0, sizeof hello);
+  hello.type = CL_MSG_CLIENT;
+  memcpy(hello.u.client.name, k->c->name, sizeof hello.u.client.name);
+  k->state = CONN_UP;
+  conn_say(k, &hello);
+}
+
+/* Authentication failed on k: down with CL_EAUTH and why, naming it. */
+static void auth_failed(conn_t *k, const char *why) {
+  k->code = CL_EAUTH;
+  conn_down(k, "server %s (%s): %s", k->id, k->addr, why);
+}
+
+/* A frame before CLIENT: the daemon's CHALLENGE, then its AUTH_OK if the
+ * secret had to be proved (proto/auth.h), or its ERROR. */
+static void handshake(conn_t *k, const cl_msg_t *m) {
+  const cl_secret_t none = {NULL, 0};
+  const cl_secret_t *key = k->c->secret ? k->c->secret : &none;
+  char why[256];
+  cl_msg_t auth;
+  int r;
+  if (m->type == CL_MSG_ERROR) {
+    if (cl_err_from_wire(m->u.error.code) == CL_EAUTH)
+      auth_failed(k, m->u.error.text);
+    else
+      conn_down(k, "server %s (%s) refused the connection: %s", k->id,
+                k->addr, m->u.error.text);
+  } else if (m->type == CL_MSG_CHALLENGE && !k->proving) {
+    memcpy(k->nonce_s, m->u.challenge.nonce, CL_AUTH_NONCE);
+    cl_auth_nonce(k->nonce_c);
+    r = cl_auth_answer(key, m, k->nonce_c, &auth, why, sizeof why);
+    if (r < 0) {
+      auth_failed(k, why);
+    } else if (r == 1) {
+      k->proving = 1;
+      conn_say(k, &auth);
+    } else {
+      conn_greet(k);
+    }
+  } else if (m->type == CL_MSG_AUTH_OK && k->proving) {
+    if (cl_auth_verify(key, k->nonce_s, k->nonce_c, m) < 0)
+      auth_failed(k, "authentication failed: the server does not know "
+                     "the secret");
+    else
+      conn_greet(k);
+  } else {
+    conn_down(k, "server %s (%s) is not a clsnapd of this version "
+                 "(%s before the handshake ended)", k->id, k->addr,
+              cl_msg_type_name(m->type));
+  }
+}
+
 /* Read straight into the decoder's buffer (no copy). */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   conn_t *k = h->data;
@@ -340,21 +412,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   cl_wire_decoder_consumed(k->dec, (size_t)nread);
-  for (rc = 1; rc > 0 && k->state == CONN_UP;) {
+  for (rc = 1; rc > 0 && (k->state == CONN_UP ||
+                          k->state == CONN_HANDSHAKE);) {
     memset(&m, 0, sizeof m);
-    if ((rc = cl_wire_next(k->dec, &m)) > 0)
+    if ((rc = cl_wire_next(k->dec, &m)) <= 0)
+      break;
+    if (k->state == CONN_HANDSHAKE) {
+      handshake(k, &m);
+      cl_msg_free(&m);
+    } else {
       handle_msg(k, &m);
+    }
   }
   if (rc < 0)
     conn_down(k, "server %s lost (protocol error: %s)", k->id,
               cl_strerror(rc));
 }
 
-/* Connected (or not): start reading and greet with CLIENT. */
+/* Connected (or not): start reading; the daemon speaks first. */
 static void on_connect(uv_connect_t *req, int status) {
   conn_t *k = req->data;
-  cl_msg_t hello;
-  msgpack_sbuffer sb;
   if (k->state != CONN_CONNECTING)
     return; /* gave up already (timeout) */
   if (status < 0) {
@@ -362,25 +439,12 @@ static void on_connect(uv_connect_t *req, int status) {
               uv_strerror(status));
     return;
   }
-  k->state = CONN_UP;
+  k->state = CONN_HANDSHAKE;
   uv_tcp_nodelay(&k->tcp, 1);
   status = uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read);
-  if (status < 0) {
+  if (status < 0)
     conn_down(k, "cannot read from %s at %s: %s", k->id, k->addr,
               uv_strerror(status));
-    return;
-  }
-  memset(&hello, 0, sizeof hello);
-  hello.type = CL_MSG_CLIENT;
-  memcpy(hello.u.client.name, k->c->name, sizeof hello.u.client.name);
-  msgpack_sbuffer_init(&sb);
-  if (cl_wire_encode(&hello, &sb) != 0) {
-    msgpack_sbuffer_destroy(&sb);
-    conn_down(k, "cannot greet %s: encoding failed", k->id);
-    return;
-  }
-  (void)conn_write(k, &sb); /* failure shows as lost */
-  msgpack_sbuffer_destroy(&sb);
 }
 
 /* Resolve "host:port" (numeric, else by name) into ss. */
@@ -535,7 +599,7 @@ static int fail_down(cl_cluster_t *c, size_t i, int rc, char *err,
                      size_t errsize) {
   cl_set_err(err, errsize, "%s", c->conns[i].why);
   c->culprit = (long)i;
-  return rc;
+  return c->conns[i].code != 0 ? c->conns[i].code : rc;
 }
 
 /* Install the check run after every loop turn while waiting. */
@@ -551,6 +615,10 @@ void cl_cluster_set_call_timeout(cl_cluster_t *c, uint64_t ms) {
 
 /* Turn NOTICE printing on or off. */
 void cl_cluster_set_notices(cl_cluster_t *c, int on) { c->notices = on; }
+
+void cl_cluster_set_secret(cl_cluster_t *c, const cl_secret_t *secret) {
+  c->secret = secret;
+}
 
 void cl_cluster_set_before_notice(cl_cluster_t *c, void (*fn)(void)) {
   c->before_notice = fn;
@@ -646,7 +714,7 @@ static int connect_step(cl_cluster_t *c, void *arg, int timed_out, char *err,
   (void)errsize;
   for (i = 0; i < c->n; i++) {
     conn_t *k = &c->conns[i];
-    if (k->state != CONN_CONNECTING)
+    if (k->state != CONN_CONNECTING && k->state != CONN_HANDSHAKE)
       continue;
     busy = 1;
     if (timed_out) {

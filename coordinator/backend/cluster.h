@@ -30,6 +30,7 @@
 
 #include <uv.h>
 
+#include "secret.h"
 #include "replay.h"
 #include "util.h"
 #include "wire.h"
@@ -84,6 +85,9 @@ void cl_cluster_set_guard(cl_cluster_t *c, cl_guard_fn fn, void *ctx);
 void cl_cluster_set_call_timeout(cl_cluster_t *c, uint64_t ms);
 /* 0: stop printing NOTICE lines (e.g. while shutting servers down). */
 void cl_cluster_set_notices(cl_cluster_t *c, int on);
+/* The secret to prove to every server (borrowed; NULL or len 0: none).
+ * Set before cl_cluster_connect. */
+void cl_cluster_set_secret(cl_cluster_t *c, const cl_secret_t *secret);
 /* fn (or NULL) is called right before a NOTICE line is printed, so that the
  * caller can first erase a status line it keeps on the terminal. */
 void cl_cluster_set_before_notice(cl_cluster_t *c, void (*fn)(void));

@@ -252,9 +252,10 @@ static int make_log_dir(cl_launcher_t *l, const char *given, char *err,
 
 /* Spawn daemon d. Returns 0 or CL_EIO with err set. */
 static int spawn_one(cl_launcher_t *l, dproc_t *d, const char *path,
-                     const char *extra, char *err, size_t errsize) {
+                     const cl_launch_opts_t *opts, char *err,
+                     size_t errsize) {
   char logpath[PATH_MAX + CL_ID_SIZE + 8];
-  char *args[9];
+  char *args[11];
   uv_process_options_t po;
   uv_stdio_container_t io[3];
   int fd, rc, a = 0;
@@ -270,8 +271,12 @@ static int spawn_one(cl_launcher_t *l, dproc_t *d, const char *path,
   args[a++] = "--listen";
   args[a++] = "127.0.0.1:0";
   args[a++] = "--die-with-parent";
-  if (extra != NULL)
-    args[a++] = (char *)extra;
+  if (opts->extra != NULL)
+    args[a++] = (char *)opts->extra;
+  if (opts->secret_file != NULL) {
+    args[a++] = "--secret-file";
+    args[a++] = (char *)opts->secret_file;
+  }
   args[a] = NULL;
   uv_pipe_init(l->loop, &d->out, 0);
   d->out.data = d;
@@ -362,7 +367,7 @@ int cl_launcher_start(uv_loop_t *loop, const cl_launch_opts_t *opts,
   if (rc < 0)
     return rc;
   for (i = 0; i < n; i++)
-    if ((rc = spawn_one(l, &l->d[i], path, opts->extra, err, errsize)) < 0)
+    if ((rc = spawn_one(l, &l->d[i], path, opts, err, errsize)) < 0)
       return rc;
 
   timer_start(l, ready_ms);

@@ -31,6 +31,7 @@ typedef struct cl_launch_opts {
   const char *daemon;  /* clsnapd path, or NULL to search */
   const char *log_dir; /* NULL: a fresh temporary directory */
   const char *extra;   /* NULL, or one extra argument for every daemon */
+  const char *secret_file; /* NULL, or every daemon's --secret-file */
   uint64_t ready_ms;   /* 0: CL_LAUNCH_READY_MS */
 } cl_launch_opts_t;
 

@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "secret.h"
+
 /* From meson's project(version), so there is one place to bump it. */
 #ifndef CL_VERSION
 #define CL_VERSION "unknown"
@@ -26,6 +28,8 @@ typedef struct cl_cli {
   const char *cmd; /* "run"; "clsnap" before the command is known */
   int help, json, quiet, progress;
   int printed; /* a JSON result went to stdout */
+  const char *secret_file; /* --secret-file or $CLSNAP_SECRET_FILE */
+  cl_secret_t secret;      /* its contents (len 0: no secret) */
   struct {
     int set, code, line;
     char message[1024], server[64], file[PATH_MAX];

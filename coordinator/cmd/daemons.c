@@ -26,7 +26,11 @@ int cl_daemons_init(cl_daemons_t *d) {
 /* See daemons.h. */
 int cl_daemons_start(cl_daemons_t *d, const cl_topology_t *topo,
                      const cl_launch_opts_t *lo, char *err, size_t errsize) {
-  return cl_local_start(&d->loop, topo, lo, &d->launcher, &d->started, err,
+  cl_launch_opts_t o = *lo;
+  /* The daemons clsnap starts share its secret. */
+  if (cl_cli.secret.len > 0)
+    o.secret_file = cl_cli.secret_file;
+  return cl_local_start(&d->loop, topo, &o, &d->launcher, &d->started, err,
                         errsize);
 }
 
@@ -67,6 +71,7 @@ int cl_daemons_attach(cl_daemons_t *d, const cl_endpoint_t *eps, size_t n,
     cl_cluster_set_guard(d->cluster, cl_launcher_guard, d->launcher);
   cl_cluster_set_before_notice(d->cluster, cl_progress_clear);
   cl_cluster_set_call_timeout(d->cluster, call_timeout_ms);
+  cl_cluster_set_secret(d->cluster, &cl_cli.secret);
   return 0;
 }
 

@@ -3,7 +3,7 @@
 #include <string.h>
 
 static const char usage_main[] =
-    "Usage: clsnap [--cluster FILE] COMMAND [ARGS...]\n"
+    "Usage: clsnap [--cluster FILE] [--secret-file FILE] COMMAND [ARGS...]\n"
     "\n"
     "Consistent global snapshots of a token-passing system with the\n"
     "Chandy-Lamport algorithm: each server is a clsnapd process; clsnap\n"
@@ -29,6 +29,11 @@ static const char usage_main[] =
     "                             --cluster, else $CLSNAP_CLUSTER, else\n"
     "                             ./.clsnap/cluster (deploy/cluster.sh up\n"
     "                             writes it); run uses only --cluster\n"
+    "  --secret-file FILE         prove to every server that clsnap knows\n"
+    "                             the secret in FILE (mode 600), and check\n"
+    "                             that they do; else $CLSNAP_SECRET_FILE.\n"
+    "                             run and bench give it to the daemons they\n"
+    "                             start\n"
     "  -h, --help                 show this help\n"
     "  -V, --version              show the version\n"
     "\n"

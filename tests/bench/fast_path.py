@@ -120,6 +120,12 @@ def unpack(buf, i=0):
         if j + n > len(buf):
             return None
         return buf[j:j + n].decode(), j + n
+    if b in (0xC2, 0xC3):
+        return b == 0xC3, i + 1
+    if b == 0xC4:  # bin 8 (a CHALLENGE's nonce)
+        if i + 2 > len(buf) or i + 2 + buf[i + 1] > len(buf):
+            return None
+        return bytes(buf[i + 2:i + 2 + buf[i + 1]]), i + 2 + buf[i + 1]
     sizes = {0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q",
              0xD0: ">b", 0xD1: ">h", 0xD2: ">i", 0xD3: ">q"}
     if b in sizes:
@@ -150,7 +156,7 @@ class Control:
             if r is not None:
                 self.buf = self.buf[r[1]:]
                 m = r[0]
-                if m[0] in (40, 41):  # COMPLETE, NOTICE
+                if m[0] in (5, 40, 41):  # CHALLENGE, COMPLETE, NOTICE
                     continue
                 check(m[1] == self.req, "reply to %d: %r" % (self.req, m))
                 return m

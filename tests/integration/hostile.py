@@ -182,10 +182,31 @@ def unpack_one(buf, i=0):
 
 # ---- sockets, logs, processes ---------------------------------------------
 
-def connect(addr):
+def read_challenge(s):
+    """The daemon's first frame on every connection: CHALLENGE [5, nonce,
+    required]. Returns it."""
+    buf = bytearray()
+    while True:
+        try:
+            m, n = unpack_one(buf)
+            check(n == len(buf), "bytes after CHALLENGE")
+            check(isinstance(m, list) and m[0] == 5 and len(m) == 3 and
+                  len(m[1]) == 32, "first frame %r is not a CHALLENGE" % (m,))
+            return m
+        except NeedMore:
+            data = s.recv(4096)
+            check(data != b"", "daemon closed before its CHALLENGE")
+            buf += data
+
+
+def connect(addr, challenge=True):
+    """A connection to a daemon, its CHALLENGE read (a daemon without a
+    secret asks for no proof: the first frame can follow)."""
     host, port = addr.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=10)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if challenge:
+        read_challenge(s)
     return s
 
 
@@ -359,6 +380,7 @@ class FakeServer:
 
     def serve(self, s):
         buf = bytearray()
+        s.sendall(pack([5, bytes(32), False]))  # a daemon speaks first
         with s:
             while True:
                 try:
@@ -498,7 +520,7 @@ class Garbage:
         self.expect_refused(b"\x91" * 10000, "malformed message")
 
     def case_unknown_type(self):
-        for shape in ([99, 1, 2], [0], [43, "x"], [200], [5, 1], [20, 1, 1],
+        for shape in ([99, 1, 2], [0], [43, "x"], [200], [9, 1], [20, 1, 1],
                       [23, 1, 2]):
             self.expect_refused(pack(shape), "unknown message type")
 
@@ -658,7 +680,8 @@ class Garbage:
             return
         socks = []
         for k in range(want):
-            s = connect(self.addr)
+            # Past the cap the daemon closes before any CHALLENGE.
+            s = connect(self.addr, challenge=False)
             s.sendall(pack([10, "flood%d" % k]) + pack([16, 1]))
             socks.append(s)
             if k % 100 == 99:  # pace: the last one was accepted and served
@@ -807,7 +830,9 @@ def write_cap(clsnapd, workdir):
 
     def welcome():
         s, _ = sink.accept()
-        s.sendall(pack([4, "B", 0]))
+        # A daemon without a secret: CHALLENGE, then (after A's HELLO)
+        # WELCOME with no frames had.
+        s.sendall(pack([5, bytes(32), False]) + pack([4, "B", 0]))
         accepted.append(s)
 
     try:
@@ -1139,7 +1164,9 @@ def fd_limit(clsnapd, workdir):
             check(c.call(12)[0] == 30, "CONNECT failed")
         for k in range(400):
             try:
-                s = connect(a.addr)
+                # Past the cap the daemon closes at once, before any
+                # CHALLENGE: do not wait for one.
+                s = connect(a.addr, challenge=False)
                 s.sendall(pack([10, "idle%d" % k]))
                 flood.append(s)
             except OSError:

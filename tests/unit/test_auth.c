@@ -88,8 +88,8 @@ static void test_handshake(void) {
   /* A client without a secret at a daemon that needs one. */
   CHECK_EQ_INT(cl_auth_answer(&none, &ch, nc, &auth2, why, sizeof why),
                CL_EAUTH);
-  CHECK_EQ_STR(why, "authentication required: the server has a secret; "
-                    "give --secret-file");
+  CHECK_EQ_STR(why, "authentication failed: the server requires a "
+                    "secret; give --secret-file");
   /* No secret either side: nothing to prove. */
   cl_auth_challenge(&ch, ns, 0);
   CHECK_EQ_INT(cl_auth_answer(&none, &ch, nc, &auth2, why, sizeof why), 0);

@@ -905,7 +905,7 @@ static void test_shape(void) {
   build(&sb, "A i", 1, 0);            EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 20, 1);      EXPECT(&sb, CL_ETYPE); /* was PUSH */
   build(&sb, "A i i", 2, 23, 1);      EXPECT(&sb, CL_ETYPE);
-  build(&sb, "A i i", 2, 5, 1);       EXPECT(&sb, CL_ETYPE);
+  build(&sb, "A i i", 2, 9, 1);       EXPECT(&sb, CL_ETYPE);
   build(&sb, "A U", 1, 0x100000002ULL); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i M", 2, 50, 0);      EXPECT(&sb, CL_ETYPE);
   msgpack_sbuffer_destroy(&sb);
