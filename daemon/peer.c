@@ -235,7 +235,9 @@ static void out_down(cl_out_chan_t *ch, int err, const char *why) {
   cl_daemon_t *d = ch->d;
   if (ch->state != CL_OUT_UP || d->stopping)
     return;
-  cl_log_warn("channel %s->%s (%s): %s; reconnecting", d->id, ch->id,
+  /* Info, not a warning: a cluster shutting down ends connections this
+   * way too; a channel that does not come back is a warning (lost). */
+  cl_log_info("channel %s->%s (%s): %s; reconnecting", d->id, ch->id,
               ch->addr, why);
   ch->state = CL_OUT_CONNECTING;
   ch->was_up = 1;
@@ -268,11 +270,12 @@ static void out_retry_later(cl_out_chan_t *ch) {
   char why[CL_TEXT_SIZE + 16];
   if (d->stopping || ch->state != CL_OUT_CONNECTING)
     return;
-  /* Past the window, or refused for good: the receiver counts the channel
+  /* Past the window, or refused for good: the two do not share a secret
+   * (retrying will not change that), the receiver counts the channel
    * lost, or this process is not the sender it knows, or nothing listens
    * at its address any more (its process is gone; a broken path times out
    * instead). */
-  if (now >= ch->deadline ||
+  if (now >= ch->deadline || ch->refusal_code == CL_EAUTH ||
       (ch->was_up && (ch->refusal_code == CL_ELOST ||
                       ch->refusal_code == CL_EDUP ||
                       ch->last_err == UV_ECONNREFUSED))) {
@@ -475,7 +478,7 @@ static void out_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         out_welcome(ch, &m);
       } else if (r == 1 && m.type == CL_MSG_ERROR) {
         snprintf(ch->refusal, sizeof ch->refusal, "%s", m.u.error.text);
-        ch->refusal_code = m.u.error.code;
+        ch->refusal_code = cl_err_from_wire(m.u.error.code);
       } else {
         r = -1;
       }

@@ -25,6 +25,8 @@ Standard library only; the msgpack encoder and decoder below cover just what
 the clsnap wire format uses (ints, str, bin, arrays, maps, nil, bools,
 floats). Field layouts: proto/wire.h and docs/PROTOCOL.md.
 """
+import hashlib
+import hmac
 import os
 import random
 import re
@@ -199,6 +201,40 @@ def read_challenge(s):
             buf += data
 
 
+def auth_frame(secret, challenge, nonce_c):
+    """AUTH for a CHALLENGE: HMAC-SHA-256 as docs/PROTOCOL.md says, by
+    Python's hmac (not the daemon's libsodium)."""
+    mac = hmac.new(secret, b"clsnap-auth-client" + bytes(challenge[1]) +
+                   nonce_c, hashlib.sha256).digest()
+    return pack([6, nonce_c, mac])
+
+
+def authed_connect(addr, secret):
+    """A connection that proved it knows secret and checked the daemon's
+    AUTH_OK; returns (socket, the AUTH bytes it sent)."""
+    s = connect(addr, challenge=False)
+    ch = read_challenge(s)
+    check(ch[2] is True or ch[2] == 1, "the daemon asks for no secret")
+    nonce_c = os.urandom(32)
+    auth = auth_frame(secret, ch, nonce_c)
+    s.sendall(auth)
+    buf = bytearray()
+    while True:
+        try:
+            m, n = unpack_one(buf)
+            break
+        except NeedMore:
+            data = s.recv(4096)
+            check(data != b"", "daemon closed after AUTH")
+            buf += data
+    check(n == len(buf), "bytes after AUTH_OK")
+    check(m[0] == 7, "AUTH answered %r" % (m,))
+    want = hmac.new(secret, b"clsnap-auth-server" + nonce_c + bytes(ch[1]),
+                    hashlib.sha256).digest()
+    check(bytes(m[1]) == want, "AUTH_OK does not prove the secret")
+    return s, auth
+
+
 def connect(addr, challenge=True):
     """A connection to a daemon, its CHALLENGE read (a daemon without a
     secret asks for no proof: the first frame can follow)."""
@@ -305,8 +341,8 @@ def alive(pid):
 class Control:
     """A control connection: CLIENT first, then requests with req ids."""
 
-    def __init__(self, addr, name="hostile"):
-        self.s = connect(addr)
+    def __init__(self, addr, name="hostile", secret=None):
+        self.s = authed_connect(addr, secret)[0] if secret else connect(addr)
         self.buf = bytearray()
         self.req = 0
         self.s.sendall(pack([10, name]))

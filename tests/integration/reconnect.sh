@@ -38,8 +38,11 @@ case ${1:-} in
 resets)
   need_root resets
   rc=0
+  # bench starts its daemons with --log-level=warn; reconnects are info.
+  printf '#!/usr/bin/env bash\nexec "%s" "$@" --log-level=info\n' "$CLSNAPD" >"$WORK/clsnapd"
+  chmod +x "$WORK/clsnapd"
   "$CLSNAP" bench --nodes 4 --topology mesh --seconds 8 --warmup-ms 200 \
-    --snapshot-every-ms 50 --log-dir "$WORK/logs" --json \
+    --snapshot-every-ms 50 --log-dir "$WORK/logs" --json --daemon "$WORK/clsnapd" \
     >"$WORK/bench.json" 2>"$WORK/bench.err" &
   bpid=$!
   cleanup_hooks+=("kill $bpid 2>/dev/null")
