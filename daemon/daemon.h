@@ -221,6 +221,7 @@ struct cl_daemon {
   uint64_t peer_timeout_ms, peer_lost_ms;
   uint64_t incarnation; /* this process's, in every HELLO */
   cl_secret_t secret;   /* --secret-file; len 0: none */
+  uint64_t shutdown_delay_ms; /* test hook, $CLSNAPD_SHUTDOWN_DELAY_MS */
   int log_level;
 
   uv_tcp_t listener;

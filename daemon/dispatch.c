@@ -88,6 +88,10 @@ static int on_client_open(cl_conn_t *c) {
 }
 
 static void on_request(cl_conn_t *c, const cl_msg_t *m) {
+  /* Test hook ($CLSNAPD_SHUTDOWN_DELAY_MS): a daemon slow to take its
+   * SHUTDOWN, alive all the while (failure.sh slow-reply). */
+  if (m->type == CL_MSG_SHUTDOWN && c->d->shutdown_delay_ms > 0)
+    uv_sleep((unsigned int)c->d->shutdown_delay_ms);
   cl_session_request(c->d->session, c->client, m);
   perform(c->d);
 }

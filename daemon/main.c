@@ -285,6 +285,9 @@ int main(int argc, char **argv) {
   d->input_cap = (size_t)o.input_cap;
   d->frame_timeout_ms = o.frame_timeout;
   d->peer_timeout_ms = o.peer_timeout;
+  if (getenv("CLSNAPD_SHUTDOWN_DELAY_MS") != NULL)
+    d->shutdown_delay_ms = strtoull(getenv("CLSNAPD_SHUTDOWN_DELAY_MS"),
+                                    NULL, 10);
   d->peer_lost_ms = o.peer_lost;
   /* Names this process in its HELLOs: a receiver takes a reconnect only
    * from the process that opened the channel. */

@@ -112,6 +112,22 @@ slow-exit)
   grep -q " 0 failed" "$WORK/out.txt" || { cat "$WORK/out.txt"; fail "no passing summary"; }
   echo "ok: daemons slow to exit after SHUTDOWN were waited for"
   ;;
+slow-reply)
+  # N2 takes 5 s to take its SHUTDOWN (a test hook; under ASan on a loaded
+  # machine a daemon can be that slow): the launcher's 2 s wait for replies
+  # ends, N2 gets SIGTERM, and must not be SIGKILLed 2 s later while it is
+  # still alive and on its way out.
+  printf '#!/usr/bin/env bash\n[ "$2" = N2 ] && export CLSNAPD_SHUTDOWN_DELAY_MS=5000\nexec "%s" "$@"\n' "$CLSNAPD" >"$WORK/slow-clsnapd"
+  chmod +x "$WORK/slow-clsnapd"
+  rc=0
+  "$CLSNAP" run "$COS/3nodes.top" "$COS/3nodes-simple.events" --daemon "$WORK/slow-clsnapd" \
+    --log-dir "$WORK/logs" >"$WORK/out.txt" 2>"$WORK/err.txt" || rc=$?
+  cat "$WORK/err.txt"
+  [ $rc -eq 0 ] || fail "clsnap run exited $rc with N2 slow to take SHUTDOWN"
+  grep -q " 0 failed" "$WORK/out.txt" || { cat "$WORK/out.txt"; fail "no passing summary"; }
+  grep -q "stopped (peak RSS" "$WORK/logs/N2.log" || fail "N2 did not stop cleanly"
+  echo "ok: a daemon 5 s late to take SHUTDOWN was waited for, not killed"
+  ;;
 run-kill)
   top=$COS/10nodes.top events=$COS/10nodes.events timeout=20 victim=N6
   # Ticks of 300 ms: the run takes about 3 s, so the kill lands mid-run
