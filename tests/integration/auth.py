@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hostile import (Control, Daemon, auth_frame, authed_connect,  # noqa: E402
-                     check, closed_by_peer, connect, label, pack,
+                     check, configure_pair, closed_by_peer, connect, label, pack,
                      read_challenge, send_quietly, unpack_one, NeedMore,
                      wait_log, log_lines)
 
@@ -154,11 +154,7 @@ def peers(clsnapd, workdir):
     try:
         ca, cb = Control(a.addr, "ca", secret=ka), Control(b.addr, "cb",
                                                            secret=kb)
-        for c, sid, peer, addr in ((ca, "A", "B", b.addr),
-                                   (cb, "B", "A", a.addr)):
-            r = c.call(11, sid, 10, 0 if sid == "A" else 1, 2, 0, 0, 0,
-                       [[peer, addr]], [peer], 0)
-            check(r[0] == 30, "CONFIGURE %s answered %r" % (sid, r))
+        configure_pair(ca, cb, a.addr, b.addr)
         r = ca.call(12, timeout=5)
         check(r[0] == 31 and "cannot connect A to B" in r[3] and
               "authentication failed" in r[3],
@@ -176,11 +172,7 @@ def peers(clsnapd, workdir):
     try:
         ca, cb = Control(a.addr, "ca", secret=ka), Control(b.addr, "cb",
                                                            secret=ka)
-        for c, sid, peer, addr in ((ca, "A", "B", b.addr),
-                                   (cb, "B", "A", a.addr)):
-            r = c.call(11, sid, 10, 0 if sid == "A" else 1, 2, 0, 0, 0,
-                       [[peer, addr]], [peer], 0)
-            check(r[0] == 30, "CONFIGURE %s answered %r" % (sid, r))
+        configure_pair(ca, cb, a.addr, b.addr)
         for c in (ca, cb):
             r = c.call(12, timeout=10)
             check(r[0] == 30, "CONNECT with one secret answered %r" % (r,))

@@ -809,6 +809,15 @@ def configure(c, sid, tokens, out=(), inn=(), nservers=2, cfg=0):
     check(r[0] == 30, "CONNECT answered %r" % (r,))
 
 
+def configure_pair(ca, cb, a_addr, b_addr):
+    """CONFIGURE daemons A and B (10 tokens each) with a channel each way,
+    through their control connections ca and cb; no CONNECT yet."""
+    for c, sid, peer, addr in ((ca, "A", "B", b_addr), (cb, "B", "A", a_addr)):
+        r = c.call(11, sid, 10, 0 if sid == "A" else 1, 2, 0, 0, 0,
+                   [[peer, addr]], [peer], 0)
+        check(r[0] == 30, "CONFIGURE %s answered %r" % (sid, r))
+
+
 def input_cap(clsnapd, workdir):
     d = Daemon(clsnapd, workdir, "A", "--input-cap", "4096")
     try:
@@ -1191,11 +1200,7 @@ def fd_limit(clsnapd, workdir):
     flood = []
     try:
         ca, cb = Control(a.addr, "ca"), Control(b.addr, "cb")
-        for c, sid, peer, addr in ((ca, "A", "B", b.addr),
-                                   (cb, "B", "A", a.addr)):
-            r = c.call(11, sid, 10, 0 if sid == "A" else 1, 2, 0, 0, 0,
-                       [[peer, addr]], [peer], 0)
-            check(r[0] == 30, "CONFIGURE %s answered %r" % (sid, r))
+        configure_pair(ca, cb, a.addr, b.addr)
         for c in (ca, cb):
             check(c.call(12)[0] == 30, "CONNECT failed")
         for k in range(400):

@@ -1006,20 +1006,14 @@ static void pair_deliver(pair_t *p, int k, size_t n) {
   p->nwire[k] -= i;
 }
 
-/* The connection from k to the other breaks: what is in flight is lost;
- * the sender reconnects, and the receiver's WELCOME count decides what is
- * resent. Returns that count. */
-static uint64_t pair_reconnect(pair_t *p, int k) {
-  const char *ids[2] = {"A", "B"};
+/* Channel k -> !k (re)connects: k's HELLO at the receiver, whose count
+ * goes back in WELCOME. Returns that count. */
+static uint64_t pair_connect(pair_t *p, int k) {
+  static const char *ids[2] = {"A", "B"};
   cl_msg_t h;
   uint32_t in;
   uint64_t rcv = 0;
   char why[256];
-  p->nwire[k] = 0;
-  cl_session_out_state(p->s[k], 0, CL_CHAN_CONNECTING, "connection reset");
-  cl_session_in_down(p->s[!k], 0, "connection reset");
-  pair_run(p, k);
-  pair_run(p, !k);
   memset(&h, 0, sizeof h);
   h.type = CL_MSG_HELLO;
   strcpy(h.u.hello.from, ids[k]);
@@ -1030,6 +1024,18 @@ static uint64_t pair_reconnect(pair_t *p, int k) {
   CHECK_EQ_INT(cl_session_out_welcome(p->s[k], 0, rcv, why, sizeof why), 0);
   pair_run(p, k);
   return rcv;
+}
+
+/* The connection from k to the other breaks: what is in flight is lost;
+ * the sender reconnects, and the receiver's WELCOME count decides what is
+ * resent. Returns that count. */
+static uint64_t pair_reconnect(pair_t *p, int k) {
+  p->nwire[k] = 0;
+  cl_session_out_state(p->s[k], 0, CL_CHAN_CONNECTING, "connection reset");
+  cl_session_in_down(p->s[!k], 0, "connection reset");
+  pair_run(p, k);
+  pair_run(p, !k);
+  return pair_connect(p, k);
 }
 
 static void pair_ask(pair_t *p, int k, cl_msg_t *m) {
@@ -1075,23 +1081,8 @@ static void pair_init(pair_t *p) {
     m = simple(CL_MSG_CONNECT);
     pair_ask(p, k, &m);
   }
-  for (k = 0; k < 2; k++) {
-    cl_msg_t h;
-    uint32_t in;
-    uint64_t rcv;
-    char why[256];
-    memset(&h, 0, sizeof h);
-    h.type = CL_MSG_HELLO;
-    strcpy(h.u.hello.from, ids[k]);
-    strcpy(h.u.hello.to, ids[!k]);
-    h.u.hello.config_id = 5;
-    h.u.hello.incarnation = 1000 + (uint64_t)k;
-    CHECK_EQ_INT(cl_session_hello(p->s[!k], &h, &in, &rcv, why, sizeof why),
-                 0);
-    CHECK_EQ_INT(rcv, 0);
-    CHECK_EQ_INT(cl_session_out_welcome(p->s[k], 0, 0, why, sizeof why), 0);
-    pair_run(p, k);
-  }
+  for (k = 0; k < 2; k++)
+    CHECK_EQ_INT(pair_connect(p, k), 0);
 }
 
 static void pair_free(pair_t *p) {
