@@ -169,6 +169,14 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
            a->u.welcome.received == b->u.welcome.received;
   case CL_MSG_ACK:
     return a->u.ack.received == b->u.ack.received;
+  case CL_MSG_CHALLENGE:
+    return memcmp(a->u.challenge.nonce, b->u.challenge.nonce,
+                  CL_AUTH_NONCE) == 0 &&
+           a->u.challenge.required == b->u.challenge.required;
+  case CL_MSG_AUTH:
+    return memcmp(&a->u.auth, &b->u.auth, sizeof a->u.auth) == 0;
+  case CL_MSG_AUTH_OK:
+    return memcmp(a->u.auth_ok.mac, b->u.auth_ok.mac, CL_AUTH_MAC) == 0;
   case CL_MSG_TOKEN:
     return a->u.token.seq == b->u.token.seq && a->u.token.n == b->u.token.n;
   case CL_MSG_MARKER:

@@ -124,7 +124,8 @@ static void expect_err(msgpack_sbuffer *sb, size_t cap, int want, int line) {
 
 static const int all_types[] = {
     CL_MSG_HELLO,    CL_MSG_TOKEN,    CL_MSG_MARKER,   CL_MSG_WELCOME,
-    CL_MSG_ACK,      CL_MSG_CLIENT,
+    CL_MSG_ACK,      CL_MSG_CHALLENGE, CL_MSG_AUTH,   CL_MSG_AUTH_OK,
+    CL_MSG_CLIENT,
     CL_MSG_CONFIGURE, CL_MSG_CONNECT, CL_MSG_SEND,     CL_MSG_SNAPSHOT,
     CL_MSG_COLLECT,  CL_MSG_STATUS,   CL_MSG_DELIVER,  CL_MSG_SHUTDOWN,
     CL_MSG_CIRCULATE, CL_MSG_WATCH,   CL_MSG_NEXT_ID,  CL_MSG_OK,
@@ -142,7 +143,7 @@ static unsigned layout_len(int type) {
   case CL_MSG_SEND: case CL_MSG_COLLECT: case CL_MSG_ERROR:
   case CL_MSG_WATCH: return 4;
   case CL_MSG_MARKER: case CL_MSG_CLIENT: case CL_MSG_CONNECT:
-  case CL_MSG_ACK:
+  case CL_MSG_ACK: case CL_MSG_AUTH_OK:
   case CL_MSG_STATUS: case CL_MSG_SHUTDOWN: case CL_MSG_LOCAL_STATE:
   case CL_MSG_NEXT_ID:
     return 2;
@@ -184,6 +185,30 @@ static void make_sample(int type, cl_msg_t *m) {
     m->req = 0;
     m->u.ack.received = 123456789;
     break;
+  case CL_MSG_CHALLENGE: {
+    int i;
+    m->req = 0;
+    for (i = 0; i < CL_AUTH_NONCE; i++)
+      m->u.challenge.nonce[i] = (uint8_t)(i * 7 + 1);
+    m->u.challenge.required = 1;
+    break;
+  }
+  case CL_MSG_AUTH: {
+    int i;
+    m->req = 0;
+    for (i = 0; i < CL_AUTH_NONCE; i++) {
+      m->u.auth.nonce[i] = (uint8_t)(255 - i);
+      m->u.auth.mac[i] = (uint8_t)(i * 13);
+    }
+    break;
+  }
+  case CL_MSG_AUTH_OK: {
+    int i;
+    m->req = 0;
+    for (i = 0; i < CL_AUTH_MAC; i++)
+      m->u.auth_ok.mac[i] = (uint8_t)(i ^ 0x5a);
+    break;
+  }
   case CL_MSG_CONFIGURE: {
     cl_configure_t *c = &m->u.configure;
     set_id(c->self, "N2");
@@ -352,6 +377,13 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   case CL_MSG_WELCOME:
     return EQS(u.welcome.from) && EQ(u.welcome.received);
   case CL_MSG_ACK: return EQ(u.ack.received);
+  case CL_MSG_CHALLENGE:
+    return memcmp(a->u.challenge.nonce, b->u.challenge.nonce,
+                  CL_AUTH_NONCE) == 0 && EQ(u.challenge.required);
+  case CL_MSG_AUTH:
+    return memcmp(&a->u.auth, &b->u.auth, sizeof a->u.auth) == 0;
+  case CL_MSG_AUTH_OK:
+    return memcmp(a->u.auth_ok.mac, b->u.auth_ok.mac, CL_AUTH_MAC) == 0;
   case CL_MSG_CONFIGURE:
     if (!EQS(u.configure.self) || !EQ(u.configure.tokens) ||
         !EQ(u.configure.rank) || !EQ(u.configure.nservers) ||
@@ -835,6 +867,8 @@ static void test_streams(void) {
     if (msgs[i].type == CL_MSG_HELLO || msgs[i].type == CL_MSG_TOKEN ||
         msgs[i].type == CL_MSG_MARKER || msgs[i].type == CL_MSG_CLIENT ||
         msgs[i].type == CL_MSG_WELCOME || msgs[i].type == CL_MSG_ACK ||
+        msgs[i].type == CL_MSG_CHALLENGE || msgs[i].type == CL_MSG_AUTH ||
+        msgs[i].type == CL_MSG_AUTH_OK ||
         msgs[i].type == CL_MSG_COMPLETE || msgs[i].type == CL_MSG_NOTICE ||
         msgs[i].type == CL_MSG_LOCAL_STATE)
       msgs[i].req = 0; /* these frames carry no req */
