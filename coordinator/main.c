@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "cmds.h"
 #include "error.h"
@@ -105,6 +106,12 @@ static int run(int argc, char **argv) {
     return cl_cli_usage("no command given");
   if (strcmp(argv[optind], "help") == 0)
     return help(optind + 1 < argc ? argv[optind + 1] : NULL);
+  /* libsodium starts once, before any handshake (proto/auth.h). */
+  if (cl_auth_init() < 0) {
+    cl_cli_fail(CL_EIO, NULL, NULL, 0, "cannot initialise libsodium (no "
+                "random source?)");
+    return CL_EXIT_FAIL;
+  }
   if ((c = load_secret()) != CL_EXIT_OK)
     return c;
   for (k = 0; k < sizeof commands / sizeof commands[0]; k++)

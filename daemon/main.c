@@ -260,6 +260,11 @@ int main(int argc, char **argv) {
   cl_log_init(o.id, o.level);
   cl_addr_split(o.listen, host, &port);
   memset(d, 0, sizeof *d);
+  /* libsodium starts once, before any connection's handshake. */
+  if (cl_auth_init() < 0) {
+    cl_log_error("cannot initialise libsodium (no random source?)");
+    return 1;
+  }
   if (o.secret_file != NULL) {
     char err[600];
     if (cl_secret_load(o.secret_file, &d->secret, err, sizeof err) < 0) {

@@ -385,7 +385,8 @@ static void out_say(cl_out_chan_t *ch, msgpack_sbuffer *sb, uv_write_t *req) {
 
 /* The receiver's CHALLENGE, then its AUTH_OK if we had to prove the
  * secret (proto/auth.h); then HELLO. A failure is a refusal like a HELLO
- * refusal: retried within the window, then the channel fails with it. */
+ * refusal, but CL_EAUTH ends the connect window at once (out_retry_later):
+ * a secret the two do not share does not become shared by retrying. */
 static void out_handshake(cl_out_chan_t *ch, const cl_msg_t *m) {
   cl_daemon_t *d = ch->d;
   cl_msg_t auth;

@@ -90,12 +90,11 @@ int cl_auth_verify(const cl_secret_t *key, const uint8_t nonce_s[CL_AUTH_NONCE],
   return same ? 0 : CL_EAUTH;
 }
 
+int cl_auth_init(void) {
+  /* sodium_init returns 1 when already initialised. */
+  return sodium_init() < 0 ? CL_EIO : 0;
+}
+
 void cl_auth_nonce(uint8_t nonce[CL_AUTH_NONCE]) {
-  static int ready;
-  if (!ready) {
-    if (sodium_init() < 0)
-      abort();
-    ready = 1;
-  }
   randombytes_buf(nonce, CL_AUTH_NONCE);
 }

@@ -47,7 +47,14 @@ int cl_auth_answer(const cl_secret_t *key, const cl_msg_t *ch,
 int cl_auth_verify(const cl_secret_t *key, const uint8_t nonce_s[CL_AUTH_NONCE],
                    const uint8_t nonce_c[CL_AUTH_NONCE], const cl_msg_t *ok);
 
-/* Fresh random bytes for a nonce (libsodium; initialises it once). */
+/* Initialise libsodium. Called once by each program's main (clsnapd,
+ * clsnap, the unit test) before any other cl_auth_ function, as libsodium
+ * requires; further calls do nothing. 0, or CL_EIO when libsodium
+ * cannot start (no random source): the program must not go on. */
+int cl_auth_init(void);
+
+/* Fresh random bytes for a nonce (libsodium's randombytes_buf), after
+ * cl_auth_init. */
 void cl_auth_nonce(uint8_t nonce[CL_AUTH_NONCE]);
 
 #endif

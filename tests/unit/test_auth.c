@@ -182,6 +182,7 @@ static void test_secret_file(void) {
 }
 
 int main(void) {
+  CHECK_EQ_INT(cl_auth_init(), 0);
   test_handshake();
   test_secret_file();
   return check_done("auth");
