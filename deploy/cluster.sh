@@ -9,6 +9,8 @@
 #   deploy/cluster.sh status [RUNDIR]        which daemons run, clsnap status;
 #                                            exits 1 if any daemon is not running
 #   deploy/cluster.sh down [RUNDIR]          stop exactly the daemons `up` started
+#   deploy/cluster.sh --secret-file FILE COMMAND ...
+#                                            the same, with a secret (see below)
 #
 # RUNDIR defaults to ./.clsnap. It holds <ID>.pid, <ID>.start (the daemon's
 # start time, field 22 of /proc/PID/stat: with it a reused pid is not taken
@@ -18,6 +20,8 @@
 # Binaries: $CLSNAPD and $CLSNAP if set, else the build tree, else PATH.
 # $CLSNAP_SECRET_FILE, if set, is every daemon's --secret-file (and clsnap
 # reads it too), so the cluster takes only connections that know it.
+# `deploy/cluster.sh --secret-file FILE COMMAND ...` is the same as
+# CLSNAP_SECRET_FILE=FILE for that command (give it to status too).
 # $CLSNAPD_ARGS, if set, is appended to every daemon's command line (e.g.
 # "--max-kept 2 --write-cap 4096"; split on spaces), and $CLSNAP_CONFIGURE_ARGS
 # to `clsnap configure` (e.g. "--lockstep").
@@ -191,6 +195,16 @@ cmd_down() {
   rm -f "$rundir"/*.pid "$rundir"/*.start "$rundir/cluster"
   echo "cluster down: stopped ${#ids[@]} servers"
 }
+
+# The global option, before the command: it sets $CLSNAP_SECRET_FILE,
+# which up passes to the daemons and clsnap reads.
+while :; do
+  case ${1:-} in
+    --secret-file) [ $# -ge 2 ] || { usage >&2; exit 2; }; export CLSNAP_SECRET_FILE=$2; shift 2 ;;
+    --secret-file=*) export CLSNAP_SECRET_FILE=${1#*=}; shift ;;
+    *) break ;;
+  esac
+done
 
 case ${1:-} in
   up) shift; cmd_up "$@" ;;

@@ -4,7 +4,8 @@
 #                     cluster commands work with the secret; without it or
 #                     with a wrong one clsnap says `authentication failed`
 #                     naming the server (exit 1, JSON code EAUTH) and the
-#                     daemons change nothing; each refusal is one log line
+#                     daemons change nothing; each refusal is one log line.
+#                     Then deploy/cluster.sh --secret-file up and status.
 #   auth.sh run       clsnap --secret-file S run: the daemons it starts get
 #                     the secret and every snapshot passes
 #   auth.sh raw       auth.py raw: handshakes byte by byte
@@ -62,6 +63,21 @@ EOF
   ok status --json >"$WORK/after.json" || fail "status with the secret after the refusals"
   cmp -s "$WORK/before.json" "$WORK/after.json" || { diff "$WORK/before.json" "$WORK/after.json"; fail "refused clients changed the cluster"; }
   ok status | grep -q "total: $total" || fail "status does not hold $total tokens"
+  # deploy/cluster.sh --secret-file, not the variable: up gives the daemons
+  # the file, status proves it; status without it is refused.
+  run2=$WORK/run2
+  cleanup_hooks+=("bash '$DEPLOY' down '$run2' >/dev/null")
+  bash "$DEPLOY" --secret-file "$WORK/s" up "$top" "$run2" >"$WORK/up2.txt" 2>&1 ||
+    { cat "$WORK/up2.txt" >&2; fail "cluster.sh --secret-file up failed"; }
+  for id in N1 N2 N3; do
+    tr '\0' ' ' <"/proc/$(cat "$run2/$id.pid")/cmdline" | grep -q -- "--secret-file /.*/s " ||
+      fail "cluster.sh --secret-file up did not give $id the file"
+  done
+  bash "$DEPLOY" --secret-file "$WORK/s" status "$run2" >"$WORK/st2.txt" 2>&1 || { cat "$WORK/st2.txt"; fail "cluster.sh --secret-file status failed"; }
+  grep -q "total: $total" "$WORK/st2.txt" || { cat "$WORK/st2.txt"; fail "cluster.sh --secret-file status: no total"; }
+  bash "$DEPLOY" status "$run2" >"$WORK/st3.txt" 2>&1 || true
+  grep -q "server N[123] (127.0.0.1:[0-9]*): authentication failed" "$WORK/st3.txt" ||
+    { cat "$WORK/st3.txt"; fail "cluster.sh status without the secret was not refused"; }
   echo "ok: a cluster with a secret serves clsnap with it and refuses it without it or with a wrong one"
   ;;
 run)
