@@ -25,6 +25,8 @@
 typedef struct snap {
   uint64_t id;
   int complete;
+  int dropped;     /* given up (DROP): records nothing, only its markers
+                      still close channels; on the dropped list */
   int64_t tokens;
   uint64_t *sent;  /* [nout] token messages sent when recorded */
   uint64_t *recv;  /* [nin] token messages received when recorded */
@@ -36,7 +38,8 @@ typedef struct snap {
    * system has tokens in flight. */
   cl_node_record_t *rec;
   size_t nrec, caprec;
-  struct snap *prev, *next; /* kept list, completion order */
+  struct snap *prev, *next; /* kept list (completion order), or the
+                               dropped list (drop order) */
 } snap_t;
 
 struct cl_node {
@@ -52,6 +55,9 @@ struct cl_node {
   size_t nactive, capactive;
   snap_t *kept_head, *kept_tail; /* oldest at head */
   size_t nkept;
+  snap_t *drop_head, *drop_tail;  /* dropped, markers still due; oldest at
+                                     head */
+  size_t ndropped;
   cl_idmap_t table;        /* id -> snap_t *, active and kept */
 };
 
@@ -209,18 +215,43 @@ static int active_reserve(cl_node_t *node) {
   return 0;
 }
 
-/* Take s out of the kept list (the id table is the caller's business). */
-static void kept_unlink(cl_node_t *node, snap_t *s) {
+/* Take s out of the list head..tail of n entries (the id table is the
+ * caller's business). */
+static void list_unlink(snap_t **head, snap_t **tail, size_t *n, snap_t *s) {
   if (s->prev)
     s->prev->next = s->next;
   else
-    node->kept_head = s->next;
+    *head = s->next;
   if (s->next)
     s->next->prev = s->prev;
   else
-    node->kept_tail = s->prev;
+    *tail = s->prev;
   s->prev = s->next = NULL;
-  node->nkept--;
+  (*n)--;
+}
+
+/* Append s to the list head..tail of n entries. */
+static void list_append(snap_t **head, snap_t **tail, size_t *n, snap_t *s) {
+  s->prev = *tail;
+  s->next = NULL;
+  if (*tail)
+    (*tail)->next = s;
+  else
+    *head = s;
+  *tail = s;
+  (*n)++;
+}
+
+/* Take s out of the kept list. */
+static void kept_unlink(cl_node_t *node, snap_t *s) {
+  list_unlink(&node->kept_head, &node->kept_tail, &node->nkept, s);
+}
+
+/* Forget dropped snapshot s altogether: table, list, memory. */
+static void dropped_forget(cl_node_t *node, snap_t *s) {
+  list_unlink(&node->drop_head, &node->drop_tail, &node->ndropped, s);
+  table_remove(node, s->id);
+  snap_free(s);
 }
 
 /* Move active snapshot at index k to the kept list and emit COMPLETE.
@@ -233,14 +264,7 @@ static void complete_at(cl_node_t *node, size_t k, cl_actions_t *acts) {
           (node->nactive - k - 1) * sizeof(snap_t *));
   node->nactive--;
   s->complete = 1;
-  s->prev = node->kept_tail;
-  s->next = NULL;
-  if (node->kept_tail)
-    node->kept_tail->next = s;
-  else
-    node->kept_head = s;
-  node->kept_tail = s;
-  node->nkept++;
+  list_append(&node->kept_head, &node->kept_tail, &node->nkept, s);
   a = actions_push(acts, CL_ACT_COMPLETE);
   a->snapshot_id = s->id;
 }
@@ -361,6 +385,10 @@ void cl_node_free(cl_node_t *node) {
   for (i = 0; i < node->nactive; i++)
     snap_free(node->active[i]);
   for (s = node->kept_head; s != NULL; s = next) {
+    next = s->next;
+    snap_free(s);
+  }
+  for (s = node->drop_head; s != NULL; s = next) {
     next = s->next;
     snap_free(s);
   }
@@ -534,6 +562,12 @@ int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
   }
   if (s->complete || !s->open[in])
     return CL_EDUP;
+  if (s->dropped) { /* its last markers close it for good */
+    s->open[in] = 0;
+    if (--s->nopen == 0)
+      dropped_forget(node, s);
+    return 0;
+  }
   if ((err = actions_reserve(acts, 1)) < 0)
     return err;
   s->open[in] = 0;
@@ -553,7 +587,7 @@ int cl_node_has_snapshot(const cl_node_t *node, uint64_t id) {
 /* Borrowed view of snapshot id's state (see node.h for its lifetime). */
 int cl_node_state(const cl_node_t *node, uint64_t id, cl_node_state_t *st) {
   const snap_t *s = table_find(node, id);
-  if (s == NULL)
+  if (s == NULL || s->dropped)
     return CL_ENOENT;
   st->snapshot_id = s->id;
   st->complete = s->complete;
@@ -568,13 +602,48 @@ int cl_node_state(const cl_node_t *node, uint64_t id, cl_node_state_t *st) {
 /* Drop a completed state (the coordinator has collected it). */
 int cl_node_release(cl_node_t *node, uint64_t id) {
   snap_t *s = table_find(node, id);
-  if (s == NULL)
+  if (s == NULL || s->dropped)
     return CL_ENOENT;
   if (!s->complete)
     return CL_EAGAIN;
   kept_unlink(node, s);
   table_remove(node, id);
   snap_free(s);
+  return 0;
+}
+
+/* Give snapshot id up (see node.h). */
+int cl_node_drop(cl_node_t *node, uint64_t id) {
+  snap_t *s = table_find(node, id);
+  size_t k;
+  if (s != NULL && s->dropped)
+    return 0;
+  if (s != NULL && s->complete) {
+    kept_unlink(node, s);
+    table_remove(node, id);
+    snap_free(s);
+    return 0;
+  }
+  if (s == NULL) { /* never seen here: its markers may still come */
+    if (node->nin == 0)
+      return 0;
+    if (table_reserve(node) < 0 || (s = snap_new(node, id)) == NULL)
+      return CL_ENOMEM;
+    table_insert(node, s);
+  } else {
+    for (k = 0; node->active[k] != s; k++)
+      ;
+    memmove(&node->active[k], &node->active[k + 1],
+            (node->nactive - k - 1) * sizeof(snap_t *));
+    node->nactive--;
+    free(s->rec);
+    s->rec = NULL;
+    s->nrec = s->caprec = 0;
+  }
+  s->dropped = 1;
+  list_append(&node->drop_head, &node->drop_tail, &node->ndropped, s);
+  if (node->ndropped > CL_NODE_DROPPED_MAX)
+    dropped_forget(node, node->drop_head);
   return 0;
 }
 

@@ -157,7 +157,7 @@ int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
 int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
                            cl_actions_t *acts);
 
-/* 1 if snapshot id is active or kept here. */
+/* 1 if snapshot id is active, kept or dropped here. */
 int cl_node_has_snapshot(const cl_node_t *node, uint64_t id);
 
 /* A run of recorded messages: `count` >= 1 token messages that arrived one
@@ -188,6 +188,17 @@ int cl_node_state(const cl_node_t *node, uint64_t id, cl_node_state_t *st);
 
 /* Forget a completed state. CL_ENOENT unknown, CL_EAGAIN still active. */
 int cl_node_release(cl_node_t *node, uint64_t id);
+
+/* Give snapshot id up here (a coordinator timed it out): a kept state is
+ * released; one in progress stops recording and is no longer active; an
+ * unknown one is remembered. A dropped snapshot is neither active nor kept
+ * and never completes: each of its markers still due only closes its
+ * channel, and the last one forgets it, so a late marker never starts it
+ * again. At most CL_NODE_DROPPED_MAX are remembered (the oldest goes).
+ * Dropping twice is fine. 0 or CL_ENOMEM. cl_node_state says CL_ENOENT
+ * for a dropped id, cl_node_has_snapshot 1. */
+#define CL_NODE_DROPPED_MAX 1024
+int cl_node_drop(cl_node_t *node, uint64_t id);
 
 /* Ids of active (in progress) and kept (completed) snapshots, oldest first;
  * writes at most max, returns the total count. */

@@ -366,6 +366,19 @@ static int watches(const cl_session_client_t *c, uint64_t id) {
   return 0;
 }
 
+/* Snapshot id was pushed to c, or given up: a range of that one id has
+ * nothing more to wait for and goes, so that a client that watches one
+ * snapshot at a time (a checkpointer) never runs out of ranges. */
+static void unwatch_one(cl_session_client_t *c, uint64_t id) {
+  size_t i = 0;
+  while (i < c->nranges) {
+    if (c->ranges[i].first == id && c->ranges[i].last == id)
+      c->ranges[i] = c->ranges[--c->nranges];
+    else
+      i++;
+  }
+}
+
 /* The completed state of id as a LOCAL_STATE message, or NULL with the
  * reason in *err (CL_ETOOBIG: more runs than a frame may list). */
 static cl_msg_t *local_state_msg(cl_session_t *s, uint8_t type, uint64_t req,
@@ -400,6 +413,7 @@ static int push_state(cl_session_t *s, cl_session_client_t *c, uint64_t id) {
   m = local_state_msg(s, CL_MSG_LOCAL_STATE, 0, id, &st, &err);
   if (m != NULL) {
     fx_msg(s, c, m);
+    unwatch_one(c, id);
     return 1;
   }
   slog(s, CL_SLOG_ERROR, "cannot push the state of snapshot %" PRIu64
@@ -1176,8 +1190,9 @@ static void do_collect(cl_session_t *s, cl_session_client_t *c,
   cl_fx_t *f;
   int err = 0;
   if (cl_node_state(s->node, id, &st) < 0) {
-    reply_error(s, c, m->req, CL_ENOENT, "snapshot %" PRIu64
-                " is unknown on %s", id, s->self);
+    reply_error(s, c, m->req, CL_ENOENT, "snapshot %" PRIu64 " is %s on %s",
+                id, cl_node_has_snapshot(s->node, id) ? "dropped" : "unknown",
+                s->self);
     return;
   }
   if (!st.complete) {
@@ -1245,6 +1260,21 @@ static void do_watch(cl_session_t *s, cl_session_client_t *c,
       complete_msg(s, c, ids[i]);
   }
   free(ids);
+  reply_ok(s, c, m->req);
+}
+
+/* DROP: give the snapshot up here (a coordinator timed it out). */
+static void do_drop(cl_session_t *s, cl_session_client_t *c,
+                    const cl_msg_t *m) {
+  uint64_t id = m->u.drop.snapshot_id;
+  int r = cl_node_drop(s->node, id);
+  if (r < 0) {
+    reply_error(s, c, m->req, r, "cannot drop snapshot %" PRIu64 " on %s: %s",
+                id, s->self, cl_strerror(r));
+    return;
+  }
+  unwatch_one(c, id);
+  slog(s, CL_SLOG_INFO, "snapshot %" PRIu64 " dropped", id);
   reply_ok(s, c, m->req);
 }
 
@@ -1506,6 +1536,9 @@ void cl_session_request(cl_session_t *s, cl_session_client_t *c,
     break;
   case CL_MSG_COLLECT:
     do_collect(s, c, m);
+    break;
+  case CL_MSG_DROP:
+    do_drop(s, c, m);
     break;
   case CL_MSG_DELIVER:
     do_deliver(s, c, m);

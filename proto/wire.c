@@ -71,6 +71,7 @@ const char *cl_msg_type_name(int type) {
   case CL_MSG_CIRCULATE: return "CIRCULATE";
   case CL_MSG_WATCH: return "WATCH";
   case CL_MSG_NEXT_ID: return "NEXT_ID";
+  case CL_MSG_DROP: return "DROP";
   case CL_MSG_OK: return "OK";
   case CL_MSG_ERROR: return "ERROR";
   case CL_MSG_STATE: return "STATE";
@@ -139,6 +140,7 @@ static uint32_t frame_len(uint64_t type) {
   case CL_MSG_CIRCULATE: return 3;
   case CL_MSG_WATCH: return 4;
   case CL_MSG_NEXT_ID: return 2;
+  case CL_MSG_DROP: return 3;
   case CL_MSG_OK: return 6;
   case CL_MSG_ERROR: return 4;
   case CL_MSG_STATE: return 3;
@@ -446,6 +448,9 @@ static void put_request_fields(enc_t *e, const cl_msg_t *m) {
   case CL_MSG_WATCH:
     put_u64(e, m->u.watch.first);
     put_u64(e, m->u.watch.count);
+    break;
+  case CL_MSG_DROP:
+    put_u64(e, m->u.drop.snapshot_id);
     break;
   default: /* CONNECT, STATUS, SHUTDOWN, NEXT_ID: req only */
     break;
@@ -933,6 +938,8 @@ static int get_request_fields(const msgpack_object *f, cl_msg_t *m) {
     return get_id(&f[2], m->u.deliver.src);
   case CL_MSG_CIRCULATE:
     return get_bool(&f[2], &m->u.circulate.on);
+  case CL_MSG_DROP:
+    return get_u64(&f[2], 0, UINT64_MAX, &m->u.drop.snapshot_id);
   case CL_MSG_WATCH:
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.watch.first));
     return get_u64(&f[3], 0, UINT64_MAX - m->u.watch.first,

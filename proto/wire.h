@@ -63,6 +63,11 @@
  *                                           snapshots first..first+count-1 to
  *                                           this connection (LOCAL_STATE)
  *     NEXT_ID    [22, req]                  reserve a fresh snapshot id here
+ *     DROP       [23, req, snapshot_id]     give snapshot_id up here: a kept
+ *                                           state is released, one in
+ *                                           progress stops recording, and
+ *                                           its later markers only close
+ *                                           their channels (never restart it)
  *   replies and notifications (daemon -> coordinator)
  *     OK         [30, req, snapshot_id, [[dest, kind, value, seq]...sent],
  *                 delivered_kind, delivered_value]
@@ -114,6 +119,7 @@ typedef enum {
   CL_MSG_CIRCULATE = 19,
   CL_MSG_WATCH = 21,
   CL_MSG_NEXT_ID = 22,
+  CL_MSG_DROP = 23,
   CL_MSG_OK = 30,
   CL_MSG_ERROR = 31,
   CL_MSG_STATE = 32,
@@ -130,7 +136,7 @@ typedef enum {
 /* Control requests are the types CL_MSG_FIRST_REQUEST..CL_MSG_LAST_REQUEST
  * (CLIENT, which opens a control connection, comes before them). */
 #define CL_MSG_FIRST_REQUEST CL_MSG_CONFIGURE
-#define CL_MSG_LAST_REQUEST CL_MSG_NEXT_ID
+#define CL_MSG_LAST_REQUEST CL_MSG_DROP
 
 /* Largest frame the decoder accepts by default; a frame whose buffered bytes
  * exceed the decoder's cap is CL_ETOOBIG. */
@@ -263,6 +269,7 @@ typedef struct cl_msg {
     struct { char src[CL_ID_SIZE]; } deliver;
     struct { uint8_t on; } circulate;
     struct { uint64_t first, count; } watch;
+    struct { uint64_t snapshot_id; } drop;
     struct {
       uint64_t snapshot_id;   /* SNAPSHOT: the id started; else 0 */
       uint32_t nsent;

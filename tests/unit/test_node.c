@@ -676,6 +676,70 @@ static void test_release(void) {
   cl_node_free(a);
 }
 
+/* DROP: an active snapshot stops recording and leaves the active list, a
+ * kept one is released, an unknown one is remembered; the markers still
+ * due only close channels (no second start, no markers sent, no
+ * COMPLETE), and the last one forgets it. */
+static void test_drop(void) {
+  const char *peers[] = {"B", "C"};
+  cl_node_t *a = mk("A", 10, peers, 2, peers, 2, 1);
+  cl_actions_t acts;
+  cl_node_state_t st;
+  cl_actions_init(&acts);
+  /* In progress: dropped, frees its slot (max_active 1). */
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 7, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 1, 2, &acts), 0);
+  CHECK_EQ_INT(cl_node_drop(a, 7), 0);
+  CHECK_EQ_INT(cl_node_drop(a, 7), 0);
+  CHECK_EQ_INT(cl_node_active(a, NULL, 0), 0);
+  CHECK_EQ_INT(cl_node_kept(a, NULL, 0), 0);
+  CHECK_EQ_INT(cl_node_state(a, 7, &st), CL_ENOENT);
+  CHECK_EQ_INT(cl_node_release(a, 7), CL_ENOENT);
+  CHECK(cl_node_has_snapshot(a, 7));
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 7, &acts), CL_EEXIST);
+  cl_actions_clear(&acts);
+  CHECK_EQ_INT(cl_node_receive_token(a, 1, 1, 3, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 7, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 7, &acts), CL_EDUP);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 1, 7, &acts), 0);
+  CHECK_EQ_INT(acts.n, 0);
+  CHECK(!cl_node_has_snapshot(a, 7)); /* its last marker forgot it */
+  CHECK_EQ_INT(cl_node_tokens(a), 15);
+  /* Never seen: its late first marker does not start it. */
+  CHECK_EQ_INT(cl_node_drop(a, 8), 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 1, 8, &acts), 0);
+  CHECK_EQ_INT(acts.n, 0);
+  CHECK_EQ_INT(cl_node_active(a, NULL, 0), 0);
+  /* The slot is free for a new snapshot while 8 still waits for B. */
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 9, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 8, &acts), 0);
+  CHECK(!cl_node_has_snapshot(a, 8));
+  /* Kept: released. */
+  cl_actions_clear(&acts);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 9, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 1, 9, &acts), 0);
+  CHECK_EQ_INT(cl_node_kept(a, NULL, 0), 1);
+  CHECK_EQ_INT(cl_node_drop(a, 9), 0);
+  CHECK_EQ_INT(cl_node_kept(a, NULL, 0), 0);
+  CHECK(!cl_node_has_snapshot(a, 9));
+  cl_actions_free(&acts);
+  cl_node_free(a);
+}
+
+/* The dropped list is bounded: the oldest dropped id is forgotten first. */
+static void test_drop_bound(void) {
+  const char *peers[] = {"B"};
+  cl_node_t *a = mk("A", 0, peers, 1, peers, 1, 0);
+  uint64_t id;
+  for (id = 1; id <= CL_NODE_DROPPED_MAX + 2; id++)
+    CHECK_EQ_INT(cl_node_drop(a, id), 0);
+  CHECK(!cl_node_has_snapshot(a, 1));
+  CHECK(!cl_node_has_snapshot(a, 2));
+  CHECK(cl_node_has_snapshot(a, 3));
+  CHECK(cl_node_has_snapshot(a, CL_NODE_DROPPED_MAX + 2));
+  cl_node_free(a); /* frees the dropped list: valgrind and ASan check */
+}
+
 /* Many snapshots through the id table: start, release at random, and the
  * node must agree with a plain bitmap model throughout. */
 static void test_many_ids(void) {
@@ -1052,6 +1116,8 @@ int main(void) {
   test_kept();
   test_max_active();
   test_release();
+  test_drop();
+  test_drop_bound();
   test_many_ids();
   test_active_cap();
   test_counts_at_record();

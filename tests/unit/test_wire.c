@@ -128,7 +128,8 @@ static const int all_types[] = {
     CL_MSG_CLIENT,
     CL_MSG_CONFIGURE, CL_MSG_CONNECT, CL_MSG_SEND,     CL_MSG_SNAPSHOT,
     CL_MSG_COLLECT,  CL_MSG_STATUS,   CL_MSG_DELIVER,  CL_MSG_SHUTDOWN,
-    CL_MSG_CIRCULATE, CL_MSG_WATCH,   CL_MSG_NEXT_ID,  CL_MSG_OK,
+    CL_MSG_CIRCULATE, CL_MSG_WATCH,   CL_MSG_NEXT_ID,  CL_MSG_DROP,
+    CL_MSG_OK,
     CL_MSG_ERROR,
     CL_MSG_STATE,    CL_MSG_STATUS_R, CL_MSG_COMPLETE, CL_MSG_NOTICE,
     CL_MSG_LOCAL_STATE};
@@ -253,6 +254,9 @@ static void make_sample(int type, cl_msg_t *m) {
   case CL_MSG_WATCH:
     m->u.watch.first = 1000000;
     m->u.watch.count = 300;
+    break;
+  case CL_MSG_DROP:
+    m->u.drop.snapshot_id = 1000007;
     break;
   case CL_MSG_LOCAL_STATE:
     /* The STATE sample's local state, as a notification (no req). */
@@ -409,6 +413,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   case CL_MSG_DELIVER: return EQS(u.deliver.src);
   case CL_MSG_CIRCULATE: return EQ(u.circulate.on);
   case CL_MSG_WATCH: return EQ(u.watch.first) && EQ(u.watch.count);
+  case CL_MSG_DROP: return EQ(u.drop.snapshot_id);
   case CL_MSG_OK:
     if (!EQ(u.ok.snapshot_id) || !EQ(u.ok.nsent) ||
         !EQ(u.ok.delivered_kind) || !EQ(u.ok.delivered_value))
@@ -938,7 +943,7 @@ static void test_shape(void) {
   build(&sb, "A i i i", 3, 99, 1, 2); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i", 1, 0);            EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 20, 1);      EXPECT(&sb, CL_ETYPE); /* was PUSH */
-  build(&sb, "A i i", 2, 23, 1);      EXPECT(&sb, CL_ETYPE);
+  build(&sb, "A i i", 2, 24, 1);      EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 9, 1);       EXPECT(&sb, CL_ETYPE);
   build(&sb, "A U", 1, 0x100000002ULL); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i M", 2, 50, 0);      EXPECT(&sb, CL_ETYPE);
