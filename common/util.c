@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "error.h"
@@ -168,4 +169,25 @@ uint64_t cl_rng_next(uint64_t *state) {
 
 uint64_t cl_rng_at(uint64_t seed, uint64_t k) {
   return cl_mix64(seed + k * CL_RNG_GAMMA);
+}
+
+/* mkdir -p dir (see util.h). */
+int cl_mkdirs(const char *dir) {
+  char buf[4096];
+  size_t i, len = strlen(dir);
+  if (len == 0 || len >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(buf, dir, len + 1);
+  for (i = 1; i <= len; i++) {
+    if (buf[i] == '/' || buf[i] == '\0') {
+      char c = buf[i];
+      buf[i] = '\0';
+      if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return -1;
+      buf[i] = c;
+    }
+  }
+  return 0;
 }

@@ -53,6 +53,10 @@ uint64_t cl_rng_next(uint64_t *state);
  * it: cl_rng_next called k times from that seed returns the same. */
 uint64_t cl_rng_at(uint64_t seed, uint64_t k);
 
+/* mkdir -p: dir and its missing parents (mode 0777 less the umask).
+ * Returns 0 (also when dir exists) or -1 with errno. */
+int cl_mkdirs(const char *dir);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t cl_now_ns(void);
 

@@ -173,31 +173,10 @@ void cl_json_print(json_t *j) {
   json_decref(j);
 }
 
-/* mkdir -p. Returns 0 or -1 with errno. */
-static int mkdirs(const char *dir) {
-  char buf[4096];
-  size_t i, len = strlen(dir);
-  if (len == 0 || len >= sizeof buf) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  memcpy(buf, dir, len + 1);
-  for (i = 1; i <= len; i++) {
-    if (buf[i] == '/' || buf[i] == '\0') {
-      char c = buf[i];
-      buf[i] = '\0';
-      if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return -1;
-      buf[i] = c;
-    }
-  }
-  return 0;
-}
-
 /* See output.h. */
 int cl_output_dir(const char *option, const char *dir) {
   struct stat st;
-  if (mkdirs(dir) != 0 || stat(dir, &st) != 0) {
+  if (cl_mkdirs(dir) != 0 || stat(dir, &st) != 0) {
     cl_cli_fail(CL_EINVAL, NULL, dir, 0, "%s %s: cannot create it: %s",
                 option, dir, strerror(errno));
     return -1;
