@@ -191,3 +191,9 @@ int cl_mkdirs(const char *dir) {
   }
   return 0;
 }
+
+int64_t cl_utc_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}

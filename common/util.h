@@ -57,6 +57,9 @@ uint64_t cl_rng_at(uint64_t seed, uint64_t k);
  * Returns 0 (also when dir exists) or -1 with errno. */
 int cl_mkdirs(const char *dir);
 
+/* Wall-clock time: microseconds since the epoch, UTC. */
+int64_t cl_utc_us(void);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t cl_now_ns(void);
 

@@ -24,6 +24,8 @@ static const struct {
     {"configure", cl_cmd_cluster}, {"send", cl_cmd_cluster},
     {"snapshot", cl_cmd_cluster},  {"collect", cl_cmd_cluster},
     {"status", cl_cmd_cluster},    {"shutdown", cl_cmd_cluster},
+    {"history", cl_cmd_store},     {"inspect", cl_cmd_store},
+    {"checkpoint", cl_cmd_checkpoint}, {"circulate", cl_cmd_checkpoint},
 };
 
 /* `clsnap help [COMMAND]`. Returns the exit status. */

@@ -558,6 +558,8 @@ static int collect(run_t *x, size_t k, int in_hand_only) {
                  rc == CL_ETOOBIG ? "too many recorded messages to list"
                                   : "out of memory");
   }
+  if (rc == 0 && x->r->done_us != NULL)
+    x->r->done_us[k] = x->o->clock_us();
   if (rc == 0 && x->r->states != NULL) {
     /* The states move into the result; the messages that held them let
      * go of their arrays. */
@@ -654,6 +656,8 @@ static int run_snapshot(run_t *x, const cl_event_t *ev, size_t *k) {
   req->u.snapshot.has_id = 1;
   req->u.snapshot.snapshot_id = *k;
   x->r->ids[*k] = *k;
+  if (x->r->trigger_us != NULL)
+    x->r->trigger_us[*k] = x->o->clock_us();
   (*k)++;
   rc = one_request(x, ev, ev->src);
   x->started = *k;
@@ -778,6 +782,8 @@ void cl_replay_result_free(cl_replay_result_t *r) {
       free(r->states[i]);
     }
   free(r->states);
+  free(r->trigger_us);
+  free(r->done_us);
   free(r->ids);
   free(r->verdicts);
   free(r->collected);
@@ -819,6 +825,10 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   r->nservers = n;
   if (opts->keep_states)
     r->states = calloc(k ? k : 1, sizeof(*r->states));
+  if (opts->clock_us != NULL) {
+    r->trigger_us = calloc(k ? k : 1, sizeof(*r->trigger_us));
+    r->done_us = calloc(k ? k : 1, sizeof(*r->done_us));
+  }
   x.deliv = calloc(n, sizeof(*x.deliv));
   x.servers = calloc(n, sizeof(*x.servers));
   x.reqs = calloc(n, sizeof(*x.reqs));
@@ -829,7 +839,9 @@ int cl_replay_run(const cl_topology_t *topo, const cl_script_t *script,
   if (opts->lockstep)
     x.sched = cl_schedule_new(topo, opts->delays);
   if (r->ids == NULL || r->snaps == NULL || r->verdicts == NULL ||
-      (opts->keep_states && r->states == NULL) || x.deliv == NULL ||
+      (opts->keep_states && r->states == NULL) ||
+      (opts->clock_us != NULL &&
+       (r->trigger_us == NULL || r->done_us == NULL)) || x.deliv == NULL ||
       x.servers == NULL || x.reqs == NULL ||
       x.replies == NULL || x.seen == NULL || r->collected == NULL ||
       x.ledger == NULL ||

@@ -69,6 +69,10 @@ typedef struct cl_replay_opts {
   void (*progress)(void *ctx, const cl_replay_progress_t *p);
   void *progress_ctx;
   int keep_states;      /* keep each snapshot's local states in r->states */
+  /* NULL, or the wall clock (UTC microseconds) that stamps each snapshot's
+   * trigger and collection in r->trigger_us and r->done_us: the replay
+   * itself reads no clock. */
+  int64_t (*clock_us)(void);
 } cl_replay_opts_t;
 
 typedef struct cl_replay_result {
@@ -87,6 +91,8 @@ typedef struct cl_replay_result {
                                 (not collected) or the nservers local states
                                 as the servers sent them, topology order */
   size_t nservers;        /* local states per entry of states */
+  int64_t *trigger_us;    /* with clock_us: [nsnapshots] SNAPSHOT sent */
+  int64_t *done_us;       /* with clock_us: [nsnapshots] collected (0: not) */
   uint64_t ticks;         /* lockstep: final time */
   uint64_t delays_used;   /* lockstep */
   uint64_t messages;      /* peer messages sent (from reply lists) */

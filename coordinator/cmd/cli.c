@@ -259,6 +259,39 @@ int cl_cli_u64(const char *what, const char *s, uint64_t min, uint64_t max,
   return 0;
 }
 
+/* See cli.h. */
+int cl_cli_duration(const char *what, const char *s, uint64_t min_ms,
+                    uint64_t max_ms, uint64_t *ms) {
+  static const struct {
+    const char *unit;
+    uint64_t ms;
+  } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"", 1000}};
+  char num[32];
+  size_t len, k;
+  uint64_t v;
+  if (s == NULL)
+    return 0;
+  len = strspn(s, "0123456789");
+  for (k = 0; k < sizeof units / sizeof units[0]; k++)
+    if (strcmp(s + len, units[k].unit) == 0)
+      break;
+  if (len == 0 || len >= sizeof num || k == sizeof units / sizeof units[0]) {
+    cl_cli_usage("%s: '%s' is not a duration (N, Nms, Ns or Nm; a bare "
+                 "number is seconds)", what, s);
+    return -1;
+  }
+  memcpy(num, s, len);
+  num[len] = '\0';
+  if (cl_parse_u64(num, UINT64_MAX / 60000, &v) < 0 ||
+      v * units[k].ms < min_ms || v * units[k].ms > max_ms) {
+    cl_cli_usage("%s: %s is out of range (%" PRIu64 "ms..%" PRIu64 "s)",
+                 what, s, min_ms, max_ms / 1000);
+    return -1;
+  }
+  *ms = v * units[k].ms;
+  return 0;
+}
+
 /* ---- the cluster file ----------------------------------------------------- */
 
 #define CL_CLUSTER_DEFAULT "./.clsnap/cluster"

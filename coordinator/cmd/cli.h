@@ -99,6 +99,12 @@ int cl_cli_parse(int argc, char **argv, const cl_opt_t *opts, const char **pos,
 int cl_cli_u64(const char *what, const char *s, uint64_t min, uint64_t max,
                uint64_t *out);
 
+/* Parse a DURATION for option `what`: N[ms|s|m], a bare number meaning
+ * seconds, in [min_ms, max_ms] (a NULL s leaves *ms alone). Returns 0, or
+ * -1 after a usage error naming it. */
+int cl_cli_duration(const char *what, const char *s, uint64_t min_ms,
+                    uint64_t max_ms, uint64_t *ms);
+
 /* The cluster file: `given` (--cluster) if not NULL, else $CLSNAP_CLUSTER
  * if set and not empty, else ./.clsnap/cluster if it exists. NULL after a
  * usage error naming all three. */

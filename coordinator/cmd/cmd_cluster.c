@@ -10,10 +10,12 @@
 #include "cli.h"
 #include "cluster_file.h"
 #include "cluster_setup.h"
+#include "cluster_take.h"
 #include "cmds.h"
 #include "daemons.h"
 #include "error.h"
 #include "output.h"
+#include "stored.h"
 #include "usage.h"
 #include "verify.h"
 
@@ -73,85 +75,29 @@ static cl_msg_t *ask_all(cl_daemons_t *s, const cl_msg_t *req,
   return NULL;
 }
 
-/* The states of snapshot sid from every server into reps[n]: those pushed
- * (WATCH) are here already, the others are asked for with COLLECT (kept on
- * the servers). Returns 0 or -1 (printed). */
-static int gather_states(cl_daemons_t *s, uint64_t sid, cl_msg_t *reps,
-                         uint64_t timeout_ms) {
-  size_t n = cl_cluster_size(s->cluster), i, nask = 0;
-  cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
-  cl_msg_t *got = cl_xcalloc(n, sizeof *got);
-  uint32_t *sv = cl_xcalloc(n, sizeof *sv);
-  char err[512];
-  int rc = 0;
-  for (i = 0; i < n; i++) {
-    if (cl_cluster_take_state(s->cluster, sid, i, &reps[i]))
-      continue;
-    reqs[nask].type = CL_MSG_COLLECT;
-    reqs[nask].u.collect.snapshot_id = sid;
-    reqs[nask].u.collect.release = 0;
-    sv[nask++] = (uint32_t)i;
-  }
-  if (nask > 0)
-    rc = cl_cluster_call(s->cluster, nask, sv, reqs, got, timeout_ms, err,
-                         sizeof err);
-  if (rc < 0)
-    call_failed(s, rc, err);
-  for (i = 0; rc == 0 && i < nask; i++)
-    reps[sv[i]] = got[i];
-  free(reqs);
-  free(got);
-  free(sv);
-  return rc < 0 ? -1 : 0;
-}
-
-/* The local states in reps[n] into states[n] (borrowed). Returns 0, or -1
- * after naming every server that sent none. */
-static int take_states(const cl_daemons_t *s, const cl_msg_t *reps, size_t n,
-                       cl_local_state_t *states) {
-  size_t i, nbad = 0;
-  for (i = 0; i < n; i++) {
-    if (reps[i].type == CL_MSG_STATE || reps[i].type == CL_MSG_LOCAL_STATE) {
-      states[i] = reps[i].u.state;
-      continue;
-    }
-    nbad++;
-    if (reps[i].type == CL_MSG_ERROR)
-      cl_cli_fail(cl_err_from_wire(reps[i].u.error.code),
-                  cl_cluster_id(s->cluster, i), NULL, 0, "%s: %s (%s)",
-                  cl_cluster_id(s->cluster, i), reps[i].u.error.text,
-                  cl_err_name(reps[i].u.error.code));
-    else
-      cl_cli_fail(CL_EPROTO, cl_cluster_id(s->cluster, i), NULL, 0,
-                  "server %s answered COLLECT with %s",
-                  cl_cluster_id(s->cluster, i), cl_msg_type_name(reps[i].type));
-  }
-  return nbad > 0 ? -1 : 0;
-}
-
-/* Check the global snapshot sid made of states[n] and print it (and write
- * its .snap file into snap_dir if given). Returns the exit status. */
+/* Check the global snapshot sid made of states[n] into *v and print it
+ * (and write its .snap file into snap_dir if given). Returns the exit
+ * status. */
 static int check_and_print(uint64_t sid, const cl_local_state_t *states,
                            size_t n, int json, int quiet,
-                           const char *snap_dir) {
-  cl_verdict_t v;
+                           const char *snap_dir, cl_verdict_t *v) {
   cl_snap_t *snap = NULL;
   int status, rc;
-  cl_verify(NULL, NULL, states, n, &v);
+  cl_verify(NULL, NULL, states, n, v);
   rc = cl_verify_global_snap(sid, states, n, &snap);
   if (rc == CL_ETOOBIG) /* the verdict still stands; only the list is cut */
     cl_cli_errf("snapshot %" PRIu64 ": %zu recorded messages are too many to "
                 "list (at most %zu); the check below covers them all",
-                sid, v.nrecorded, (size_t)CL_GLOBAL_SNAP_MSGS_MAX);
+                sid, v->nrecorded, (size_t)CL_GLOBAL_SNAP_MSGS_MAX);
   else if (rc < 0) {
     cl_cli_errf("snapshot %" PRIu64 ": out of memory", sid);
     return CL_EXIT_FAIL;
   }
   if (json)
-    cl_json_print(cl_json_checked(sid, snap, &v, states, n));
+    cl_json_print(cl_json_checked(sid, snap, v, states, n));
   else
-    cl_output_checked(stdout, sid, snap, &v, quiet);
-  status = v.ok ? CL_EXIT_OK : CL_EXIT_FAIL;
+    cl_output_checked(stdout, sid, snap, v, quiet);
+  status = v->ok ? CL_EXIT_OK : CL_EXIT_FAIL;
   if (snap_dir != NULL && snap == NULL) {
     cl_cli_errf("snapshot %" PRIu64 ": no %s/%" PRIu64 ".snap written "
                 "(too many messages to list)", sid, snap_dir, sid);
@@ -170,17 +116,18 @@ static int check_and_print(uint64_t sid, const cl_local_state_t *states,
 static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
                              int quiet, const char *snap_dir,
                              uint64_t timeout_ms) {
-  size_t n = cl_cluster_size(s->cluster), i;
-  cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
-  cl_local_state_t *states = cl_xcalloc(n, sizeof *states);
-  int status = CL_EXIT_FAIL;
-  if (gather_states(s, sid, reps, timeout_ms) == 0 &&
-      take_states(s, reps, n, states) == 0)
-    status = check_and_print(sid, states, n, json, quiet, snap_dir);
-  for (i = 0; i < n; i++)
-    cl_msg_free(&reps[i]);
-  free(states);
-  free(reps);
+  size_t n = cl_cluster_size(s->cluster);
+  cl_take_t t;
+  cl_verdict_t v;
+  char err[1024];
+  int status = CL_EXIT_FAIL, rc;
+  memset(&t, 0, sizeof t);
+  rc = cl_cluster_gather(s->cluster, sid, timeout_ms, &t, err, sizeof err);
+  if (rc < 0)
+    call_failed(s, rc, err);
+  else
+    status = check_and_print(sid, t.states, n, json, quiet, snap_dir, &v);
+  cl_take_free(&t, n);
   return status;
 }
 
@@ -220,9 +167,9 @@ static json_t *send_json(const char *src, const char *dst, uint64_t tokens,
 /* ---- commands ------------------------------------------------------------- */
 
 typedef struct cargs {
-  const char *timeout, *jitter, *seed, *snap_dir, *cluster;
+  const char *timeout, *jitter, *seed, *snap_dir, *cluster, *store, *keep_s;
   int lockstep, json, quiet, no_wait, brief;
-  uint64_t timeout_ms;
+  uint64_t timeout_ms, keep;
 } cargs_t;
 
 /* `configure TOPOLOGY`: CONFIGURE then CONNECT every server. */
@@ -383,10 +330,12 @@ static int ask_one(cl_daemons_t *s, size_t at, cl_msg_t *req, cl_msg_t *rep,
 
 /* Every server's channels first (a snapshot that cannot reach a server
  * would only time out): all must be configured, and all reachable by
- * markers from server `at`. Returns 0, or the exit status after printing
- * why not. */
+ * markers from server `at`. The topology their replies describe goes
+ * into *topology (malloc'd) if it is not NULL. Returns 0, or the exit
+ * status after printing why not. */
 static int check_reach(cl_daemons_t *s, const cl_endpoint_t *file,
-                       size_t nfile, size_t at, uint64_t timeout_ms) {
+                       size_t nfile, size_t at, uint64_t timeout_ms,
+                       char **topology) {
   cl_msg_t req = {.type = CL_MSG_STATUS};
   cl_msg_t *reps = ask_all(s, &req, timeout_ms, 1);
   char who[512];
@@ -408,43 +357,22 @@ static int check_reach(cl_daemons_t *s, const cl_endpoint_t *file,
     status = CL_EXIT_USAGE;
     goto done;
   }
+  if (topology != NULL)
+    *topology = cl_stored_topology_of(reps, nfile);
   status = 0;
 done:
   cl_cluster_free_replies(s->cluster, reps);
   return status;
 }
 
-/* Ask every server to push snapshot sid's state to this connection.
- * Returns 0 or -1 (printed). */
-static int watch_all(cl_daemons_t *s, const cl_endpoint_t *file,
-                     size_t nfile, uint64_t sid, uint64_t timeout_ms) {
-  cl_msg_t req = {.type = CL_MSG_WATCH};
-  cl_msg_t *reps;
-  size_t i;
-  int rc = 0;
-  req.u.watch.first = sid;
-  req.u.watch.count = 1;
-  reps = ask_all(s, &req, timeout_ms, 1);
-  for (i = 0; reps != NULL && rc == 0 && i < nfile; i++)
-    if (reps[i].type != CL_MSG_OK) {
-      reply_failed(file[i].id, "WATCH", &reps[i]);
-      rc = -1;
-    }
-  cl_cluster_free_replies(s->cluster, reps);
-  return reps == NULL ? -1 : rc;
-}
-
-/* SNAPSHOT at server `at`, with the id sid unless it is NULL (then the
- * server picks one). Returns 0 and the snapshot's id in *id, or -1 as
- * ask_one. */
-static int start_at(cl_daemons_t *s, size_t at, const uint64_t *sid,
-                    uint64_t timeout_ms, uint64_t *id) {
+/* SNAPSHOT at server `at`, the server picking the id. Returns 0 and the
+ * snapshot's id in *id, or -1 as ask_one. */
+static int start_at(cl_daemons_t *s, size_t at, uint64_t timeout_ms,
+                    uint64_t *id) {
   cl_msg_t req, rep;
   memset(&req, 0, sizeof req);
   memset(&rep, 0, sizeof rep);
   req.type = CL_MSG_SNAPSHOT;
-  req.u.snapshot.has_id = sid != NULL;
-  req.u.snapshot.snapshot_id = sid != NULL ? *sid : 0;
   if (ask_one(s, at, &req, &rep, "SNAPSHOT", timeout_ms) < 0)
     return -1;
   *id = rep.u.ok.snapshot_id;
@@ -452,34 +380,68 @@ static int start_at(cl_daemons_t *s, size_t at, const uint64_t *sid,
   return 0;
 }
 
+/* A snapshot that did not complete (rc, err from cl_cluster_take): said,
+ * given up on the servers if it started, and stored as timed out or
+ * failed when st is not NULL. */
+static void snapshot_lost(cl_daemons_t *s, const cargs_t *a, size_t at,
+                          cl_take_t *t, int rc, const char *err,
+                          const char *topology, cl_store_t *st) {
+  cl_stored_t rec;
+  call_failed(s, rc, err); /* names the snapshot and the servers missing */
+  if (t->started)
+    (void)cl_cluster_drop(s->cluster, t->id, 1000);
+  if (st == NULL || !t->started) {
+    if (st != NULL)
+      cl_store_cancel(st);
+    return;
+  }
+  cl_stored_make(&rec, t->id, cl_cluster_id(s->cluster, at),
+                 rc == CL_ETIMEOUT ? CL_STORED_TIMED_OUT : CL_STORED_FAILED,
+                 err, t->trigger_us, 0, topology, NULL, 0, NULL);
+  if (cl_stored_save(st, &rec, a->keep) == 0 && !a->json)
+    printf("stored #%" PRIu64 " (%s): %s\n", rec.seq,
+           cl_stored_status_name(rec.status), rec.path);
+  cl_stored_free(&rec);
+}
+
 /* A fresh id from server `at`, every server asked to push that snapshot's
- * state here before it starts, start it, wait for the states, check.
- * Returns the exit status. */
-static int snapshot_watched(cl_daemons_t *s, const cargs_t *a,
-                            const cl_endpoint_t *file, size_t nfile,
-                            size_t at) {
-  cl_msg_t req, rep;
+ * state here before it starts, start it, wait for the states, check; and
+ * with --store, keep it. Returns the exit status. */
+static int snapshot_watched(cl_daemons_t *s, const cargs_t *a, size_t at,
+                            const char *topology, cl_store_t *st) {
+  size_t n = cl_cluster_size(s->cluster);
+  cl_take_t t;
+  cl_verdict_t v;
+  cl_stored_t rec;
   char err[1024];
-  uint64_t sid, id;
-  int rc;
-  memset(&req, 0, sizeof req);
-  memset(&rep, 0, sizeof rep);
-  req.type = CL_MSG_NEXT_ID;
-  if (ask_one(s, at, &req, &rep, "NEXT_ID", a->timeout_ms) < 0)
-    return CL_EXIT_FAIL;
-  sid = rep.u.ok.snapshot_id;
-  cl_msg_free(&rep);
-  if (watch_all(s, file, nfile, sid, a->timeout_ms) < 0 ||
-      start_at(s, at, &sid, a->timeout_ms, &id) < 0)
-    return CL_EXIT_FAIL;
-  rc = cl_cluster_wait_complete(s->cluster, &sid, 1, a->timeout_ms, err,
-                                sizeof err);
-  if (rc < 0) {
-    call_failed(s, rc, err); /* names the snapshot and the servers missing */
+  uint64_t seq;
+  int status, rc;
+  if (st != NULL && cl_store_reserve(st, &seq, err, sizeof err) < 0) {
+    cl_cli_fail(CL_EIO, NULL, a->store, 0, "%s", err);
     return CL_EXIT_FAIL;
   }
-  return collect_and_check(s, sid, a->json, a->quiet, a->snap_dir,
-                           a->timeout_ms);
+  rc = cl_cluster_take(s->cluster, at, a->timeout_ms, &t, err, sizeof err);
+  if (rc < 0) {
+    snapshot_lost(s, a, at, &t, rc, err, topology, st);
+    cl_take_free(&t, n);
+    return CL_EXIT_FAIL;
+  }
+  status = check_and_print(t.id, t.states, n, a->json, a->quiet, a->snap_dir,
+                           &v);
+  if (st != NULL) {
+    cl_stored_make(&rec, t.id, cl_cluster_id(s->cluster, at),
+                   v.ok ? CL_STORED_COMPLETED : CL_STORED_FAILED,
+                   v.ok ? NULL : v.problems[0], t.trigger_us,
+                   t.completion_us, topology, t.states, n, &v);
+    if (cl_stored_save(st, &rec, a->keep) < 0)
+      status = CL_EXIT_FAIL;
+    else if (!a->json)
+      printf("stored #%" PRIu64 " (%s): %s\n", rec.seq,
+             cl_stored_status_name(rec.status), rec.path);
+    cl_stored_free(&rec);
+  }
+  cl_take_free(&t, n);
+  return status;
 }
 
 /* `snapshot ID`: check that it can complete, then start it at ID. With
@@ -491,14 +453,24 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
                         const cl_endpoint_t *file, size_t nfile) {
   int at = cl_cluster_file_find(file, nfile, pos[0]);
   cl_daemons_t s;
+  cl_store_t *st = NULL;
+  char *topology = NULL;
   uint64_t id;
   int status = CL_EXIT_FAIL;
   if (at < 0)
     return cl_cli_unknown_server(pos[0], a->cluster);
+  if (a->keep_s != NULL && a->store == NULL)
+    return cl_cli_usage("--keep goes with --store");
+  if (a->store != NULL && a->no_wait)
+    return cl_cli_usage("--store keeps a snapshot it waits for: it cannot "
+                        "go with --no-wait");
+  if (a->store != NULL && (st = cl_stored_open(a->store)) == NULL)
+    return CL_EXIT_FAIL;
   if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0)
-    status = check_reach(&s, file, nfile, (size_t)at, a->timeout_ms);
+    status = check_reach(&s, file, nfile, (size_t)at, a->timeout_ms,
+                         st != NULL ? &topology : NULL);
   if (status == 0 && a->no_wait) {
-    status = start_at(&s, (size_t)at, NULL, a->timeout_ms, &id) < 0
+    status = start_at(&s, (size_t)at, a->timeout_ms, &id) < 0
                  ? CL_EXIT_FAIL
                  : CL_EXIT_OK;
     if (status == CL_EXIT_OK && a->json)
@@ -507,9 +479,11 @@ static int cmd_snapshot(cargs_t *a, const char *const *pos,
     else if (status == CL_EXIT_OK)
       printf("%" PRIu64 "\n", id);
   } else if (status == 0) {
-    status = snapshot_watched(&s, a, file, nfile, (size_t)at);
+    status = snapshot_watched(&s, a, (size_t)at, topology, st);
   }
   cl_daemons_close(&s, 0);
+  cl_store_close(st);
+  free(topology);
   return status;
 }
 
@@ -850,8 +824,11 @@ static int cluster_opts(const char *cmd, cargs_t *a, cl_opt_t *opts) {
   } else if (strcmp(cmd, "send") == 0) {
     want = 3;
   } else if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "collect") == 0) {
-    if (strcmp(cmd, "snapshot") == 0)
+    if (strcmp(cmd, "snapshot") == 0) {
       opts[no++] = (cl_opt_t){"no-wait", 0, 0, NULL, &a->no_wait};
+      opts[no++] = (cl_opt_t){"store", 0, 1, &a->store, NULL};
+      opts[no++] = (cl_opt_t){"keep", 0, 1, &a->keep_s, NULL};
+    }
     opts[no++] = (cl_opt_t){"snap-dir", 0, 1, &a->snap_dir, NULL};
     want = 1;
   } else if (strcmp(cmd, "status") == 0) {
@@ -878,7 +855,6 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   cargs_t a;
   const char *pos[3];
   int npos, want, status;
-  uint64_t timeout_s = 30;
   cl_endpoint_t *file = NULL;
   size_t nfile = 0;
   cl_opt_t opts[8];
@@ -896,9 +872,10 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
     return cl_cli_usage("%s", operands(cmd));
   a.json = cl_cli.json;
   a.quiet = cl_cli.quiet;
-  if (cl_cli_u64("--timeout", a.timeout, 1, 86400, &timeout_s))
+  a.timeout_ms = 30000;
+  if (cl_cli_duration("--timeout", a.timeout, 1, 86400000, &a.timeout_ms) ||
+      cl_cli_u64("--keep", a.keep_s, 1, UINT64_MAX, &a.keep))
     return CL_EXIT_USAGE;
-  a.timeout_ms = timeout_s * 1000;
   if ((a.cluster = cl_cli_cluster(a.cluster)) == NULL)
     return CL_EXIT_USAGE;
   if (a.snap_dir != NULL && cl_output_dir("--snap-dir", a.snap_dir) < 0)

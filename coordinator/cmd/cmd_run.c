@@ -16,6 +16,8 @@
 #include "output.h"
 #include "progress.h"
 #include "replay.h"
+#include "store.h"
+#include "stored.h"
 #include "sim.h"
 #include "usage.h"
 
@@ -23,10 +25,10 @@
 typedef struct run_args {
   const char *topo_path, *events_path;
   const char *delays, *seed, *max_delay, *tick_ms, *jitter_ms, *timeout;
-  const char *snap_dir, *cluster, *daemon, *log_dir;
+  const char *snap_dir, *cluster, *daemon, *log_dir, *store, *keep;
   int lockstep, json, in_process, quiet;
   int has_seed; /* seed is printed: given, lockstep's, or free-running's */
-  uint64_t seed_v, max_delay_v, tick_ms_v, jitter_ms_v, timeout_s;
+  uint64_t seed_v, max_delay_v, tick_ms_v, jitter_ms_v, timeout_ms, keep_v;
 } run_args_t;
 
 /* Everything one run holds, released by run_close. */
@@ -277,13 +279,15 @@ static int check_args(run_args_t *a) {
   a->seed_v = 1;
   a->max_delay_v = 4;
   a->tick_ms_v = 5;
-  a->timeout_s = 30;
+  a->timeout_ms = 30000;
   a->has_seed = a->seed != NULL;
   if (cl_cli_u64("--seed", a->seed, 0, UINT64_MAX, &a->seed_v) ||
       cl_cli_u64("--max-delay", a->max_delay, 0, 1000000, &a->max_delay_v) ||
       cl_cli_u64("--tick-ms", a->tick_ms, 0, 3600000, &a->tick_ms_v) ||
       cl_cli_u64("--jitter-ms", a->jitter_ms, 0, 60000, &a->jitter_ms_v) ||
-      cl_cli_u64("--timeout", a->timeout, 1, 86400, &a->timeout_s))
+      cl_cli_duration("--timeout", a->timeout, 1, 86400000,
+                      &a->timeout_ms) ||
+      cl_cli_u64("--keep", a->keep, 1, UINT64_MAX, &a->keep_v))
     return CL_EXIT_USAGE;
   if (a->delays != NULL || a->max_delay != NULL || a->in_process)
     a->lockstep = 1;
@@ -291,6 +295,8 @@ static int check_args(run_args_t *a) {
     return cl_cli_usage("use either --delays or --seed, not both");
   if (a->delays != NULL && a->max_delay != NULL)
     return cl_cli_usage("use either --delays or --max-delay, not both");
+  if (a->keep != NULL && a->store == NULL)
+    return cl_cli_usage("--keep goes with --store");
   if (a->in_process && a->cluster != NULL)
     return cl_cli_usage("--in-process and --cluster exclude each other");
   if (a->lockstep && a->tick_ms != NULL)
@@ -313,6 +319,8 @@ static int parse_args(run_args_t *a, int argc, char **argv,
       {"jitter-ms", 0, 1, &a->jitter_ms, NULL},
       {"timeout", 0, 1, &a->timeout, NULL},
       {"snap-dir", 0, 1, &a->snap_dir, NULL},
+      {"store", 0, 1, &a->store, NULL},
+      {"keep", 0, 1, &a->keep, NULL},
       {"in-process", 0, 0, NULL, &a->in_process},
       {"cluster", 0, 1, &a->cluster, NULL},
       {"daemon", 0, 1, &a->daemon, NULL},
@@ -377,7 +385,7 @@ static int load_inputs(run_t *r) {
  * negative CL_E* code with r->err set. */
 static int open_daemons(run_t *r) {
   run_args_t *a = &r->a;
-  uint64_t tmo = a->timeout_s * 1000;
+  uint64_t tmo = a->timeout_ms;
   size_t nfile = 0;
   int rc;
   if (cl_daemons_init(&r->d) < 0)
@@ -455,6 +463,55 @@ static int report_failed(run_t *r, int rc) {
   return status;
 }
 
+/* The server that starts snapshot k of the script. */
+static const char *initiator(const run_t *r, size_t k) {
+  size_t i, seen = 0;
+  for (i = 0; i < r->script->nevents; i++)
+    if (r->script->events[i].kind == CL_EV_SNAPSHOT && seen++ == k)
+      return r->topo->servers[r->script->events[i].src].id;
+  return "?";
+}
+
+/* --store: keep every snapshot the run started, in trigger order: those
+ * checked as completed (or failed, if the check failed), the others as
+ * failed with why (why: the run's failure, NULL for a whole run). Returns
+ * 0, or -1 after printing why one could not be stored. */
+static int store_results(run_t *r, const char *why) {
+  const cl_replay_result_t *res = &r->res;
+  cl_store_t *st;
+  char *topology;
+  size_t k;
+  int rc = 0;
+  if (r->a.store == NULL || res->collected == NULL)
+    return 0;
+  if ((st = cl_stored_open(r->a.store)) == NULL)
+    return -1;
+  topology = cl_stored_topology(r->topo);
+  for (k = 0; k < res->started && rc == 0; k++) {
+    cl_stored_t rec;
+    const cl_verdict_t *v = &res->verdicts[k];
+    if (res->collected[k])
+      cl_stored_make(&rec, k, initiator(r, k),
+                     v->ok ? CL_STORED_COMPLETED : CL_STORED_FAILED,
+                     v->ok ? NULL : v->problems[0], res->trigger_us[k],
+                     res->done_us[k], topology,
+                     res->states ? res->states[k] : NULL, r->topo->nservers,
+                     v);
+    else
+      cl_stored_make(&rec, k, initiator(r, k), CL_STORED_FAILED,
+                     why ? why : "not collected", res->trigger_us[k], 0,
+                     topology, NULL, 0, NULL);
+    rc = cl_stored_save(st, &rec, r->a.keep_v);
+    if (rc == 0 && !r->a.json && !r->a.quiet)
+      fprintf(stderr, "stored snapshot %zu as #%" PRIu64 ": %s\n", k,
+              rec.seq, rec.path);
+    cl_stored_free(&rec);
+  }
+  free(topology);
+  cl_store_close(st);
+  return rc;
+}
+
 /* Open the backend, replay, print. Returns the exit status. */
 static int run_replay(run_t *r) {
   run_args_t *a = &r->a;
@@ -468,20 +525,27 @@ static int run_replay(run_t *r) {
   ro.lockstep = a->lockstep;
   ro.delays = r->delays;
   ro.tick_ms = a->tick_ms_v;
-  ro.timeout_ms = a->timeout_s * 1000;
+  ro.timeout_ms = a->timeout_ms;
   ro.events_path = a->events_path;
   if (cl_progress_mode() != CL_PROGRESS_OFF) {
     ro.progress = show_progress;
     ro.progress_ctx = a;
   }
-  ro.keep_states = a->json; /* the JSON lists each channel's raw counts */
+  /* The JSON lists each channel's raw counts; the store keeps them. */
+  ro.keep_states = a->json || a->store != NULL;
+  ro.clock_us = cl_utc_us;
   rc = cl_replay_run(r->topo, r->script, &r->backend, &ro, &r->res, r->err,
                      sizeof r->err);
   cl_progress_clear();
-  if (rc < 0)
-    return report_failed(r, rc);
-  return print_results(a, r->topo, &r->res, NULL, 0) == 0 ? CL_EXIT_OK
-                                                          : CL_EXIT_FAIL;
+  if (rc < 0) {
+    int status = report_failed(r, rc);
+    (void)store_results(r, r->err);
+    return status;
+  }
+  rc = print_results(a, r->topo, &r->res, NULL, 0);
+  if (store_results(r, NULL) < 0)
+    rc = -1;
+  return rc == 0 ? CL_EXIT_OK : CL_EXIT_FAIL;
 }
 
 /* Stop what the run started and free what it holds. Returns the final

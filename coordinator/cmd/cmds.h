@@ -22,4 +22,11 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file);
  * starts its own daemons: cluster_file is not used). */
 int cl_cmd_bench(int argc, char **argv, const char *cluster_file);
 
+/* `history` and `inspect SEQ|latest`: the snapshot store, offline. */
+int cl_cmd_store(int argc, char **argv, const char *cluster_file);
+
+/* `checkpoint --every DURATION ...`: periodic snapshots into the store;
+ * `circulate on|off`: the load that keeps tokens moving. */
+int cl_cmd_checkpoint(int argc, char **argv, const char *cluster_file);
+
 #endif

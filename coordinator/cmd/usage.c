@@ -18,6 +18,11 @@ static const char usage_main[] =
     "  snapshot ID                start a snapshot at server ID, wait, check\n"
     "  collect SNAPSHOT_ID        collect and check a completed snapshot\n"
     "  status                     show every server's state\n"
+    "  checkpoint --every DURATION\n"
+    "                             take snapshots periodically into the store\n"
+    "  circulate on|off           keep tokens moving (a load to checkpoint)\n"
+    "  history                    list the stored snapshots\n"
+    "  inspect SEQ|latest         re-verify a stored snapshot and print it\n"
     "  shutdown                   stop every server\n"
     "  bench [options]            start a cluster under load: throughput,\n"
     "                             snapshot latency and cost, memory\n"
@@ -44,7 +49,7 @@ static const char usage_main[] =
     "operands; `--` ends the options.\n"
     "\n"
     "Exit status: 0 success; 1 a snapshot failed its checks or the cluster\n"
-    "failed; 2 bad usage or bad input file.\n"
+    "failed; 2 bad usage or bad input file; 130 interrupted.\n"
     "Run 'clsnap COMMAND --help' for a command's options.\n";
 
 static const char usage_run[] =
@@ -75,9 +80,14 @@ static const char usage_run[] =
     "  --tick-ms MS          free-running: wall time of one tick (default 5)\n"
     "  --jitter-ms MS        random 0..MS ms send delay per message at the\n"
     "                        sender, FIFO kept (default 0)\n"
-    "  --timeout SEC         give up waiting for replies or snapshots after\n"
-    "                        SEC seconds (default 30)\n"
+    "  --timeout DURATION    give up waiting for replies or snapshots after\n"
+    "                        this: N, Nms, Ns or Nm (a bare number is\n"
+    "                        seconds; default 30)\n"
     "  --snap-dir DIR        also write DIR/<k>.snap per snapshot\n"
+    "  --store DIR           keep every snapshot in the snapshot store DIR\n"
+    "                        (clsnap history --help), in trigger order\n"
+    "  --keep N              with --store: keep only the N newest completed\n"
+    "                        (and N failed)\n"
     "  -j, --json            print only JSON on stdout\n"
     "  -q, --quiet           print verdicts and the summary, not .snap texts\n"
     "  --progress            show events, ticks and snapshots done on\n"
@@ -143,7 +153,15 @@ static const char usage_snapshot[] =
     "  -j, --json            print JSON\n"
     "  -q, --quiet           print the verdict, not the .snap text\n"
     "  --snap-dir DIR        also write DIR/<snapshot id>.snap\n"
-    "  -h, --help            show this help\n";
+    "  --store DIR           keep it in the snapshot store DIR (see\n"
+    "                        `clsnap history --help`); one that times out or\n"
+    "                        fails is kept as such, with the reason\n"
+    "  --keep N              with --store: keep only the N newest completed\n"
+    "                        snapshots (and N failed or timed out ones)\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "--timeout takes a DURATION: N, Nms, Ns or Nm (a bare number is\n"
+    "seconds).\n";
 
 static const char usage_collect[] =
     "Usage: clsnap [--cluster FILE] collect SNAPSHOT_ID [options]\n"
@@ -231,10 +249,100 @@ static const char usage_bench[] =
     "Exit status: 0 every snapshot passed; 1 a snapshot failed its checks or\n"
     "the cluster failed; 2 bad usage.\n";
 
+static const char usage_checkpoint[] =
+    "Usage: clsnap [--cluster FILE] checkpoint --every DURATION [options]\n"
+    "\n"
+    "Take a snapshot every DURATION, check it and keep it in the snapshot\n"
+    "store, until Ctrl-C (or SIGTERM), --count, or too many failures. At\n"
+    "most one checkpoint is in flight: one that runs late delays the next.\n"
+    "One that does not complete within --timeout is kept as timed_out, the\n"
+    "servers are told to drop it (DROP), and the next one starts. Prints a\n"
+    "line per checkpoint (on a terminal, a status line instead, unless\n"
+    "--verbose), then a summary with the latency percentiles.\n"
+    "\n"
+    "Options:\n"
+    "  --every DURATION      time between triggers (N, Nms, Ns or Nm; a\n"
+    "                        bare number is seconds)\n"
+    "  --count C             stop after C checkpoints (default: no end)\n"
+    "  --keep N              keep the N newest completed snapshots, and N\n"
+    "                        failed or timed out (default 100; 0: all)\n"
+    "  --timeout DURATION    give a checkpoint up after this (default 10s)\n"
+    "  --tolerate K          exit 1 once more than K checkpoints in a row\n"
+    "                        failed or timed out (default 0)\n"
+    "  --from SERVER         start every checkpoint at SERVER (default: the\n"
+    "                        first server of the cluster file)\n"
+    "  --rotate              start them at each server in turn\n"
+    "  --store DIR           the store (default: snapshots/ beside the\n"
+    "                        cluster file)\n"
+    "  --verbose             a line per checkpoint also on a terminal\n"
+    "  -j, --json            one JSON object at the end: the checkpoints and\n"
+    "                        the summary\n"
+    "  -q, --quiet           only the summary\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Exit status: 0 every checkpoint was stored (or fewer than --tolerate\n"
+    "failed in a row); 1 more than K in a row failed, or the cluster failed;\n"
+    "2 bad usage; 130 interrupted (after the summary; no partial file is\n"
+    "left).\n";
+
+static const char usage_circulate[] =
+    "Usage: clsnap [--cluster FILE] circulate on|off [options]\n"
+    "\n"
+    "Switch every server's circulate mode: each forwards the tokens it holds\n"
+    "to its outbound peers, one token per message, as fast as the channels\n"
+    "take them and with at most a bounded backlog per channel (the load\n"
+    "`clsnap bench` uses). Tokens are never created or lost, so snapshots\n"
+    "and checkpoints taken meanwhile still check exactly. Needs a\n"
+    "free-running cluster.\n"
+    "\n"
+    "Options:\n"
+    "  --timeout DURATION    default 30s\n"
+    "  -j, --json            print JSON\n"
+    "  -h, --help            show this help\n";
+
+static const char usage_history[] =
+    "Usage: clsnap [--cluster FILE] history [--store DIR] [options]\n"
+    "\n"
+    "List the snapshot store: seq, snapshot id, status (completed, failed,\n"
+    "timed_out), initiator, trigger time (UTC), duration, file size, tokens\n"
+    "on servers and in flight. Every file's checksum is verified; a damaged\n"
+    "one is listed as DAMAGED with what is wrong, and the exit status is 1.\n"
+    "Reads files only: no server is asked.\n"
+    "\n"
+    "Options:\n"
+    "  --store DIR           the store (default: snapshots/ beside the\n"
+    "                        cluster file)\n"
+    "  -j, --json            an array of objects: seq, id, status, reason,\n"
+    "                        initiator, trigger_time, duration_us, size,\n"
+    "                        tokens_on_servers, tokens_in_flight, ok, file\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "The store is a directory with one file per snapshot,\n"
+    "NNNNNN-STATUS.json (docs/STORE.md).\n";
+
+static const char usage_inspect[] =
+    "Usage: clsnap [--cluster FILE] inspect SEQ|latest [--store DIR] [options]\n"
+    "\n"
+    "Re-verify one stored snapshot offline: its checksum, token\n"
+    "conservation and exact channel states against the topology it was\n"
+    "taken on. Prints its metadata as `key: value` lines, the snapshot in\n"
+    "the reference .snap format, and the verdict line. latest is the newest\n"
+    "completed snapshot. A damaged or edited file is named with what is\n"
+    "wrong (exit 1); so is an entry that failed or timed out.\n"
+    "\n"
+    "Options:\n"
+    "  --store DIR           the store (default: snapshots/ beside the\n"
+    "                        cluster file)\n"
+    "  --snap                print only the .snap text\n"
+    "  -j, --json            print JSON\n"
+    "  -h, --help            show this help\n";
+
 static const struct {
   const char *cmd;
   const char *text;
 } usages[] = {
+    {"checkpoint", usage_checkpoint}, {"circulate", usage_circulate},
+    {"history", usage_history},   {"inspect", usage_inspect},
     {"run", usage_run},           {"configure", usage_configure},
     {"send", usage_send},         {"snapshot", usage_snapshot},
     {"collect", usage_collect},   {"status", usage_status},

@@ -79,12 +79,6 @@ void cl_stored_free(cl_stored_t *rec) {
 
 /* ---- time ---------------------------------------------------------------- */
 
-int64_t cl_store_now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 void cl_store_time(int64_t us, char *buf, size_t size) {
   time_t sec = (time_t)(us / 1000000);
   struct tm tm;

@@ -110,9 +110,6 @@ int cl_store_read(const char *path, cl_stored_t *rec, char *why,
  * holds it; NULL on allocation failure. */
 char *cl_store_body(const cl_stored_t *rec);
 
-/* Current UTC time in microseconds. */
-int64_t cl_store_now_us(void);
-
 /* us (UTC microseconds) as "2026-12-04T05:12:33.123456Z" (buf >= 32). */
 void cl_store_time(int64_t us, char *buf, size_t size);
 

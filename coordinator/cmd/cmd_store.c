@@ -1,0 +1,326 @@
+/* The commands that read the snapshot store, offline: history (the list)
+ * and inspect (one snapshot re-verified). Neither talks to a daemon.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmds.h"
+#include "error.h"
+#include "output.h"
+#include "store.h"
+#include "stored.h"
+#include "usage.h"
+#include "util.h"
+
+/* One row of history: the file, and what reading it gave. */
+typedef struct row {
+  const cl_store_file_t *file;
+  cl_stored_t rec;
+  int damaged;
+  char why[PATH_MAX + 256];
+} row_t;
+
+/* "2.1 ms" for microseconds. */
+static void duration_text(int64_t us, char *buf, size_t size) {
+  cl_output_duration((double)us / 1e6, buf, size);
+}
+
+/* A JSON integer, or null when the snapshot has no verdict. */
+static json_t *json_checked(const cl_stored_t *rec, int64_t v) {
+  return rec->checked ? json_integer(v) : json_null();
+}
+
+static json_t *row_json(const row_t *r) {
+  char trig[32];
+  const cl_stored_t *rec = &r->rec;
+  json_t *o = json_object();
+  json_object_set_new(o, "seq", json_integer((json_int_t)r->file->seq));
+  if (r->damaged) {
+    json_object_set_new(o, "status", json_string(
+                                         cl_stored_status_name(r->file->status)));
+    json_object_set_new(o, "damaged", cl_cli_json_text(r->why));
+    json_object_set_new(o, "file", cl_cli_json_text(r->file->path));
+    return o;
+  }
+  cl_store_time(rec->trigger_us, trig, sizeof trig);
+  json_object_set_new(o, "id", json_integer((json_int_t)rec->id));
+  json_object_set_new(o, "status",
+                      json_string(cl_stored_status_name(rec->status)));
+  json_object_set_new(o, "reason", rec->reason[0]
+                                       ? cl_cli_json_text(rec->reason)
+                                       : json_null());
+  json_object_set_new(o, "initiator", json_string(rec->initiator));
+  json_object_set_new(o, "trigger_time", json_string(trig));
+  json_object_set_new(o, "duration_us", json_integer(rec->duration_us));
+  json_object_set_new(o, "size", json_integer((json_int_t)rec->size));
+  json_object_set_new(o, "tokens_on_servers",
+                      json_checked(rec, rec->verdict.server_tokens));
+  json_object_set_new(o, "tokens_in_flight",
+                      json_checked(rec, rec->verdict.channel_tokens));
+  json_object_set_new(o, "messages_in_flight",
+                      json_checked(rec, (int64_t)rec->verdict.nrecorded));
+  json_object_set_new(o, "ok", json_boolean(rec->checked && rec->verdict.ok));
+  json_object_set_new(o, "file", cl_cli_json_text(rec->path));
+  return o;
+}
+
+static void row_text(const row_t *r) {
+  const cl_stored_t *rec = &r->rec;
+  char trig[32], dur[32], srv[24], fly[24];
+  if (r->damaged) {
+    printf("%6" PRIu64 "  %-10s  DAMAGED: %s\n", r->file->seq, "-", r->why);
+    return;
+  }
+  cl_store_time(rec->trigger_us, trig, sizeof trig);
+  duration_text(rec->duration_us, dur, sizeof dur);
+  snprintf(srv, sizeof srv, "%" PRId64, rec->verdict.server_tokens);
+  snprintf(fly, sizeof fly, "%" PRId64, rec->verdict.channel_tokens);
+  printf("%6" PRIu64 "  %-10" PRIu64 "  %-9s  %-9s  %s  %10s  %9" PRIu64
+         "  %8s  %9s\n",
+         rec->seq, rec->id, cl_stored_status_name(rec->status),
+         rec->initiator, trig, dur, rec->size, rec->checked ? srv : "-",
+         rec->checked ? fly : "-");
+  if (rec->reason[0] != '\0')
+    printf("%8s%s\n", "", rec->reason);
+}
+
+/* `history`: every stored snapshot, checked, as a table or JSON. */
+static int cmd_history(const char *dir, int json) {
+  cl_store_file_t *files;
+  size_t n, i, count[3] = {0, 0, 0}, damaged = 0;
+  row_t *rows;
+  char why[PATH_MAX + 256];
+  json_t *arr;
+  if (cl_store_list(dir, &files, &n, why, sizeof why) < 0) {
+    cl_cli_fail(CL_EIO, NULL, dir, 0, "%s", why);
+    return CL_EXIT_FAIL;
+  }
+  rows = cl_xcalloc(n ? n : 1, sizeof *rows);
+  for (i = 0; i < n; i++) {
+    rows[i].file = &files[i];
+    if (cl_store_read(files[i].path, &rows[i].rec, rows[i].why,
+                      sizeof rows[i].why) < 0) {
+      rows[i].damaged = 1;
+      damaged++;
+      cl_cli_fail(CL_EINVAL, NULL, files[i].path, 0, "history: %s",
+                  rows[i].why);
+    } else {
+      count[rows[i].rec.status]++;
+    }
+  }
+  if (json) {
+    arr = json_array();
+    for (i = 0; i < n; i++)
+      json_array_append_new(arr, row_json(&rows[i]));
+    cl_json_print(arr);
+  } else {
+    if (n > 0)
+      printf("%6s  %-10s  %-9s  %-9s  %-27s  %10s  %9s  %8s  %9s\n", "SEQ",
+             "ID", "STATUS", "INITIATOR", "TRIGGERED (UTC)", "DURATION",
+             "BYTES", "SERVERS", "IN FLIGHT");
+    for (i = 0; i < n; i++)
+      row_text(&rows[i]);
+    printf("%zu stored in %s: %zu completed, %zu failed, %zu timed out",
+           n, dir, count[CL_STORED_COMPLETED], count[CL_STORED_FAILED],
+           count[CL_STORED_TIMED_OUT]);
+    if (damaged > 0)
+      printf(", %zu DAMAGED", damaged);
+    printf("\n");
+  }
+  for (i = 0; i < n; i++)
+    cl_stored_free(&rows[i].rec);
+  free(rows);
+  free(files);
+  return damaged > 0 ? CL_EXIT_FAIL : CL_EXIT_OK;
+}
+
+/* The file of SEQ|latest in dir into path. latest: the newest completed
+ * snapshot. Returns 0, or the exit status after saying why not. */
+static int find_seq(const char *dir, const char *which, char *path,
+                    size_t size) {
+  cl_store_file_t *files;
+  size_t n, i;
+  uint64_t seq = 0;
+  char why[PATH_MAX + 256];
+  int latest = strcmp(which, "latest") == 0, found = -1;
+  if (!latest && cl_cli_u64("SEQ", which, 1, UINT64_MAX, &seq) < 0)
+    return CL_EXIT_USAGE;
+  if (cl_store_list(dir, &files, &n, why, sizeof why) < 0) {
+    cl_cli_fail(CL_EIO, NULL, dir, 0, "%s", why);
+    return CL_EXIT_FAIL;
+  }
+  for (i = 0; i < n; i++)
+    if (latest ? files[i].status == CL_STORED_COMPLETED
+               : files[i].seq == seq)
+      found = (int)i;
+  if (found >= 0)
+    snprintf(path, size, "%s", files[found].path);
+  free(files);
+  if (found >= 0)
+    return 0;
+  if (latest)
+    cl_cli_fail(CL_ENOENT, NULL, dir, 0, "inspect: no completed snapshot in "
+                "%s (%zu stored; see clsnap history)", dir, n);
+  else
+    cl_cli_fail(CL_ENOENT, NULL, dir, 0, "inspect: no snapshot #%" PRIu64
+                " in %s: never stored, deleted by --keep, or its file is "
+                "missing (see clsnap history)", seq, dir);
+  return CL_EXIT_FAIL;
+}
+
+/* Re-check rec's states against its own topology into v. Returns 0, or
+ * -1 with why set (the topology does not parse). */
+static int recheck(const cl_stored_t *rec, cl_verdict_t *v, char *why,
+                   size_t size) {
+  cl_topology_t *topo = NULL;
+  cl_diag_t diag;
+  if (rec->topology != NULL &&
+      cl_topology_parse("topology", rec->topology, &topo, &diag) < 0) {
+    char d[512];
+    cl_diag_format(&diag, d, sizeof d);
+    snprintf(why, size, "%.3500s: its topology does not parse: %.200s",
+             rec->path, d);
+    return -1;
+  }
+  cl_verify(topo, NULL, rec->states, rec->nstates, v);
+  cl_topology_free(topo);
+  return 0;
+}
+
+/* The metadata of rec as `key: value` lines. */
+static void print_meta(const cl_stored_t *rec, const cl_topology_t *topo) {
+  char t[32], dur[32];
+  (void)topo;
+  printf("file: %s\n", rec->path);
+  printf("seq: %" PRIu64 "\n", rec->seq);
+  printf("id: %" PRIu64 "\n", rec->id);
+  printf("status: %s\n", cl_stored_status_name(rec->status));
+  if (rec->reason[0] != '\0')
+    printf("reason: %s\n", rec->reason);
+  printf("initiator: %s\n", rec->initiator);
+  cl_store_time(rec->trigger_us, t, sizeof t);
+  printf("triggered: %s\n", t);
+  if (rec->completion_us != 0) {
+    cl_store_time(rec->completion_us, t, sizeof t);
+    printf("completed: %s\n", t);
+  }
+  duration_text(rec->duration_us, dur, sizeof dur);
+  printf("duration: %s\n", dur);
+  printf("size: %" PRIu64 " bytes\n", rec->size);
+  printf("checksum: sha256:%s (verified)\n", rec->sha256);
+  if (rec->topology != NULL)
+    printf("topology: sha256:%s\n", rec->topology_sha256);
+  else
+    printf("topology: unknown\n");
+}
+
+/* `inspect SEQ|latest`: read, check and print one stored snapshot. */
+static int cmd_inspect(const char *dir, const char *which, int json,
+                       int snap_only) {
+  char path[PATH_MAX], why[PATH_MAX + 256], line[1024];
+  cl_stored_t rec;
+  cl_verdict_t v;
+  cl_snap_t *snap = NULL;
+  int status = find_seq(dir, which, path, sizeof path);
+  if (status != 0)
+    return status;
+  if (cl_store_read(path, &rec, why, sizeof why) < 0) {
+    cl_cli_fail(CL_EINVAL, NULL, path, 0, "inspect: %s", why);
+    return CL_EXIT_FAIL;
+  }
+  if (rec.status != CL_STORED_COMPLETED || rec.nstates == 0) {
+    if (json) {
+      json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s}", "file", path,
+                            "seq", (json_int_t)rec.seq, "id",
+                            (json_int_t)rec.id, "status",
+                            cl_stored_status_name(rec.status), "reason",
+                            cl_cli_json_text(rec.reason), "sha256",
+                            rec.sha256);
+      cl_json_print(o);
+    } else if (!snap_only) {
+      print_meta(&rec, NULL);
+    }
+    cl_cli_fail(CL_ESTATE, NULL, path, 0, "inspect: #%" PRIu64 " is %s, "
+                "not a snapshot to check: %s", rec.seq,
+                cl_stored_status_name(rec.status),
+                rec.reason[0] ? rec.reason : "no states");
+    cl_stored_free(&rec);
+    return CL_EXIT_FAIL;
+  }
+  if (recheck(&rec, &v, why, sizeof why) < 0) {
+    cl_cli_fail(CL_EINVAL, NULL, path, 0, "inspect: %s", why);
+    cl_stored_free(&rec);
+    return CL_EXIT_FAIL;
+  }
+  if (cl_verify_global_snap(rec.id, rec.states, rec.nstates, &snap) < 0)
+    snap = NULL;
+  if (json) {
+    json_t *o = json_pack("{s:o, s:I, s:I, s:s, s:o, s:s, s:I, s:I, s:s, "
+                          "s:b}",
+                          "file", cl_cli_json_text(path), "seq",
+                          (json_int_t)rec.seq, "id", (json_int_t)rec.id,
+                          "status", cl_stored_status_name(rec.status),
+                          "reason", json_null(), "initiator", rec.initiator,
+                          "duration_us", (json_int_t)rec.duration_us, "size",
+                          (json_int_t)rec.size, "sha256", rec.sha256,
+                          "checksum_ok", 1);
+    json_object_set_new(o, "snapshot", cl_json_checked(rec.id, snap, &v,
+                                                       rec.states,
+                                                       rec.nstates));
+    cl_json_print(o);
+  } else if (snap_only) {
+    if (snap != NULL)
+      cl_snap_write(snap, stdout);
+  } else {
+    print_meta(&rec, NULL);
+    if (snap != NULL)
+      cl_snap_write(snap, stdout);
+    else
+      printf("(%zu recorded messages: too many to list)\n", v.nrecorded);
+    cl_verify_line(rec.id, &v, line, sizeof line);
+    printf("%s\n", line);
+    if (!v.ok) {
+      size_t i;
+      for (i = 0; i < v.nproblems && i < CL_VERIFY_MAX_PROBLEMS; i++)
+        printf("  %s\n", v.problems[i]);
+    }
+  }
+  if (!v.ok)
+    cl_cli_fail(CL_EINVAL, NULL, path, 0, "inspect: #%" PRIu64 " fails its "
+                "check: %s", rec.seq, v.problems[0]);
+  if (snap != NULL)
+    cl_snap_free(snap);
+  cl_stored_free(&rec);
+  return v.ok ? CL_EXIT_OK : CL_EXIT_FAIL;
+}
+
+int cl_cmd_store(int argc, char **argv, const char *cluster_file) {
+  const char *store = NULL, *cluster = cluster_file, *pos[1];
+  int snap_only = 0, npos, want = strcmp(argv[0], "inspect") == 0;
+  char dir[PATH_MAX];
+  cl_opt_t opts[] = {{"store", 0, 1, &store, NULL},
+                     {"cluster", 0, 1, &cluster, NULL},
+                     {"snap", 0, 0, NULL, &snap_only},
+                     {NULL, 0, 0, NULL, NULL}};
+  if (!want)
+    opts[2] = opts[3];
+  npos = cl_cli_parse(argc, argv, opts, pos, want);
+  if (npos < 0)
+    return CL_EXIT_USAGE;
+  if (cl_cli.help) {
+    cl_usage(argv[0], stdout);
+    return CL_EXIT_OK;
+  }
+  if (npos != want)
+    return cl_cli_usage("needs SEQ (a number from clsnap history) or latest");
+  if (cl_stored_dir(store, cluster, dir, sizeof dir) < 0)
+    return CL_EXIT_USAGE;
+  if (want)
+    return cmd_inspect(dir, pos[0], cl_cli.json, snap_only);
+  if (npos != 0)
+    return cl_cli_usage("takes no operand");
+  return cmd_history(dir, cl_cli.json);
+}
