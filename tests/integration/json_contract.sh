@@ -139,6 +139,26 @@ expect 2 error --expect '{"code": "EINVAL", "server": "NOPE"}' -- "${c[@]}" snap
 expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" collect abc
 echo "ok: snapshot, collect"
 
+# The store: snapshot --store, circulate, checkpoint, history, inspect.
+st=$WORK/store
+expect 0 snapshot --ids "$ids" --expect '{"ok": true}' -- "${c[@]}" snapshot A --store "$st"
+expect 0 circulate --expect '{"circulate": true, "servers": 3}' -- "${c[@]}" circulate on
+expect 0 checkpoint --expect "{\"taken\": 3, \"completed\": 3, \"failed\": 0, \"timed_out\": 0, \"store\": \"$st\", \"interrupted\": false}" -- \
+  "${c[@]}" checkpoint --every 10ms --count 3 --store "$st"
+expect 0 circulate --expect '{"circulate": false, "servers": 3}' -- "${c[@]}" circulate off
+expect 0 history -- "${c[@]}" history --store "$st"
+"$PYTHON" -c 'import json,sys; h = json.load(open(sys.argv[1])); sys.exit(not ([e["seq"] for e in h] == [1, 2, 3, 4] and all(e["status"] == "completed" and e["ok"] for e in h)))' \
+  "$WORK/case$cases.json" || fail "history --json does not list the 4 snapshots stored"
+expect 0 inspect --expect "{\"seq\": 4, \"status\": \"completed\", \"file\": \"$st/000004-completed.json\"}" -- \
+  "${c[@]}" inspect latest --store "$st"
+expect 1 error --expect "{\"code\": \"ENOENT\", \"file\": \"$st\"}" -- "${c[@]}" inspect 99 --store "$st"
+printf 'x' >>"$st/000002-completed.json"
+expect 1 error --expect "{\"code\": \"EINVAL\", \"file\": \"$st/000002-completed.json\"}" -- \
+  "${c[@]}" inspect 2 --store "$st"
+expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" checkpoint --every 5x --store "$st"
+expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" circulate maybe
+echo "ok: store, checkpoint, circulate, history, inspect"
+
 expect 0 status --ids "$ids" --expect '{"initial_tokens": 7, "unreachable": 0, "mixed_topologies": false}' -- "${c[@]}" status
 expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" status A
 expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" shutdown A
