@@ -111,6 +111,29 @@ static int check_and_print(uint64_t sid, const cl_local_state_t *states,
   return status;
 }
 
+/* After cl_cluster_gather failed: name every server whose reply in
+ * reps[n] holds no state (a refusal or an unexpected reply); 0 if none
+ * did (the call itself failed). */
+static size_t name_stateless(const cl_daemons_t *s, const cl_msg_t *reps,
+                             size_t n) {
+  size_t i, nbad = 0;
+  for (i = 0; reps != NULL && i < n; i++) {
+    const char *id = cl_cluster_id(s->cluster, i);
+    if (reps[i].type == CL_MSG_STATE || reps[i].type == CL_MSG_LOCAL_STATE ||
+        reps[i].type == 0)
+      continue;
+    nbad++;
+    if (reps[i].type == CL_MSG_ERROR)
+      cl_cli_fail(cl_err_from_wire(reps[i].u.error.code), id, NULL, 0,
+                  "%s: %s (%s)", id, reps[i].u.error.text,
+                  cl_err_name(reps[i].u.error.code));
+    else
+      cl_cli_fail(CL_EPROTO, id, NULL, 0, "server %s answered COLLECT with %s",
+                  id, cl_msg_type_name(reps[i].type));
+  }
+  return nbad;
+}
+
 /* Gather snapshot sid from everyone, check, print. Returns the exit
  * status. */
 static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
@@ -123,10 +146,12 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
   int status = CL_EXIT_FAIL, rc;
   memset(&t, 0, sizeof t);
   rc = cl_cluster_gather(s->cluster, sid, timeout_ms, &t, err, sizeof err);
-  if (rc < 0)
-    call_failed(s, rc, err);
-  else
+  if (rc < 0) {
+    if (name_stateless(s, t.reps, n) == 0)
+      call_failed(s, rc, err);
+  } else {
     status = check_and_print(sid, t.states, n, json, quiet, snap_dir, &v);
+  }
   cl_take_free(&t, n);
   return status;
 }

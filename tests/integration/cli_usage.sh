@@ -58,10 +58,12 @@ usage_error bench "unrecognized option '--timeout'" bench --timeout 1
 usage_error run "needs TOPOLOGY and EVENTS files" run
 usage_error run "needs TOPOLOGY and EVENTS files" run "$top"
 usage_error run "unexpected argument 'extra'" run "$top" "$events" extra
-usage_error run "option '--s' is ambiguous; possibilities: '--seed' '--snap-dir'" run --s 1 "$top" "$events"
+usage_error run "option '--s' is ambiguous; possibilities: '--seed' '--snap-dir' '--store'" run --s 1 "$top" "$events"
 usage_error run "option '--timeout' requires an argument" run "$top" "$events" --timeout
-usage_error run "--timeout: 'soon' is not a whole number" run "$top" "$events" --timeout soon
-usage_error run "--timeout: 0 is out of range (1..86400)" run "$top" "$events" --timeout 0
+usage_error run "--timeout: 'soon' is not a duration (N, Nms, Ns or Nm; a bare number is seconds)" run "$top" "$events" --timeout soon
+usage_error run "--timeout: 0 is out of range (1ms..86400s)" run "$top" "$events" --timeout 0
+usage_error run "--timeout: '5h' is not a duration (N, Nms, Ns or Nm; a bare number is seconds)" run "$top" "$events" --timeout 5h
+usage_error run "--keep goes with --store" run "$top" "$events" --keep 2
 usage_error run "--seed: '-1' is not a whole number" run "$top" "$events" --seed -1
 usage_error run "use either --delays or --seed, not both" run "$top" "$events" --delays "$events" --seed 2
 usage_error run "use either --delays or --max-delay, not both" run "$top" "$events" --delays "$events" --max-delay 2
@@ -79,7 +81,15 @@ usage_error collect "needs the SNAPSHOT_ID" collect --cluster "$WORK/c1"
 usage_error collect "SNAPSHOT_ID: 'x1' is not a whole number" collect --cluster "$WORK/c1" x1
 usage_error status "unexpected argument 'now'" status now --cluster "$WORK/c1"
 usage_error shutdown "unexpected argument 'now'" shutdown --cluster "$WORK/c1" now
-usage_error collect "--timeout: 86401 is out of range (1..86400)" collect 1 --cluster "$WORK/c1" --timeout 86401
+usage_error collect "--timeout: 86401 is out of range (1ms..86400s)" collect 1 --cluster "$WORK/c1" --timeout 86401
+usage_error checkpoint "needs --every DURATION (e.g. --every 5s)" checkpoint --cluster "$WORK/c1"
+usage_error checkpoint "--every: 0ms is out of range (1ms..86400s)" checkpoint --cluster "$WORK/c1" --every 0ms
+usage_error checkpoint "--from and --rotate exclude each other" checkpoint --cluster "$WORK/c1" --every 1 --from A --rotate
+usage_error circulate "needs on or off" circulate --cluster "$WORK/c1" maybe
+usage_error inspect "needs SEQ (a number from clsnap history) or latest" inspect --store "$WORK"
+usage_error inspect "SEQ: 'first' is not a whole number" inspect first --store "$WORK"
+usage_error history "unexpected argument 'x'" history x --store "$WORK"
+usage_error snapshot "--keep goes with --store" snapshot N1 --cluster "$WORK/c1" --keep 3
 usage_error bench "needs --nodes, --topology and --seconds" bench --nodes 2
 usage_error bench "--topology must be ring or mesh, not 'star'" bench --nodes 2 --topology star --seconds 1
 usage_error bench "--nodes: 1 is out of range (2..256)" bench --nodes 1 --topology ring --seconds 1

@@ -557,7 +557,7 @@ class Garbage:
 
     def case_unknown_type(self):
         for shape in ([99, 1, 2], [0], [43, "x"], [200], [9, 1], [20, 1, 1],
-                      [23, 1, 2]):
+                      [24, 1, 2]):
             self.expect_refused(pack(shape), "unknown message type")
 
     def case_over_cap(self):
