@@ -134,10 +134,11 @@ static json_t *json_state(const cl_local_state_t *st) {
 
 static json_t *json_verdict(const cl_stored_t *rec) {
   const cl_verdict_t *v = &rec->verdict;
-  json_t *problems = json_array();
+  json_t *problems;
   size_t i;
   if (!rec->checked)
     return json_null();
+  problems = json_array();
   for (i = 0; i < v->nproblems && i < CL_VERIFY_MAX_PROBLEMS; i++)
     json_array_append_new(problems, json_string(v->problems[i]));
   return json_pack("{s:b, s:b, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:o}",
