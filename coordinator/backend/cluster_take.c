@@ -58,7 +58,7 @@ static int ask_all(cl_cluster_t *c, cl_take_t *t, const cl_msg_t *req,
   return rc;
 }
 
-int cl_cluster_gather(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms,
+int cl_cluster_take_gather(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms,
                       cl_take_t *t, char *err, size_t errsize) {
   size_t n = cl_cluster_size(c), i, nask = 0;
   cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
@@ -125,7 +125,7 @@ int cl_cluster_take(cl_cluster_t *c, size_t at, uint64_t timeout_ms,
   t->started = 1;
   rc = cl_cluster_wait_complete(c, &t->id, 1, timeout_ms, err, errsize);
   if (rc == 0)
-    rc = cl_cluster_gather(c, t->id, timeout_ms, t, err, errsize);
+    rc = cl_cluster_take_gather(c, t->id, timeout_ms, t, err, errsize);
   if (rc == 0) {
     t->completion_us = cl_utc_us();
     cl_cluster_forget(c, t->id);
@@ -133,7 +133,7 @@ int cl_cluster_take(cl_cluster_t *c, size_t at, uint64_t timeout_ms,
   return rc;
 }
 
-size_t cl_cluster_drop(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms) {
+size_t cl_cluster_take_drop(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms) {
   size_t n = cl_cluster_size(c), i, nask = 0, ok = 0;
   cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
   cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
@@ -161,7 +161,7 @@ size_t cl_cluster_drop(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms) {
   return ok;
 }
 
-void cl_take_free(cl_take_t *t, size_t n) {
+void cl_cluster_take_free(cl_take_t *t, size_t n) {
   size_t i;
   for (i = 0; t->reps != NULL && i < n; i++)
     cl_msg_free(&t->reps[i]);

@@ -31,7 +31,7 @@ typedef struct cl_take {
  * cluster order); CL_ETIMEOUT (it did not complete in time; err names the
  * servers it waits for); or another CL_E* code (a refusal: the server's
  * code) with err saying why and t->culprit the server. Free t with
- * cl_take_free either way. */
+ * cl_cluster_take_free either way. */
 int cl_cluster_take(cl_cluster_t *c, size_t at, uint64_t timeout_ms,
                     cl_take_t *t, char *err, size_t errsize);
 
@@ -39,16 +39,16 @@ int cl_cluster_take(cl_cluster_t *c, size_t at, uint64_t timeout_ms,
  * (WATCH) are here already, the others are asked for with COLLECT (they
  * stay kept on the servers). Returns 0, or a CL_E* code with err naming
  * the first server that has none (t->culprit). */
-int cl_cluster_gather(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms,
+int cl_cluster_take_gather(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms,
                       cl_take_t *t, char *err, size_t errsize);
 
 /* DROP snapshot id on every server that has not reported it complete,
  * waiting timeout_ms at most for answers (a stopped server handles it
  * when it runs again), and stop tracking it. Returns how many answered
  * OK. */
-size_t cl_cluster_drop(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms);
+size_t cl_cluster_take_drop(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms);
 
 /* Free what t holds (n: the cluster's size) and zero it. */
-void cl_take_free(cl_take_t *t, size_t n);
+void cl_cluster_take_free(cl_take_t *t, size_t n);
 
 #endif

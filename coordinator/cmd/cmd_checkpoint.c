@@ -107,7 +107,7 @@ static void report(ckpt_t *k, const cl_stored_t *rec, int stored,
         k->list,
         json_pack("{s:I, s:I, s:s, s:s, s:o, s:I, s:I, s:o}", "seq",
                   (json_int_t)rec->seq, "id", (json_int_t)rec->id, "status",
-                  cl_stored_status_name(rec->status), "initiator",
+                  cl_store_status_name(rec->status), "initiator",
                   rec->initiator, "reason",
                   rec->reason[0] ? cl_cli_json_text(rec->reason)
                                  : json_null(),
@@ -119,7 +119,7 @@ static void report(ckpt_t *k, const cl_stored_t *rec, int stored,
                      " failed, %" PRIu64 " timed out); last #%" PRIu64
                      " %s %s",
                      k->taken, k->completed, k->failed, k->timed_out,
-                     rec->seq, cl_stored_status_name(rec->status), dur);
+                     rec->seq, cl_store_status_name(rec->status), dur);
   } else if (!k->quiet) {
     cl_progress_clear();
     printf("%s\n", line);
@@ -145,9 +145,9 @@ static int one(ckpt_t *k, size_t at) {
   rc = cl_cluster_take(c, at, k->timeout_ms, &t, err, sizeof err);
   if (k->interrupted) { /* no partial snapshot: give it up, store nothing */
     if (t.id != 0)
-      (void)cl_cluster_drop(c, t.id, 1000);
+      (void)cl_cluster_take_drop(c, t.id, 1000);
     cl_store_cancel(k->store);
-    cl_take_free(&t, k->n);
+    cl_cluster_take_free(&t, k->n);
     return 1;
   }
   if (rc == 0) {
@@ -161,10 +161,10 @@ static int one(ckpt_t *k, size_t at) {
     cl_stored_make(&rec, t.id, cl_cluster_id(c, at), status, err,
                    t.trigger_us, 0, k->topology, NULL, 0, NULL);
     if (t.id != 0) /* it may still run on some servers: they give it up */
-      (void)cl_cluster_drop(c, t.id, k->timeout_ms < 1000 ? k->timeout_ms
+      (void)cl_cluster_take_drop(c, t.id, k->timeout_ms < 1000 ? k->timeout_ms
                                                           : 1000);
   }
-  cl_take_free(&t, k->n);
+  cl_cluster_take_free(&t, k->n);
   w0 = cl_now_ns();
   stored = cl_stored_save(k->store, &rec, k->keep) == 0;
   write_us = (cl_now_ns() - w0) / 1000;
@@ -185,7 +185,7 @@ static int one(ckpt_t *k, size_t at) {
       k->failed++;
   }
   report(k, &rec, stored, write_us);
-  cl_stored_free(&rec);
+  cl_store_record_free(&rec);
   return 0;
 }
 

@@ -111,7 +111,7 @@ static int check_and_print(uint64_t sid, const cl_local_state_t *states,
   return status;
 }
 
-/* After cl_cluster_gather failed: name every server whose reply in
+/* After cl_cluster_take_gather failed: name every server whose reply in
  * reps[n] holds no state (a refusal or an unexpected reply); 0 if none
  * did (the call itself failed). */
 static size_t name_stateless(const cl_daemons_t *s, const cl_msg_t *reps,
@@ -145,14 +145,14 @@ static int collect_and_check(cl_daemons_t *s, uint64_t sid, int json,
   char err[1024];
   int status = CL_EXIT_FAIL, rc;
   memset(&t, 0, sizeof t);
-  rc = cl_cluster_gather(s->cluster, sid, timeout_ms, &t, err, sizeof err);
+  rc = cl_cluster_take_gather(s->cluster, sid, timeout_ms, &t, err, sizeof err);
   if (rc < 0) {
     if (name_stateless(s, t.reps, n) == 0)
       call_failed(s, rc, err);
   } else {
     status = check_and_print(sid, t.states, n, json, quiet, snap_dir, &v);
   }
-  cl_take_free(&t, n);
+  cl_cluster_take_free(&t, n);
   return status;
 }
 
@@ -414,7 +414,7 @@ static void snapshot_lost(cl_daemons_t *s, const cargs_t *a, size_t at,
   cl_stored_t rec;
   call_failed(s, rc, err); /* names the snapshot and the servers missing */
   if (t->started)
-    (void)cl_cluster_drop(s->cluster, t->id, 1000);
+    (void)cl_cluster_take_drop(s->cluster, t->id, 1000);
   if (st == NULL || !t->started) {
     if (st != NULL)
       cl_store_cancel(st);
@@ -425,8 +425,8 @@ static void snapshot_lost(cl_daemons_t *s, const cargs_t *a, size_t at,
                  err, t->trigger_us, 0, topology, NULL, 0, NULL);
   if (cl_stored_save(st, &rec, a->keep) == 0 && !a->json)
     printf("stored #%" PRIu64 " (%s): %s\n", rec.seq,
-           cl_stored_status_name(rec.status), rec.path);
-  cl_stored_free(&rec);
+           cl_store_status_name(rec.status), rec.path);
+  cl_store_record_free(&rec);
 }
 
 /* A fresh id from server `at`, every server asked to push that snapshot's
@@ -448,7 +448,7 @@ static int snapshot_watched(cl_daemons_t *s, const cargs_t *a, size_t at,
   rc = cl_cluster_take(s->cluster, at, a->timeout_ms, &t, err, sizeof err);
   if (rc < 0) {
     snapshot_lost(s, a, at, &t, rc, err, topology, st);
-    cl_take_free(&t, n);
+    cl_cluster_take_free(&t, n);
     return CL_EXIT_FAIL;
   }
   status = check_and_print(t.id, t.states, n, a->json, a->quiet, a->snap_dir,
@@ -462,10 +462,10 @@ static int snapshot_watched(cl_daemons_t *s, const cargs_t *a, size_t at,
       status = CL_EXIT_FAIL;
     else if (!a->json)
       printf("stored #%" PRIu64 " (%s): %s\n", rec.seq,
-             cl_stored_status_name(rec.status), rec.path);
-    cl_stored_free(&rec);
+             cl_store_status_name(rec.status), rec.path);
+    cl_store_record_free(&rec);
   }
-  cl_take_free(&t, n);
+  cl_cluster_take_free(&t, n);
   return status;
 }
 

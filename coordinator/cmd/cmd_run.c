@@ -505,7 +505,7 @@ static int store_results(run_t *r, const char *why) {
     if (rc == 0 && !r->a.json && !r->a.quiet)
       fprintf(stderr, "stored snapshot %zu as #%" PRIu64 ": %s\n", k,
               rec.seq, rec.path);
-    cl_stored_free(&rec);
+    cl_store_record_free(&rec);
   }
   free(topology);
   cl_store_close(st);

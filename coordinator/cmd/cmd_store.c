@@ -40,7 +40,7 @@ static json_t *row_json(const row_t *r) {
   json_object_set_new(o, "seq", json_integer((json_int_t)r->file->seq));
   if (r->damaged) {
     json_object_set_new(o, "status", json_string(
-                                         cl_stored_status_name(r->file->status)));
+                                         cl_store_status_name(r->file->status)));
     json_object_set_new(o, "damaged", cl_cli_json_text(r->why));
     json_object_set_new(o, "file", cl_cli_json_text(r->file->path));
     return o;
@@ -48,7 +48,7 @@ static json_t *row_json(const row_t *r) {
   cl_store_time(rec->trigger_us, trig, sizeof trig);
   json_object_set_new(o, "id", json_integer((json_int_t)rec->id));
   json_object_set_new(o, "status",
-                      json_string(cl_stored_status_name(rec->status)));
+                      json_string(cl_store_status_name(rec->status)));
   json_object_set_new(o, "reason", rec->reason[0]
                                        ? cl_cli_json_text(rec->reason)
                                        : json_null());
@@ -80,7 +80,7 @@ static void row_text(const row_t *r) {
   snprintf(fly, sizeof fly, "%" PRId64, rec->verdict.channel_tokens);
   printf("%6" PRIu64 "  %-10" PRIu64 "  %-9s  %-9s  %s  %10s  %9" PRIu64
          "  %8s  %9s\n",
-         rec->seq, rec->id, cl_stored_status_name(rec->status),
+         rec->seq, rec->id, cl_store_status_name(rec->status),
          rec->initiator, trig, dur, rec->size, rec->checked ? srv : "-",
          rec->checked ? fly : "-");
   if (rec->reason[0] != '\0')
@@ -131,7 +131,7 @@ static int cmd_history(const char *dir, int json) {
     printf("\n");
   }
   for (i = 0; i < n; i++)
-    cl_stored_free(&rows[i].rec);
+    cl_store_record_free(&rows[i].rec);
   free(rows);
   free(files);
   return damaged > 0 ? CL_EXIT_FAIL : CL_EXIT_OK;
@@ -197,7 +197,7 @@ static void print_meta(const cl_stored_t *rec, const cl_topology_t *topo) {
   printf("file: %s\n", rec->path);
   printf("seq: %" PRIu64 "\n", rec->seq);
   printf("id: %" PRIu64 "\n", rec->id);
-  printf("status: %s\n", cl_stored_status_name(rec->status));
+  printf("status: %s\n", cl_store_status_name(rec->status));
   if (rec->reason[0] != '\0')
     printf("reason: %s\n", rec->reason);
   printf("initiator: %s\n", rec->initiator);
@@ -236,7 +236,7 @@ static int cmd_inspect(const char *dir, const char *which, int json,
       json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s}", "file", path,
                             "seq", (json_int_t)rec.seq, "id",
                             (json_int_t)rec.id, "status",
-                            cl_stored_status_name(rec.status), "reason",
+                            cl_store_status_name(rec.status), "reason",
                             cl_cli_json_text(rec.reason), "sha256",
                             rec.sha256);
       cl_json_print(o);
@@ -245,14 +245,14 @@ static int cmd_inspect(const char *dir, const char *which, int json,
     }
     cl_cli_fail(CL_ESTATE, NULL, path, 0, "inspect: #%" PRIu64 " is %s, "
                 "not a snapshot to check: %s", rec.seq,
-                cl_stored_status_name(rec.status),
+                cl_store_status_name(rec.status),
                 rec.reason[0] ? rec.reason : "no states");
-    cl_stored_free(&rec);
+    cl_store_record_free(&rec);
     return CL_EXIT_FAIL;
   }
   if (recheck(&rec, &v, why, sizeof why) < 0) {
     cl_cli_fail(CL_EINVAL, NULL, path, 0, "inspect: %s", why);
-    cl_stored_free(&rec);
+    cl_store_record_free(&rec);
     return CL_EXIT_FAIL;
   }
   if (cl_verify_global_snap(rec.id, rec.states, rec.nstates, &snap) < 0)
@@ -262,7 +262,7 @@ static int cmd_inspect(const char *dir, const char *which, int json,
                           "s:b}",
                           "file", cl_cli_json_text(path), "seq",
                           (json_int_t)rec.seq, "id", (json_int_t)rec.id,
-                          "status", cl_stored_status_name(rec.status),
+                          "status", cl_store_status_name(rec.status),
                           "reason", json_null(), "initiator", rec.initiator,
                           "duration_us", (json_int_t)rec.duration_us, "size",
                           (json_int_t)rec.size, "sha256", rec.sha256,
@@ -293,7 +293,7 @@ static int cmd_inspect(const char *dir, const char *which, int json,
                 "check: %s", rec.seq, v.problems[0]);
   if (snap != NULL)
     cl_snap_free(snap);
-  cl_stored_free(&rec);
+  cl_store_record_free(&rec);
   return v.ok ? CL_EXIT_OK : CL_EXIT_FAIL;
 }
 

@@ -50,7 +50,7 @@ struct cl_store {
 static const char *const status_names[] = {"completed", "failed",
                                            "timed_out"};
 
-const char *cl_stored_status_name(int status) {
+const char *cl_store_status_name(int status) {
   return status >= 0 && status <= CL_STORED_TIMED_OUT ? status_names[status]
                                                       : "unknown";
 }
@@ -65,7 +65,7 @@ static int status_of(const char *name, size_t len) {
   return -1;
 }
 
-void cl_stored_free(cl_stored_t *rec) {
+void cl_store_record_free(cl_stored_t *rec) {
   size_t i;
   for (i = 0; rec->states != NULL && i < rec->nstates; i++) {
     free(rec->states[i].recorded);
@@ -177,7 +177,7 @@ char *cl_store_body(const cl_stored_t *rec) {
   o = json_pack("{s:I, s:I, s:s, s:s, s:o, s:s, s:o, s:I, s:o, s:o, s:o}",
                 "seq", (json_int_t)rec->seq, "id", (json_int_t)rec->id,
                 "initiator", rec->initiator, "status",
-                cl_stored_status_name(rec->status), "reason",
+                cl_store_status_name(rec->status), "reason",
                 rec->reason[0] ? json_string(rec->reason) : json_null(),
                 "trigger_time", trig, "completion_time",
                 rec->completion_us ? json_string(done) : json_null(),
@@ -450,7 +450,7 @@ int cl_store_put(cl_store_t *s, cl_stored_t *rec, uint64_t keep, char *why,
     sha256_hex(rec->topology, strlen(rec->topology), rec->topology_sha256);
   snprintf(head, sizeof head, "%s%s%s", PREFIX, rec->sha256, MIDDLE);
   snprintf(final, sizeof final, "%s/%06" PRIu64 "-%s.json", s->dir, seq,
-           cl_stored_status_name(rec->status));
+           cl_store_status_name(rec->status));
   r = write_all(s->tmp_fd, head, HEAD_LEN) < 0 ||
       write_all(s->tmp_fd, body, blen / 2) < 0;
   if (r == 0) {
@@ -784,15 +784,15 @@ int cl_store_read(const char *path, cl_stored_t *rec, char *why,
              (seq != rec->seq || status != rec->status)) {
     cl_set_err(why, whysize, "%s: its name says seq %" PRIu64 " %s, its "
                "contents seq %" PRIu64 " %s (renamed?)", path, seq,
-               cl_stored_status_name(status), rec->seq,
-               cl_stored_status_name(rec->status));
+               cl_store_status_name(status), rec->seq,
+               cl_store_status_name(rec->status));
     r = -1;
   }
   if (r < 0) {
     size_t size = rec->size;
     char keep[PATH_MAX];
     memcpy(keep, rec->path, sizeof keep);
-    cl_stored_free(rec);
+    cl_store_record_free(rec);
     rec->size = size;
     memcpy(rec->path, keep, sizeof keep);
     return CL_EINVAL;

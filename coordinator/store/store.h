@@ -33,7 +33,7 @@ typedef enum cl_stored_status {
 } cl_stored_status_t;
 
 /* "completed", "failed", "timed_out". */
-const char *cl_stored_status_name(int status);
+const char *cl_store_status_name(int status);
 
 /* One stored snapshot: what a command gives cl_store_put, and what
  * cl_store_read gives back. */
@@ -59,7 +59,7 @@ typedef struct cl_stored {
 } cl_stored_t;
 
 /* Release what rec owns (states, topology) and zero it. */
-void cl_stored_free(cl_stored_t *rec);
+void cl_store_record_free(cl_stored_t *rec);
 
 typedef struct cl_store cl_store_t;
 

@@ -104,7 +104,7 @@ static uint64_t put(cl_store_t *s, uint64_t id, int status, uint64_t keep) {
     fprintf(stderr, "put: %s\n", why);
   CHECK_EQ_INT(r, 0);
   seq = rec.seq;
-  cl_stored_free(&rec);
+  cl_store_record_free(&rec);
   return r == 0 ? seq : 0;
 }
 
@@ -144,8 +144,8 @@ static void test_round_trip(void) {
   CHECK(r.states[1].recorded[1].n == 2);
   CHECK(r.states[0].sent[0].count == 7 && r.states[1].recv[0].count == 4);
   CHECK(r.states[1].snapshot_id == 1000004);
-  cl_stored_free(&r);
-  cl_stored_free(&w);
+  cl_store_record_free(&r);
+  cl_store_record_free(&w);
   /* A timed-out entry: no completion, no verdict, its reason. */
   make_record(&w, 1000005, CL_STORED_TIMED_OUT);
   CHECK_EQ_INT(cl_store_put(s, &w, 0, why, sizeof why), 0);
@@ -154,8 +154,8 @@ static void test_round_trip(void) {
   CHECK_EQ_INT(r.status, CL_STORED_TIMED_OUT);
   CHECK(r.completion_us == 0 && r.checked == 0);
   CHECK_EQ_STR(r.reason, "N2 did not complete in 1 s");
-  cl_stored_free(&r);
-  cl_stored_free(&w);
+  cl_store_record_free(&r);
+  cl_store_record_free(&w);
   cl_store_close(s);
 }
 
@@ -313,7 +313,7 @@ static void crash_at(const char *step, int whole) {
   /* Every file that claims to be a snapshot is one. */
   for (i = 0; i < n; i++) {
     CHECK_EQ_INT(cl_store_read(files[i].path, &r, why, sizeof why), 0);
-    cl_stored_free(&r);
+    cl_store_record_free(&r);
   }
   CHECK(n >= 1 && files[n - 1].seq == (whole ? 3u : 2u));
   free(files);
