@@ -44,7 +44,7 @@ usage_error - "option '--version' doesn't allow an argument" --version=1
 usage_error - "invalid option -- 'x'" -x status
 
 # Every command: an unknown option, a value missing, a flag given a value.
-for cmd in run configure send snapshot collect status shutdown bench; do
+for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect; do
   usage_error "$cmd" "unrecognized option '--bogus'" "$cmd" --bogus
   usage_error "$cmd" "invalid option -- 'z'" "$cmd" -z
   usage_error "$cmd" "option '--json' doesn't allow an argument" "$cmd" --json=yes
@@ -95,7 +95,8 @@ usage_error bench "--topology must be ring or mesh, not 'star'" bench --nodes 2 
 usage_error bench "--nodes: 1 is out of range (2..256)" bench --nodes 1 --topology ring --seconds 1
 usage_error bench "--idle and --baseline exclude each other" bench --nodes 2 --topology ring --seconds 1 --idle --baseline
 # Without a cluster: the error names all three places.
-for cmd in "configure $top" "send N1 N2 1" "snapshot N1" "collect 1" status shutdown; do
+for cmd in "configure $top" "send N1 N2 1" "snapshot N1" "collect 1" status shutdown \
+  "checkpoint --every 1" "circulate on" history "inspect latest"; do
   # shellcheck disable=SC2086
   usage_error "${cmd%% *}" "which cluster? give --cluster FILE, set CLSNAP_CLUSTER, or run where ./.clsnap/cluster exists (deploy/cluster.sh up writes it)" $cmd
 done
@@ -130,7 +131,7 @@ echo "ok: clsnapd usage errors, --version, abbreviations"
 # Help and version, short and long, on stdout with exit 0.
 for h in -h --help --he; do
   "$CLSNAP" $h | head -1 | grep -q "^Usage: clsnap " || fail "clsnap $h"
-  for cmd in run configure send snapshot collect status shutdown bench; do
+  for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect; do
     "$CLSNAP" "$cmd" $h | head -1 | grep -q "^Usage: clsnap .*$cmd" || fail "clsnap $cmd $h"
   done
 done
