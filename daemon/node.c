@@ -25,8 +25,12 @@
 typedef struct snap {
   uint64_t id;
   int complete;
-  int dropped;     /* given up (DROP): records nothing, only its markers
-                      still close channels; on the dropped list */
+  int dropped;     /* given up (DROP): records nothing and never
+                      completes; on the dropped list */
+  int marked;      /* its markers went out here (dropped: when not, the
+                      first marker to come sends them, so that the
+                      snapshot's marker wave still reaches everyone and
+                      every server forgets it) */
   int64_t tokens;
   uint64_t *sent;  /* [nout] token messages sent when recorded */
   uint64_t *recv;  /* [nin] token messages received when recorded */
@@ -58,7 +62,7 @@ struct cl_node {
   snap_t *drop_head, *drop_tail;  /* dropped, markers still due; oldest at
                                      head */
   size_t ndropped;
-  cl_idmap_t table;        /* id -> snap_t *, active and kept */
+  cl_idmap_t table;        /* id -> snap_t *, active, kept and dropped */
 };
 
 /* ---- actions ------------------------------------------------------------ */
@@ -110,7 +114,7 @@ static cl_action_t *actions_push(cl_actions_t *a, uint8_t kind) {
 
 /* ---- id table ----------------------------------------------------------- */
 
-/* The snapshot with id, active or kept, or NULL. */
+/* The snapshot with id, active, kept or dropped, or NULL. */
 static snap_t *table_find(const cl_node_t *node, uint64_t id) {
   uintptr_t v;
   return cl_idmap_get(&node->table, id, &v) ? (snap_t *)v : NULL;
@@ -280,6 +284,7 @@ static void record_and_mark(cl_node_t *node, snap_t *s, size_t closed,
   }
   table_insert(node, s);
   node->active[node->nactive++] = s;
+  s->marked = 1;
   for (i = 0; i < node->nout; i++) {
     cl_action_t *a = actions_push(acts, CL_ACT_SEND);
     a->msg = CL_MSG_MARKER;
@@ -562,8 +567,22 @@ int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
   }
   if (s->complete || !s->open[in])
     return CL_EDUP;
-  if (s->dropped) { /* its last markers close it for good */
-    s->open[in] = 0;
+  if (s->dropped) {
+    /* It records nothing, but passes the marker wave on: the servers
+     * after this one wait for it to forget the snapshot too. */
+    if (!s->marked) {
+      size_t i;
+      if ((err = actions_reserve(acts, node->nout)) < 0)
+        return err;
+      for (i = 0; i < node->nout; i++) {
+        cl_action_t *a = actions_push(acts, CL_ACT_SEND);
+        a->msg = CL_MSG_MARKER;
+        a->peer = (uint32_t)i;
+        a->snapshot_id = s->id;
+      }
+      s->marked = 1;
+    }
+    s->open[in] = 0; /* its last marker forgets it */
     if (--s->nopen == 0)
       dropped_forget(node, s);
     return 0;
@@ -579,7 +598,7 @@ int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
   return 0;
 }
 
-/* 1 if id is active or kept here. */
+/* 1 if id is active, kept or dropped here. */
 int cl_node_has_snapshot(const cl_node_t *node, uint64_t id) {
   return table_find(node, id) != NULL;
 }

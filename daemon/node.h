@@ -192,11 +192,14 @@ int cl_node_release(cl_node_t *node, uint64_t id);
 /* Give snapshot id up here (a coordinator timed it out): a kept state is
  * released; one in progress stops recording and is no longer active; an
  * unknown one is remembered. A dropped snapshot is neither active nor kept
- * and never completes: each of its markers still due only closes its
- * channel, and the last one forgets it, so a late marker never starts it
- * again. At most CL_NODE_DROPPED_MAX are remembered (the oldest goes).
- * Dropping twice is fine. 0 or CL_ENOMEM. cl_node_state says CL_ENOENT
- * for a dropped id, cl_node_has_snapshot 1. */
+ * and never completes, but it still passes its marker wave on: if its
+ * markers had not gone out here yet, the first marker to come sends them
+ * (SEND actions, nothing recorded), so every server the wave reaches
+ * forgets it too. Each marker closes its channel, and the last one
+ * forgets the snapshot, so a late marker never starts it again. At most
+ * CL_NODE_DROPPED_MAX are remembered (the oldest goes). Dropping twice is
+ * fine. 0 or CL_ENOMEM. cl_node_state says CL_ENOENT for a dropped id,
+ * cl_node_has_snapshot 1. */
 #define CL_NODE_DROPPED_MAX 1024
 int cl_node_drop(cl_node_t *node, uint64_t id);
 

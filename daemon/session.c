@@ -1267,13 +1267,17 @@ static void do_watch(cl_session_t *s, cl_session_client_t *c,
 static void do_drop(cl_session_t *s, cl_session_client_t *c,
                     const cl_msg_t *m) {
   uint64_t id = m->u.drop.snapshot_id;
-  int r = cl_node_drop(s->node, id);
+  int r = 0;
+  /* A snapshot never started has no markers to wait for. */
+  if (m->u.drop.started || cl_node_has_snapshot(s->node, id))
+    r = cl_node_drop(s->node, id);
   if (r < 0) {
     reply_error(s, c, m->req, r, "cannot drop snapshot %" PRIu64 " on %s: %s",
                 id, s->self, cl_strerror(r));
     return;
   }
   unwatch_one(c, id);
+  seen_id(s, id); /* an id known here is never issued by NEXT_ID */
   slog(s, CL_SLOG_INFO, "snapshot %" PRIu64 " dropped", id);
   reply_ok(s, c, m->req);
 }

@@ -206,7 +206,8 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     return a->u.watch.first == b->u.watch.first &&
            a->u.watch.count == b->u.watch.count;
   case CL_MSG_DROP:
-    return a->u.drop.snapshot_id == b->u.drop.snapshot_id;
+    return a->u.drop.snapshot_id == b->u.drop.snapshot_id &&
+           a->u.drop.started == b->u.drop.started;
   case CL_MSG_OK:
     if (a->u.ok.snapshot_id != b->u.ok.snapshot_id ||
         a->u.ok.nsent != b->u.ok.nsent ||

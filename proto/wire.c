@@ -140,7 +140,7 @@ static uint32_t frame_len(uint64_t type) {
   case CL_MSG_CIRCULATE: return 3;
   case CL_MSG_WATCH: return 4;
   case CL_MSG_NEXT_ID: return 2;
-  case CL_MSG_DROP: return 3;
+  case CL_MSG_DROP: return 4;
   case CL_MSG_OK: return 6;
   case CL_MSG_ERROR: return 4;
   case CL_MSG_STATE: return 3;
@@ -451,6 +451,7 @@ static void put_request_fields(enc_t *e, const cl_msg_t *m) {
     break;
   case CL_MSG_DROP:
     put_u64(e, m->u.drop.snapshot_id);
+    put_bool(e, m->u.drop.started);
     break;
   default: /* CONNECT, STATUS, SHUTDOWN, NEXT_ID: req only */
     break;
@@ -939,7 +940,8 @@ static int get_request_fields(const msgpack_object *f, cl_msg_t *m) {
   case CL_MSG_CIRCULATE:
     return get_bool(&f[2], &m->u.circulate.on);
   case CL_MSG_DROP:
-    return get_u64(&f[2], 0, UINT64_MAX, &m->u.drop.snapshot_id);
+    TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.drop.snapshot_id));
+    return get_bool(&f[3], &m->u.drop.started);
   case CL_MSG_WATCH:
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.watch.first));
     return get_u64(&f[3], 0, UINT64_MAX - m->u.watch.first,

@@ -63,11 +63,14 @@
  *                                           snapshots first..first+count-1 to
  *                                           this connection (LOCAL_STATE)
  *     NEXT_ID    [22, req]                  reserve a fresh snapshot id here
- *     DROP       [23, req, snapshot_id]     give snapshot_id up here: a kept
+ *     DROP       [23, req, snapshot_id, started]
+ *                                           give snapshot_id up here: a kept
  *                                           state is released, one in
  *                                           progress stops recording, and
- *                                           its later markers only close
- *                                           their channels (never restart it)
+ *                                           its later markers pass on but
+ *                                           never restart it; started 0 (it
+ *                                           was never started): an id not
+ *                                           seen here is not remembered
  *   replies and notifications (daemon -> coordinator)
  *     OK         [30, req, snapshot_id, [[dest, kind, value, seq]...sent],
  *                 delivered_kind, delivered_value]
@@ -269,7 +272,7 @@ typedef struct cl_msg {
     struct { char src[CL_ID_SIZE]; } deliver;
     struct { uint8_t on; } circulate;
     struct { uint64_t first, count; } watch;
-    struct { uint64_t snapshot_id; } drop;
+    struct { uint64_t snapshot_id; uint8_t started; } drop;
     struct {
       uint64_t snapshot_id;   /* SNAPSHOT: the id started; else 0 */
       uint32_t nsent;

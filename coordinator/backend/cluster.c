@@ -82,6 +82,11 @@ struct cl_cluster {
   const cl_secret_t *secret; /* borrowed; NULL or len 0: none */
   cl_idmap_t tracks; /* snapshot id -> track_t * */
   size_t words;      /* bitset words per track */
+  /* The ids forgotten last (a ring): a late COMPLETE or LOCAL_STATE of
+   * one, from a server that was slow or stopped, is dropped on arrival
+   * instead of tracked again for nobody. */
+  uint64_t forgotten[CL_CLUSTER_FORGOTTEN];
+  size_t nforgotten, forgotten_at;
 };
 
 /* ---- tracking COMPLETE --------------------------------------------------- */
@@ -96,7 +101,11 @@ static track_t *track_find(const cl_cluster_t *c, uint64_t id) {
  * dropped). Returns the entry, or NULL if it was dropped. */
 static track_t *track_add(cl_cluster_t *c, uint64_t id, uint32_t server) {
   track_t *t = track_find(c, id);
+  size_t k;
   if (t == NULL) {
+    for (k = 0; k < c->nforgotten; k++)
+      if (c->forgotten[k] == id)
+        return NULL;
     if (c->tracks.n >= CL_CLUSTER_MAX_TRACKED ||
         cl_idmap_reserve(&c->tracks, 1) < 0 ||
         (t = calloc(1, sizeof *t)) == NULL)
@@ -167,9 +176,13 @@ int cl_cluster_has_completed(const cl_cluster_t *c, uint64_t id, size_t i) {
   return (t->bits[i / 64] >> (i % 64)) & 1;
 }
 
-/* Stop tracking id. */
+/* Stop tracking id, and ignore what comes of it later. */
 void cl_cluster_forget(cl_cluster_t *c, uint64_t id) {
   track_t *t = track_find(c, id);
+  c->forgotten[c->forgotten_at] = id;
+  c->forgotten_at = (c->forgotten_at + 1) % CL_CLUSTER_FORGOTTEN;
+  if (c->nforgotten < CL_CLUSTER_FORGOTTEN)
+    c->nforgotten++;
   if (t == NULL)
     return;
   cl_idmap_del(&c->tracks, id);

@@ -139,7 +139,10 @@ int cl_cluster_has_completed(const cl_cluster_t *c, uint64_t id, size_t i);
  * yet, already taken, or the server sent COMPLETE instead). */
 int cl_cluster_take_state(cl_cluster_t *c, uint64_t id, size_t i,
                           cl_msg_t *out);
-/* Stop tracking snapshot id (frees its entry and any state not taken). */
+/* Stop tracking snapshot id (frees its entry and any state not taken);
+ * a COMPLETE or LOCAL_STATE of it that comes later is dropped, as long
+ * as it is among the last CL_CLUSTER_FORGOTTEN ids forgotten. */
+#define CL_CLUSTER_FORGOTTEN 1024
 void cl_cluster_forget(cl_cluster_t *c, uint64_t id);
 
 /* Wait until every server reported every listed id complete. CL_ETIMEOUT

@@ -59,7 +59,7 @@ static int ask_all(cl_cluster_t *c, cl_take_t *t, const cl_msg_t *req,
 }
 
 int cl_cluster_take_gather(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms,
-                      cl_take_t *t, char *err, size_t errsize) {
+                           cl_take_t *t, char *err, size_t errsize) {
   size_t n = cl_cluster_size(c), i, nask = 0;
   cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
   cl_msg_t *got = cl_xcalloc(n, sizeof *got);
@@ -119,6 +119,7 @@ int cl_cluster_take(cl_cluster_t *c, size_t at, uint64_t timeout_ms,
   req.type = CL_MSG_SNAPSHOT;
   req.u.snapshot.has_id = 1;
   req.u.snapshot.snapshot_id = t->id;
+  t->sent = 1;
   if ((rc = ask_one(c, t, at, &req, &rep, timeout_ms, err, errsize)) < 0)
     return rc;
   cl_msg_free(&rep);
@@ -133,7 +134,8 @@ int cl_cluster_take(cl_cluster_t *c, size_t at, uint64_t timeout_ms,
   return rc;
 }
 
-size_t cl_cluster_take_drop(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms) {
+size_t cl_cluster_take_drop(cl_cluster_t *c, uint64_t id, int started,
+                            uint64_t timeout_ms) {
   size_t n = cl_cluster_size(c), i, nask = 0, ok = 0;
   cl_msg_t *reqs = cl_xcalloc(n, sizeof *reqs);
   cl_msg_t *reps = cl_xcalloc(n, sizeof *reps);
@@ -146,6 +148,7 @@ size_t cl_cluster_take_drop(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms) {
       continue;
     reqs[nask].type = CL_MSG_DROP;
     reqs[nask].u.drop.snapshot_id = id;
+    reqs[nask].u.drop.started = (uint8_t)(started != 0);
     sv[nask++] = (uint32_t)i;
   }
   if (nask > 0 && cl_cluster_call_each(c, nask, sv, reqs, reps, timeout_ms,

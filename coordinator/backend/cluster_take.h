@@ -16,6 +16,7 @@
 /* One snapshot as far as it got. */
 typedef struct cl_take {
   uint64_t id;              /* its id; 0 until one was reserved */
+  int sent;                 /* SNAPSHOT was sent: it may run somewhere */
   int started;              /* the initiator accepted SNAPSHOT */
   int64_t trigger_us;       /* UTC, when it was triggered (NEXT_ID sent) */
   int64_t completion_us;    /* UTC, when every state was in hand; 0 if not */
@@ -40,13 +41,15 @@ int cl_cluster_take(cl_cluster_t *c, size_t at, uint64_t timeout_ms,
  * stay kept on the servers). Returns 0, or a CL_E* code with err naming
  * the first server that has none (t->culprit). */
 int cl_cluster_take_gather(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms,
-                      cl_take_t *t, char *err, size_t errsize);
+                           cl_take_t *t, char *err, size_t errsize);
 
-/* DROP snapshot id on every server that has not reported it complete,
- * waiting timeout_ms at most for answers (a stopped server handles it
- * when it runs again), and stop tracking it. Returns how many answered
- * OK. */
-size_t cl_cluster_take_drop(cl_cluster_t *c, uint64_t id, uint64_t timeout_ms);
+/* DROP snapshot id on every server that has not reported it complete
+ * (started: SNAPSHOT was sent, so its markers may still come; 0: only the
+ * servers' WATCH of it ends), waiting timeout_ms at most for answers (a
+ * stopped server handles it when it runs again), and stop tracking it.
+ * Returns how many answered OK. */
+size_t cl_cluster_take_drop(cl_cluster_t *c, uint64_t id, int started,
+                            uint64_t timeout_ms);
 
 /* Free what t holds (n: the cluster's size) and zero it. */
 void cl_cluster_take_free(cl_take_t *t, size_t n);

@@ -38,6 +38,7 @@ typedef struct ckpt {
   size_t from;
   int rotate, verbose, json, quiet;
   uv_signal_t sigint, sigterm;
+  int signals_open;
   int interrupted;
   /* what happened */
   uint64_t taken, completed, failed, timed_out, bad_in_row, store_failed;
@@ -128,7 +129,8 @@ static void report(ckpt_t *k, const cl_stored_t *rec, int stored,
 }
 
 /* One checkpoint at server `at`: take it, check it, store it, say it.
- * Returns 0, or 1 when it was interrupted (nothing stored). */
+ * Returns 0, or 1 when it was interrupted before it completed (nothing
+ * stored). */
 static int one(ckpt_t *k, size_t at) {
   cl_cluster_t *c = k->d.cluster;
   cl_take_t t;
@@ -143,9 +145,13 @@ static int one(ckpt_t *k, size_t at) {
     return 0;
   }
   rc = cl_cluster_take(c, at, k->timeout_ms, &t, err, sizeof err);
-  if (k->interrupted) { /* no partial snapshot: give it up, store nothing */
+  if (k->interrupted && rc < 0) {
+    /* Nothing partial: give it up on the servers (past the guard, which
+     * would stop the DROP too) and store nothing. One that completed just
+     * as the signal came is stored whole below. */
+    cl_cluster_set_guard(c, NULL, NULL);
     if (t.id != 0)
-      (void)cl_cluster_take_drop(c, t.id, 1000);
+      (void)cl_cluster_take_drop(c, t.id, t.sent, 1000);
     cl_store_cancel(k->store);
     cl_cluster_take_free(&t, k->n);
     return 1;
@@ -161,8 +167,8 @@ static int one(ckpt_t *k, size_t at) {
     cl_stored_make(&rec, t.id, cl_cluster_id(c, at), status, err,
                    t.trigger_us, 0, k->topology, NULL, 0, NULL);
     if (t.id != 0) /* it may still run on some servers: they give it up */
-      (void)cl_cluster_take_drop(c, t.id, k->timeout_ms < 1000 ? k->timeout_ms
-                                                          : 1000);
+      (void)cl_cluster_take_drop(c, t.id, t.sent,
+                                 k->timeout_ms < 1000 ? k->timeout_ms : 1000);
   }
   cl_cluster_take_free(&t, k->n);
   w0 = cl_now_ns();
@@ -247,6 +253,7 @@ static int start(ckpt_t *k) {
   k->sigint.data = k->sigterm.data = k;
   uv_signal_start(&k->sigint, on_signal, SIGINT);
   uv_signal_start(&k->sigterm, on_signal, SIGTERM);
+  k->signals_open = 1;
   rc = cl_cluster_connect(k->d.cluster,
                           k->timeout_ms < 10000 ? k->timeout_ms : 10000, err,
                           sizeof err);
@@ -288,7 +295,8 @@ static int loop(ckpt_t *k) {
     /* A checkpoint that runs late delays the next one, never doubles up. */
     next = cl_now_ns() > next ? cl_now_ns() : next;
     next += k->every_ms * 1000000u;
-    if (one(k, k->rotate ? (size_t)(i % k->n) : k->from) != 0)
+    if (one(k, k->rotate ? (size_t)(i % k->n) : k->from) != 0 ||
+        k->interrupted)
       break;
     if (k->bad_in_row > k->tolerate) {
       summary(k);
@@ -314,7 +322,7 @@ static int loop(ckpt_t *k) {
 
 /* Close what start opened. */
 static void stop(ckpt_t *k) {
-  if (k->d.loop_open) {
+  if (k->signals_open) {
     uv_close((uv_handle_t *)&k->sigint, NULL);
     uv_close((uv_handle_t *)&k->sigterm, NULL);
   }

@@ -406,23 +406,21 @@ static int start_at(cl_daemons_t *s, size_t at, uint64_t timeout_ms,
 }
 
 /* A snapshot that did not complete (rc, err from cl_cluster_take): said,
- * given up on the servers if it started, and stored as timed out or
- * failed when st is not NULL. */
+ * given up on the servers if it got an id, and stored as timed out or
+ * failed when st is not NULL (as checkpoint stores them). */
 static void snapshot_lost(cl_daemons_t *s, const cargs_t *a, size_t at,
                           cl_take_t *t, int rc, const char *err,
                           const char *topology, cl_store_t *st) {
   cl_stored_t rec;
   call_failed(s, rc, err); /* names the snapshot and the servers missing */
-  if (t->started)
-    (void)cl_cluster_take_drop(s->cluster, t->id, 1000);
-  if (st == NULL || !t->started) {
-    if (st != NULL)
-      cl_store_cancel(st);
+  if (st != NULL)
+    cl_stored_make(&rec, t->id, cl_cluster_id(s->cluster, at),
+                   rc == CL_ETIMEOUT ? CL_STORED_TIMED_OUT : CL_STORED_FAILED,
+                   err, t->trigger_us, 0, topology, NULL, 0, NULL);
+  if (t->id != 0)
+    (void)cl_cluster_take_drop(s->cluster, t->id, t->sent, 1000);
+  if (st == NULL)
     return;
-  }
-  cl_stored_make(&rec, t->id, cl_cluster_id(s->cluster, at),
-                 rc == CL_ETIMEOUT ? CL_STORED_TIMED_OUT : CL_STORED_FAILED,
-                 err, t->trigger_us, 0, topology, NULL, 0, NULL);
   if (cl_stored_save(st, &rec, a->keep) == 0 && !a->json)
     printf("stored #%" PRIu64 " (%s): %s\n", rec.seq,
            cl_store_status_name(rec.status), rec.path);

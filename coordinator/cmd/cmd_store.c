@@ -191,9 +191,8 @@ static int recheck(const cl_stored_t *rec, cl_verdict_t *v, char *why,
 }
 
 /* The metadata of rec as `key: value` lines. */
-static void print_meta(const cl_stored_t *rec, const cl_topology_t *topo) {
+static void print_meta(const cl_stored_t *rec) {
   char t[32], dur[32];
-  (void)topo;
   printf("file: %s\n", rec->path);
   printf("seq: %" PRIu64 "\n", rec->seq);
   printf("id: %" PRIu64 "\n", rec->id);
@@ -217,84 +216,99 @@ static void print_meta(const cl_stored_t *rec, const cl_topology_t *topo) {
     printf("topology: unknown\n");
 }
 
-/* `inspect SEQ|latest`: read, check and print one stored snapshot. */
+/* inspect --json: the metadata, and the checked snapshot when there are
+ * states (snap and v then hold it). */
+static json_t *inspect_json(const cl_stored_t *rec, const cl_snap_t *snap,
+                            const cl_verdict_t *v) {
+  json_t *o = json_object();
+  json_object_set_new(o, "file", cl_cli_json_text(rec->path));
+  json_object_set_new(o, "seq", json_integer((json_int_t)rec->seq));
+  json_object_set_new(o, "id", json_integer((json_int_t)rec->id));
+  json_object_set_new(o, "status",
+                      json_string(cl_store_status_name(rec->status)));
+  json_object_set_new(o, "reason", rec->reason[0]
+                                       ? cl_cli_json_text(rec->reason)
+                                       : json_null());
+  json_object_set_new(o, "initiator", json_string(rec->initiator));
+  json_object_set_new(o, "duration_us", json_integer(rec->duration_us));
+  json_object_set_new(o, "size", json_integer((json_int_t)rec->size));
+  json_object_set_new(o, "sha256", json_string(rec->sha256));
+  json_object_set_new(o, "checksum_ok", json_true());
+  if (v != NULL)
+    json_object_set_new(o, "snapshot",
+                        cl_json_checked(rec->id, snap, v, rec->states,
+                                        rec->nstates));
+  return o;
+}
+
+/* The checked snapshot as text: the .snap lines, the verdict line and
+ * its problems. */
+static void inspect_text(const cl_stored_t *rec, const cl_snap_t *snap,
+                         const cl_verdict_t *v, int snap_only) {
+  char line[1024];
+  size_t i;
+  if (snap != NULL)
+    cl_snap_write(snap, stdout);
+  else if (!snap_only)
+    printf("(%zu recorded messages: too many to list)\n", v->nrecorded);
+  if (snap_only)
+    return;
+  cl_verify_line(rec->id, v, line, sizeof line);
+  printf("%s\n", line);
+  for (i = 0; !v->ok && i < v->nproblems && i < CL_VERIFY_MAX_PROBLEMS; i++)
+    printf("  %s\n", v->problems[i]);
+}
+
+/* `inspect SEQ|latest`: read, check and print one stored snapshot. A
+ * failed entry with states is checked and printed too; exit 0 only for a
+ * completed snapshot that passes. */
 static int cmd_inspect(const char *dir, const char *which, int json,
                        int snap_only) {
-  char path[PATH_MAX], why[PATH_MAX + 256], line[1024];
+  char path[PATH_MAX], why[PATH_MAX + 256];
   cl_stored_t rec;
   cl_verdict_t v;
   cl_snap_t *snap = NULL;
-  int status = find_seq(dir, which, path, sizeof path);
+  int has = 0, status = find_seq(dir, which, path, sizeof path);
   if (status != 0)
     return status;
   if (cl_store_read(path, &rec, why, sizeof why) < 0) {
     cl_cli_fail(CL_EINVAL, NULL, path, 0, "inspect: %s", why);
     return CL_EXIT_FAIL;
   }
-  if (rec.status != CL_STORED_COMPLETED || rec.nstates == 0) {
-    if (json) {
-      json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s}", "file", path,
-                            "seq", (json_int_t)rec.seq, "id",
-                            (json_int_t)rec.id, "status",
-                            cl_store_status_name(rec.status), "reason",
-                            cl_cli_json_text(rec.reason), "sha256",
-                            rec.sha256);
-      cl_json_print(o);
-    } else if (!snap_only) {
-      print_meta(&rec, NULL);
+  if (rec.nstates > 0) {
+    if (recheck(&rec, &v, why, sizeof why) < 0) {
+      cl_cli_fail(CL_EINVAL, NULL, path, 0, "inspect: %s", why);
+      cl_store_record_free(&rec);
+      return CL_EXIT_FAIL;
     }
-    cl_cli_fail(CL_ESTATE, NULL, path, 0, "inspect: #%" PRIu64 " is %s, "
-                "not a snapshot to check: %s", rec.seq,
-                cl_store_status_name(rec.status),
-                rec.reason[0] ? rec.reason : "no states");
-    cl_store_record_free(&rec);
-    return CL_EXIT_FAIL;
+    has = 1;
+    if (cl_verify_global_snap(rec.id, rec.states, rec.nstates, &snap) < 0)
+      snap = NULL;
   }
-  if (recheck(&rec, &v, why, sizeof why) < 0) {
-    cl_cli_fail(CL_EINVAL, NULL, path, 0, "inspect: %s", why);
-    cl_store_record_free(&rec);
-    return CL_EXIT_FAIL;
-  }
-  if (cl_verify_global_snap(rec.id, rec.states, rec.nstates, &snap) < 0)
-    snap = NULL;
   if (json) {
-    json_t *o = json_pack("{s:o, s:I, s:I, s:s, s:o, s:s, s:I, s:I, s:s, "
-                          "s:b}",
-                          "file", cl_cli_json_text(path), "seq",
-                          (json_int_t)rec.seq, "id", (json_int_t)rec.id,
-                          "status", cl_store_status_name(rec.status),
-                          "reason", json_null(), "initiator", rec.initiator,
-                          "duration_us", (json_int_t)rec.duration_us, "size",
-                          (json_int_t)rec.size, "sha256", rec.sha256,
-                          "checksum_ok", 1);
-    json_object_set_new(o, "snapshot", cl_json_checked(rec.id, snap, &v,
-                                                       rec.states,
-                                                       rec.nstates));
-    cl_json_print(o);
-  } else if (snap_only) {
-    if (snap != NULL)
-      cl_snap_write(snap, stdout);
+    cl_json_print(inspect_json(&rec, snap, has ? &v : NULL));
   } else {
-    print_meta(&rec, NULL);
-    if (snap != NULL)
-      cl_snap_write(snap, stdout);
-    else
-      printf("(%zu recorded messages: too many to list)\n", v.nrecorded);
-    cl_verify_line(rec.id, &v, line, sizeof line);
-    printf("%s\n", line);
-    if (!v.ok) {
-      size_t i;
-      for (i = 0; i < v.nproblems && i < CL_VERIFY_MAX_PROBLEMS; i++)
-        printf("  %s\n", v.problems[i]);
-    }
+    if (!snap_only)
+      print_meta(&rec);
+    if (has)
+      inspect_text(&rec, snap, &v, snap_only);
   }
-  if (!v.ok)
+  status = CL_EXIT_OK;
+  if (rec.status != CL_STORED_COMPLETED) {
+    cl_cli_fail(CL_ESTATE, NULL, path, 0, "inspect: #%" PRIu64 " %s: %s",
+                rec.seq, rec.status == CL_STORED_TIMED_OUT ? "timed out"
+                                                           : "failed",
+                rec.reason[0] ? rec.reason : "no reason given");
+    status = CL_EXIT_FAIL;
+  } else if (!has || !v.ok) {
     cl_cli_fail(CL_EINVAL, NULL, path, 0, "inspect: #%" PRIu64 " fails its "
-                "check: %s", rec.seq, v.problems[0]);
+                "check: %s", rec.seq, has ? v.problems[0] : "no states");
+    status = CL_EXIT_FAIL;
+  }
   if (snap != NULL)
     cl_snap_free(snap);
   cl_store_record_free(&rec);
-  return v.ok ? CL_EXIT_OK : CL_EXIT_FAIL;
+  return status;
 }
 
 int cl_cmd_store(int argc, char **argv, const char *cluster_file) {
@@ -320,7 +334,5 @@ int cl_cmd_store(int argc, char **argv, const char *cluster_file) {
     return CL_EXIT_USAGE;
   if (want)
     return cmd_inspect(dir, pos[0], cl_cli.json, snap_only);
-  if (npos != 0)
-    return cl_cli_usage("takes no operand");
   return cmd_history(dir, cl_cli.json);
 }

@@ -85,7 +85,8 @@ static const char usage_run[] =
     "                        seconds; default 30)\n"
     "  --snap-dir DIR        also write DIR/<k>.snap per snapshot\n"
     "  --store DIR           keep every snapshot in the snapshot store DIR\n"
-    "                        (clsnap history --help), in trigger order\n"
+    "                        (clsnap history --help), in trigger order, when\n"
+    "                        the run ends\n"
     "  --keep N              with --store: keep only the N newest completed\n"
     "                        (and N failed)\n"
     "  -j, --json            print only JSON on stdout\n"
@@ -280,10 +281,10 @@ static const char usage_checkpoint[] =
     "  -q, --quiet           only the summary\n"
     "  -h, --help            show this help\n"
     "\n"
-    "Exit status: 0 every checkpoint was stored (or fewer than --tolerate\n"
-    "failed in a row); 1 more than K in a row failed, or the cluster failed;\n"
-    "2 bad usage; 130 interrupted (after the summary; no partial file is\n"
-    "left).\n";
+    "Exit status: 0 every checkpoint was stored, at most K in a row failed\n"
+    "or timed out; 1 more than K in a row did, or the cluster or the store\n"
+    "failed; 2 bad usage; 130 interrupted (after the summary; no partial\n"
+    "file is left).\n";
 
 static const char usage_circulate[] =
     "Usage: clsnap [--cluster FILE] circulate on|off [options]\n"
@@ -328,7 +329,8 @@ static const char usage_inspect[] =
     "taken on. Prints its metadata as `key: value` lines, the snapshot in\n"
     "the reference .snap format, and the verdict line. latest is the newest\n"
     "completed snapshot. A damaged or edited file is named with what is\n"
-    "wrong (exit 1); so is an entry that failed or timed out.\n"
+    "wrong (exit 1). An entry that failed is printed and checked too, if it\n"
+    "has states, and exits 1 with its reason; so does one that timed out.\n"
     "\n"
     "Options:\n"
     "  --store DIR           the store (default: snapshots/ beside the\n"

@@ -158,6 +158,22 @@ static void sha256_hex(const void *p, size_t n, char *hex) {
   sodium_bin2hex(hex, 65, h, sizeof h);
 }
 
+/* A JSON string of text; bytes that are not UTF-8 (a daemon's error text
+ * can hold any) become '?'. NULL only when out of memory. */
+static json_t *json_text(const char *text) {
+  json_t *j = json_string(text);
+  char *copy;
+  size_t i;
+  if (j != NULL || (copy = strdup(text)) == NULL)
+    return j;
+  for (i = 0; copy[i] != '\0'; i++)
+    if ((unsigned char)copy[i] >= 0x80)
+      copy[i] = '?';
+  j = json_string(copy);
+  free(copy);
+  return j;
+}
+
 char *cl_store_body(const cl_stored_t *rec) {
   json_t *o, *states = json_array(), *topo;
   char trig[32], done[32], hash[65];
@@ -178,7 +194,7 @@ char *cl_store_body(const cl_stored_t *rec) {
                 "seq", (json_int_t)rec->seq, "id", (json_int_t)rec->id,
                 "initiator", rec->initiator, "status",
                 cl_store_status_name(rec->status), "reason",
-                rec->reason[0] ? json_string(rec->reason) : json_null(),
+                rec->reason[0] ? json_text(rec->reason) : json_null(),
                 "trigger_time", trig, "completion_time",
                 rec->completion_us ? json_string(done) : json_null(),
                 "duration_us", (json_int_t)rec->duration_us, "verdict",
@@ -288,9 +304,13 @@ static int scan_locked(cl_store_t *s, uint64_t *max, char *why,
       int fd;
       snprintf(path, sizeof path, "%s/%s", s->dir, e->d_name);
       fd = open(path, O_RDONLY | O_CLOEXEC);
-      if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
-        (void)unlink(path); /* its writer is gone */
-      else if (seq > *max)
+      /* Nobody holds it: its writer is gone. Renames and cancels happen
+       * under the directory lock, which this scan holds, so a reservation
+       * cannot turn into a file meanwhile; still, a number whose
+       * reservation could not be removed stays in use. */
+      if (!(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            unlink(path) == 0) &&
+          seq > *max)
         *max = seq;
       if (fd >= 0)
         close(fd);
@@ -371,11 +391,29 @@ int cl_store_reserve(cl_store_t *s, uint64_t *seq, char *why,
 }
 
 void cl_store_cancel(cl_store_t *s) {
+  int locked;
   if (s->tmp_fd < 0)
     return;
+  locked = flock(s->lock_fd, LOCK_EX) == 0;
   (void)unlink(s->tmp_path);
   close(s->tmp_fd);
   s->tmp_fd = -1;
+  if (locked)
+    flock(s->lock_fd, LOCK_UN);
+}
+
+/* Rename the reservation to final under the directory lock (so that no
+ * reservation scan sees the number vanish), never over an existing file.
+ * 0 or -1 with errno. */
+static int publish(cl_store_t *s, const char *final) {
+  int r;
+  if (flock(s->lock_fd, LOCK_EX) != 0)
+    return -1;
+  r = link(s->tmp_path, final);
+  if (r == 0)
+    (void)unlink(s->tmp_path);
+  flock(s->lock_fd, LOCK_UN);
+  return r;
 }
 
 /* ---- writing -------------------------------------------------------------- */
@@ -464,7 +502,7 @@ int cl_store_put(cl_store_t *s, cl_stored_t *rec, uint64_t keep, char *why,
     crash_point("written");
   if (r == 0 && (r = fsync(s->tmp_fd)) == 0)
     crash_point("synced");
-  if (r == 0 && (r = rename(s->tmp_path, final)) == 0)
+  if (r == 0 && (r = publish(s, final)) == 0)
     crash_point("renamed");
   if (r != 0) {
     cl_set_err(why, whysize, "cannot write %s: %s", final, strerror(errno));
@@ -473,8 +511,9 @@ int cl_store_put(cl_store_t *s, cl_stored_t *rec, uint64_t keep, char *why,
   }
   close(s->tmp_fd);
   s->tmp_fd = -1;
-  if (sync_dir(s) != 0) {
-    cl_set_err(why, whysize, "cannot sync the directory %s: %s", s->dir,
+  if (sync_dir(s) != 0) { /* the file is whole, but may not survive */
+    cl_set_err(why, whysize, "%s is written, but the directory %s could not "
+               "be synced, so it may not survive a crash: %s", final, s->dir,
                strerror(errno));
     return CL_EIO;
   }
@@ -610,6 +649,11 @@ static int get_verdict(json_t *o, cl_stored_t *rec) {
   if (!json_is_object(o))
     return -1;
   rec->checked = 1;
+  if (!json_is_boolean(json_object_get(o, "ok")) ||
+      !json_is_boolean(json_object_get(o, "complete")) ||
+      !json_is_boolean(json_object_get(o, "conserved")) ||
+      !json_is_boolean(json_object_get(o, "channels_exact")))
+    return -1;
   v->ok = json_is_true(json_object_get(o, "ok"));
   v->complete = json_is_true(json_object_get(o, "complete"));
   v->conserved = json_is_true(json_object_get(o, "conserved"));
@@ -626,7 +670,8 @@ static int get_verdict(json_t *o, cl_stored_t *rec) {
   v->nrecorded = (size_t)msgs;
   v->nproblems = (size_t)total;
   p = json_object_get(o, "problems");
-  if (!json_is_array(p))
+  if (!json_is_array(p) || json_array_size(p) > v->nproblems ||
+      json_array_size(p) > CL_VERIFY_MAX_PROBLEMS)
     return -1;
   json_array_foreach(p, i, x) {
     if (!json_is_string(x))
@@ -653,9 +698,9 @@ static int get_body(json_t *o, cl_stored_t *rec, const char **what,
     return -1;
   rec->seq = (uint64_t)v;
   *what = "id";
-  if (!json_is_integer(json_object_get(o, "id")))
+  if (get_int(o, "id", 0, INT64_MAX, &v) < 0)
     return -1;
-  rec->id = (uint64_t)json_integer_value(json_object_get(o, "id"));
+  rec->id = (uint64_t)v;
   *what = "initiator";
   x = json_object_get(o, "initiator");
   if (!json_is_string(x) || cl_id_copy(rec->initiator,

@@ -49,6 +49,13 @@ wait_for() {
 }
 
 count_files() { ls "$1" 2>/dev/null | grep -c -E "^[0-9]+-$2\.json$" || true; }
+# no_active CLUSTER_FILE: no server of that cluster has a snapshot in
+# progress (status --json into $WORK/st.json).
+no_active() {
+  "$CLSNAP" --cluster "$1" status --json >"$WORK/st.json" 2>/dev/null
+  "$PYTHON" -c 'import json,sys; sys.exit(any(s["in_progress"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/st.json"
+}
+
 # at_least DIR STATUS N: DIR holds N files of that status (for wait_for,
 # which must evaluate the count each time).
 at_least() { [ "$(count_files "$1" "$2")" -ge "$3" ]; }
@@ -188,13 +195,9 @@ timeout)
   last_ok=$(ls "$d" | grep completed | tail -1 | cut -d- -f1)
   [ "$((10#$last_ok))" -gt "$((10#$last_bad))" ] ||
     fail "no checkpoint completed after SIGCONT"
-  history_matches "$d" "$WORK/h.json" --no-tmp
+  history_matches "$d" "$WORK/h.json" --no-tmp --total 13
   # The servers dropped what timed out: nothing stays in progress.
-  no_active() {
-    "$CLSNAP" status --json >"$WORK/st.json" 2>/dev/null
-    "$PYTHON" -c 'import json,sys; sys.exit(any(s["in_progress"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/st.json"
-  }
-  wait_for 10 no_active || { cat "$WORK/st.json" >&2; fail "snapshots stay in progress after the timeouts"; }
+  wait_for 10 no_active "$CLSNAP_CLUSTER" || { cat "$WORK/st.json" >&2; fail "snapshots stay in progress after the timeouts"; }
   echo "ok: $(grep -c 'TIMED OUT' "$WORK/ck.out") timed out while N2 was stopped, the checkpointer went on"
   # --tolerate 1: two in a row fail it, with a message that says so.
   d2=$WORK/store2
@@ -243,6 +246,24 @@ interrupt)
     echo "ok: SIG$sig in the middle of a write: $(cat "$WORK/storecheck.out")"
   done
   "$CLSNAP" circulate off >/dev/null
+  # SIGINT while a checkpoint is in flight: on a lockstep cluster no
+  # snapshot completes without DELIVERs, so the checkpoint waits, started.
+  cluster_up "$COS/3nodes.top" "$WORK/l" --lockstep
+  d=$WORK/store-inflight
+  "$CLSNAP" --cluster "$WORK/l/cluster" checkpoint --every 1s --timeout 60s \
+    --store "$d" >"$WORK/ck.out" 2>"$WORK/ck.err" &
+  ck=$!
+  cleanup_hooks+=("kill $ck 2>/dev/null")
+  wait_for 20 eval '! no_active "$WORK/l/cluster"' || fail "the checkpoint never started"
+  kill -INT "$ck"
+  rc=0
+  wait "$ck" || rc=$?
+  [ $rc -eq 130 ] || { cat "$WORK/ck.err" >&2; fail "SIGINT in flight: exit $rc, expected 130"; }
+  [ -z "$(ls -A "$d" | grep -v '^\.lock$')" ] || fail "SIGINT in flight left: $(ls -A "$d")"
+  # It was given up on the servers (DROP), not left running there.
+  wait_for 10 no_active "$WORK/l/cluster" ||
+    { cat "$WORK/st.json" >&2; fail "the interrupted checkpoint stays in progress"; }
+  echo "ok: SIGINT with a checkpoint in flight: nothing stored, dropped on the servers"
   ;;
 
 reference)

@@ -10,11 +10,10 @@ For every file DIR/NNNNNN-STATUS.json (docs/STORE.md):
   - BODY's seq and status are the file name's;
   - the topology text hashes to its sha256;
   - a completed snapshot conserves tokens (servers + recorded messages =
-    the topology's total, and --total if given) and every channel S->D
-    holds exactly the messages D recorded with seqs in (received by D,
-    sent by S], in order and without gaps;
-  - seqs are distinct, and ids grow with seq among checkpoints of one
-    initiator series (not required: ids only need to be distinct).
+    the stored topology's total, which must be --total if given) and
+    every channel S->D holds exactly the messages D recorded with seqs in
+    (received by D, sent by S], in order and without gaps;
+  - a failed or timed-out entry has a reason.
 With --history, the output of `clsnap history --json` must list exactly
 these files with the same seq, id, status, initiator and size. With
 --completed, exactly that many completed snapshots must be there. With

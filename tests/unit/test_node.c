@@ -702,14 +702,18 @@ static void test_drop(void) {
   CHECK_EQ_INT(cl_node_receive_marker(a, 0, 7, &acts), 0);
   CHECK_EQ_INT(cl_node_receive_marker(a, 0, 7, &acts), CL_EDUP);
   CHECK_EQ_INT(cl_node_receive_marker(a, 1, 7, &acts), 0);
-  CHECK_EQ_INT(acts.n, 0);
+  CHECK_EQ_INT(acts.n, 0); /* its markers went out when it started */
   CHECK(!cl_node_has_snapshot(a, 7)); /* its last marker forgot it */
   CHECK_EQ_INT(cl_node_tokens(a), 15);
-  /* Never seen: its late first marker does not start it. */
+  /* Never seen: its late first marker does not start it (nothing
+   * active, nothing recorded), but passes the wave on to both peers, so
+   * that they forget it too. */
   CHECK_EQ_INT(cl_node_drop(a, 8), 0);
   CHECK_EQ_INT(cl_node_receive_marker(a, 1, 8, &acts), 0);
-  CHECK_EQ_INT(acts.n, 0);
+  CHECK_EQ_INT(acts.n, 2);
+  CHECK(acts.n == 2 && is_marker(&acts.v[0], 0, 8) && is_marker(&acts.v[1], 1, 8));
   CHECK_EQ_INT(cl_node_active(a, NULL, 0), 0);
+  cl_actions_clear(&acts);
   /* The slot is free for a new snapshot while 8 still waits for B. */
   CHECK_EQ_INT(cl_node_start_snapshot(a, 9, &acts), 0);
   CHECK_EQ_INT(cl_node_receive_marker(a, 0, 8, &acts), 0);
@@ -724,6 +728,34 @@ static void test_drop(void) {
   CHECK(!cl_node_has_snapshot(a, 9));
   cl_actions_free(&acts);
   cl_node_free(a);
+}
+
+/* A chain A -> B -> C where everyone drops snapshot 5 before B has seen
+ * it: A's marker still reaches C through B, and every node forgets it. */
+static void test_drop_wave(void) {
+  const char *a_out[] = {"B"}, *b_in[] = {"A"}, *b_out[] = {"C"},
+             *c_in[] = {"B"};
+  cl_node_t *a = mk("A", 0, a_out, 1, NULL, 0, 0);
+  cl_node_t *b = mk("B", 0, b_out, 1, b_in, 1, 0);
+  cl_node_t *c = mk("C", 0, NULL, 0, c_in, 1, 0);
+  cl_actions_t acts;
+  cl_actions_init(&acts);
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 5, &acts), 0); /* A's marker to B */
+  CHECK_EQ_INT(cl_node_drop(a, 5), 0);
+  CHECK_EQ_INT(cl_node_drop(b, 5), 0);
+  CHECK_EQ_INT(cl_node_drop(c, 5), 0);
+  cl_actions_clear(&acts);
+  CHECK_EQ_INT(cl_node_receive_marker(b, 0, 5, &acts), 0);
+  CHECK(acts.n == 1 && is_marker(&acts.v[0], 0, 5));
+  CHECK(!cl_node_has_snapshot(b, 5));
+  cl_actions_clear(&acts);
+  CHECK_EQ_INT(cl_node_receive_marker(c, 0, 5, &acts), 0);
+  CHECK_EQ_INT(acts.n, 0);
+  CHECK(!cl_node_has_snapshot(c, 5));
+  cl_actions_free(&acts);
+  cl_node_free(a);
+  cl_node_free(b);
+  cl_node_free(c);
 }
 
 /* The dropped list is bounded: the oldest dropped id is forgotten first. */
@@ -1117,6 +1149,7 @@ int main(void) {
   test_max_active();
   test_release();
   test_drop();
+  test_drop_wave();
   test_drop_bound();
   test_many_ids();
   test_active_cap();

@@ -185,6 +185,77 @@ static void not_ours(char *b, size_t *n) {
   *n = 5;
 }
 
+/* Replace the first `from` in the body of the file at path by `to` and
+ * write a fresh checksum: an edit that a checksum cannot see, which the
+ * field checks must. */
+static void edit_body(const char *path, const char *from, const char *to) {
+  static const char head[] = "{\"format\":\"clsnap-snapshot-1\",\"sha256\":\"";
+  FILE *f = fopen(path, "rb");
+  char *buf = calloc(1, 1 << 20), *out = calloc(1, 1 << 20), *at, *body;
+  unsigned char h[crypto_hash_sha256_BYTES];
+  size_t n = fread(buf, 1, (1 << 20) - 1, f), hl = sizeof head - 1, blen;
+  fclose(f);
+  at = strstr(buf, from);
+  if (at == NULL) {
+    fprintf(stderr, "edit_body: %s not in %s\n", from, path);
+    exit(1);
+  }
+  snprintf(out, 1 << 20, "%.*s%s%s", (int)(at - buf), buf, to,
+           at + strlen(from));
+  n = strlen(out);
+  body = out + hl + 64 + strlen("\",\"snapshot\":");
+  blen = (size_t)(out + n - 2 - body);
+  crypto_hash_sha256(h, (unsigned char *)body, blen);
+  sodium_bin2hex(buf, 65, h, sizeof h);
+  memcpy(out + hl, buf, 64);
+  f = fopen(path, "wb");
+  fwrite(out, 1, n, f);
+  fclose(f);
+  free(buf);
+  free(out);
+}
+
+/* Edits with a recomputed checksum: each named by its field. */
+static void test_edited_fields(void) {
+  static const struct {
+    const char *from, *to, *says;
+  } cases[] = {
+      {"\"status\":\"completed\"", "\"status\":\"done\"", "bad field status"},
+      {"\"recorded\":[[\"N1\",5,2,1]", "\"recorded\":[[\"N1\",5,0,1]",
+       "bad field states[1].recorded"},
+      {"\"tokens\":3", "\"tokens\":-3", "bad field states[0].tokens"},
+      {"\"ok\":true", "\"ok\":1", "bad field verdict"},
+      {"N1 6\\n", "N1 7\\n", "its text does not match its sha256"},
+      {"\"trigger_time\":\"2026-12-04", "\"trigger_time\":\"2026-13-04",
+       "bad field trigger_time"},
+      {"\"seq\":1,", "\"seq\":2,", "its name says seq 1"},
+  };
+  char dir[512], why[512], path[1024];
+  cl_store_t *s;
+  cl_stored_t r;
+  size_t i;
+  fresh_dir(dir, sizeof dir, "edited");
+  CHECK_EQ_INT(cl_store_open(dir, &s, why, sizeof why), 0);
+  put(s, 1, CL_STORED_COMPLETED, 0);
+  snprintf(path, sizeof path, "%s/000001-completed.json", dir);
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s.orig'", path, path);
+    CHECK_EQ_INT(system(cmd), 0);
+    edit_body(path, cases[i].from, cases[i].to);
+    CHECK_EQ_INT(cl_store_read(path, &r, why, sizeof why), CL_EINVAL);
+    if (strstr(why, cases[i].says) == NULL)
+      fprintf(stderr, "edit %zu: %s\n", i, why);
+    CHECK(strstr(why, cases[i].says) != NULL);
+    CHECK(r.states == NULL && r.topology == NULL);
+    snprintf(cmd, sizeof cmd, "mv '%s.orig' '%s'", path, path);
+    CHECK_EQ_INT(system(cmd), 0);
+    CHECK_EQ_INT(cl_store_read(path, &r, why, sizeof why), 0);
+    cl_store_record_free(&r);
+  }
+  cl_store_close(s);
+}
+
 /* Each kind of damage is named, and the record comes back empty. */
 static void test_damage(void) {
   static const struct {
@@ -358,6 +429,7 @@ int main(void) {
   test_time();
   test_round_trip();
   test_damage();
+  test_edited_fields();
   test_numbering();
   test_retention();
   test_crashes();

@@ -142,7 +142,7 @@ static unsigned layout_len(int type) {
   case CL_MSG_OK: return 6;
   case CL_MSG_HELLO: return 5;
   case CL_MSG_SEND: case CL_MSG_COLLECT: case CL_MSG_ERROR:
-  case CL_MSG_WATCH: return 4;
+  case CL_MSG_WATCH: case CL_MSG_DROP: return 4;
   case CL_MSG_MARKER: case CL_MSG_CLIENT: case CL_MSG_CONNECT:
   case CL_MSG_ACK: case CL_MSG_AUTH_OK:
   case CL_MSG_STATUS: case CL_MSG_SHUTDOWN: case CL_MSG_LOCAL_STATE:
@@ -257,6 +257,7 @@ static void make_sample(int type, cl_msg_t *m) {
     break;
   case CL_MSG_DROP:
     m->u.drop.snapshot_id = 1000007;
+    m->u.drop.started = 1;
     break;
   case CL_MSG_LOCAL_STATE:
     /* The STATE sample's local state, as a notification (no req). */
@@ -413,7 +414,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   case CL_MSG_DELIVER: return EQS(u.deliver.src);
   case CL_MSG_CIRCULATE: return EQ(u.circulate.on);
   case CL_MSG_WATCH: return EQ(u.watch.first) && EQ(u.watch.count);
-  case CL_MSG_DROP: return EQ(u.drop.snapshot_id);
+  case CL_MSG_DROP: return EQ(u.drop.snapshot_id) && EQ(u.drop.started);
   case CL_MSG_OK:
     if (!EQ(u.ok.snapshot_id) || !EQ(u.ok.nsent) ||
         !EQ(u.ok.delivered_kind) || !EQ(u.ok.delivered_value))
