@@ -197,3 +197,11 @@ int64_t cl_utc_us(void) {
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+char *cl_ascii_copy(const char *s) {
+  size_t i, n = strlen(s);
+  char *copy = cl_xmalloc(n + 1);
+  for (i = 0; i <= n; i++)
+    copy[i] = (unsigned char)s[i] >= 0x80 ? '?' : s[i];
+  return copy;
+}

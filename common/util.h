@@ -57,6 +57,11 @@ uint64_t cl_rng_at(uint64_t seed, uint64_t k);
  * Returns 0 (also when dir exists) or -1 with errno. */
 int cl_mkdirs(const char *dir);
 
+/* A malloc'd copy of s with every byte >= 0x80 made '?': what is left of
+ * a text that was not UTF-8 (a path, a peer's error text) where UTF-8 is
+ * required (JSON). Aborts when out of memory, as cl_xmalloc. */
+char *cl_ascii_copy(const char *s);
+
 /* Wall-clock time: microseconds since the epoch, UTC. */
 int64_t cl_utc_us(void);
 

@@ -316,14 +316,9 @@ const char *cl_cli_cluster(const char *given) {
 json_t *cl_cli_json_text(const char *s) {
   json_t *j = json_string(s);
   char *copy;
-  size_t i;
   if (j != NULL)
     return j;
-  copy = cl_xmalloc(strlen(s) + 1);
-  memcpy(copy, s, strlen(s) + 1);
-  for (i = 0; copy[i] != '\0'; i++)
-    if ((unsigned char)copy[i] >= 0x80)
-      copy[i] = '?';
+  copy = cl_ascii_copy(s);
   j = json_string(copy);
   free(copy);
   return j;

@@ -33,6 +33,20 @@ static json_t *json_checked(const cl_stored_t *rec, int64_t v) {
   return rec->checked ? json_integer(v) : json_null();
 }
 
+/* The fields history and inspect share: id, status, reason, initiator,
+ * duration_us, size, into o. */
+static void json_meta(json_t *o, const cl_stored_t *rec) {
+  json_object_set_new(o, "id", json_integer((json_int_t)rec->id));
+  json_object_set_new(o, "status",
+                      json_string(cl_store_status_name(rec->status)));
+  json_object_set_new(o, "reason", rec->reason[0]
+                                       ? cl_cli_json_text(rec->reason)
+                                       : json_null());
+  json_object_set_new(o, "initiator", json_string(rec->initiator));
+  json_object_set_new(o, "duration_us", json_integer(rec->duration_us));
+  json_object_set_new(o, "size", json_integer((json_int_t)rec->size));
+}
+
 static json_t *row_json(const row_t *r) {
   char trig[32];
   const cl_stored_t *rec = &r->rec;
@@ -46,16 +60,8 @@ static json_t *row_json(const row_t *r) {
     return o;
   }
   cl_store_time(rec->trigger_us, trig, sizeof trig);
-  json_object_set_new(o, "id", json_integer((json_int_t)rec->id));
-  json_object_set_new(o, "status",
-                      json_string(cl_store_status_name(rec->status)));
-  json_object_set_new(o, "reason", rec->reason[0]
-                                       ? cl_cli_json_text(rec->reason)
-                                       : json_null());
-  json_object_set_new(o, "initiator", json_string(rec->initiator));
+  json_meta(o, rec);
   json_object_set_new(o, "trigger_time", json_string(trig));
-  json_object_set_new(o, "duration_us", json_integer(rec->duration_us));
-  json_object_set_new(o, "size", json_integer((json_int_t)rec->size));
   json_object_set_new(o, "tokens_on_servers",
                       json_checked(rec, rec->verdict.server_tokens));
   json_object_set_new(o, "tokens_in_flight",
@@ -223,15 +229,7 @@ static json_t *inspect_json(const cl_stored_t *rec, const cl_snap_t *snap,
   json_t *o = json_object();
   json_object_set_new(o, "file", cl_cli_json_text(rec->path));
   json_object_set_new(o, "seq", json_integer((json_int_t)rec->seq));
-  json_object_set_new(o, "id", json_integer((json_int_t)rec->id));
-  json_object_set_new(o, "status",
-                      json_string(cl_store_status_name(rec->status)));
-  json_object_set_new(o, "reason", rec->reason[0]
-                                       ? cl_cli_json_text(rec->reason)
-                                       : json_null());
-  json_object_set_new(o, "initiator", json_string(rec->initiator));
-  json_object_set_new(o, "duration_us", json_integer(rec->duration_us));
-  json_object_set_new(o, "size", json_integer((json_int_t)rec->size));
+  json_meta(o, rec);
   json_object_set_new(o, "sha256", json_string(rec->sha256));
   json_object_set_new(o, "checksum_ok", json_true());
   if (v != NULL)

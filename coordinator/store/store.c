@@ -163,12 +163,9 @@ static void sha256_hex(const void *p, size_t n, char *hex) {
 static json_t *json_text(const char *text) {
   json_t *j = json_string(text);
   char *copy;
-  size_t i;
-  if (j != NULL || (copy = strdup(text)) == NULL)
+  if (j != NULL)
     return j;
-  for (i = 0; copy[i] != '\0'; i++)
-    if ((unsigned char)copy[i] >= 0x80)
-      copy[i] = '?';
+  copy = cl_ascii_copy(text);
   j = json_string(copy);
   free(copy);
   return j;

@@ -33,6 +33,22 @@ static void fresh_dir(char *dir, size_t size, const char *name) {
     exit(1);
 }
 
+/* A server's state with one channel each way to peer. */
+static void fill_state(cl_local_state_t *st, const char *self, int64_t tokens,
+                       int64_t initial, const char *peer, uint64_t sent,
+                       uint64_t received) {
+  snprintf(st->server, sizeof st->server, "%s", self);
+  st->tokens = tokens;
+  st->initial_tokens = initial;
+  st->nsent = st->nrecv = 1;
+  st->sent = calloc(1, sizeof *st->sent);
+  st->recv = calloc(1, sizeof *st->recv);
+  snprintf(st->sent[0].peer, sizeof st->sent[0].peer, "%s", peer);
+  snprintf(st->recv[0].peer, sizeof st->recv[0].peer, "%s", peer);
+  st->sent[0].count = sent;
+  st->recv[0].count = received;
+}
+
 /* A two-server record: N1 holds 3, N2 holds 4, and N2 recorded two runs
  * from N1 (seq 5..6 of 1 token, seq 7 of 2 tokens): 10 tokens in all. */
 static void make_record(cl_stored_t *rec, uint64_t id, int status) {
@@ -49,30 +65,9 @@ static void make_record(cl_stored_t *rec, uint64_t id, int status) {
   rec->topology = strdup("2\nN1 6\nN2 4\nN1 N2\nN2 N1\n");
   rec->nstates = 2;
   rec->states = calloc(2, sizeof *st);
-  st = &rec->states[0];
-  snprintf(st->server, sizeof st->server, "N1");
-  st->tokens = 3;
-  st->initial_tokens = 6;
-  st->nsent = 1;
-  st->sent = calloc(1, sizeof *st->sent);
-  snprintf(st->sent[0].peer, sizeof st->sent[0].peer, "N2");
-  st->sent[0].count = 7;
-  st->nrecv = 1;
-  st->recv = calloc(1, sizeof *st->recv);
-  snprintf(st->recv[0].peer, sizeof st->recv[0].peer, "N2");
-  st->recv[0].count = 2;
+  fill_state(&rec->states[0], "N1", 3, 6, "N2", 7, 2);
+  fill_state(&rec->states[1], "N2", 4, 4, "N1", 2, 4);
   st = &rec->states[1];
-  snprintf(st->server, sizeof st->server, "N2");
-  st->tokens = 4;
-  st->initial_tokens = 4;
-  st->nsent = 1;
-  st->sent = calloc(1, sizeof *st->sent);
-  snprintf(st->sent[0].peer, sizeof st->sent[0].peer, "N1");
-  st->sent[0].count = 2;
-  st->nrecv = 1;
-  st->recv = calloc(1, sizeof *st->recv);
-  snprintf(st->recv[0].peer, sizeof st->recv[0].peer, "N1");
-  st->recv[0].count = 4;
   st->nrecorded = 2;
   st->recorded = calloc(2, sizeof *st->recorded);
   snprintf(st->recorded[0].src, CL_ID_SIZE, "N1");
