@@ -5,7 +5,11 @@
 #      jitter, each daemon started through tests/valgrind-clsnapd;
 #   2. a part of the hostile-input test (tests/integration/hostile.py)
 #      against a 3-node deploy/cluster.sh cluster of valgrind'd daemons,
-#      which walks the protocol-error and close paths.
+#      which walks the protocol-error and close paths;
+#   3. checkpoints that time out on a lockstep cluster (no snapshot
+#      completes there without DELIVERs), each dropped on every server
+#      (DROP: a snapshot in progress given up, unknown ids remembered),
+#      then the daemons stop with the dropped snapshots still remembered.
 # Uses build/ (CLSNAP and CLSNAPD override), installs valgrind when root.
 # Ends with "N passed, N failed", N counting daemons checked.
 set -uo pipefail
@@ -22,7 +26,8 @@ PYTHON=python3
 [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/clsnap-valgrind.XXXXXX")
 run=$WORK/run
-trap 'CLSNAPD="$here/valgrind-clsnapd" bash "$root/deploy/cluster.sh" down "$run" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+run2=$WORK/run2
+trap 'for r in "$run" "$run2"; do CLSNAPD="$here/valgrind-clsnapd" bash "$root/deploy/cluster.sh" down "$r" >/dev/null 2>&1; done; rm -rf "$WORK"' EXIT
 export VALGRIND_CLSNAPD=$CLSNAPD WORK
 
 passed=0 failed=0
@@ -65,6 +70,30 @@ else
   # in valgrind's leak check then has no summary and counts as failed.
   bash "$root/deploy/cluster.sh" down "$run" >/dev/null
   for log in "$run"/*.log; do check_log "$log"; done
+fi
+
+echo "== timed-out checkpoints dropped on a lockstep cluster of valgrind'd daemons"
+if ! CLSNAPD="$here/valgrind-clsnapd" CLSNAP="$CLSNAP" CLSNAP_CONFIGURE_ARGS="--lockstep" \
+  bash "$root/deploy/cluster.sh" up "$COS/3nodes.top" "$run2" >"$WORK/up2.txt" 2>&1; then
+  cat "$WORK/up2.txt" >&2
+  echo "FAIL: cluster.sh up (lockstep) under valgrind failed" >&2
+  failed=$((failed + 1))
+else
+  c2=(--cluster "$run2/cluster")
+  "$CLSNAP" "${c2[@]}" send N1 N2 2 >/dev/null
+  rc=0
+  "$CLSNAP" "${c2[@]}" checkpoint --every 100ms --count 3 --timeout 2s \
+    --tolerate 5 --from N2 --store "$WORK/store" >"$WORK/ck.txt" 2>&1 || rc=$?
+  if [ $rc -ne 0 ] || [ "$(grep -c 'TIMED OUT' "$WORK/ck.txt")" -ne 3 ]; then
+    cat "$WORK/ck.txt" >&2
+    echo "FAIL: 3 checkpoints should have timed out (exit $rc)" >&2
+    failed=$((failed + 1))
+  fi
+  "$CLSNAP" "${c2[@]}" status --json >"$WORK/st.json" 2>&1
+  "$PYTHON" -c 'import json,sys; sys.exit(any(s["in_progress"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/st.json" ||
+    { echo "FAIL: dropped checkpoints stay in progress" >&2; failed=$((failed + 1)); }
+  bash "$root/deploy/cluster.sh" down "$run2" >/dev/null
+  for log in "$run2"/*.log; do check_log "$log"; done
 fi
 
 echo "$passed passed, $failed failed"
