@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "cmds.h"
 #include "error.h"
+#include "output.h"
 #include "usage.h"
 
 /* Every command and its entry point. */
@@ -30,10 +31,8 @@ static const struct {
 
 /* `clsnap help [COMMAND]`. Returns the exit status. */
 static int help(const char *cmd) {
-  if (cmd == NULL)
-    cl_usage(NULL, stdout);
-  else if (cl_usage(cmd, stdout) != 0)
-    return cl_cli_usage("unknown command '%s'", cmd);
+  if (cl_cli_help(cmd) != CL_EXIT_OK)
+    return cl_cli_usage("unknown command '%s'", cmd ? cmd : "");
   return CL_EXIT_OK;
 }
 
@@ -83,6 +82,10 @@ static int run(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "+:hV", lo, NULL)) != -1) {
     if (c == 'h')
       return help(NULL);
+    if (c == 'V' && cl_cli.json) {
+      cl_json_print(json_pack("{s:s}", "version", CL_VERSION));
+      return CL_EXIT_OK;
+    }
     if (c == 'V') {
       printf("clsnap %s\n", CL_VERSION);
       return CL_EXIT_OK;

@@ -292,6 +292,30 @@ int cl_cli_duration(const char *what, const char *s, uint64_t min_ms,
   return 0;
 }
 
+/* See cli.h. */
+int cl_cli_help(const char *cmd) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f;
+  int rc;
+  if (!cl_cli.json)
+    return cl_usage(cmd, stdout) == 0 ? CL_EXIT_OK : CL_EXIT_USAGE;
+  f = open_memstream(&text, &len);
+  if (f == NULL)
+    return CL_EXIT_FAIL;
+  rc = cl_usage(cmd, f);
+  fclose(f);
+  if (rc == 0) {
+    json_t *j = json_pack("{s:s}", "usage", text);
+    cl_cli.printed = 1;
+    json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fputc('\n', stdout);
+    json_decref(j);
+  }
+  free(text);
+  return rc == 0 ? CL_EXIT_OK : CL_EXIT_USAGE;
+}
+
 /* ---- the cluster file ----------------------------------------------------- */
 
 #define CL_CLUSTER_DEFAULT "./.clsnap/cluster"

@@ -99,6 +99,11 @@ int cl_cli_parse(int argc, char **argv, const cl_opt_t *opts, const char **pos,
 int cl_cli_u64(const char *what, const char *s, uint64_t min, uint64_t max,
                uint64_t *out);
 
+/* The help of cmd (NULL: clsnap's own) on stdout: the text, or with
+ * --json {"usage": TEXT}. CL_EXIT_OK, or CL_EXIT_USAGE for an unknown
+ * command (nothing printed). */
+int cl_cli_help(const char *cmd);
+
 /* Parse a DURATION for option `what`: N[ms|s|m], a bare number meaning
  * seconds, in [min_ms, max_ms] (a NULL s leaves *ms alone). Returns 0, or
  * -1 after a usage error naming it. */

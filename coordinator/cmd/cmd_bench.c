@@ -979,10 +979,8 @@ static int parse_args(bench_args_t *a, int argc, char **argv) {
   const char *pos[1];
   if (cl_cli_parse(argc, argv, opts, pos, 0) < 0)
     return CL_EXIT_USAGE;
-  if (cl_cli.help) {
-    cl_usage("bench", stdout);
-    return CL_EXIT_OK;
-  }
+  if (cl_cli.help)
+    return cl_cli_help("bench");
   a->json = cl_cli.json;
   a->quiet = cl_cli.quiet;
   return check_args(a);

@@ -354,10 +354,8 @@ static int cmd_checkpoint(int argc, char **argv, const char *cluster) {
   int npos = cl_cli_parse(argc, argv, opts, pos, 0);
   if (npos < 0)
     return CL_EXIT_USAGE;
-  if (cl_cli.help) {
-    cl_usage("checkpoint", stdout);
-    return CL_EXIT_OK;
-  }
+  if (cl_cli.help)
+    return cl_cli_help("checkpoint");
   memset(&k, 0, sizeof k);
   k.keep = 100;
   k.timeout_ms = 10000;
@@ -418,10 +416,8 @@ static int cmd_circulate(int argc, char **argv, const char *cluster) {
       status = CL_EXIT_FAIL;
   if (npos < 0)
     return CL_EXIT_USAGE;
-  if (cl_cli.help) {
-    cl_usage("circulate", stdout);
-    return CL_EXIT_OK;
-  }
+  if (cl_cli.help)
+    return cl_cli_help("circulate");
   if (npos != 1 || (strcmp(pos[0], "on") != 0 && strcmp(pos[0], "off") != 0))
     return cl_cli_usage("needs on or off");
   on = strcmp(pos[0], "on") == 0;

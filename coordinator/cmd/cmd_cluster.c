@@ -208,9 +208,10 @@ static int cmd_configure(cargs_t *a, const char *const *pos,
   uint64_t jitter = 0, seed;
   cl_daemons_t s;
   int status = CL_EXIT_FAIL;
-  seed = cl_now_ns() ^ ((uint64_t)getpid() << 32);
+  /* 63 bits, so that JSON prints it as it is */
+  seed = (cl_now_ns() ^ ((uint64_t)getpid() << 32)) & INT64_MAX;
   if (cl_cli_u64("--jitter-ms", a->jitter, 0, 60000, &jitter) ||
-      cl_cli_u64("--seed", a->seed, 0, UINT64_MAX, &seed))
+      cl_cli_u64("--seed", a->seed, 0, INT64_MAX, &seed))
     return CL_EXIT_USAGE;
   if (cl_topology_load(pos[0], &topo, &diag) < 0)
     return cl_cli_bad_input(&diag);
@@ -887,10 +888,8 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
   npos = cl_cli_parse(argc, argv, opts, pos, want);
   if (npos < 0)
     return CL_EXIT_USAGE;
-  if (cl_cli.help) {
-    cl_usage(cmd, stdout);
-    return CL_EXIT_OK;
-  }
+  if (cl_cli.help)
+    return cl_cli_help(cmd);
   if (npos != want)
     return cl_cli_usage("%s", operands(cmd));
   a.json = cl_cli.json;

@@ -281,7 +281,7 @@ static int check_args(run_args_t *a) {
   a->tick_ms_v = 5;
   a->timeout_ms = 30000;
   a->has_seed = a->seed != NULL;
-  if (cl_cli_u64("--seed", a->seed, 0, UINT64_MAX, &a->seed_v) ||
+  if (cl_cli_u64("--seed", a->seed, 0, INT64_MAX, &a->seed_v) ||
       cl_cli_u64("--max-delay", a->max_delay, 0, 1000000, &a->max_delay_v) ||
       cl_cli_u64("--tick-ms", a->tick_ms, 0, 3600000, &a->tick_ms_v) ||
       cl_cli_u64("--jitter-ms", a->jitter_ms, 0, 60000, &a->jitter_ms_v) ||
@@ -331,10 +331,8 @@ static int parse_args(run_args_t *a, int argc, char **argv,
   npos = cl_cli_parse(argc, argv, opts, pos, 2);
   if (npos < 0)
     return CL_EXIT_USAGE;
-  if (cl_cli.help) {
-    cl_usage("run", stdout);
-    return CL_EXIT_OK;
-  }
+  if (cl_cli.help)
+    return cl_cli_help("run");
   if (npos != 2)
     return cl_cli_usage("needs TOPOLOGY and EVENTS files");
   a->topo_path = pos[0];
@@ -362,7 +360,7 @@ static int load_inputs(run_t *r) {
     return CL_EXIT_USAGE;
   if (!a->lockstep) {
     if (!a->has_seed)
-      a->seed_v = cl_now_ns() ^ ((uint64_t)getpid() << 32);
+      a->seed_v = (cl_now_ns() ^ ((uint64_t)getpid() << 32)) & INT64_MAX;
     a->has_seed = 1;
     return RUN_GO;
   }

@@ -322,10 +322,8 @@ int cl_cmd_store(int argc, char **argv, const char *cluster_file) {
   npos = cl_cli_parse(argc, argv, opts, pos, want);
   if (npos < 0)
     return CL_EXIT_USAGE;
-  if (cl_cli.help) {
-    cl_usage(argv[0], stdout);
-    return CL_EXIT_OK;
-  }
+  if (cl_cli.help)
+    return cl_cli_help(argv[0]);
   if (npos != want)
     return cl_cli_usage("needs SEQ (a number from clsnap history) or latest");
   if (cl_stored_dir(store, cluster, dir, sizeof dir) < 0)

@@ -75,7 +75,7 @@ static const char usage_run[] =
     "                        conformance/go-delays.txt)\n"
     "  --seed N              lockstep: seed of the delay generator (default\n"
     "                        1); free-running: seed of the daemons' jitter\n"
-    "                        (default: from the clock)\n"
+    "                        (default: from the clock); 0..2^63-1\n"
     "  --max-delay D         lockstep: generated delays are 0..D (default 4)\n"
     "  --tick-ms MS          free-running: wall time of one tick (default 5)\n"
     "  --jitter-ms MS        random 0..MS ms send delay per message at the\n"
@@ -119,7 +119,8 @@ static const char usage_configure[] =
     "Options:\n"
     "  --lockstep            servers hold messages until told to deliver\n"
     "  --jitter-ms MS        random 0..MS ms send delay (default 0)\n"
-    "  --seed N              seed of the jitter (default: from the clock)\n"
+    "  --seed N              seed of the jitter, 0..2^63-1 (default: from\n"
+    "                        the clock)\n"
     "  --timeout SEC         default 30\n"
     "  -j, --json            print JSON\n"
     "  -h, --help            show this help\n";

@@ -65,6 +65,7 @@ usage_error run "--timeout: 0 is out of range (1ms..86400s)" run "$top" "$events
 usage_error run "--timeout: '5h' is not a duration (N, Nms, Ns or Nm; a bare number is seconds)" run "$top" "$events" --timeout 5h
 usage_error run "--keep goes with --store" run "$top" "$events" --keep 2
 usage_error run "--seed: '-1' is not a whole number" run "$top" "$events" --seed -1
+usage_error run "--seed: 9223372036854775808 is out of range (0..9223372036854775807)" run "$top" "$events" --seed 9223372036854775808
 usage_error run "use either --delays or --seed, not both" run "$top" "$events" --delays "$events" --seed 2
 usage_error run "use either --delays or --max-delay, not both" run "$top" "$events" --delays "$events" --max-delay 2
 usage_error run "--in-process and --cluster exclude each other" run "$top" "$events" --in-process --cluster "$WORK/c1"

@@ -90,6 +90,17 @@ expect 2 error --expect "{\"code\": \"EINVAL\", \"file\": \"$WORK/afile\"}" -- \
   run "$WORK/abc.top" "$WORK/abc.events" --in-process --snap-dir "$WORK/afile"
 echo "ok: run"
 
+# Help and version are JSON too with --json.
+expect 0 help -- run --help
+expect 0 help -- help checkpoint
+expect 0 help -- inspect -h
+expect 0 version -- -V
+echo "ok: --help and -V"
+
+# Seeds are 63-bit, so that JSON prints them as they are.
+expect 2 error --expect '{"code": "EINVAL"}' -- run "$WORK/abc.top" "$WORK/abc.events" --in-process --seed 9223372036854775808
+expect 0 run --expect '{"seed": 9223372036854775807}' -- run "$WORK/abc.top" "$WORK/abc.events" --in-process --seed 9223372036854775807
+
 # Before any command has parsed its options.
 expect 2 error --expect '{"code": "EINVAL"}' -- frob
 expect 2 error --expect '{"code": "EINVAL"}' -- --bogus status
