@@ -1,10 +1,12 @@
 /* The commands that read the snapshot store, offline: history (the list)
  * and inspect (one snapshot re-verified). Neither talks to a daemon.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "cmds.h"
@@ -309,6 +311,18 @@ static int cmd_inspect(const char *dir, const char *which, int json,
   return status;
 }
 
+/* The store must exist: a mistyped --store is said, not shown as empty.
+ * 0, or the exit status after saying why not. */
+static int store_exists(const char *cmd, const char *dir) {
+  struct stat st;
+  if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+    return 0;
+  cl_cli_fail(CL_ENOENT, NULL, dir, 0, "%s: %s: no snapshot store there "
+              "(%s)", cmd, dir,
+              errno == ENOENT ? "no such directory" : "not a directory");
+  return CL_EXIT_FAIL;
+}
+
 int cl_cmd_store(int argc, char **argv, const char *cluster_file) {
   const char *store = NULL, *cluster = cluster_file, *pos[1];
   int snap_only = 0, npos, want = strcmp(argv[0], "inspect") == 0;
@@ -328,6 +342,9 @@ int cl_cmd_store(int argc, char **argv, const char *cluster_file) {
     return cl_cli_usage("needs SEQ (a number from clsnap history) or latest");
   if (cl_stored_dir(store, cluster, dir, sizeof dir) < 0)
     return CL_EXIT_USAGE;
+  errno = 0;
+  if (store_exists(argv[0], dir) != 0)
+    return CL_EXIT_FAIL;
   if (want)
     return cmd_inspect(dir, pos[0], cl_cli.json, snap_only);
   return cmd_history(dir, cl_cli.json);

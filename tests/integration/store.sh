@@ -125,6 +125,11 @@ damage)
     { cat "$WORK/h.txt" >&2; fail "history does not mark both damaged files"; }
   grep -q "checksum mismatch" "$WORK/h.txt" && grep -q truncated "$WORK/h.txt" ||
     fail "history does not say what is wrong"
+  # A mistyped store is said, not shown empty.
+  rc=0
+  "$CLSNAP" history --store "$WORK/no-such-store" >/dev/null 2>"$WORK/err" || rc=$?
+  [ $rc -eq 1 ] && grep -qF "history: $WORK/no-such-store: no snapshot store there (no such directory)" "$WORK/err" ||
+    { cat "$WORK/err" >&2; fail "history of a missing store: exit $rc"; }
   echo "ok: damage named by inspect and history"
   ;;
 
