@@ -381,22 +381,33 @@ fail:
   return err;
 }
 
-/* Free the node and every state it keeps. NULL is fine. */
-void cl_node_free(cl_node_t *node) {
+/* Free every snapshot the node knows (active, kept, dropped) and empty
+ * its lists; the id table is left to the caller. */
+static void forget_snapshots(cl_node_t *node) {
   size_t i;
   snap_t *s, *next;
-  if (node == NULL)
-    return;
   for (i = 0; i < node->nactive; i++)
     snap_free(node->active[i]);
+  node->nactive = 0;
   for (s = node->kept_head; s != NULL; s = next) {
     next = s->next;
     snap_free(s);
   }
+  node->kept_head = node->kept_tail = NULL;
+  node->nkept = 0;
   for (s = node->drop_head; s != NULL; s = next) {
     next = s->next;
     snap_free(s);
   }
+  node->drop_head = node->drop_tail = NULL;
+  node->ndropped = 0;
+}
+
+/* Free the node and every state it keeps. NULL is fine. */
+void cl_node_free(cl_node_t *node) {
+  if (node == NULL)
+    return;
+  forget_snapshots(node);
   free(node->active);
   cl_idmap_free(&node->table);
   free(node->out);
@@ -663,6 +674,21 @@ int cl_node_drop(cl_node_t *node, uint64_t id) {
   list_append(&node->drop_head, &node->drop_tail, &node->ndropped, s);
   if (node->ndropped > CL_NODE_DROPPED_MAX)
     dropped_forget(node, node->drop_head);
+  return 0;
+}
+
+/* Bring the node to a recorded state (see node.h). */
+int cl_node_restore(cl_node_t *node, int64_t tokens, const uint64_t *sent,
+                    const uint64_t *recv) {
+  if (tokens < 0 || tokens > CL_MSG_TOKENS_MAX)
+    return CL_EINVAL;
+  forget_snapshots(node);
+  cl_idmap_free(&node->table); /* a fresh, empty table */
+  node->tokens = tokens;
+  if (node->nout)
+    memcpy(node->sent, sent, node->nout * sizeof(uint64_t));
+  if (node->nin)
+    memcpy(node->recv, recv, node->nin * sizeof(uint64_t));
   return 0;
 }
 

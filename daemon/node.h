@@ -203,6 +203,20 @@ int cl_node_release(cl_node_t *node, uint64_t id);
 #define CL_NODE_DROPPED_MAX 1024
 int cl_node_drop(cl_node_t *node, uint64_t id);
 
+/* Bring the node to a recorded local state (a restore): tokens held, and
+ * per channel the token messages sent (sent[i] for outbound i) and
+ * received (recv[i] for inbound i) so far, in the node's peer order
+ * (cl_node_out_id, cl_node_in_id); the next token sent on outbound i gets
+ * seq sent[i] + 1, the next one accepted on inbound i must be recv[i] + 1.
+ * Every snapshot is forgotten, in progress, kept or dropped (read
+ * cl_node_active first to report those in progress): their markers from
+ * before the restore must never reach the node again, since one would
+ * start its snapshot anew (the session's restore epoch keeps them out).
+ * The configured tokens (cl_node_initial_tokens) stay. CL_EINVAL (tokens
+ * out of range), node unchanged; else 0. */
+int cl_node_restore(cl_node_t *node, int64_t tokens, const uint64_t *sent,
+                    const uint64_t *recv);
+
 /* Ids of active (in progress) and kept (completed) snapshots, oldest first;
  * writes at most max, returns the total count. */
 size_t cl_node_active(const cl_node_t *node, uint64_t *ids, size_t max);

@@ -758,6 +758,49 @@ static void test_drop_wave(void) {
   cl_node_free(c);
 }
 
+/* A restore sets tokens and every channel's counts, forgets every
+ * snapshot (in progress, kept, dropped), and the node goes on from there:
+ * the next token out gets the restored count + 1, the next one in must
+ * have it, and snapshots work as before. */
+static void test_restore(void) {
+  const char *peers[] = {"B", "C"};
+  const uint64_t sent[] = {7, 2}, recv[] = {4, 9};
+  cl_node_t *a = mk("A", 10, peers, 2, peers, 2, 0);
+  cl_actions_t acts;
+  cl_node_state_t st;
+  cl_actions_init(&acts);
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 1, &acts), 0);     /* active */
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 2, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 0, 2, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_marker(a, 1, 2, &acts), 0); /* kept */
+  CHECK_EQ_INT(cl_node_drop(a, 3), 0);                      /* dropped */
+  CHECK_EQ_INT(cl_node_restore(a, -1, sent, recv), CL_EINVAL);
+  CHECK_EQ_INT(cl_node_active(a, NULL, 0), 1);
+  CHECK_EQ_INT(cl_node_restore(a, 5, sent, recv), 0);
+  CHECK_EQ_INT(cl_node_tokens(a), 5);
+  CHECK_EQ_INT(cl_node_initial_tokens(a), 10);
+  CHECK(cl_node_sent(a, 0) == 7 && cl_node_sent(a, 1) == 2);
+  CHECK(cl_node_received(a, 0) == 4 && cl_node_received(a, 1) == 9);
+  CHECK_EQ_INT(cl_node_active(a, NULL, 0), 0);
+  CHECK_EQ_INT(cl_node_kept(a, NULL, 0), 0);
+  CHECK(!cl_node_has_snapshot(a, 1) && !cl_node_has_snapshot(a, 2) &&
+        !cl_node_has_snapshot(a, 3));
+  cl_actions_clear(&acts);
+  CHECK_EQ_INT(cl_node_send_tokens(a, 1, 2, &acts), 0);
+  CHECK(acts.n == 1 && is_token(&acts.v[0], 1, 3, 2));
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 4, 1, &acts), CL_ESEQ);
+  CHECK_EQ_INT(cl_node_receive_token(a, 0, 5, 1, &acts), 0);
+  /* A snapshot after the restore records from the restored counts. */
+  CHECK_EQ_INT(cl_node_start_snapshot(a, 1, &acts), 0);
+  CHECK_EQ_INT(cl_node_receive_token(a, 1, 10, 3, &acts), 0);
+  CHECK_EQ_INT(cl_node_state(a, 1, &st), 0);
+  CHECK(st.tokens == 4 && st.sent[1] == 3 && st.recv[0] == 5 &&
+        st.recv[1] == 9);
+  CHECK(st.nrecorded == 1 && st.recorded[0].seq == 10);
+  cl_actions_free(&acts);
+  cl_node_free(a);
+}
+
 /* The dropped list is bounded: the oldest dropped id is forgotten first. */
 static void test_drop_bound(void) {
   const char *peers[] = {"B"};
@@ -1150,6 +1193,7 @@ int main(void) {
   test_release();
   test_drop();
   test_drop_wave();
+  test_restore();
   test_drop_bound();
   test_many_ids();
   test_active_cap();
