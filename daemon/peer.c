@@ -65,6 +65,7 @@ int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
     memcpy(hello.u.hello.to, ch->id, CL_ID_SIZE);
     hello.u.hello.config_id = cfg->config_id;
     hello.u.hello.incarnation = d->incarnation;
+    hello.u.hello.epoch = cl_session_epoch(d->session);
     if ((r = cl_wire_encode(&hello, &ch->hello)) < 0)
       goto fail;
     r = CL_EINVAL;
@@ -638,7 +639,9 @@ static void out_attempt(cl_out_chan_t *ch) {
 /* CONNECT effect: start channel i if it is idle or failed. */
 void cl_peer_connect(cl_daemon_t *d, uint32_t i) {
   cl_out_chan_t *ch = &d->out[i];
-  if (ch->state != CL_OUT_IDLE && ch->state != CL_OUT_FAILED)
+  /* LOST too: a restore (FREEZE) tries a lost channel again. */
+  if (ch->state != CL_OUT_IDLE && ch->state != CL_OUT_FAILED &&
+      ch->state != CL_OUT_LOST)
     return;
   ch->state = CL_OUT_CONNECTING;
   ch->deadline = uv_now(d->loop) + CL_CONNECT_WINDOW_MS;

@@ -110,6 +110,12 @@ struct cl_session {
   size_t nparked;
   uint64_t max_seen; /* the largest snapshot id >= CL_AUTO_ID_BASE seen
                         here (started, issued, met in a marker); 0: none */
+  /* Restore (docs/RESTORE.md). */
+  uint64_t epoch;       /* channels belong to it; 0 before any restore */
+  int frozen;           /* FREEZE to RESUME: nothing sent or handled */
+  int paused;           /* restored with paused, RESUME not yet */
+  uint64_t discarded;   /* HELLOs of older epochs refused */
+  uint64_t restored_id; /* the snapshot of the last RESTORE */
   uint64_t now;             /* ms, the last cl_session_tick's time */
   uint64_t peer_timeout_ms; /* no acknowledgement this long: break */
   uint64_t peer_lost_ms;    /* not reconnected this long: lost */
@@ -120,6 +126,9 @@ struct cl_session {
 };
 
 static const char oom_text[] = "out of memory";
+
+static int handle_peer(cl_session_t *s, uint32_t i, const held_t *h,
+                       char *why, size_t whysz);
 
 /* ---- effects ------------------------------------------------------------ */
 
@@ -1282,6 +1291,301 @@ static void do_drop(cl_session_t *s, cl_session_client_t *c,
   reply_ok(s, c, m->req);
 }
 
+/* ---- FREEZE, RESTORE, RESUME, PEEK (docs/RESTORE.md) -------------------- */
+
+/* Refuse req with ESTATE while frozen. 1 if refused. */
+static int frozen_refusal(cl_session_t *s, cl_session_client_t *c,
+                          const cl_msg_t *m) {
+  if (!s->frozen)
+    return 0;
+  reply_error(s, c, m->req, CL_ESTATE, "%s is being restored (epoch %"
+              PRIu64 "%s): %s refused until RESUME", s->self, s->epoch,
+              s->paused ? ", paused" : "", cl_msg_type_name(m->type));
+  return 1;
+}
+
+/* Fail every request parked on a channel: the channel starts over. */
+static void fail_parked(cl_session_t *s, plist_t *l, const char *what) {
+  parked_t *p;
+  while ((p = unpark(s, l)) != NULL) {
+    reply_error(s, p->client, p->req, CL_ESTATE, "%s: %s was restored "
+                "meanwhile (epoch %" PRIu64 ")", what, s->self, s->epoch);
+    free(p);
+  }
+}
+
+/* FREEZE: take the new epoch, stop, and start every channel over: its
+ * connections close (unread bytes and resend buffers of the old epoch
+ * with them) and its frame numbers begin again. */
+static void do_freeze(cl_session_t *s, cl_session_client_t *c,
+                      const cl_msg_t *m) {
+  uint64_t e = m->u.freeze.epoch;
+  size_t i;
+  if (e < s->epoch || (e == s->epoch && !s->frozen)) {
+    reply_error(s, c, m->req, CL_ESTATE, "FREEZE at epoch %" PRIu64 ", but %s "
+                "is at epoch %" PRIu64 " already", e, s->self, s->epoch);
+    return;
+  }
+  if (fx_reserve(s, s->nout + s->nin + 1) < 0) {
+    reply_error(s, c, m->req, CL_ENOMEM, "out of memory");
+    return;
+  }
+  s->epoch = e;
+  s->frozen = 1;
+  s->paused = 0;
+  for (i = 0; i < s->nout; i++) {
+    out_chan_t *o = &s->out[i];
+    cl_fx_t *f;
+    cl_ring_clear(&o->unacked);
+    o->frames = o->acked = 0;
+    fail_parked(s, &o->sends, "SEND");
+    if (o->state == CL_CHAN_IDLE)
+      continue;
+    /* Reconnect under the new epoch: a broken connection is redone, a
+     * lost or failed channel tried again. */
+    f = fx_push(s, o->state == CL_CHAN_LOST || o->state == CL_CHAN_FAILED
+                       ? CL_FX_CONNECT : CL_FX_BREAK);
+    f->chan = (uint32_t)i;
+    if (f->kind == CL_FX_BREAK) {
+      f->text = (char *)"restore: a new epoch";
+      f->text_static = 1;
+    }
+    o->state = CL_CHAN_CONNECTING;
+  }
+  for (i = 0; i < s->nin; i++) {
+    in_chan_t *ch = &s->in[i];
+    cl_fx_t *f;
+    if (ch->state == CL_CHAN_UP) {
+      f = fx_push(s, CL_FX_CLOSE_IN);
+      f->chan = (uint32_t)i;
+    }
+    ch->state = CL_CHAN_IDLE; /* a new incarnation may come */
+    ch->frames = ch->acked = 0;
+    ch->paused = 0;
+    cl_ring_clear(&ch->held);
+    fail_parked(s, &ch->delivers, "DELIVER");
+  }
+  slog(s, CL_SLOG_INFO, "frozen for a restore at epoch %" PRIu64, e);
+  reply_ok(s, c, m->req);
+}
+
+/* RESTORE's state, checked against this server: its id, exactly its
+ * channels, and each inbound channel's runs consecutive from its received
+ * count. 0, or a code with why. */
+static int restore_check(cl_session_t *s, const cl_local_state_t *st,
+                         char *why, size_t whysz) {
+  size_t i;
+  uint32_t k;
+  if (strcmp(st->server, s->self) != 0) {
+    snprintf(why, whysz, "the state is %s's, this is %s", st->server, s->self);
+    return CL_EINVAL;
+  }
+  if (st->nsent != s->nout || st->nrecv != s->nin) {
+    snprintf(why, whysz, "the state has %" PRIu32 " outbound and %" PRIu32
+             " inbound channels, %s has %zu and %zu", st->nsent, st->nrecv,
+             s->self, s->nout, s->nin);
+    return CL_EINVAL;
+  }
+  for (k = 0; k < st->nsent; k++)
+    if (cl_node_out_index(s->node, st->sent[k].peer) < 0) {
+      snprintf(why, whysz, "%s has no channel to %s", s->self,
+               st->sent[k].peer);
+      return CL_ENOPEER;
+    }
+  for (k = 0; k < st->nrecv; k++)
+    if (cl_node_in_index(s->node, st->recv[k].peer) < 0) {
+      snprintf(why, whysz, "%s has no channel from %s", s->self,
+               st->recv[k].peer);
+      return CL_ENOPEER;
+    }
+  for (i = 0; i < s->nin; i++) {
+    const char *src = cl_node_in_id(s->node, i);
+    uint64_t next = 0;
+    for (k = 0; k < st->nrecv; k++)
+      if (strcmp(st->recv[k].peer, src) == 0)
+        next = st->recv[k].count + 1;
+    for (k = 0; k < st->nrecorded; k++) {
+      const cl_recorded_t *r = &st->recorded[k];
+      if (strcmp(r->src, src) != 0)
+        continue;
+      if (r->seq != next) {
+        snprintf(why, whysz, "channel %s->%s: the recorded messages start "
+                 "at seq %" PRIu64 ", expected %" PRIu64, src, s->self,
+                 r->seq, next);
+        return CL_ESEQ;
+      }
+      next = r->seq + r->count;
+    }
+  }
+  if (st->tokens < 0 || st->tokens > CL_MSG_TOKENS_MAX) {
+    snprintf(why, whysz, "%" PRId64 " tokens is out of range", st->tokens);
+    return CL_ERANGE;
+  }
+  return 0;
+}
+
+/* RESTORE: the recorded state becomes this server's, and the messages it
+ * recorded wait on their channels, in order, ahead of anything new. */
+static void do_restore(cl_session_t *s, cl_session_client_t *c,
+                       const cl_msg_t *m) {
+  const cl_local_state_t *st = &m->u.restore.state;
+  uint64_t *sent = NULL, *recv = NULL, total = 0;
+  char why[CL_TEXT_SIZE];
+  size_t i;
+  uint32_t k;
+  int r;
+  if (!s->frozen || m->u.restore.epoch != s->epoch) {
+    reply_error(s, c, m->req, CL_ESTATE, "RESTORE at epoch %" PRIu64 ", but %s "
+                "is %s at epoch %" PRIu64, m->u.restore.epoch, s->self,
+                s->frozen ? "frozen" : "running", s->epoch);
+    return;
+  }
+  if ((r = restore_check(s, st, why, sizeof why)) < 0) {
+    reply_error(s, c, m->req, r, "cannot restore %s: %s", s->self, why);
+    return;
+  }
+  sent = cl_calloc(s->nout ? s->nout : 1, sizeof *sent);
+  recv = cl_calloc(s->nin ? s->nin : 1, sizeof *recv);
+  r = sent == NULL || recv == NULL ? CL_ENOMEM : 0;
+  for (k = 0; r == 0 && k < st->nsent; k++)
+    sent[cl_node_out_index(s->node, st->sent[k].peer)] = st->sent[k].count;
+  for (k = 0; r == 0 && k < st->nrecv; k++)
+    recv[cl_node_in_index(s->node, st->recv[k].peer)] = st->recv[k].count;
+  /* Room for every message first: then nothing below can fail. */
+  for (i = 0; r == 0 && i < s->nin; i++) {
+    uint64_t n = 0;
+    for (k = 0; k < st->nrecorded; k++)
+      if (strcmp(st->recorded[k].src, cl_node_in_id(s->node, i)) == 0)
+        n += st->recorded[k].count;
+    cl_ring_clear(&s->in[i].held);
+    if (n > SIZE_MAX / 2 || cl_ring_reserve(&s->in[i].held, (size_t)n) < 0)
+      r = CL_ENOMEM;
+    total += n;
+  }
+  if (r == 0)
+    r = cl_node_restore(s->node, st->tokens, sent, recv);
+  free(sent);
+  free(recv);
+  if (r < 0) {
+    reply_error(s, c, m->req, r, "cannot restore %s: %s", s->self,
+                cl_strerror(r));
+    return;
+  }
+  for (k = 0; k < st->nrecorded; k++) {
+    const cl_recorded_t *run = &st->recorded[k];
+    in_chan_t *ch = &s->in[cl_node_in_index(s->node, run->src)];
+    uint64_t j;
+    for (j = 0; j < run->count; j++) {
+      held_t *h = cl_ring_push(&ch->held);
+      h->kind = CL_MSG_TOKEN;
+      h->a = run->seq + j;
+      h->n = run->n;
+    }
+  }
+  s->restored_id = st->snapshot_id;
+  s->paused = m->u.restore.paused != 0;
+  slog(s, CL_SLOG_INFO, "restored snapshot %" PRIu64 " at epoch %" PRIu64
+       ": %" PRId64 " tokens, %" PRIu64 " messages waiting%s",
+       st->snapshot_id, s->epoch, st->tokens, total,
+       s->paused ? " (paused)" : "");
+  reply_ok(s, c, m->req);
+}
+
+/* RESUME: handle what waits (free-running; lockstep keeps it for
+ * DELIVER) and carry on. */
+static void do_resume(cl_session_t *s, cl_session_client_t *c,
+                      const cl_msg_t *m) {
+  char why[CL_TEXT_SIZE];
+  size_t i;
+  if (!s->frozen) {
+    reply_error(s, c, m->req, CL_ESTATE, "RESUME, but %s is not frozen",
+                s->self);
+    return;
+  }
+  s->frozen = 0;
+  s->paused = 0;
+  for (i = 0; !s->lockstep && i < s->nin; i++) {
+    in_chan_t *ch = &s->in[i];
+    while (ch->held.n > 0) {
+      held_t h = *(held_t *)cl_ring_at(&ch->held, 0);
+      cl_ring_pop(&ch->held);
+      if (handle_peer(s, (uint32_t)i, &h, why, sizeof why) < 0) {
+        slog(s, CL_SLOG_ERROR, "after the restore, channel %s->%s: %s",
+             cl_node_in_id(s->node, i), s->self, why);
+        cl_ring_clear(&ch->held);
+      }
+    }
+  }
+  slog(s, CL_SLOG_INFO, "resumed at epoch %" PRIu64, s->epoch);
+  reply_ok(s, c, m->req);
+}
+
+/* PEEK: while frozen nothing moves, so the server's tokens, counts and
+ * waiting messages are a local state: the global state of the cluster is
+ * every server's. As a STATE whose snapshot id is the restored one. */
+static void do_peek(cl_session_t *s, cl_session_client_t *c,
+                    const cl_msg_t *m) {
+  cl_msg_t *out;
+  cl_local_state_t *st;
+  size_t i, j, nruns = 0;
+  if (!s->frozen) {
+    reply_error(s, c, m->req, CL_ESTATE, "PEEK needs %s frozen (restored "
+                "with --paused)", s->self);
+    return;
+  }
+  out = msg_new(CL_MSG_STATE, m->req);
+  if (out == NULL || fx_reserve(s, 1) < 0) {
+    msg_del(out);
+    reply_error(s, c, m->req, CL_ENOMEM, "out of memory");
+    return;
+  }
+  st = &out->u.state;
+  st->snapshot_id = s->restored_id;
+  memcpy(st->server, s->self, CL_ID_SIZE);
+  st->tokens = cl_node_tokens(s->node);
+  st->initial_tokens = cl_node_initial_tokens(s->node);
+  for (i = 0; i < s->nin; i++)
+    nruns += s->in[i].held.n;
+  st->recorded = cl_calloc(nruns ? nruns : 1, sizeof *st->recorded);
+  st->sent = cl_calloc(s->nout ? s->nout : 1, sizeof *st->sent);
+  st->recv = cl_calloc(s->nin ? s->nin : 1, sizeof *st->recv);
+  if (st->recorded == NULL || st->sent == NULL || st->recv == NULL ||
+      nruns > CL_WIRE_MAX_ITEMS) {
+    msg_del(out);
+    reply_error(s, c, m->req, CL_ENOMEM, "cannot list %zu waiting messages",
+                nruns);
+    return;
+  }
+  for (i = 0; i < s->nout; i++) {
+    memcpy(st->sent[i].peer, cl_node_out_id(s->node, i), CL_ID_SIZE);
+    st->sent[i].count = cl_node_sent(s->node, i);
+  }
+  st->nsent = (uint32_t)s->nout;
+  for (i = 0; i < s->nin; i++) {
+    memcpy(st->recv[i].peer, cl_node_in_id(s->node, i), CL_ID_SIZE);
+    st->recv[i].count = cl_node_received(s->node, i);
+    for (j = 0; j < s->in[i].held.n; j++) {
+      const held_t *h = cl_ring_at(&s->in[i].held, j);
+      cl_recorded_t *r = st->nrecorded ? &st->recorded[st->nrecorded - 1]
+                                       : NULL;
+      if (h->kind != CL_MSG_TOKEN)
+        continue;
+      if (r != NULL && strcmp(r->src, cl_node_in_id(s->node, i)) == 0 &&
+          r->n == h->n && r->seq + r->count == h->a) {
+        r->count++;
+        continue;
+      }
+      r = &st->recorded[st->nrecorded++];
+      memcpy(r->src, cl_node_in_id(s->node, i), CL_ID_SIZE);
+      r->seq = h->a;
+      r->count = 1;
+      r->n = h->n;
+    }
+  }
+  st->nrecv = (uint32_t)s->nin;
+  fx_msg(s, c, out);
+}
+
 /* ---- STATUS ------------------------------------------------------------- */
 
 static void do_status(cl_session_t *s, cl_session_client_t *c,
@@ -1296,6 +1600,11 @@ static void do_status(cl_session_t *s, cl_session_client_t *c,
   memcpy(st->self, s->self, CL_ID_SIZE);
   st->configured = (uint8_t)s->configured;
   st->config_id = s->config_id;
+  st->epoch = s->epoch;
+  st->frozen = (uint8_t)s->frozen;
+  st->paused = (uint8_t)s->paused;
+  st->discarded = s->discarded;
+  st->restored_id = s->restored_id;
   if (s->configured) {
     st->tokens = cl_node_tokens(s->node);
     st->initial_tokens = cl_node_initial_tokens(s->node);
@@ -1525,7 +1834,25 @@ void cl_session_request(cl_session_t *s, cl_session_client_t *c,
                 s->self, cl_msg_type_name(m->type));
     return;
   }
+  /* Frozen, nothing moves: no token, no marker, no new channel. */
+  if ((m->type == CL_MSG_SEND || m->type == CL_MSG_SNAPSHOT ||
+       m->type == CL_MSG_NEXT_ID || m->type == CL_MSG_DELIVER ||
+       m->type == CL_MSG_CONNECT) &&
+      frozen_refusal(s, c, m))
+    return;
   switch (m->type) {
+  case CL_MSG_FREEZE:
+    do_freeze(s, c, m);
+    break;
+  case CL_MSG_RESTORE:
+    do_restore(s, c, m);
+    break;
+  case CL_MSG_RESUME:
+    do_resume(s, c, m);
+    break;
+  case CL_MSG_PEEK:
+    do_peek(s, c, m);
+    break;
   case CL_MSG_CONNECT:
     do_connect(s, c, m);
     break;
@@ -1613,6 +1940,18 @@ int cl_session_hello(cl_session_t *s, const cl_msg_t *m, uint32_t *in,
     return CL_ESTATE;
   }
   ch = &s->in[i];
+  if (m->u.hello.epoch < s->epoch) {
+    s->discarded++;
+    snprintf(why, whysz, "HELLO from %s of epoch %" PRIu64 ", from before "
+             "the restore to epoch %" PRIu64, from, m->u.hello.epoch,
+             s->epoch);
+    return CL_ESTATE;
+  }
+  if (m->u.hello.epoch > s->epoch) {
+    snprintf(why, whysz, "HELLO from %s of epoch %" PRIu64 ", but %s is "
+             "not restored to it yet", from, m->u.hello.epoch, s->self);
+    return CL_EAGAIN;
+  }
   if (ch->state == CL_CHAN_LOST) {
     snprintf(why, whysz, "HELLO for channel %s->%s, which was lost", from,
              s->self);
@@ -1655,7 +1994,7 @@ int cl_session_peer(cl_session_t *s, uint32_t in, const cl_msg_t *m,
   h.a = h.kind == CL_MSG_TOKEN ? m->u.token.seq : m->u.marker.snapshot_id;
   h.n = h.kind == CL_MSG_TOKEN ? m->u.token.n : 0;
   ch = &s->in[in];
-  if (!s->lockstep) {
+  if (!s->lockstep && !s->frozen) {
     int r = handle_peer(s, in, &h, why, whysz);
     if (r == 0)
       received(s, in, 1);
@@ -1690,6 +2029,21 @@ int cl_session_receive_ones(cl_session_t *s, uint32_t in, uint64_t first,
   if (!s->configured || in >= s->nin || s->lockstep) {
     snprintf(why, whysz, "unexpected TOKEN");
     return CL_EPROTO;
+  }
+  if (s->frozen) { /* they wait behind what a restore put there */
+    in_chan_t *ch = &s->in[in];
+    if (count > SIZE_MAX / 2 || cl_ring_reserve(&ch->held, count) < 0) {
+      snprintf(why, whysz, "out of memory holding messages");
+      return CL_ENOMEM;
+    }
+    for (k = 0; k < count; k++) {
+      held_t *h = cl_ring_push(&ch->held);
+      h->kind = CL_MSG_TOKEN;
+      h->a = first + k;
+      h->n = 1;
+    }
+    received(s, in, count);
+    return 0;
   }
   r = cl_node_receive_ones(s->node, in, first, count, &done);
   received(s, in, done);
@@ -1866,7 +2220,10 @@ void cl_session_tick(cl_session_t *s, uint64_t now) {
 
 int cl_session_configured(const cl_session_t *s) { return s->configured; }
 int cl_session_lockstep(const cl_session_t *s) { return s->lockstep; }
-int cl_session_circulating(const cl_session_t *s) { return s->circulate; }
+int cl_session_circulating(const cl_session_t *s) {
+  return s->circulate && !s->frozen;
+}
+uint64_t cl_session_epoch(const cl_session_t *s) { return s->epoch; }
 size_t cl_session_nout(const cl_session_t *s) { return s->nout; }
 size_t cl_session_nin(const cl_session_t *s) { return s->nin; }
 

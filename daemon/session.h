@@ -248,6 +248,8 @@ size_t cl_session_unacked_runs(const cl_session_t *s, size_t out);
 int cl_session_configured(const cl_session_t *s);
 int cl_session_lockstep(const cl_session_t *s);
 int cl_session_circulating(const cl_session_t *s);
+/* The restore epoch (HELLO carries it; docs/RESTORE.md). */
+uint64_t cl_session_epoch(const cl_session_t *s);
 size_t cl_session_nout(const cl_session_t *s);
 size_t cl_session_nin(const cl_session_t *s);
 const char *cl_session_out_id(const cl_session_t *s, size_t i);

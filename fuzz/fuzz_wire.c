@@ -129,7 +129,9 @@ static int status_eq(const cl_status_t *a, const cl_status_t *b) {
       a->initial_tokens != b->initial_tokens || a->lockstep != b->lockstep ||
       a->configured != b->configured || a->nout != b->nout ||
       a->nin != b->nin || a->nactive != b->nactive || a->ndone != b->ndone ||
-      a->config_id != b->config_id)
+      a->config_id != b->config_id || a->epoch != b->epoch ||
+      a->frozen != b->frozen || a->paused != b->paused ||
+      a->discarded != b->discarded || a->restored_id != b->restored_id)
     return 0;
   for (i = 0; i < a->nout; i++)
     if (!id_eq(a->out[i].peer, b->out[i].peer) ||
@@ -163,7 +165,8 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
     return id_eq(a->u.hello.from, b->u.hello.from) &&
            id_eq(a->u.hello.to, b->u.hello.to) &&
            a->u.hello.config_id == b->u.hello.config_id &&
-           a->u.hello.incarnation == b->u.hello.incarnation;
+           a->u.hello.incarnation == b->u.hello.incarnation &&
+           a->u.hello.epoch == b->u.hello.epoch;
   case CL_MSG_WELCOME:
     return id_eq(a->u.welcome.from, b->u.welcome.from) &&
            a->u.welcome.received == b->u.welcome.received;
@@ -208,6 +211,15 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   case CL_MSG_DROP:
     return a->u.drop.snapshot_id == b->u.drop.snapshot_id &&
            a->u.drop.started == b->u.drop.started;
+  case CL_MSG_FREEZE:
+    return a->u.freeze.epoch == b->u.freeze.epoch;
+  case CL_MSG_RESTORE:
+    return a->u.restore.epoch == b->u.restore.epoch &&
+           a->u.restore.paused == b->u.restore.paused &&
+           state_eq(&a->u.restore.state, &b->u.restore.state);
+  case CL_MSG_RESUME:
+  case CL_MSG_PEEK:
+    return 1;
   case CL_MSG_OK:
     if (a->u.ok.snapshot_id != b->u.ok.snapshot_id ||
         a->u.ok.nsent != b->u.ok.nsent ||

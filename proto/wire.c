@@ -72,6 +72,10 @@ const char *cl_msg_type_name(int type) {
   case CL_MSG_WATCH: return "WATCH";
   case CL_MSG_NEXT_ID: return "NEXT_ID";
   case CL_MSG_DROP: return "DROP";
+  case CL_MSG_FREEZE: return "FREEZE";
+  case CL_MSG_RESTORE: return "RESTORE";
+  case CL_MSG_RESUME: return "RESUME";
+  case CL_MSG_PEEK: return "PEEK";
   case CL_MSG_OK: return "OK";
   case CL_MSG_ERROR: return "ERROR";
   case CL_MSG_STATE: return "STATE";
@@ -102,6 +106,11 @@ void cl_msg_free(cl_msg_t *m) {
     free(m->u.state.sent);
     free(m->u.state.recv);
     break;
+  case CL_MSG_RESTORE:
+    free(m->u.restore.state.recorded);
+    free(m->u.restore.state.sent);
+    free(m->u.restore.state.recv);
+    break;
   case CL_MSG_STATUS_R:
     free(m->u.status.out);
     free(m->u.status.in);
@@ -120,7 +129,7 @@ void cl_msg_free(cl_msg_t *m) {
 /* Element count of each type's frame, type number included; 0: unknown. */
 static uint32_t frame_len(uint64_t type) {
   switch (type) {
-  case CL_MSG_HELLO: return 5;
+  case CL_MSG_HELLO: return 6;
   case CL_MSG_TOKEN: return 3;
   case CL_MSG_MARKER: return 2;
   case CL_MSG_WELCOME: return 3;
@@ -141,6 +150,10 @@ static uint32_t frame_len(uint64_t type) {
   case CL_MSG_WATCH: return 4;
   case CL_MSG_NEXT_ID: return 2;
   case CL_MSG_DROP: return 4;
+  case CL_MSG_FREEZE: return 3;
+  case CL_MSG_RESTORE: return 5;
+  case CL_MSG_RESUME: return 2;
+  case CL_MSG_PEEK: return 2;
   case CL_MSG_OK: return 6;
   case CL_MSG_ERROR: return 4;
   case CL_MSG_STATE: return 3;
@@ -302,7 +315,7 @@ static void put_u64_list(enc_t *e, uint32_t n, const uint64_t *v) {
 static void put_status(enc_t *e, const cl_status_t *s) {
   uint32_t i;
   enc_check(e, s->tokens >= 0 && s->initial_tokens >= 0);
-  put_array(e, 10);
+  put_array(e, 15);
   put_id(e, s->self);
   put_i64(e, s->tokens);
   put_i64(e, s->initial_tokens);
@@ -327,6 +340,11 @@ static void put_status(enc_t *e, const cl_status_t *s) {
   put_u64_list(e, s->nactive, s->active);
   put_u64_list(e, s->ndone, s->done);
   put_u64(e, s->config_id);
+  put_u64(e, s->epoch);
+  put_bool(e, s->frozen);
+  put_bool(e, s->paused);
+  put_u64(e, s->discarded);
+  put_u64(e, s->restored_id);
 }
 
 static void put_configure(enc_t *e, const cl_configure_t *c) {
@@ -385,6 +403,7 @@ static void put_peer_fields(enc_t *e, const cl_msg_t *m) {
     put_id(e, m->u.hello.to);
     put_u64(e, m->u.hello.config_id);
     put_u64(e, m->u.hello.incarnation);
+    put_u64(e, m->u.hello.epoch);
     break;
   case CL_MSG_TOKEN:
     put_u64(e, m->u.token.seq);
@@ -453,7 +472,15 @@ static void put_request_fields(enc_t *e, const cl_msg_t *m) {
     put_u64(e, m->u.drop.snapshot_id);
     put_bool(e, m->u.drop.started);
     break;
-  default: /* CONNECT, STATUS, SHUTDOWN, NEXT_ID: req only */
+  case CL_MSG_FREEZE:
+    put_u64(e, m->u.freeze.epoch);
+    break;
+  case CL_MSG_RESTORE:
+    put_u64(e, m->u.restore.epoch);
+    put_bool(e, m->u.restore.paused);
+    put_local_state(e, &m->u.restore.state);
+    break;
+  default: /* CONNECT, STATUS, SHUTDOWN, NEXT_ID, RESUME, PEEK: req only */
     break;
   }
 }
@@ -850,7 +877,7 @@ static int get_status(const msgpack_object *o, cl_status_t *s) {
   void *mem;
   uint32_t i;
   int rc;
-  TRY(get_tuple(o, 10, &f));
+  TRY(get_tuple(o, 15, &f));
   TRY(get_id(&f[0], s->self));
   TRY(get_i64(&f[1], 0, INT64_MAX, &s->tokens));
   TRY(get_i64(&f[2], 0, INT64_MAX, &s->initial_tokens));
@@ -878,7 +905,12 @@ static int get_status(const msgpack_object *o, cl_status_t *s) {
   }
   TRY(get_u64_list(&f[7], &s->nactive, &s->active));
   TRY(get_u64_list(&f[8], &s->ndone, &s->done));
-  return get_u64(&f[9], 0, UINT64_MAX, &s->config_id);
+  TRY(get_u64(&f[9], 0, UINT64_MAX, &s->config_id));
+  TRY(get_u64(&f[10], 0, UINT64_MAX, &s->epoch));
+  TRY(get_bool(&f[11], &s->frozen));
+  TRY(get_bool(&f[12], &s->paused));
+  TRY(get_u64(&f[13], 0, UINT64_MAX, &s->discarded));
+  return get_u64(&f[14], 0, UINT64_MAX, &s->restored_id);
 }
 
 /* The fields of a peer-channel frame f[] into *m. */
@@ -888,7 +920,8 @@ static int get_peer_fields(const msgpack_object *f, cl_msg_t *m) {
     TRY(get_id(&f[1], m->u.hello.from));
     TRY(get_id(&f[2], m->u.hello.to));
     TRY(get_u64(&f[3], 0, UINT64_MAX, &m->u.hello.config_id));
-    return get_u64(&f[4], 0, UINT64_MAX, &m->u.hello.incarnation);
+    TRY(get_u64(&f[4], 0, UINT64_MAX, &m->u.hello.incarnation));
+    return get_u64(&f[5], 0, UINT64_MAX, &m->u.hello.epoch);
   case CL_MSG_TOKEN:
     TRY(get_u64(&f[1], 1, UINT64_MAX, &m->u.token.seq));
     return get_i64(&f[2], 1, INT64_MAX, &m->u.token.n);
@@ -942,6 +975,15 @@ static int get_request_fields(const msgpack_object *f, cl_msg_t *m) {
   case CL_MSG_DROP:
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.drop.snapshot_id));
     return get_bool(&f[3], &m->u.drop.started);
+  case CL_MSG_FREEZE:
+    return get_u64(&f[2], 0, UINT64_MAX, &m->u.freeze.epoch);
+  case CL_MSG_RESTORE:
+    TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.restore.epoch));
+    TRY(get_bool(&f[3], &m->u.restore.paused));
+    return get_local_state(&f[4], &m->u.restore.state);
+  case CL_MSG_RESUME:
+  case CL_MSG_PEEK:
+    return 0;
   case CL_MSG_WATCH:
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.watch.first));
     return get_u64(&f[3], 0, UINT64_MAX - m->u.watch.first,

@@ -25,12 +25,14 @@
  *                                           client's nonce || the daemon's)
  *   peer channel (opened by the sender; HELLO the first frame after the
  *   handshake)
- *     HELLO      [1, from, to, config_id, incarnation]
+ *     HELLO      [1, from, to, config_id, incarnation, epoch]
  *                                           config_id: the sender's
  *                                           CONFIGURE config_id;
  *                                           incarnation: the sending
  *                                           process's channel epoch (a
- *                                           reconnect repeats it)
+ *                                           reconnect repeats it);
+ *                                           epoch: the sender's restore
+ *                                           epoch (0 before any restore)
  *     WELCOME    [4, from, received]        receiver -> sender, once per
  *                                           connection: HELLO accepted;
  *                                           received: frames it has had on
@@ -71,6 +73,18 @@
  *                                           never restart it; started 0 (it
  *                                           was never started): an id not
  *                                           seen here is not remembered
+ *     FREEZE     [24, req, epoch]           restore, step 1: take epoch, send
+ *                                           nothing, close every channel
+ *                                           connection (docs/RESTORE.md)
+ *     RESTORE    [25, req, epoch, paused, local_state]
+ *                                           step 2: tokens and channel
+ *                                           counts from local_state, its
+ *                                           recorded runs held at this
+ *                                           receiver as its channels' next
+ *                                           messages
+ *     RESUME     [26, req]                  step 3: handle them, carry on
+ *     PEEK       [27, req]                  frozen: the current state as a
+ *                                           STATE (held messages as runs)
  *   replies and notifications (daemon -> coordinator)
  *     OK         [30, req, snapshot_id, [[dest, kind, value, seq]...sent],
  *                 delivered_kind, delivered_value]
@@ -89,7 +103,7 @@
  *             [[dest, sent, connected, queued_bytes]...],
  *             [[src, received, connected, held]...],
  *             [snapshot_id...in progress], [snapshot_id...completed, kept],
- *             config_id]
+ *             config_id, epoch, frozen, paused, discarded, restored_id]
  */
 #ifndef CL_WIRE_H
 #define CL_WIRE_H
@@ -123,6 +137,10 @@ typedef enum {
   CL_MSG_WATCH = 21,
   CL_MSG_NEXT_ID = 22,
   CL_MSG_DROP = 23,
+  CL_MSG_FREEZE = 24,
+  CL_MSG_RESTORE = 25,
+  CL_MSG_RESUME = 26,
+  CL_MSG_PEEK = 27,
   CL_MSG_OK = 30,
   CL_MSG_ERROR = 31,
   CL_MSG_STATE = 32,
@@ -139,7 +157,7 @@ typedef enum {
 /* Control requests are the types CL_MSG_FIRST_REQUEST..CL_MSG_LAST_REQUEST
  * (CLIENT, which opens a control connection, comes before them). */
 #define CL_MSG_FIRST_REQUEST CL_MSG_CONFIGURE
-#define CL_MSG_LAST_REQUEST CL_MSG_DROP
+#define CL_MSG_LAST_REQUEST CL_MSG_PEEK
 
 /* Largest frame the decoder accepts by default; a frame whose buffered bytes
  * exceed the decoder's cap is CL_ETOOBIG. */
@@ -240,6 +258,11 @@ typedef struct cl_status {
   uint32_t ndone;
   uint64_t *done;       /* owned; completed snapshots still kept */
   uint64_t config_id;   /* of the CONFIGURE (0 before) */
+  uint64_t epoch;       /* restore epoch (0: never restored) */
+  uint8_t frozen;       /* between FREEZE and RESUME */
+  uint8_t paused;       /* restored with paused, not resumed yet */
+  uint64_t discarded;   /* frames and HELLOs of older epochs refused */
+  uint64_t restored_id; /* the snapshot last restored (RESTORE's state) */
 } cl_status_t;
 
 typedef struct cl_msg {
@@ -250,6 +273,7 @@ typedef struct cl_msg {
       char from[CL_ID_SIZE], to[CL_ID_SIZE];
       uint64_t config_id;
       uint64_t incarnation;
+      uint64_t epoch;
     } hello;
     struct { uint64_t seq; int64_t n; } token;
     struct { uint64_t snapshot_id; } marker;
@@ -273,6 +297,12 @@ typedef struct cl_msg {
     struct { uint8_t on; } circulate;
     struct { uint64_t first, count; } watch;
     struct { uint64_t snapshot_id; uint8_t started; } drop;
+    struct { uint64_t epoch; } freeze;
+    struct {
+      uint64_t epoch;
+      uint8_t paused;
+      cl_local_state_t state; /* owned */
+    } restore;
     struct {
       uint64_t snapshot_id;   /* SNAPSHOT: the id started; else 0 */
       uint32_t nsent;

@@ -129,6 +129,7 @@ static const int all_types[] = {
     CL_MSG_CONFIGURE, CL_MSG_CONNECT, CL_MSG_SEND,     CL_MSG_SNAPSHOT,
     CL_MSG_COLLECT,  CL_MSG_STATUS,   CL_MSG_DELIVER,  CL_MSG_SHUTDOWN,
     CL_MSG_CIRCULATE, CL_MSG_WATCH,   CL_MSG_NEXT_ID,  CL_MSG_DROP,
+    CL_MSG_FREEZE,   CL_MSG_RESTORE,  CL_MSG_RESUME,   CL_MSG_PEEK,
     CL_MSG_OK,
     CL_MSG_ERROR,
     CL_MSG_STATE,    CL_MSG_STATUS_R, CL_MSG_COMPLETE, CL_MSG_NOTICE,
@@ -140,16 +141,42 @@ static unsigned layout_len(int type) {
   switch (type) {
   case CL_MSG_CONFIGURE: return 12;
   case CL_MSG_OK: return 6;
-  case CL_MSG_HELLO: return 5;
+  case CL_MSG_HELLO: return 6;
+  case CL_MSG_RESTORE: return 5;
   case CL_MSG_SEND: case CL_MSG_COLLECT: case CL_MSG_ERROR:
   case CL_MSG_WATCH: case CL_MSG_DROP: return 4;
   case CL_MSG_MARKER: case CL_MSG_CLIENT: case CL_MSG_CONNECT:
   case CL_MSG_ACK: case CL_MSG_AUTH_OK:
   case CL_MSG_STATUS: case CL_MSG_SHUTDOWN: case CL_MSG_LOCAL_STATE:
-  case CL_MSG_NEXT_ID:
+  case CL_MSG_NEXT_ID: case CL_MSG_RESUME: case CL_MSG_PEEK:
     return 2;
   default: return 3;
   }
+}
+
+/* Two local states field by field. */
+static int states_equal(const cl_local_state_t *x, const cl_local_state_t *y) {
+  uint32_t i;
+  if (x->snapshot_id != y->snapshot_id || strcmp(x->server, y->server) != 0 ||
+      x->tokens != y->tokens || x->initial_tokens != y->initial_tokens ||
+      x->nrecorded != y->nrecorded || x->nsent != y->nsent ||
+      x->nrecv != y->nrecv)
+    return 0;
+  for (i = 0; i < x->nrecorded; i++)
+    if (strcmp(x->recorded[i].src, y->recorded[i].src) != 0 ||
+        x->recorded[i].seq != y->recorded[i].seq ||
+        x->recorded[i].count != y->recorded[i].count ||
+        x->recorded[i].n != y->recorded[i].n)
+      return 0;
+  for (i = 0; i < x->nsent; i++)
+    if (strcmp(x->sent[i].peer, y->sent[i].peer) != 0 ||
+        x->sent[i].count != y->sent[i].count)
+      return 0;
+  for (i = 0; i < x->nrecv; i++)
+    if (strcmp(x->recv[i].peer, y->recv[i].peer) != 0 ||
+        x->recv[i].count != y->recv[i].count)
+      return 0;
+  return 1;
 }
 
 static void make_sample(int type, cl_msg_t *m) {
@@ -163,6 +190,7 @@ static void make_sample(int type, cl_msg_t *m) {
     set_id(m->u.hello.to, "server-2.b_c");
     m->u.hello.config_id = 0x0123456789abcdefULL;
     m->u.hello.incarnation = 0xfedcba9876543210ULL;
+    m->u.hello.epoch = 3;
     break;
   case CL_MSG_TOKEN:
     m->req = 0;
@@ -259,6 +287,18 @@ static void make_sample(int type, cl_msg_t *m) {
     m->u.drop.snapshot_id = 1000007;
     m->u.drop.started = 1;
     break;
+  case CL_MSG_FREEZE:
+    m->u.freeze.epoch = 4;
+    break;
+  case CL_MSG_RESTORE: {
+    /* The STATE sample's local state, to restore. */
+    cl_msg_t st;
+    make_sample(CL_MSG_STATE, &st);
+    m->u.restore.epoch = 4;
+    m->u.restore.paused = 1;
+    m->u.restore.state = st.u.state;
+    break;
+  }
   case CL_MSG_LOCAL_STATE:
     /* The STATE sample's local state, as a notification (no req). */
     make_sample(CL_MSG_STATE, m);
@@ -347,6 +387,11 @@ static void make_sample(int type, cl_msg_t *m) {
     s->done[0] = 1;
     s->done[1] = 2;
     s->done[2] = 3;
+    s->epoch = 4;
+    s->frozen = 1;
+    s->paused = 1;
+    s->discarded = 12;
+    s->restored_id = 1000003;
     break;
   }
   case CL_MSG_COMPLETE:
@@ -375,7 +420,7 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   switch (a->type) {
   case CL_MSG_HELLO:
     return EQS(u.hello.from) && EQS(u.hello.to) && EQ(u.hello.config_id) &&
-           EQ(u.hello.incarnation);
+           EQ(u.hello.incarnation) && EQ(u.hello.epoch);
   case CL_MSG_TOKEN: return EQ(u.token.seq) && EQ(u.token.n);
   case CL_MSG_MARKER: return EQ(u.marker.snapshot_id);
   case CL_MSG_CLIENT: return EQS(u.client.name);
@@ -404,8 +449,12 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
         return 0;
     return 1;
   case CL_MSG_CONNECT: case CL_MSG_STATUS: case CL_MSG_SHUTDOWN:
-  case CL_MSG_NEXT_ID:
+  case CL_MSG_NEXT_ID: case CL_MSG_RESUME: case CL_MSG_PEEK:
     return 1;
+  case CL_MSG_FREEZE: return EQ(u.freeze.epoch);
+  case CL_MSG_RESTORE:
+    return EQ(u.restore.epoch) && EQ(u.restore.paused) &&
+           states_equal(&a->u.restore.state, &b->u.restore.state);
   case CL_MSG_SEND: return EQS(u.send.dest) && EQ(u.send.n);
   case CL_MSG_SNAPSHOT:
     return EQ(u.snapshot.has_id) && EQ(u.snapshot.snapshot_id);
@@ -427,26 +476,15 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   case CL_MSG_ERROR: return EQ(u.error.code) && EQS(u.error.text);
   case CL_MSG_STATE:
   case CL_MSG_LOCAL_STATE:
-    if (!EQ(u.state.snapshot_id) || !EQS(u.state.server) ||
-        !EQ(u.state.tokens) || !EQ(u.state.initial_tokens) ||
-        !EQ(u.state.nrecorded) || !EQ(u.state.nsent) || !EQ(u.state.nrecv))
-      return 0;
-    for (i = 0; i < a->u.state.nrecorded; i++)
-      if (!EQS(u.state.recorded[i].src) || !EQ(u.state.recorded[i].seq) ||
-          !EQ(u.state.recorded[i].count) || !EQ(u.state.recorded[i].n))
-        return 0;
-    for (i = 0; i < a->u.state.nsent; i++)
-      if (!EQS(u.state.sent[i].peer) || !EQ(u.state.sent[i].count))
-        return 0;
-    for (i = 0; i < a->u.state.nrecv; i++)
-      if (!EQS(u.state.recv[i].peer) || !EQ(u.state.recv[i].count))
-        return 0;
-    return 1;
+    return states_equal(&a->u.state, &b->u.state);
   case CL_MSG_STATUS_R:
     if (!EQS(u.status.self) || !EQ(u.status.tokens) ||
         !EQ(u.status.initial_tokens) || !EQ(u.status.lockstep) ||
         !EQ(u.status.configured) || !EQ(u.status.nout) || !EQ(u.status.nin) ||
-        !EQ(u.status.nactive) || !EQ(u.status.ndone))
+        !EQ(u.status.nactive) || !EQ(u.status.ndone) ||
+        !EQ(u.status.config_id) || !EQ(u.status.epoch) ||
+        !EQ(u.status.frozen) || !EQ(u.status.paused) ||
+        !EQ(u.status.discarded) || !EQ(u.status.restored_id))
       return 0;
     for (i = 0; i < a->u.status.nout; i++)
       if (!EQS(u.status.out[i].peer) || !EQ(u.status.out[i].sent) ||
@@ -666,8 +704,8 @@ static void test_text_truncation(void) {
 static void test_encode(void) {
   static const unsigned char token[] = {0x93, 0x02, 0x07, 0x05};
   static const unsigned char marker[] = {0x92, 0x03, 0xcd, 0x01, 0x2c};
-  static const unsigned char hello[] = {0x95, 0x01, 0xa1, 'a', 0xa1,
-                                        'b',  0x00, 0x2a};
+  static const unsigned char hello[] = {0x96, 0x01, 0xa1, 'a', 0xa1,
+                                        'b',  0x00, 0x2a, 0x00};
   msgpack_sbuffer sb;
   cl_msg_t m;
   size_t before;
@@ -944,7 +982,7 @@ static void test_shape(void) {
   build(&sb, "A i i i", 3, 99, 1, 2); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i", 1, 0);            EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 20, 1);      EXPECT(&sb, CL_ETYPE); /* was PUSH */
-  build(&sb, "A i i", 2, 24, 1);      EXPECT(&sb, CL_ETYPE);
+  build(&sb, "A i i", 2, 28, 1);      EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 9, 1);       EXPECT(&sb, CL_ETYPE);
   build(&sb, "A U", 1, 0x100000002ULL); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i M", 2, 50, 0);      EXPECT(&sb, CL_ETYPE);
@@ -1185,17 +1223,17 @@ static void test_values(void) {
   build(&sb, "A i i A i s i i A A A A s i", 3, 32, 1, 7, 5, "N1", 1, 1, 0, 0,
         1, 2, "N2", -3);
   EXPECT(&sb, CL_EPROTO); /* recv count < 0 */
-  build(&sb, "A i i A s i i i i A A A A i", 3, 33, 1, 10, "N1", 0, 0, 1, 1,
-        0, 0, 0, 0, 5);
+  build(&sb, "A i i A s i i i i A A A A i i i i i i", 3, 33, 1, 15, "N1", 0, 0, 1, 1,
+        0, 0, 0, 0, 5, 0, 0, 0, 0, 0);
   EXPECT(&sb, 1);
   build(&sb, "A i i A s i i i i A A A A", 3, 33, 1, 9, "N1", 0, 0, 1, 1, 0, 0,
         0, 0);
   EXPECT(&sb, CL_EPROTO); /* no config id */
-  build(&sb, "A i i A s i i i i A A s i i i A A A i", 3, 33, 1, 10, "N1", 0,
-        0, 1, 1, 1, 4, "N2", 0, 2, 0, 0, 0, 0, 5);
+  build(&sb, "A i i A s i i i i A A s i i i A A A i i i i i i", 3, 33, 1, 15, "N1", 0,
+        0, 1, 1, 1, 4, "N2", 0, 2, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0);
   EXPECT(&sb, CL_EPROTO); /* connected 2 */
-  build(&sb, "A i i A s i i i i A A A i A i", 3, 33, 1, 10, "N1", 0, 0, 1, 1,
-        0, 0, 1, -4, 0, 5);
+  build(&sb, "A i i A s i i i i A A A i A i i i i i i", 3, 33, 1, 15, "N1", 0, 0, 1, 1,
+        0, 0, 1, -4, 0, 5, 0, 0, 0, 0, 0);
   EXPECT(&sb, CL_EPROTO); /* negative snapshot id */
   build(&sb, "A i i A s i i i i A A A s A", 3, 33, 1, 9, "N1", 0, 0, 1, 1, 0,
         0, 1, "x", 0);
