@@ -27,6 +27,7 @@ static const struct {
     {"status", cl_cmd_cluster},    {"shutdown", cl_cmd_cluster},
     {"history", cl_cmd_store},     {"inspect", cl_cmd_store},
     {"checkpoint", cl_cmd_checkpoint}, {"circulate", cl_cmd_checkpoint},
+    {"restore", cl_cmd_restore},   {"resume", cl_cmd_restore},
 };
 
 /* `clsnap help [COMMAND]`. Returns the exit status. */

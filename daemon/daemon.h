@@ -198,6 +198,7 @@ typedef struct cl_out_chan {
   int refusal_code;           /* and its CL_E code */
   cl_wire_decoder_t *rdec;    /* from the receiver: WELCOME or a refusal,
                                  then ACKs */
+  uint64_t config_id;         /* HELLO's, with the session's epoch */
   msgpack_sbuffer hello;      /* written on every connection, after the
                                  handshake */
   uv_write_t hreq;

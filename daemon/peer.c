@@ -33,6 +33,22 @@ static void chans_free(cl_out_chan_t *out, size_t n) {
   free(out);
 }
 
+/* Encode ch's HELLO into ch->hello, with the session's restore epoch as it
+ * is now (a restore changes it between connections). 0 or a CL_E code. */
+static int out_hello(cl_out_chan_t *ch) {
+  cl_daemon_t *d = ch->d;
+  cl_msg_t hello;
+  memset(&hello, 0, sizeof hello);
+  hello.type = CL_MSG_HELLO;
+  memcpy(hello.u.hello.from, d->id, CL_ID_SIZE);
+  memcpy(hello.u.hello.to, ch->id, CL_ID_SIZE);
+  hello.u.hello.config_id = ch->config_id;
+  hello.u.hello.incarnation = d->incarnation;
+  hello.u.hello.epoch = d->session != NULL ? cl_session_epoch(d->session) : 0;
+  msgpack_sbuffer_clear(&ch->hello);
+  return cl_wire_encode(&hello, &ch->hello);
+}
+
 /* Channels for a CONFIGURE; see daemon.h. */
 int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
                   const char *const *out_ids) {
@@ -44,7 +60,6 @@ int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
     goto fail;
   for (i = 0; i < nout; i++) {
     cl_out_chan_t *ch = &out[i];
-    cl_msg_t hello;
     char host[CL_ADDR_SIZE];
     int port;
     ch->d = d;
@@ -59,14 +74,8 @@ int cl_peer_setup(cl_daemon_t *d, const cl_configure_t *cfg, size_t nout,
       if (strcmp(cfg->out[j].id, ch->id) == 0)
         snprintf(ch->addr, sizeof ch->addr, "%s", cfg->out[j].addr);
     /* HELLO goes first on every connection; frames wait for WELCOME. */
-    memset(&hello, 0, sizeof hello);
-    hello.type = CL_MSG_HELLO;
-    memcpy(hello.u.hello.from, cfg->self, CL_ID_SIZE);
-    memcpy(hello.u.hello.to, ch->id, CL_ID_SIZE);
-    hello.u.hello.config_id = cfg->config_id;
-    hello.u.hello.incarnation = d->incarnation;
-    hello.u.hello.epoch = cl_session_epoch(d->session);
-    if ((r = cl_wire_encode(&hello, &ch->hello)) < 0)
+    ch->config_id = cfg->config_id;
+    if ((r = out_hello(ch)) < 0)
       goto fail;
     r = CL_EINVAL;
     if (cl_addr_split(ch->addr, host, &port) < 0)
@@ -427,6 +436,11 @@ static void out_handshake(cl_out_chan_t *ch, const cl_msg_t *m) {
     return;
   }
   ch->hs = 2;
+  if (out_hello(ch) < 0) {
+    snprintf(ch->refusal, sizeof ch->refusal, "out of memory");
+    out_attempt_failed(ch, CL_ENOMEM);
+    return;
+  }
   out_say(ch, &ch->hello, &ch->hreq);
 }
 

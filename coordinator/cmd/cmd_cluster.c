@@ -193,7 +193,7 @@ static json_t *send_json(const char *src, const char *dst, uint64_t tokens,
 
 typedef struct cargs {
   const char *timeout, *jitter, *seed, *snap_dir, *cluster, *store, *keep_s;
-  int lockstep, json, quiet, no_wait, brief;
+  int lockstep, json, quiet, no_wait, brief, snap;
   uint64_t timeout_ms, keep;
 } cargs_t;
 
@@ -760,6 +760,41 @@ static void status_total(const cl_endpoint_t *file, size_t nfile,
            t->total, t->initial, t->initial - t->total);
 }
 
+/* `status --snap`: a frozen (restored, paused) cluster's state in the
+ * reference .snap format: every server's tokens and the messages waiting
+ * on its channels, from PEEK. */
+static int status_snap(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
+  cl_daemons_t s;
+  cl_msg_t req = {.type = CL_MSG_PEEK}, *reps = NULL;
+  cl_local_state_t *states = NULL;
+  cl_snap_t *snap = NULL;
+  size_t i, bad = 0;
+  int status = CL_EXIT_FAIL;
+  if (session_open(&s, file, nfile, a->timeout_ms, 1) == 0 &&
+      (reps = ask_all(&s, &req, a->timeout_ms, 1)) != NULL) {
+    states = cl_xcalloc(nfile, sizeof *states);
+    for (i = 0; i < nfile; i++) {
+      if (reps[i].type == CL_MSG_STATE) {
+        states[i] = reps[i].u.state;
+        continue;
+      }
+      bad++;
+      reply_failed(file[i].id, "PEEK", &reps[i]);
+    }
+    if (bad == 0 &&
+        cl_verify_global_snap(states[0].snapshot_id, states, nfile, &snap) ==
+            0) {
+      cl_snap_write(snap, stdout);
+      cl_snap_free(snap);
+      status = CL_EXIT_OK;
+    }
+  }
+  free(states);
+  cl_cluster_free_replies(s.cluster, reps);
+  cl_daemons_close(&s, 0);
+  return status;
+}
+
 /* `status`: one STATUS per server, as a table or JSON. */
 static int cmd_status(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
   cl_daemons_t s;
@@ -857,6 +892,7 @@ static int cluster_opts(const char *cmd, cargs_t *a, cl_opt_t *opts) {
     want = 1;
   } else if (strcmp(cmd, "status") == 0) {
     opts[no++] = (cl_opt_t){"brief", 0, 0, NULL, &a->brief};
+    opts[no++] = (cl_opt_t){"snap", 0, 0, NULL, &a->snap};
   }
   opts[no] = (cl_opt_t){NULL, 0, 0, NULL, NULL};
   return want;
@@ -912,6 +948,8 @@ int cl_cmd_cluster(int argc, char **argv, const char *cluster_file) {
     status = cmd_snapshot(&a, pos, file, nfile);
   else if (strcmp(cmd, "collect") == 0)
     status = cmd_collect(&a, pos, file, nfile);
+  else if (strcmp(cmd, "status") == 0 && a.snap)
+    status = status_snap(&a, file, nfile);
   else if (strcmp(cmd, "status") == 0)
     status = cmd_status(&a, file, nfile);
   else

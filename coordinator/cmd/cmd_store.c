@@ -145,59 +145,6 @@ static int cmd_history(const char *dir, int json) {
   return damaged > 0 ? CL_EXIT_FAIL : CL_EXIT_OK;
 }
 
-/* The file of SEQ|latest in dir into path. latest: the newest completed
- * snapshot. Returns 0, or the exit status after saying why not. */
-static int find_seq(const char *dir, const char *which, char *path,
-                    size_t size) {
-  cl_store_file_t *files;
-  size_t n, i;
-  uint64_t seq = 0;
-  char why[PATH_MAX + 256];
-  int latest = strcmp(which, "latest") == 0, found = -1;
-  if (!latest && cl_cli_u64("SEQ", which, 1, UINT64_MAX, &seq) < 0)
-    return CL_EXIT_USAGE;
-  if (cl_store_list(dir, &files, &n, why, sizeof why) < 0) {
-    cl_cli_fail(CL_EIO, NULL, dir, 0, "%s", why);
-    return CL_EXIT_FAIL;
-  }
-  for (i = 0; i < n; i++)
-    if (latest ? files[i].status == CL_STORED_COMPLETED
-               : files[i].seq == seq)
-      found = (int)i;
-  if (found >= 0)
-    snprintf(path, size, "%s", files[found].path);
-  free(files);
-  if (found >= 0)
-    return 0;
-  if (latest)
-    cl_cli_fail(CL_ENOENT, NULL, dir, 0, "inspect: no completed snapshot in "
-                "%s (%zu stored; see clsnap history)", dir, n);
-  else
-    cl_cli_fail(CL_ENOENT, NULL, dir, 0, "inspect: no snapshot #%" PRIu64
-                " in %s: never stored, deleted by --keep, or its file is "
-                "missing (see clsnap history)", seq, dir);
-  return CL_EXIT_FAIL;
-}
-
-/* Re-check rec's states against its own topology into v. Returns 0, or
- * -1 with why set (the topology does not parse). */
-static int recheck(const cl_stored_t *rec, cl_verdict_t *v, char *why,
-                   size_t size) {
-  cl_topology_t *topo = NULL;
-  cl_diag_t diag;
-  if (rec->topology != NULL &&
-      cl_topology_parse("topology", rec->topology, &topo, &diag) < 0) {
-    char d[512];
-    cl_diag_format(&diag, d, sizeof d);
-    snprintf(why, size, "%.3500s: its topology does not parse: %.200s",
-             rec->path, d);
-    return -1;
-  }
-  cl_verify(topo, NULL, rec->states, rec->nstates, v);
-  cl_topology_free(topo);
-  return 0;
-}
-
 /* The metadata of rec as `key: value` lines. */
 static void print_meta(const cl_stored_t *rec) {
   char t[32], dur[32];
@@ -268,7 +215,7 @@ static int cmd_inspect(const char *dir, const char *which, int json,
   cl_stored_t rec;
   cl_verdict_t v;
   cl_snap_t *snap = NULL;
-  int has = 0, status = find_seq(dir, which, path, sizeof path);
+  int has = 0, status = cl_stored_find(dir, which, "inspect", path, sizeof path);
   if (status != 0)
     return status;
   if (cl_store_read(path, &rec, why, sizeof why) < 0) {
@@ -276,7 +223,7 @@ static int cmd_inspect(const char *dir, const char *which, int json,
     return CL_EXIT_FAIL;
   }
   if (rec.nstates > 0) {
-    if (recheck(&rec, &v, why, sizeof why) < 0) {
+    if (cl_stored_recheck(&rec, &v, why, sizeof why) < 0) {
       cl_cli_fail(CL_EINVAL, NULL, path, 0, "inspect: %s", why);
       cl_store_record_free(&rec);
       return CL_EXIT_FAIL;

@@ -29,4 +29,7 @@ int cl_cmd_store(int argc, char **argv, const char *cluster_file);
  * `circulate on|off`: the load that keeps tokens moving. */
 int cl_cmd_checkpoint(int argc, char **argv, const char *cluster_file);
 
+/* `restore SEQ|latest` and `resume` (docs/RESTORE.md). */
+int cl_cmd_restore(int argc, char **argv, const char *cluster_file);
+
 #endif

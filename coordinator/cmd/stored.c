@@ -139,3 +139,57 @@ cl_store_t *cl_stored_open(const char *dir) {
   cl_cli_fail(CL_EIO, NULL, dir, 0, "%s", why);
   return NULL;
 }
+
+/* The file of SEQ|latest in dir into path. latest: the newest completed
+ * snapshot. Returns 0, or the exit status after saying why not. */
+int cl_stored_find(const char *dir, const char *which, const char *cmd,
+                   char *path, size_t size) {
+  cl_store_file_t *files;
+  size_t n, i;
+  uint64_t seq = 0;
+  char why[PATH_MAX + 256];
+  int latest = strcmp(which, "latest") == 0, found = -1;
+  if (!latest && cl_cli_u64("SEQ", which, 1, UINT64_MAX, &seq) < 0)
+    return CL_EXIT_USAGE;
+  if (cl_store_list(dir, &files, &n, why, sizeof why) < 0) {
+    cl_cli_fail(CL_EIO, NULL, dir, 0, "%s", why);
+    return CL_EXIT_FAIL;
+  }
+  for (i = 0; i < n; i++)
+    if (latest ? files[i].status == CL_STORED_COMPLETED
+               : files[i].seq == seq)
+      found = (int)i;
+  if (found >= 0)
+    snprintf(path, size, "%s", files[found].path);
+  free(files);
+  if (found >= 0)
+    return 0;
+  if (latest)
+    cl_cli_fail(CL_ENOENT, NULL, dir, 0, "%s: no completed snapshot in "
+                "%s (%zu stored; see clsnap history)", cmd, dir, n);
+  else
+    cl_cli_fail(CL_ENOENT, NULL, dir, 0, "%s: no snapshot #%" PRIu64
+                " in %s: never stored, deleted by --keep, or its file is "
+                "missing (see clsnap history)", cmd, seq, dir);
+  return CL_EXIT_FAIL;
+}
+
+/* Re-check rec's states against its own topology into v. Returns 0, or
+ * -1 with why set (the topology does not parse). */
+int cl_stored_recheck(const cl_stored_t *rec, cl_verdict_t *v, char *why,
+                      size_t size) {
+  cl_topology_t *topo = NULL;
+  cl_diag_t diag;
+  if (rec->topology != NULL &&
+      cl_topology_parse("topology", rec->topology, &topo, &diag) < 0) {
+    char d[512];
+    cl_diag_format(&diag, d, sizeof d);
+    snprintf(why, size, "%.3500s: its topology does not parse: %.200s",
+             rec->path, d);
+    return -1;
+  }
+  cl_verify(topo, NULL, rec->states, rec->nstates, v);
+  cl_topology_free(topo);
+  return 0;
+}
+

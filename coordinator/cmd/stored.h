@@ -44,4 +44,15 @@ int cl_stored_save(cl_store_t *st, cl_stored_t *rec, uint64_t keep);
 /* Open the store at dir, printing why not. NULL on failure. */
 cl_store_t *cl_stored_open(const char *dir);
 
+/* The file of SEQ|latest (latest: the newest completed snapshot) in the
+ * store dir into path; cmd names the command in the complaint. Returns 0,
+ * or the exit status after saying why not. */
+int cl_stored_find(const char *dir, const char *which, const char *cmd,
+                   char *path, size_t size);
+
+/* Check rec's states again, against its own topology, into v. Returns 0,
+ * or -1 with why set (its topology does not parse). */
+int cl_stored_recheck(const cl_stored_t *rec, cl_verdict_t *v, char *why,
+                      size_t size);
+
 #endif

@@ -187,6 +187,10 @@ static const char usage_status[] =
     "total. Exits 1 if a server cannot be reached.\n"
     "\n"
     "Options:\n"
+    "  --snap                after restore --paused: the cluster's state in\n"
+    "                        the reference .snap format (the restored id,\n"
+    "                        every server's tokens, the messages waiting on\n"
+    "                        each channel, in order)\n"
     "  --brief               one line per server: tokens, mode, how many\n"
     "                        snapshots in progress and kept, channels down\n"
     "  -j, --json            print JSON (instead of the table or --brief)\n"
@@ -340,10 +344,41 @@ static const char usage_inspect[] =
     "  -j, --json            print JSON\n"
     "  -h, --help            show this help\n";
 
+static const char usage_restore[] =
+    "Usage: clsnap [--cluster FILE] restore SEQ|latest [--store DIR] [options]\n"
+    "\n"
+    "Bring the running cluster back to a stored snapshot (docs/RESTORE.md):\n"
+    "every server's tokens become the recorded ones, every channel is\n"
+    "emptied and carries exactly the recorded messages, in order, and the\n"
+    "cluster carries on. Nothing from before is handled after: the servers\n"
+    "move to a new restore epoch, and channels of an older one are refused.\n"
+    "Snapshots in progress are aborted (stored as failed). Refused: a\n"
+    "snapshot of another topology, a damaged file, one that failed or timed\n"
+    "out.\n"
+    "\n"
+    "Options:\n"
+    "  --paused              hold the restored messages until clsnap resume;\n"
+    "                        clsnap status --snap shows the cluster's state\n"
+    "  --store DIR           the store (default: snapshots/ beside the\n"
+    "                        cluster file)\n"
+    "  --timeout DURATION    default 30s\n"
+    "  -h, --help            show this help\n";
+
+static const char usage_resume[] =
+    "Usage: clsnap [--cluster FILE] resume [options]\n"
+    "\n"
+    "After restore --paused: every server handles the restored messages and\n"
+    "carries on.\n"
+    "\n"
+    "Options:\n"
+    "  --timeout DURATION    default 30s\n"
+    "  -h, --help            show this help\n";
+
 static const struct {
   const char *cmd;
   const char *text;
 } usages[] = {
+    {"restore", usage_restore},   {"resume", usage_resume},
     {"checkpoint", usage_checkpoint}, {"circulate", usage_circulate},
     {"history", usage_history},   {"inspect", usage_inspect},
     {"run", usage_run},           {"configure", usage_configure},

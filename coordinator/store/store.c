@@ -152,7 +152,7 @@ static json_t *json_verdict(const cl_stored_t *rec) {
 }
 
 /* The hex SHA-256 of n bytes into hex[65]. */
-static void sha256_hex(const void *p, size_t n, char *hex) {
+void cl_store_sha256(const void *p, size_t n, char *hex) {
   unsigned char h[crypto_hash_sha256_BYTES];
   crypto_hash_sha256(h, p, n);
   sodium_bin2hex(hex, 65, h, sizeof h);
@@ -182,7 +182,7 @@ char *cl_store_body(const cl_stored_t *rec) {
   for (i = 0; i < rec->nstates; i++)
     json_array_append_new(states, json_state(&rec->states[i]));
   if (rec->topology != NULL) {
-    sha256_hex(rec->topology, strlen(rec->topology), hash);
+    cl_store_sha256(rec->topology, strlen(rec->topology), hash);
     topo = json_pack("{s:s, s:s}", "sha256", hash, "text", rec->topology);
   } else {
     topo = json_null();
@@ -480,9 +480,9 @@ int cl_store_put(cl_store_t *s, cl_stored_t *rec, uint64_t keep, char *why,
     return CL_EIO;
   }
   blen = strlen(body);
-  sha256_hex(body, blen, rec->sha256);
+  cl_store_sha256(body, blen, rec->sha256);
   if (rec->topology != NULL)
-    sha256_hex(rec->topology, strlen(rec->topology), rec->topology_sha256);
+    cl_store_sha256(rec->topology, strlen(rec->topology), rec->topology_sha256);
   snprintf(head, sizeof head, "%s%s%s", PREFIX, rec->sha256, MIDDLE);
   snprintf(final, sizeof final, "%s/%06" PRIu64 "-%s.json", s->dir, seq,
            cl_store_status_name(rec->status));
@@ -746,7 +746,7 @@ static int get_body(json_t *o, cl_stored_t *rec, const char **what,
     strcpy(rec->topology, json_string_value(t));
     snprintf(rec->topology_sha256, sizeof rec->topology_sha256, "%s",
              json_string_value(h));
-    sha256_hex(rec->topology, strlen(rec->topology), hash);
+    cl_store_sha256(rec->topology, strlen(rec->topology), hash);
     *what = "topology (its text does not match its sha256)";
     if (strcmp(hash, rec->topology_sha256) != 0)
       return -1;
@@ -803,7 +803,7 @@ int cl_store_read(const char *path, cl_stored_t *rec, char *why,
     free(text);
     return CL_EINVAL;
   }
-  sha256_hex(text + HEAD_LEN, len - HEAD_LEN - SUFFIX_LEN, hash);
+  cl_store_sha256(text + HEAD_LEN, len - HEAD_LEN - SUFFIX_LEN, hash);
   if (strcmp(hash, want) != 0) {
     cl_set_err(why, whysize, "%s: checksum mismatch: the file says sha256 "
                "%.16s..., its contents hash to %.16s... (damaged or edited)",

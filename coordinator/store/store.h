@@ -110,6 +110,10 @@ int cl_store_read(const char *path, cl_stored_t *rec, char *why,
  * holds it; NULL on allocation failure. */
 char *cl_store_body(const cl_stored_t *rec);
 
+/* The SHA-256 of n bytes, as 64 hex digits and a NUL, into hex[65] (a
+ * topology's hash is of its canonical text). */
+void cl_store_sha256(const void *p, size_t n, char *hex);
+
 /* us (UTC microseconds) as "2026-12-04T05:12:33.123456Z" (buf >= 32). */
 void cl_store_time(int64_t us, char *buf, size_t size);
 
