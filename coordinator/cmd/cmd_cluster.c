@@ -625,6 +625,11 @@ static json_t *json_server(const cl_daemons_t *s, size_t i,
   json_object_set_new(sv, "configured", json_boolean(st->configured));
   json_object_set_new(sv, "lockstep", json_boolean(st->lockstep));
   json_channels(sv, st);
+  json_object_set_new(sv, "epoch", json_integer((json_int_t)st->epoch));
+  json_object_set_new(sv, "frozen", json_boolean(st->frozen));
+  json_object_set_new(sv, "paused", json_boolean(st->paused));
+  json_object_set_new(sv, "discarded",
+                      json_integer((json_int_t)st->discarded));
   json_object_set_new(sv, "in_progress", json_ids(st->active, st->nactive));
   json_object_set_new(sv, "kept", json_ids(st->done, st->ndone));
   return sv;
@@ -659,7 +664,11 @@ static void status_json(const cl_daemons_t *s, const cl_endpoint_t *file,
 
 /* A server's mode as status shows it. */
 static const char *status_mode(const cl_status_t *st) {
-  return !st->configured ? "unconfig" : st->lockstep ? "lockstep" : "free";
+  return !st->configured ? "unconfig"
+         : st->paused    ? "paused"
+         : st->frozen    ? "frozen"
+         : st->lockstep  ? "lockstep"
+                         : "free";
 }
 
 /* "  N WHAT: ranges" for a non-empty id list (WHAT: kept, in progress). */
@@ -784,7 +793,13 @@ static int status_snap(cargs_t *a, const cl_endpoint_t *file, size_t nfile) {
     if (bad == 0 &&
         cl_verify_global_snap(states[0].snapshot_id, states, nfile, &snap) ==
             0) {
-      cl_snap_write(snap, stdout);
+      cl_verdict_t v;
+      cl_verify(NULL, NULL, states, nfile, &v);
+      if (a->json)
+        cl_json_print(cl_json_checked(states[0].snapshot_id, snap, &v,
+                                      states, nfile));
+      else
+        cl_snap_write(snap, stdout);
       cl_snap_free(snap);
       status = CL_EXIT_OK;
     }

@@ -239,6 +239,17 @@ static int do_restore(const char *cluster, const char *dir, const char *which,
     for (k = 0; k < rec.states[i].nrecorded; k++)
       messages += rec.states[i].recorded[k].count;
   }
+  if (cl_cli.json) {
+    cl_json_print(json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:f}", "seq",
+        (json_int_t)rec.seq, "id", (json_int_t)rec.id, "epoch",
+        (json_int_t)epoch, "servers", (json_int_t)n, "tokens",
+        (json_int_t)tokens, "messages", (json_int_t)messages, "aborted",
+        (json_int_t)aborted, "paused", paused,
+        "seconds", (double)(cl_now_ns() - t0) / 1e9));
+    status = CL_EXIT_OK;
+    goto done;
+  }
   cl_output_duration((double)(cl_now_ns() - t0) / 1e9, dur, sizeof dur);
   printf("restored #%" PRIu64 " (snapshot %" PRIu64 ") on %zu servers at "
          "epoch %" PRIu64 " in %s: %" PRId64 " tokens on servers, %" PRIu64
@@ -283,7 +294,10 @@ static int do_resume(const char *cluster, uint64_t timeout_ms) {
       cl_cli_fail(CL_ELOST, cl_cluster_culprit(d.cluster), NULL, 0, "%s",
                   err);
     else if (all_ok(&d, file, n, &req, timeout_ms, "RESUME") == 0) {
-      printf("resumed %zu servers\n", n);
+      if (cl_cli.json)
+        cl_json_print(json_pack("{s:I}", "resumed", (json_int_t)n));
+      else
+        printf("resumed %zu servers\n", n);
       status = CL_EXIT_OK;
     }
   }

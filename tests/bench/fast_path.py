@@ -229,7 +229,7 @@ def main():
         socks = {}
         for pid in peers:
             s = socket.create_connection((host, int(port)), timeout=10)
-            s.sendall(pack([1, pid, "A", 0, 0]))
+            s.sendall(pack([1, pid, "A", 0, 0, 0]))
             socks[pid] = s
         # HELLO alone first: the daemon switches to the fast parser once its
         # decoder is empty.

@@ -87,7 +87,7 @@ def raw(clsnapd, workdir):
         c.close()
         required = "authentication required"
         refused(d, pack([10, "nosecret"]), required)
-        refused(d, pack([1, "B", "A", 0, 0]), required)
+        refused(d, pack([1, "B", "A", 0, 0, 0]), required)
         refused(d, pack([16, 1]), required)
         # Garbage: not a frame at all.
         s = connect(d.addr)

@@ -473,7 +473,7 @@ class Garbage:
 
     def hello(self, src, dst, cfg=None, incarnation=0):
         return pack([1, src, dst, self.cfg if cfg is None else cfg,
-                     incarnation])
+                     incarnation, 0])
 
     def cluster_ok(self):
         """Every daemon runs and a checked snapshot accounts for every
@@ -557,7 +557,7 @@ class Garbage:
 
     def case_unknown_type(self):
         for shape in ([99, 1, 2], [0], [43, "x"], [200], [9, 1], [20, 1, 1],
-                      [24, 1, 2]):
+                      [28, 1, 2]):
             self.expect_refused(pack(shape), "unknown message type")
 
     def case_over_cap(self):
@@ -966,7 +966,7 @@ def reply_cap(clsnapd, workdir):
               % (configure_only,))
         size = len(pack([33, 1, ["A", 5, 5, 0, 1,
                                  [["P%03d" % i, 0, 0, 0] for i in range(500)],
-                                 [], [], []]]))
+                                 [], [], [], 0, 0, False, False, 0, 0]]))
         n = (80 << 20) // size
         who = label(c.s)
         c.s.sendall(b"".join(pack([16, k]) for k in range(1000, 1000 + n)))
@@ -998,7 +998,7 @@ def active_cap(clsnapd, workdir):
         # in one write. The first `cap` are taken, the next one fails the
         # channel, the rest are never read.
         n = 50000
-        send_quietly(p, pack([1, "P", "A", 0, 0]) +
+        send_quietly(p, pack([1, "P", "A", 0, 0, 0]) +
                      b"".join(pack([3, k]) for k in range(1, n + 1)))
         check(closed_by_peer(p, 20), "a marker past the cap kept the channel")
         why = ("MARKER for snapshot %d would start one more than the %d "
@@ -1099,9 +1099,9 @@ def record_runs(addr, sid, nrec):
     so no two of them share a run: the state lists nrec runs. Returns the
     two peer sockets (the caller closes them)."""
     p = connect(addr)
-    p.sendall(pack([1, "P", sid, 0, 0]) + pack([3, 1]))
+    p.sendall(pack([1, "P", sid, 0, 0, 0]) + pack([3, 1]))
     q = connect(addr)
-    q.sendall(pack([1, "Q", sid, 0, 0]) + b"".join(
+    q.sendall(pack([1, "Q", sid, 0, 0, 0]) + b"".join(
         b"\x93\x02\xce" + struct.pack(">I", k) + bytes([1 + k % 2])
         for k in range(1, nrec + 1)) + pack([3, 1]))
     return p, q

@@ -98,7 +98,7 @@ class FakeDaemon(FakeServer):
         if m[0] != 16:
             return None
         return [33, m[1], [self.sid, self.tokens, self.tokens, False, True,
-                           [], [], [], [], 5]]
+                           [], [], [], [], 5, 0, False, False, 0, 0]]
 
 
 class ListDaemon(FakeServer):
@@ -107,7 +107,7 @@ class ListDaemon(FakeServer):
     def __init__(self, sid, tokens, lockstep, outs, ins, active, kept):
         self.sid = sid
         self.reply = [sid, tokens, tokens, lockstep, True, outs, ins,
-                      active, kept, 5]
+                      active, kept, 5, 0, False, False, 0, 0]
         super().__init__(self.status)
 
     def status(self, m):

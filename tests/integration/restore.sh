@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Restore a running cluster to a stored snapshot (docs/RESTORE.md).
+#   restore.sh paused TOPOLOGY   under circulation: checkpoints, then
+#                                restore latest --paused; status --snap
+#                                equals inspect --snap and the stored
+#                                states (snapcmp.py); resume; circulation
+#                                goes on; with it off, a snapshot holds
+#                                every token and passes
+#   restore.sh reference         the stored snapshots of lockstep runs of
+#                                the reference cases, restored --paused
+#                                into a fresh cluster: status --snap equals
+#                                the reference .snap
+#   restore.sh stale             50 restores in a row under full
+#                                circulation, each paused and compared
+#                                exactly, then resumed: no message of an
+#                                older epoch is ever handled
+#   restore.sh refusals          another topology, a damaged file, a
+#                                timed-out entry; snapshots in progress
+#                                stored as failed ("aborted")
+. "$(dirname "$0")/common.sh"
+case_=${1:?usage: restore.sh CASE [TOPOLOGY]}
+
+# paused_equals SEQ TOTAL: the paused cluster's state (status --snap) is
+# stored snapshot SEQ (inspect --snap) by the reference comparison.
+paused_equals() {
+  "$CLSNAP" status --snap >"$WORK/now.snap" || fail "status --snap failed"
+  "$CLSNAP" inspect "$1" --snap >"$WORK/stored.snap" || fail "inspect $1 failed"
+  "$PYTHON" "$SNAPCMP" "$2" "$WORK/stored.snap" "$WORK/now.snap" ||
+    fail "the restored cluster is not snapshot #$1"
+}
+
+# settled_snapshot TOTAL: with circulation off, a snapshot passes and
+# holds every token.
+settled_snapshot() {
+  "$CLSNAP" circulate off >/dev/null
+  "$CLSNAP" snapshot N1 --json >"$WORK/s.json" || fail "the snapshot after the restore failed"
+  "$PYTHON" -c 'import json,sys; s = json.load(open(sys.argv[1])); sys.exit(not (s["ok"] and s["tokens"]["expected"] == int(sys.argv[2])))' \
+    "$WORK/s.json" "$1" || fail "the snapshot after the restore does not hold $1 tokens"
+}
+
+case $case_ in
+paused)
+  top=$COS/${2:?topology}
+  total=$(total_tokens "$top")
+  cluster_up "$top" "$WORK/c"
+  export CLSNAP_CLUSTER=$WORK/c/cluster
+  "$CLSNAP" circulate on >/dev/null
+  "$CLSNAP" checkpoint --every 20ms --count 10 -q >/dev/null
+  seq=$("$CLSNAP" history --json | "$PYTHON" -c 'import json,sys; h = [e for e in json.load(sys.stdin) if e["status"] == "completed"]; print(max(h, key=lambda e: e["messages_in_flight"])["seq"])')
+  "$CLSNAP" restore "$seq" --paused >"$WORK/r.txt" || fail "restore --paused failed"
+  grep -q "^restored #$seq " "$WORK/r.txt" || fail "restore said: $(cat "$WORK/r.txt")"
+  paused_equals "$seq" "$total"
+  # Paused: nothing moves, and nothing may be started.
+  ! "$CLSNAP" send N1 N2 1 >/dev/null 2>&1 || fail "a SEND went through while paused"
+  "$CLSNAP" resume >/dev/null || fail "resume failed"
+  ! "$CLSNAP" status --snap >/dev/null 2>&1 || fail "status --snap of a running cluster"
+  settled_snapshot "$total"
+  echo "ok: $2: restored #$seq paused equals the stored snapshot; resumed, $total tokens"
+  ;;
+
+reference)
+  for c in "3nodes.top 3nodes-bidirectional-messages 1" "8nodes.top 8nodes-concurrent-snapshots 5" \
+           "10nodes.top 10nodes 10"; do
+    set -- $c
+    d=$WORK/store-$2
+    "$CLSNAP" run "$COS/$1" "$COS/$2.events" --lockstep \
+      --delays "$CONFORMANCE_DIR/go-delays.txt" --store "$d" -q \
+      --log-dir "$WORK/logs" >/dev/null 2>&1 || fail "run $2 --store failed"
+    cluster_up "$COS/$1" "$WORK/c-$2"
+    mkdir -p "$WORK/snap-$2"
+    for k in $(seq 0 $(($3 - 1))); do
+      "$CLSNAP" --cluster "$WORK/c-$2/cluster" restore $((k + 1)) --store "$d" --paused \
+        >/dev/null || fail "restore $((k + 1)) of $2 failed"
+      "$CLSNAP" --cluster "$WORK/c-$2/cluster" status --snap >"$WORK/snap-$2/$k.snap" ||
+        fail "status --snap after restoring $((k + 1)) of $2 failed"
+    done
+    reference_equal "$COS/$1" "$2" "$3" "$WORK/snap-$2"
+    bash "$DEPLOY" down "$WORK/c-$2" >/dev/null
+    echo "ok: $2: $3 snapshots restored into a fresh cluster equal the reference"
+  done
+  ;;
+
+stale)
+  top=$COS/8nodes.top
+  total=$(total_tokens "$top")
+  cluster_up "$top" "$WORK/c"
+  export CLSNAP_CLUSTER=$WORK/c/cluster
+  "$CLSNAP" circulate on >/dev/null
+  "$CLSNAP" checkpoint --every 20ms --count 5 -q >/dev/null
+  for i in $(seq 1 50); do
+    seq=$((i % 5 + 1))
+    "$CLSNAP" restore "$seq" --paused >/dev/null || fail "restore $i failed"
+    paused_equals "$seq" "$total"
+    "$CLSNAP" resume >/dev/null || fail "resume $i failed"
+  done
+  "$CLSNAP" status --json >"$WORK/st.json"
+  discarded=$("$PYTHON" -c 'import json,sys; print(sum(s["discarded"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/st.json")
+  settled_snapshot "$total"
+  echo "ok: 50 restores under circulation, each exactly the stored snapshot; $discarded HELLOs of older epochs refused"
+  ;;
+
+refusals)
+  cluster_up "$COS/3nodes.top" "$WORK/c"
+  export CLSNAP_CLUSTER=$WORK/c/cluster
+  "$CLSNAP" snapshot N1 --store "$WORK/c/snapshots" -q >/dev/null
+  # Another topology's snapshot.
+  "$CLSNAP" run "$COS/2nodes.top" "$COS/2nodes-simple.events" --in-process \
+    --store "$WORK/other" -q >/dev/null
+  expect_refusal() { # WANT_EXIT TEXT ARGS...
+    local want=$1 text=$2 rc=0
+    shift 2
+    "$CLSNAP" restore "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+    [ $rc -eq "$want" ] && grep -qF -- "$text" "$WORK/err" ||
+      { cat "$WORK/out" "$WORK/err" >&2; fail "restore $*: exit $rc, expected $want and: $text"; }
+  }
+  expect_refusal 2 "was taken on another topology" latest --store "$WORK/other"
+  cp "$WORK/c/snapshots/000001-completed.json" "$WORK/c/snapshots/000001.bak"
+  printf 'x' >>"$WORK/c/snapshots/000001-completed.json"
+  expect_refusal 1 "000001-completed.json: truncated" 1
+  mv "$WORK/c/snapshots/000001.bak" "$WORK/c/snapshots/000001-completed.json"
+  # A timed-out entry: a lockstep cluster never completes one.
+  cluster_up "$COS/3nodes.top" "$WORK/l" --lockstep
+  "$CLSNAP" --cluster "$WORK/l/cluster" checkpoint --every 10ms --count 1 \
+    --timeout 200ms --tolerate 1 -q >/dev/null 2>&1 || true
+  expect_refusal 1 "timed_out, there is nothing to restore" 1 --cluster "$WORK/l/cluster"
+  # A snapshot in progress (lockstep: it waits for DELIVERs) is aborted by
+  # a restore and stored as failed.
+  "$CLSNAP" --cluster "$WORK/l/cluster" snapshot N2 --no-wait >/dev/null
+  "$CLSNAP" --cluster "$WORK/l/cluster" restore latest --store "$WORK/c/snapshots" \
+    >"$WORK/r.txt" || fail "restore of the lockstep cluster failed"
+  grep -q "1 snapshot in progress aborted" "$WORK/r.txt" ||
+    { cat "$WORK/r.txt" >&2; fail "the snapshots in progress were not aborted"; }
+  "$CLSNAP" history --store "$WORK/c/snapshots" >"$WORK/h.txt" || true
+  grep -q "aborted by the restore to #1" "$WORK/h.txt" ||
+    { cat "$WORK/h.txt" >&2; fail "no failed entry for the aborted snapshots"; }
+  "$CLSNAP" --cluster "$WORK/l/cluster" status --json >"$WORK/st.json"
+  "$PYTHON" -c 'import json,sys; sys.exit(any(s["in_progress"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/st.json" ||
+    fail "snapshots still in progress after the restore"
+  echo "ok: refusals named; snapshots in progress aborted and stored as failed"
+  ;;
+
+*) fail "unknown case $case_" ;;
+esac
+assert_no_daemons "$CLSNAPD"
