@@ -9,7 +9,8 @@
 #   3. checkpoints that time out on a lockstep cluster (no snapshot
 #      completes there without DELIVERs), each dropped on every server
 #      (DROP: a snapshot in progress given up, unknown ids remembered),
-#      then the daemons stop with the dropped snapshots still remembered.
+#      then a restore (FREEZE, RESTORE, PEEK, RESUME) of that cluster, and
+#      the daemons stop.
 # Uses build/ (CLSNAP and CLSNAPD override), installs valgrind when root.
 # Ends with "N passed, N failed", N counting daemons checked.
 set -uo pipefail
@@ -92,6 +93,20 @@ else
   "$CLSNAP" "${c2[@]}" status --json >"$WORK/st.json" 2>&1
   "$PYTHON" -c 'import json,sys; sys.exit(any(s["in_progress"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/st.json" ||
     { echo "FAIL: dropped checkpoints stay in progress" >&2; failed=$((failed + 1)); }
+  # A restore of that cluster (FREEZE, RESTORE with messages to hold,
+  # PEEK, RESUME) to a snapshot of an in-process run of its topology.
+  "$CLSNAP" run "$COS/3nodes.top" "$COS/3nodes-bidirectional-messages.events" \
+    --in-process --delays "$CONFORMANCE_DIR/go-delays.txt" --store "$WORK/vstore" -q >/dev/null 2>&1
+  if ! "$CLSNAP" "${c2[@]}" restore latest --store "$WORK/vstore" --paused \
+       >"$WORK/rs.txt" 2>&1 ||
+     ! "$CLSNAP" "${c2[@]}" status --snap >"$WORK/now.snap" 2>>"$WORK/rs.txt" ||
+     ! "$PYTHON" "$here/integration/snapcmp.py" 13 \
+       "$COS/3nodes-bidirectional-messages.snap" "$WORK/now.snap" >>"$WORK/rs.txt" 2>&1 ||
+     ! "$CLSNAP" "${c2[@]}" resume >>"$WORK/rs.txt" 2>&1; then
+    cat "$WORK/rs.txt" >&2
+    echo "FAIL: restore of the lockstep cluster under valgrind" >&2
+    failed=$((failed + 1))
+  fi
   bash "$root/deploy/cluster.sh" down "$run2" >/dev/null
   for log in "$run2"/*.log; do check_log "$log"; done
 fi

@@ -23,6 +23,8 @@ static const char usage_main[] =
     "  circulate on|off           keep tokens moving (a load to checkpoint)\n"
     "  history                    list the stored snapshots\n"
     "  inspect SEQ|latest         re-verify a stored snapshot and print it\n"
+    "  restore SEQ|latest         bring the cluster back to a stored snapshot\n"
+    "  resume                     carry on after restore --paused\n"
     "  shutdown                   stop every server\n"
     "  bench [options]            start a cluster under load: throughput,\n"
     "                             snapshot latency and cost, memory\n"

@@ -44,7 +44,7 @@ usage_error - "option '--version' doesn't allow an argument" --version=1
 usage_error - "invalid option -- 'x'" -x status
 
 # Every command: an unknown option, a value missing, a flag given a value.
-for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect; do
+for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect restore resume; do
   usage_error "$cmd" "unrecognized option '--bogus'" "$cmd" --bogus
   usage_error "$cmd" "invalid option -- 'z'" "$cmd" -z
   usage_error "$cmd" "option '--json' doesn't allow an argument" "$cmd" --json=yes
@@ -87,6 +87,8 @@ usage_error checkpoint "needs --every DURATION (e.g. --every 5s)" checkpoint --c
 usage_error checkpoint "--every: 0ms is out of range (1ms..86400s)" checkpoint --cluster "$WORK/c1" --every 0ms
 usage_error checkpoint "--from and --rotate exclude each other" checkpoint --cluster "$WORK/c1" --every 1 --from A --rotate
 usage_error circulate "needs on or off" circulate --cluster "$WORK/c1" maybe
+usage_error restore "needs SEQ (a number from clsnap history) or latest" restore --cluster "$WORK/c1"
+usage_error resume "unexpected argument 'x'" resume --cluster "$WORK/c1" x
 usage_error inspect "needs SEQ (a number from clsnap history) or latest" inspect --store "$WORK"
 usage_error inspect "SEQ: 'first' is not a whole number" inspect first --store "$WORK"
 usage_error history "unexpected argument 'x'" history x --store "$WORK"
@@ -97,7 +99,7 @@ usage_error bench "--nodes: 1 is out of range (2..256)" bench --nodes 1 --topolo
 usage_error bench "--idle and --baseline exclude each other" bench --nodes 2 --topology ring --seconds 1 --idle --baseline
 # Without a cluster: the error names all three places.
 for cmd in "configure $top" "send N1 N2 1" "snapshot N1" "collect 1" status shutdown \
-  "checkpoint --every 1" "circulate on" history "inspect latest"; do
+  "checkpoint --every 1" "circulate on" history "inspect latest" "restore latest" resume; do
   # shellcheck disable=SC2086
   usage_error "${cmd%% *}" "which cluster? give --cluster FILE, set CLSNAP_CLUSTER, or run where ./.clsnap/cluster exists (deploy/cluster.sh up writes it)" $cmd
 done
@@ -132,7 +134,7 @@ echo "ok: clsnapd usage errors, --version, abbreviations"
 # Help and version, short and long, on stdout with exit 0.
 for h in -h --help --he; do
   "$CLSNAP" $h | head -1 | grep -q "^Usage: clsnap " || fail "clsnap $h"
-  for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect; do
+  for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect restore resume; do
     "$CLSNAP" "$cmd" $h | head -1 | grep -q "^Usage: clsnap .*$cmd" || fail "clsnap $cmd $h"
   done
 done

@@ -168,7 +168,14 @@ expect 1 error --expect "{\"code\": \"EINVAL\", \"file\": \"$st/000002-completed
   "${c[@]}" inspect 2 --store "$st"
 expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" checkpoint --every 5x --store "$st"
 expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" circulate maybe
-echo "ok: store, checkpoint, circulate, history, inspect"
+expect 0 restore --expect '{"seq": 4, "epoch": 1, "servers": 3, "paused": true}' -- \
+  "${c[@]}" restore latest --store "$st" --paused
+expect 0 snapshot --ids "$ids" --expect '{"ok": true}' -- "${c[@]}" status --snap
+expect 0 resume --expect '{"resumed": 3}' -- "${c[@]}" resume
+expect 1 error --expect '{"code": "ESTATE", "server": "A"}' -- "${c[@]}" status --snap
+expect 1 error --expect "{\"code\": \"EINVAL\", \"file\": \"$st/000002-completed.json\"}" -- \
+  "${c[@]}" restore 2 --store "$st"
+echo "ok: store, checkpoint, circulate, history, inspect, restore"
 
 expect 0 status --ids "$ids" --expect '{"initial_tokens": 7, "unreachable": 0, "mixed_topologies": false}' -- "${c[@]}" status
 expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" status A
