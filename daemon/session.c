@@ -1339,12 +1339,11 @@ static void do_freeze(cl_session_t *s, cl_session_client_t *c,
     cl_ring_clear(&o->unacked);
     o->frames = o->acked = 0;
     fail_parked(s, &o->sends, "SEND");
-    if (o->state == CL_CHAN_IDLE)
-      continue;
     /* Reconnect under the new epoch: a broken connection is redone, a
-     * lost or failed channel tried again. */
-    f = fx_push(s, o->state == CL_CHAN_LOST || o->state == CL_CHAN_FAILED
-                       ? CL_FX_CONNECT : CL_FX_BREAK);
+     * lost or failed channel tried again, one never connected (a server
+     * restarted and configured for the restore) connected. */
+    f = fx_push(s, o->state == CL_CHAN_UP || o->state == CL_CHAN_CONNECTING
+                       ? CL_FX_BREAK : CL_FX_CONNECT);
     f->chan = (uint32_t)i;
     if (f->kind == CL_FX_BREAK) {
       f->text = (char *)"restore: a new epoch";

@@ -9,6 +9,10 @@
 #   deploy/cluster.sh status [RUNDIR]        which daemons run, clsnap status;
 #                                            exits 1 if any daemon is not running
 #   deploy/cluster.sh down [RUNDIR]          stop exactly the daemons `up` started
+#   deploy/cluster.sh recover [RUNDIR]       restart the daemons that died, on
+#                                            their addresses, and restore the
+#                                            newest completed snapshot of
+#                                            RUNDIR/snapshots
 #   deploy/cluster.sh --secret-file FILE COMMAND ...
 #                                            the same, with a secret (see below)
 #
@@ -196,6 +200,57 @@ cmd_down() {
   echo "cluster down: stopped ${#ids[@]} servers"
 }
 
+# The daemons' extra arguments: $CLSNAPD_ARGS and the secret, as up gives
+# them. Sets the array `extra`.
+daemon_args() {
+  extra=()
+  read -r -a extra <<<"${CLSNAPD_ARGS:-}"
+  if [ -n "${CLSNAP_SECRET_FILE:-}" ]; then
+    [ -r "$CLSNAP_SECRET_FILE" ] || die "cannot read \$CLSNAP_SECRET_FILE ($CLSNAP_SECRET_FILE)" 2
+    extra+=(--secret-file "$(cd "$(dirname "$CLSNAP_SECRET_FILE")" && pwd)/$(basename "$CLSNAP_SECRET_FILE")")
+  fi
+}
+
+cmd_recover() {
+  local rundir=${1:-./.clsnap} id addr pid t0 restarted=() deadline line extra
+  [ -f "$rundir/cluster" ] || die "no cluster in $rundir (no $rundir/cluster)"
+  local clsnapd clsnap
+  clsnapd=$(find_bin clsnapd "${CLSNAPD:-}" build/daemon/clsnapd)
+  clsnap=$(find_bin clsnap "${CLSNAP:-}" build/coordinator/clsnap)
+  daemon_args
+  t0=$(date +%s%N)
+  while read -r id addr; do
+    case $id in ''|'#'*) continue ;; esac
+    alive "$rundir" "$id" && continue
+    rm -f "$rundir/$id.out"
+    # The same id on the same address: the others reconnect to it there.
+    setsid "$clsnapd" --id "$id" --listen "$addr" ${extra[@]+"${extra[@]}"} \
+      >"$rundir/$id.out" 2>>"$rundir/$id.log" </dev/null &
+    pid=$!
+    proc_start "$pid" >"$rundir/$id.start" || true
+    echo "$pid" >"$rundir/$id.pid"
+    restarted+=("$id")
+  done <"$rundir/cluster"
+  for id in ${restarted[@]+"${restarted[@]}"}; do
+    deadline=$((SECONDS + 10))
+    while :; do
+      line=$(head -n 1 "$rundir/$id.out" 2>/dev/null || true)
+      case $line in READY*) break ;; esac
+      alive "$rundir" "$id" || { tail -n 5 "$rundir/$id.log" >&2; die "server $id exited while restarting (log above)"; }
+      [ $SECONDS -lt $deadline ] || die "server $id not ready after 10 s (see $rundir/$id.log)"
+      sleep 0.02
+    done
+  done
+  if [ ${#restarted[@]} -gt 0 ]; then
+    echo "restarted ${#restarted[@]} server(s): ${restarted[*]}"
+  else
+    echo "every server runs"
+  fi
+  "$clsnap" --cluster "$rundir/cluster" restore latest --store "$rundir/snapshots" ||
+    die "the restore failed; run $0 recover $rundir again"
+  echo "recovered in $((($(date +%s%N) - t0) / 1000000)) ms"
+}
+
 # The global option, before the command: it sets $CLSNAP_SECRET_FILE,
 # which up passes to the daemons and clsnap reads.
 while :; do
@@ -210,6 +265,7 @@ case ${1:-} in
   up) shift; cmd_up "$@" ;;
   status) shift; cmd_status "$@" ;;
   down) shift; cmd_down "$@" ;;
+  recover) shift; cmd_recover "$@" ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

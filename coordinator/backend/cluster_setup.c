@@ -1,10 +1,13 @@
 #include "cluster_setup.h"
 
+#include "util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
+#include "util.h"
 
 /* Check that every reply is OK; err names the first server that refused
  * (the cluster's culprit), and the refusal's code is returned (CL_EPROTO
@@ -108,6 +111,32 @@ static int call_all_ok(cl_cluster_t *c, const char *what, size_t n,
     rc = all_ok(c, what, n, servers, replies, err, errsize);
   for (i = 0; i < n; i++)
     cl_msg_free(&replies[i]);
+  return rc;
+}
+
+/* CONFIGURE the servers listed; see cluster_setup.h. */
+int cl_cluster_configure(cl_cluster_t *c, const cl_topology_t *topo,
+                         const uint32_t *which, size_t nwhich, int lockstep,
+                         uint64_t timeout_ms, char *err, size_t errsize) {
+  size_t n = topo->nservers, i;
+  cl_msg_t *all = calloc(n, sizeof *all);
+  cl_msg_t *reqs = calloc(nwhich ? nwhich : 1, sizeof *reqs);
+  cl_msg_t *replies = calloc(nwhich ? nwhich : 1, sizeof *replies);
+  int rc = CL_ENOMEM;
+  if (all == NULL || reqs == NULL || replies == NULL ||
+      make_configures(all, c, topo, lockstep, 0, cl_now_ns()) < 0) {
+    snprintf(err, errsize, "out of memory");
+  } else {
+    for (i = 0; i < nwhich; i++)
+      reqs[i] = all[which[i]]; /* borrowed: all owns the lists */
+    rc = call_all_ok(c, "CONFIGURE", nwhich, which, reqs, replies, timeout_ms,
+                     err, errsize);
+  }
+  if (all != NULL)
+    free_configures(all, n);
+  free(all);
+  free(reqs);
+  free(replies);
   return rc;
 }
 

@@ -21,4 +21,12 @@ int cl_cluster_setup(cl_cluster_t *c, const cl_topology_t *topo,
                      int lockstep, uint32_t jitter_ms, uint64_t seed,
                      uint64_t timeout_ms, char *err, size_t errsize);
 
+/* CONFIGURE only the nwhich servers listed (endpoint i is topology server
+ * i), free-running unless lockstep, no jitter: for servers restarted
+ * after a crash (clsnap restore). No CONNECT: the restore's FREEZE opens
+ * every channel. Returns 0 or a CL_E* code with err naming the server. */
+int cl_cluster_configure(cl_cluster_t *c, const cl_topology_t *topo,
+                         const uint32_t *which, size_t nwhich, int lockstep,
+                         uint64_t timeout_ms, char *err, size_t errsize);
+
 #endif

@@ -3,12 +3,14 @@
  * every server at a new epoch, RESTORE each one's state, RESUME.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "cluster_file.h"
+#include "cluster_setup.h"
 #include "cmds.h"
 #include "daemons.h"
 #include "error.h"
@@ -183,11 +185,53 @@ static size_t abort_in_progress(const cl_msg_t *reps, size_t n,
   return nseen;
 }
 
+/* Servers that are not configured (restarted after a crash) are
+ * configured from the snapshot's topology, in the mode of the others.
+ * *reps are the STATUS replies, asked again afterwards. Returns 0 or -1
+ * (printed); *nconf: how many were configured. */
+static int configure_missing(cl_daemons_t *d, const cl_topology_t *topo,
+                             uint64_t timeout_ms, cl_msg_t **reps,
+                             size_t *nconf) {
+  size_t n = topo->nservers, i;
+  uint32_t *which = cl_xcalloc(n, sizeof *which);
+  char err[1024];
+  int lockstep = 0, rc = 0;
+  *nconf = 0;
+  for (i = 0; i < n; i++) {
+    if ((*reps)[i].u.status.configured)
+      lockstep |= (*reps)[i].u.status.lockstep;
+    else
+      which[(*nconf)++] = (uint32_t)i;
+  }
+  if (*nconf > 0) {
+    rc = cl_cluster_configure(d->cluster, topo, which, *nconf, lockstep,
+                              timeout_ms, err, sizeof err);
+    if (rc < 0)
+      cl_cli_fail(rc, cl_cluster_culprit(d->cluster), NULL, 0, "%s", err);
+    cl_cluster_free_replies(d->cluster, *reps);
+    *reps = NULL;
+    if (rc == 0)
+      rc = statuses(d, timeout_ms, reps);
+  }
+  free(which);
+  return rc < 0 ? -1 : 0;
+}
+
+/* The test hook: CLSNAP_RESTORE_CRASH=STEP kills clsnap with SIGKILL
+ * after that step (frozen, restored), as a coordinator killed half way. */
+static void crash_point(const char *step) {
+  const char *at = getenv("CLSNAP_RESTORE_CRASH");
+  if (at != NULL && strcmp(at, step) == 0)
+    raise(SIGKILL);
+}
+
 /* `restore SEQ|latest`: the three steps. Returns the exit status. */
 static int do_restore(const char *cluster, const char *dir, const char *which,
                       int paused, uint64_t timeout_ms) {
-  cl_endpoint_t *file = NULL;
-  size_t n = 0;
+  cl_endpoint_t *all = NULL, *file = NULL;
+  cl_topology_t *topo = NULL;
+  cl_diag_t diag;
+  size_t n = 0, nall = 0, nconf = 0;
   cl_daemons_t d;
   cl_stored_t rec;
   cl_msg_t *reps = NULL, req;
@@ -200,10 +244,23 @@ static int do_restore(const char *cluster, const char *dir, const char *which,
   memset(&rec, 0, sizeof rec);
   if ((status = load(dir, which, &rec)) != 0)
     return status;
-  if (cl_daemons_file_load(cluster, &file, &n) != 0) {
+  /* The cluster in the topology's order, so that a restarted server can
+   * be configured from it. */
+  if (rec.topology == NULL ||
+      cl_topology_parse("topology", rec.topology, &topo, &diag) < 0) {
+    cl_cli_fail(CL_EINVAL, NULL, rec.path, 0, "restore: #%" PRIu64 " has no "
+                "usable topology", rec.seq);
+    cl_store_record_free(&rec);
+    return CL_EXIT_FAIL;
+  }
+  if (cl_daemons_file_load(cluster, &all, &nall) != 0 ||
+      cl_daemons_file_endpoints(topo, all, nall, cluster, &file) != 0) {
+    free(all);
+    cl_topology_free(topo);
     cl_store_record_free(&rec);
     return CL_EXIT_USAGE;
   }
+  n = topo->nservers;
   status = CL_EXIT_FAIL;
   memset(&d, 0, sizeof d);
   if (cl_daemons_init(&d) < 0 || cl_daemons_attach(&d, file, n, timeout_ms) < 0)
@@ -212,7 +269,8 @@ static int do_restore(const char *cluster, const char *dir, const char *which,
     cl_cli_fail(CL_ELOST, cl_cluster_culprit(d.cluster), NULL, 0, "%s", err);
     goto done;
   }
-  if (statuses(&d, timeout_ms, &reps) < 0)
+  if (statuses(&d, timeout_ms, &reps) < 0 ||
+      configure_missing(&d, topo, timeout_ms, &reps, &nconf) < 0)
     goto done;
   if ((status = same_topology(&rec, reps, n, &epoch)) != 0)
     goto done;
@@ -225,10 +283,12 @@ static int do_restore(const char *cluster, const char *dir, const char *which,
   if (all_ok(&d, file, n, &req, timeout_ms, "FREEZE") < 0 ||
       statuses(&d, timeout_ms, &reps) < 0)
     goto half;
+  crash_point("frozen");
   st = cl_stored_open(dir);
   aborted = abort_in_progress(reps, n, &rec, st);
   if (restore_all(&d, file, n, &rec, epoch, paused, timeout_ms) < 0)
     goto half;
+  crash_point("restored");
   memset(&req, 0, sizeof req);
   req.type = CL_MSG_RESUME;
   if (!paused && all_ok(&d, file, n, &req, timeout_ms, "RESUME") < 0)
@@ -251,6 +311,9 @@ static int do_restore(const char *cluster, const char *dir, const char *which,
     goto done;
   }
   cl_output_duration((double)(cl_now_ns() - t0) / 1e9, dur, sizeof dur);
+  if (nconf > 0)
+    printf("configured %zu restarted server%s from the snapshot's topology\n",
+           nconf, nconf == 1 ? "" : "s");
   printf("restored #%" PRIu64 " (snapshot %" PRIu64 ") on %zu servers at "
          "epoch %" PRIu64 " in %s: %" PRId64 " tokens on servers, %" PRIu64
          " messages put back on their channels; %zu snapshot%s in progress "
@@ -271,7 +334,9 @@ done:
   cl_store_close(st);
   cl_daemons_close(&d, 0);
   cl_store_record_free(&rec);
+  cl_topology_free(topo);
   free(file);
+  free(all);
   return status;
 }
 

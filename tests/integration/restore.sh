@@ -14,6 +14,19 @@
 #                                circulation, each paused and compared
 #                                exactly, then resumed: no message of an
 #                                older epoch is ever handled
+#   restore.sh recover           kill -9 of one daemon, then of two, during
+#                                circulation with periodic checkpoints;
+#                                deploy/cluster.sh recover restarts them and
+#                                restores the newest checkpoint: every
+#                                token there, the next snapshot passes; a
+#                                daemon killed during a restore (stopped
+#                                first, so that the restore waits on it):
+#                                the restore fails naming it, recover and
+#                                a second restore repair the cluster
+#   restore.sh half              a coordinator killed after FREEZE, and
+#                                after RESTORE (the CLSNAP_RESTORE_CRASH
+#                                hook): status says frozen, a second
+#                                restore repairs the cluster
 #   restore.sh refusals          another topology, a damaged file, a
 #                                timed-out entry; snapshots in progress
 #                                stored as failed ("aborted")
@@ -97,6 +110,74 @@ stale)
   discarded=$("$PYTHON" -c 'import json,sys; print(sum(s["discarded"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/st.json")
   settled_snapshot "$total"
   echo "ok: 50 restores under circulation, each exactly the stored snapshot; $discarded HELLOs of older epochs refused"
+  ;;
+
+recover)
+  top=$COS/8nodes.top
+  total=$(total_tokens "$top")
+  cluster_up "$top" "$WORK/c"
+  export CLSNAP_CLUSTER=$WORK/c/cluster
+  recover() {
+    bash "$DEPLOY" recover "$WORK/c" >"$WORK/rec.txt" 2>&1 ||
+      { cat "$WORK/rec.txt" >&2; fail "recover failed"; }
+    grep -q "^recovered in [0-9]* ms$" "$WORK/rec.txt" || fail "recover said: $(cat "$WORK/rec.txt")"
+  }
+  for victims in "N3" "N2 N6"; do
+    "$CLSNAP" circulate on >/dev/null
+    "$CLSNAP" checkpoint --every 50ms --count 30 --tolerate 100 -q >/dev/null 2>&1 &
+    ck=$!
+    cleanup_hooks+=("kill $ck 2>/dev/null")
+    n0=$(ls "$WORK/c/snapshots" 2>/dev/null | grep -c completed || true)
+    for _ in $(seq 200); do
+      [ "$(ls "$WORK/c/snapshots" 2>/dev/null | grep -c completed || true)" -ge $((n0 + 3)) ] && break
+      sleep 0.05
+    done
+    for v in $victims; do kill -9 "$(cat "$WORK/c/$v.pid")"; done
+    wait "$ck" || true
+    recover
+    grep -q "restarted $(wc -w <<<"$victims") server(s): $victims" "$WORK/rec.txt" ||
+      fail "recover did not restart $victims: $(cat "$WORK/rec.txt")"
+    settled_snapshot "$total"
+    echo "ok: kill -9 of $victims during checkpoints; $(tail -1 "$WORK/rec.txt"); every token there, a snapshot passes"
+  done
+  # A daemon killed during a restore: stopped first, the restore waits for
+  # its FREEZE reply; killed then, the restore fails and says so.
+  pid=$(cat "$WORK/c/N4.pid")
+  kill -STOP "$pid"
+  "$CLSNAP" restore latest --timeout 20s >"$WORK/r.txt" 2>&1 &
+  rs=$!
+  sleep 0.5
+  kill -9 "$pid"
+  rc=0
+  wait "$rs" || rc=$?
+  [ $rc -eq 1 ] && grep -q "N4" "$WORK/r.txt" ||
+    { cat "$WORK/r.txt" >&2; fail "the restore that lost N4 did not fail naming it (exit $rc)"; }
+  recover
+  "$CLSNAP" restore latest >/dev/null || fail "the restore after recover failed"
+  settled_snapshot "$total"
+  echo "ok: a daemon killed during a restore; recover and a second restore repair the cluster"
+  ;;
+
+half)
+  top=$COS/8nodes.top
+  total=$(total_tokens "$top")
+  cluster_up "$top" "$WORK/c"
+  export CLSNAP_CLUSTER=$WORK/c/cluster
+  "$CLSNAP" circulate on >/dev/null
+  "$CLSNAP" checkpoint --every 20ms --count 3 -q >/dev/null
+  for step in frozen restored; do
+    rc=0
+    CLSNAP_RESTORE_CRASH=$step "$CLSNAP" restore latest >/dev/null 2>&1 || rc=$?
+    [ $rc -eq 137 ] || fail "$step: the restore was not killed at the hook (exit $rc)"
+    "$CLSNAP" status --brief >"$WORK/st.txt" || true
+    grep -q " frozen " "$WORK/st.txt" ||
+      { cat "$WORK/st.txt" >&2; fail "$step: status does not say the servers are frozen"; }
+    "$CLSNAP" restore latest >/dev/null || fail "$step: the second restore failed"
+    "$CLSNAP" status --brief >"$WORK/st.txt" || true
+    ! grep -q " frozen " "$WORK/st.txt" || fail "$step: still frozen after the second restore"
+  done
+  settled_snapshot "$total"
+  echo "ok: a restore killed after FREEZE and after RESTORE; a second restore repairs the cluster"
   ;;
 
 refusals)
