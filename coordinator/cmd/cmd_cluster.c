@@ -740,6 +740,10 @@ static void status_server(const cl_daemons_t *s, size_t i,
            st->in[j].connected ? "connected" : "DISCONNECTED", st->in[j].held);
   status_ids("in progress", st->active, st->nactive);
   status_ids("kept", st->done, st->ndone);
+  if (st->epoch > 0)
+    printf("  restore epoch %" PRIu64 " (snapshot %" PRIu64 "), %" PRIu64
+           " connection%s of an older epoch refused\n", st->epoch,
+           st->restored_id, st->discarded, st->discarded == 1 ? "" : "s");
 }
 
 /* The status table's last lines: mixed topologies, then the total. */

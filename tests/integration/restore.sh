@@ -59,7 +59,8 @@ paused)
   export CLSNAP_CLUSTER=$WORK/c/cluster
   "$CLSNAP" circulate on >/dev/null
   "$CLSNAP" checkpoint --every 20ms --count 10 -q >/dev/null
-  seq=$("$CLSNAP" history --json | "$PYTHON" -c 'import json,sys; h = [e for e in json.load(sys.stdin) if e["status"] == "completed"]; print(max(h, key=lambda e: e["messages_in_flight"])["seq"])')
+  seq=$("$CLSNAP" history --json | "$PYTHON" -c 'import json,sys; h = [e for e in json.load(sys.stdin) if e["status"] == "completed"]; b = max(h, key=lambda e: e["messages_in_flight"]); print(b["seq"] if b["messages_in_flight"] > 0 else 0)')
+  [ "$seq" -gt 0 ] || fail "no checkpoint under circulation caught a message in flight"
   "$CLSNAP" restore "$seq" --paused >"$WORK/r.txt" || fail "restore --paused failed"
   grep -q "^restored #$seq " "$WORK/r.txt" || fail "restore said: $(cat "$WORK/r.txt")"
   paused_equals "$seq" "$total"
@@ -106,6 +107,9 @@ stale)
     paused_equals "$seq" "$total"
     "$CLSNAP" resume >/dev/null || fail "resume $i failed"
   done
+  "$CLSNAP" status >"$WORK/st.txt" || true
+  grep -q "restore epoch 50 " "$WORK/st.txt" ||
+    { cat "$WORK/st.txt" >&2; fail "status does not show the restore epoch"; }
   "$CLSNAP" status --json >"$WORK/st.json"
   discarded=$("$PYTHON" -c 'import json,sys; print(sum(s["discarded"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/st.json")
   settled_snapshot "$total"
