@@ -116,6 +116,8 @@ struct cl_session {
   int paused;           /* restored with paused, RESUME not yet */
   uint64_t discarded;   /* HELLOs of older epochs refused */
   uint64_t restored_id; /* the snapshot of the last RESTORE */
+  uint64_t restored_epoch; /* the epoch of the last RESTORE (RESUME and
+                              PEEK need it to be the current one) */
   uint64_t now;             /* ms, the last cl_session_tick's time */
   uint64_t peer_timeout_ms; /* no acknowledgement this long: break */
   uint64_t peer_lost_ms;    /* not reconnected this long: lost */
@@ -129,6 +131,7 @@ static const char oom_text[] = "out of memory";
 
 static int handle_peer(cl_session_t *s, uint32_t i, const held_t *h,
                        char *why, size_t whysz);
+static void in_lost(cl_session_t *s, uint32_t i, const char *why);
 
 /* ---- effects ------------------------------------------------------------ */
 
@@ -1321,12 +1324,13 @@ static void do_freeze(cl_session_t *s, cl_session_client_t *c,
                       const cl_msg_t *m) {
   uint64_t e = m->u.freeze.epoch;
   size_t i;
-  if (e < s->epoch || (e == s->epoch && !s->frozen)) {
+  if (e <= s->epoch) {
     reply_error(s, c, m->req, CL_ESTATE, "FREEZE at epoch %" PRIu64 ", but %s "
                 "is at epoch %" PRIu64 " already", e, s->self, s->epoch);
     return;
   }
-  if (fx_reserve(s, s->nout + s->nin + 1) < 0) {
+  /* A slot per channel, per parked request answered, and the reply. */
+  if (fx_reserve(s, s->nout + s->nin + s->nparked + 1) < 0) {
     reply_error(s, c, m->req, CL_ENOMEM, "out of memory");
     return;
   }
@@ -1385,16 +1389,38 @@ static int restore_check(cl_session_t *s, const cl_local_state_t *st,
              s->self, s->nout, s->nin);
     return CL_EINVAL;
   }
-  for (k = 0; k < st->nsent; k++)
+  for (k = 0; k < st->nsent; k++) {
+    uint32_t j;
     if (cl_node_out_index(s->node, st->sent[k].peer) < 0) {
       snprintf(why, whysz, "%s has no channel to %s", s->self,
                st->sent[k].peer);
       return CL_ENOPEER;
     }
-  for (k = 0; k < st->nrecv; k++)
+    for (j = 0; j < k; j++)
+      if (strcmp(st->sent[j].peer, st->sent[k].peer) == 0) {
+        snprintf(why, whysz, "channel %s->%s listed twice", s->self,
+                 st->sent[k].peer);
+        return CL_EDUP;
+      }
+  }
+  for (k = 0; k < st->nrecv; k++) {
+    uint32_t j;
     if (cl_node_in_index(s->node, st->recv[k].peer) < 0) {
       snprintf(why, whysz, "%s has no channel from %s", s->self,
                st->recv[k].peer);
+      return CL_ENOPEER;
+    }
+    for (j = 0; j < k; j++)
+      if (strcmp(st->recv[j].peer, st->recv[k].peer) == 0) {
+        snprintf(why, whysz, "channel %s->%s listed twice",
+                 st->recv[k].peer, s->self);
+        return CL_EDUP;
+      }
+  }
+  for (k = 0; k < st->nrecorded; k++)
+    if (cl_node_in_index(s->node, st->recorded[k].src) < 0) {
+      snprintf(why, whysz, "recorded messages from %s, which has no "
+               "channel to %s", st->recorded[k].src, s->self);
       return CL_ENOPEER;
     }
   for (i = 0; i < s->nin; i++) {
@@ -1482,6 +1508,7 @@ static void do_restore(cl_session_t *s, cl_session_client_t *c,
     }
   }
   s->restored_id = st->snapshot_id;
+  s->restored_epoch = s->epoch;
   s->paused = m->u.restore.paused != 0;
   slog(s, CL_SLOG_INFO, "restored snapshot %" PRIu64 " at epoch %" PRIu64
        ": %" PRId64 " tokens, %" PRIu64 " messages waiting%s",
@@ -1494,29 +1521,48 @@ static void do_restore(cl_session_t *s, cl_session_client_t *c,
  * DELIVER) and carry on. */
 static void do_resume(cl_session_t *s, cl_session_client_t *c,
                       const cl_msg_t *m) {
-  char why[CL_TEXT_SIZE];
+  char why[CL_TEXT_SIZE], bad[CL_TEXT_SIZE + 2 * CL_ID_SIZE + 8] = "";
   size_t i;
-  if (!s->frozen) {
-    reply_error(s, c, m->req, CL_ESTATE, "RESUME, but %s is not frozen",
-                s->self);
+  if (!s->frozen || s->restored_epoch != s->epoch) {
+    reply_error(s, c, m->req, CL_ESTATE, "RESUME, but %s is %s", s->self,
+                !s->frozen ? "not frozen"
+                           : "frozen without a RESTORE at its epoch (a "
+                             "restore stopped half way): restore again");
+    return;
+  }
+  if (fx_reserve(s, 2 * s->nin + 1) < 0) {
+    reply_error(s, c, m->req, CL_ENOMEM, "out of memory");
     return;
   }
   s->frozen = 0;
   s->paused = 0;
-  for (i = 0; !s->lockstep && i < s->nin; i++) {
+  for (i = 0; i < s->nin; i++) {
     in_chan_t *ch = &s->in[i];
-    while (ch->held.n > 0) {
+    while (!s->lockstep && ch->held.n > 0) {
       held_t h = *(held_t *)cl_ring_at(&ch->held, 0);
       cl_ring_pop(&ch->held);
       if (handle_peer(s, (uint32_t)i, &h, why, sizeof why) < 0) {
-        slog(s, CL_SLOG_ERROR, "after the restore, channel %s->%s: %s",
-             cl_node_in_id(s->node, i), s->self, why);
-        cl_ring_clear(&ch->held);
+        /* The channel cannot go on past a message it could not take. */
+        cl_fx_t *f = fx_push(s, CL_FX_CLOSE_IN);
+        f->chan = (uint32_t)i;
+        snprintf(bad, sizeof bad, "channel %s->%s: %s",
+                 cl_node_in_id(s->node, i), s->self, why);
+        in_lost(s, (uint32_t)i, why);
+        break;
       }
+    }
+    if (ch->paused && (s->lockstep ? ch->held.n <= CL_HELD_MAX / 2 : 1)) {
+      cl_fx_t *f = fx_push(s, CL_FX_RESUME); /* read it again */
+      f->chan = (uint32_t)i;
+      ch->paused = 0;
     }
   }
   slog(s, CL_SLOG_INFO, "resumed at epoch %" PRIu64, s->epoch);
-  reply_ok(s, c, m->req);
+  if (bad[0] != '\0')
+    reply_error(s, c, m->req, CL_EIO, "%s resumed, but lost %s", s->self,
+                bad);
+  else
+    reply_ok(s, c, m->req);
 }
 
 /* PEEK: while frozen nothing moves, so the server's tokens, counts and
@@ -1527,9 +1573,9 @@ static void do_peek(cl_session_t *s, cl_session_client_t *c,
   cl_msg_t *out;
   cl_local_state_t *st;
   size_t i, j, nruns = 0;
-  if (!s->frozen) {
-    reply_error(s, c, m->req, CL_ESTATE, "PEEK needs %s frozen (restored "
-                "with --paused)", s->self);
+  if (!s->frozen || s->restored_epoch != s->epoch) {
+    reply_error(s, c, m->req, CL_ESTATE, "PEEK needs %s restored and "
+                "paused (restore --paused)", s->self);
     return;
   }
   out = msg_new(CL_MSG_STATE, m->req);

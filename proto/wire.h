@@ -261,7 +261,7 @@ typedef struct cl_status {
   uint64_t epoch;       /* restore epoch (0: never restored) */
   uint8_t frozen;       /* between FREEZE and RESUME */
   uint8_t paused;       /* restored with paused, not resumed yet */
-  uint64_t discarded;   /* frames and HELLOs of older epochs refused */
+  uint64_t discarded;   /* HELLOs of older epochs refused */
   uint64_t restored_id; /* the snapshot last restored (RESTORE's state) */
 } cl_status_t;
 

@@ -185,6 +185,31 @@ static size_t abort_in_progress(const cl_msg_t *reps, size_t n,
   return nseen;
 }
 
+/* The cluster must be the snapshot's: the cluster file lists exactly its
+ * servers, and every configured server runs its topology (CONFIGURE's
+ * config id is the topology's fingerprint). Checked before anything is
+ * configured or changed. Returns 0, or the exit status after saying why
+ * not. */
+static int same_cluster(const cl_stored_t *rec, const cl_topology_t *topo,
+                        size_t nall, const cl_msg_t *reps) {
+  uint64_t want = cl_topology_hash(topo);
+  size_t i;
+  if (nall != topo->nservers) {
+    cl_cli_fail(CL_EINVAL, NULL, rec->path, 0, "restore: #%" PRIu64 " was "
+                "taken on another topology (%zu servers; the cluster has "
+                "%zu)", rec->seq, topo->nservers, nall);
+    return CL_EXIT_USAGE;
+  }
+  for (i = 0; i < topo->nservers; i++)
+    if (reps[i].u.status.configured && reps[i].u.status.config_id != want) {
+      cl_cli_fail(CL_EINVAL, topo->servers[i].id, rec->path, 0,
+                  "restore: #%" PRIu64 " was taken on another topology than "
+                  "the one %s runs", rec->seq, topo->servers[i].id);
+      return CL_EXIT_USAGE;
+    }
+  return 0;
+}
+
 /* Servers that are not configured (restarted after a crash) are
  * configured from the snapshot's topology, in the mode of the others.
  * *reps are the STATUS replies, asked again afterwards. Returns 0 or -1
@@ -253,8 +278,15 @@ static int do_restore(const char *cluster, const char *dir, const char *which,
     cl_store_record_free(&rec);
     return CL_EXIT_FAIL;
   }
-  if (cl_daemons_file_load(cluster, &all, &nall) != 0 ||
-      cl_daemons_file_endpoints(topo, all, nall, cluster, &file) != 0) {
+  if (cl_daemons_file_load(cluster, &all, &nall) != 0) {
+    cl_topology_free(topo);
+    cl_store_record_free(&rec);
+    return CL_EXIT_USAGE;
+  }
+  if (cl_daemons_file_endpoints(topo, all, nall, cluster, &file) != 0) {
+    cl_cli_fail(CL_EINVAL, NULL, rec.path, 0, "restore: #%" PRIu64 " was "
+                "taken on another topology, whose servers the cluster file "
+                "%s lacks", rec.seq, cluster);
     free(all);
     cl_topology_free(topo);
     cl_store_record_free(&rec);
@@ -269,8 +301,12 @@ static int do_restore(const char *cluster, const char *dir, const char *which,
     cl_cli_fail(CL_ELOST, cl_cluster_culprit(d.cluster), NULL, 0, "%s", err);
     goto done;
   }
-  if (statuses(&d, timeout_ms, &reps) < 0 ||
-      configure_missing(&d, topo, timeout_ms, &reps, &nconf) < 0)
+  if (statuses(&d, timeout_ms, &reps) < 0)
+    goto done;
+  if ((status = same_cluster(&rec, topo, nall, reps)) != 0)
+    goto done;
+  status = CL_EXIT_FAIL;
+  if (configure_missing(&d, topo, timeout_ms, &reps, &nconf) < 0)
     goto done;
   if ((status = same_topology(&rec, reps, n, &epoch)) != 0)
     goto done;
@@ -291,8 +327,11 @@ static int do_restore(const char *cluster, const char *dir, const char *which,
   crash_point("restored");
   memset(&req, 0, sizeof req);
   req.type = CL_MSG_RESUME;
-  if (!paused && all_ok(&d, file, n, &req, timeout_ms, "RESUME") < 0)
-    goto half;
+  if (!paused && all_ok(&d, file, n, &req, timeout_ms, "RESUME") < 0) {
+    cl_cli_errf("restore: every server took #%" PRIu64 " at epoch %" PRIu64
+                ", not every one resumed: run clsnap resume", rec.seq, epoch);
+    goto done;
+  }
   for (i = 0; i < rec.nstates; i++) {
     uint32_t k;
     tokens += rec.states[i].tokens;

@@ -221,7 +221,36 @@ refusals)
   "$CLSNAP" --cluster "$WORK/l/cluster" status --json >"$WORK/st.json"
   "$PYTHON" -c 'import json,sys; sys.exit(any(s["in_progress"] for s in json.load(open(sys.argv[1]))["servers"]))' "$WORK/st.json" ||
     fail "snapshots still in progress after the restore"
-  echo "ok: refusals named; snapshots in progress aborted and stored as failed"
+  # Bad requests straight on the wire, to the 3-node cluster's N1: a
+  # RESTORE whose state names a channel N1 does not have, lists one twice
+  # or records messages from a server with no channel to N1; RESUME and
+  # PEEK after a FREEZE with no RESTORE; FREEZE at an old epoch. Each is
+  # refused and N1 stays sound (a snapshot passes afterwards).
+  addr=$(awk '$1 == "N1" { print $2 }' "$WORK/c/cluster")
+  "$PYTHON" - "$(dirname "$0")" "$addr" <<'PY' || fail "raw restore requests"
+import sys
+sys.path.insert(0, sys.argv[1])
+from hostile import Control
+c = Control(sys.argv[2])
+st = c.status()
+epoch = 1000
+def expect(reply, words):
+    assert reply[0] == 31 and words in reply[3], reply
+assert c.call(24, epoch)[0] == 30                 # FREEZE
+expect(c.call(26), "without a RESTORE")          # RESUME before RESTORE
+expect(c.call(27), "restored and paused")        # PEEK before RESTORE
+expect(c.call(24, epoch), "at epoch")            # FREEZE at the same epoch
+state = lambda rec, sent, recv: [0, "N1", 5, 10, rec, sent, recv]
+good_sent = [["N2", 0], ["N3", 0]]
+good_recv = [["N2", 0], ["N3", 0]]
+expect(c.call(25, epoch, False, state([["N9", 1, 1, 1]], good_sent, good_recv)), "no channel")
+expect(c.call(25, epoch, False, state([], [["N2", 0], ["N2", 0]], good_recv)), "twice")
+expect(c.call(25, epoch, False, state([], [["N2", 0], ["N9", 0]], good_recv)), "no channel")
+expect(c.call(25, epoch, False, state([["N2", 3, 1, 1]], good_sent, good_recv)), "start at seq 3")
+PY
+  "$CLSNAP" restore latest >/dev/null || fail "a restore after the bad requests failed"
+  "$CLSNAP" snapshot N1 -q >/dev/null || fail "a snapshot after the bad requests failed"
+  echo "ok: refusals named; snapshots in progress aborted and stored as failed; bad RESTOREs refused"
   ;;
 
 *) fail "unknown case $case_" ;;
