@@ -199,6 +199,7 @@ typedef struct cl_out_chan {
   cl_wire_decoder_t *rdec;    /* from the receiver: WELCOME or a refusal,
                                  then ACKs */
   uint64_t config_id;         /* HELLO's, with the session's epoch */
+  uint64_t hello_epoch;       /* the epoch the last HELLO was built with */
   msgpack_sbuffer hello;      /* written on every connection, after the
                                  handshake */
   uv_write_t hreq;

@@ -8,6 +8,7 @@
  */
 #include "daemon.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ static int out_hello(cl_out_chan_t *ch) {
   hello.u.hello.config_id = ch->config_id;
   hello.u.hello.incarnation = d->incarnation;
   hello.u.hello.epoch = d->session != NULL ? cl_session_epoch(d->session) : 0;
+  ch->hello_epoch = hello.u.hello.epoch;
   msgpack_sbuffer_clear(&ch->hello);
   return cl_wire_encode(&hello, &ch->hello);
 }
@@ -265,8 +267,16 @@ static void out_down(cl_out_chan_t *ch, int err, const char *why) {
 }
 
 void cl_peer_break(cl_daemon_t *d, uint32_t i, const char *why) {
-  if (i < d->nout)
-    out_down(&d->out[i], UV_ETIMEDOUT, why);
+  cl_out_chan_t *ch;
+  if (i >= d->nout)
+    return;
+  ch = &d->out[i];
+  /* Already reconnecting (a restore's BREAK): its attempts get a whole
+   * window again; the HELLO of the next one carries the new epoch. */
+  if (ch->state == CL_OUT_CONNECTING &&
+      ch->deadline < uv_now(d->loop) + d->peer_lost_ms)
+    ch->deadline = uv_now(d->loop) + d->peer_lost_ms;
+  out_down(ch, UV_ETIMEDOUT, why);
 }
 
 /* Backoff over: try again. */
@@ -367,6 +377,16 @@ static void out_welcome(cl_out_chan_t *ch, const cl_msg_t *m) {
     snprintf(ch->refusal, sizeof ch->refusal, "WELCOME from %s, expected "
              "%s", m->u.welcome.from, ch->id);
     out_attempt_failed(ch, CL_EPROTO);
+    return;
+  }
+  if (d->session != NULL && ch->hello_epoch != cl_session_epoch(d->session)) {
+    /* A restore came while this attempt was under way: its HELLO and the
+     * count in the WELCOME are of the old epoch. Try again under the new
+     * one. */
+    snprintf(ch->refusal, sizeof ch->refusal, "WELCOME to a HELLO of epoch "
+             "%" PRIu64 ", now at epoch %" PRIu64, ch->hello_epoch,
+             cl_session_epoch(d->session));
+    out_attempt_failed(ch, CL_EAGAIN);
     return;
   }
   uv_timer_stop(&ch->retry); /* the attempt's deadline */
