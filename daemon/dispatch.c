@@ -185,6 +185,12 @@ static int env_configure(void *ctx, const cl_configure_t *cfg, size_t nout,
   return cl_peer_setup(ctx, cfg, nout, out_ids);
 }
 
+/* The trace clock: the loop's monotonic clock, microseconds. */
+static uint64_t env_clock_us(void *ctx) {
+  (void)ctx;
+  return uv_hrtime() / 1000;
+}
+
 int cl_dispatch_init(cl_daemon_t *d) {
   cl_session_config_t sc;
   memset(&sc, 0, sizeof sc);
@@ -199,6 +205,7 @@ int cl_dispatch_init(cl_daemon_t *d) {
   sc.env.reserve = env_reserve;
   sc.env.queued = env_queued;
   sc.env.configure = env_configure;
+  sc.env.clock_us = env_clock_us;
   d->hooks.client_open = on_client_open;
   d->hooks.request = on_request;
   d->hooks.client_closed = on_client_closed;

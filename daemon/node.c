@@ -19,6 +19,7 @@
 #include "alloc.h"
 #include "error.h"
 #include "idmap.h"
+#include "trace.h"
 #include "util.h"
 
 /* One snapshot's recorded state. sent/recv/open live in the same block. */
@@ -63,6 +64,7 @@ struct cl_node {
                                      head */
   size_t ndropped;
   cl_idmap_t table;        /* id -> snap_t *, active, kept and dropped */
+  cl_trace_t *trace;       /* NULL: not tracing (borrowed) */
 };
 
 /* ---- actions ------------------------------------------------------------ */
@@ -111,6 +113,20 @@ static cl_action_t *actions_push(cl_actions_t *a, uint8_t kind) {
   x->kind = kind;
   return x;
 }
+
+/* ---- trace ---------------------------------------------------------------- */
+
+/* Every event the rules apply goes to the trace here, once it is sure to
+ * happen (docs/TRACE.md); tokens are the node's after the event. */
+static void trace_ev(cl_node_t *node, uint8_t ev, uint32_t peer, uint64_t seq,
+                     int64_t n, uint64_t snap) {
+  if (node->trace != NULL)
+    (void)cl_trace_add(node->trace, ev, peer, seq, n, snap, node->tokens, 0);
+}
+
+/* The ids of the active snapshots recording inbound `in`, ascending, into
+ * ids (room for nactive). Returns how many. */
+static size_t recording(const cl_node_t *node, uint32_t in, uint64_t *ids);
 
 /* ---- id table ----------------------------------------------------------- */
 
@@ -271,6 +287,7 @@ static void complete_at(cl_node_t *node, size_t k, cl_actions_t *acts) {
   list_append(&node->kept_head, &node->kept_tail, &node->nkept, s);
   a = actions_push(acts, CL_ACT_COMPLETE);
   a->snapshot_id = s->id;
+  trace_ev(node, CL_TEV_DONE, 0, 0, 0, s->id);
 }
 
 /* Record a new snapshot (reservations done), closing inbound channel
@@ -285,11 +302,13 @@ static void record_and_mark(cl_node_t *node, snap_t *s, size_t closed,
   table_insert(node, s);
   node->active[node->nactive++] = s;
   s->marked = 1;
+  trace_ev(node, CL_TEV_RECORD, 0, 0, 0, s->id);
   for (i = 0; i < node->nout; i++) {
     cl_action_t *a = actions_push(acts, CL_ACT_SEND);
     a->msg = CL_MSG_MARKER;
     a->peer = (uint32_t)i;
     a->snapshot_id = s->id;
+    trace_ev(node, CL_TEV_MARKER_SEND, (uint32_t)i, node->sent[i], 0, s->id);
   }
   if (s->nopen == 0)
     complete_at(node, node->nactive - 1, acts);
@@ -475,6 +494,7 @@ int cl_node_send_tokens(cl_node_t *node, uint32_t out, int64_t n,
   a->peer = out;
   a->seq = ++node->sent[out];
   a->n = n;
+  trace_ev(node, CL_TEV_SEND, out, a->seq, n, 0);
   return 0;
 }
 
@@ -513,6 +533,13 @@ int cl_node_receive_token(cl_node_t *node, uint32_t in, uint64_t seq,
   for (k = 0; k < node->nactive; k++)
     if (node->active[k]->open[in])
       snap_record(node->active[k], in, seq, 1, n);
+  if (node->trace != NULL) {
+    size_t nrec = recording(node, in, NULL);
+    uint64_t *ids = cl_trace_add(node->trace, CL_TEV_RECV, in, seq, n, 0,
+                                 node->tokens, nrec);
+    if (ids != NULL)
+      (void)recording(node, in, ids);
+  }
   return 0;
 }
 
@@ -523,10 +550,32 @@ int cl_node_send_ones(cl_node_t *node, uint32_t out, uint64_t count,
     return CL_EINVAL;
   if (count > (uint64_t)node->tokens)
     return CL_ENOTOKENS;
+  if (node->trace != NULL)
+    cl_trace_ones(node->trace, CL_TEV_SEND, out, node->sent[out] + 1, count,
+                  node->tokens, 0, NULL);
   node->tokens -= (int64_t)count;
   *first_seq = node->sent[out] + 1;
   node->sent[out] += count;
   return 0;
+}
+
+/* Trace count one-token messages received on `in` from first (the node's
+ * tokens still before them). The recorded ids go in a small array on the
+ * stack; with more snapshots recording than fit, one allocation. */
+static void trace_ones_in(cl_node_t *node, uint32_t in, uint64_t first,
+                          uint64_t count) {
+  uint64_t small[16], *ids = small;
+  size_t nrec = recording(node, in, NULL);
+  if (nrec > 16 && (ids = cl_malloc(nrec * sizeof *ids)) == NULL) {
+    /* Without memory the events cannot be kept: count them as lost. */
+    cl_trace_lose(node->trace, count);
+    return;
+  }
+  (void)recording(node, in, ids);
+  cl_trace_ones(node->trace, CL_TEV_RECV, in, first, count, node->tokens,
+                nrec, ids);
+  if (ids != small)
+    free(ids);
 }
 
 /* A run of one-token messages on `in` (see node.h). Every snapshot still
@@ -551,6 +600,8 @@ int cl_node_receive_ones(cl_node_t *node, uint32_t in, uint64_t first_seq,
     if (s->open[in] && (err = snap_reserve_rec(s)) < 0)
       return err;
   }
+  if (node->trace != NULL)
+    trace_ones_in(node, in, first_seq, ok);
   node->tokens += (int64_t)ok;
   node->recv[in] += ok;
   for (k = 0; k < node->nactive; k++)
@@ -573,6 +624,7 @@ int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
   if (s == NULL) {
     if ((err = prepare_snapshot(node, id, acts, &s)) < 0)
       return err;
+    trace_ev(node, CL_TEV_MARKER_RECV, in, node->recv[in], 0, id);
     record_and_mark(node, s, in, acts);
     return 0;
   }
@@ -585,13 +637,18 @@ int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
       size_t i;
       if ((err = actions_reserve(acts, node->nout)) < 0)
         return err;
+      trace_ev(node, CL_TEV_MARKER_RECV, in, node->recv[in], 0, id);
       for (i = 0; i < node->nout; i++) {
         cl_action_t *a = actions_push(acts, CL_ACT_SEND);
         a->msg = CL_MSG_MARKER;
         a->peer = (uint32_t)i;
         a->snapshot_id = s->id;
+        trace_ev(node, CL_TEV_MARKER_SEND, (uint32_t)i, node->sent[i], 0,
+                 s->id);
       }
       s->marked = 1;
+    } else {
+      trace_ev(node, CL_TEV_MARKER_RECV, in, node->recv[in], 0, id);
     }
     s->open[in] = 0; /* its last marker forgets it */
     if (--s->nopen == 0)
@@ -600,6 +657,7 @@ int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
   }
   if ((err = actions_reserve(acts, 1)) < 0)
     return err;
+  trace_ev(node, CL_TEV_MARKER_RECV, in, node->recv[in], 0, id);
   s->open[in] = 0;
   if (--s->nopen == 0) {
     for (k = 0; node->active[k] != s; k++)
@@ -607,6 +665,27 @@ int cl_node_receive_marker(cl_node_t *node, uint32_t in, uint64_t id,
     complete_at(node, k, acts);
   }
   return 0;
+}
+
+static size_t recording(const cl_node_t *node, uint32_t in, uint64_t *ids) {
+  size_t k, n = 0;
+  for (k = 0; k < node->nactive; k++) {
+    uint64_t id = node->active[k]->id;
+    size_t j;
+    if (!node->active[k]->open[in])
+      continue;
+    if (ids != NULL) { /* insertion: a handful of snapshots at most */
+      for (j = n; j > 0 && ids[j - 1] > id; j--)
+        ids[j] = ids[j - 1];
+      ids[j] = id;
+    }
+    n++;
+  }
+  return n;
+}
+
+void cl_node_set_trace(cl_node_t *node, cl_trace_t *trace) {
+  node->trace = trace;
 }
 
 /* 1 if id is active, kept or dropped here. */

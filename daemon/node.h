@@ -217,6 +217,13 @@ int cl_node_drop(cl_node_t *node, uint64_t id);
 int cl_node_restore(cl_node_t *node, int64_t tokens, const uint64_t *sent,
                     const uint64_t *recv);
 
+/* Trace every event the rules apply into trace (daemon/trace.h), from now
+ * on; NULL stops. The trace is borrowed: the caller keeps it alive while
+ * set. Tracing changes nothing the node does, and costs one pointer test
+ * per call while off. */
+typedef struct cl_trace cl_trace_t;
+void cl_node_set_trace(cl_node_t *node, cl_trace_t *trace);
+
 /* Ids of active (in progress) and kept (completed) snapshots, oldest first;
  * writes at most max, returns the total count. */
 size_t cl_node_active(const cl_node_t *node, uint64_t *ids, size_t max);

@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "error.h"
 #include "local_state.h"
+#include "trace.h"
 #include "ring.h"
 #include "util.h"
 
@@ -118,6 +119,8 @@ struct cl_session {
   uint64_t restored_id; /* the snapshot of the last RESTORE */
   uint64_t restored_epoch; /* the epoch of the last RESTORE (RESUME and
                               PEEK need it to be the current one) */
+  cl_trace_t *trace;        /* TRACE: the events, read by TRACE_READ */
+  int tracing;              /* the node appends to it */
   uint64_t now;             /* ms, the last cl_session_tick's time */
   uint64_t peer_timeout_ms; /* no acknowledgement this long: break */
   uint64_t peer_lost_ms;    /* not reconnected this long: lost */
@@ -732,6 +735,7 @@ void cl_session_free(cl_session_t *s) {
     cl_session_client_close(s, s->clients);
   plist_free(&s->connects);
   channels_free(s);
+  cl_trace_free(s->trace);
   cl_node_free(s->node);
   cl_actions_free(&s->acts);
   cl_fx_list_free(&s->fx);
@@ -1307,6 +1311,117 @@ static int frozen_refusal(cl_session_t *s, cl_session_client_t *c,
   return 1;
 }
 
+/* ---- TRACE -------------------------------------------------------------- */
+
+/* Stop appending events; the trace stays readable. */
+static void trace_stop(cl_session_t *s) {
+  if (s->tracing)
+    slog(s, CL_SLOG_INFO, "trace stopped: %" PRIu64 " events",
+         cl_trace_next(s->trace));
+  s->tracing = 0;
+  if (s->node != NULL)
+    cl_node_set_trace(s->node, NULL);
+}
+
+/* TRACE on: a new trace (the old one is dropped); off: stop. */
+static void do_trace(cl_session_t *s, cl_session_client_t *c,
+                     const cl_msg_t *m) {
+  cl_trace_t *t;
+  uint64_t max = m->u.trace.max_events;
+  if (!m->u.trace.on) {
+    trace_stop(s);
+    reply_ok(s, c, m->req);
+    return;
+  }
+  if (max > CL_TRACE_MAX_EVENTS) {
+    reply_error(s, c, m->req, CL_ERANGE, "TRACE: at most %zu events, not %"
+                PRIu64, CL_TRACE_MAX_EVENTS, max);
+    return;
+  }
+  if (s->frozen) {
+    frozen_refusal(s, c, m);
+    return;
+  }
+  t = cl_trace_new((size_t)max, s->env.clock_us, s->env.ctx);
+  if (t == NULL || fx_reserve(s, 1) < 0) {
+    cl_trace_free(t);
+    reply_error(s, c, m->req, CL_ENOMEM, "out of memory");
+    return;
+  }
+  trace_stop(s);
+  cl_trace_free(s->trace);
+  s->trace = t;
+  s->tracing = 1;
+  cl_node_set_trace(s->node, t);
+  slog(s, CL_SLOG_INFO, "trace started: room for %zu events",
+       max ? (size_t)max : CL_TRACE_DEFAULT_EVENTS);
+  reply_ok(s, c, m->req);
+}
+
+/* Bytes a TRACE_R may fill with events (well under any reader's cap). */
+#define TRACE_READ_BYTES ((size_t)256 * 1024)
+
+/* TRACE_READ: the events from index `first` on, at most `max` (and
+ * CL_TRACE_READ_MAX, and about TRACE_READ_BYTES). */
+static void do_trace_read(cl_session_t *s, cl_session_client_t *c,
+                          const cl_msg_t *m) {
+  cl_msg_t *out = msg_new(CL_MSG_TRACE_R, m->req);
+  size_t k, n = 0, count, bytes = 0, max = CL_TRACE_READ_MAX;
+  if (m->u.trace_read.max < max)
+    max = (size_t)m->u.trace_read.max;
+  if (out == NULL || fx_reserve(s, 1) < 0)
+    goto oom;
+  out->u.trace_r.on = (uint8_t)s->tracing;
+  if (s->trace == NULL) {
+    fx_msg(s, c, out);
+    return;
+  }
+  out->u.trace_r.next = cl_trace_next(s->trace);
+  count = cl_trace_count(s->trace);
+  k = cl_trace_find(s->trace, m->u.trace_read.first);
+  if (max > count - k)
+    max = count - k;
+  if (max > 0 &&
+      (out->u.trace_r.events = cl_calloc(max, sizeof(cl_trace_event_t))) ==
+          NULL)
+    goto oom;
+  for (; n < max && bytes < TRACE_READ_BYTES; n++, k++) {
+    const cl_trace_entry_t *e = cl_trace_entry(s->trace, k);
+    cl_trace_event_t *v = &out->u.trace_r.events[n];
+    const char *peer = NULL;
+    v->i = e->i;
+    v->ev = e->ev;
+    v->seq = e->seq;
+    v->n = e->n;
+    v->snap = e->snap;
+    v->tokens = e->tokens;
+    v->t_us = e->t_us;
+    if (e->ev == CL_TEV_SEND || e->ev == CL_TEV_MARKER_SEND)
+      peer = cl_node_out_id(s->node, e->peer);
+    else if (e->ev == CL_TEV_RECV || e->ev == CL_TEV_MARKER_RECV)
+      peer = cl_node_in_id(s->node, e->peer);
+    if (peer != NULL)
+      memcpy(v->peer, peer, strlen(peer) + 1);
+    if (e->nrec > 0) {
+      v->recorded = cl_malloc(e->nrec * sizeof *v->recorded);
+      if (v->recorded == NULL) {
+        out->u.trace_r.nevents = (uint32_t)n + 1;
+        goto oom;
+      }
+      memcpy(v->recorded, cl_trace_ids(s->trace, e),
+             e->nrec * sizeof *v->recorded);
+      v->nrecorded = e->nrec;
+    }
+    bytes += 64 + 9 * (size_t)e->nrec;
+  }
+  out->u.trace_r.nevents = (uint32_t)n;
+  fx_msg(s, c, out);
+  return;
+oom:
+  msg_del(out);
+  reply_error(s, c, m->req, CL_ENOMEM, "out of memory");
+}
+
 /* Fail every request parked on a channel: the channel starts over. */
 static void fail_parked(cl_session_t *s, plist_t *l, const char *what) {
   parked_t *p;
@@ -1337,6 +1452,7 @@ static void do_freeze(cl_session_t *s, cl_session_client_t *c,
   s->epoch = e;
   s->frozen = 1;
   s->paused = 0;
+  trace_stop(s); /* a trace never spans two epochs */
   for (i = 0; i < s->nout; i++) {
     out_chan_t *o = &s->out[i];
     cl_fx_t *f;
@@ -1897,6 +2013,12 @@ void cl_session_request(cl_session_t *s, cl_session_client_t *c,
     break;
   case CL_MSG_PEEK:
     do_peek(s, c, m);
+    break;
+  case CL_MSG_TRACE:
+    do_trace(s, c, m);
+    break;
+  case CL_MSG_TRACE_READ:
+    do_trace_read(s, c, m);
     break;
   case CL_MSG_CONNECT:
     do_connect(s, c, m);

@@ -141,6 +141,8 @@ typedef struct cl_session_env {
    * 0, or a CL_E code that refuses the configuration (nothing is kept). */
   int (*configure)(void *ctx, const cl_configure_t *cfg, size_t nout,
                    const char *const *out_ids);
+  /* A monotonic clock in microseconds, for trace events; NULL: 0. */
+  uint64_t (*clock_us)(void *ctx);
 } cl_session_env_t;
 
 typedef struct cl_session_config {

@@ -76,6 +76,9 @@ const char *cl_msg_type_name(int type) {
   case CL_MSG_RESTORE: return "RESTORE";
   case CL_MSG_RESUME: return "RESUME";
   case CL_MSG_PEEK: return "PEEK";
+  case CL_MSG_TRACE: return "TRACE";
+  case CL_MSG_TRACE_READ: return "TRACE_READ";
+  case CL_MSG_TRACE_R: return "TRACE_R";
   case CL_MSG_OK: return "OK";
   case CL_MSG_ERROR: return "ERROR";
   case CL_MSG_STATE: return "STATE";
@@ -90,6 +93,7 @@ const char *cl_msg_type_name(int type) {
 /* Free the arrays a message owns (which ones depends on its type) and zero
  * the whole message. */
 void cl_msg_free(cl_msg_t *m) {
+  uint32_t i;
   if (m == NULL)
     return;
   switch (m->type) {
@@ -110,6 +114,11 @@ void cl_msg_free(cl_msg_t *m) {
     free(m->u.restore.state.recorded);
     free(m->u.restore.state.sent);
     free(m->u.restore.state.recv);
+    break;
+  case CL_MSG_TRACE_R:
+    for (i = 0; i < m->u.trace_r.nevents && m->u.trace_r.events; i++)
+      free(m->u.trace_r.events[i].recorded);
+    free(m->u.trace_r.events);
     break;
   case CL_MSG_STATUS_R:
     free(m->u.status.out);
@@ -154,10 +163,13 @@ static uint32_t frame_len(uint64_t type) {
   case CL_MSG_RESTORE: return 5;
   case CL_MSG_RESUME: return 2;
   case CL_MSG_PEEK: return 2;
+  case CL_MSG_TRACE: return 4;
+  case CL_MSG_TRACE_READ: return 4;
   case CL_MSG_OK: return 6;
   case CL_MSG_ERROR: return 4;
   case CL_MSG_STATE: return 3;
   case CL_MSG_STATUS_R: return 3;
+  case CL_MSG_TRACE_R: return 5;
   case CL_MSG_COMPLETE: return 3;
   case CL_MSG_NOTICE: return 3;
   case CL_MSG_LOCAL_STATE: return 2;
@@ -168,7 +180,7 @@ static uint32_t frame_len(uint64_t type) {
 /* 1 for the types whose frame carries req right after the type: every
  * control request and reply. */
 static int has_req(uint64_t type) {
-  return type >= CL_MSG_CONFIGURE && type <= CL_MSG_STATUS_R;
+  return type >= CL_MSG_CONFIGURE && type <= CL_MSG_TRACE_R;
 }
 
 /* ------------------------------------------------------------------ */
@@ -310,6 +322,24 @@ static void put_u64_list(enc_t *e, uint32_t n, const uint64_t *v) {
   put_list(e, n, v);
   for (i = 0; i < n && e->err == 0; i++)
     put_u64(e, v[i]);
+}
+
+static void put_trace_event(enc_t *e, const cl_trace_event_t *v) {
+  enc_check(e, v->ev >= CL_TEV_SEND && v->ev <= CL_TEV_DROPPED &&
+                   (v->peer[0] == '\0' || cl_id_valid(v->peer)));
+  put_array(e, 9);
+  put_u64(e, v->i);
+  put_u64(e, v->ev);
+  if (v->peer[0] == '\0')
+    put_nil(e);
+  else
+    put_id(e, v->peer);
+  put_u64(e, v->seq);
+  put_i64(e, v->n);
+  put_u64(e, v->snap);
+  put_u64_list(e, v->nrecorded, v->recorded);
+  put_i64(e, v->tokens);
+  put_u64(e, v->t_us);
 }
 
 static void put_status(enc_t *e, const cl_status_t *s) {
@@ -475,6 +505,14 @@ static void put_request_fields(enc_t *e, const cl_msg_t *m) {
   case CL_MSG_FREEZE:
     put_u64(e, m->u.freeze.epoch);
     break;
+  case CL_MSG_TRACE:
+    put_bool(e, m->u.trace.on);
+    put_u64(e, m->u.trace.max_events);
+    break;
+  case CL_MSG_TRACE_READ:
+    put_u64(e, m->u.trace_read.first);
+    put_u64(e, m->u.trace_read.max);
+    break;
   case CL_MSG_RESTORE:
     put_u64(e, m->u.restore.epoch);
     put_bool(e, m->u.restore.paused);
@@ -507,6 +545,13 @@ static void put_reply_fields(enc_t *e, const cl_msg_t *m) {
     break;
   case CL_MSG_STATUS_R:
     put_status(e, &m->u.status);
+    break;
+  case CL_MSG_TRACE_R:
+    put_bool(e, m->u.trace_r.on);
+    put_u64(e, m->u.trace_r.next);
+    put_list(e, m->u.trace_r.nevents, m->u.trace_r.events);
+    for (i = 0; i < m->u.trace_r.nevents && e->err == 0; i++)
+      put_trace_event(e, &m->u.trace_r.events[i]);
     break;
   case CL_MSG_COMPLETE:
     put_u64(e, m->u.complete.snapshot_id);
@@ -872,6 +917,33 @@ static int get_local_state(const msgpack_object *o, cl_local_state_t *s) {
   return 0;
 }
 
+static int get_trace_events(const msgpack_object *o, uint32_t *n,
+                            cl_trace_event_t **out) {
+  const msgpack_object *items, *f;
+  void *mem;
+  uint64_t ev;
+  uint32_t i;
+  int rc = get_list(o, sizeof **out, n, &items, &mem);
+  *out = mem;
+  TRY(rc);
+  for (i = 0; i < *n; i++) {
+    cl_trace_event_t *v = &(*out)[i];
+    TRY(get_tuple(&items[i], 9, &f));
+    TRY(get_u64(&f[0], 0, UINT64_MAX, &v->i));
+    TRY(get_u64(&f[1], CL_TEV_SEND, CL_TEV_DROPPED, &ev));
+    v->ev = (uint8_t)ev;
+    if (f[2].type != MSGPACK_OBJECT_NIL)
+      TRY(get_id(&f[2], v->peer));
+    TRY(get_u64(&f[3], 0, UINT64_MAX, &v->seq));
+    TRY(get_i64(&f[4], INT64_MIN, INT64_MAX, &v->n));
+    TRY(get_u64(&f[5], 0, UINT64_MAX, &v->snap));
+    TRY(get_u64_list(&f[6], &v->nrecorded, &v->recorded));
+    TRY(get_i64(&f[7], INT64_MIN, INT64_MAX, &v->tokens));
+    TRY(get_u64(&f[8], 0, UINT64_MAX, &v->t_us));
+  }
+  return 0;
+}
+
 static int get_status(const msgpack_object *o, cl_status_t *s) {
   const msgpack_object *f, *items, *c;
   void *mem;
@@ -977,6 +1049,12 @@ static int get_request_fields(const msgpack_object *f, cl_msg_t *m) {
     return get_bool(&f[3], &m->u.drop.started);
   case CL_MSG_FREEZE:
     return get_u64(&f[2], 0, UINT64_MAX, &m->u.freeze.epoch);
+  case CL_MSG_TRACE:
+    TRY(get_bool(&f[2], &m->u.trace.on));
+    return get_u64(&f[3], 0, UINT64_MAX, &m->u.trace.max_events);
+  case CL_MSG_TRACE_READ:
+    TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.trace_read.first));
+    return get_u64(&f[3], 0, UINT64_MAX, &m->u.trace_read.max);
   case CL_MSG_RESTORE:
     TRY(get_u64(&f[2], 0, UINT64_MAX, &m->u.restore.epoch));
     TRY(get_bool(&f[3], &m->u.restore.paused));
@@ -1014,6 +1092,11 @@ static int get_reply_fields(const msgpack_object *f, cl_msg_t *m) {
     return get_local_state(&f[2], &m->u.state);
   case CL_MSG_STATUS_R:
     return get_status(&f[2], &m->u.status);
+  case CL_MSG_TRACE_R:
+    TRY(get_bool(&f[2], &m->u.trace_r.on));
+    TRY(get_u64(&f[3], 0, UINT64_MAX, &m->u.trace_r.next));
+    return get_trace_events(&f[4], &m->u.trace_r.nevents,
+                            &m->u.trace_r.events);
   case CL_MSG_COMPLETE:
     TRY(get_u64(&f[1], 0, UINT64_MAX, &m->u.complete.snapshot_id));
     return get_id(&f[2], m->u.complete.server);

@@ -85,12 +85,24 @@
  *     RESUME     [26, req]                  step 3: handle them, carry on
  *     PEEK       [27, req]                  frozen: the current state as a
  *                                           STATE (held messages as runs)
+ *     TRACE      [28, req, on, max_events]  on: start a new trace with room
+ *                                           for max_events (0: default);
+ *                                           off: stop (docs/TRACE.md)
+ *     TRACE_READ [29, req, first, max]      up to max events from index
+ *                                           first, as a TRACE_R
  *   replies and notifications (daemon -> coordinator)
  *     OK         [30, req, snapshot_id, [[dest, kind, value, seq]...sent],
  *                 delivered_kind, delivered_value]
  *     ERROR      [31, req, code, text]
  *     STATE      [32, req, local_state]
  *     STATUS_R   [33, req, status]
+ *     TRACE_R    [34, req, on, next, [event...]]
+ *                                           next: the index the next event
+ *                                           will get; event = [i, ev, peer
+ *                                           (nil: none), seq, n, snap,
+ *                                           [snapshot_id...recorded],
+ *                                           tokens, t_us]; ev: CL_TEV_*;
+ *                                           DROPPED: n is the count
  *     COMPLETE   [40, snapshot_id, server]  notification: local snapshot done
  *     NOTICE     [41, peer, text]           notification: e.g. lost channel
  *     LOCAL_STATE [42, local_state]         notification to a connection
@@ -141,10 +153,13 @@ typedef enum {
   CL_MSG_RESTORE = 25,
   CL_MSG_RESUME = 26,
   CL_MSG_PEEK = 27,
+  CL_MSG_TRACE = 28,
+  CL_MSG_TRACE_READ = 29,
   CL_MSG_OK = 30,
   CL_MSG_ERROR = 31,
   CL_MSG_STATE = 32,
   CL_MSG_STATUS_R = 33,
+  CL_MSG_TRACE_R = 34,
   CL_MSG_COMPLETE = 40,
   CL_MSG_NOTICE = 41,
   CL_MSG_LOCAL_STATE = 42
@@ -157,7 +172,7 @@ typedef enum {
 /* Control requests are the types CL_MSG_FIRST_REQUEST..CL_MSG_LAST_REQUEST
  * (CLIENT, which opens a control connection, comes before them). */
 #define CL_MSG_FIRST_REQUEST CL_MSG_CONFIGURE
-#define CL_MSG_LAST_REQUEST CL_MSG_PEEK
+#define CL_MSG_LAST_REQUEST CL_MSG_TRACE_READ
 
 /* Largest frame the decoder accepts by default; a frame whose buffered bytes
  * exceed the decoder's cap is CL_ETOOBIG. */
@@ -265,6 +280,34 @@ typedef struct cl_status {
   uint64_t restored_id; /* the snapshot last restored (RESTORE's state) */
 } cl_status_t;
 
+/* Trace event kinds (docs/TRACE.md), as TRACE_R carries them. */
+typedef enum {
+  CL_TEV_SEND = 1,
+  CL_TEV_RECV,
+  CL_TEV_MARKER_SEND,
+  CL_TEV_MARKER_RECV,
+  CL_TEV_RECORD,
+  CL_TEV_DONE,
+  CL_TEV_DROPPED
+} cl_tev_t;
+
+/* Most events one TRACE_R carries (a reader asks again for the rest). */
+#define CL_TRACE_READ_MAX 4096
+
+/* One trace event as read from a server. */
+typedef struct cl_trace_event {
+  uint64_t i;
+  uint8_t ev;            /* cl_tev_t */
+  char peer[CL_ID_SIZE]; /* "" when none */
+  uint64_t seq;
+  int64_t n;             /* send, recv: tokens; dropped: events missing */
+  uint64_t snap;
+  int64_t tokens;
+  uint64_t t_us;
+  uint32_t nrecorded;
+  uint64_t *recorded;    /* owned */
+} cl_trace_event_t;
+
 typedef struct cl_msg {
   uint8_t type; /* cl_msg_type_t */
   uint64_t req; /* control requests and their replies */
@@ -298,6 +341,14 @@ typedef struct cl_msg {
     struct { uint64_t first, count; } watch;
     struct { uint64_t snapshot_id; uint8_t started; } drop;
     struct { uint64_t epoch; } freeze;
+    struct { uint8_t on; uint64_t max_events; } trace;
+    struct { uint64_t first, max; } trace_read;
+    struct {
+      uint8_t on;
+      uint64_t next;
+      uint32_t nevents;
+      cl_trace_event_t *events; /* owned */
+    } trace_r;
     struct {
       uint64_t epoch;
       uint8_t paused;

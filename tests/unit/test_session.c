@@ -877,6 +877,12 @@ static void test_oom(void) {
   m.u.collect.snapshot_id = 40;
   oom_case("COLLECT", prep_free, m, 0, NULL);
   oom_case("STATUS", prep_free, simple(CL_MSG_STATUS), 0, NULL);
+  m = simple(CL_MSG_TRACE);
+  m.u.trace.on = 1;
+  oom_case("TRACE", prep_free, m, 0, NULL);
+  m = simple(CL_MSG_TRACE_READ);
+  m.u.trace_read.max = 10;
+  oom_case("TRACE_READ", prep_free, m, 0, NULL);
   m = simple(CL_MSG_CONNECT);
   oom_case("CONNECT", prep_free, m, 0, NULL);
   memset(&f, 0, sizeof f);
@@ -1311,6 +1317,81 @@ static void test_welcome_lie(void) {
   done(&t);
 }
 
+/* TRACE and TRACE_READ: refused before CONFIGURE and past the bound;
+ * events read back with peer ids, page by page; FREEZE stops tracing. */
+static void test_trace(void) {
+  t_t t;
+  cl_msg_t m;
+  const cl_msg_t *r = NULL;
+  const char *text = NULL;
+  int code = 0;
+  memset(&t, 0, sizeof t);
+  new_session(&t, 0);
+  m = simple(CL_MSG_TRACE);
+  m.u.trace.on = 1;
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, ask(&t, t.c1, &m), &code, NULL, NULL),
+               CL_MSG_ERROR);
+  CHECK_EQ_INT(code, CL_ESTATE);
+  done(&t);
+  ready(&t, 0, 0);
+  m = simple(CL_MSG_TRACE);
+  m.u.trace.on = 1;
+  m.u.trace.max_events = 16777217;
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, ask(&t, t.c1, &m), &code, &text, NULL),
+               CL_MSG_ERROR);
+  CHECK_EQ_INT(code, CL_ERANGE);
+  m.u.trace.max_events = 0;
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, ask(&t, t.c1, &m), NULL, NULL, NULL),
+               CL_MSG_OK);
+  m = send_msg("C", 2);
+  ask(&t, t.c1, &m);
+  CHECK_EQ_INT(peer(&t, 0, 0, 1, 5), 0); /* A -> B #1, 5 tokens */
+  m = simple(CL_MSG_TRACE_READ);
+  m.u.trace_read.first = 0;
+  m.u.trace_read.max = 1;
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, ask(&t, t.c1, &m), NULL, NULL, &r),
+               CL_MSG_TRACE_R);
+  CHECK_EQ_INT(r->u.trace_r.on, 1);
+  CHECK_EQ_INT(r->u.trace_r.next, 2);
+  CHECK_EQ_INT(r->u.trace_r.nevents, 1);
+  CHECK_EQ_INT(r->u.trace_r.events[0].ev, CL_TEV_SEND);
+  CHECK_EQ_STR(r->u.trace_r.events[0].peer, "C");
+  CHECK_EQ_INT(r->u.trace_r.events[0].n, 2);
+  CHECK_EQ_INT(r->u.trace_r.events[0].tokens, 8);
+  m.u.trace_read.first = 1;
+  m.u.trace_read.max = 100;
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, ask(&t, t.c1, &m), NULL, NULL, &r),
+               CL_MSG_TRACE_R);
+  CHECK_EQ_INT(r->u.trace_r.nevents, 1);
+  CHECK_EQ_INT(r->u.trace_r.events[0].i, 1);
+  CHECK_EQ_INT(r->u.trace_r.events[0].ev, CL_TEV_RECV);
+  CHECK_EQ_STR(r->u.trace_r.events[0].peer, "A");
+  CHECK_EQ_INT(r->u.trace_r.events[0].seq, 1);
+  CHECK_EQ_INT(r->u.trace_r.events[0].tokens, 13);
+  m.u.trace_read.first = 2;
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, ask(&t, t.c1, &m), NULL, NULL, &r),
+               CL_MSG_TRACE_R);
+  CHECK_EQ_INT(r->u.trace_r.nevents, 0);
+  /* A restore stops it: the next send is not traced. */
+  m = simple(CL_MSG_FREEZE);
+  m.u.freeze.epoch = 1;
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, ask(&t, t.c1, &m), NULL, NULL, NULL),
+               CL_MSG_OK);
+  m = simple(CL_MSG_TRACE_READ);
+  m.u.trace_read.max = 100;
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, ask(&t, t.c1, &m), NULL, NULL, &r),
+               CL_MSG_TRACE_R);
+  CHECK_EQ_INT(r->u.trace_r.on, 0);
+  CHECK_EQ_INT(r->u.trace_r.nevents, 2);
+  /* Tracing cannot start while frozen. */
+  m = simple(CL_MSG_TRACE);
+  m.u.trace.on = 1;
+  CHECK_EQ_INT(reply_of(&t, &t.tag1, ask(&t, t.c1, &m), &code, NULL, NULL),
+               CL_MSG_ERROR);
+  CHECK_EQ_INT(code, CL_ESTATE);
+  done(&t);
+}
+
 int main(void) {
   test_configure();
   test_connect();
@@ -1324,6 +1405,7 @@ int main(void) {
   test_oom_configure();
   test_reconnect();
   test_welcome_lie();
+  test_trace();
   test_ticks();
   return check_done("session");
 }

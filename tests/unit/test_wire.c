@@ -130,6 +130,7 @@ static const int all_types[] = {
     CL_MSG_COLLECT,  CL_MSG_STATUS,   CL_MSG_DELIVER,  CL_MSG_SHUTDOWN,
     CL_MSG_CIRCULATE, CL_MSG_WATCH,   CL_MSG_NEXT_ID,  CL_MSG_DROP,
     CL_MSG_FREEZE,   CL_MSG_RESTORE,  CL_MSG_RESUME,   CL_MSG_PEEK,
+    CL_MSG_TRACE,    CL_MSG_TRACE_READ, CL_MSG_TRACE_R,
     CL_MSG_OK,
     CL_MSG_ERROR,
     CL_MSG_STATE,    CL_MSG_STATUS_R, CL_MSG_COMPLETE, CL_MSG_NOTICE,
@@ -142,7 +143,8 @@ static unsigned layout_len(int type) {
   case CL_MSG_CONFIGURE: return 12;
   case CL_MSG_OK: return 6;
   case CL_MSG_HELLO: return 6;
-  case CL_MSG_RESTORE: return 5;
+  case CL_MSG_RESTORE: case CL_MSG_TRACE_R: return 5;
+  case CL_MSG_TRACE: case CL_MSG_TRACE_READ: return 4;
   case CL_MSG_SEND: case CL_MSG_COLLECT: case CL_MSG_ERROR:
   case CL_MSG_WATCH: case CL_MSG_DROP: return 4;
   case CL_MSG_MARKER: case CL_MSG_CLIENT: case CL_MSG_CONNECT:
@@ -290,6 +292,41 @@ static void make_sample(int type, cl_msg_t *m) {
   case CL_MSG_FREEZE:
     m->u.freeze.epoch = 4;
     break;
+  case CL_MSG_TRACE:
+    m->u.trace.on = 1;
+    m->u.trace.max_events = 1u << 20;
+    break;
+  case CL_MSG_TRACE_READ:
+    m->u.trace_read.first = 4096;
+    m->u.trace_read.max = 100;
+    break;
+  case CL_MSG_TRACE_R: {
+    /* One of each kind, a recv recorded by two snapshots, a gap. */
+    cl_trace_event_t *e;
+    int k;
+    m->u.trace_r.on = 1;
+    m->u.trace_r.next = 5000;
+    m->u.trace_r.nevents = 7;
+    m->u.trace_r.events = e = xcalloc(7, sizeof *e);
+    for (k = 0; k < 7; k++) {
+      e[k].i = 4090u + (unsigned)k;
+      e[k].ev = (uint8_t)(CL_TEV_SEND + k);
+      e[k].tokens = 100 - k;
+      e[k].t_us = 1234567890123ULL + (unsigned)k;
+      if (k < 4)
+        set_id(e[k].peer, k % 2 ? "N1" : "N3");
+      if (k >= 2 && k < 6)
+        e[k].snap = 1000000u + (unsigned)k;
+    }
+    e[0].seq = e[1].seq = 9;
+    e[0].n = e[1].n = 3;
+    e[1].nrecorded = 2;
+    e[1].recorded = xcalloc(2, sizeof *e[1].recorded);
+    e[1].recorded[0] = 7;
+    e[1].recorded[1] = 1000003;
+    e[6].n = 904; /* dropped: the count */
+    break;
+  }
   case CL_MSG_RESTORE: {
     /* The STATE sample's local state, to restore. */
     cl_msg_t st;
@@ -452,6 +489,24 @@ static int msg_eq(const cl_msg_t *a, const cl_msg_t *b) {
   case CL_MSG_NEXT_ID: case CL_MSG_RESUME: case CL_MSG_PEEK:
     return 1;
   case CL_MSG_FREEZE: return EQ(u.freeze.epoch);
+  case CL_MSG_TRACE: return EQ(u.trace.on) && EQ(u.trace.max_events);
+  case CL_MSG_TRACE_READ:
+    return EQ(u.trace_read.first) && EQ(u.trace_read.max);
+  case CL_MSG_TRACE_R:
+    if (!EQ(u.trace_r.on) || !EQ(u.trace_r.next) || !EQ(u.trace_r.nevents))
+      return 0;
+    for (i = 0; i < a->u.trace_r.nevents; i++) {
+      const cl_trace_event_t *x = &a->u.trace_r.events[i],
+                             *y = &b->u.trace_r.events[i];
+      if (x->i != y->i || x->ev != y->ev || strcmp(x->peer, y->peer) != 0 ||
+          x->seq != y->seq || x->n != y->n || x->snap != y->snap ||
+          x->tokens != y->tokens || x->t_us != y->t_us ||
+          x->nrecorded != y->nrecorded ||
+          (x->nrecorded && memcmp(x->recorded, y->recorded,
+                                  x->nrecorded * sizeof *x->recorded) != 0))
+        return 0;
+    }
+    return 1;
   case CL_MSG_RESTORE:
     return EQ(u.restore.epoch) && EQ(u.restore.paused) &&
            states_equal(&a->u.restore.state, &b->u.restore.state);
@@ -982,7 +1037,7 @@ static void test_shape(void) {
   build(&sb, "A i i i", 3, 99, 1, 2); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i", 1, 0);            EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 20, 1);      EXPECT(&sb, CL_ETYPE); /* was PUSH */
-  build(&sb, "A i i", 2, 28, 1);      EXPECT(&sb, CL_ETYPE);
+  build(&sb, "A i i", 2, 35, 1);      EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i i", 2, 9, 1);       EXPECT(&sb, CL_ETYPE);
   build(&sb, "A U", 1, 0x100000002ULL); EXPECT(&sb, CL_ETYPE);
   build(&sb, "A i M", 2, 50, 0);      EXPECT(&sb, CL_ETYPE);
