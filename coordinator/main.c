@@ -28,6 +28,8 @@ static const struct {
     {"history", cl_cmd_store},     {"inspect", cl_cmd_store},
     {"checkpoint", cl_cmd_checkpoint}, {"circulate", cl_cmd_checkpoint},
     {"restore", cl_cmd_restore},   {"resume", cl_cmd_restore},
+    {"trace", cl_cmd_trace},       {"diagram", cl_cmd_trace},
+    {"explain", cl_cmd_trace},
 };
 
 /* `clsnap help [COMMAND]`. Returns the exit status. */

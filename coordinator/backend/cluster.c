@@ -292,6 +292,7 @@ static void handle_msg(conn_t *k, cl_msg_t *m) {
   case CL_MSG_ERROR:
   case CL_MSG_STATE:
   case CL_MSG_STATUS_R:
+  case CL_MSG_TRACE_R:
     take_reply(k, m);
     break;
   case CL_MSG_COMPLETE:

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "cluster_setup.h"
+#include "collect.h"
 #include "cmds.h"
 #include "daemons.h"
 #include "delays.h"
@@ -26,9 +27,11 @@ typedef struct run_args {
   const char *topo_path, *events_path;
   const char *delays, *seed, *max_delay, *tick_ms, *jitter_ms, *timeout;
   const char *snap_dir, *cluster, *daemon, *log_dir, *store, *keep;
+  const char *trace, *trace_events;
   int lockstep, json, in_process, quiet;
   int has_seed; /* seed is printed: given, lockstep's, or free-running's */
   uint64_t seed_v, max_delay_v, tick_ms_v, jitter_ms_v, timeout_ms, keep_v;
+  uint64_t trace_events_v;
 } run_args_t;
 
 /* Everything one run holds, released by run_close. */
@@ -287,8 +290,12 @@ static int check_args(run_args_t *a) {
       cl_cli_u64("--jitter-ms", a->jitter_ms, 0, 60000, &a->jitter_ms_v) ||
       cl_cli_duration("--timeout", a->timeout, 1, 86400000,
                       &a->timeout_ms) ||
-      cl_cli_u64("--keep", a->keep, 1, UINT64_MAX, &a->keep_v))
+      cl_cli_u64("--keep", a->keep, 1, UINT64_MAX, &a->keep_v) ||
+      cl_cli_u64("--trace-events", a->trace_events, 2, 16777216,
+                 &a->trace_events_v))
     return CL_EXIT_USAGE;
+  if (a->trace_events != NULL && a->trace == NULL)
+    return cl_cli_usage("--trace-events goes with --trace");
   if (a->delays != NULL || a->max_delay != NULL || a->in_process)
     a->lockstep = 1;
   if (a->delays != NULL && a->seed != NULL)
@@ -321,6 +328,8 @@ static int parse_args(run_args_t *a, int argc, char **argv,
       {"snap-dir", 0, 1, &a->snap_dir, NULL},
       {"store", 0, 1, &a->store, NULL},
       {"keep", 0, 1, &a->keep, NULL},
+      {"trace", 0, 1, &a->trace, NULL},
+      {"trace-events", 0, 1, &a->trace_events, NULL},
       {"in-process", 0, 0, NULL, &a->in_process},
       {"cluster", 0, 1, &a->cluster, NULL},
       {"daemon", 0, 1, &a->daemon, NULL},
@@ -510,6 +519,40 @@ static int store_results(run_t *r, const char *why) {
   return rc;
 }
 
+/* The servers' ids, in topology order (the backend's), or NULL. */
+static const char **server_ids(const run_t *r) {
+  const char **ids = calloc(r->topo->nservers, sizeof *ids);
+  size_t k;
+  for (k = 0; ids != NULL && k < r->topo->nservers; k++)
+    ids[k] = r->topo->servers[k].id;
+  return ids;
+}
+
+/* --trace: tracing on (before the first event). Returns 0 or the exit
+ * status (printed). */
+static int trace_switch(run_t *r, int on) {
+  const char **ids = server_ids(r);
+  int rc = ids == NULL ? CL_ENOMEM
+                       : cl_collect_switch(&r->backend, r->topo->nservers,
+                                           ids, on, r->a.trace_events_v,
+                                           r->err, sizeof r->err);
+  free(ids);
+  if (rc < 0)
+    return cl_daemons_failed(&r->d, "run --trace", r->err, rc, NULL, NULL, 0);
+  return 0;
+}
+
+/* --trace: read the servers' events and write the file. 0 or -1
+ * (printed). After an interrupt the servers may be gone: then nothing. */
+static int trace_dump(run_t *r) {
+  const char **ids = server_ids(r);
+  int rc = ids == NULL ? -1
+                       : cl_trace_save(&r->backend, r->topo->nservers, ids,
+                                       r->a.trace);
+  free(ids);
+  return rc;
+}
+
 /* Open the backend, replay, print. Returns the exit status. */
 static int run_replay(run_t *r) {
   run_args_t *a = &r->a;
@@ -532,9 +575,17 @@ static int run_replay(run_t *r) {
   /* The JSON lists each channel's raw counts; the store keeps them. */
   ro.keep_states = a->json || a->store != NULL;
   ro.clock_us = cl_utc_us;
+  if (a->trace != NULL && (rc = trace_switch(r, 1)) != 0)
+    return rc;
   rc = cl_replay_run(r->topo, r->script, &r->backend, &ro, &r->res, r->err,
                      sizeof r->err);
   cl_progress_clear();
+  /* The trace is written whatever became of the run: what happened until
+   * it stopped is what the user wants to see. */
+  if (a->trace != NULL && trace_dump(r) < 0 && rc == 0) {
+    (void)print_results(a, r->topo, &r->res, NULL, 0);
+    return CL_EXIT_FAIL;
+  }
   if (rc < 0) {
     int status = report_failed(r, rc);
     (void)store_results(r, r->err);

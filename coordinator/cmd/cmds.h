@@ -5,6 +5,8 @@
 #ifndef CL_CMDS_H
 #define CL_CMDS_H
 
+#include <stddef.h>
+
 #include <limits.h>
 
 /* Room for a message that names a file: any path, a line and the problem. */
@@ -31,5 +33,16 @@ int cl_cmd_checkpoint(int argc, char **argv, const char *cluster_file);
 
 /* `restore SEQ|latest` and `resume` (docs/RESTORE.md). */
 int cl_cmd_restore(int argc, char **argv, const char *cluster_file);
+
+/* `trace start|stop|dump FILE`, `diagram TRACE`, `explain TRACE SNAPSHOT`
+ * (docs/TRACE.md). */
+int cl_cmd_trace(int argc, char **argv, const char *cluster_file);
+
+/* Read the n servers' traces through be (ids: theirs, backend order) and
+ * write the merged trace to path ("-": stdout), with a summary line on
+ * stderr. Returns 0, or -1 after saying why. For run --trace. */
+struct cl_backend;
+int cl_trace_save(const struct cl_backend *be, size_t n,
+                  const char *const *ids, const char *path);
 
 #endif

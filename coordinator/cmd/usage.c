@@ -25,6 +25,10 @@ static const char usage_main[] =
     "  inspect SEQ|latest         re-verify a stored snapshot and print it\n"
     "  restore SEQ|latest         bring the cluster back to a stored snapshot\n"
     "  resume                     carry on after restore --paused\n"
+    "  trace start|stop|dump FILE record the servers' events (a trace)\n"
+    "  diagram TRACE -o FILE      draw a trace: .svg, .html with a\n"
+    "                             step-through, or --format shiviz\n"
+    "  explain TRACE SNAPSHOT     why each message was or was not recorded\n"
     "  shutdown                   stop every server\n"
     "  bench [options]            start a cluster under load: throughput,\n"
     "                             snapshot latency and cost, memory\n"
@@ -86,6 +90,11 @@ static const char usage_run[] =
     "                        this: N, Nms, Ns or Nm (a bare number is\n"
     "                        seconds; default 30)\n"
     "  --snap-dir DIR        also write DIR/<k>.snap per snapshot\n"
+    "  --trace FILE          record every server's events and write the\n"
+    "                        merged trace to FILE (JSON Lines; clsnap diagram\n"
+    "                        and clsnap explain read it; docs/TRACE.md)\n"
+    "  --trace-events N      with --trace: room for N events per server\n"
+    "                        (default 262144)\n"
     "  --store DIR           keep every snapshot in the snapshot store DIR\n"
     "                        (clsnap history --help), in trigger order, when\n"
     "                        the run ends\n"
@@ -376,10 +385,82 @@ static const char usage_resume[] =
     "  --timeout DURATION    default 30s\n"
     "  -h, --help            show this help\n";
 
+static const char usage_trace[] =
+    "Usage: clsnap [--cluster FILE] trace start [--events N] | stop | dump FILE\n"
+    "\n"
+    "Record what every server does, event by event (docs/TRACE.md): each\n"
+    "token message sent or received, each marker, each state recorded and\n"
+    "each snapshot completed, in a bounded buffer per server.\n"
+    "\n"
+    "  start        start a new trace on every server (an old one is\n"
+    "               discarded)\n"
+    "  stop         stop recording; the events stay until the next start\n"
+    "  dump FILE    read every server's events and write the merged trace\n"
+    "               to FILE as JSON Lines (- for standard output); recording\n"
+    "               goes on if it was on\n"
+    "\n"
+    "A server whose buffer is full keeps counting what it cannot keep; the\n"
+    "trace then has a `dropped` line where its events stop, and diagram and\n"
+    "explain refuse it. A restore stops tracing.\n"
+    "\n"
+    "Options:\n"
+    "  --events N            start: room for N events per server, 2 to\n"
+    "                        16777216 (default 262144; about 72 bytes each,\n"
+    "                        taken as they come)\n"
+    "  --timeout DURATION    default 30s\n"
+    "  -j, --json            print JSON\n"
+    "  -q, --quiet           dump: no summary line\n"
+    "  -h, --help            show this help\n";
+
+static const char usage_diagram[] =
+    "Usage: clsnap diagram TRACE [-o FILE] [options]\n"
+    "\n"
+    "Draw the space-time diagram of a trace (docs/TRACE.md): one line per\n"
+    "server, time running left to right in logical (Lamport) steps, an\n"
+    "arrow per token message labelled `n #seq`, markers dashed in their\n"
+    "snapshot's colour, each snapshot's cut through the points where the\n"
+    "servers recorded their states, and the messages a snapshot recorded\n"
+    "drawn thick in its colour. Hovering a message tells why each snapshot\n"
+    "did or did not record it. The HTML page adds a step-through: previous,\n"
+    "next and a slider move one event at a time and show the tokens per\n"
+    "server, the messages in flight and the channels being recorded.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output FILE     write to FILE (default: standard output); the\n"
+    "                        format follows its name: .html or .htm a page,\n"
+    "                        anything else SVG\n"
+    "  --format F            svg, html or shiviz (a ShiViz log with vector\n"
+    "                        clocks, for https://bestchai.bitbucket.io/shiviz)\n"
+    "  --snap LIST           only these snapshots' markers, cuts and\n"
+    "                        highlights: ids and ranges, e.g. 0,2,5-7\n"
+    "  --servers LIST        only these servers' lines, e.g. N1,N3\n"
+    "  --from STEP           the window's first logical step (default 1)\n"
+    "  --to STEP             its last (default: the end)\n"
+    "  --title TEXT          the page's heading (default: TRACE)\n"
+    "  -j, --json            print what was written as JSON\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "A trace with a gap (a server dropped events) is refused.\n";
+
+static const char usage_explain[] =
+    "Usage: clsnap explain TRACE SNAPSHOT\n"
+    "\n"
+    "Say, channel by channel, which messages snapshot SNAPSHOT recorded and\n"
+    "why: sent before the sender recorded its state, and received after the\n"
+    "receiver recorded its own and before the marker on that channel. Also\n"
+    "names the messages nearest the cut that were rightly not recorded, and\n"
+    "why, and checks the servers' own records against these rules (exit 1\n"
+    "if they disagree).\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help            show this help\n";
+
 static const struct {
   const char *cmd;
   const char *text;
 } usages[] = {
+    {"trace", usage_trace},       {"diagram", usage_diagram},
+    {"explain", usage_explain},
     {"restore", usage_restore},   {"resume", usage_resume},
     {"checkpoint", usage_checkpoint}, {"circulate", usage_circulate},
     {"history", usage_history},   {"inspect", usage_inspect},
