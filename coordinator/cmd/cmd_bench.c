@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "collect.h"
 #include "cluster_setup.h"
 #include "cmds.h"
 #include "daemons.h"
@@ -51,10 +52,11 @@
 
 typedef struct bench_args {
   const char *nodes, *topology, *seconds, *every, *tokens, *warmup;
-  const char *baseline_program, *daemon, *log_dir;
-  int idle, baseline, alternate, json, quiet;
+  const char *baseline_program, *daemon, *log_dir, *trace_events;
+  int idle, baseline, alternate, json, quiet, trace;
   int mesh;
   uint64_t nodes_v, seconds_v, every_ms, tokens_v, warmup_ms;
+  uint64_t trace_events_v;
 } bench_args_t;
 
 /* parse_args: go on with the bench. */
@@ -74,6 +76,7 @@ typedef struct bench_result {
   double tokens_per_s_without; /* --alternate: in the slices without */
   long rss_kib_max, rss_kib_sum;
   size_t rss_n;
+  uint64_t traced_made, traced_kept; /* --trace: events, all servers */
   int have_baseline;
   double frames_per_s;
   uint64_t frame_bytes;
@@ -149,8 +152,9 @@ static int total_received(cl_cluster_t *c, uint64_t *sum, char *err,
 }
 
 /* One request everywhere, OK expected: CL_MSG_CIRCULATE (load mode on or
- * off) or CL_MSG_WATCH (every snapshot bench starts: its local states are
- * pushed to this client as they complete). */
+ * off), CL_MSG_WATCH (every snapshot bench starts: its local states are
+ * pushed to this client as they complete) or CL_MSG_TRACE (on, with room
+ * for `on` events per server). */
 static int switch_all(cl_cluster_t *c, uint8_t type, int on, char *err,
                       size_t errsize) {
   cl_msg_t req = {.type = type}, *reps;
@@ -158,6 +162,9 @@ static int switch_all(cl_cluster_t *c, uint8_t type, int on, char *err,
   if (type == CL_MSG_WATCH) {
     req.u.watch.first = 0;
     req.u.watch.count = UINT64_MAX;
+  } else if (type == CL_MSG_TRACE) {
+    req.u.trace.on = 1;
+    req.u.trace.max_events = (uint64_t)on;
   } else {
     req.u.circulate.on = (uint8_t)(on != 0);
   }
@@ -647,6 +654,11 @@ static int window_start(cl_cluster_t *c, const bench_args_t *a, window_t *w,
     return rc;
   if ((rc = cl_cluster_sleep(c, a->warmup_ms, err, errsize)) < 0)
     return rc;
+  /* --trace: from the window's start, so the buffers fill while it is
+   * measured. */
+  if (a->trace && (rc = switch_all(c, CL_MSG_TRACE, (int)a->trace_events_v,
+                                   err, errsize)) < 0)
+    return rc;
   if ((rc = total_received(c, &sum0, err, errsize)) < 0)
     return rc;
   w->t0 = w->mark = cl_now_ns();
@@ -819,7 +831,20 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
         w.ns[0] ? (double)w.msgs[0] / ((double)w.ns[0] / 1e9) : 0;
   }
   peak_rss(r);
-  return 0;
+  rc = 0;
+  if (a->trace) {
+    cl_backend_t be = cl_cluster_backend(c);
+    const char **ids = calloc(topo->nservers, sizeof *ids);
+    size_t k;
+    if (ids == NULL)
+      return CL_ENOMEM;
+    for (k = 0; k < topo->nservers; k++)
+      ids[k] = topo->servers[k].id;
+    rc = cl_collect_counts(&be, topo->nservers, ids, &r->traced_made,
+                           &r->traced_kept, err, errsize);
+    free(ids);
+  }
+  return rc;
 }
 
 /* Latency percentiles of a run, in microseconds. */
@@ -863,6 +888,12 @@ static void print_json(const bench_args_t *a, size_t nodes, size_t nlinks,
   json_object_set_new(lat, "p99", json_integer((json_int_t)l->p99));
   json_object_set_new(lat, "max", json_integer((json_int_t)l->max));
   json_object_set_new(o, "latency_us", lat);
+  if (a->trace)
+    json_object_set_new(o, "trace",
+                        json_pack("{s:I, s:I, s:I}", "events_per_server",
+                                  (json_int_t)a->trace_events_v, "made",
+                                  (json_int_t)r->traced_made, "kept",
+                                  (json_int_t)r->traced_kept));
   json_object_set_new(o, "rss_kib_max", json_integer(r->rss_kib_max));
   json_object_set_new(
       o, "rss_kib_mean",
@@ -905,6 +936,10 @@ static void print_text(const bench_args_t *a, size_t nodes, size_t nlinks,
            r->tokens_per_s_without,
            100 * fabs(1 - r->tokens_per_s / r->tokens_per_s_without),
            r->tokens_per_s <= r->tokens_per_s_without ? "lower" : "higher");
+  if (a->trace)
+    printf("tracing:     %" PRIu64 " events made, %" PRIu64 " kept (room "
+           "for %" PRIu64 " per server), the rest counted as dropped\n",
+           r->traced_made, r->traced_kept, a->trace_events_v);
   if (a->every_ms > 0)
     printf("snapshots:   %zu taken, %zu passed; latency us p50 %" PRIu64
            " p99 %" PRIu64 " max %" PRIu64 "; at most %" PRIu64
@@ -946,8 +981,14 @@ static int check_args(bench_args_t *a) {
       cl_cli_u64("--seconds", a->seconds, 1, 3600, &a->seconds_v) ||
       cl_cli_u64("--snapshot-every-ms", a->every, 0, 3600000, &a->every_ms) ||
       cl_cli_u64("--tokens", a->tokens, 0, 1000000000, &a->tokens_v) ||
-      cl_cli_u64("--warmup-ms", a->warmup, 0, 600000, &a->warmup_ms))
+      cl_cli_u64("--warmup-ms", a->warmup, 0, 600000, &a->warmup_ms) ||
+      cl_cli_u64("--trace-events", a->trace_events, 2, 16777216,
+                 &a->trace_events_v))
     return CL_EXIT_USAGE;
+  if (a->trace_events != NULL && !a->trace)
+    return cl_cli_usage("--trace-events goes with --trace");
+  if (a->trace && a->trace_events == NULL)
+    a->trace_events_v = 262144;
   if (a->tokens == NULL)
     a->tokens_v = BENCH_DEFAULT_TOTAL_TOKENS / a->nodes_v;
   if (a->idle && a->baseline)
@@ -970,6 +1011,8 @@ static int parse_args(bench_args_t *a, int argc, char **argv) {
                            {"warmup-ms", 0, 1, &a->warmup, NULL},
                            {"idle", 0, 0, NULL, &a->idle},
                            {"alternate", 0, 0, NULL, &a->alternate},
+                           {"trace", 0, 0, NULL, &a->trace},
+                           {"trace-events", 0, 1, &a->trace_events, NULL},
                            {"baseline", 0, 0, NULL, &a->baseline},
                            {"baseline-program", 0, 1, &a->baseline_program,
                             NULL},

@@ -71,10 +71,14 @@ static void summary(const cl_tf_t *tf, const char *path) {
   }
   if (cl_cli.quiet)
     return;
-  fprintf(cl_cli.cmd && strcmp(cl_cli.cmd, "run") == 0 ? stderr : stdout,
-          "trace: %zu events from %zu servers (%zu token messages, %zu "
-          "markers, %zu snapshots) in %s\n", tf->nev, tf->nservers, msgs,
-          markers, tf->nsnaps, path);
+  /* On stdout it is trace dump's result; run's results and a trace on
+   * stdout leave it to stderr. */
+  fprintf(strcmp(cl_cli.cmd, "run") == 0 || strcmp(path, "-") == 0 ? stderr
+                                                                    : stdout,
+          "trace: %zu events from %zu servers (%zu token message%s, %zu "
+          "marker%s, %zu snapshot%s) in %s\n", tf->nev, tf->nservers, msgs,
+          msgs == 1 ? "" : "s", markers, markers == 1 ? "" : "s",
+          tf->nsnaps, tf->nsnaps == 1 ? "" : "s", path);
   if (tf->gap_server != UINT32_MAX)
     cl_cli_errf("%s dropped %" PRIu64 " events from its event %" PRIu64
                 " on: its trace buffer was full (trace start --events N)",
@@ -95,7 +99,8 @@ int cl_trace_save(const cl_backend_t *be, size_t n, const char *const *ids,
     return -1;
   }
   rc = write_trace(tf, path);
-  if (rc == 0 && !cl_cli.json)
+  /* run --json prints the run, not the trace. */
+  if (rc == 0 && !(cl_cli.json && strcmp(cl_cli.cmd, "run") == 0))
     summary(tf, path);
   cl_tf_free(tf);
   return rc;
@@ -348,6 +353,7 @@ static int cmd_explain(int argc, char **argv) {
   const char *pos[2];
   cl_opt_t opts[] = {{NULL, 0, 0, NULL, NULL}};
   cl_tf_t *tf;
+  json_t *o = NULL;
   uint64_t snap;
   int npos = cl_cli_parse(argc, argv, opts, pos, 2), rc;
   if (npos < 0)
@@ -360,7 +366,14 @@ static int cmd_explain(int argc, char **argv) {
     return CL_EXIT_USAGE;
   if ((tf = load(pos[0])) == NULL)
     return CL_EXIT_USAGE;
-  rc = cl_explain(tf, snap, stdout);
+  rc = cl_explain_json(tf, snap, &o);
+  if (rc >= 0) {
+    if (cl_cli.json)
+      cl_json_print(json_incref(o));
+    else
+      cl_explain_print(o, stdout);
+    json_decref(o);
+  }
   if (rc == CL_ENOENT) {
     char ids[256] = "";
     size_t k, len = 0;

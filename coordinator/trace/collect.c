@@ -160,3 +160,66 @@ out:
   free(nevs);
   return rc;
 }
+
+/* TRACE_READ of `first` (at most `max` events) on every server into
+ * reps (n of them). */
+static int read_all(const cl_backend_t *be, size_t n, const char *const *ids,
+                    const uint64_t *first, uint64_t max, cl_msg_t *reps,
+                    char *err, size_t errsize) {
+  cl_msg_t *reqs = calloc(n ? n : 1, sizeof *reqs);
+  uint32_t *servers = calloc(n ? n : 1, sizeof *servers);
+  size_t k;
+  int rc = CL_ENOMEM;
+  if (reqs != NULL && servers != NULL) {
+    for (k = 0; k < n; k++) {
+      servers[k] = (uint32_t)k;
+      reqs[k].type = CL_MSG_TRACE_READ;
+      reqs[k].u.trace_read.first = first ? first[k] : UINT64_MAX;
+      reqs[k].u.trace_read.max = max;
+    }
+    rc = be->call(be->ctx, n, servers, reqs, reps, err, errsize);
+    for (k = 0; rc == 0 && k < n; k++)
+      rc = reply_ok(&reps[k], CL_MSG_TRACE_R, ids[k], "TRACE_READ", err,
+                    errsize);
+  } else {
+    snprintf(err, errsize, "out of memory");
+  }
+  free(reqs);
+  free(servers);
+  return rc;
+}
+
+int cl_collect_counts(const cl_backend_t *be, size_t n,
+                      const char *const *ids, uint64_t *made, uint64_t *kept,
+                      char *err, size_t errsize) {
+  cl_msg_t *reps = calloc(n ? n : 1, sizeof *reps);
+  uint64_t *last = calloc(n ? n : 1, sizeof *last);
+  size_t k;
+  int rc = CL_ENOMEM;
+  *made = *kept = 0;
+  if (reps == NULL || last == NULL) {
+    snprintf(err, errsize, "out of memory");
+    goto out;
+  }
+  /* The next index of each, then its last entry: a DROPPED one says how
+   * many of those were not kept. */
+  rc = read_all(be, n, ids, NULL, 0, reps, err, errsize);
+  for (k = 0; k < n; k++) {
+    last[k] = reps[k].u.trace_r.next ? reps[k].u.trace_r.next - 1 : 0;
+    *made += reps[k].u.trace_r.next;
+    *kept += reps[k].u.trace_r.next;
+    cl_msg_free(&reps[k]);
+  }
+  if (rc == 0)
+    rc = read_all(be, n, ids, last, 1, reps, err, errsize);
+  for (k = 0; k < n; k++) {
+    if (rc == 0 && reps[k].u.trace_r.nevents == 1 &&
+        reps[k].u.trace_r.events[0].ev == CL_TEV_DROPPED)
+      *kept -= (uint64_t)reps[k].u.trace_r.events[0].n;
+    cl_msg_free(&reps[k]);
+  }
+out:
+  free(reps);
+  free(last);
+  return rc;
+}

@@ -109,45 +109,50 @@ fail:
 
 /* ---- SVG ------------------------------------------------------------ */
 
-/* A line from event a to event b (b NONE: to the right edge), clipped to
- * the window; 0 if nothing of it is in the window. */
-static int endpoints(const layout_t *L, size_t a, size_t b, int *x1, int *y1,
-                     int *x2, int *y2) {
-  const cl_tf_event_t *e = &L->tf->ev[a];
-  uint64_t la = e->lamport, lb;
-  if (L->lane[e->server] < 0 || L->lane[e->peer] < 0)
+/* Message m's line, clipped to the window: from its send (the left edge
+ * if it was sent before the trace) to its receive (the right edge if it
+ * was not received). 0 if nothing of it is in the window or a lane. */
+static int endpoints(const layout_t *L, const cl_tf_msg_t *m, int *x1,
+                     int *y1, int *x2, int *y2) {
+  uint64_t la, lb;
+  if (L->lane[m->src] < 0 || L->lane[m->dst] < 0)
     return 0;
-  lb = b == CL_TF_NONE ? UINT64_MAX : L->tf->ev[b].lamport;
+  la = m->send == CL_TF_NONE ? 0 : L->tf->ev[m->send].lamport;
+  lb = m->recv == CL_TF_NONE ? UINT64_MAX : L->tf->ev[m->recv].lamport;
   if (la > L->to || lb < L->from)
     return 0;
-  *x1 = x_of(L, la);
-  *y1 = y_of(L, e->server);
-  *x2 = b == CL_TF_NONE ? L->width - TAIL + 40 : x_of(L, lb);
-  *y2 = y_of(L, e->peer);
+  *x1 = m->send == CL_TF_NONE ? LEFT - 20 : x_of(L, la);
+  *y1 = y_of(L, m->src);
+  *x2 = m->recv == CL_TF_NONE ? L->width - TAIL + 40 : x_of(L, lb);
+  *y2 = y_of(L, m->dst);
   return 1;
+}
+
+/* How a message's line ends, for titles and labels. */
+static const char *ends(const cl_tf_msg_t *m) {
+  if (m->send == CL_TF_NONE)
+    return ", sent before the trace began";
+  return m->recv == CL_TF_NONE ? ", in flight at the end" : "";
 }
 
 /* The message's title: what it is, then per drawn snapshot why it was or
  * was not recorded. Into buf; returns the ids that recorded it, as text
  * ("0 3"), in rec. */
-static void msg_title(const layout_t *L, size_t send, char *buf, size_t size,
-                      char *rec, size_t recsize) {
+static void msg_title(const layout_t *L, const cl_tf_msg_t *m, char *buf,
+                      size_t size, char *rec, size_t recsize) {
   const cl_tf_t *tf = L->tf;
-  const cl_tf_event_t *e = &tf->ev[send];
   size_t len, k, rl = 0;
   len = (size_t)snprintf(buf, size, "%s -> %s #%" PRIu64 ", %" PRId64
-                         " token%s%s", tf->servers[e->server],
-                         tf->servers[e->peer], e->seq, e->n,
-                         e->n == 1 ? "" : "s",
-                         e->match == CL_TF_NONE ? ", in flight at the end"
-                                                : "");
+                         " token%s%s", tf->servers[m->src],
+                         tf->servers[m->dst], m->seq, m->n,
+                         m->n == 1 ? "" : "s", ends(m));
   rec[0] = '\0';
   for (k = 0; k < tf->nsnaps; k++) {
     char why[512];
     int r;
     if (!L->drawn[k])
       continue;
-    r = cl_tf_why(tf, &L->sn[k], send, why, sizeof why);
+    r = cl_tf_why(tf, &L->sn[k], m, why, sizeof why);
     if (len < size)
       len += (size_t)snprintf(buf + len, size - len, "\nsnapshot %" PRIu64
                               ": %s: %s", tf->snaps[k],
@@ -191,15 +196,14 @@ static void svg_messages(const layout_t *L, FILE *f) {
   const cl_tf_t *tf = L->tf;
   char title[4096], rec[256];
   size_t k;
-  for (k = 0; k < tf->nev; k++) {
-    const cl_tf_event_t *e = &tf->ev[k];
+  for (k = 0; k < tf->nmsgs; k++) {
+    const cl_tf_msg_t *m = &tf->msgs[k];
+    const char *src = tf->servers[m->src], *dst = tf->servers[m->dst];
     int x1, y1, x2, y2;
-    if (e->ev != CL_TEV_SEND && e->ev != CL_TEV_MARKER_SEND)
+    if (!endpoints(L, m, &x1, &y1, &x2, &y2))
       continue;
-    if (!endpoints(L, k, e->match, &x1, &y1, &x2, &y2))
-      continue;
-    if (e->ev == CL_TEV_MARKER_SEND) {
-      size_t r = snap_rank(tf, e->snap);
+    if (m->marker) {
+      size_t r = snap_rank(tf, m->snap);
       if (r >= tf->nsnaps || !L->drawn[r])
         continue;
       fprintf(f, "<g class=\"msg marker\" data-src=\"%s\" data-dst=\"%s\" "
@@ -208,41 +212,37 @@ static void svg_messages(const layout_t *L, FILE *f) {
               " token message%s%s</title><line x1=\"%d\" y1=\"%d\" "
               "x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"1.2\" "
               "stroke-dasharray=\"5 3\" marker-end=\"url(#ah%zu)\"/></g>\n",
-              tf->servers[e->server], tf->servers[e->peer], e->seq, e->snap,
-              e->snap, tf->servers[e->server], tf->servers[e->peer], e->seq,
-              e->seq == 1 ? "" : "s",
-              e->match == CL_TF_NONE ? ", in flight at the end" : "", x1, y1,
-              x2, y2, colour(r), r % NPALETTE);
+              src, dst, m->seq, m->snap, m->snap, src, dst, m->seq,
+              m->seq == 1 ? "" : "s", ends(m), x1, y1, x2, y2, colour(r),
+              r % NPALETTE);
       continue;
     }
-    msg_title(L, k, title, sizeof title, rec, sizeof rec);
+    msg_title(L, m, title, sizeof title, rec, sizeof rec);
     if (rec[0]) {
-      size_t r = 0;
-      uint64_t id = strtoull(rec, NULL, 10);
-      r = snap_rank(tf, id);
+      size_t r = snap_rank(tf, strtoull(rec, NULL, 10));
       fprintf(f, "<g class=\"msg token recorded\" data-src=\"%s\" "
               "data-dst=\"%s\" data-seq=\"%" PRIu64 "\" data-snap=\"%s\">"
               "<title>%s</title><line x1=\"%d\" y1=\"%d\" x2=\"%d\" "
               "y2=\"%d\" stroke=\"%s\" stroke-width=\"3.5\" "
               "marker-end=\"url(#ah%zu)\"/></g>\n",
-              tf->servers[e->server], tf->servers[e->peer], e->seq, rec,
-              title, x1, y1, x2, y2, colour(r), r % NPALETTE);
+              src, dst, m->seq, rec, title, x1, y1, x2, y2, colour(r),
+              r % NPALETTE);
     } else {
       fprintf(f, "<g class=\"msg token\" data-src=\"%s\" data-dst=\"%s\" "
               "data-seq=\"%" PRIu64 "\"><title>%s</title><line x1=\"%d\" "
               "y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\" "
               "stroke-width=\"1.4\"%s marker-end=\"url(#ah)\"/></g>\n",
-              tf->servers[e->server], tf->servers[e->peer], e->seq, title,
-              x1, y1, x2, y2,
-              e->match == CL_TF_NONE ? " stroke-dasharray=\"2 3\"" : "");
+              src, dst, m->seq, title, x1, y1, x2, y2,
+              m->send == CL_TF_NONE || m->recv == CL_TF_NONE
+                  ? " stroke-dasharray=\"2 3\"" : "");
     }
     /* The label a third of the way along: messages from one point fan
      * out there, so their labels overlap less than at the middle. */
     fprintf(f, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\" "
             "fill=\"#222\" stroke=\"#fff\" stroke-width=\"3\" "
             "paint-order=\"stroke\">%" PRId64 " #%" PRIu64 "%s</text>\n",
-            x1 + (x2 - x1) / 3 + 6, y1 + (y2 - y1) / 3 - 3, e->n, e->seq,
-            e->match == CL_TF_NONE ? " (in flight)" : "");
+            x1 + (x2 - x1) / 3 + 6, y1 + (y2 - y1) / 3 - 3, m->n, m->seq,
+            m->recv == CL_TF_NONE ? " (in flight)" : "");
   }
 }
 

@@ -1,5 +1,7 @@
-/* One snapshot of a trace in plain words (explain.h). The reasons are
- * cl_tf_why's, the same words the diagram's titles use. */
+/* One snapshot of a trace in plain words (explain.h). The explanation is
+ * built once, as a JSON object (explain --json prints it), and the text is
+ * printed from it. The reasons are cl_tf_why's, the same words the
+ * diagram's titles use. */
 #include "explain.h"
 
 #include <inttypes.h>
@@ -8,12 +10,13 @@
 
 #include "error.h"
 
-/* At most this many messages not recorded are named per channel: those
- * nearest the cut. */
+/* At most this many messages not recorded are named per channel: the last
+ * one received before the receiver recorded, and the first one sent after
+ * the sender recorded (those nearest the cut). */
 #define NEARBY 2
 
 /* The server that started snap: one whose record no marker_recv of snap
- * came before. UINT32_MAX if none is seen. */
+ * came just before. UINT32_MAX if none is seen. */
 static uint32_t initiator(const cl_tf_t *tf, const cl_tf_snap_t *sn) {
   size_t s;
   for (s = 0; s < tf->nservers; s++) {
@@ -38,75 +41,75 @@ static size_t marker_send(const cl_tf_t *tf, uint32_t src, uint32_t dst,
   return CL_TF_NONE;
 }
 
-/* Tell one channel src -> dst. Adds to *msgs and *tokens what it
- * recorded; returns the number of disagreements found. */
-static int channel(const cl_tf_t *tf, const cl_tf_snap_t *sn, uint32_t src,
-                   uint32_t dst, FILE *f, uint64_t *msgs, int64_t *tokens) {
+static json_t *message(const cl_tf_msg_t *m, const char *why) {
+  return json_pack("{s:I, s:I, s:s}", "seq", (json_int_t)m->seq, "n",
+                   (json_int_t)m->n, "why", why);
+}
+
+/* One channel src -> dst. Adds what it recorded to *msgs and *tokens and
+ * the disagreements to *bad. */
+static json_t *channel(const cl_tf_t *tf, const cl_tf_snap_t *sn,
+                       uint32_t src, uint32_t dst, uint64_t *msgs,
+                       int64_t *tokens, int *bad) {
   size_t k, ms = marker_send(tf, src, dst, sn->id);
   size_t mr = cl_tf_marker_recv(tf, src, dst, sn->id);
   size_t rq = sn->record[dst], rp = sn->record[src];
-  size_t last_before = CL_TF_NONE, first_after = CL_TF_NONE, nrec = 0;
-  int bad = 0;
+  const cl_tf_msg_t *nearby[NEARBY] = {NULL, NULL};
+  json_t *o = json_object(), *rec = json_array(), *not = json_array(),
+         *dis = json_array();
   char why[512];
-  fprintf(f, "\nchannel %s -> %s: ", tf->servers[src], tf->servers[dst]);
-  if (ms == CL_TF_NONE)
-    fprintf(f, "no marker sent");
-  else
-    fprintf(f, "marker sent by %s after %" PRIu64 " token message%s "
-            "(event %" PRIu64 ")", tf->servers[src], tf->ev[ms].seq,
-            tf->ev[ms].seq == 1 ? "" : "s", tf->ev[ms].i);
-  if (mr != CL_TF_NONE)
-    fprintf(f, ", received by %s (event %" PRIu64 ")\n", tf->servers[dst],
-            tf->ev[mr].i);
-  else
-    fprintf(f, ", not received by the end of the trace\n");
-  /* Every token message of the channel, in order: the recorded ones are
-   * named; of the others, the last received before dst recorded and the
-   * first sent after src recorded. */
-  for (k = tf->first[src]; k < tf->first[src + 1]; k++) {
-    const cl_tf_event_t *e = &tf->ev[k];
+  json_object_set_new(o, "src", json_string(tf->servers[src]));
+  json_object_set_new(o, "dst", json_string(tf->servers[dst]));
+  json_object_set_new(
+      o, "marker_sent",
+      ms == CL_TF_NONE ? json_null()
+                       : json_pack("{s:I, s:I}", "event",
+                                   (json_int_t)tf->ev[ms].i, "after",
+                                   (json_int_t)tf->ev[ms].seq));
+  json_object_set_new(o, "marker_received",
+                      mr == CL_TF_NONE
+                          ? json_null()
+                          : json_pack("{s:I}", "event",
+                                      (json_int_t)tf->ev[mr].i));
+  for (k = 0; k < tf->nmsgs; k++) {
+    const cl_tf_msg_t *e = &tf->msgs[k];
     int r, listed;
-    if (e->ev != CL_TEV_SEND || e->peer != dst)
+    if (e->marker || e->src != src || e->dst != dst)
       continue;
-    r = cl_tf_why(tf, sn, k, why, sizeof why);
-    listed = e->match != CL_TF_NONE && cl_tf_listed(&tf->ev[e->match], sn->id);
+    r = cl_tf_why(tf, sn, e, why, sizeof why);
+    listed = e->recv != CL_TF_NONE && cl_tf_listed(&tf->ev[e->recv], sn->id);
     if (r != listed) {
-      fprintf(f, "  DISAGREES #%" PRIu64 ": by the rules it was %srecorded "
-              "(%s), but %s's trace says it was%s (a bug in clsnap)\n",
-              e->seq, r ? "" : "not ", why, tf->servers[dst],
-              listed ? "" : " not");
-      bad++;
+      json_t *d = message(e, why);
+      json_object_set_new(d, "rule", json_boolean(r));
+      json_object_set_new(d, "server", json_boolean(listed));
+      json_array_append_new(dis, d);
+      (*bad)++;
     }
     if (r) {
-      fprintf(f, "  recorded #%" PRIu64 ", %" PRId64 " token%s: %s\n",
-              e->seq, e->n, e->n == 1 ? "" : "s", why);
-      nrec++;
+      json_array_append_new(rec, message(e, why));
       (*msgs)++;
       *tokens += e->n;
-    } else if (rp != CL_TF_NONE && e->i > tf->ev[rp].i) {
-      if (first_after == CL_TF_NONE)
-        first_after = k;
-    } else if (rq != CL_TF_NONE && e->match != CL_TF_NONE &&
-               tf->ev[e->match].i < tf->ev[rq].i) {
-      last_before = k;
+    } else if (rp != CL_TF_NONE && e->send != CL_TF_NONE &&
+               tf->ev[e->send].i > tf->ev[rp].i) {
+      if (nearby[1] == NULL)
+        nearby[1] = e;
+    } else if (rq != CL_TF_NONE && e->recv != CL_TF_NONE &&
+               tf->ev[e->recv].i < tf->ev[rq].i) {
+      nearby[0] = e;
     }
   }
-  if (nrec == 0)
-    fprintf(f, "  nothing recorded: the channel was empty at the cut\n");
-  for (k = 0; k < NEARBY; k++) {
-    size_t at = k == 0 ? last_before : first_after;
-    const cl_tf_event_t *e;
-    if (at == CL_TF_NONE)
-      continue;
-    e = &tf->ev[at];
-    (void)cl_tf_why(tf, sn, at, why, sizeof why);
-    fprintf(f, "  not recorded #%" PRIu64 ", %" PRId64 " token%s: %s\n",
-            e->seq, e->n, e->n == 1 ? "" : "s", why);
-  }
-  return bad;
+  for (k = 0; k < NEARBY; k++)
+    if (nearby[k] != NULL) {
+      (void)cl_tf_why(tf, sn, nearby[k], why, sizeof why);
+      json_array_append_new(not, message(nearby[k], why));
+    }
+  json_object_set_new(o, "recorded", rec);
+  json_object_set_new(o, "not_recorded", not);
+  json_object_set_new(o, "disagree", dis);
+  return o;
 }
 
-int cl_explain(const cl_tf_t *tf, uint64_t snap, FILE *f) {
+int cl_explain_json(const cl_tf_t *tf, uint64_t snap, json_t **out) {
   cl_tf_snap_t sn;
   uint32_t s, d, who;
   size_t k, nrec = 0, ndone = 0;
@@ -114,6 +117,8 @@ int cl_explain(const cl_tf_t *tf, uint64_t snap, FILE *f) {
   uint64_t msgs = 0;
   int64_t held = 0, flight = 0, start = 0;
   int bad = 0;
+  json_t *o, *servers, *channels;
+  *out = NULL;
   for (k = 0; k < tf->nsnaps && tf->snaps[k] != snap; k++)
     ;
   if (k == tf->nsnaps)
@@ -126,45 +131,138 @@ int cl_explain(const cl_tf_t *tf, uint64_t snap, FILE *f) {
     cl_tf_snap_free(&sn);
     return CL_ENOMEM;
   }
-  for (k = 0; k < tf->nev; k++)
-    if (tf->ev[k].ev == CL_TEV_SEND || tf->ev[k].ev == CL_TEV_MARKER_SEND)
-      chan[tf->ev[k].server * tf->nservers + tf->ev[k].peer] = 1;
+  for (k = 0; k < tf->nmsgs; k++)
+    chan[tf->msgs[k].src * tf->nservers + tf->msgs[k].dst] = 1;
   who = initiator(tf, &sn);
-  fprintf(f, "snapshot %" PRIu64 ", started by %s\n", snap,
-          who == UINT32_MAX ? "(no server recorded it)" : tf->servers[who]);
+  o = json_object();
+  servers = json_array();
+  channels = json_array();
+  json_object_set_new(o, "snapshot", json_integer((json_int_t)snap));
+  json_object_set_new(o, "initiator", who == UINT32_MAX
+                                          ? json_null()
+                                          : json_string(tf->servers[who]));
   for (s = 0; s < tf->nservers; s++) {
     size_t r = sn.record[s];
+    json_t *x = json_pack("{s:s}", "server", tf->servers[s]);
     start += cl_tf_initial_tokens(tf, s);
-    if (r == CL_TF_NONE) {
-      fprintf(f, "  %s: never recorded its state\n", tf->servers[s]);
-      continue;
+    json_object_set_new(x, "recorded", json_boolean(r != CL_TF_NONE));
+    if (r != CL_TF_NONE) {
+      nrec++;
+      held += tf->ev[r].tokens;
+      ndone += sn.done[s] != CL_TF_NONE;
+      json_object_set_new(x, "event", json_integer((json_int_t)tf->ev[r].i));
+      json_object_set_new(x, "tokens", json_integer(tf->ev[r].tokens));
+      json_object_set_new(x, "marker_from",
+                          s == who ? json_null()
+                                   : json_string(tf->servers[tf->ev[r - 1].peer]));
+      json_object_set_new(x, "complete", json_boolean(sn.done[s] != CL_TF_NONE));
     }
-    nrec++;
-    held += tf->ev[r].tokens;
-    if (sn.done[s] != CL_TF_NONE)
-      ndone++;
-    fprintf(f, "  %s: recorded %" PRId64 " token%s at its event %" PRIu64
-            " (%s%s)%s\n", tf->servers[s], tf->ev[r].tokens,
-            tf->ev[r].tokens == 1 ? "" : "s", tf->ev[r].i,
-            s == who ? "it started the snapshot" : "on its first marker, "
-            "from ", s == who ? "" : tf->servers[tf->ev[r - 1].peer],
-            sn.done[s] != CL_TF_NONE ? "" : "; not complete there");
+    json_array_append_new(servers, x);
   }
   for (s = 0; s < tf->nservers; s++)
     for (d = 0; d < tf->nservers; d++)
       if (chan[s * tf->nservers + d])
-        bad += channel(tf, &sn, s, d, f, &msgs, &flight);
-  fprintf(f, "\nin all: %zu of %zu servers recorded, %zu complete; %" PRId64
-          " tokens held + %" PRId64 " in flight (%" PRIu64 " message%s) = %"
-          PRId64 "; the servers held %" PRId64 " when the trace began\n",
-          nrec, tf->nservers, ndone, held, flight, msgs,
-          msgs == 1 ? "" : "s", held + flight, start);
-  if (bad)
-    fprintf(f, "%d message%s disagree%s with the servers' records: a bug "
-            "in clsnap\n", bad, bad == 1 ? "" : "s", bad == 1 ? "s" : "");
-  else
-    fprintf(f, "the servers' own records agree with these rules\n");
+        json_array_append_new(channels, channel(tf, &sn, s, d, &msgs,
+                                                &flight, &bad));
+  json_object_set_new(o, "servers", servers);
+  json_object_set_new(o, "channels", channels);
+  json_object_set_new(o, "recorded_servers", json_integer((json_int_t)nrec));
+  json_object_set_new(o, "complete_servers", json_integer((json_int_t)ndone));
+  json_object_set_new(o, "tokens_held", json_integer(held));
+  json_object_set_new(o, "tokens_in_flight", json_integer(flight));
+  json_object_set_new(o, "messages", json_integer((json_int_t)msgs));
+  json_object_set_new(o, "tokens_at_start", json_integer(start));
+  json_object_set_new(o, "agree", json_boolean(!bad));
   free(chan);
   cl_tf_snap_free(&sn);
+  *out = o;
   return bad ? 1 : 0;
+}
+
+static json_int_t num(const json_t *o, const char *key) {
+  return json_integer_value(json_object_get(o, key));
+}
+
+static const char *str(const json_t *o, const char *key) {
+  return json_string_value(json_object_get(o, key));
+}
+
+static const char *plural(json_int_t n) { return n == 1 ? "" : "s"; }
+
+/* One message line: "  recorded #1, 3 tokens: why". */
+static void message_line(FILE *f, const char *what, const json_t *m) {
+  fprintf(f, "  %s #%" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT
+          " token%s: %s\n", what, num(m, "seq"), num(m, "n"),
+          plural(num(m, "n")), str(m, "why"));
+}
+
+void cl_explain_print(const json_t *o, FILE *f) {
+  const json_t *x, *c, *m;
+  size_t k, j, nserv = json_array_size(json_object_get(o, "servers"));
+  json_int_t bad = 0;
+  fprintf(f, "snapshot %" JSON_INTEGER_FORMAT ", started by %s\n",
+          num(o, "snapshot"),
+          str(o, "initiator") ? str(o, "initiator") : "(no server recorded it)");
+  json_array_foreach(json_object_get(o, "servers"), k, x) {
+    if (!json_is_true(json_object_get(x, "recorded"))) {
+      fprintf(f, "  %s: never recorded its state\n", str(x, "server"));
+      continue;
+    }
+    fprintf(f, "  %s: recorded %" JSON_INTEGER_FORMAT " token%s at its "
+            "event %" JSON_INTEGER_FORMAT " (%s%s)%s\n", str(x, "server"),
+            num(x, "tokens"), plural(num(x, "tokens")), num(x, "event"),
+            str(x, "marker_from") ? "on its first marker, from "
+                                  : "it started the snapshot",
+            str(x, "marker_from") ? str(x, "marker_from") : "",
+            json_is_true(json_object_get(x, "complete"))
+                ? "" : "; not complete there");
+  }
+  json_array_foreach(json_object_get(o, "channels"), k, c) {
+    const json_t *sent = json_object_get(c, "marker_sent");
+    const json_t *got = json_object_get(c, "marker_received");
+    fprintf(f, "\nchannel %s -> %s: ", str(c, "src"), str(c, "dst"));
+    if (json_is_null(sent))
+      fprintf(f, "no marker sent");
+    else
+      fprintf(f, "marker sent by %s after %" JSON_INTEGER_FORMAT " token "
+              "message%s (event %" JSON_INTEGER_FORMAT ")", str(c, "src"),
+              num(sent, "after"), plural(num(sent, "after")),
+              num(sent, "event"));
+    if (json_is_null(got))
+      fprintf(f, ", not received by the end of the trace\n");
+    else
+      fprintf(f, ", received by %s (event %" JSON_INTEGER_FORMAT ")\n",
+              str(c, "dst"), num(got, "event"));
+    json_array_foreach(json_object_get(c, "disagree"), j, m) {
+      fprintf(f, "  DISAGREES #%" JSON_INTEGER_FORMAT ": by the rules it was "
+              "%srecorded (%s), but %s's trace says it was%s (a bug in "
+              "clsnap)\n", num(m, "seq"),
+              json_is_true(json_object_get(m, "rule")) ? "" : "not ",
+              str(m, "why"), str(c, "dst"),
+              json_is_true(json_object_get(m, "server")) ? "" : " not");
+      bad++;
+    }
+    json_array_foreach(json_object_get(c, "recorded"), j, m)
+      message_line(f, "recorded", m);
+    if (json_array_size(json_object_get(c, "recorded")) == 0)
+      fprintf(f, "  nothing recorded: the channel was empty at the cut\n");
+    json_array_foreach(json_object_get(c, "not_recorded"), j, m)
+      message_line(f, "not recorded", m);
+  }
+  fprintf(f, "\nin all: %" JSON_INTEGER_FORMAT " of %zu servers recorded, %"
+          JSON_INTEGER_FORMAT " complete; %" JSON_INTEGER_FORMAT " tokens "
+          "held + %" JSON_INTEGER_FORMAT " in flight (%" JSON_INTEGER_FORMAT
+          " message%s) = %" JSON_INTEGER_FORMAT "; the servers held %"
+          JSON_INTEGER_FORMAT " when the trace began\n",
+          num(o, "recorded_servers"), nserv, num(o, "complete_servers"),
+          num(o, "tokens_held"), num(o, "tokens_in_flight"),
+          num(o, "messages"), plural(num(o, "messages")),
+          num(o, "tokens_held") + num(o, "tokens_in_flight"),
+          num(o, "tokens_at_start"));
+  if (bad)
+    fprintf(f, "%" JSON_INTEGER_FORMAT " message%s disagree%s with the "
+            "servers' records: a bug in clsnap\n", bad, plural(bad),
+            bad == 1 ? "s" : "");
+  else
+    fprintf(f, "the servers' own records agree with these rules\n");
 }

@@ -43,6 +43,7 @@ void cl_tf_free(cl_tf_t *tf) {
   free(tf->servers);
   free(tf->first);
   free(tf->snaps);
+  free(tf->msgs);
   free(tf);
 }
 
@@ -434,6 +435,19 @@ typedef struct key {
   size_t at;
 } msgkey_t;
 
+static int msg_cmp(const void *a, const void *b) {
+  const cl_tf_msg_t *x = a, *y = b;
+  if (x->marker != y->marker)
+    return x->marker < y->marker ? -1 : 1;
+  if (x->src != y->src)
+    return x->src < y->src ? -1 : 1;
+  if (x->dst != y->dst)
+    return x->dst < y->dst ? -1 : 1;
+  if (x->marker && x->snap != y->snap)
+    return x->snap < y->snap ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 static int key_cmp(const void *a, const void *b) {
   const msgkey_t *x = a, *y = b;
   if (x->marker != y->marker)
@@ -451,16 +465,96 @@ static void where(const cl_tf_t *tf, size_t k, char *buf, size_t size) {
   snprintf(buf, size, "%s's event %" PRIu64, tf->servers[e->server], e->i);
 }
 
+/* 1 if the trace of server s records snapshot snap. */
+static int records(const cl_tf_t *tf, uint32_t s, uint64_t snap) {
+  size_t k;
+  for (k = tf->first[s]; k < tf->first[s + 1]; k++)
+    if (tf->ev[k].ev == CL_TEV_RECORD && tf->ev[k].snap == snap)
+      return 1;
+  return 0;
+}
+
+/* The first key at or after want in keys[0..n) (sorted). */
+static size_t lower_bound(const msgkey_t *keys, size_t n, const msgkey_t *want) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (key_cmp(&keys[mid], want) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* A receive with no send in the trace (k): 0 if it was sent before the
+ * trace began, else -1 with diag. */
+static int unsent(const cl_tf_t *tf, size_t k, const msgkey_t *keys, size_t n,
+                  const char *name, cl_diag_t *diag) {
+  const cl_tf_event_t *e = &tf->ev[k];
+  msgkey_t want = {e->peer, e->server, 0, e->ev == CL_TEV_MARKER_RECV, 0};
+  size_t at = lower_bound(keys, n, &want);
+  char w[CL_ID_SIZE + 64];
+  where(tf, k, w, sizeof w);
+  if (want.marker) {
+    if (!records(tf, e->peer, e->snap))
+      return 0;
+    return bad(diag, name, e->line, "%s receives the marker of snapshot %"
+               PRIu64 " from %s, which recorded it in the trace but never "
+               "sent that marker", w, e->snap, tf->servers[e->peer]);
+  }
+  /* Sent before the trace: every message of the channel sent in the
+   * trace comes after it. */
+  if (at == n || keys[at].marker || keys[at].src != e->peer ||
+      keys[at].dst != e->server || keys[at].v > e->seq)
+    return 0;
+  return bad(diag, name, e->line, "%s receives token message #%" PRIu64
+             " from %s, which %s never sent (its trace sends #%" PRIu64
+             " and on)", w, e->seq, tf->servers[e->peer],
+             tf->servers[e->peer], keys[at].v);
+}
+
+/* The messages, from the matched events: every send, and every receive
+ * of a message sent before the trace. */
+static int messages(cl_tf_t *tf) {
+  size_t k, n = 0;
+  tf->msgs = malloc((tf->nev ? tf->nev : 1) * sizeof *tf->msgs);
+  if (tf->msgs == NULL)
+    return CL_ENOMEM;
+  for (k = 0; k < tf->nev; k++) {
+    const cl_tf_event_t *e = &tf->ev[k];
+    cl_tf_msg_t *m;
+    int send = e->ev == CL_TEV_SEND || e->ev == CL_TEV_MARKER_SEND;
+    int recv = e->ev == CL_TEV_RECV || e->ev == CL_TEV_MARKER_RECV;
+    if (!send && !(recv && e->match == CL_TF_NONE))
+      continue;
+    m = &tf->msgs[n++];
+    m->src = send ? e->server : e->peer;
+    m->dst = send ? e->peer : e->server;
+    m->marker = e->ev == CL_TEV_MARKER_SEND || e->ev == CL_TEV_MARKER_RECV;
+    m->seq = e->seq;
+    m->n = e->n;
+    m->snap = m->marker ? e->snap : 0;
+    m->send = send ? k : CL_TF_NONE;
+    m->recv = send ? e->match : k;
+  }
+  tf->nmsgs = n;
+  qsort(tf->msgs, n, sizeof *tf->msgs, msg_cmp);
+  return 0;
+}
+
 /* Match each recv to its send (and markers), checking FIFO order. */
 static int match(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
   msgkey_t *keys = malloc((tf->nev ? tf->nev : 1) * sizeof *keys);
   uint64_t *last = calloc(tf->nservers ? tf->nservers : 1, sizeof *last);
+  uint8_t *seen = calloc(tf->nservers ? tf->nservers : 1, 1);
   size_t k, n = 0;
   int rc = 0;
   char w[CL_ID_SIZE + 64];
-  if (keys == NULL || last == NULL) {
+  if (keys == NULL || last == NULL || seen == NULL) {
     free(keys);
     free(last);
+    free(seen);
     return bad(diag, name, 0, "out of memory");
   }
   for (k = 0; k < tf->nev; k++) {
@@ -478,16 +572,18 @@ static int match(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
   for (k = 1; k < n && rc == 0; k++)
     if (key_cmp(&keys[k - 1], &keys[k]) == 0) {
       where(tf, keys[k].at, w, sizeof w);
-      rc = bad(diag, name, tf->ev[keys[k].at].line, "%s sends %s %" PRIu64
+      rc = bad(diag, name, tf->ev[keys[k].at].line, "%s sends %s%" PRIu64
                " to %s a second time", w, keys[k].marker ? "the marker of "
-               "snapshot" : "token message #", keys[k].v,
+               "snapshot " : "token message #", keys[k].v,
                tf->servers[keys[k].dst]);
     }
   for (k = 0; k < tf->nev && rc == 0; k++) {
     cl_tf_event_t *e = &tf->ev[k];
     msgkey_t want, *hit;
-    if (k == 0 || tf->ev[k - 1].server != e->server)
+    if (k == 0 || tf->ev[k - 1].server != e->server) {
       memset(last, 0, tf->nservers * sizeof *last);
+      memset(seen, 0, tf->nservers);
+    }
     if (e->ev != CL_TEV_RECV && e->ev != CL_TEV_MARKER_RECV)
       continue;
     want.src = e->peer;
@@ -496,29 +592,34 @@ static int match(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
     want.v = want.marker ? e->snap : e->seq;
     hit = bsearch(&want, keys, n, sizeof *keys, key_cmp);
     where(tf, k, w, sizeof w);
+    if (!want.marker) {
+      /* FIFO: after the channel's first receive in the trace, each is the
+       * next one. */
+      if (seen[e->peer] && e->seq != last[e->peer] + 1) {
+        rc = bad(diag, name, e->line, "%s receives #%" PRIu64 " from %s "
+                 "after #%" PRIu64 ": not the channel's next message", w,
+                 e->seq, tf->servers[e->peer], last[e->peer]);
+        break;
+      }
+      seen[e->peer] = 1;
+      last[e->peer] = e->seq;
+    }
     if (hit == NULL) {
-      rc = bad(diag, name, e->line, "%s receives %s %" PRIu64 " from %s, "
-               "which %s never sent", w, want.marker ? "the marker of "
-               "snapshot" : "token message #", want.v, tf->servers[e->peer],
-               tf->servers[e->peer]);
-      break;
+      if ((rc = unsent(tf, k, keys, n, name, diag)) < 0)
+        break;
+      continue;
     }
     if (tf->ev[hit->at].match != CL_TF_NONE) {
       rc = bad(diag, name, e->line, "%s receives a message twice", w);
       break;
     }
-    if (!want.marker && (e->seq != last[e->peer] + 1 ||
-                         e->n != tf->ev[hit->at].n)) {
-      rc = bad(diag, name, e->line, "%s receives #%" PRIu64 " (%" PRId64
-               " tokens) from %s after #%" PRIu64 "; #%" PRIu64 " carried %"
-               PRId64 ": not the channel's next message", w, e->seq, e->n,
-               tf->servers[e->peer], last[e->peer], e->seq,
-               tf->ev[hit->at].n);
+    if (!want.marker && e->n != tf->ev[hit->at].n) {
+      rc = bad(diag, name, e->line, "%s receives #%" PRIu64 " from %s with %"
+               PRId64 " tokens, but it was sent with %" PRId64, w, e->seq,
+               tf->servers[e->peer], e->n, tf->ev[hit->at].n);
       break;
     }
-    if (!want.marker)
-      last[e->peer] = e->seq;
-    else if (e->seq != tf->ev[hit->at].seq) {
+    if (want.marker && e->seq != tf->ev[hit->at].seq) {
       rc = bad(diag, name, e->line, "%s receives snapshot %" PRIu64 "'s "
                "marker after %" PRIu64 " token messages, but %s sent it after %"
                PRIu64 ": the channel is not FIFO", w, e->snap, e->seq,
@@ -530,6 +631,9 @@ static int match(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
   }
   free(keys);
   free(last);
+  free(seen);
+  if (rc == 0 && messages(tf) < 0)
+    rc = bad(diag, name, 0, "out of memory");
   return rc;
 }
 
@@ -554,7 +658,8 @@ static int lamport(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
       while (at[s] < tf->first[s + 1]) {
         cl_tf_event_t *e = &tf->ev[at[s]];
         uint64_t t = at[s] > tf->first[s] ? tf->ev[at[s] - 1].lamport : 0;
-        if (e->ev == CL_TEV_RECV || e->ev == CL_TEV_MARKER_RECV) {
+        if ((e->ev == CL_TEV_RECV || e->ev == CL_TEV_MARKER_RECV) &&
+            e->match != CL_TF_NONE) {
           if (!done[e->match])
             break;
           if (tf->ev[e->match].lamport > t)
@@ -639,62 +744,68 @@ int cl_tf_listed(const cl_tf_event_t *recv, uint64_t snap) {
   return 0;
 }
 
-int cl_tf_why(const cl_tf_t *tf, const cl_tf_snap_t *sn, size_t send,
+int cl_tf_why(const cl_tf_t *tf, const cl_tf_snap_t *sn, const cl_tf_msg_t *m,
               char *why, size_t whysize) {
-  const cl_tf_event_t *m = &tf->ev[send];
-  const char *P = tf->servers[m->server], *Q = tf->servers[m->peer];
-  size_t rp = sn->record[m->server], rq = sn->record[m->peer];
-  size_t recv = m->match, mq;
-  char tmp[8];
+  const char *P = tf->servers[m->src], *Q = tf->servers[m->dst];
+  size_t rp = sn->record[m->src], rq = sn->record[m->dst], mq;
+  char tmp[8], sent[96], mark[64] = " (which had not come)";
   if (why == NULL) {
     why = tmp;
     whysize = sizeof tmp;
   }
-  if (rp == CL_TF_NONE) {
+  if (m->send == CL_TF_NONE)
+    snprintf(sent, sizeof sent, "sent by %s before the trace began, so "
+             "before it recorded", P);
+  else if (rp != CL_TF_NONE)
+    snprintf(sent, sizeof sent, "sent by %s (event %" PRIu64 ") before it "
+             "recorded", P, tf->ev[m->send].i);
+  if (rp == CL_TF_NONE && m->send != CL_TF_NONE) {
     snprintf(why, whysize, "%s never recorded snapshot %" PRIu64, P, sn->id);
     return 0;
   }
-  if (m->i > tf->ev[rp].i) {
+  if (m->send != CL_TF_NONE && tf->ev[m->send].i > tf->ev[rp].i) {
     snprintf(why, whysize, "sent by %s (event %" PRIu64 ") after it "
              "recorded snapshot %" PRIu64 " (event %" PRIu64 "), so after "
              "the marker on this FIFO channel: outside the cut on both "
-             "sides", P, m->i, sn->id, tf->ev[rp].i);
+             "sides", P, tf->ev[m->send].i, sn->id, tf->ev[rp].i);
     return 0;
   }
   if (rq == CL_TF_NONE) {
     snprintf(why, whysize, "%s never recorded snapshot %" PRIu64, Q, sn->id);
     return 0;
   }
-  if (recv == CL_TF_NONE) {
-    snprintf(why, whysize, "sent by %s before it recorded snapshot %" PRIu64
-             ", still in flight when the trace ended: %s was still "
-             "recording this channel", P, sn->id, Q);
+  if (m->recv == CL_TF_NONE) {
+    snprintf(why, whysize, "%s snapshot %" PRIu64 ", still in flight when "
+             "the trace ended: %s was still recording this channel", sent,
+             sn->id, Q);
     return 0;
   }
-  if (tf->ev[recv].i < tf->ev[rq].i) {
+  if (tf->ev[m->recv].i < tf->ev[rq].i) {
     snprintf(why, whysize, "received by %s (event %" PRIu64 ") before it "
              "recorded snapshot %" PRIu64 " (event %" PRIu64 "): its "
-             "recorded tokens include these", Q, tf->ev[recv].i, sn->id,
+             "recorded tokens include these", Q, tf->ev[m->recv].i, sn->id,
              tf->ev[rq].i);
     return 0;
   }
-  mq = cl_tf_marker_recv(tf, m->server, m->peer, sn->id);
-  if (mq != CL_TF_NONE && tf->ev[recv].i > tf->ev[mq].i) {
+  mq = cl_tf_marker_recv(tf, m->src, m->dst, sn->id);
+  if (mq != CL_TF_NONE && tf->ev[m->recv].i > tf->ev[mq].i) {
     snprintf(why, whysize, "received by %s after snapshot %" PRIu64 "'s "
              "marker from %s", Q, sn->id, P);
     return 0;
   }
-  {
-    char mark[64] = " (which had not come)";
-    if (mq != CL_TF_NONE)
-      snprintf(mark, sizeof mark, " (event %" PRIu64 ")", tf->ev[mq].i);
-    snprintf(why, whysize, "sent by %s (event %" PRIu64 ") before it "
-             "recorded snapshot %" PRIu64 " (event %" PRIu64 "), received "
-             "by %s (event %" PRIu64 ") after it recorded (event %" PRIu64
-             ") and before the marker from %s%s: in flight across the cut",
-             P, m->i, sn->id, tf->ev[rp].i, Q, tf->ev[recv].i,
+  if (mq != CL_TF_NONE)
+    snprintf(mark, sizeof mark, " (event %" PRIu64 ")", tf->ev[mq].i);
+  if (rp != CL_TF_NONE)
+    snprintf(why, whysize, "%s snapshot %" PRIu64 " (event %" PRIu64 "), "
+             "received by %s (event %" PRIu64 ") after it recorded (event %"
+             PRIu64 ") and before the marker from %s%s: in flight across the "
+             "cut", sent, sn->id, tf->ev[rp].i, Q, tf->ev[m->recv].i,
              tf->ev[rq].i, P, mark);
-  }
+  else /* P recorded before the trace began */
+    snprintf(why, whysize, "%s snapshot %" PRIu64 ", received by %s (event %"
+             PRIu64 ") after it recorded (event %" PRIu64 ") and before the "
+             "marker from %s%s: in flight across the cut", sent, sn->id, Q,
+             tf->ev[m->recv].i, tf->ev[rq].i, P, mark);
   return 1;
 }
 

@@ -33,6 +33,18 @@ typedef struct cl_tf_event {
   uint64_t lamport;/* 1 + max(previous on the server, matching send) */
 } cl_tf_event_t;
 
+/* A message the trace shows: a token message or a marker, with its send
+ * and its receive (either NONE: sent before the trace began, or not
+ * received by its end; never both). */
+typedef struct cl_tf_msg {
+  uint32_t src, dst;
+  uint8_t marker;    /* 0: a token message; 1: a marker of snap */
+  uint64_t seq;      /* token: its seq; marker: token messages before it */
+  int64_t n;         /* token: tokens */
+  uint64_t snap;     /* marker */
+  size_t send, recv; /* events, or NONE */
+} cl_tf_msg_t;
+
 typedef struct cl_tf {
   size_t nservers;
   char (*servers)[CL_ID_SIZE]; /* byte order */
@@ -48,6 +60,9 @@ typedef struct cl_tf {
   size_t nsnaps;
   uint64_t *snaps;             /* snapshot ids met, ascending */
   uint64_t max_lamport;        /* after cl_tf_link */
+  size_t nmsgs;                /* after cl_tf_link: every message, token */
+  cl_tf_msg_t *msgs;           /* messages first, by (src, dst, seq), then
+                                  markers by (src, dst, snap) */
 } cl_tf_t;
 
 void cl_tf_free(cl_tf_t *tf);
@@ -71,9 +86,13 @@ int cl_tf_read(const char *name, const char *text, size_t len, cl_tf_t **out,
                cl_diag_t *diag);
 int cl_tf_load(const char *path, cl_tf_t **out, cl_diag_t *diag);
 
-/* Link the events (matching, Lamport times), for a trace without a gap.
- * Returns 0, or -1 with diag saying where the trace is not whole (a gap,
- * a recv with no send, a message out of FIFO order). */
+/* Link the events (matching, messages, Lamport times), for a trace
+ * without a gap. A receive whose send is not in the trace is a message
+ * sent before the trace began: allowed when no later message of its
+ * channel was sent in the trace (for a marker: when its sender did not
+ * record that snapshot in the trace). Returns 0, or -1 with diag saying
+ * where the trace is not whole (a gap, a receive of a message sent in the
+ * trace but never, a message out of FIFO order). */
 int cl_tf_link(cl_tf_t *tf, const char *name, cl_diag_t *diag);
 
 /* Index of server id, or UINT32_MAX. */
@@ -97,10 +116,10 @@ void cl_tf_snap_free(cl_tf_snap_t *s);
 size_t cl_tf_marker_recv(const cl_tf_t *tf, uint32_t src, uint32_t dst,
                          uint64_t snap);
 
-/* Why snapshot sn did or did not record the token message sent at event
- * `send` (an index into ev): the rule of docs/TRACE.md applied to the
- * trace. Returns 1 recorded, 0 not; why (may be NULL) gets one sentence. */
-int cl_tf_why(const cl_tf_t *tf, const cl_tf_snap_t *sn, size_t send,
+/* Why snapshot sn did or did not record token message m: the rule of
+ * docs/TRACE.md applied to the trace. Returns 1 recorded, 0 not; why (may
+ * be NULL) gets one sentence. */
+int cl_tf_why(const cl_tf_t *tf, const cl_tf_snap_t *sn, const cl_tf_msg_t *m,
               char *why, size_t whysize);
 
 /* 1 if the server's recv event `recv` lists snap in `recorded`. */

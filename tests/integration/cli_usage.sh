@@ -44,13 +44,14 @@ usage_error - "option '--version' doesn't allow an argument" --version=1
 usage_error - "invalid option -- 'x'" -x status
 
 # Every command: an unknown option, a value missing, a flag given a value.
-for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect restore resume; do
+for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect restore resume trace diagram explain; do
   usage_error "$cmd" "unrecognized option '--bogus'" "$cmd" --bogus
   usage_error "$cmd" "invalid option -- 'z'" "$cmd" -z
   usage_error "$cmd" "option '--json' doesn't allow an argument" "$cmd" --json=yes
   usage_error "$cmd" "option '--quiet' doesn't allow an argument" "$cmd" --qu=1
-  [ "$cmd" = bench ] ||
-    usage_error "$cmd" "option '--cluster' requires an argument" "$cmd" --cluster
+  case $cmd in bench|diagram|explain) ;; *)
+    usage_error "$cmd" "option '--cluster' requires an argument" "$cmd" --cluster ;;
+  esac
 done
 usage_error bench "unrecognized option '--timeout'" bench --timeout 1
 
@@ -87,6 +88,17 @@ usage_error checkpoint "needs --every DURATION (e.g. --every 5s)" checkpoint --c
 usage_error checkpoint "--every: 0ms is out of range (1ms..86400s)" checkpoint --cluster "$WORK/c1" --every 0ms
 usage_error checkpoint "--from and --rotate exclude each other" checkpoint --cluster "$WORK/c1" --every 1 --from A --rotate
 usage_error circulate "needs on or off" circulate --cluster "$WORK/c1" maybe
+usage_error trace "needs start, stop or dump FILE" trace
+usage_error trace "needs start, stop or dump FILE" trace begin
+usage_error trace "dump needs FILE (- for standard output)" trace dump
+usage_error trace "--events goes with start" trace stop --events 5
+usage_error trace "--events: 1 is out of range (2..16777216)" trace start --events 1
+usage_error diagram "needs a TRACE file" diagram
+usage_error diagram "--format is svg, html or shiviz, not 'png'" diagram t.jsonl --format png
+usage_error diagram "--to 2 is before --from 5" diagram t.jsonl --from 5 --to 2
+usage_error explain "needs a TRACE file and a SNAPSHOT id" explain t.jsonl
+usage_error run "--trace-events goes with --trace" run "$top" "$events" --trace-events 9
+usage_error bench "--trace-events goes with --trace" bench --nodes 2 --topology ring --seconds 1 --trace-events 9
 usage_error restore "needs SEQ (a number from clsnap history) or latest" restore --cluster "$WORK/c1"
 usage_error resume "unexpected argument 'x'" resume --cluster "$WORK/c1" x
 usage_error inspect "needs SEQ (a number from clsnap history) or latest" inspect --store "$WORK"
@@ -134,7 +146,7 @@ echo "ok: clsnapd usage errors, --version, abbreviations"
 # Help and version, short and long, on stdout with exit 0.
 for h in -h --help --he; do
   "$CLSNAP" $h | head -1 | grep -q "^Usage: clsnap " || fail "clsnap $h"
-  for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect restore resume; do
+  for cmd in run configure send snapshot collect status shutdown bench checkpoint circulate history inspect restore resume trace diagram explain; do
     "$CLSNAP" "$cmd" $h | head -1 | grep -q "^Usage: clsnap .*$cmd" || fail "clsnap $cmd $h"
   done
 done

@@ -177,6 +177,26 @@ expect 1 error --expect "{\"code\": \"EINVAL\", \"file\": \"$st/000002-completed
   "${c[@]}" restore 2 --store "$st"
 echo "ok: store, checkpoint, circulate, history, inspect, restore"
 
+# Traces: start, dump, stop, diagram, explain (docs/TRACE.md).
+expect 0 trace --expect '{"tracing": true, "servers": 3}' -- "${c[@]}" trace start
+"$CLSNAP" "${c[@]}" send A B 1 >/dev/null || fail "send A B 1"
+expect 0 snapshot --ids "$ids" --expect '{"ok": true}' -- "${c[@]}" snapshot C
+sid=$(last_key id)
+expect 0 trace_dump --expect "{\"trace\": \"$WORK/t.jsonl\", \"servers\": 3, \"messages\": 1, \"markers\": 3, \"snapshots\": 1, \"complete\": true}" -- \
+  "${c[@]}" trace dump "$WORK/t.jsonl"
+expect 0 trace --expect '{"tracing": false, "servers": 3}' -- "${c[@]}" trace stop
+expect 0 diagram --expect "{\"diagram\": \"$WORK/t.svg\", \"format\": \"svg\", \"servers\": 3}" -- \
+  diagram "$WORK/t.jsonl" -o "$WORK/t.svg"
+expect 0 diagram --expect "{\"diagram\": \"$WORK/t.html\", \"format\": \"html\"}" -- \
+  diagram "$WORK/t.jsonl" -o "$WORK/t.html"
+expect 0 explain --expect "{\"snapshot\": $sid, \"initiator\": \"C\", \"agree\": true, \"tokens_at_start\": 7}" -- \
+  explain "$WORK/t.jsonl" "$sid"
+expect 2 error --expect "{\"code\": \"ENOENT\", \"file\": \"$WORK/t.jsonl\"}" -- explain "$WORK/t.jsonl" 12
+printf 'nope\n' >"$WORK/bad.jsonl"
+expect 2 error --expect "{\"code\": \"EINVAL\", \"file\": \"$WORK/bad.jsonl\", \"line\": 1}" -- \
+  diagram "$WORK/bad.jsonl"
+echo "ok: trace, diagram, explain"
+
 expect 0 status --ids "$ids" --expect '{"initial_tokens": 7, "unreachable": 0, "mixed_topologies": false}' -- "${c[@]}" status
 expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" status A
 expect 2 error --expect '{"code": "EINVAL"}' -- "${c[@]}" shutdown A
