@@ -8,6 +8,9 @@ CLSNAP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # docs/clsnap.schema.json).
 CLSNAP_PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmsgpack-dev libjansson-dev
   libsodium-dev python3 python3-jsonschema)
+# The tests also open the trace page in a real browser (tests/integration/
+# browser.py: headless Chromium driven by Selenium).
+CLSNAP_TEST_PKGS=(chromium chromium-driver python3-selenium)
 
 have_pkg() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

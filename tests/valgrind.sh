@@ -2,7 +2,8 @@
 # The daemons under valgrind (memcheck): every daemon must end with no
 # memory errors and no definite or indirect leaks.
 #   1. `clsnap run` of the 8-node concurrent-snapshots reference case with
-#      jitter, each daemon started through tests/valgrind-clsnapd;
+#      jitter and a trace too small for it, each daemon started through
+#      tests/valgrind-clsnapd;
 #   2. a part of the hostile-input test (tests/integration/hostile.py)
 #      against a 3-node deploy/cluster.sh cluster of valgrind'd daemons,
 #      which walks the protocol-error and close paths;
@@ -48,6 +49,7 @@ check_log() {
 echo "== clsnap run 8nodes-concurrent-snapshots, daemons under valgrind"
 if ! "$CLSNAP" run "$COS/8nodes.top" "$COS/8nodes-concurrent-snapshots.events" \
   --jitter-ms 2 --timeout 120 --daemon "$here/valgrind-clsnapd" \
+  --trace "$WORK/t.jsonl" --trace-events 20 \
   --log-dir "$WORK/logs" >"$WORK/run.txt" 2>&1; then
   cat "$WORK/run.txt" >&2
   echo "FAIL: clsnap run under valgrind failed" >&2
@@ -55,6 +57,10 @@ if ! "$CLSNAP" run "$COS/8nodes.top" "$COS/8nodes-concurrent-snapshots.events" \
 fi
 grep -q "5 snapshots: 5 passed, 0 failed" "$WORK/run.txt" ||
   { echo "FAIL: the run did not pass its 5 snapshots" >&2; failed=$((failed + 1)); }
+# Traced with room for 20 events each: every daemon kept 19 and dropped
+# the rest (the full buffer's path too).
+[ "$(grep -c '"ev":"dropped"' "$WORK/t.jsonl" 2>/dev/null)" = 8 ] ||
+  { echo "FAIL: the trace does not have a dropped line per daemon" >&2; failed=$((failed + 1)); }
 for log in "$WORK"/logs/*.log; do check_log "$log"; done
 
 echo "== hostile input against valgrind'd daemons"

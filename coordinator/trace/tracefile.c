@@ -100,6 +100,7 @@ int cl_tf_from_events(size_t nservers, const char *const *ids,
                       size_t errsize) {
   cl_tf_t *tf = calloc(1, sizeof *tf);
   size_t k, j, total = 0;
+  uint32_t s;
   int rc = CL_ENOMEM;
   *out = NULL;
   if (tf == NULL)
@@ -114,13 +115,14 @@ int cl_tf_from_events(size_t nservers, const char *const *ids,
   for (k = 0; k < nservers; k++)
     snprintf(tf->servers[k], CL_ID_SIZE, "%s", ids[k]);
   qsort(tf->servers, nservers, CL_ID_SIZE, id_cmp);
-  for (j = 0; j < nservers; j++) {
-    uint32_t s = cl_tf_server(tf, ids[j]);
+  /* Server by server in id order, so the events come out in (server, i)
+   * order: j is where server s was given. */
+  for (s = 0; s < nservers; s++) {
+    for (j = 0; strcmp(ids[j], tf->servers[s]) != 0; j++)
+      ;
     for (k = 0; k < nevents[j]; k++) {
       const cl_trace_event_t *v = &events[j][k];
-      cl_tf_event_t *e;
-      (void)k;
-      e = &tf->ev[tf->nev++];
+      cl_tf_event_t *e = &tf->ev[tf->nev++];
       e->server = s;
       e->ev = v->ev;
       e->i = v->i;
@@ -146,19 +148,6 @@ int cl_tf_from_events(size_t nservers, const char *const *ids,
         e->nrec = v->nrecorded;
       }
     }
-  }
-  /* Servers were read in their given order: put them in id order. */
-  {
-    cl_tf_event_t *sorted = malloc((total ? total : 1) * sizeof *sorted);
-    size_t n = 0, s;
-    if (sorted == NULL)
-      goto fail;
-    for (s = 0; s < nservers; s++)
-      for (k = 0; k < tf->nev; k++)
-        if (tf->ev[k].server == s)
-          sorted[n++] = tf->ev[k];
-    free(tf->ev);
-    tf->ev = sorted;
   }
   if (finish(tf) < 0)
     goto fail;
@@ -299,11 +288,36 @@ static int read_line(const char *name, int line, json_t *o, cl_tf_event_t *e,
   return 0;
 }
 
+/* Add id to the sorted server list unless it is there. 0 or -1 (out of
+ * memory). */
+static int add_server(cl_tf_t *tf, const char *id) {
+  size_t lo = 0, hi = tf->nservers;
+  char(*v)[CL_ID_SIZE];
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(tf->servers[mid], id);
+    if (c == 0)
+      return 0;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  v = realloc(tf->servers, (tf->nservers + 1) * sizeof *v);
+  if (v == NULL)
+    return -1;
+  tf->servers = v;
+  memmove(v[lo + 1], v[lo], (tf->nservers - lo) * sizeof *v);
+  snprintf(v[lo], CL_ID_SIZE, "%s", id);
+  tf->nservers++;
+  return 0;
+}
+
 int cl_tf_read(const char *name, const char *text, size_t len, cl_tf_t **out,
                cl_diag_t *diag) {
   cl_tf_t *tf = calloc(1, sizeof *tf);
   pending_t *pend = NULL;
-  size_t cap = 0, pos = 0, k, j;
+  size_t cap = 0, pos = 0, k;
   int line = 0;
   *out = NULL;
   if (tf == NULL)
@@ -353,21 +367,12 @@ int cl_tf_read(const char *name, const char *text, size_t len, cl_tf_t **out,
     goto fail;
   }
   /* The servers: every name met, in byte order. */
-  tf->servers = calloc(tf->nev * 2, sizeof *tf->servers);
-  if (tf->servers == NULL) {
-    bad(diag, name, 0, "out of memory");
-    goto fail;
-  }
-  for (k = 0; k < tf->nev; k++) {
-    memcpy(tf->servers[tf->nservers++], pend[k].server, CL_ID_SIZE);
-    if (pend[k].peer[0])
-      memcpy(tf->servers[tf->nservers++], pend[k].peer, CL_ID_SIZE);
-  }
-  qsort(tf->servers, tf->nservers, CL_ID_SIZE, id_cmp);
-  for (k = 0, j = 0; k < tf->nservers; k++)
-    if (j == 0 || strcmp(tf->servers[j - 1], tf->servers[k]) != 0)
-      memmove(tf->servers[j++], tf->servers[k], CL_ID_SIZE);
-  tf->nservers = j;
+  for (k = 0; k < tf->nev; k++)
+    if (add_server(tf, pend[k].server) < 0 ||
+        (pend[k].peer[0] && add_server(tf, pend[k].peer) < 0)) {
+      bad(diag, name, 0, "out of memory");
+      goto fail;
+    }
   for (k = 0; k < tf->nev; k++) {
     cl_tf_event_t *e = &tf->ev[k];
     const cl_tf_event_t *prev = k ? &tf->ev[k - 1] : NULL;

@@ -377,7 +377,8 @@ class Control:
         self.send([typ, req] + list(fields))
         while True:
             m = self.next_msg(timeout)
-            if isinstance(m, list) and len(m) > 1 and m[0] in (30, 31, 32, 33) \
+            if isinstance(m, list) and len(m) > 1 and \
+                    m[0] in (30, 31, 32, 33, 34) \
                     and m[1] == req:
                 return m
 
@@ -557,7 +558,7 @@ class Garbage:
 
     def case_unknown_type(self):
         for shape in ([99, 1, 2], [0], [43, "x"], [200], [9, 1], [20, 1, 1],
-                      [28, 1, 2]):
+                      [35, 1, 2]):
             self.expect_refused(pack(shape), "unknown message type")
 
     def case_over_cap(self):
@@ -647,6 +648,7 @@ class Garbage:
             ((15, 987654321, 0), ENOENT, "unknown"),
             ((11, "N1", 5, 0, 3, 0, 0, 0, [], [], 0), ESTATE,
              "already configured"),
+            ((28, True, (1 << 64) - 1), ERANGE, "at most"),
         ]
         for req, code, text in probes:
             try:
@@ -661,6 +663,12 @@ class Garbage:
                 continue
             check(r[0] == 31 and r[2] == code and text in r[3],
                   "%r: expected ERROR %d '%s', got %r" % (req, code, text, r))
+        # TRACE_READ of any range answers (empty when nothing is there).
+        for first, most in ((0, 0), ((1 << 64) - 1, (1 << 64) - 1),
+                            (5, 1 << 40)):
+            r = c.call(29, first, most)
+            check(r[0] == 34 and r[4] == [],
+                  "TRACE_READ %d %d answered %r" % (first, most, r))
         after = c.status()
         check(after["tokens"] == tokens,
               "refused requests changed N1's tokens: %d -> %d"

@@ -208,7 +208,26 @@ static void test_tiny(void) {
   cl_trace_free(t);
 }
 
+/* Past the first allocation: the buffers grow, and what was kept stays. */
+static void test_growth(void) {
+  cl_trace_t *t = cl_trace_new(0, NULL, NULL);
+  uint64_t rec[3] = {1, 2, 3}, k;
+  cl_trace_ones(t, CL_TEV_RECV, 0, 1, 5000, 0, 3, rec);
+  CHECK_EQ_INT(cl_trace_count(t), 5000);
+  CHECK_EQ_INT(cl_trace_next(t), 5000);
+  for (k = 0; k < 5000; k += 997) {
+    const cl_trace_entry_t *e = cl_trace_entry(t, (size_t)k);
+    CHECK_EQ_INT(e->i, k);
+    CHECK_EQ_INT(e->seq, k + 1);
+    CHECK_EQ_INT(e->tokens, (int64_t)k + 1);
+    CHECK_EQ_INT(e->nrec, 3);
+    CHECK_EQ_INT(cl_trace_ids(t, e)[2], 3);
+  }
+  cl_trace_free(t);
+}
+
 int main(void) {
+  test_growth();
   test_two_servers();
   test_batches();
   test_bound();
