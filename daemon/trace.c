@@ -30,9 +30,9 @@ cl_trace_t *cl_trace_new(size_t max_events, uint64_t (*clock)(void *ctx),
     max_events = CL_TRACE_DEFAULT_EVENTS;
   if (max_events > CL_TRACE_MAX_EVENTS)
     max_events = CL_TRACE_MAX_EVENTS;
-  if (max_events < 2)
-    max_events = 2;
-  t->max = max_events;
+  if (max_events < 1)
+    max_events = 1;
+  t->max = max_events + 1; /* and the DROPPED entry */
   t->cap = max_events < TRACE_FIRST_CAP ? max_events : TRACE_FIRST_CAP;
   t->v = cl_malloc(t->cap * sizeof *t->v);
   if (t->v == NULL) {

@@ -6,9 +6,9 @@
  * daemon/session.c creates, reads and frees. Peers are node indexes
  * (outbound for send and marker_send, inbound for recv and marker_recv).
  *
- * Bound: at most max_events entries are kept. When one more would not
- * fit (or memory runs out), the event is counted instead: the last entry
- * becomes (or already is) a DROPPED entry at the first missing index,
+ * Bound: at most max_events events are kept. When one more would not
+ * fit (or memory runs out), the event is counted instead: a last entry
+ * is (or already was) a DROPPED entry at the first missing index,
  * whose count grows with every event lost. Indices go on either way, so
  * a reader sees exactly where the gap is.
  */
@@ -41,8 +41,8 @@ typedef struct cl_trace_entry {
 
 typedef struct cl_trace cl_trace_t;
 
-/* A trace of at most max_events entries (0: the default; more than
- * CL_TRACE_MAX_EVENTS is clamped) whose events are stamped by clock(ctx)
+/* A trace that keeps at most max_events events (0: the default; more
+ * than CL_TRACE_MAX_EVENTS is clamped), then a DROPPED entry, whose events are stamped by clock(ctx)
  * (microseconds; NULL: 0). NULL when out of memory. */
 cl_trace_t *cl_trace_new(size_t max_events, uint64_t (*clock)(void *ctx),
                          void *ctx);

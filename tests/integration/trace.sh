@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Traces, diagrams and explanations (issue 16, docs/TRACE.md) on real
+# daemons. Every trace is re-read by tracecheck.py (matching, indices,
+# FIFO, the recording rule, consistent cuts, the run's own snapshots),
+# every SVG by svgcheck.py, every ShiViz log by shivizcheck.py: none of
+# them shares code with clsnap.
+#   trace.sh lockstep    the seed's token-passing examples 1 and 2 and the
+#                        reference 3- and 8-server cases, lockstep, twice:
+#                        the same bytes but t_us, checked, drawn, explained
+#   trace.sh free        free-running runs with jitter: the same checks
+#   trace.sh cluster     trace start/stop/dump on a deployed cluster; a
+#                        buffer overrun under circulation gives a dropped
+#                        line, and diagram and explain refuse the trace
+#   trace.sh browser     the step-through page in headless Chromium
+#   trace.sh refusals    bad trace files and arguments, named
+. "$(dirname "$0")/common.sh"
+here=$(cd "$(dirname "$0")" && pwd)
+case_=${1:?usage: trace.sh CASE}
+
+check() { # TRACE [tracecheck options]
+  "$PYTHON" "$here/tracecheck.py" "$@" >"$WORK/check.out" 2>&1 ||
+    { cat "$WORK/check.out" >&2; fail "tracecheck $*"; }
+  cat "$WORK/check.out"
+}
+
+# draw TRACE NAME: the SVG and the ShiViz log, each checked against TRACE.
+draw() {
+  local t=$1 name=$2
+  "$CLSNAP" diagram "$t" -o "$WORK/$name.svg" -q || fail "diagram $t"
+  "$PYTHON" "$here/svgcheck.py" "$WORK/$name.svg" "$t" ||
+    fail "svgcheck $name.svg"
+  "$CLSNAP" diagram "$t" --format shiviz -o "$WORK/$name.log" -q ||
+    fail "diagram --format shiviz $t"
+  "$PYTHON" "$here/shivizcheck.py" "$WORK/$name.log" "$t" ||
+    fail "shivizcheck $name.log"
+}
+
+# The seed's examples (lecture notes, "Token passing example 1/2"): A and
+# B, a channel each way.
+seed_examples() {
+  printf '2\nA 1\nB 1\nA B\nB A\n' >"$WORK/ab.top"
+  # 1: A sends 1 token, A starts the snapshot; B gets the token, then the
+  # marker: the token is not recorded (B had it before recording).
+  printf 'send A B 1\nsnapshot A\ntick\n' >"$WORK/example1.events"
+  # 2: B sends 1 token, A starts the snapshot, then receives the token:
+  # recorded (A had recorded its state already).
+  printf 'send B A 1\nsnapshot A\ntick\n' >"$WORK/example2.events"
+}
+
+# lockstep_case NAME TOPOLOGY EVENTS: two runs, the same trace but t_us,
+# each checked against the run's snapshots, drawn and explained.
+lockstep_case() {
+  local name=$1 top=$2 ev=$3 k n
+  for k in 1 2; do
+    "$CLSNAP" run "$top" "$ev" --lockstep --delays "$CONFORMANCE_DIR/go-delays.txt" \
+      --trace "$WORK/$name.$k.jsonl" --json >"$WORK/$name.$k.json" ||
+      fail "run $name ($k)"
+  done
+  check "$WORK/$name.1.jsonl" --run-json "$WORK/$name.1.json" \
+    --lockstep-equal "$WORK/$name.2.jsonl"
+  draw "$WORK/$name.1.jsonl" "$name"
+  n=$("$PYTHON" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["snapshots"]))' "$WORK/$name.1.json")
+  for ((k = 0; k < n; k++)); do
+    "$CLSNAP" explain "$WORK/$name.1.jsonl" "$k" >"$WORK/$name.explain.$k" ||
+      { cat "$WORK/$name.explain.$k" >&2; fail "explain $name $k"; }
+    grep -q "the servers' own records agree" "$WORK/$name.explain.$k" ||
+      fail "explain $name $k: no agreement line"
+  done
+}
+
+case $case_ in
+lockstep)
+  seed_examples
+  lockstep_case example1 "$WORK/ab.top" "$WORK/example1.events"
+  lockstep_case example2 "$WORK/ab.top" "$WORK/example2.events"
+  # What the lecture notes say of each example, in explain's words.
+  grep -q "^  nothing recorded" "$WORK/example1.explain.0" ||
+    fail "example 1: a message recorded"
+  grep -q "^  not recorded #1, 1 token: received by B (event 0) before it recorded snapshot 0" \
+    "$WORK/example1.explain.0" || { cat "$WORK/example1.explain.0" >&2; fail "example 1: the token's reason"; }
+  grep -q "^  recorded #1, 1 token: sent by B (event 0) before it recorded snapshot 0" \
+    "$WORK/example2.explain.0" || { cat "$WORK/example2.explain.0" >&2; fail "example 2: the token's reason"; }
+  lockstep_case 3nodes "$COS/3nodes.top" "$COS/3nodes-bidirectional-messages.events"
+  lockstep_case 8nodes "$COS/8nodes.top" "$COS/8nodes-concurrent-snapshots.events"
+  # In process: the same sessions, the same trace (t_us aside: 0 there).
+  "$CLSNAP" run "$COS/8nodes.top" "$COS/8nodes-concurrent-snapshots.events" \
+    --in-process --delays "$CONFORMANCE_DIR/go-delays.txt" \
+    --trace "$WORK/ip.jsonl" -q >/dev/null || fail "run --in-process --trace"
+  check "$WORK/ip.jsonl" --lockstep-equal "$WORK/8nodes.1.jsonl"
+  ;;
+free)
+  for c in "8nodes.top 8nodes-concurrent-snapshots.events" "10nodes.top 10nodes.events"; do
+    set -- $c
+    "$CLSNAP" run "$COS/$1" "$COS/$2" --jitter-ms 3 --trace "$WORK/f.jsonl" \
+      --json >"$WORK/f.json" || fail "run $2"
+    check "$WORK/f.jsonl" --run-json "$WORK/f.json"
+    draw "$WORK/f.jsonl" free
+  done
+  ;;
+cluster)
+  cluster_up "$COS/3nodes.top" "$WORK/c"
+  C=("$CLSNAP" --cluster "$WORK/c/cluster")
+  "${C[@]}" trace start >/dev/null || fail "trace start"
+  "${C[@]}" send N1 N2 3 >/dev/null
+  "${C[@]}" snapshot N3 -q >/dev/null || fail "snapshot"
+  "${C[@]}" send N2 N3 1 >/dev/null
+  "${C[@]}" send N1 N3 2 >/dev/null
+  "${C[@]}" snapshot N1 -q >/dev/null || fail "snapshot"
+  "${C[@]}" trace stop >/dev/null || fail "trace stop"
+  "${C[@]}" send N3 N1 1 >/dev/null # not traced
+  "${C[@]}" trace dump "$WORK/t.jsonl" >"$WORK/dump.out" || fail "trace dump"
+  grep -q "^trace: .* 3 servers (3 token messages, 12 markers, 2 snapshots)" \
+    "$WORK/dump.out" || { cat "$WORK/dump.out" >&2; fail "dump summary"; }
+  check "$WORK/t.jsonl"
+  draw "$WORK/t.jsonl" cluster
+  # Dumping again gives the same trace: a dump does not empty the buffers.
+  "${C[@]}" trace dump - 2>/dev/null >"$WORK/t2.jsonl" || fail "trace dump -"
+  cmp -s "$WORK/t.jsonl" "$WORK/t2.jsonl" || fail "a second dump differs"
+  # A small buffer under circulation overflows: one dropped line per
+  # server, where its events stop; diagram and explain refuse, naming it.
+  "${C[@]}" trace start --events 64 >/dev/null || fail "trace start --events"
+  "${C[@]}" circulate on >/dev/null
+  sleep 0.3
+  "${C[@]}" circulate off >/dev/null
+  "${C[@]}" trace dump "$WORK/d.jsonl" >/dev/null 2>&1 || fail "trace dump (dropped)"
+  check "$WORK/d.jsonl" --expect-dropped
+  set +e
+  "$CLSNAP" diagram "$WORK/d.jsonl" -o "$WORK/d.svg" 2>"$WORK/d.err"
+  rc=$?
+  set -e
+  [ $rc = 2 ] || fail "diagram of a trace with a gap: exit $rc, not 2"
+  grep -q "d.jsonl:[0-9]*: N[123] dropped [0-9]* events from its event [0-9]* on" "$WORK/d.err" ||
+    { cat "$WORK/d.err" >&2; fail "diagram's refusal does not say where"; }
+  [ ! -e "$WORK/d.svg" ] || fail "diagram wrote a file for a refused trace"
+  set +e
+  "$CLSNAP" explain "$WORK/d.jsonl" 0 2>"$WORK/e.err"
+  rc=$?
+  set -e
+  [ $rc = 2 ] && grep -q "dropped" "$WORK/e.err" || fail "explain of a trace with a gap: exit $rc"
+  # Tracing and its reads do not disturb the cluster: a snapshot holds
+  # every token.
+  "${C[@]}" snapshot N2 -q >/dev/null || fail "snapshot after tracing"
+  ;;
+browser)
+  "$CLSNAP" run "$COS/3nodes.top" "$COS/3nodes-bidirectional-messages.events" \
+    --lockstep --delays "$CONFORMANCE_DIR/go-delays.txt" --trace "$WORK/t.jsonl" \
+    -q >/dev/null || fail "run --trace"
+  "$CLSNAP" diagram "$WORK/t.jsonl" -o "$WORK/t.html" -q || fail "diagram -o t.html"
+  "$PYTHON" "$here/svgcheck.py" "$WORK/t.html" "$WORK/t.jsonl" || fail "svgcheck t.html"
+  set +e
+  /usr/bin/python3 "$here/browser.py" "$WORK/t.html" "$WORK/t.png"
+  rc=$?
+  set -e
+  [ $rc = 0 ] || exit $rc # 77: skipped (no Chromium or Selenium)
+  ;;
+refusals)
+  printf '{"server":"N1","i":0,"ev":"send","peer":"N2","seq":1,"n":1,"tokens":0,"t_us":1}\nnot json\n' >"$WORK/bad.jsonl"
+  set +e
+  "$CLSNAP" diagram "$WORK/bad.jsonl" -o "$WORK/bad.svg" 2>"$WORK/err"; rc=$?
+  set -e
+  [ $rc = 2 ] && grep -q "bad.jsonl:2: not JSON" "$WORK/err" || { cat "$WORK/err" >&2; fail "a line that is not JSON"; }
+  # A receive of a message sent before the trace is fine (#4); one its
+  # sender's trace should hold but does not (#6) is not.
+  { printf '{"server":"N1","i":0,"ev":"send","peer":"N2","seq":5,"n":1,"tokens":0,"t_us":1}\n'
+    printf '{"server":"N2","i":0,"ev":"recv","peer":"N1","seq":4,"n":2,"recorded":[],"tokens":2,"t_us":1}\n'
+    printf '{"server":"N2","i":1,"ev":"recv","peer":"N1","seq":5,"n":1,"recorded":[],"tokens":3,"t_us":1}\n'
+    printf '{"server":"N2","i":2,"ev":"recv","peer":"N1","seq":6,"n":1,"recorded":[],"tokens":4,"t_us":1}\n'; } >"$WORK/orphan.jsonl"
+  set +e
+  "$CLSNAP" explain "$WORK/orphan.jsonl" 0 2>"$WORK/err"; rc=$?
+  set -e
+  [ $rc = 2 ] && grep -q "orphan.jsonl:4: N2's event 2 receives token message #6 from N1, which N1 never sent (its trace sends #5 and on)" "$WORK/err" ||
+    { cat "$WORK/err" >&2; fail "a receive with no send"; }
+  head -3 "$WORK/orphan.jsonl" >"$WORK/before.jsonl"
+  "$CLSNAP" diagram "$WORK/before.jsonl" -o "$WORK/before.svg" -q ||
+    fail "a message sent before the trace is refused"
+  grep -q 'class="msg token" data-src="N1" data-dst="N2" data-seq="4"><title>N1 -> N2 #4, 2 tokens, sent before the trace began' \
+    "$WORK/before.svg" || fail "the message sent before the trace is not drawn"
+  printf '{"server":"N1","i":1,"ev":"record","snap":0,"tokens":1,"t_us":1}\n' >"$WORK/start.jsonl"
+  set +e
+  "$CLSNAP" diagram "$WORK/start.jsonl" 2>"$WORK/err" >/dev/null; rc=$?
+  set -e
+  [ $rc = 2 ] && grep -q "start.jsonl:1: N1's first event has index 1" "$WORK/err" ||
+    { cat "$WORK/err" >&2; fail "a trace without its start"; }
+  "$CLSNAP" run "$COS/2nodes.top" "$COS/2nodes-message.events" --lockstep \
+    --trace "$WORK/t.jsonl" -q >/dev/null || fail "run --trace"
+  set +e
+  "$CLSNAP" explain "$WORK/t.jsonl" 7 2>"$WORK/err"; rc=$?
+  set -e
+  [ $rc = 2 ] && grep -q "has no snapshot 7 (it has: 0)" "$WORK/err" ||
+    { cat "$WORK/err" >&2; fail "an unknown snapshot"; }
+  set +e
+  "$CLSNAP" diagram "$WORK/t.jsonl" --snap 0,x 2>"$WORK/err"; rc=$?
+  set -e
+  [ $rc = 2 ] && grep -q "not a list of numbers" "$WORK/err" || fail "--snap 0,x"
+  set +e
+  "$CLSNAP" run "$COS/2nodes.top" "$COS/2nodes-message.events" --trace-events 10 2>"$WORK/err"; rc=$?
+  set -e
+  [ $rc = 2 ] && grep -q "\-\-trace-events goes with --trace" "$WORK/err" || fail "--trace-events alone"
+  # A window and a selection still give a diagram that checks.
+  "$CLSNAP" diagram "$WORK/t.jsonl" --snap 0 --from 2 --to 6 -o "$WORK/w.svg" -q || fail "diagram --from --to"
+  "$CLSNAP" diagram "$WORK/t.jsonl" --servers N1 -o "$WORK/s.svg" -q || fail "diagram --servers"
+  ;;
+*)
+  fail "unknown case $case_"
+  ;;
+esac
+assert_no_daemons
+echo "trace.sh $case_: ok"
