@@ -840,8 +840,12 @@ static int measure(cl_cluster_t *c, bench_guard_t *g,
       return CL_ENOMEM;
     for (k = 0; k < topo->nservers; k++)
       ids[k] = topo->servers[k].id;
-    rc = cl_collect_counts(&be, topo->nservers, ids, &r->traced_made,
-                           &r->traced_kept, err, errsize);
+    /* Stopped first: the load goes on, and a trace still recording would
+     * drop more between the two reads of cl_collect_counts. */
+    rc = cl_collect_switch(&be, topo->nservers, ids, 0, 0, err, errsize);
+    if (rc == 0)
+      rc = cl_collect_counts(&be, topo->nservers, ids, &r->traced_made,
+                             &r->traced_kept, err, errsize);
     free(ids);
   }
   return rc;

@@ -82,6 +82,24 @@
       T.inbound[st[1]].push(st[3]);
   });
 
+  // Each message of the diagram and the step that sends it (none: sent
+  // before the trace). From step 1 on, messages not sent yet are faded;
+  // step 0 shows the whole run.
+  var sentAt = {}, drawn = [];
+  steps.forEach(function (st, i) {
+    if (st[2] === 'send')
+      sentAt[S[st[1]] + '>' + S[st[3]] + '#' + st[4]] = i;
+    else if (st[2] === 'marker_send')
+      sentAt[S[st[1]] + '>' + S[st[3]] + '@' + st[6]] = i;
+  });
+  Array.prototype.forEach.call(document.querySelectorAll('g.msg'),
+    function (el) {
+      var key = el.getAttribute('data-src') + '>' + el.getAttribute('data-dst') +
+          (el.classList.contains('marker') ? '@' + el.getAttribute('data-snap')
+                                           : '#' + el.getAttribute('data-seq'));
+      drawn.push({el: el, at: key in sentAt ? sentAt[key] : -1});
+    });
+
   function values(o) {
     return Object.keys(o).map(function (k) { return o[k]; });
   }
@@ -105,6 +123,9 @@
     lines.push('in flight: ' + (values(s.flight).join(', ') || 'nothing'));
     lines.push('recording: ' + (values(s.recording).join(', ') || 'none'));
     stateEl.textContent = lines.join('\n');
+    drawn.forEach(function (d) {
+      d.el.style.opacity = k === 0 || d.at < k ? '1' : '0.15';
+    });
     el = k > 0 ? document.getElementById('e' + steps[k - 1][0]) : null;
     if (el && cursor) {
       var x = el.getAttribute('cx'), y = el.getAttribute('cy');

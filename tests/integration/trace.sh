@@ -13,6 +13,8 @@
 #                        line, and diagram and explain refuse the trace
 #   trace.sh browser     the step-through page in headless Chromium
 #   trace.sh refusals    bad trace files and arguments, named
+#   trace.sh bench       bench --trace under load: every server kept exactly
+#                        its room, and made more
 . "$(dirname "$0")/common.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 case_=${1:?usage: trace.sh CASE}
@@ -199,6 +201,15 @@ refusals)
   # A window and a selection still give a diagram that checks.
   "$CLSNAP" diagram "$WORK/t.jsonl" --snap 0 --from 2 --to 6 -o "$WORK/w.svg" -q || fail "diagram --from --to"
   "$CLSNAP" diagram "$WORK/t.jsonl" --servers N1 -o "$WORK/s.svg" -q || fail "diagram --servers"
+  ;;
+bench)
+  "$CLSNAP" bench --nodes 3 --topology ring --seconds 1 --warmup-ms 100 \
+    --trace --trace-events 1000 --json >"$WORK/b.json" || fail "bench --trace"
+  "$PYTHON" -c '
+import json, sys
+t = json.load(open(sys.argv[1]))["trace"]
+assert t["events_per_server"] == 1000 and t["kept"] == 3000 and t["made"] > 3000, t
+' "$WORK/b.json" || fail "bench --trace: not 1000 kept per server"
   ;;
 *)
   fail "unknown case $case_"
