@@ -29,16 +29,9 @@ static uint32_t initiator(const cl_tf_t *tf, const cl_tf_snap_t *sn) {
   return UINT32_MAX;
 }
 
-/* The marker_send of snap on src -> dst, or NONE. */
-static size_t marker_send(const cl_tf_t *tf, uint32_t src, uint32_t dst,
-                          uint64_t snap) {
-  size_t k;
-  for (k = tf->first[src]; k < tf->first[src + 1]; k++) {
-    const cl_tf_event_t *e = &tf->ev[k];
-    if (e->ev == CL_TEV_MARKER_SEND && e->peer == dst && e->snap == snap)
-      return k;
-  }
-  return CL_TF_NONE;
+static int u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
 }
 
 static json_t *message(const cl_tf_msg_t *m, const char *why) {
@@ -51,8 +44,8 @@ static json_t *message(const cl_tf_msg_t *m, const char *why) {
 static json_t *channel(const cl_tf_t *tf, const cl_tf_snap_t *sn,
                        uint32_t src, uint32_t dst, uint64_t *msgs,
                        int64_t *tokens, int *bad) {
-  size_t k, ms = marker_send(tf, src, dst, sn->id);
-  size_t mr = cl_tf_marker_recv(tf, src, dst, sn->id);
+  const cl_tf_msg_t *mk = cl_tf_marker(tf, src, dst, sn->id);
+  size_t k, ms = mk ? mk->send : CL_TF_NONE, mr = mk ? mk->recv : CL_TF_NONE;
   size_t rq = sn->record[dst], rp = sn->record[src];
   const cl_tf_msg_t *nearby[NEARBY] = {NULL, NULL};
   json_t *o = json_object(), *rec = json_array(), *not = json_array(),
@@ -111,9 +104,9 @@ static json_t *channel(const cl_tf_t *tf, const cl_tf_snap_t *sn,
 
 int cl_explain_json(const cl_tf_t *tf, uint64_t snap, json_t **out) {
   cl_tf_snap_t sn;
-  uint32_t s, d, who;
-  size_t k, nrec = 0, ndone = 0;
-  uint8_t *chan;
+  uint32_t s, who;
+  size_t k, nrec = 0, ndone = 0, nchan = 0;
+  uint64_t *chan;
   uint64_t msgs = 0;
   int64_t held = 0, flight = 0, start = 0;
   int bad = 0;
@@ -125,14 +118,15 @@ int cl_explain_json(const cl_tf_t *tf, uint64_t snap, json_t **out) {
     return CL_ENOENT;
   if (cl_tf_snap(tf, snap, &sn) < 0)
     return CL_ENOMEM;
-  /* The channels: every pair a message or a marker went over. */
-  chan = calloc(tf->nservers * tf->nservers + 1, 1);
+  /* The channels: every pair a message or a marker went over, in order. */
+  chan = malloc((tf->nmsgs ? tf->nmsgs : 1) * sizeof *chan);
   if (chan == NULL) {
     cl_tf_snap_free(&sn);
     return CL_ENOMEM;
   }
   for (k = 0; k < tf->nmsgs; k++)
-    chan[tf->msgs[k].src * tf->nservers + tf->msgs[k].dst] = 1;
+    chan[nchan++] = (uint64_t)tf->msgs[k].src << 32 | tf->msgs[k].dst;
+  qsort(chan, nchan, sizeof *chan, u64_cmp);
   who = initiator(tf, &sn);
   o = json_object();
   servers = json_array();
@@ -159,11 +153,11 @@ int cl_explain_json(const cl_tf_t *tf, uint64_t snap, json_t **out) {
     }
     json_array_append_new(servers, x);
   }
-  for (s = 0; s < tf->nservers; s++)
-    for (d = 0; d < tf->nservers; d++)
-      if (chan[s * tf->nservers + d])
-        json_array_append_new(channels, channel(tf, &sn, s, d, &msgs,
-                                                &flight, &bad));
+  for (k = 0; k < nchan; k++)
+    if (k == 0 || chan[k] != chan[k - 1])
+      json_array_append_new(channels,
+                            channel(tf, &sn, (uint32_t)(chan[k] >> 32),
+                                    (uint32_t)chan[k], &msgs, &flight, &bad));
   json_object_set_new(o, "servers", servers);
   json_object_set_new(o, "channels", channels);
   json_object_set_new(o, "recorded_servers", json_integer((json_int_t)nrec));

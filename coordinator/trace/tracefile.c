@@ -448,8 +448,10 @@ static int msg_cmp(const void *a, const void *b) {
     return x->src < y->src ? -1 : 1;
   if (x->dst != y->dst)
     return x->dst < y->dst ? -1 : 1;
-  if (x->marker && x->snap != y->snap)
-    return x->snap < y->snap ? -1 : 1;
+  /* A channel carries one marker per snapshot: (src, dst, snap) is a
+   * marker's key, whatever its seq. */
+  if (x->marker)
+    return x->snap < y->snap ? -1 : x->snap > y->snap;
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
@@ -730,15 +732,15 @@ void cl_tf_snap_free(cl_tf_snap_t *s) {
   s->record = s->done = NULL;
 }
 
-size_t cl_tf_marker_recv(const cl_tf_t *tf, uint32_t src, uint32_t dst,
-                         uint64_t snap) {
-  size_t k;
-  for (k = tf->first[dst]; k < tf->first[dst + 1]; k++) {
-    const cl_tf_event_t *e = &tf->ev[k];
-    if (e->ev == CL_TEV_MARKER_RECV && e->peer == src && e->snap == snap)
-      return k;
-  }
-  return CL_TF_NONE;
+const cl_tf_msg_t *cl_tf_marker(const cl_tf_t *tf, uint32_t src, uint32_t dst,
+                                uint64_t snap) {
+  cl_tf_msg_t want;
+  memset(&want, 0, sizeof want);
+  want.src = src;
+  want.dst = dst;
+  want.marker = 1;
+  want.snap = snap;
+  return bsearch(&want, tf->msgs, tf->nmsgs, sizeof *tf->msgs, msg_cmp);
 }
 
 int cl_tf_listed(const cl_tf_event_t *recv, uint64_t snap) {
@@ -753,6 +755,7 @@ int cl_tf_why(const cl_tf_t *tf, const cl_tf_snap_t *sn, const cl_tf_msg_t *m,
               char *why, size_t whysize) {
   const char *P = tf->servers[m->src], *Q = tf->servers[m->dst];
   size_t rp = sn->record[m->src], rq = sn->record[m->dst], mq;
+  const cl_tf_msg_t *mk;
   char tmp[8], sent[96], mark[64] = " (which had not come)";
   if (why == NULL) {
     why = tmp;
@@ -792,7 +795,8 @@ int cl_tf_why(const cl_tf_t *tf, const cl_tf_snap_t *sn, const cl_tf_msg_t *m,
              tf->ev[rq].i);
     return 0;
   }
-  mq = cl_tf_marker_recv(tf, m->src, m->dst, sn->id);
+  mk = cl_tf_marker(tf, m->src, m->dst, sn->id);
+  mq = mk != NULL ? mk->recv : CL_TF_NONE;
   if (mq != CL_TF_NONE && tf->ev[m->recv].i > tf->ev[mq].i) {
     snprintf(why, whysize, "received by %s after snapshot %" PRIu64 "'s "
              "marker from %s", Q, sn->id, P);

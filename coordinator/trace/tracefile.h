@@ -112,9 +112,10 @@ typedef struct cl_tf_snap {
 int cl_tf_snap(const cl_tf_t *tf, uint64_t snap, cl_tf_snap_t *out);
 void cl_tf_snap_free(cl_tf_snap_t *s);
 
-/* The marker_recv of snap on channel src -> dst at dst, or NONE. */
-size_t cl_tf_marker_recv(const cl_tf_t *tf, uint32_t src, uint32_t dst,
-                         uint64_t snap);
+/* The marker of snap on channel src -> dst (its send and receive), or
+ * NULL; a binary search of msgs. */
+const cl_tf_msg_t *cl_tf_marker(const cl_tf_t *tf, uint32_t src, uint32_t dst,
+                                uint64_t snap);
 
 /* Why snapshot sn did or did not record token message m: the rule of
  * docs/TRACE.md applied to the trace. Returns 1 recorded, 0 not; why (may
