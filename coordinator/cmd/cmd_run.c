@@ -543,7 +543,8 @@ static int trace_switch(run_t *r, int on) {
 }
 
 /* --trace: read the servers' events and write the file. 0 or -1
- * (printed). After an interrupt the servers may be gone: then nothing. */
+ * (printed: after an interrupt or a lost server the read fails and says
+ * so, and nothing is written). */
 static int trace_dump(run_t *r) {
   const char **ids = server_ids(r);
   int rc = ids == NULL ? -1

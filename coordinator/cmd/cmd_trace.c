@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -26,31 +27,73 @@ static void show_read(void *ctx, uint64_t events) {
   cl_progress_show("trace: %" PRIu64 " events read", events);
 }
 
-/* Write tf to path (through path.tmp, renamed: a reader never sees half a
- * trace). Returns 0, or -1 after saying why. */
-static int write_trace(const cl_tf_t *tf, const char *path) {
+/* An output file: path.tmp, renamed to path when complete (a reader never
+ * sees half a file), when path is a regular file or does not exist yet;
+ * path itself otherwise: a symlink (/dev/stdout), a device, a pipe must
+ * stay what they are (lstat: renaming over a symlink would replace it);
+ * stdout for "-". */
+typedef struct out {
+  const char *path;
   char tmp[4096];
   FILE *f;
-  int rc;
+} out_t;
+
+/* Open o for path. 0, or -1 after saying why. */
+static int out_open(out_t *o, const char *path) {
+  struct stat st;
+  o->path = path;
+  o->tmp[0] = '\0';
   if (strcmp(path, "-") == 0) {
-    rc = cl_tf_write(tf, stdout);
-    fflush(stdout);
-    return rc;
+    o->f = stdout;
+    return 0;
   }
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  if ((f = fopen(tmp, "w")) == NULL) {
-    cl_cli_fail(CL_EIO, NULL, path, 0, "cannot write %s: %s", tmp,
-                strerror(errno));
-    return -1;
-  }
-  rc = cl_tf_write(tf, f);
-  if (fclose(f) != 0 || rc < 0 || rename(tmp, path) != 0) {
-    cl_cli_fail(CL_EIO, NULL, path, 0, "cannot write %s: %s", path,
-                strerror(errno));
-    unlink(tmp);
+  if (lstat(path, &st) != 0 || S_ISREG(st.st_mode))
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp", path);
+  if ((o->f = fopen(o->tmp[0] ? o->tmp : path, "w")) == NULL) {
+    cl_cli_fail(CL_EIO, NULL, path, 0, "cannot write %s: %s",
+                o->tmp[0] ? o->tmp : path, strerror(errno));
     return -1;
   }
   return 0;
+}
+
+/* Close o, renaming it into place if rc is 0; else (or if that fails) the
+ * temporary file goes. Returns 0, or -1 after saying why. */
+static int out_close(out_t *o, int rc) {
+  int e = rc < 0 ? EIO : 0;
+  if (o->f == stdout)
+    return fflush(stdout) == 0 && rc == 0 ? 0 : -1;
+  if (fclose(o->f) != 0 && rc == 0) {
+    e = errno;
+    rc = -1;
+  }
+  if (rc == 0 && o->tmp[0] && rename(o->tmp, o->path) != 0) {
+    e = errno;
+    rc = -1;
+  }
+  if (rc < 0) {
+    cl_cli_fail(CL_EIO, NULL, o->path, 0, "cannot write %s: %s", o->path,
+                strerror(e));
+    if (o->tmp[0])
+      unlink(o->tmp);
+  }
+  return rc;
+}
+
+/* Give o up (what failed was said already): the temporary file goes. */
+static void out_discard(out_t *o) {
+  if (o->f == stdout)
+    return;
+  fclose(o->f);
+  unlink(o->tmp[0] ? o->tmp : o->path);
+}
+
+/* Write tf to path. Returns 0, or -1 after saying why. */
+static int write_trace(const cl_tf_t *tf, const char *path) {
+  out_t o;
+  if (out_open(&o, path) < 0)
+    return -1;
+  return out_close(&o, cl_tf_write(tf, o.f));
 }
 
 /* Count what a trace holds, for the summary line. */
@@ -195,12 +238,16 @@ static int id_list(const char *opt, const char *text, const uint64_t *ids,
     unsigned long long a, b;
     size_t k;
     errno = 0;
+    if (*p < '0' || *p > '9')
+      goto bad;
     a = strtoull(p, &end, 10);
     b = a;
     if (end == p || errno)
       goto bad;
     if (*end == '-') {
       p = end + 1;
+      if (*p < '0' || *p > '9')
+        goto bad;
       b = strtoull(p, &end, 10);
       if (end == p || errno || b < a)
         goto bad;
@@ -256,9 +303,8 @@ static int cmd_diagram(int argc, char **argv) {
   cl_diagram_opts_t o;
   cl_tf_t *tf;
   uint8_t *snapsel = NULL, *srvsel = NULL;
-  FILE *f = stdout;
+  out_t out_file;
   int npos = cl_cli_parse(argc, argv, opts, pos, 1), rc = -1;
-  char tmp[4096];
   if (npos < 0)
     return CL_EXIT_USAGE;
   if (cl_cli.help)
@@ -293,6 +339,10 @@ static int cmd_diagram(int argc, char **argv) {
   }
   if (servers != NULL) {
     char *copy = strdup(servers), *tok, *save = NULL;
+    if (copy == NULL) {
+      cl_cli_errf("out of memory");
+      goto done;
+    }
     for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
       uint32_t s = cl_tf_server(tf, tok);
       if (s == UINT32_MAX) {
@@ -308,39 +358,32 @@ static int cmd_diagram(int argc, char **argv) {
     o.servers = srvsel;
   }
   o.title = title ? title : pos[0];
-  if (out != NULL && strcmp(out, "-") != 0) {
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    if ((f = fopen(tmp, "w")) == NULL) {
-      cl_cli_fail(CL_EIO, NULL, out, 0, "cannot write %s: %s", tmp,
-                  strerror(errno));
-      goto done;
-    }
-  }
+  if (out_open(&out_file, out ? out : "-") < 0)
+    goto done;
   if (strcmp(format, "shiviz") == 0)
-    rc = cl_diagram_shiviz(tf, f);
+    rc = cl_diagram_shiviz(tf, out_file.f);
   else if (strcmp(format, "html") == 0)
-    rc = cl_diagram_html(tf, &o, f);
+    rc = cl_diagram_html(tf, &o, out_file.f);
   else
-    rc = cl_diagram_svg(tf, &o, f);
-  if (f != stdout) {
-    if (fclose(f) != 0)
-      rc = -1;
-    if (rc == 0 && rename(tmp, out) != 0)
-      rc = -1;
-    if (rc < 0) {
-      cl_cli_fail(CL_EIO, NULL, out, 0, "cannot write %s: %s", out,
-                  strerror(errno));
-      unlink(tmp);
-    } else if (cl_cli.json) {
+    rc = cl_diagram_svg(tf, &o, out_file.f);
+  if (rc == CL_ERANGE) {
+    cl_cli_fail(CL_ERANGE, NULL, pos[0], 0, "%s spans %" PRIu64 " logical "
+                "steps: too wide to draw; choose a window of at most %d "
+                "with --from and --to", pos[0], tf->max_lamport,
+                CL_DIAGRAM_MAX_STEPS);
+    out_discard(&out_file);
+    rc = -2;
+    goto done;
+  }
+  rc = out_close(&out_file, rc);
+  if (rc == 0 && out != NULL && strcmp(out, "-") != 0) {
+    if (cl_cli.json)
       cl_json_print(json_pack("{s:s, s:s, s:I, s:I}", "diagram", out,
                               "format", format, "events", (json_int_t)tf->nev,
                               "servers", (json_int_t)tf->nservers));
-    } else if (!cl_cli.quiet) {
+    else if (!cl_cli.quiet)
       fprintf(stderr, "wrote %s (%s, %zu events, %zu servers)\n", out,
               format, tf->nev, tf->nservers);
-    }
-  } else if (fflush(stdout) != 0) {
-    rc = -1;
   }
 done:
   free(snapsel);

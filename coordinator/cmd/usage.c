@@ -409,9 +409,10 @@ static const char usage_trace[] =
     "explain refuse it. A restore stops tracing.\n"
     "\n"
     "Options:\n"
-    "  --events N            start: room for N events per server, 2 to\n"
-    "                        16777216 (default 262144; about 72 bytes each,\n"
-    "                        taken as they come)\n"
+    "  --events N            start: keep N events per server, 2 to 16777216\n"
+    "                        (default 262144; about 72 bytes each, taken as\n"
+    "                        they come; the recorded-by lists of received\n"
+    "                        messages share the bound: N ids in all)\n"
     "  --timeout DURATION    default 30s\n"
     "  -j, --json            print JSON\n"
     "  -q, --quiet           dump: no summary line\n"
@@ -458,6 +459,7 @@ static const char usage_explain[] =
     "if they disagree).\n"
     "\n"
     "Options:\n"
+    "  -j, --json            print the explanation as JSON\n"
     "  -h, --help            show this help\n";
 
 static const struct {

@@ -63,9 +63,19 @@ typedef struct got {
   int done;
 } got_t;
 
-/* Move the events of reply r into g (the reply keeps nothing). */
+/* Move the events of reply r into g (the reply keeps nothing). 0,
+ * CL_ENOMEM, or CL_EPROTO when the page does not go on from where the
+ * last one stopped (the trace was restarted meanwhile, or the server
+ * lies): each event at the next index, a dropped one counting >= 1. */
 static int take(got_t *g, cl_msg_t *r) {
   uint32_t k, m = r->u.trace_r.nevents;
+  uint64_t at = g->first;
+  for (k = 0; k < m; k++) {
+    const cl_trace_event_t *e = &r->u.trace_r.events[k];
+    if (e->i != at || (e->ev == CL_TEV_DROPPED && e->n < 1))
+      return CL_EPROTO;
+    at += e->ev == CL_TEV_DROPPED ? (uint64_t)e->n : 1;
+  }
   if (g->n + m > g->cap) {
     size_t cap = g->cap ? g->cap : 1024;
     cl_trace_event_t *v;
@@ -128,7 +138,11 @@ int cl_collect_read(const cl_backend_t *be, size_t n, const char *const *ids,
                       errsize);
       if (rc == 0) {
         uint64_t before = got[k].n;
-        if ((rc = take(&got[k], &reps[j])) < 0)
+        if ((rc = take(&got[k], &reps[j])) == CL_EPROTO)
+          snprintf(err, errsize, "%s's trace does not go on from event %"
+                   PRIu64 " (was it started again while it was read?)",
+                   ids[k], got[k].first);
+        else if (rc < 0)
           snprintf(err, errsize, "out of memory");
         total += got[k].n - before;
       }
@@ -212,10 +226,17 @@ int cl_collect_counts(const cl_backend_t *be, size_t n,
   }
   if (rc == 0)
     rc = read_all(be, n, ids, last, 1, reps, err, errsize);
+  /* From the second reply alone: made is its next; kept, the dropped
+   * entry's index (everything before it was kept), else next. */
+  *made = *kept = 0;
   for (k = 0; k < n; k++) {
-    if (rc == 0 && reps[k].u.trace_r.nevents == 1 &&
-        reps[k].u.trace_r.events[0].ev == CL_TEV_DROPPED)
-      *kept -= (uint64_t)reps[k].u.trace_r.events[0].n;
+    if (rc == 0) {
+      const cl_trace_event_t *e = reps[k].u.trace_r.events;
+      *made += reps[k].u.trace_r.next;
+      *kept += reps[k].u.trace_r.nevents == 1 && e[0].ev == CL_TEV_DROPPED
+                   ? e[0].i
+                   : reps[k].u.trace_r.next;
+    }
     cl_msg_free(&reps[k]);
   }
 out:

@@ -28,8 +28,7 @@ int cl_collect_read(const cl_backend_t *be, size_t n, const char *const *ids,
                     cl_tf_t **out, char *err, size_t errsize);
 
 /* How many events the n servers made since their trace started (*made)
- * and kept (*kept; the rest were dropped). Two reads: exact when tracing
- * is stopped (cl_collect_switch off) or nothing happens meanwhile.
+ * and kept (*kept; the rest were dropped), as of one moment per server.
  * Returns 0 or a CL_E code with err. */
 int cl_collect_counts(const cl_backend_t *be, size_t n,
                       const char *const *ids, uint64_t *made, uint64_t *kept,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "util.h"
 
 /* Geometry, px. */
@@ -85,6 +86,8 @@ static int layout(const cl_tf_t *tf, const cl_diagram_opts_t *o,
   L->to = o->to && o->to < tf->max_lamport ? o->to : tf->max_lamport;
   if (L->to < L->from)
     L->to = L->from;
+  if (L->to - L->from >= CL_DIAGRAM_MAX_STEPS)
+    return CL_ERANGE;
   L->lane = malloc((tf->nservers ? tf->nservers : 1) * sizeof *L->lane);
   L->sn = calloc(tf->nsnaps ? tf->nsnaps : 1, sizeof *L->sn);
   L->drawn = calloc(tf->nsnaps ? tf->nsnaps : 1, 1);
@@ -362,8 +365,9 @@ static void svg_write(const layout_t *L, FILE *f) {
 
 int cl_diagram_svg(const cl_tf_t *tf, const cl_diagram_opts_t *o, FILE *f) {
   layout_t L;
-  if (layout(tf, o, &L) < 0)
-    return -1;
+  int rc = layout(tf, o, &L);
+  if (rc < 0)
+    return rc == CL_ERANGE ? rc : -1;
   fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", f);
   svg_write(&L, f);
   layout_free(&L);
@@ -432,13 +436,32 @@ static void page_data(const cl_tf_t *tf, const size_t *order, FILE *f) {
   fputs("]}", f);
 }
 
+/* text with &, <, > and " escaped into buf (cut short if it must be). */
+static void html_escape(const char *text, char *buf, size_t size) {
+  size_t n = 0;
+  for (; *text && n + 7 < size; text++) {
+    const char *r = *text == '&' ? "&amp;" : *text == '<' ? "&lt;"
+                    : *text == '>' ? "&gt;" : *text == '"' ? "&quot;" : NULL;
+    if (r != NULL) {
+      memcpy(buf + n, r, strlen(r));
+      n += strlen(r);
+    } else {
+      buf[n++] = *text;
+    }
+  }
+  buf[n] = '\0';
+}
+
 int cl_diagram_html(const cl_tf_t *tf, const cl_diagram_opts_t *o, FILE *f) {
+  char title[1024];
   layout_t L;
   size_t *order = cl_diagram_order(tf);
-  if (order == NULL || layout(tf, o, &L) < 0) {
+  int rc = order == NULL ? -1 : layout(tf, o, &L);
+  if (rc < 0) {
     free(order);
-    return -1;
+    return rc == CL_ERANGE ? rc : -1;
   }
+  html_escape(o->title ? o->title : "clsnap trace", title, sizeof title);
   fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta "
           "charset=\"utf-8\">\n<title>%s</title>\n<style>\n"
           "body{font-family:sans-serif;margin:16px;color:#222}\n"
@@ -453,8 +476,7 @@ int cl_diagram_html(const cl_tf_t *tf, const cl_diagram_opts_t *o, FILE *f) {
           "logical steps. Hover a message to see why each snapshot did or "
           "did not record it; step through the run with the buttons, the "
           "slider or the arrow keys.</p>\n<div id=\"wrap\">\n",
-          o->title ? o->title : "clsnap trace",
-          o->title ? o->title : "clsnap trace");
+          title, title);
   svg_write(&L, f);
   fprintf(f, "</div>\n<div id=\"bar\"><button id=\"prev\" "
           "type=\"button\">&#9664; previous</button><input id=\"slider\" "
@@ -509,28 +531,37 @@ static void shiviz_text(const cl_tf_t *tf, const cl_tf_event_t *e, FILE *f) {
 }
 
 int cl_diagram_shiviz(const cl_tf_t *tf, FILE *f) {
+  /* One clock per server, and a copy of the clock of each send until its
+   * receive takes it: memory for the messages in flight, not for every
+   * event. Step order puts a receive after its send. */
   size_t n = tf->nservers, k, s, *order = cl_diagram_order(tf);
-  uint64_t *vc = calloc((tf->nev ? tf->nev : 1) * (n ? n : 1), sizeof *vc);
-  if (order == NULL || vc == NULL) {
-    free(order);
-    free(vc);
-    return -1;
-  }
-  for (k = 0; k < tf->nev; k++) {
+  uint64_t *now = calloc((n ? n : 1) * (n ? n : 1), sizeof *now);
+  uint64_t **sent = calloc(tf->nev ? tf->nev : 1, sizeof *sent);
+  int rc = 0;
+  if (order == NULL || now == NULL || sent == NULL)
+    rc = -1;
+  for (k = 0; rc == 0 && k < tf->nev; k++) {
     size_t at = order[k];
     const cl_tf_event_t *e = &tf->ev[at];
-    uint64_t *c = &vc[at * n];
+    uint64_t *c = &now[(size_t)e->server * n];
     int first = 1;
-    /* Step order puts a server's previous event and a receive's send
-     * before it, so both clocks are known. */
-    if (at > tf->first[e->server])
-      memcpy(c, &vc[(at - 1) * n], n * sizeof *c);
     if ((e->ev == CL_TEV_RECV || e->ev == CL_TEV_MARKER_RECV) &&
-        e->match != CL_TF_NONE)
+        e->match != CL_TF_NONE && sent[e->match] != NULL) {
       for (s = 0; s < n; s++)
-        if (vc[e->match * n + s] > c[s])
-          c[s] = vc[e->match * n + s];
+        if (sent[e->match][s] > c[s])
+          c[s] = sent[e->match][s];
+      free(sent[e->match]);
+      sent[e->match] = NULL;
+    }
     c[e->server]++;
+    if ((e->ev == CL_TEV_SEND || e->ev == CL_TEV_MARKER_SEND) &&
+        e->match != CL_TF_NONE) {
+      if ((sent[at] = malloc(n * sizeof *c)) == NULL) {
+        rc = -1;
+        break;
+      }
+      memcpy(sent[at], c, n * sizeof *c);
+    }
     shiviz_text(tf, e, f);
     fprintf(f, "\n%s {", tf->servers[e->server]);
     for (s = 0; s < n; s++)
@@ -541,7 +572,10 @@ int cl_diagram_shiviz(const cl_tf_t *tf, FILE *f) {
       }
     fputs("}\n", f);
   }
+  for (k = 0; sent != NULL && k < tf->nev; k++)
+    free(sent[k]);
+  free(sent);
   free(order);
-  free(vc);
-  return ferror(f) ? -1 : 0;
+  free(now);
+  return rc == 0 && !ferror(f) ? 0 : -1;
 }

@@ -21,7 +21,12 @@ typedef struct cl_diagram_opts {
   const char *title;      /* the page's heading (HTML) */
 } cl_diagram_opts_t;
 
-/* Write the diagram. 0, or -1 (out of memory or a write error). */
+/* The widest window drawn, in logical steps (46 px each). */
+#define CL_DIAGRAM_MAX_STEPS 1000000
+
+/* Write the diagram. 0, CL_ERANGE (the window is wider than
+ * CL_DIAGRAM_MAX_STEPS; nothing written), or -1 (out of memory or a write
+ * error). */
 int cl_diagram_svg(const cl_tf_t *tf, const cl_diagram_opts_t *o, FILE *f);
 int cl_diagram_html(const cl_tf_t *tf, const cl_diagram_opts_t *o, FILE *f);
 int cl_diagram_shiviz(const cl_tf_t *tf, FILE *f);

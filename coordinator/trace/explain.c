@@ -15,18 +15,36 @@
  * the sender recorded (those nearest the cut). */
 #define NEARBY 2
 
-/* The server that started snap: one whose record no marker_recv of snap
- * came just before. UINT32_MAX if none is seen. */
-static uint32_t initiator(const cl_tf_t *tf, const cl_tf_snap_t *sn) {
-  size_t s;
-  for (s = 0; s < tf->nservers; s++) {
-    size_t r = sn->record[s];
-    if (r != CL_TF_NONE &&
-        (r == tf->first[s] || tf->ev[r - 1].ev != CL_TEV_MARKER_RECV ||
-         tf->ev[r - 1].snap != sn->id))
-      return (uint32_t)s;
+/* The server whose first marker of snap made it record (its previous
+ * event, on the same server, is that marker's receive), or UINT32_MAX:
+ * it started the snapshot (or its trace began with the record). */
+static uint32_t marker_from(const cl_tf_t *tf, const cl_tf_snap_t *sn,
+                            uint32_t s) {
+  size_t r = sn->record[s];
+  if (r == CL_TF_NONE || r == tf->first[s] ||
+      tf->ev[r - 1].ev != CL_TEV_MARKER_RECV || tf->ev[r - 1].snap != sn->id)
+    return UINT32_MAX;
+  return tf->ev[r - 1].peer;
+}
+
+/* The first of the token messages of channel src -> dst in tf->msgs (they
+ * are sorted by src, dst, seq), or nmsgs. */
+static size_t channel_start(const cl_tf_t *tf, uint32_t src, uint32_t dst) {
+  size_t lo = 0, hi = tf->nmsgs;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const cl_tf_msg_t *m = &tf->msgs[mid];
+    if (!m->marker && (m->src < src || (m->src == src && m->dst < dst)))
+      lo = mid + 1;
+    else
+      hi = mid;
   }
-  return UINT32_MAX;
+  return lo;
+}
+
+/* a + b, held at INT64_MAX (a trace file's sums could overflow). */
+static int64_t sat_add(int64_t a, int64_t b) {
+  return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
 
 static int u64_cmp(const void *a, const void *b) {
@@ -64,14 +82,19 @@ static json_t *channel(const cl_tf_t *tf, const cl_tf_snap_t *sn,
                           ? json_null()
                           : json_pack("{s:I}", "event",
                                       (json_int_t)tf->ev[mr].i));
-  for (k = 0; k < tf->nmsgs; k++) {
+  /* Rule and record must agree where the snapshot completed at dst; where
+   * it did not (still recording when the trace ended, or given up: a DROP
+   * stops recording and leaves no event), the server may have recorded
+   * less, never more. */
+  int strict = sn->done[dst] != CL_TF_NONE;
+  for (k = channel_start(tf, src, dst); k < tf->nmsgs; k++) {
     const cl_tf_msg_t *e = &tf->msgs[k];
     int r, listed;
     if (e->marker || e->src != src || e->dst != dst)
-      continue;
+      break;
     r = cl_tf_why(tf, sn, e, why, sizeof why);
     listed = e->recv != CL_TF_NONE && cl_tf_listed(&tf->ev[e->recv], sn->id);
-    if (r != listed) {
+    if (strict ? r != listed : listed && !r) {
       json_t *d = message(e, why);
       json_object_set_new(d, "rule", json_boolean(r));
       json_object_set_new(d, "server", json_boolean(listed));
@@ -81,7 +104,7 @@ static json_t *channel(const cl_tf_t *tf, const cl_tf_snap_t *sn,
     if (r) {
       json_array_append_new(rec, message(e, why));
       (*msgs)++;
-      *tokens += e->n;
+      *tokens = sat_add(*tokens, e->n);
     } else if (rp != CL_TF_NONE && e->send != CL_TF_NONE &&
                tf->ev[e->send].i > tf->ev[rp].i) {
       if (nearby[1] == NULL)
@@ -127,7 +150,11 @@ int cl_explain_json(const cl_tf_t *tf, uint64_t snap, json_t **out) {
   for (k = 0; k < tf->nmsgs; k++)
     chan[nchan++] = (uint64_t)tf->msgs[k].src << 32 | tf->msgs[k].dst;
   qsort(chan, nchan, sizeof *chan, u64_cmp);
-  who = initiator(tf, &sn);
+  for (who = 0; who < tf->nservers; who++)
+    if (sn.record[who] != CL_TF_NONE && marker_from(tf, &sn, who) == UINT32_MAX)
+      break;
+  if (who == tf->nservers)
+    who = UINT32_MAX;
   o = json_object();
   servers = json_array();
   channels = json_array();
@@ -138,17 +165,18 @@ int cl_explain_json(const cl_tf_t *tf, uint64_t snap, json_t **out) {
   for (s = 0; s < tf->nservers; s++) {
     size_t r = sn.record[s];
     json_t *x = json_pack("{s:s}", "server", tf->servers[s]);
-    start += cl_tf_initial_tokens(tf, s);
+    start = sat_add(start, cl_tf_initial_tokens(tf, s));
     json_object_set_new(x, "recorded", json_boolean(r != CL_TF_NONE));
     if (r != CL_TF_NONE) {
       nrec++;
-      held += tf->ev[r].tokens;
+      held = sat_add(held, tf->ev[r].tokens);
       ndone += sn.done[s] != CL_TF_NONE;
       json_object_set_new(x, "event", json_integer((json_int_t)tf->ev[r].i));
       json_object_set_new(x, "tokens", json_integer(tf->ev[r].tokens));
+      uint32_t from = marker_from(tf, &sn, s);
       json_object_set_new(x, "marker_from",
-                          s == who ? json_null()
-                                   : json_string(tf->servers[tf->ev[r - 1].peer]));
+                          from == UINT32_MAX ? json_null()
+                                             : json_string(tf->servers[from]));
       json_object_set_new(x, "complete", json_boolean(sn.done[s] != CL_TF_NONE));
     }
     json_array_append_new(servers, x);
@@ -199,7 +227,8 @@ void cl_explain_print(const json_t *o, FILE *f) {
           str(o, "initiator") ? str(o, "initiator") : "(no server recorded it)");
   json_array_foreach(json_object_get(o, "servers"), k, x) {
     if (!json_is_true(json_object_get(x, "recorded"))) {
-      fprintf(f, "  %s: never recorded its state\n", str(x, "server"));
+      fprintf(f, "  %s: did not record its state in the trace\n",
+              str(x, "server"));
       continue;
     }
     fprintf(f, "  %s: recorded %" JSON_INTEGER_FORMAT " token%s at its "
@@ -244,14 +273,16 @@ void cl_explain_print(const json_t *o, FILE *f) {
       message_line(f, "not recorded", m);
   }
   fprintf(f, "\nin all: %" JSON_INTEGER_FORMAT " of %zu servers recorded, %"
-          JSON_INTEGER_FORMAT " complete; %" JSON_INTEGER_FORMAT " tokens "
+          JSON_INTEGER_FORMAT " complete; %" JSON_INTEGER_FORMAT " token%s "
           "held + %" JSON_INTEGER_FORMAT " in flight (%" JSON_INTEGER_FORMAT
           " message%s) = %" JSON_INTEGER_FORMAT "; the servers held %"
           JSON_INTEGER_FORMAT " when the trace began\n",
           num(o, "recorded_servers"), nserv, num(o, "complete_servers"),
-          num(o, "tokens_held"), num(o, "tokens_in_flight"),
+          num(o, "tokens_held"), plural(num(o, "tokens_held")),
+          num(o, "tokens_in_flight"),
           num(o, "messages"), plural(num(o, "messages")),
-          num(o, "tokens_held") + num(o, "tokens_in_flight"),
+          (json_int_t)sat_add(num(o, "tokens_held"),
+                              num(o, "tokens_in_flight")),
           num(o, "tokens_at_start"));
   if (bad)
     fprintf(f, "%" JSON_INTEGER_FORMAT " message%s disagree%s with the "

@@ -11,6 +11,10 @@
 #include "error.h"
 #include "util.h"
 
+/* The most tokens a server holds or a message carries (the daemon's
+ * CL_MSG_TOKENS_MAX): sums of a few million of them stay in int64_t. */
+#define TF_TOKENS_MAX ((int64_t)1 << 50)
+
 static const char *const ev_names[] = {
     NULL, "send", "recv", "marker_send", "marker_recv", "record", "done",
     "dropped"};
@@ -257,9 +261,10 @@ static int read_line(const char *name, int line, json_t *o, cl_tf_event_t *e,
       return bad(diag, name, line, "%s needs \"seq\" >= 0", evs);
   }
   if (has_n(e->ev)) {
-    if (get_uint(o, "n", &v) < 0 || v == 0 || e->seq == 0)
-      return bad(diag, name, line, "%s needs \"n\" >= 1 and \"seq\" >= 1",
-                 evs);
+    if (get_uint(o, "n", &v) < 0 || v == 0 || v > TF_TOKENS_MAX ||
+        e->seq == 0)
+      return bad(diag, name, line, "%s needs \"n\" from 1 to 2^50 and "
+                 "\"seq\" >= 1", evs);
     e->n = (int64_t)v;
   }
   if (has_snap(e->ev) && get_uint(o, "snap", &e->snap) < 0)
@@ -280,16 +285,19 @@ static int read_line(const char *name, int line, json_t *o, cl_tf_event_t *e,
     }
   }
   x = json_object_get(o, "tokens");
-  if (!json_is_integer(x))
-    return bad(diag, name, line, "%s needs \"tokens\"", evs);
+  if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+      json_integer_value(x) > TF_TOKENS_MAX)
+    return bad(diag, name, line, "%s needs \"tokens\", from 0 to 2^50",
+               evs);
   e->tokens = (int64_t)json_integer_value(x);
   if (get_uint(o, "t_us", &e->t_us) < 0)
     return bad(diag, name, line, "%s needs \"t_us\"", evs);
   return 0;
 }
 
-/* Add id to the sorted server list unless it is there. 0 or -1 (out of
- * memory). */
+/* Add id to the sorted server list unless it is there. 0, -1 (out of
+ * memory) or -2 (more than CL_SERVERS_MAX servers, which no topology
+ * has: each insertion moves the list, so this also bounds the work). */
 static int add_server(cl_tf_t *tf, const char *id) {
   size_t lo = 0, hi = tf->nservers;
   char(*v)[CL_ID_SIZE];
@@ -303,6 +311,8 @@ static int add_server(cl_tf_t *tf, const char *id) {
     else
       hi = mid;
   }
+  if (tf->nservers >= CL_SERVERS_MAX)
+    return -2;
   v = realloc(tf->servers, (tf->nservers + 1) * sizeof *v);
   if (v == NULL)
     return -1;
@@ -367,12 +377,16 @@ int cl_tf_read(const char *name, const char *text, size_t len, cl_tf_t **out,
     goto fail;
   }
   /* The servers: every name met, in byte order. */
-  for (k = 0; k < tf->nev; k++)
-    if (add_server(tf, pend[k].server) < 0 ||
-        (pend[k].peer[0] && add_server(tf, pend[k].peer) < 0)) {
-      bad(diag, name, 0, "out of memory");
+  for (k = 0; k < tf->nev; k++) {
+    int r = add_server(tf, pend[k].server);
+    if (r == 0 && pend[k].peer[0])
+      r = add_server(tf, pend[k].peer);
+    if (r < 0) {
+      bad(diag, name, tf->ev[k].line, r == -2 ? "more than %d servers" :
+          "out of memory", CL_SERVERS_MAX);
       goto fail;
     }
+  }
   for (k = 0; k < tf->nev; k++) {
     cl_tf_event_t *e = &tf->ev[k];
     const cl_tf_event_t *prev = k ? &tf->ev[k - 1] : NULL;
@@ -494,36 +508,45 @@ static size_t lower_bound(const msgkey_t *keys, size_t n, const msgkey_t *want) 
   return lo;
 }
 
-/* A receive with no send in the trace (k): 0 if it was sent before the
- * trace began, else -1 with diag. */
+/* A receive with no send in the trace (k): CL_TF_SENT_BEFORE or
+ * CL_TF_SENT_AFTER when its channel's messages in the sender's trace are
+ * all after or all before it, else -1 with diag (a message the sender's
+ * trace should hold). */
 static int unsent(const cl_tf_t *tf, size_t k, const msgkey_t *keys, size_t n,
                   const char *name, cl_diag_t *diag) {
   const cl_tf_event_t *e = &tf->ev[k];
   msgkey_t want = {e->peer, e->server, 0, e->ev == CL_TEV_MARKER_RECV, 0};
-  size_t at = lower_bound(keys, n, &want);
+  size_t at;
+  int later, earlier;
   char w[CL_ID_SIZE + 64];
   where(tf, k, w, sizeof w);
   if (want.marker) {
     if (!records(tf, e->peer, e->snap))
-      return 0;
+      return CL_TF_SENT_BEFORE;
     return bad(diag, name, e->line, "%s receives the marker of snapshot %"
                PRIu64 " from %s, which recorded it in the trace but never "
                "sent that marker", w, e->snap, tf->servers[e->peer]);
   }
-  /* Sent before the trace: every message of the channel sent in the
-   * trace comes after it. */
-  if (at == n || keys[at].marker || keys[at].src != e->peer ||
-      keys[at].dst != e->server || keys[at].v > e->seq)
-    return 0;
+  want.v = e->seq;
+  at = lower_bound(keys, n, &want);
+  later = at < n && !keys[at].marker && keys[at].src == e->peer &&
+          keys[at].dst == e->server;
+  earlier = at > 0 && !keys[at - 1].marker && keys[at - 1].src == e->peer &&
+            keys[at - 1].dst == e->server;
+  if (!earlier)
+    return CL_TF_SENT_BEFORE;
+  if (!later)
+    return CL_TF_SENT_AFTER;
   return bad(diag, name, e->line, "%s receives token message #%" PRIu64
-             " from %s, which %s never sent (its trace sends #%" PRIu64
-             " and on)", w, e->seq, tf->servers[e->peer],
-             tf->servers[e->peer], keys[at].v);
+             " from %s, which %s's trace should hold but does not (it "
+             "sends #%" PRIu64 " and #%" PRIu64 ")", w, e->seq,
+             tf->servers[e->peer], tf->servers[e->peer], keys[at - 1].v,
+             keys[at].v);
 }
 
 /* The messages, from the matched events: every send, and every receive
  * of a message sent before the trace. */
-static int messages(cl_tf_t *tf) {
+static int messages(cl_tf_t *tf, const uint8_t *outside) {
   size_t k, n = 0;
   tf->msgs = malloc((tf->nev ? tf->nev : 1) * sizeof *tf->msgs);
   if (tf->msgs == NULL)
@@ -544,9 +567,23 @@ static int messages(cl_tf_t *tf) {
     m->snap = m->marker ? e->snap : 0;
     m->send = send ? k : CL_TF_NONE;
     m->recv = send ? e->match : k;
+    m->outside = send ? CL_TF_INSIDE : outside[k];
   }
   tf->nmsgs = n;
   qsort(tf->msgs, n, sizeof *tf->msgs, msg_cmp);
+  /* A token message sent in the trace and not received there, followed
+   * on its channel by one received there, was received before the
+   * receiver's trace began (FIFO). Messages are in (src, dst, seq) order:
+   * walk each channel from its end. */
+  for (k = n; k-- > 0;) {
+    cl_tf_msg_t *m = &tf->msgs[k];
+    const cl_tf_msg_t *next = k + 1 < n ? &tf->msgs[k + 1] : NULL;
+    if (m->marker || m->recv != CL_TF_NONE || next == NULL || next->marker ||
+        next->src != m->src || next->dst != m->dst)
+      continue;
+    if (next->recv != CL_TF_NONE || next->outside == CL_TF_RECV_BEFORE)
+      m->outside = CL_TF_RECV_BEFORE;
+  }
   return 0;
 }
 
@@ -555,13 +592,15 @@ static int match(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
   msgkey_t *keys = malloc((tf->nev ? tf->nev : 1) * sizeof *keys);
   uint64_t *last = calloc(tf->nservers ? tf->nservers : 1, sizeof *last);
   uint8_t *seen = calloc(tf->nservers ? tf->nservers : 1, 1);
+  uint8_t *outside = calloc(tf->nev ? tf->nev : 1, 1);
   size_t k, n = 0;
   int rc = 0;
   char w[CL_ID_SIZE + 64];
-  if (keys == NULL || last == NULL || seen == NULL) {
+  if (keys == NULL || last == NULL || seen == NULL || outside == NULL) {
     free(keys);
     free(last);
     free(seen);
+    free(outside);
     return bad(diag, name, 0, "out of memory");
   }
   for (k = 0; k < tf->nev; k++) {
@@ -614,6 +653,8 @@ static int match(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
     if (hit == NULL) {
       if ((rc = unsent(tf, k, keys, n, name, diag)) < 0)
         break;
+      outside[k] = (uint8_t)rc;
+      rc = 0;
       continue;
     }
     if (tf->ev[hit->at].match != CL_TF_NONE) {
@@ -639,8 +680,9 @@ static int match(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
   free(keys);
   free(last);
   free(seen);
-  if (rc == 0 && messages(tf) < 0)
+  if (rc == 0 && messages(tf, outside) < 0)
     rc = bad(diag, name, 0, "out of memory");
+  free(outside);
   return rc;
 }
 
@@ -689,6 +731,26 @@ static int lamport(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
   return 0;
 }
 
+/* A server records a snapshot once and completes it once: a second
+ * record or done of one snapshot on one server is refused. */
+static int once(const cl_tf_t *tf, const char *name, cl_diag_t *diag) {
+  size_t k, j;
+  for (k = 0; k < tf->nev; k++) {
+    const cl_tf_event_t *e = &tf->ev[k];
+    if (e->ev != CL_TEV_RECORD && e->ev != CL_TEV_DONE)
+      continue;
+    /* Later ones of this server only: O(events of a server) per record,
+     * and a server has one record and one done per snapshot. */
+    for (j = k + 1; j < tf->first[e->server + 1]; j++)
+      if (tf->ev[j].ev == e->ev && tf->ev[j].snap == e->snap)
+        return bad(diag, name, tf->ev[j].line, "%s's event %" PRIu64
+                   " is its second %s of snapshot %" PRIu64 " (the first is "
+                   "event %" PRIu64 ")", tf->servers[e->server], tf->ev[j].i,
+                   cl_tf_ev_name(e->ev), e->snap, e->i);
+  }
+  return 0;
+}
+
 int cl_tf_link(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
   if (tf->gap_server != UINT32_MAX)
     return bad(diag, name, tf->gap_line, "%s dropped %" PRIu64 " events "
@@ -696,7 +758,7 @@ int cl_tf_link(cl_tf_t *tf, const char *name, cl_diag_t *diag) {
                "this needs a whole trace (trace start --events N with a "
                "larger N, or a shorter run)", tf->servers[tf->gap_server],
                tf->gap_count, tf->gap_i);
-  if (match(tf, name, diag) < 0)
+  if (once(tf, name, diag) < 0 || match(tf, name, diag) < 0)
     return -1;
   return lamport(tf, name, diag);
 }
@@ -751,41 +813,65 @@ int cl_tf_listed(const cl_tf_event_t *recv, uint64_t snap) {
   return 0;
 }
 
+/* How message m left its sender, for cl_tf_why: "sent by P (event 3)
+ * before it recorded snapshot 2 (event 5)" and the like. */
+static void sent_part(const cl_tf_t *tf, const cl_tf_snap_t *sn,
+                      const cl_tf_msg_t *m, char *buf, size_t size) {
+  const char *P = tf->servers[m->src];
+  size_t rp = sn->record[m->src];
+  if (m->send == CL_TF_NONE)
+    snprintf(buf, size, "sent by %s %s its trace", P,
+             m->outside == CL_TF_SENT_AFTER ? "after" : "before");
+  else if (rp == CL_TF_NONE)
+    snprintf(buf, size, "sent by %s (event %" PRIu64 "), which had not "
+             "recorded snapshot %" PRIu64 " in its trace", P,
+             tf->ev[m->send].i, sn->id);
+  else
+    snprintf(buf, size, "sent by %s (event %" PRIu64 ") before it recorded "
+             "snapshot %" PRIu64 " (event %" PRIu64 ")", P, tf->ev[m->send].i,
+             sn->id, tf->ev[rp].i);
+}
+
 int cl_tf_why(const cl_tf_t *tf, const cl_tf_snap_t *sn, const cl_tf_msg_t *m,
               char *why, size_t whysize) {
   const char *P = tf->servers[m->src], *Q = tf->servers[m->dst];
   size_t rp = sn->record[m->src], rq = sn->record[m->dst], mq;
-  const cl_tf_msg_t *mk;
-  char tmp[8], sent[96], mark[64] = " (which had not come)";
+  const cl_tf_msg_t *mk = cl_tf_marker(tf, m->src, m->dst, sn->id);
+  char tmp[8], sent[160], mark[64] = " (which had not come)";
   if (why == NULL) {
     why = tmp;
     whysize = sizeof tmp;
   }
-  if (m->send == CL_TF_NONE)
-    snprintf(sent, sizeof sent, "sent by %s before the trace began, so "
-             "before it recorded", P);
-  else if (rp != CL_TF_NONE)
-    snprintf(sent, sizeof sent, "sent by %s (event %" PRIu64 ") before it "
-             "recorded", P, tf->ev[m->send].i);
-  if (rp == CL_TF_NONE && m->send != CL_TF_NONE) {
-    snprintf(why, whysize, "%s never recorded snapshot %" PRIu64, P, sn->id);
-    return 0;
-  }
-  if (m->send != CL_TF_NONE && tf->ev[m->send].i > tf->ev[rp].i) {
-    snprintf(why, whysize, "sent by %s (event %" PRIu64 ") after it "
-             "recorded snapshot %" PRIu64 " (event %" PRIu64 "), so after "
-             "the marker on this FIFO channel: outside the cut on both "
-             "sides", P, tf->ev[m->send].i, sn->id, tf->ev[rp].i);
+  mq = mk != NULL ? mk->recv : CL_TF_NONE;
+  /* The rule is the receiver's: after it recorded, before the marker on
+   * this channel. The sender's side only explains it. */
+  if (rp != CL_TF_NONE &&
+      ((m->send != CL_TF_NONE && tf->ev[m->send].i > tf->ev[rp].i) ||
+       m->outside == CL_TF_SENT_AFTER)) {
+    char at[48] = "";
+    if (m->send != CL_TF_NONE)
+      snprintf(at, sizeof at, " (event %" PRIu64 ")", tf->ev[m->send].i);
+    snprintf(why, whysize, "sent by %s%s after it recorded snapshot %" PRIu64
+             " (event %" PRIu64 "), so after the marker on this FIFO channel: "
+             "outside the cut on both sides", P, at, sn->id, tf->ev[rp].i);
     return 0;
   }
   if (rq == CL_TF_NONE) {
-    snprintf(why, whysize, "%s never recorded snapshot %" PRIu64, Q, sn->id);
+    snprintf(why, whysize, "%s did not record snapshot %" PRIu64 " in its "
+             "trace", Q, sn->id);
     return 0;
   }
+  if (m->outside == CL_TF_RECV_BEFORE) {
+    snprintf(why, whysize, "received by %s before its trace began, so before "
+             "it recorded snapshot %" PRIu64 ": its recorded tokens include "
+             "these", Q, sn->id);
+    return 0;
+  }
+  sent_part(tf, sn, m, sent, sizeof sent);
   if (m->recv == CL_TF_NONE) {
-    snprintf(why, whysize, "%s snapshot %" PRIu64 ", still in flight when "
-             "the trace ended: %s was still recording this channel", sent,
-             sn->id, Q);
+    snprintf(why, whysize, "%s, not received by the end of the trace: %s "
+             "was still recording this channel, and records it if it comes "
+             "before the marker", sent, Q);
     return 0;
   }
   if (tf->ev[m->recv].i < tf->ev[rq].i) {
@@ -795,26 +881,18 @@ int cl_tf_why(const cl_tf_t *tf, const cl_tf_snap_t *sn, const cl_tf_msg_t *m,
              tf->ev[rq].i);
     return 0;
   }
-  mk = cl_tf_marker(tf, m->src, m->dst, sn->id);
-  mq = mk != NULL ? mk->recv : CL_TF_NONE;
   if (mq != CL_TF_NONE && tf->ev[m->recv].i > tf->ev[mq].i) {
-    snprintf(why, whysize, "received by %s after snapshot %" PRIu64 "'s "
-             "marker from %s", Q, sn->id, P);
+    snprintf(why, whysize, "received by %s (event %" PRIu64 ") after "
+             "snapshot %" PRIu64 "'s marker from %s (event %" PRIu64 ")", Q,
+             tf->ev[m->recv].i, sn->id, P, tf->ev[mq].i);
     return 0;
   }
   if (mq != CL_TF_NONE)
     snprintf(mark, sizeof mark, " (event %" PRIu64 ")", tf->ev[mq].i);
-  if (rp != CL_TF_NONE)
-    snprintf(why, whysize, "%s snapshot %" PRIu64 " (event %" PRIu64 "), "
-             "received by %s (event %" PRIu64 ") after it recorded (event %"
-             PRIu64 ") and before the marker from %s%s: in flight across the "
-             "cut", sent, sn->id, tf->ev[rp].i, Q, tf->ev[m->recv].i,
-             tf->ev[rq].i, P, mark);
-  else /* P recorded before the trace began */
-    snprintf(why, whysize, "%s snapshot %" PRIu64 ", received by %s (event %"
-             PRIu64 ") after it recorded (event %" PRIu64 ") and before the "
-             "marker from %s%s: in flight across the cut", sent, sn->id, Q,
-             tf->ev[m->recv].i, tf->ev[rq].i, P, mark);
+  snprintf(why, whysize, "%s, received by %s (event %" PRIu64 ") after it "
+           "recorded (event %" PRIu64 ") and before the marker from %s%s: in "
+           "flight across the cut", sent, Q, tf->ev[m->recv].i, tf->ev[rq].i,
+           P, mark);
   return 1;
 }
 

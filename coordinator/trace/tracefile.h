@@ -36,9 +36,20 @@ typedef struct cl_tf_event {
 /* A message the trace shows: a token message or a marker, with its send
  * and its receive (either NONE: sent before the trace began, or not
  * received by its end; never both). */
+/* Where a message with a missing end was, by its channel's messages in
+ * the two servers' traces (traces of a running cluster start and end at
+ * slightly different moments on each server). */
+enum {
+  CL_TF_INSIDE = 0,  /* both ends traced, or not received by the end */
+  CL_TF_SENT_BEFORE, /* no send: sent before the sender's trace began */
+  CL_TF_SENT_AFTER,  /* no send: sent after the sender's trace ended */
+  CL_TF_RECV_BEFORE  /* no recv: received before the receiver's began */
+};
+
 typedef struct cl_tf_msg {
   uint32_t src, dst;
   uint8_t marker;    /* 0: a token message; 1: a marker of snap */
+  uint8_t outside;   /* CL_TF_* above */
   uint64_t seq;      /* token: its seq; marker: token messages before it */
   int64_t n;         /* token: tokens */
   uint64_t snap;     /* marker */
@@ -80,8 +91,9 @@ int cl_tf_from_events(size_t nservers, const char *const *ids,
 int cl_tf_write(const cl_tf_t *tf, FILE *f);
 
 /* Read a JSON Lines trace (name: for diagnostics). Each line is checked:
- * JSON, keys and types for its ev, order, indexes. Returns 0 and *out, or
- * -1 with diag (name, line, what). */
+ * JSON, keys, types and ranges for its ev, order, indexes; what lines say
+ * together (matching, FIFO, one record per snapshot and server) is
+ * cl_tf_link's. Returns 0 and *out, or -1 with diag (name, line, what). */
 int cl_tf_read(const char *name, const char *text, size_t len, cl_tf_t **out,
                cl_diag_t *diag);
 int cl_tf_load(const char *path, cl_tf_t **out, cl_diag_t *diag);
@@ -100,8 +112,8 @@ uint32_t cl_tf_server(const cl_tf_t *tf, const char *id);
 
 /* ---- one snapshot, as the trace shows it -------------------------------- */
 
-/* Where snapshot `snap` happened on each server: its record, done (index
- * into ev or NONE) and, per inbound channel, the marker_recv. */
+/* Where snapshot `snap` happened on each server: its record and its done
+ * (indexes into ev, or NONE). Its markers are messages (cl_tf_marker). */
 typedef struct cl_tf_snap {
   uint64_t id;
   size_t *record; /* [nservers] */

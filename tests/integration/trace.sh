@@ -169,22 +169,50 @@ refusals)
   "$CLSNAP" diagram "$WORK/bad.jsonl" -o "$WORK/bad.svg" 2>"$WORK/err"; rc=$?
   set -e
   [ $rc = 2 ] && grep -q "bad.jsonl:2: not JSON" "$WORK/err" || { cat "$WORK/err" >&2; fail "a line that is not JSON"; }
-  # A receive of a message sent before the trace is fine (#4); one its
-  # sender's trace should hold but does not (#6) is not.
-  { printf '{"server":"N1","i":0,"ev":"send","peer":"N2","seq":5,"n":1,"tokens":0,"t_us":1}\n'
+  # Receives of messages sent before or after the sender's trace are fine
+  # (#4, #8: traces of a running cluster start and end at slightly
+  # different moments); one its sender's trace should hold (#6, between
+  # #5 and #7) is not.
+  { printf '{"server":"N1","i":0,"ev":"send","peer":"N2","seq":5,"n":1,"tokens":1,"t_us":1}\n'
+    printf '{"server":"N1","i":1,"ev":"send","peer":"N2","seq":7,"n":1,"tokens":0,"t_us":1}\n'
     printf '{"server":"N2","i":0,"ev":"recv","peer":"N1","seq":4,"n":2,"recorded":[],"tokens":2,"t_us":1}\n'
     printf '{"server":"N2","i":1,"ev":"recv","peer":"N1","seq":5,"n":1,"recorded":[],"tokens":3,"t_us":1}\n'
     printf '{"server":"N2","i":2,"ev":"recv","peer":"N1","seq":6,"n":1,"recorded":[],"tokens":4,"t_us":1}\n'; } >"$WORK/orphan.jsonl"
   set +e
   "$CLSNAP" explain "$WORK/orphan.jsonl" 0 2>"$WORK/err"; rc=$?
   set -e
-  [ $rc = 2 ] && grep -q "orphan.jsonl:4: N2's event 2 receives token message #6 from N1, which N1 never sent (its trace sends #5 and on)" "$WORK/err" ||
+  [ $rc = 2 ] && grep -q "orphan.jsonl:5: N2's event 2 receives token message #6 from N1, which N1's trace should hold but does not (it sends #5 and #7)" "$WORK/err" ||
     { cat "$WORK/err" >&2; fail "a receive with no send"; }
-  head -3 "$WORK/orphan.jsonl" >"$WORK/before.jsonl"
+  { sed -n 1p "$WORK/orphan.jsonl"; sed -n 3,4p "$WORK/orphan.jsonl"; } >"$WORK/before.jsonl"
   "$CLSNAP" diagram "$WORK/before.jsonl" -o "$WORK/before.svg" -q ||
     fail "a message sent before the trace is refused"
   grep -q 'class="msg token" data-src="N1" data-dst="N2" data-seq="4"><title>N1 -> N2 #4, 2 tokens, sent before the trace began' \
     "$WORK/before.svg" || fail "the message sent before the trace is not drawn"
+  # Trace files are input: a crash of an earlier version (two servers
+  # record a snapshot with no marker before), values past 2^50, an
+  # output that is no regular file.
+  printf '{"server":"A","i":0,"ev":"record","snap":0,"tokens":1,"t_us":0}\n{"server":"B","i":0,"ev":"record","snap":0,"tokens":1,"t_us":0}\n' >"$WORK/two.jsonl"
+  "$CLSNAP" explain "$WORK/two.jsonl" 0 >"$WORK/two.out" || fail "explain two.jsonl"
+  grep -q "B: recorded 1 token at its event 0 (it started the snapshot)" "$WORK/two.out" ||
+    { cat "$WORK/two.out" >&2; fail "explain two.jsonl: B's line"; }
+  printf '{"server":"A","i":0,"ev":"record","snap":0,"tokens":9223372036854775807,"t_us":0}\n' >"$WORK/big.jsonl"
+  set +e
+  "$CLSNAP" explain "$WORK/big.jsonl" 0 2>"$WORK/err"; rc=$?
+  set -e
+  [ $rc = 2 ] && grep -q 'big.jsonl:1: record needs "tokens", from 0 to 2^50' "$WORK/err" ||
+    { cat "$WORK/err" >&2; fail "tokens past 2^50"; }
+  # Written through, not replaced: a symlink (as /dev/stdout is) and a
+  # named pipe.
+  ln -s "$WORK/real.svg" "$WORK/link.svg"
+  "$CLSNAP" diagram "$WORK/before.jsonl" -o "$WORK/link.svg" -q || fail "diagram -o link.svg"
+  [ -L "$WORK/link.svg" ] || fail "diagram -o replaced a symlink"
+  grep -q "<svg" "$WORK/real.svg" || fail "diagram -o link.svg wrote nothing through it"
+  mkfifo "$WORK/fifo"
+  cat "$WORK/fifo" >"$WORK/stdout.svg" &
+  "$CLSNAP" diagram "$WORK/before.jsonl" -o "$WORK/fifo" -q || fail "diagram -o fifo"
+  wait
+  [ -p "$WORK/fifo" ] || fail "diagram -o replaced a named pipe"
+  grep -q "<svg" "$WORK/stdout.svg" || fail "diagram -o fifo wrote no SVG"
   printf '{"server":"N1","i":1,"ev":"record","snap":0,"tokens":1,"t_us":1}\n' >"$WORK/start.jsonl"
   set +e
   "$CLSNAP" diagram "$WORK/start.jsonl" 2>"$WORK/err" >/dev/null; rc=$?
