@@ -112,29 +112,41 @@ fail:
 
 /* ---- SVG ------------------------------------------------------------ */
 
-/* Message m's line, clipped to the window: from its send (the left edge
- * if it was sent before the trace) to its receive (the right edge if it
- * was not received). 0 if nothing of it is in the window or a lane. */
+/* Message m's line, clipped to the window: from its send to its receive.
+ * An end outside the trace is at an edge: sent before the trace or
+ * received before the receiver's began, the left; sent after the
+ * sender's trace ended or not received, the right. 0 if nothing of it is
+ * in the window or a lane. */
 static int endpoints(const layout_t *L, const cl_tf_msg_t *m, int *x1,
                      int *y1, int *x2, int *y2) {
+  const cl_tf_t *tf = L->tf;
+  int left = LEFT - 20, right = L->width - TAIL + 40;
   uint64_t la, lb;
   if (L->lane[m->src] < 0 || L->lane[m->dst] < 0)
     return 0;
-  la = m->send == CL_TF_NONE ? 0 : L->tf->ev[m->send].lamport;
-  lb = m->recv == CL_TF_NONE ? UINT64_MAX : L->tf->ev[m->recv].lamport;
-  if (la > L->to || lb < L->from)
+  la = m->send != CL_TF_NONE ? tf->ev[m->send].lamport
+       : m->outside == CL_TF_SENT_AFTER ? UINT64_MAX : 0;
+  lb = m->recv != CL_TF_NONE ? tf->ev[m->recv].lamport
+       : m->outside == CL_TF_RECV_BEFORE ? 0 : UINT64_MAX;
+  if ((la > L->to && la != UINT64_MAX) || (lb < L->from && lb != 0))
     return 0;
-  *x1 = m->send == CL_TF_NONE ? LEFT - 20 : x_of(L, la);
+  *x1 = la == 0 ? left : la == UINT64_MAX ? right : x_of(L, la);
+  *x2 = lb == 0 ? left + 10 : lb == UINT64_MAX ? right : x_of(L, lb);
   *y1 = y_of(L, m->src);
-  *x2 = m->recv == CL_TF_NONE ? L->width - TAIL + 40 : x_of(L, lb);
   *y2 = y_of(L, m->dst);
   return 1;
 }
 
 /* How a message's line ends, for titles and labels. */
 static const char *ends(const cl_tf_msg_t *m) {
-  if (m->send == CL_TF_NONE)
+  switch (m->outside) {
+  case CL_TF_SENT_BEFORE:
     return ", sent before the trace began";
+  case CL_TF_SENT_AFTER:
+    return ", sent after the sender's trace ended";
+  case CL_TF_RECV_BEFORE:
+    return ", received before the receiver's trace began";
+  }
   return m->recv == CL_TF_NONE ? ", in flight at the end" : "";
 }
 
@@ -245,7 +257,8 @@ static void svg_messages(const layout_t *L, FILE *f) {
             "fill=\"#222\" stroke=\"#fff\" stroke-width=\"3\" "
             "paint-order=\"stroke\">%" PRId64 " #%" PRIu64 "%s</text>\n",
             x1 + (x2 - x1) / 3 + 6, y1 + (y2 - y1) / 3 - 3, m->n, m->seq,
-            m->recv == CL_TF_NONE ? " (in flight)" : "");
+            m->recv == CL_TF_NONE && m->outside == CL_TF_INSIDE
+                ? " (in flight)" : "");
   }
 }
 
