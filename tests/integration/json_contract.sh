@@ -179,7 +179,15 @@ echo "ok: store, checkpoint, circulate, history, inspect, restore"
 
 # Traces: start, dump, stop, diagram, explain (docs/TRACE.md).
 expect 0 trace --expect '{"tracing": true, "servers": 3}' -- "${c[@]}" trace start
-"$CLSNAP" "${c[@]}" send A B 1 >/dev/null || fail "send A B 1"
+# After the restore any server may hold the tokens: send 1 from one that
+# holds some to the next on the ring (A -> B -> C -> A).
+"$CLSNAP" "${c[@]}" status --json >"$WORK/st.json" || fail "status"
+set -- $("$PYTHON" -c '
+import json, sys
+ring = {"A": "B", "B": "C", "C": "A"}
+s = next(s for s in json.load(open(sys.argv[1]))["servers"] if s["tokens"] > 0)
+print(s["id"], ring[s["id"]])' "$WORK/st.json")
+"$CLSNAP" "${c[@]}" send "$1" "$2" 1 >/dev/null || fail "send $1 $2 1"
 expect 0 snapshot --ids "$ids" --expect '{"ok": true}' -- "${c[@]}" snapshot C
 sid=$(last_key id)
 expect 0 trace_dump --expect "{\"trace\": \"$WORK/t.jsonl\", \"servers\": 3, \"messages\": 1, \"markers\": 3, \"snapshots\": 1, \"complete\": true}" -- \
