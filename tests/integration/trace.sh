@@ -147,6 +147,22 @@ cluster)
   rc=$?
   set -e
   [ $rc = 2 ] && grep -q "dropped" "$WORK/e.err" || fail "explain of a trace with a gap: exit $rc"
+  # Traced while tokens circulate: the servers' traces start and stop at
+  # slightly different moments, with messages crossing both edges. The
+  # trace is whole, draws, and its snapshot is explained with the
+  # servers' records agreeing.
+  "${C[@]}" circulate on >/dev/null
+  "${C[@]}" trace start --events 200000 >/dev/null || fail "trace start (live)"
+  "${C[@]}" snapshot N1 -q >/dev/null || fail "snapshot (live)"
+  "${C[@]}" trace stop >/dev/null || fail "trace stop (live)"
+  "${C[@]}" circulate off >/dev/null
+  "${C[@]}" trace dump "$WORK/live.jsonl" >/dev/null || fail "trace dump (live)"
+  ! grep -q '"ev":"dropped"' "$WORK/live.jsonl" || fail "live trace overran 200000 events"
+  "$CLSNAP" diagram "$WORK/live.jsonl" -o "$WORK/live.svg" -q || fail "diagram of a live trace"
+  snap=$(grep -o '"ev":"record","snap":[0-9]*' "$WORK/live.jsonl" | head -1 | grep -o '[0-9]*$')
+  "$CLSNAP" explain "$WORK/live.jsonl" "$snap" >"$WORK/live.txt" ||
+    { tail -5 "$WORK/live.txt" >&2; fail "explain of a live trace"; }
+  grep -q "the servers' own records agree" "$WORK/live.txt" || fail "live: no agreement"
   # Tracing and its reads do not disturb the cluster: a snapshot holds
   # every token.
   "${C[@]}" snapshot N2 -q >/dev/null || fail "snapshot after tracing"
