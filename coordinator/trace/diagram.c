@@ -433,6 +433,26 @@ static void page_data(const cl_tf_t *tf, const size_t *order, FILE *f) {
   fputs("],\"colours\":[", f);
   for (k = 0; k < tf->nsnaps; k++)
     fprintf(f, "%s\"%s\"", k ? "," : "", colour(k));
+  /* Token messages in flight when the trace began (received in it, sent
+   * before the sender's trace): [src, dst, seq, n]. */
+  fputs("],\"before\":[", f);
+  for (k = 0, j = 0; k < tf->nmsgs; k++) {
+    const cl_tf_msg_t *m = &tf->msgs[k];
+    if (m->marker || m->outside != CL_TF_SENT_BEFORE)
+      continue;
+    fprintf(f, "%s[%" PRIu32 ",%" PRIu32 ",%" PRIu64 ",%" PRId64 "]",
+            j++ ? "," : "", m->src, m->dst, m->seq, m->n);
+  }
+  /* Token messages sent in the trace but received before the receiver's
+   * trace began: never in flight on the page. [src, dst, seq]. */
+  fputs("],\"early\":[", f);
+  for (k = 0, j = 0; k < tf->nmsgs; k++) {
+    const cl_tf_msg_t *m = &tf->msgs[k];
+    if (m->marker || m->outside != CL_TF_RECV_BEFORE)
+      continue;
+    fprintf(f, "%s[%" PRIu32 ",%" PRIu32 ",%" PRIu64 "]", j++ ? "," : "",
+            m->src, m->dst, m->seq);
+  }
   /* Each step: [event id, server, ev, peer (-1), seq, n, snap, tokens,
    * recorded] */
   fputs("],\"steps\":[\n", f);

@@ -42,10 +42,18 @@
   function stateAt(k) {
     var tokens = T.tokens.slice(), flight = {}, recording = {}, seen = {};
     var i, st;
+    // Messages sent before the trace began are in flight from the start
+    // until their receive.
+    T.before.forEach(function (m) {
+      flight[m[0] + '>' + m[1] + '#' + m[2]] =
+          S[m[0]] + '->' + S[m[1]] + ' #' + m[2] + ' (' + m[3] + ')';
+    });
     for (i = 0; i < k; i++) {
       st = steps[i];
       tokens[st[1]] = st[7];
       if (st[2] === 'send') {
+        if (early[st[1] + '>' + st[3] + '#' + st[4]])
+          continue; // received before the receiver's trace began
         flight[st[1] + '>' + st[3] + '#' + st[4]] =
             S[st[1]] + '->' + S[st[3]] + ' #' + st[4] + ' (' + st[5] + ')';
       } else if (st[2] === 'recv') {
@@ -73,6 +81,9 @@
         recording[key] = 'snapshot ' + st[6] + ': ' + S[src] + '->' + S[st[1]];
     });
   }
+
+  var early = {};
+  T.early.forEach(function (m) { early[m[0] + '>' + m[1] + '#' + m[2]] = 1; });
 
   // Inbound channels per server, from the markers and messages seen.
   T.inbound = S.map(function () { return []; });

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Open a `clsnap diagram -o FILE.html` page in headless Chromium and check it.
 
-  /usr/bin/python3 browser.py PAGE.html SCREENSHOT.png
+  /usr/bin/python3 browser.py PAGE.html SCREENSHOT.png [--total]
 
 Needs Debian's python3-selenium, chromium and chromium-driver; exits 77
 ("skipped: ...") without them. Loads file://PAGE and checks: no console
@@ -10,6 +10,10 @@ message of level SEVERE; the step-through works (clicking #next changes
 back to the previous #step and #state); the page requested nothing over
 the network (performance log and resource timing); the screenshot, saved
 to SCREENSHOT, is not blank (at least 3 colours, 1% non-white pixels).
+With --total, the slider is also set to 0, 1/4, 1/2, 3/4 and the end of
+the run, and the total the state shows ("held H + in flight F = T") must
+be the same at each: tokens are conserved, also on a trace of a running
+cluster with messages crossing its edges.
 Prints what failed, or a summary line, and exits 1 or 0.
 """
 import json
@@ -83,8 +87,10 @@ def png_pixels(data):
 
 
 def main():
-    if len(sys.argv) != 3:
-        print("usage: browser.py PAGE.html SCREENSHOT.png", file=sys.stderr)
+    total = "--total" in sys.argv[3:]
+    if len(sys.argv) != 3 + total:
+        print("usage: browser.py PAGE.html SCREENSHOT.png [--total]",
+              file=sys.stderr)
         return 2
     page, shot = os.path.abspath(sys.argv[1]), sys.argv[2]
     if not os.path.isfile(page):
@@ -108,6 +114,8 @@ def main():
     fails = []
     try:
         check(driver, page, shot, fails)
+        if total and not fails:
+            check_total(driver, fails)
     except WebDriverException as e:
         fails.append(f"webdriver: {e.msg}")
     finally:
@@ -187,6 +195,26 @@ def check(driver, page, shot, fails):
               f"shown, state now {state[:60]!r}; no console error, "
               f"no network request; screenshot {width}x{height}, "
               f"{len(colours)} colours, {dark:.1%} non-white: ok")
+
+
+def check_total(driver, fails):
+    n = int(driver.find_element(By.ID, "slider").get_attribute("max"))
+    totals = {}
+    for k in sorted({0, n // 4, n // 2, 3 * n // 4, n}):
+        driver.execute_script(
+            "var s = document.getElementById('slider'); s.value = arguments[0];"
+            "s.dispatchEvent(new Event('input'));", k)
+        lines = driver.find_element(By.ID, "state").text.split("\n")
+        line = next((l for l in lines if l.startswith("held ")), "")
+        try:
+            totals[k] = int(line.rsplit("=", 1)[1])
+        except (IndexError, ValueError):
+            fails.append(f"step {k}: no 'held H + in flight F = T' line")
+            return
+    if len(set(totals.values())) != 1:
+        fails.append(f"the total changes from step to step: {totals}")
+    else:
+        print(f"browser: total {totals[0]} at steps {sorted(totals)}: ok")
 
 
 if __name__ == "__main__":

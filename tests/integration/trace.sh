@@ -178,6 +178,21 @@ browser)
   rc=$?
   set -e
   [ $rc = 0 ] || exit $rc # 77: skipped (no Chromium or Selenium)
+  # A trace begun while messages are on their way (sent with up to 300
+  # ms of jitter just before trace start): the page still shows every
+  # token, held or in flight, at every step.
+  cluster_up "$COS/3nodes.top" "$WORK/c" "--jitter-ms 300"
+  C=("$CLSNAP" --cluster "$WORK/c/cluster")
+  "${C[@]}" send N1 N2 3 >/dev/null && "${C[@]}" send N1 N3 2 >/dev/null ||
+    fail "send (live)"
+  "${C[@]}" trace start >/dev/null || fail "trace start (live)"
+  "${C[@]}" snapshot N2 -q >/dev/null || fail "snapshot (live)"
+  "${C[@]}" trace dump "$WORK/live.jsonl" >/dev/null || fail "trace dump (live)"
+  grep -q '"ev":"recv","peer":"N1"' "$WORK/live.jsonl" ||
+    fail "the messages sent before the trace were not received in it"
+  "$CLSNAP" diagram "$WORK/live.jsonl" -o "$WORK/live.html" -q || fail "diagram live.html"
+  /usr/bin/python3 "$here/browser.py" "$WORK/live.html" "$WORK/live.png" --total ||
+    fail "browser: the live page"
   ;;
 refusals)
   printf '{"server":"N1","i":0,"ev":"send","peer":"N2","seq":1,"n":1,"tokens":0,"t_us":1}\nnot json\n' >"$WORK/bad.jsonl"
