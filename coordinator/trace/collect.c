@@ -220,15 +220,12 @@ int cl_collect_counts(const cl_backend_t *be, size_t n,
   rc = read_all(be, n, ids, NULL, 0, reps, err, errsize);
   for (k = 0; k < n; k++) {
     last[k] = reps[k].u.trace_r.next ? reps[k].u.trace_r.next - 1 : 0;
-    *made += reps[k].u.trace_r.next;
-    *kept += reps[k].u.trace_r.next;
     cl_msg_free(&reps[k]);
   }
   if (rc == 0)
     rc = read_all(be, n, ids, last, 1, reps, err, errsize);
   /* From the second reply alone: made is its next; kept, the dropped
    * entry's index (everything before it was kept), else next. */
-  *made = *kept = 0;
   for (k = 0; k < n; k++) {
     if (rc == 0) {
       const cl_trace_event_t *e = reps[k].u.trace_r.events;
