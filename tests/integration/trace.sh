@@ -178,13 +178,17 @@ browser)
   rc=$?
   set -e
   [ $rc = 0 ] || exit $rc # 77: skipped (no Chromium or Selenium)
-  # A trace begun while messages are on their way (sent with up to 300
-  # ms of jitter just before trace start): the page still shows every
+  # A trace begun while messages are on their way (sent with jitter just
+  # before trace start): the page still shows every
   # token, held or in flight, at every step.
-  cluster_up "$COS/3nodes.top" "$WORK/c" "--jitter-ms 300"
+  # Six messages of up to 1 s jitter each: that every one arrives before
+  # trace start (a few ms later) is not going to happen.
+  cluster_up "$COS/3nodes.top" "$WORK/c" "--jitter-ms 1000"
   C=("$CLSNAP" --cluster "$WORK/c/cluster")
-  "${C[@]}" send N1 N2 3 >/dev/null && "${C[@]}" send N1 N3 2 >/dev/null ||
-    fail "send (live)"
+  for k in 1 2 3; do
+    "${C[@]}" send N1 N2 1 >/dev/null && "${C[@]}" send N1 N3 1 >/dev/null ||
+      fail "send (live)"
+  done
   "${C[@]}" trace start >/dev/null || fail "trace start (live)"
   "${C[@]}" snapshot N2 -q >/dev/null || fail "snapshot (live)"
   "${C[@]}" trace dump "$WORK/live.jsonl" >/dev/null || fail "trace dump (live)"
